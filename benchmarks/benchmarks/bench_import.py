@@ -1,0 +1,17 @@
+"""Cold start: ``import ottools`` and the first call with a warm Numba cache."""
+
+
+class ColdStart:
+    timeout = 120
+
+    def timeraw_import(self):
+        return "import ottools"
+
+    def timeraw_first_sinkhorn(self):
+        return """
+        import numpy as np, ottools
+        rng = np.random.default_rng(0)
+        c = rng.random((50, 40))
+        ottools.sinkhorn(None, None, c, 0.05, method="log")
+        ottools.sinkhorn(None, None, c, 0.05, method="scaling")
+        """

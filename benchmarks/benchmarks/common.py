@@ -1,0 +1,42 @@
+"""Shared problem generators for the asv suite and benchmarks/*.py scripts."""
+
+import os
+
+import numpy as np
+
+# CI runs the suite in quick mode on 2 cores: OTTOOLS_BENCH_QUICK=1 keeps sizes small.
+QUICK = os.environ.get("OTTOOLS_BENCH_QUICK", "") not in ("", "0")
+
+
+def sizes(full, quick):
+    """Parameter list: ``quick`` when OTTOOLS_BENCH_QUICK is set, else ``full``."""
+    return quick if QUICK else full
+
+
+def uniform_2d_problem(n, m=None, dtype=np.float64, seed=0):
+    """Uniform points in the unit square, squared Euclidean cost divided by its max."""
+    m = n if m is None else m
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 2))
+    y = rng.random((m, 2))
+    cost = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2 * x @ y.T
+    np.maximum(cost, 0, out=cost)
+    cost /= cost.max()
+    a = np.full(n, 1.0 / n)
+    b = np.full(m, 1.0 / m)
+    return a.astype(dtype), b.astype(dtype), np.ascontiguousarray(cost, dtype=dtype)
+
+
+def import_pot():
+    """POT, or NotImplementedError (asv skips the benchmark)."""
+    try:
+        import ot
+    except ImportError as exc:
+        raise NotImplementedError("POT is not installed") from exc
+    return ot
+
+
+def marginal_error(P, a, b):
+    """Our err on any plan (POT's included): ||P1 - a||_1 + ||P^T 1 - b||_1."""
+    P = np.asarray(P, dtype=np.float64)
+    return float(np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - b).sum())

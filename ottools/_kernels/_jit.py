@@ -1,0 +1,24 @@
+"""Shared Numba decorator options for every kernel.
+
+``cache=True`` (compiled code is reused across processes), ``nogil=True``,
+``error_model="numpy"`` (division by zero gives inf/nan instead of raising).
+Never ``fastmath=True``: it implies ``nnan``/``ninf`` and lets LLVM delete NaN
+checks. A reduction that needs reassociation uses ``FASTMATH_SAFE``, a flag set
+without ``nnan``, ``ninf`` and ``afn``.
+"""
+
+import numba
+
+JIT_OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
+
+# Reassociation and contraction only: NaN/inf semantics are kept.
+FASTMATH_SAFE = {"nsz", "arcp", "contract", "reassoc"}
+
+
+def jit(*args, **kwargs):
+    """``numba.njit`` with the project's options (extra keywords override)."""
+    opts = dict(JIT_OPTIONS)
+    opts.update(kwargs)
+    if args and callable(args[0]) and len(args) == 1:
+        return numba.njit(**opts)(args[0])
+    return numba.njit(*args, **opts)

@@ -1,0 +1,63 @@
+"""Result object, status codes and warnings shared by every ottools solver."""
+
+from scipy.optimize import OptimizeResult
+
+__all__ = ["OTResult", "OTWarning", "OTConvergenceWarning", "STATUS_MESSAGES"]
+
+# Status table (listed in every solver's Returns section, as scipy.optimize.linprog does).
+CONVERGED = 0
+MAXITER = 1
+NONFINITE = 2
+CALLBACK = 3
+
+STATUS_MESSAGES = {
+    CONVERGED: "Converged: the marginal error is at most tol.",
+    MAXITER: (
+        "Maximum number of iterations reached before the marginal error fell below tol; "
+        "increase maxiter, loosen tol, or increase reg."
+    ),
+    NONFINITE: (
+        "Non-finite values appeared (underflow or overflow); the last finite iterate is "
+        "returned. Use method='log' or a larger reg."
+    ),
+    CALLBACK: "Stopped by the callback (StopIteration).",
+}
+
+
+class OTResult(OptimizeResult):
+    """Result of an ottools solver.
+
+    A ``dict`` with attribute access and SciPy's ``repr``: a subclass of
+    :class:`scipy.optimize.OptimizeResult`, so ``res.success``, ``res.fun``
+    and ``res.message`` work as in :mod:`scipy.optimize`. The fields of each
+    solver are listed in its Returns section. Every iterative solver fills
+
+    ``fun``, ``cost``, ``plan``, ``f``, ``g``, ``nit``, ``err``, ``success``,
+    ``status``, ``message`` and ``method``.
+
+    Status codes: 0 converged, 1 ``maxiter`` reached, 2 non-finite values
+    (the last finite iterate is returned), 3 stopped by ``callback``.
+    """
+
+
+class OTWarning(UserWarning):
+    """Base class of the warnings ottools emits."""
+
+
+class OTConvergenceWarning(OTWarning):
+    """A solver did not converge and its return value cannot carry a status."""
+
+
+def status_message(status, **details):
+    """The message of ``status``, with ``details`` (e.g. err, tol) appended."""
+    msg = STATUS_MESSAGES[status]
+    if details:
+        extra = ", ".join(f"{k}={_fmt(v)}" for k, v in details.items())
+        msg = f"{msg} ({extra})"
+    return msg
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)

@@ -1,0 +1,413 @@
+"""Entropic optimal transport: ``sinkhorn`` and its solvers."""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import logsumexp
+
+from ._kernels import _sinkhorn as _k
+from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, OTResult, status_message
+from ._validation import (
+    _as_float_array,
+    _check_balanced,
+    _check_callback,
+    _check_cost,
+    _check_int,
+    _check_method,
+    _check_options,
+    _check_positive,
+    _check_weights,
+    _result_dtype,
+)
+
+__all__ = ["sinkhorn"]
+
+# Above this ratio (cost range / reg) "auto" leaves the scaling form for the log domain:
+# exp(-ratio) must stay far from the dtype's underflow and the scalings from overflow.
+_AUTO_SCALING_RATIO = {np.dtype(np.float64): 100.0, np.dtype(np.float32): 30.0}
+
+
+@dataclass
+class _Problem:
+    """A validated entropic problem, compressed to the positive weights."""
+
+    a: np.ndarray  # full weights, dtype
+    b: np.ndarray
+    cost: np.ndarray  # full cost, dtype
+    reg: float
+    dtype: np.dtype
+    rows: np.ndarray  # indices of positive a
+    cols: np.ndarray
+    ac: np.ndarray  # compressed, C-contiguous
+    bc: np.ndarray
+    costc: np.ndarray
+    loga: np.ndarray
+    logb: np.ndarray
+    f0: np.ndarray  # compressed initial potentials
+    g0: np.ndarray
+    tol: float
+    maxiter: int
+    callback: object
+
+    @property
+    def compressed(self):
+        return self.rows.size < self.a.size or self.cols.size < self.b.size
+
+
+def _prepare(a, b, cost, reg, tol, maxiter, init, callback):
+    cost = _check_cost(cost)
+    n, m = cost.shape
+    a_arr = None if a is None else _as_float_array(a, "a", ndim=1)
+    b_arr = None if b is None else _as_float_array(b, "b", ndim=1)
+    dtype = _result_dtype(cost, a_arr, b_arr)
+    a = _check_weights(a_arr, n, "a", dtype)
+    b = _check_weights(b_arr, m, "b", dtype)
+    _check_balanced(a, b)
+    reg = _check_positive(reg, "reg")
+    tol = _check_positive(tol, "tol", allow_zero=True)
+    maxiter = _check_int(maxiter, "maxiter", minimum=0)
+    callback = _check_callback(callback)
+    cost = np.ascontiguousarray(cost, dtype=dtype)
+    rows = np.flatnonzero(a > 0)
+    cols = np.flatnonzero(b > 0)
+    if rows.size < n or cols.size < m:
+        costc = np.ascontiguousarray(cost[np.ix_(rows, cols)])
+    else:
+        costc = cost
+    ac = np.ascontiguousarray(a[rows])
+    bc = np.ascontiguousarray(b[cols])
+    if init is None:
+        f0 = np.zeros(rows.size, dtype=dtype)
+        g0 = np.zeros(cols.size, dtype=dtype)
+    else:
+        if not (isinstance(init, (tuple, list)) and len(init) == 2):
+            raise TypeError("`init` must be a pair (f, g) of potentials, or None.")
+        f_init = _as_float_array(init[0], "init[0]", ndim=1, dtype=dtype)
+        g_init = _as_float_array(init[1], "init[1]", ndim=1, dtype=dtype)
+        if f_init.shape[0] != n or g_init.shape[0] != m:
+            raise ValueError(
+                f"`init` potentials must have lengths ({n}, {m}); "
+                f"got ({f_init.shape[0]}, {g_init.shape[0]})."
+            )
+        if not (np.all(np.isfinite(f_init)) and np.all(np.isfinite(g_init))):
+            raise ValueError("`init` potentials must be finite.")
+        f0 = np.ascontiguousarray(f_init[rows])
+        g0 = np.ascontiguousarray(g_init[cols])
+    with np.errstate(divide="ignore"):
+        loga = np.log(ac)
+        logb = np.log(bc)
+    return _Problem(a, b, cost, reg, dtype, rows, cols, ac, bc, costc, loga, logb,
+                    f0, g0, tol, maxiter, callback)
+
+
+def _expand(prob, fc, gc):
+    """Full potentials: zero-weight entries get their c-transform (finite, optimal)."""
+    if not prob.compressed:
+        return fc.copy(), gc.copy()
+    n, m = prob.cost.shape
+    reg = prob.reg
+    f = np.empty(n, dtype=prob.dtype)
+    g = np.empty(m, dtype=prob.dtype)
+    f[prob.rows] = fc
+    g[prob.cols] = gc
+    zr = np.setdiff1d(np.arange(n), prob.rows)
+    zc = np.setdiff1d(np.arange(m), prob.cols)
+    if zr.size:
+        z = prob.logb[None, :] + (gc[None, :] - prob.cost[np.ix_(zr, prob.cols)]) / reg
+        f[zr] = -reg * logsumexp(z, axis=1)
+    if zc.size:
+        z = prob.loga[:, None] + (fc[:, None] - prob.cost[np.ix_(prob.rows, zc)]) / reg
+        g[zc] = -reg * logsumexp(z, axis=0)
+    return f, g
+
+
+def _run_blocks(prob, step, potentials, method, check_every, tol=None):
+    """Run ``step(maxiter, check_first) -> (nit, status, err)`` to the end.
+
+    Without a callback, one kernel call runs the whole loop. With one, the kernel runs
+    in blocks of ``check_every`` iterations and the callback sees an ``OTResult`` with
+    the current potentials ``f``, ``g``, ``nit`` and ``err`` (the marginal error of the
+    previous iterate) after each block; ``StopIteration`` stops with status 3.
+    """
+    if prob.callback is None:
+        nit, status, _ = step(prob.maxiter, False)
+        return nit, status
+    total, status, check_first = 0, MAXITER, False
+    while total < prob.maxiter:
+        block = min(check_every, prob.maxiter - total)
+        nit, status, err = step(block, check_first)
+        total += nit
+        check_first = True
+        if status != MAXITER:
+            break
+        f, g = _expand(prob, *potentials())
+        inter = OTResult(f=f, g=g, nit=total, err=float(err), method=method)
+        try:
+            prob.callback(inter)
+        except StopIteration:
+            status = CALLBACK
+            break
+    return total, status
+
+
+def _solve_log(prob, *, check_every=10, epsilon_scaling=False, epsilon_decay=0.5,
+               epsilon_start=None):
+    """Log-domain Sinkhorn (stabilized log-sum-exp), with optional epsilon-scaling.
+
+    Options
+    -------
+    check_every : int, default 10
+        Iterations per block between two callback calls (only used with a callback).
+    epsilon_scaling : bool, default False
+        Solve first at a larger regularization, then divide it by ``1 / epsilon_decay``
+        per stage down to ``reg``, warm-starting the potentials (GeomLoss, OTT-JAX).
+        Intermediate stages stop at ``err <= max(tol, 1e-3)``. ``nit`` counts all stages.
+    epsilon_decay : float in (0, 1), default 0.5
+    epsilon_start : float, default the range of the cost (max - min)
+    """
+    check_every = _check_int(check_every, "check_every", minimum=1)
+    decay = _check_positive(epsilon_decay, "epsilon_decay")
+    if decay >= 1:
+        raise ValueError(f"`epsilon_decay` must be in (0, 1); got {decay}.")
+    f, g = prob.f0.copy(), prob.g0.copy()
+    dt = prob.dtype.type
+    nit_total = 0
+    if epsilon_scaling:
+        costc = prob.costc
+        eps0 = (float(costc.max() - costc.min()) if epsilon_start is None
+                else _check_positive(epsilon_start, "epsilon_start"))
+        eps = eps0
+        stage_tol = max(prob.tol, 1e-3)
+        while eps > prob.reg and nit_total < prob.maxiter:
+            nit, status, _ = _k.sinkhorn_log(prob.ac, prob.loga, prob.logb, costc, dt(eps),
+                                            f, g, dt(stage_tol), prob.maxiter - nit_total,
+                                            False)
+            nit_total += nit
+            if status == NONFINITE:
+                return f, g, nit_total, status, {}
+            eps *= decay
+    remaining = prob.maxiter - nit_total
+
+    def step(maxiter, check_first):
+        return _k.sinkhorn_log(prob.ac, prob.loga, prob.logb, prob.costc, dt(prob.reg), f, g,
+                               dt(prob.tol), maxiter, check_first)
+
+    sub = _Problem(**{**prob.__dict__, "maxiter": remaining})
+    nit, status = _run_blocks(sub, step, lambda: (f, g), "log", check_every)
+    return f, g, nit_total + nit, status, {}
+
+
+def _solve_scaling(prob, *, check_every=10):
+    """Scaling (matrix) form ``u <- a / (K v)``, ``v <- b / (K^T u)`` with BLAS matvecs.
+
+    Fast, but ``K = exp(-C / reg)`` under/overflows once the cost range exceeds about
+    700 ``reg`` (float64) or 80 ``reg`` (float32): the run then stops with status 2 and
+    the last finite iterate.
+
+    Options
+    -------
+    check_every : int, default 10
+        Iterations per block between two callback calls (only used with a callback).
+    """
+    check_every = _check_int(check_every, "check_every", minimum=1)
+    reg = prob.reg
+    dt = prob.dtype
+    cmin = float(prob.costc.min())
+    K = np.exp(-(prob.costc - dt.type(cmin)) / dt.type(reg))
+    with np.errstate(over="ignore", under="ignore"):
+        u = (prob.ac * np.exp((prob.f0 - cmin) / reg)).astype(dt)
+        v = (prob.bc * np.exp(prob.g0 / reg)).astype(dt)
+
+    def step(maxiter, check_first):
+        return _k.sinkhorn_scaling(prob.ac, prob.bc, K, u, v, dt.type(prob.tol), maxiter,
+                                   check_first)
+
+    def potentials():
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            f = (reg * np.log(u / prob.ac) + cmin).astype(dt)
+            g = (reg * np.log(v / prob.bc)).astype(dt)
+        return f, g
+
+    nit, status = _run_blocks(prob, step, potentials, "scaling", check_every)
+    f, g = potentials()
+    if not (np.all(np.isfinite(f)) and np.all(np.isfinite(g))):
+        # Underflow before the first finite update: fall back to the initial potentials.
+        f, g, status = prob.f0.copy(), prob.g0.copy(), NONFINITE
+    return f, g, nit, status, {}
+
+
+_METHODS = {"log": _solve_log, "scaling": _solve_scaling}
+_OPTIONS = {
+    "log": ("check_every", "epsilon_scaling", "epsilon_decay", "epsilon_start"),
+    "scaling": ("check_every",),
+}
+
+
+def _auto_method(prob):
+    """The documented rule of ``method="auto"``."""
+    rng = float(prob.costc.max() - prob.costc.min())
+    limit = _AUTO_SCALING_RATIO[prob.dtype]
+    return "scaling" if rng / prob.reg <= limit else "log"
+
+
+def _finish(prob, fc, gc, nit, status, method, extras):
+    """Plan, costs and honest error from the potentials."""
+    Pc, rows, cols, lin, plogr = _k.plan_from_potentials(
+        prob.loga, prob.logb, prob.costc, prob.dtype.type(prob.reg), fc, gc)
+    err = float(np.abs(rows - prob.ac).sum() + np.abs(cols - prob.bc).sum())
+    mass = float(rows.sum())
+    ma, mb = float(prob.a.sum(dtype=np.float64)), float(prob.b.sum(dtype=np.float64))
+    kl = plogr - mass + ma * mb
+    f, g = _expand(prob, fc, gc)
+    # Gauge: f + c, g - c leave the plan unchanged; centre so that <f, a> = <g, b>.
+    shift = (float(g @ prob.b) - float(f @ prob.a)) / (2.0 * ma)
+    f = (f + shift).astype(prob.dtype)
+    g = (g - shift).astype(prob.dtype)
+    if prob.compressed:
+        plan = np.zeros(prob.cost.shape, dtype=prob.dtype)
+        plan[np.ix_(prob.rows, prob.cols)] = Pc
+    else:
+        plan = Pc
+    dual = float(f @ prob.a) + float(g @ prob.b) - prob.reg * (mass - ma * mb)
+    if status == MAXITER and err <= prob.tol:
+        status = CONVERGED
+    if status == CONVERGED and err > prob.tol:
+        status = MAXITER
+        message = (f"The iteration's error reached tol, but the error recomputed from the "
+                   f"plan is {err:.3g} > tol={prob.tol:.3g}: tol is below the rounding "
+                   f"floor of {prob.dtype}; loosen tol.")
+    else:
+        message = status_message(status, err=err, tol=prob.tol, nit=nit)
+    res = OTResult(
+        fun=float(lin + prob.reg * kl),
+        cost=float(lin),
+        dual_value=dual,
+        plan=plan,
+        f=f,
+        g=g,
+        nit=int(nit),
+        err=err,
+        success=status == CONVERGED,
+        status=int(status),
+        message=message,
+        method=method,
+        reg=prob.reg,
+    )
+    res.update(extras)
+    return res
+
+
+def sinkhorn(a, b, cost, reg, *, method="auto", tol=1e-9, maxiter=10_000, init=None,
+             callback=None, options=None):
+    r"""Entropic optimal transport by Sinkhorn's algorithm.
+
+    Solves
+
+    .. math::
+
+        \min_{P \in U(a, b)} \langle P, C \rangle + \mathrm{reg}\,\mathrm{KL}(P \| a \otimes b)
+
+    whose optimal plan is exactly POT's ``ot.sinkhorn(a, b, M, reg)`` plan (the two
+    objectives differ by a constant on :math:`U(a, b)`).
+
+    Parameters
+    ----------
+    a : array_like, shape (n,), or None
+        Source weights: finite, non-negative, positive sum; zeros allowed. ``None`` means
+        uniform. Must have the same total mass as ``b`` (relative tolerance 1e-6).
+    b : array_like, shape (m,), or None
+        Target weights, as ``a``.
+    cost : array_like, shape (n, m)
+        Ground cost, finite. Rectangular problems are fine.
+    reg : float
+        Entropic regularization :math:`\varepsilon > 0`, in the units of ``cost``.
+    method : {"auto", "log", "scaling"}, default "auto"
+        ``"log"``: log-domain Sinkhorn, stable for every ``reg``. ``"scaling"``: the
+        matrix-scaling form with BLAS matrix-vector products; fast, but it under/overflows
+        when ``(max(cost) - min(cost)) / reg`` exceeds a few hundred. ``"auto"``: the
+        scaling form when ``(max(cost) - min(cost)) / reg <= 100`` (float64) or ``30``
+        (float32), else the log domain; the choice is echoed in ``res.method``.
+    tol : float, default 1e-9
+        Stop when the marginal error ``err = ||P 1 - a||_1 + ||P^T 1 - b||_1`` of the
+        returned plan is at most ``tol`` (checked exactly at every iteration). float32
+        cannot go much below ``1e-6``.
+    maxiter : int, default 10000
+        Maximum number of iterations (one iteration updates ``f`` then ``g``).
+    init : tuple (f, g) of arrays, optional
+        Warm start: initial potentials of lengths ``n`` and ``m`` (e.g. ``(res.f, res.g)``
+        of a previous solve).
+    callback : callable, optional
+        ``callback(intermediate_result)`` is called every ``options["check_every"]``
+        iterations with an :class:`OTResult` holding ``f``, ``g``, ``nit``, ``err`` (of the
+        previous iterate) and ``method``; raising ``StopIteration`` stops the solver
+        (status 3).
+    options : dict, optional
+        Per-method knobs; an unknown key raises ``TypeError``.
+
+        - ``"log"``: ``check_every`` (10), ``epsilon_scaling`` (False: solve at
+          decreasing regularizations from ``epsilon_start`` (the cost range) down to
+          ``reg``, dividing by ``1/epsilon_decay`` (0.5) per stage, warm-starting the
+          potentials; ``nit`` counts every stage).
+        - ``"scaling"``: ``check_every`` (10).
+
+    Returns
+    -------
+    res : OTResult
+        ``plan`` : ndarray (n, m), the transport plan, with
+        ``P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg)``.
+        ``f``, ``g`` : ndarrays (n,), (m,), the dual potentials in cost units, centred so
+        that ``<f, a> = <g, b>``. Entries of zero weight hold their c-transform.
+        ``cost`` : float, ``<P, C>``.
+        ``fun`` : float, ``<P, C> + reg KL(P || a x b)`` (generalized KL), the objective.
+        ``dual_value`` : float, the dual objective
+        ``<f, a> + <g, b> - reg (sum(P) - sum(a) sum(b))``; equals ``fun`` at convergence.
+        ``err`` : float, ``||P 1 - a||_1 + ||P^T 1 - b||_1`` computed from ``plan``.
+        ``nit``, ``success``, ``status``, ``message``, ``method``, ``reg``.
+
+        ``status``: 0 converged (``err <= tol``); 1 ``maxiter`` reached; 2 non-finite
+        values (under/overflow of the scaling form; the last finite iterate is
+        returned); 3 stopped by ``callback``.
+
+    Notes
+    -----
+    Log-domain updates (algorithms.md section 1):
+    ``f_i <- -reg log sum_j b_j exp((g_j - C_ij) / reg)``, then the same for ``g``.
+    After a ``g`` update the column marginals are exact; the row marginals of the
+    current iterate come for free with the next ``f`` update, so ``err`` is checked at
+    every iteration. POT measures the L2 norm of one marginal every 10 iterations: to
+    compare with POT, compute this ``err`` on POT's plan.
+
+    References
+    ----------
+    .. [1] M. Cuturi, "Sinkhorn Distances: Lightspeed Computation of Optimal Transport",
+       NeurIPS 2013.
+    .. [2] G. Peyré, M. Cuturi, "Computational Optimal Transport", 2019, chapter 4.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import ottools
+    >>> cost = np.array([[0.0, 1.0], [1.0, 0.0]])
+    >>> res = ottools.sinkhorn([0.5, 0.5], [0.5, 0.5], cost, reg=0.1)
+    >>> res.success, res.method
+    (True, 'scaling')
+    >>> np.round(res.plan, 4)
+    array([[5.e-01, 0.e+00],
+           [0.e+00, 5.e-01]])
+    """
+    prob = _prepare(a, b, cost, reg, tol, maxiter, init, callback)
+    name = _check_method(method, ("auto",) + tuple(_METHODS))
+    auto = name == "auto"
+    if auto:
+        name = _auto_method(prob)
+        if options:
+            # Options of the method auto picks; keys of the other methods are refused too.
+            _check_options(options, _OPTIONS[name], f"method='auto' (resolved to {name!r})")
+    opts = _check_options(options, _OPTIONS[name], f"method={name!r}")
+    fc, gc, nit, status, extras = _METHODS[name](prob, **opts)
+    if auto and status == NONFINITE and name == "scaling":
+        # Never under/overflow: retry in the log domain from the initial potentials.
+        opts = {k: v for k, v in opts.items() if k in _OPTIONS["log"]}
+        fc, gc, nit2, status, extras = _solve_log(prob, **opts)
+        nit, name = nit + nit2, "log"
+    return _finish(prob, fc, gc, nit, status, name, extras)

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ottools", deadline=None, max_examples=30,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("ottools")
+
+
+@pytest.fixture
+def rng():
+    """A seeded generator: tests are reproducible."""
+    return np.random.default_rng(20261123)
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+def random_problem(rng, n, m, *, d=2, zeros=0, dtype=np.float64, scale=True):
+    """Weights (with ``zeros`` zero entries in each) and a squared-Euclidean cost."""
+    x = rng.random((n, d))
+    y = rng.random((m, d))
+    cost = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    if scale:
+        cost /= cost.max()
+    a = rng.random(n) + 0.1
+    b = rng.random(m) + 0.1
+    if zeros:
+        a[rng.choice(n, min(zeros, n - 1), replace=False)] = 0
+        b[rng.choice(m, min(zeros, m - 1), replace=False)] = 0
+    a /= a.sum()
+    b /= b.sum()
+    return a.astype(dtype), b.astype(dtype), cost.astype(dtype)
