@@ -1,7 +1,5 @@
 """Exact 1-D optimal transport by sorting: ``wasserstein_1d`` and the shared row solver."""
 
-import math
-
 import numpy as np
 
 from ._kernels import _sliced as _k
@@ -171,7 +169,3 @@ def wasserstein_1d(u_values, v_values, u_weights=None, v_weights=None, *, p=1):
     if u.ndim == 1:
         return dtype.type(dist[0])
     return dist.astype(dtype)
-
-
-def _root(x, p):
-    return math.pow(max(x, 0.0), 1.0 / p)
