@@ -16,7 +16,9 @@ keeps rounding from accumulating. Equal sizes with uniform weights pair ``u_k`` 
 Accumulation is in float64 whatever the input dtype.
 
 No kernel here uses ``parallel=True``: the sort dominates (O(n log n) against O(n) for
-the merge), and it is done by NumPy outside the kernels.
+the merge), and it is done by NumPy outside the kernels. Measured (n = 10,000, d = 3,
+500 directions, 2 cores): a ``prange`` over directions sorting inside Numba took 1.93 s
+against 0.28 s for NumPy's sort in cache-sized blocks followed by the serial merge.
 """
 
 import numpy as np
