@@ -4,6 +4,11 @@ Entropic OT
 -----------
 sinkhorn          Entropic OT by Sinkhorn iterations (log domain, scaling form).
 
+Monge gap and divergences
+-------------------------
+monge_gap             Monge gap of a map from samples (exact or entropic).
+sinkhorn_divergence   Debiased Sinkhorn divergence between point clouds.
+
 Costs
 -----
 cost_matrix       Pairwise ground costs between point clouds.
@@ -19,6 +24,8 @@ OTConvergenceWarning   Non-convergence where the return value has no status.
 """
 
 from ._costs import cost_matrix
+from ._divergence import sinkhorn_divergence
+from ._monge_gap import monge_gap
 from ._result import OTConvergenceWarning, OTResult, OTWarning
 from ._sinkhorn import sinkhorn
 
@@ -29,5 +36,7 @@ __all__ = [
     "OTResult",
     "OTWarning",
     "cost_matrix",
+    "monge_gap",
     "sinkhorn",
+    "sinkhorn_divergence",
 ]

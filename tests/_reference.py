@@ -34,3 +34,31 @@ def plan(a, b, cost, reg, f, g):
 def marginal_error(P, a, b):
     """``||P 1 - a||_1 + ||P^T 1 - b||_1``."""
     return np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - b).sum()
+
+
+def sinkhorn_symmetric(a, cost, reg, n_iter):
+    """``n_iter`` averaged symmetric updates from ``f = 0``, the first one unaveraged:
+    ``f <- T(f)`` then ``f <- (f + T(f)) / 2`` with
+    ``T(f)_i = -reg log sum_j a_j exp((f_j - C_ij) / reg)``."""
+    C = cost.astype(np.float64)
+    la = np.log(a.astype(np.float64))
+    f = np.zeros(len(a))
+    for k in range(n_iter):
+        t = -reg * logsumexp(la[None, :] + (f[None, :] - C) / reg, axis=1)
+        f = t if k == 0 else 0.5 * (f + t)
+    return f
+
+
+def entropy(P):
+    """Shannon entropy ``-sum P log P`` (0 log 0 = 0)."""
+    P = np.asarray(P, dtype=np.float64)
+    nz = P[P > 0]
+    return float(-(nz * np.log(nz)).sum())
+
+
+def kl(P, a, b):
+    """Generalized ``KL(P || a x b) = sum P log(P / ab) - sum P + sum a sum b``."""
+    P = np.asarray(P, dtype=np.float64)
+    Q = np.outer(a, b)
+    nz = P > 0
+    return float((P[nz] * np.log(P[nz] / Q[nz])).sum() - P.sum() + Q.sum())
