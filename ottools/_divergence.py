@@ -8,10 +8,11 @@ import numpy as np
 from ._costs import cost_matrix
 from ._kernels import _symmetric as _ks
 from ._result import OTConvergenceWarning, OTResult
-from ._sinkhorn import _finish, _prepare, sinkhorn
+from ._sinkhorn import _METHODS, _finish, _prepare, sinkhorn
 from ._validation import (
     _as_float_array,
     _check_int,
+    _check_method,
     _check_points,
     _check_positive,
     _check_weights,
@@ -45,10 +46,24 @@ def _solve_symmetric(a, cost, reg, *, tol, maxiter):
     return _finish(prob, f, f.copy(), nit, status, "symmetric", {})
 
 
+def _symmetrized(cost):
+    """``(C + C^T) / 2`` if ``C`` is square and symmetric up to 16 ulps of ``max|C|``
+    (e.g. a callable using ``|x|^2 + |y|^2 - 2 x.y``), else None."""
+    if cost.ndim != 2 or cost.shape[0] != cost.shape[1]:
+        return None
+    if np.array_equal(cost, cost.T):
+        return cost
+    atol = 16 * np.finfo(cost.dtype).eps * float(np.max(np.abs(cost)))
+    if np.all(np.abs(cost - cost.T) <= atol):
+        return np.ascontiguousarray(0.5 * (cost + cost.T))
+    return None
+
+
 def _self_transport(w, cost, reg, *, tol, maxiter, method):
     """``W_eps(w, w)``: the symmetric update when ``cost`` is symmetric, else ``sinkhorn``."""
-    if cost.shape[0] == cost.shape[1] and np.array_equal(cost, cost.T):
-        return _solve_symmetric(w, cost, reg, tol=tol, maxiter=maxiter)
+    sym = _symmetrized(cost)
+    if sym is not None:
+        return _solve_symmetric(w, sym, reg, tol=tol, maxiter=maxiter)
     return sinkhorn(w, w, cost, reg, method=method, tol=tol, maxiter=maxiter)
 
 
@@ -57,7 +72,12 @@ class _DivergenceParts(NamedTuple):
 
     ``value = xy.fun - (xx.fun + yy.fun) / 2``; each part is an :class:`OTResult` with
     ``plan``, ``f``, ``g`` (potentials in cost units), ``fun``, ``cost``, ``success``.
-    ``cost_xy``, ``cost_xx``, ``cost_yy`` are the cost matrices that were solved.
+    ``cost_xy``, ``cost_xx``, ``cost_yy`` are the cost matrices from ``metric`` (before
+    the rounding-level symmetrization of :func:`_symmetrized`).
+
+    Envelope theorem (no re-solve): ``dS/dC_xy = xy.plan``, ``dS/dC_xx = -xx.plan / 2``,
+    ``dS/dC_yy = -yy.plan / 2``; ``dS/da = xy.f - xx.f`` and ``dS/db = xy.g - yy.f``
+    (centred potentials; defined up to a constant on the simplex).
     """
 
     value: float
@@ -87,6 +107,7 @@ def _sinkhorn_divergence_parts(x, y, a=None, b=None, *, reg, metric="sqeuclidean
     b_arr = None if b is None else _as_float_array(b, "b", ndim=1)
     reg = _check_positive(reg, "reg")
     maxiter = _check_int(maxiter, "maxiter", minimum=0)
+    method = _check_method(method, ("auto",) + tuple(_METHODS))
     cxy = cost_matrix(x, y, metric)
     cxx = cost_matrix(x, x, metric)
     cyy = cost_matrix(y, y, metric)
@@ -188,7 +209,8 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, metric="sqeuclidean", meth
     ``T(f)_i = -eps log sum_j a_j exp((f_j - C_ij) / eps)``. The averaged update
     ``f <- (f + T(f)) / 2`` (GeomLoss [1]_) converges with one log-sum-exp sweep per
     iteration, half the work of a Sinkhorn iteration. It requires a symmetric cost
-    matrix (every named metric); for a callable giving a non-symmetric matrix plain
+    matrix: every named metric gives one; a callable's matrix that is symmetric up to
+    16 ulps of its largest entry is symmetrized, ``(C + C^T) / 2``; otherwise plain
     Sinkhorn is used. When ``a == b`` and ``cost_matrix(x, y)`` is symmetric (for
     instance ``y`` is ``x``), the cross problem is solved the same way, so that
     ``sinkhorn_divergence(x, x, reg=reg)`` is 0 up to rounding.

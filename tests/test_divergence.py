@@ -36,7 +36,7 @@ def test_zero_for_identical_inputs(rng, reg):
         assert abs(sinkhorn_divergence(x, x, reg=reg)) <= 1e-8
         assert abs(sinkhorn_divergence(x, x, a / a.sum(), a / a.sum(), reg=reg)) <= 1e-8
     parts = _sinkhorn_divergence_parts(x, x.copy(), reg=reg)
-    assert parts.xy.method == "symmetric"
+    assert parts.xy.success and parts.xy.method == "symmetric"
 
 
 @pytest.mark.parametrize("reg", [0.5, 1.0, 5.0])
@@ -78,6 +78,7 @@ def test_matches_pot_with_convention_mapped(rng, weighted, reg):
     np.testing.assert_allclose(ours, mapped, rtol=0, atol=1e-6)
     # ... and the linear parts of our three solves give POT's value directly.
     parts = _sinkhorn_divergence_parts(x, y, a, b, reg=reg, tol=1e-11)
+    assert parts.xy.success and parts.xx.success and parts.yy.success
     lin = parts.xy.cost - 0.5 * (parts.xx.cost + parts.yy.cost)
     np.testing.assert_allclose(lin, pot, rtol=0, atol=1e-6)
     np.testing.assert_allclose(parts.value, ours, rtol=1e-12)
@@ -91,6 +92,7 @@ def test_other_metrics_and_callables(rng):
     np.testing.assert_allclose(s1, s2, rtol=1e-12)
     assert s1 > 0
     parts = _sinkhorn_divergence_parts(x, y, reg=0.5, metric="euclidean")
+    assert parts.xy.success and parts.xx.success and parts.yy.success
     assert parts.xx.method == parts.yy.method == "symmetric"
 
 
@@ -103,6 +105,21 @@ def test_non_symmetric_callable_uses_sinkhorn(rng):
     parts = _sinkhorn_divergence_parts(x, y, reg=0.5, metric=metric)
     assert parts.xx.method != "symmetric" and parts.yy.method != "symmetric"
     assert parts.xx.success and parts.yy.success and parts.xy.success
+
+
+def test_nearly_symmetric_callable_uses_symmetric_update(rng):
+    x, y = _clouds(rng, 12, 10)
+
+    def metric(u, v):  # symmetric up to 4 ulps of max|C| (rounding-level asymmetry)
+        c = ottools.cost_matrix(u, v)
+        return c + 4 * np.finfo(c.dtype).eps * c.max() * np.tri(*c.shape)
+
+    cxx = metric(x, x)
+    assert not np.array_equal(cxx, cxx.T)
+    parts = _sinkhorn_divergence_parts(x, y, reg=0.5, metric=metric)
+    assert parts.xy.success and parts.xx.success and parts.yy.success
+    assert parts.xx.method == parts.yy.method == "symmetric"
+    np.testing.assert_allclose(parts.value, sinkhorn_divergence(x, y, reg=0.5), rtol=1e-9)
 
 
 @pytest.mark.parametrize("n_iter", [1, 2, 5, 30])
@@ -150,6 +167,7 @@ def test_symmetric_solver_matches_sinkhorn(rng, dtype):
 def test_parts_expose_plans_and_potentials(rng):
     x, y = _clouds(rng, 12, 9)
     parts = _sinkhorn_divergence_parts(x, y, reg=0.5)
+    assert parts.xy.success and parts.xx.success and parts.yy.success
     assert parts.xy.plan.shape == (12, 9) and parts.xx.plan.shape == (12, 12)
     assert parts.yy.f.shape == (9,) and parts.cost_xy.shape == (12, 9)
     np.testing.assert_allclose(parts.cost_xx, ottools.cost_matrix(x, x))
@@ -162,6 +180,7 @@ def test_dtype(rng, dtype):
     s = sinkhorn_divergence(x.astype(dtype), y.astype(dtype), reg=0.5)
     assert isinstance(s, float)
     parts = _sinkhorn_divergence_parts(x.astype(dtype), y.astype(dtype), reg=0.5)
+    assert parts.xy.success and parts.xx.success and parts.yy.success
     assert parts.xy.plan.dtype == dtype and parts.xx.plan.dtype == dtype
     np.testing.assert_allclose(s, sinkhorn_divergence(x, y, reg=0.5), rtol=1e-3)
 
@@ -192,5 +211,34 @@ def test_bad_inputs(rng):
         sinkhorn_divergence(x, y, np.ones(5), None, reg=1.0)
     with pytest.raises(ValueError, match="Unknown method 'nope'"):
         sinkhorn_divergence(x, y, reg=1.0, method="nope")
+    with pytest.raises(ValueError, match="Unknown method 'nope'"):
+        sinkhorn_divergence(x, x, reg=1.0, method="nope")  # no cross Sinkhorn solve
     with pytest.raises(ValueError, match="`x` must be finite"):
         sinkhorn_divergence(np.full((5, 2), np.inf), y, reg=1.0)
+
+
+def test_envelope_gradients_of_parts(rng):
+    # The derivatives the torch layer uses, against central finite differences.
+    x, y = _clouds(rng, 8, 6)
+    a = rng.random(8) + 0.5
+    a /= a.sum()
+    reg, h = 0.5, 1e-5
+    parts = _sinkhorn_divergence_parts(x, y, a, None, reg=reg, tol=1e-13)
+    assert parts.xy.success and parts.xx.success and parts.yy.success
+    Pxy, Pxx = parts.xy.plan, parts.xx.plan
+    grad_x = 2 * (Pxy.sum(1)[:, None] * x - Pxy @ y) - 2 * (Pxx.sum(1)[:, None] * x - Pxx @ x)
+    fd = np.zeros_like(x)
+    for i in range(8):
+        for k in range(2):
+            xp, xm = x.copy(), x.copy()
+            xp[i, k] += h
+            xm[i, k] -= h
+            fd[i, k] = (sinkhorn_divergence(xp, y, a, reg=reg, tol=1e-13)
+                        - sinkhorn_divergence(xm, y, a, reg=reg, tol=1e-13)) / (2 * h)
+    np.testing.assert_allclose(grad_x, fd, atol=1e-6)
+    # Weights: a tangent direction of the simplex (mass moves from sample 0 to 1).
+    d = np.zeros(8)
+    d[0], d[1] = 1.0, -1.0
+    fd_a = (sinkhorn_divergence(x, y, a + h * d, reg=reg, tol=1e-13)
+            - sinkhorn_divergence(x, y, a - h * d, reg=reg, tol=1e-13)) / (2 * h)
+    np.testing.assert_allclose((parts.xy.f - parts.xx.f) @ d, fd_a, atol=1e-6)

@@ -51,6 +51,7 @@ def test_exact_gap_matches_linear_sum_assignment(rng):
     C = ((x[:, None] - tx[None]) ** 2).sum(-1)
     r, c = linear_sum_assignment(C)
     res = monge_gap(x, tx, reg=0)
+    assert res.success
     np.testing.assert_allclose(res.ot_cost, C[r, c].mean(), rtol=1e-12)
     np.testing.assert_allclose(res.displacement, np.trace(C) / 30, rtol=1e-12)
     P = res.ot_result.plan
@@ -65,7 +66,9 @@ def test_entropic_bias_bounds(rng, mapname):
     x = _cloud(rng, n) / 3
     M = _spd(rng, 2) / 3 if mapname == "spd" else _rotation(np.pi / 2)
     tx = x @ M.T
-    exact = monge_gap(x, tx, reg=0).fun
+    ex = monge_gap(x, tx, reg=0)
+    assert ex.success
+    exact = ex.fun
     for reg in (0.5, 0.1, 0.05):
         res = monge_gap(x, tx, reg=reg, tol=1e-10)
         assert res.success
@@ -146,6 +149,7 @@ def test_metric_names_and_callables_agree(rng):
         assert r1.success and r2.success
         np.testing.assert_allclose(r1.fun, r2.fun, rtol=1e-12)
     r = monge_gap(x, tx, metric="euclidean", reg=0)
+    assert r.success
     np.testing.assert_allclose(r.displacement, np.linalg.norm(x - tx, axis=1).mean())
 
 
@@ -153,7 +157,7 @@ def test_dtype(rng, dtype):
     x = (_cloud(rng, 20) / 3).astype(dtype)
     tx = (x @ _spd(rng, 2).T / 3).astype(dtype)
     ex = monge_gap(x, tx, reg=0)
-    assert ex.ot_result.plan.dtype == dtype
+    assert ex.success and ex.ot_result.plan.dtype == dtype
     assert abs(ex.fun) <= 1e-5 * ex.displacement
     res = monge_gap(x, tx, reg=0.5)
     assert res.success
