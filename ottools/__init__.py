@@ -14,6 +14,11 @@ distributional_sliced_wasserstein   v-DSW: von Mises-Fisher distributions of dir
 sample_vmf                          Von Mises-Fisher samples (Wood's sampler).
 mesh_measure                        Triangle meshes as area measures or oriented varifolds.
 
+Monge gap and divergences
+-------------------------
+monge_gap             Monge gap of a map from samples (exact or entropic).
+sinkhorn_divergence   Debiased Sinkhorn divergence between point clouds.
+
 Costs
 -----
 cost_matrix       Pairwise ground costs between point clouds.
@@ -31,6 +36,8 @@ OTConvergenceWarning   Non-convergence where the return value has no status.
 from ._costs import cost_matrix
 from ._mesh import mesh_measure
 from ._onedim import wasserstein_1d
+from ._divergence import sinkhorn_divergence
+from ._monge_gap import monge_gap
 from ._result import OTConvergenceWarning, OTResult, OTWarning
 from ._sinkhorn import sinkhorn
 from ._sliced import (
@@ -51,9 +58,11 @@ __all__ = [
     "distributional_sliced_wasserstein",
     "max_sliced_wasserstein",
     "mesh_measure",
+    "monge_gap",
     "projected_wasserstein",
     "sample_vmf",
     "sinkhorn",
+    "sinkhorn_divergence",
     "sliced_wasserstein",
     "wasserstein_1d",
 ]

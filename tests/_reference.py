@@ -57,3 +57,29 @@ def wasserstein_1d_pp(u, v, wu=None, wv=None, p=1.0):
 def sliced_pp(x, y, theta, a=None, b=None, p=2.0):
     """W_p^p of the projections on each row of ``theta`` (naive loop)."""
     return np.array([wasserstein_1d_pp(x @ t, y @ t, a, b, p) for t in theta])
+def sinkhorn_symmetric(a, cost, reg, n_iter):
+    """``n_iter`` averaged symmetric updates from ``f = 0``, the first one unaveraged:
+    ``f <- T(f)`` then ``f <- (f + T(f)) / 2`` with
+    ``T(f)_i = -reg log sum_j a_j exp((f_j - C_ij) / reg)``."""
+    C = cost.astype(np.float64)
+    la = np.log(a.astype(np.float64))
+    f = np.zeros(len(a))
+    for k in range(n_iter):
+        t = -reg * logsumexp(la[None, :] + (f[None, :] - C) / reg, axis=1)
+        f = t if k == 0 else 0.5 * (f + t)
+    return f
+
+
+def entropy(P):
+    """Shannon entropy ``-sum P log P`` (0 log 0 = 0)."""
+    P = np.asarray(P, dtype=np.float64)
+    nz = P[P > 0]
+    return float(-(nz * np.log(nz)).sum())
+
+
+def kl(P, a, b):
+    """Generalized ``KL(P || a x b) = sum P log(P / ab) - sum P + sum a sum b``."""
+    P = np.asarray(P, dtype=np.float64)
+    Q = np.outer(a, b)
+    nz = P > 0
+    return float((P[nz] * np.log(P[nz] / Q[nz])).sum() - P.sum() + Q.sum())
