@@ -4,6 +4,11 @@ Entropic OT
 -----------
 sinkhorn          Entropic OT by Sinkhorn iterations (log domain, scaling form).
 
+Sparse and quadratically regularized OT
+---------------------------------------
+sparsity_constrained_ot   Quadratic regularization, at most max_nz non-zeros per column.
+quadratic_ot              Quadratically regularized OT (sparse plans).
+
 Costs
 -----
 cost_matrix       Pairwise ground costs between point clouds.
@@ -21,6 +26,7 @@ OTConvergenceWarning   Non-convergence where the return value has no status.
 from ._costs import cost_matrix
 from ._result import OTConvergenceWarning, OTResult, OTWarning
 from ._sinkhorn import sinkhorn
+from ._sparse_ot import quadratic_ot, sparsity_constrained_ot
 
 __version__ = "0.1.0"
 
@@ -29,5 +35,7 @@ __all__ = [
     "OTResult",
     "OTWarning",
     "cost_matrix",
+    "quadratic_ot",
     "sinkhorn",
+    "sparsity_constrained_ot",
 ]
