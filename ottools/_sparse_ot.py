@@ -23,6 +23,7 @@ from ._validation import (
 __all__ = ["sparsity_constrained_ot", "quadratic_ot"]
 
 _FORMULATIONS = ("dual", "semi-dual")
+_MAX_RESTARTS = 20
 
 
 class _NonFinite(Exception):
@@ -173,19 +174,32 @@ def _solve(a, b, cost, reg, max_nz, formulation, tol, maxiter, init, callback):
             flags["status"] = MAXITER
             flags["x"] = x0
         else:
-            with _single_threaded_blas():
-                res = minimize(
-                    evaluate, x0, method="L-BFGS-B", jac=True, callback=scipy_callback,
-                    options=dict(maxiter=maxiter, maxfun=max(15000, 20 * maxiter),
-                                 ftol=0.0, gtol=0.0, maxcor=10),
-                )
-            scipy_msg = str(res.message)
-            if flags["status"] is None:
+            xs = x0
+            best = -np.inf
+            for _restart in range(_MAX_RESTARTS + 1):
+                # For max_nz < n the dual is not smooth at ties of the k-th largest entry and
+                # L-BFGS-B can stall at a kink; a restart (memory cleared) from the stall
+                # point usually goes on. Stop once a restart no longer increases the dual.
+                with _single_threaded_blas():
+                    res = minimize(
+                        evaluate, xs, method="L-BFGS-B", jac=True, callback=scipy_callback,
+                        options=dict(maxiter=maxiter - flags["nit"],
+                                     maxfun=max(15000, 20 * maxiter), ftol=0.0, gtol=0.0,
+                                     maxcor=10),
+                    )
+                scipy_msg = str(res.message)
+                if flags["status"] is not None:
+                    break
                 flags["x"] = res.x
-                if res.status == 1:
+                if res.status == 1 or flags["nit"] >= maxiter:
                     flags["status"] = MAXITER
-                else:
-                    scipy_msg = "stalled: " + scipy_msg
+                    break
+                scipy_msg = "stalled: " + scipy_msg.rstrip(": ")
+                value = -float(res.fun)
+                if k >= nr or value <= best + 4 * np.finfo(np.float64).eps * abs(value):
+                    break
+                best = value
+                xs = res.x
     except _NonFinite:
         flags["status"] = NONFINITE
         if flags["x"] is None:
@@ -194,11 +208,17 @@ def _solve(a, b, cost, reg, max_nz, formulation, tol, maxiter, init, callback):
     x = flags["x"]
     status = flags["status"]
     dual_value, err_grad = state_at(x)
-    if status is None:  # L-BFGS-B stopped on its own (line search), err > tol
-        status = CONVERGED if err_grad <= tol else MAXITER
+    stalled = False
+    if status is None:  # L-BFGS-B stopped on its own: the dual cannot be increased further
+        if err_grad <= tol:
+            status = CONVERGED
+        elif k < nr:  # relaxation of a non-convex problem: err need not vanish
+            status, stalled = CONVERGED, True
+        else:
+            status = MAXITER
     return _finish(x, nr, mc, rows, cols, n, m, cost, cost_t, a, b, ac, bc, regd, k, semi,
                    tau, dtype, dual_value, status, flags["nit"], tol, scipy_msg,
-                   formulation, max_nz)
+                   formulation, max_nz, stalled)
 
 
 def _expand(cost, rows, cols, fc, gc, a, b, dtype):
@@ -221,7 +241,7 @@ def _expand(cost, rows, cols, fc, gc, a, b, dtype):
 
 
 def _finish(x, nr, mc, rows, cols, n, m, cost, cost_t, a, b, ac, bc, regd, k, semi, tau,
-            dtype, dual_value, status, nit, tol, scipy_msg, formulation, max_nz):
+            dtype, dual_value, status, nit, tol, scipy_msg, formulation, max_nz, stalled):
     fc = np.ascontiguousarray(x[:nr], dtype=dtype)
     if semi:
         gc = -tau.astype(np.float64)  # tau of x, set by state_at
@@ -241,7 +261,11 @@ def _finish(x, nr, mc, rows, cols, n, m, cost, cost_t, a, b, ac, bc, regd, k, se
         indices = rows[indices]
     plan = scipy.sparse.csc_array((data, indices, indptr), shape=(n, m))
     f, g = _expand(cost, rows, cols, np.asarray(x[:nr], dtype=np.float64), gc, a, b, dtype)
-    if status == CONVERGED and err > tol:
+    if stalled:
+        message = (f"Converged: L-BFGS-B cannot increase the dual further ({scipy_msg}); "
+                   f"with max_nz < n the dual is a relaxation and the plan's marginal error "
+                   f"need not reach tol (err={err:.3g}, tol={tol:.3g}, nit={nit}).")
+    elif status == CONVERGED and err > tol:
         status = MAXITER
         message = (f"The gradient's marginal error reached tol, but the error recomputed "
                    f"from the plan is {err:.3g} > tol={tol:.3g}: tol is below the rounding "
@@ -314,8 +338,12 @@ def sparsity_constrained_ot(a, b, cost, reg, max_nz, *, formulation="semi-dual",
         Stop when the marginal error ``err = ||T 1 - a||_1 + ||T^T 1 - b||_1`` of the
         current iterate is at most ``tol``; it is the L1 norm of the (semi-)dual's
         gradient, checked after every L-BFGS-B iteration. float32 cannot go much below
-        ``1e-6``. (POT passes its ``stopThr`` to SciPy as ``ftol`` and ``gtol``, which
-        measure the objective's relative decrease and the gradient's max-norm.)
+        ``1e-6``. For ``max_nz < n`` the dual is a relaxation of a non-convex problem and
+        ``err`` need not vanish at its maximum: the solver also stops, with success, when
+        L-BFGS-B cannot increase the dual any further (line search failure or an increase
+        below rounding), and ``err`` says how far the plan is from the marginals. (POT
+        passes its ``stopThr`` to SciPy as ``ftol`` and ``gtol``, which measure the
+        objective's relative decrease and the gradient's max-norm.)
     maxiter : int, default 10000
         Maximum number of L-BFGS-B iterations.
     init : tuple (f, g), optional
@@ -345,10 +373,11 @@ def sparsity_constrained_ot(a, b, cost, reg, max_nz, *, formulation="semi-dual",
         ``nit`` : L-BFGS-B iterations. ``success``, ``status``, ``message``,
         ``method`` (``"L-BFGS-B"``), ``formulation``, ``reg``, ``max_nz``.
 
-        ``status``: 0 converged (``err <= tol``); 1 ``maxiter`` reached, or L-BFGS-B's line
-        search could not improve the objective further before ``err <= tol`` (the message
-        says which); 2 non-finite values (the last finite iterate is returned); 3 stopped
-        by ``callback``.
+        ``status``: 0 converged (``err <= tol``, or, for ``max_nz < n``, the dual cannot
+        be increased further; the message says which); 1 ``maxiter`` reached, or (for
+        ``max_nz >= n``) L-BFGS-B stalled at the rounding floor before ``err <= tol``; 2
+        non-finite values (the last finite iterate is returned); 3 stopped by
+        ``callback``.
 
     See Also
     --------
