@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import scipy.sparse
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
@@ -98,7 +98,7 @@ def _pot_solve(ot, a, b, cost, reg, k, formulation):
     return G, -float(log["res"].fun), bool(log["res"].success)
 
 
-@settings(max_examples=25)
+@settings(max_examples=20)
 @given(n=st.integers(2, 9), m=st.integers(2, 9), k=st.integers(1, 8),
        reg=st.sampled_from([0.05, 0.2, 1.0]), seed=st.integers(0, 2**31),
        formulation=st.sampled_from(FORMS))
@@ -111,6 +111,10 @@ def test_against_pot(n, m, k, reg, seed, formulation):
     res = ottools.sparsity_constrained_ot(a, b, cost, reg, k, formulation=formulation,
                                           tol=1e-10)
     G, pot_value, pot_ok = _pot_solve(ot, a, b, cost, reg, k, formulation)
+    # When no plan with <= k non-zeros per column meets the marginals (e.g. n = m = 2,
+    # k = 1 and a not a permutation of b) the primal is infeasible and the dual unbounded:
+    # POT runs off to ~1e28 there. A bounded dual is at most max(cost) + reg / 2.
+    assume(np.isfinite(pot_value) and pot_value <= cost.max() + reg)
     # The semi-dual with k < n is not smooth (at k = 1 it is piecewise linear in f: all of
     # a column's mass goes to its argmax): L-BFGS-B, ours and POT's alike, can stall at
     # kinks, at different ones (e.g. n=7, m=8, k=2, reg=0.05, seed=7: ours 3.4e-6 lower).

@@ -17,9 +17,9 @@ Per column ``j`` only a few entries can carry mass, and they are found in O(n):
   candidates, a quickselect keeps the ``k`` largest, and only those (<= k) values are
   sorted to find the threshold ``tau_j``.
 
-The kernels are serial: the objective is a sum over columns, and the row gradient
-would need per-thread accumulators under ``prange``; no parallel version was measured
-faster on the 2-core development machine, so none is offered.
+The kernels are serial. A ``prange`` over columns would need per-thread accumulators
+for the row gradient; it was not measured (the development machine has 2 cores shared
+by several jobs), so, per the style guide, it is not offered.
 """
 
 import numpy as np
