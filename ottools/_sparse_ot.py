@@ -98,6 +98,11 @@ def _solve(a, b, cost, reg, max_nz, formulation, tol, maxiter, init, callback):
     ac = np.ascontiguousarray(a[rows])
     bc = np.ascontiguousarray(b[cols])
     k = nr if max_nz is None else min(max_nz, nr)
+    if k * mc < nr:
+        raise ValueError(
+            f"`max_nz`={max_nz} is too small: {mc} target(s) of positive weight with at most "
+            f"{k} non-zeros each cannot serve the {nr} sources of positive weight "
+            f"(no feasible plan; the dual would be unbounded).")
     f0, g0 = _prepare_init(init, n, m, rows, cols, dtype, semi)
 
     dt = dtype.type
@@ -328,7 +333,9 @@ def sparsity_constrained_ot(a, b, cost, reg, max_nz, *, formulation="semi-dual",
     max_nz : int
         :math:`k \ge 1`, the most non-zeros per column (``operator.index``: NumPy
         integers accepted). ``max_nz >= n`` is quadratically regularized OT
-        (:func:`quadratic_ot`).
+        (:func:`quadratic_ot`). ``max_nz * m`` (positive-weight entries) must be at
+        least the number of positive source weights, else no plan is feasible
+        (``ValueError``).
     formulation : {"semi-dual", "dual"}, default "semi-dual"
         ``"semi-dual"``: maximise over ``f`` only; every column of the plan sums exactly to
         ``b`` and the rows converge to ``a``. ``"dual"``: maximise over ``(f, g)``; both

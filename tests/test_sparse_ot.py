@@ -104,9 +104,7 @@ def _pot_solve(ot, a, b, cost, reg, k, formulation):
        formulation=st.sampled_from(FORMS))
 def test_against_pot(n, m, k, reg, seed, formulation):
     ot = pytest.importorskip("ot")
-    k = min(k, n - 1) if n > 1 else 1
-    if k < 1:
-        k = 1
+    k = max(1, min(k, n - 1), -(-n // m))  # k * m >= n, else no plan is feasible
     a, b, cost = random_problem(np.random.default_rng(seed), n, m)
     res = ottools.sparsity_constrained_ot(a, b, cost, reg, k, formulation=formulation,
                                           tol=1e-10)
@@ -182,7 +180,7 @@ def test_k1_small_reg_is_assignment(rng, formulation):
 
 @pytest.mark.parametrize("k", [1, 2, 4])
 def test_semi_dual_columns_exact_and_at_most_k(rng, dtype, k):
-    a, b, cost = random_problem(rng, 20, 15, dtype=dtype)
+    a, b, cost = random_problem(rng, 15, 20, dtype=dtype)
     res = ottools.sparsity_constrained_ot(a, b, cost, 0.1, k, tol=1e-5)
     assert res.success
     P = res.plan
@@ -308,6 +306,10 @@ def test_bad_inputs(rng):
     assert f(a, b, cost, 0.1, np.int64(2)).success
     with pytest.raises(ValueError, match="`reg` must be a positive"):
         f(a, b, cost, 0.0, 2)
+    with pytest.raises(ValueError, match="`max_nz`=1 is too small: 4 target"):
+        f(a, b, cost, 0.1, 1)  # 5 sources, 4 targets with one non-zero each
+    with pytest.raises(ValueError, match="`max_nz`=1 is too small: 1 target"):
+        f([0.5, 0.0, 0.5], [0.0, 1.0, 0.0], np.ones((3, 3)), 0.1, 1)
     with pytest.raises(ValueError, match="`reg` must be a positive"):
         ottools.quadratic_ot(a, b, cost, -1.0)
     with pytest.raises(ValueError, match="Unknown formulation 'primal'"):
