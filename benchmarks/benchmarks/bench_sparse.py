@@ -3,8 +3,6 @@
 import contextlib
 import io
 
-import numpy as np
-
 import ottools
 
 from .common import import_pot, sizes, uniform_2d_problem
