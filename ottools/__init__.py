@@ -19,6 +19,11 @@ Monge gap and divergences
 monge_gap             Monge gap of a map from samples (exact or entropic).
 sinkhorn_divergence   Debiased Sinkhorn divergence between point clouds.
 
+Sparse and quadratically regularized OT
+---------------------------------------
+sparsity_constrained_ot   Quadratic regularization, at most max_nz non-zeros per column.
+quadratic_ot              Quadratically regularized OT (sparse plans).
+
 Costs
 -----
 cost_matrix       Pairwise ground costs between point clouds.
@@ -47,6 +52,7 @@ from ._sliced import (
     sample_vmf,
     sliced_wasserstein,
 )
+from ._sparse_ot import quadratic_ot, sparsity_constrained_ot
 
 __version__ = "0.1.0"
 
@@ -60,9 +66,11 @@ __all__ = [
     "mesh_measure",
     "monge_gap",
     "projected_wasserstein",
+    "quadratic_ot",
     "sample_vmf",
     "sinkhorn",
     "sinkhorn_divergence",
     "sliced_wasserstein",
+    "sparsity_constrained_ot",
     "wasserstein_1d",
 ]
