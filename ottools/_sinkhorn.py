@@ -7,6 +7,7 @@ from scipy.special import logsumexp
 
 from ._kernels import _sinkhorn as _k
 from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, OTResult, status_message
+from ._sns import _solve_sns
 from ._validation import (
     _as_float_array,
     _check_balanced,
@@ -236,10 +237,12 @@ def _solve_scaling(prob, *, check_every=10):
     return f, g, nit, status, {}
 
 
-_METHODS = {"log": _solve_log, "scaling": _solve_scaling}
+_METHODS = {"log": _solve_log, "scaling": _solve_scaling, "sns": _solve_sns}
 _OPTIONS = {
     "log": ("check_every", "epsilon_scaling", "epsilon_decay", "epsilon_start"),
     "scaling": ("check_every",),
+    "sns": ("warmup", "density", "mass_tol", "density_growth", "shift_max", "cg_tol",
+            "cg_maxiter", "armijo", "backtrack", "ls_maxiter", "fallback_iters", "check_every"),
 }
 
 
