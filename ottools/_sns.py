@@ -105,6 +105,8 @@ def _solve_sns(prob, *, warmup=20, density=6.0, mass_tol=1e-6, density_growth=2.
     callback = prob.callback
     full = n * m
     mass = float(ac.sum())
+    damp = shift_max
+    shift_min = shift_max * 1e-3
     j0 = int(np.argmax(bc))  # gauge: Delta g_j0 = 0 on the heaviest column
 
     hist = []
@@ -202,7 +204,7 @@ def _solve_sns(prob, *, warmup=20, density=6.0, mass_tol=1e-6, density_growth=2.
             indptr, indices, data = _kn.sparsify_csr(P, rho)
             gf = ac - rows
             gg = bc - cols
-            shift = min(shift_max, err / mass)
+            shift = min(damp, err / mass)
             _kn.newton_cg(indptr, indices, data, rows, cols, shift, j0, reg * gf, reg * gg,
                           cg_tol, cg_maxiter, xf, xg)
             alpha = 1.0
@@ -220,6 +222,11 @@ def _solve_sns(prob, *, warmup=20, density=6.0, mass_tol=1e-6, density_growth=2.
                     accepted = True
                     break
                 alpha *= backtrack
+        # Levenberg-Marquardt-style adaptation of the damping.
+        if accepted and alpha == 1.0:
+            damp = max(damp * 0.1, shift_min)
+        else:
+            damp = min(damp * 10.0, 1.0) if shift_max > 0 else 0.0
         if accepted:
             f[:] = f_new
             g[:] = g_new
