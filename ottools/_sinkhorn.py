@@ -360,9 +360,9 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=1e-9, maxiter=10_000, init=N
           minimum kept plan entries, as a multiple of ``max(n, m)``), ``mass_tol`` (1e-6:
           the kept count doubles until the dropped plan mass is at most this fraction),
           ``density_growth`` (2.0: ``density`` factor after a failed Newton step),
-          ``shift_max`` (1e-3: relative diagonal damping ``min(shift_max, err)`` of the
-          Hessian), ``cg_tol`` (1e-8: relative residual of the conjugate gradient),
-          ``cg_maxiter`` (``2 (n + m)``), ``armijo`` (1e-4), ``backtrack`` (0.5),
+          ``shift_max`` (1e-3: initial relative damping of the Hessian diagonal,
+          adapted Levenberg-Marquardt style and capped by ``err``), ``cg_tol`` (1e-8: relative residual of the conjugate gradient),
+          ``cg_maxiter`` (``10 (n + m)``), ``armijo`` (1e-4), ``backtrack`` (0.5),
           ``ls_maxiter`` (10: trial steps of the line search), ``fallback_iters`` (10:
           Sinkhorn iterations after a failed Newton step), ``check_every`` (10: callback
           period in the Sinkhorn stage; every Newton iteration calls it). The work is

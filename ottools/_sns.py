@@ -47,13 +47,15 @@ def _solve_sns(prob, *, warmup=20, density=6.0, mass_tol=1e-6, density_growth=2.
     density_growth : float, default 2.0
         Factor applied to ``density`` after a failed Newton step.
     shift_max : float, default 1e-3
-        The Hessian's diagonal is multiplied by ``1 + shift`` with
-        ``shift = min(shift_max, err / sum(a))`` (Levenberg-Marquardt damping: bounds the
-        condition number when the sparse graph is nearly disconnected, and vanishes at
-        the optimum so that the local convergence stays fast). ``0`` disables it.
+        Levenberg-Marquardt damping of the Hessian: its diagonal is multiplied by
+        ``1 + min(d, err / sum(a))``, where ``d`` starts at ``shift_max``, is divided
+        by 10 after a full Newton step (down to ``shift_max / 1000``) and multiplied by
+        10 after a shortened or failed one (up to 1). It bounds the condition number
+        when the kept graph is nearly disconnected (L1 costs) and vanishes at the
+        optimum, so the local convergence stays fast. ``0`` disables it.
     cg_tol : float, default 1e-8
         Relative residual ``||H x - b||_2 <= cg_tol ||b||_2`` of the conjugate gradient.
-    cg_maxiter : int, default ``2 (n + m)``
+    cg_maxiter : int, default ``10 (n + m)``
         Conjugate-gradient iterations per Newton step.
     armijo : float in (0, 1), default 1e-4
         Sufficient-increase constant: a step is accepted when
@@ -86,7 +88,7 @@ def _solve_sns(prob, *, warmup=20, density=6.0, mass_tol=1e-6, density_growth=2.
     fallback_iters = _check_int(fallback_iters, "fallback_iters", minimum=1)
     check_every = _check_int(check_every, "check_every", minimum=1)
     n, m = prob.costc.shape
-    cg_maxiter = (2 * (n + m) if cg_maxiter is None
+    cg_maxiter = (10 * (n + m) if cg_maxiter is None
                   else _check_int(cg_maxiter, "cg_maxiter", minimum=1))
 
     # Everything runs in float64 (float32 input: the result is cast back by the caller).

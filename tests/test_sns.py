@@ -213,16 +213,19 @@ def test_dual_never_decreases(rng):
 
 def test_err_history_and_rates(rng):
     a, b, cost = _assignment(rng, 100)
-    res = ottools.sinkhorn(a, b, cost, 1 / 600, method="sns", tol=1e-12,
+    res = ottools.sinkhorn(a, b, cost, 1 / 600, method="sns", tol=1e-10,
                            options={"warmup": 15})
     assert res.success
     h = res.err_history
     assert np.all(np.isfinite(h)) and h.shape == (res.nit,)
     assert res.nit_sinkhorn == 15
-    # stage 1 is monotone (Sinkhorn), stage 2 ends fast: the last Newton steps
-    # shrink the error by orders of magnitude.
+    # stage 1 is monotone (Sinkhorn); stage 2 is superlinear: some Newton step shrinks
+    # the error twentyfold (a Sinkhorn step here shrinks it by a few percent).
     assert np.all(np.diff(h[:15]) <= 0)
-    assert h[-1] <= 1e-12 and h[-2] / h[-1] > 10
+    assert h[-1] <= 1e-10
+    assert np.max(h[14:-1] / h[15:]) > 20
+    assert h[13] / h[14] < 1.2
+    assert res.nit_newton <= 30
 
 
 def test_float32(rng):
