@@ -72,7 +72,8 @@ def _solve_sns(prob, *, warmup=20, density=6.0, mass_tol=1e-6, density_growth=2.
 
     Returns ``(f, g, nit, status, extras)``; extras ``nit_sinkhorn``, ``nit_newton``
     and ``err_history`` (the marginal error after every iteration, float64 array of
-    length ``nit``).
+    length ``nit``; its last entry is NaN after a callback stop in stage 1, where
+    that error was not computed).
     """
     warmup = _check_int(warmup, "warmup", minimum=0)
     density = _check_positive(density, "density")
