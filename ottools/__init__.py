@@ -2,7 +2,7 @@
 
 Entropic OT
 -----------
-sinkhorn          Entropic OT by Sinkhorn iterations (log domain, scaling form).
+sinkhorn          Entropic OT: Sinkhorn (log domain, scaling form), Sinkhorn-Newton-Sparse.
 
 Sliced and one-dimensional OT
 -----------------------------

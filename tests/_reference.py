@@ -57,6 +57,8 @@ def wasserstein_1d_pp(u, v, wu=None, wv=None, p=1.0):
 def sliced_pp(x, y, theta, a=None, b=None, p=2.0):
     """W_p^p of the projections on each row of ``theta`` (naive loop)."""
     return np.array([wasserstein_1d_pp(x @ t, y @ t, a, b, p) for t in theta])
+
+
 def sinkhorn_symmetric(a, cost, reg, n_iter):
     """``n_iter`` averaged symmetric updates from ``f = 0``, the first one unaveraged:
     ``f <- T(f)`` then ``f <- (f + T(f)) / 2`` with
@@ -83,7 +85,10 @@ def kl(P, a, b):
     Q = np.outer(a, b)
     nz = P > 0
     return float((P[nz] * np.log(P[nz] / Q[nz])).sum() - P.sum() + Q.sum())
+
+
 # --- sparsity-constrained / quadratic OT (ottools/_kernels/_sparse.py) -------------------
+
 
 def sparse_simplex_projection(v, k, z=1.0):
     """Euclidean projection of ``v`` on ``{y >= 0, sum(y) = z, ||y||_0 <= k}`` by sorting:
@@ -132,3 +137,55 @@ def sparse_semi_dual_value_grad(f, a, b, cost, reg, k):
     T = sparse_semi_dual_plan(f, b, cost, reg, k)
     val = f @ a - ((T * X).sum() - 0.5 * reg * (T ** 2).sum())
     return val, a - T.sum(1)
+
+
+# ---- Sinkhorn-Newton-Sparse (ottools/_kernels/_newton.py) ----
+
+
+def plan_marginals(a, b, cost, reg, f, g):
+    """Plan, row sums and column sums from the potentials."""
+    P = plan(a, b, cost, reg, f, g)
+    return P, P.sum(1), P.sum(0)
+
+
+def dual_objective(a, b, cost, reg, f, g, dtype=np.longdouble):
+    """``F(f, g) = <f, a> + <g, b> - reg sum_ij a_i b_j (exp((f_i + g_j - C_ij)/reg) - 1)``,
+    evaluated naively in ``dtype`` (long double by default)."""
+    a, b, C = (np.asarray(v, dtype=dtype) for v in (a, b, cost))
+    f, g = np.asarray(f, dtype=dtype), np.asarray(g, dtype=dtype)
+    reg = dtype(reg)
+    E = a[:, None] * b[None, :] * (np.exp((f[:, None] + g[None, :] - C) / reg) - 1)
+    return (f * a).sum() + (g * b).sum() - reg * E.sum()
+
+
+def kth_largest(values, k):
+    """By a full sort (the kernel uses quickselect)."""
+    return np.sort(np.ravel(values))[::-1][k - 1]
+
+
+def select_by_mass(values, k_min, mass_tol):
+    """Smallest ``k = k_min * 2**s`` whose top-``k`` entries hold all but ``mass_tol``."""
+    v = np.sort(np.ravel(values))[::-1]
+    total = v.sum()
+    k = min(k_min, v.size)
+    while total - v[:k].sum() > mass_tol * total and k < v.size:
+        k = min(2 * k, v.size)
+    return v[k - 1], k
+
+
+def sparsify(P, rho):
+    """Kept entries (>= rho, or a row's / column's maximum; never zeros) as CSR."""
+    import scipy.sparse as sp
+    keep = (P >= rho) | (P == P.max(1, keepdims=True)) | (P == P.max(0, keepdims=True))
+    keep &= P > 0
+    return sp.csr_array(np.where(keep, P, 0.0))
+
+
+def newton_matrix(Ps, rows, cols, shift, j0):
+    """Dense gauge-fixed Newton matrix ``[[(1+s) D_r, Ps], [Ps^T, (1+s) D_c]]`` without
+    the unknown ``g_j0`` (size n + m - 1)."""
+    Ps = Ps.toarray() if hasattr(Ps, "toarray") else np.asarray(Ps)
+    n, m = Ps.shape
+    H = np.block([[np.diag((1 + shift) * rows), Ps], [Ps.T, np.diag((1 + shift) * cols)]])
+    keep = np.r_[np.arange(n + m) != n + j0]
+    return H[np.ix_(keep, keep)]
