@@ -34,3 +34,12 @@ def plan(a, b, cost, reg, f, g):
 def marginal_error(P, a, b):
     """``||P 1 - a||_1 + ||P^T 1 - b||_1``."""
     return np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - b).sum()
+
+
+def plan_point_gradient(P, x, y):
+    """``d/dx_i sum_kl P_kl |x_k - y_l|^2 = 2 sum_j P_ij (x_i - y_j)``, by loops."""
+    gx = np.zeros_like(x, dtype=np.float64)
+    for i in range(x.shape[0]):
+        for j in range(y.shape[0]):
+            gx[i] += 2.0 * P[i, j] * (x[i] - y[j])
+    return gx

@@ -1,0 +1,283 @@
+"""ottools.torch: values equal the NumPy API, envelope gradients pass gradcheck."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import ottools  # noqa: E402
+import ottools.torch as ott  # noqa: E402
+from ottools import OTConvergenceWarning  # noqa: E402
+
+from _reference import plan_point_gradient  # noqa: E402
+
+TIGHT = dict(tol=1e-12, maxiter=100_000)
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _t(arr, requires_grad=False, dtype=torch.float64):
+    return torch.tensor(np.asarray(arr), dtype=dtype, requires_grad=requires_grad)
+
+
+@pytest.fixture
+def clouds(rng):
+    x = rng.random((5, 2))
+    y = rng.random((4, 2)) + 0.3
+    a = rng.random(5) + 0.2
+    b = rng.random(4) + 0.2
+    return x, y, a / a.sum(), b / b.sum()
+
+
+def _simplex(v):
+    """Positive weights -> the simplex, so that gradcheck may move any entry."""
+    return v / v.sum()
+
+
+# --------------------------------------------------------------------------- sinkhorn
+
+def test_sinkhorn_value_and_gradients_equal_numpy(clouds):
+    x, y, a, b = clouds
+    cost = ottools.cost_matrix(x, y)
+    res = ottools.sinkhorn(a, b, cost, 0.3, **TIGHT)
+    assert res.success
+    at, bt, ct = _t(a, True), _t(b, True), _t(cost, True)
+    value = ott.sinkhorn(at, bt, ct, 0.3, **TIGHT)
+    assert value.shape == () and value.dtype == torch.float64
+    assert value.item() == pytest.approx(res.fun, rel=1e-12)
+    value.backward()
+    np.testing.assert_allclose(ct.grad.numpy(), res.plan, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(at.grad.numpy(), res.f - res.f.mean(), atol=1e-12)
+    np.testing.assert_allclose(bt.grad.numpy(), res.g - res.g.mean(), atol=1e-12)
+    assert abs(at.grad.sum().item()) < 1e-12
+
+
+def test_sinkhorn_gradcheck_cost(clouds):
+    x, y, a, b = clouds
+    cost = _t(ottools.cost_matrix(x, y), True)
+    assert torch.autograd.gradcheck(
+        lambda c: ott.sinkhorn(_t(a), _t(b), c, 0.3, **TIGHT), (cost,))
+
+
+@pytest.mark.parametrize("which", ["a", "b"])
+def test_sinkhorn_gradcheck_weights(clouds, which):
+    x, y, a, b = clouds
+    cost = _t(ottools.cost_matrix(x, y))
+    w = _t(a if which == "a" else b, True)
+
+    def fn(w):
+        aa, bb = (_simplex(w), _t(b)) if which == "a" else (_t(a), _simplex(w))
+        return ott.sinkhorn(aa, bb, cost, 0.3, **TIGHT)
+
+    assert torch.autograd.gradcheck(fn, (w,))
+
+
+def test_sinkhorn_uniform_weights_and_zero_weights(rng):
+    a = np.array([0.5, 0.0, 0.5])
+    cost = rng.random((3, 4))
+    res = ottools.sinkhorn(a, None, cost, 0.2, **TIGHT)
+    assert res.success
+    at, ct = _t(a, True), _t(cost, True)
+    value = ott.sinkhorn(at, None, ct, 0.2, **TIGHT)
+    value.backward()
+    assert value.item() == pytest.approx(res.fun, rel=1e-12)
+    np.testing.assert_allclose(ct.grad.numpy(), res.plan, atol=1e-14)
+    assert np.all(ct.grad.numpy()[1] == 0)
+    np.testing.assert_allclose(at.grad.numpy(), res.f - res.f.mean(), atol=1e-12)
+
+
+def test_sinkhorn_float32_stays_float32(clouds):
+    x, y, a, b = clouds
+    cost = _t(ottools.cost_matrix(x, y), True, torch.float32)
+    value = ott.sinkhorn(_t(a, dtype=torch.float32), _t(b, dtype=torch.float32), cost, 0.3)
+    assert value.dtype == torch.float32
+    value.backward()
+    assert cost.grad.dtype == torch.float32
+    res = ottools.sinkhorn(a.astype(np.float32), b.astype(np.float32),
+                           cost.detach().numpy(), 0.3, tol=1e-5)
+    assert res.success
+    assert value.item() == pytest.approx(res.fun, rel=1e-6)
+    np.testing.assert_allclose(cost.grad.numpy(), res.plan, atol=1e-6)
+
+
+def test_sinkhorn_only_needed_gradients(clouds):
+    x, y, a, b = clouds
+    cost = _t(ottools.cost_matrix(x, y), True)
+    at = _t(a)
+    ott.sinkhorn(at, None, cost, 0.3).backward()
+    assert at.grad is None and cost.grad is not None
+
+
+def test_sinkhorn_nonconvergence_warns(clouds):
+    x, y, a, b = clouds
+    cost = _t(ottools.cost_matrix(x, y), True)
+    with pytest.warns(OTConvergenceWarning, match="did not converge.*maxiter"):
+        value = ott.sinkhorn(_t(a), _t(b), cost, 0.01, maxiter=2)
+    assert torch.isfinite(value)
+
+
+def test_sinkhorn_rejects_batches_and_differentiable_reg(clouds):
+    x, y, a, b = clouds
+    cost = _t(ottools.cost_matrix(x, y))
+    with pytest.raises(ValueError, match="`cost` must be a 2-D tensor.*Batch dimensions"):
+        ott.sinkhorn(None, None, cost[None], 0.3)
+    with pytest.raises(ValueError, match="`a` must be a 1-D tensor.*Batch"):
+        ott.sinkhorn(_t(a)[None], None, cost, 0.3)
+    with pytest.raises(TypeError, match="`reg` is not differentiable"):
+        ott.sinkhorn(None, None, cost, torch.tensor(0.3, requires_grad=True))
+    with pytest.raises(ValueError, match="`reg` must be a positive"):
+        ott.sinkhorn(None, None, cost, -1.0)
+    with pytest.raises(ValueError, match="`a` must have length 5"):
+        ott.sinkhorn(_t(a[:3]), None, cost, 0.3)
+
+
+def test_global_autograd_state_untouched(clouds):
+    x, y, a, b = clouds
+    xt = _t(x, True)
+    assert torch.is_grad_enabled()
+    ott.sinkhorn_loss(xt, _t(y), reg=0.3, metric="euclidean").backward()
+    assert torch.is_grad_enabled()
+    with torch.no_grad():
+        v = ott.sinkhorn_loss(xt, _t(y), reg=0.3)
+        assert not torch.is_grad_enabled()
+    assert not v.requires_grad
+
+
+# ---------------------------------------------------------------------- sinkhorn_loss
+
+def _numpy_loss(x, y, a, b, reg, metric="sqeuclidean", debias=True):
+    def w(u, v, p, q):
+        res = ottools.sinkhorn(p, q, ottools.cost_matrix(u, v, metric), reg, **TIGHT)
+        assert res.success
+        return res
+    xy = w(x, y, a, b)
+    if not debias:
+        return xy.fun, xy
+    return xy.fun - 0.5 * (w(x, x, a, a).fun + w(y, y, b, b).fun), xy
+
+
+@pytest.mark.parametrize("debias", [True, False])
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean", "cityblock"])
+def test_sinkhorn_loss_value_equals_numpy(clouds, metric, debias):
+    x, y, a, b = clouds
+    expected, _ = _numpy_loss(x, y, a, b, 0.3, metric, debias)
+    value = ott.sinkhorn_loss(_t(x), _t(y), _t(a), _t(b), reg=0.3, metric=metric,
+                              debias=debias, **TIGHT)
+    assert value.item() == pytest.approx(expected, rel=1e-12, abs=1e-14)
+
+
+def test_sinkhorn_loss_gradient_is_plan_weighted_displacement(clouds):
+    x, y, a, b = clouds
+    _, res = _numpy_loss(x, y, a, b, 0.3, debias=False)
+    xt = _t(x, True)
+    ott.sinkhorn_loss(xt, _t(y), _t(a), _t(b), reg=0.3, debias=False, **TIGHT).backward()
+    np.testing.assert_allclose(xt.grad.numpy(), plan_point_gradient(res.plan, x, y),
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("debias", [True, False])
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean"])
+def test_sinkhorn_loss_gradcheck_points(clouds, metric, debias):
+    x, y, a, b = clouds
+    xt, yt = _t(x, True), _t(y, True)
+    assert torch.autograd.gradcheck(
+        lambda u, v: ott.sinkhorn_loss(u, v, _t(a), _t(b), reg=0.3, metric=metric,
+                                       debias=debias, **TIGHT), (xt, yt))
+
+
+@pytest.mark.parametrize("debias", [True, False])
+def test_sinkhorn_loss_gradcheck_weights(clouds, debias):
+    x, y, a, b = clouds
+    at, bt = _t(a, True), _t(b, True)
+    assert torch.autograd.gradcheck(
+        lambda p, q: ott.sinkhorn_loss(_t(x), _t(y), _simplex(p), _simplex(q), reg=0.3,
+                                       debias=debias, **TIGHT), (at, bt))
+
+
+def test_sinkhorn_loss_callable_metric(clouds):
+    x, y, a, b = clouds
+
+    def sq(u, v):
+        return torch.cdist(u, v) ** 2
+
+    xt = _t(x, True)
+    assert torch.autograd.gradcheck(
+        lambda u: ott.sinkhorn_loss(u, _t(y), reg=0.3, metric=sq, **TIGHT), (xt,))
+    v1 = ott.sinkhorn_loss(_t(x), _t(y), reg=0.3, metric=sq, **TIGHT)
+    v2 = ott.sinkhorn_loss(_t(x), _t(y), reg=0.3, **TIGHT)
+    assert v1.item() == pytest.approx(v2.item(), rel=1e-10)
+
+
+def test_sinkhorn_divergence_invariants(clouds):
+    x, y, a, b = clouds
+    same = ott.sinkhorn_loss(_t(x), _t(x), _t(a), _t(a), reg=0.3, **TIGHT)
+    assert abs(same.item()) < 1e-10
+    d = ott.sinkhorn_loss(_t(x), _t(y), _t(a), _t(b), reg=0.3, **TIGHT)
+    assert d.item() > 0
+    # Translation: S_eps(alpha, alpha + t) = |t|^2 exactly for the squared Euclidean cost.
+    t = np.array([0.3, -0.2])
+    shifted = ott.sinkhorn_loss(_t(x), _t(x + t), _t(a), _t(a), reg=0.3, **TIGHT)
+    assert shifted.item() == pytest.approx(float(t @ t), rel=1e-9)
+
+
+def test_sinkhorn_loss_float32_and_module(clouds):
+    x, y, a, b = clouds
+    x32 = _t(x, True, torch.float32)
+    loss = ott.SinkhornLoss(reg=0.3)
+    value = loss(x32, _t(y, dtype=torch.float32))
+    assert value.dtype == torch.float32
+    value.backward()
+    assert x32.grad.dtype == torch.float32
+    ref = ott.sinkhorn_loss(_t(x), _t(y), reg=0.3)
+    assert value.item() == pytest.approx(ref.item(), rel=1e-4, abs=1e-6)
+    assert "reg=0.3" in repr(loss)
+    with pytest.raises(TypeError, match="Unknown argument"):
+        ott.SinkhornLoss(reg=0.3, stopThr=1e-9)
+
+
+def test_sinkhorn_loss_errors(clouds):
+    x, y, a, b = clouds
+    with pytest.raises(ValueError, match="`x` must be a 2-D tensor.*Batch"):
+        ott.sinkhorn_loss(_t(x)[None], _t(y)[None], reg=0.3)
+    with pytest.raises(ValueError, match="Unknown metric"):
+        ott.sinkhorn_loss(_t(x), _t(y), reg=0.3, metric="hamming-ish")
+    with pytest.raises(ValueError, match="same dimension"):
+        ott.sinkhorn_loss(_t(x), _t(y)[:, :1], reg=0.3)
+    with pytest.raises(ValueError, match="same total mass"):
+        ott.sinkhorn_loss(_t(x), _t(y), _t(a), _t(2 * b), reg=0.3)
+
+
+def test_sinkhorn_loss_nonconvergence_warns(clouds):
+    x, y, a, b = clouds
+    with pytest.warns(OTConvergenceWarning, match="xy problem did not converge") as rec:
+        ott.sinkhorn_loss(_t(x), _t(y), reg=0.01, maxiter=2)
+    assert rec[0].filename == __file__
+
+
+def test_converged_loss_does_not_warn(clouds):
+    x, y, a, b = clouds
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ott.sinkhorn_loss(_t(x), _t(y), reg=0.3)
+
+
+# ----------------------------------------------------------------------------- CUDA
+
+@cuda
+def test_cuda_round_trip(clouds):
+    x, y, a, b = clouds
+    for dtype in (torch.float32, torch.float64):
+        xc = _t(x, dtype=dtype).cuda().requires_grad_()
+        yc = _t(y, dtype=dtype).cuda()
+        value = ott.sinkhorn_loss(xc, yc, reg=0.3)
+        assert value.device.type == "cuda" and value.dtype == dtype
+        value.backward()
+        assert xc.grad.device.type == "cuda" and xc.grad.dtype == dtype
+        xcpu = _t(x, True, dtype)
+        ott.sinkhorn_loss(xcpu, _t(y, dtype=dtype), reg=0.3).backward()
+        torch.testing.assert_close(xc.grad.cpu(), xcpu.grad)
+        cost = torch.cdist(xc.detach(), yc).pow(2).requires_grad_()
+        v = ott.sinkhorn(None, None, cost, 0.3)
+        v.backward()
+        assert cost.grad.device.type == "cuda"
