@@ -4,6 +4,16 @@ Entropic OT
 -----------
 sinkhorn          Entropic OT by Sinkhorn iterations (log domain, scaling form).
 
+Sliced and one-dimensional OT
+-----------------------------
+wasserstein_1d                      Exact 1-D Wasserstein-p distance (weighted, batched).
+sliced_wasserstein                  Sliced Wasserstein (MC, QMC, orthogonal, control variates).
+projected_wasserstein               W_p^p on each of given directions.
+max_sliced_wasserstein              Max-sliced Wasserstein by ascent on the sphere.
+distributional_sliced_wasserstein   v-DSW: von Mises-Fisher distributions of directions.
+sample_vmf                          Von Mises-Fisher samples (Wood's sampler).
+mesh_measure                        Triangle meshes as area measures or oriented varifolds.
+
 Costs
 -----
 cost_matrix       Pairwise ground costs between point clouds.
@@ -19,8 +29,17 @@ OTConvergenceWarning   Non-convergence where the return value has no status.
 """
 
 from ._costs import cost_matrix
+from ._mesh import mesh_measure
+from ._onedim import wasserstein_1d
 from ._result import OTConvergenceWarning, OTResult, OTWarning
 from ._sinkhorn import sinkhorn
+from ._sliced import (
+    distributional_sliced_wasserstein,
+    max_sliced_wasserstein,
+    projected_wasserstein,
+    sample_vmf,
+    sliced_wasserstein,
+)
 
 __version__ = "0.1.0"
 
@@ -29,5 +48,12 @@ __all__ = [
     "OTResult",
     "OTWarning",
     "cost_matrix",
+    "distributional_sliced_wasserstein",
+    "max_sliced_wasserstein",
+    "mesh_measure",
+    "projected_wasserstein",
+    "sample_vmf",
     "sinkhorn",
+    "sliced_wasserstein",
+    "wasserstein_1d",
 ]

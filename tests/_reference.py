@@ -36,6 +36,29 @@ def marginal_error(P, a, b):
     return np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - b).sum()
 
 
+def wasserstein_1d_pp(u, v, wu=None, wv=None, p=1.0):
+    """W_p^p between 1-D weighted samples by integrating the quantile functions
+    piecewise over the union of the cumulative-weight breakpoints."""
+    u = np.asarray(u, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    wu = np.full(len(u), 1.0 / len(u)) if wu is None else np.asarray(wu, np.float64) / np.sum(wu)
+    wv = np.full(len(v), 1.0 / len(v)) if wv is None else np.asarray(wv, np.float64) / np.sum(wv)
+    iu, iv = np.argsort(u), np.argsort(v)
+    u, wu, v, wv = u[iu], wu[iu], v[iv], wv[iv]
+    cu, cv = np.cumsum(wu), np.cumsum(wv)
+    cu[-1] = cv[-1] = 1.0  # both totals are 1 up to rounding
+    t = np.unique(np.concatenate([[0.0], np.minimum(cu, 1.0), np.minimum(cv, 1.0)]))
+    mid = 0.5 * (t[1:] + t[:-1])
+    qu = u[np.minimum(np.searchsorted(cu, mid), len(u) - 1)]
+    qv = v[np.minimum(np.searchsorted(cv, mid), len(v) - 1)]
+    return float(np.sum(np.diff(t) * np.abs(qu - qv) ** p))
+
+
+def sliced_pp(x, y, theta, a=None, b=None, p=2.0):
+    """W_p^p of the projections on each row of ``theta`` (naive loop)."""
+    return np.array([wasserstein_1d_pp(x @ t, y @ t, a, b, p) for t in theta])
+
+
 def plan_point_gradient(P, x, y):
     """``d/dx_i sum_kl P_kl |x_k - y_l|^2 = 2 sum_j P_ij (x_i - y_j)``, by loops."""
     gx = np.zeros_like(x, dtype=np.float64)

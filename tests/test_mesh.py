@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from ottools import mesh_measure, sliced_wasserstein
+
+
+def _tetra():
+    v = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    f = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])  # outward normals
+    return v, f
+
+
+def test_area_measure_of_a_tetrahedron(dtype):
+    v, f = _tetra()
+    pts, w = mesh_measure(v.astype(dtype), f)
+    assert pts.dtype == dtype and w.dtype == dtype
+    areas = np.array([0.5, 0.5, 0.5, np.sqrt(3) / 2])
+    np.testing.assert_allclose(w, areas / areas.sum(), rtol=1e-6)
+    np.testing.assert_allclose(pts, v[f].mean(axis=1), rtol=1e-6, atol=1e-7)
+
+
+def test_varifold_normals_are_unit_and_oriented():
+    v, f = _tetra()
+    pts, w = mesh_measure(v, f, kind="varifold", normal_scale=2.0)
+    assert pts.shape == (4, 6)
+    normals = pts[:, 3:] / 2.0
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(normals[:3], [[0, 0, -1], [0, -1, 0], [-1, 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(normals[3], np.ones(3) / np.sqrt(3), rtol=1e-12)
+    # outward: the normal points away from the centre of mass
+    centre = v.mean(0)
+    assert np.all(np.einsum("ij,ij->i", normals, pts[:, :3] - centre) > 0)
+
+
+def test_degenerate_faces_dropped_and_renormalized():
+    v, f = _tetra()
+    v = np.vstack([v, [[2.0, 0, 0]]])
+    f2 = np.vstack([f, [[0, 1, 4]]])  # collinear: zero area
+    pts, w = mesh_measure(v, f2)
+    pts0, w0 = mesh_measure(v[:4], f)
+    np.testing.assert_allclose(pts, pts0)
+    np.testing.assert_allclose(w, w0)
+    assert w.sum() == pytest.approx(1.0, rel=1e-14)
+
+
+def test_meshes_compared_with_sliced_distances():
+    v, f = _tetra()
+    pts, w = mesh_measure(v, f)
+    shift = np.array([0.3, -0.2, 0.1])
+    pts2, w2 = mesh_measure(v + shift, f)
+    assert sliced_wasserstein(pts, pts, w, w, rng=0) == 0.0
+    # a translated mesh: SW_2 over an orthonormal basis is |shift| / sqrt(3) exactly
+    got = sliced_wasserstein(pts, pts2, w, w2, directions=np.eye(3))
+    assert got == pytest.approx(np.linalg.norm(shift) / np.sqrt(3), rel=1e-12)
+    # flipping the orientation moves the varifold but not the area measure
+    vf, wf = mesh_measure(v, f[:, ::-1], kind="varifold")
+    va, wa = mesh_measure(v, f, kind="varifold")
+    assert sliced_wasserstein(va, vf, wa, wf, rng=0) > 0.1
+    pf, _ = mesh_measure(v, f[:, ::-1])
+    np.testing.assert_allclose(pf, pts)
+
+
+@pytest.mark.parametrize("vertices, faces, kwargs, exc, match", [
+    (np.zeros((4, 2)), [[0, 1, 2]], {}, ValueError, r"`vertices` must have shape \(V, 3\)"),
+    (np.full((4, 3), np.nan), [[0, 1, 2]], {}, ValueError, "`vertices` must be finite"),
+    (np.eye(3), [[0, 1, 3]], {}, ValueError, "`faces` indices must lie in"),
+    (np.eye(3), [[0, -1, 2]], {}, ValueError, "`faces` indices must lie in"),
+    (np.eye(3), [[0.0, 1.0, 2.0]], {}, TypeError, "`faces` must hold integer"),
+    (np.eye(3), [[0, 1]], {}, ValueError, r"`faces` must have shape \(F, 3\)"),
+    (np.eye(3), [[0, 1, 1]], {}, ValueError, "all degenerate"),
+    (np.eye(3), [[0, 1, 2]], {"kind": "normals"}, ValueError, "kind"),
+    (np.eye(3), [[0, 1, 2]], {"normal_scale": 0.0}, ValueError, "`normal_scale`"),
+])
+def test_bad_input(vertices, faces, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        mesh_measure(vertices, np.asarray(faces), **kwargs)
