@@ -262,6 +262,128 @@ def test_converged_loss_does_not_warn(clouds):
         ott.sinkhorn_loss(_t(x), _t(y), reg=0.3)
 
 
+# ------------------------------------------------------------------------ sliced family
+
+@pytest.fixture
+def unequal(rng):
+    x = rng.normal(size=(6, 3))
+    y = rng.normal(size=(5, 3)) + [1.0, 0.0, 0.5]
+    a = rng.random(6) + 0.2
+    b = rng.random(5) + 0.2
+    return x, y, a / a.sum(), b / b.sum()
+
+
+@pytest.mark.parametrize("p", [2, 1.5])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sliced_value_equals_numpy_and_gradcheck(unequal, p, weighted):
+    x, y, a, b = unequal
+    if not weighted:
+        y = np.vstack([y, [0.3, -0.2, 0.7]])  # equal sizes, uniform: the pairing fast path
+        a = b = None
+    kw = dict(p=p, n_projections=30, rng=3)
+    w = (None, None) if not weighted else (_t(a), _t(b))
+    value = ott.sliced_wasserstein(_t(x), _t(y), *w, **kw)
+    assert value.item() == pytest.approx(ottools.sliced_wasserstein(x, y, a, b, **kw),
+                                         rel=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda u, v: ott.sliced_wasserstein(u, v, *w, **kw), (_t(x, True), _t(y, True)))
+
+
+def test_sliced_gradient_on_fixed_directions_is_the_pairing(rng):
+    x, y = rng.normal(size=(7, 2)), rng.normal(size=(7, 2))
+    theta = np.array([[1.0, 0.0]])
+    xt = _t(x, True)
+    value = ott.sliced_wasserstein(xt, _t(y), directions=theta)
+    value.backward()
+    u, v = x[:, 0], y[:, 0]
+    pair = np.sort(v)[np.argsort(np.argsort(u))]  # the sorted pairing of the projections
+    w2 = np.mean((u - pair) ** 2)
+    assert value.item() == pytest.approx(np.sqrt(w2), rel=1e-12)
+    expected = (2.0 / 7.0) * (u - pair) / (2.0 * np.sqrt(w2))
+    np.testing.assert_allclose(xt.grad[:, 0].numpy(), expected, atol=1e-12)
+    np.testing.assert_allclose(xt.grad[:, 1].numpy(), 0.0, atol=1e-15)
+
+
+def test_sliced_refuses_weight_gradients_and_cv_estimators(unequal):
+    x, y, a, b = unequal
+    with pytest.raises(NotImplementedError, match="not differentiable in `a`"):
+        ott.sliced_wasserstein(_t(x), _t(y), _t(a, True), _t(b))
+    with pytest.raises(ValueError, match="estimator='mc' only"):
+        ott.sliced_wasserstein(_t(x), _t(y), estimator="lower-cv")
+    with pytest.raises(ValueError, match="`x` must be a 2-D tensor.*Batch"):
+        ott.sliced_wasserstein(_t(x)[None], _t(y)[None])
+
+
+@pytest.fixture
+def smooth_max():
+    """Clouds whose Max-SW / v-DSW maximizers are smooth points (the 1-D couplings do not
+    change near them), so that finite differences see a derivative. At a kink (common
+    for tiny clouds) the gradient returned is one element of the superdifferential."""
+    x = np.random.default_rng(5).normal(size=(6, 2))
+    return x, x @ np.array([[2.0, 0.3], [0.3, 0.5]]) + [3.0, 0.0]
+
+
+MAX_KW = dict(rng=1, maxiter=1000, tol=0.0)
+DSW_KW = dict(rng=2, kappa=5.0, n_projections=20, maxiter=1000, tol=0.0)
+
+
+def test_max_sliced_value_and_gradcheck(smooth_max):
+    x, y = smooth_max
+    res = ottools.max_sliced_wasserstein(x, y, **MAX_KW)
+    assert res.success
+    value = ott.max_sliced_wasserstein(_t(x), _t(y), **MAX_KW)
+    assert value.item() == pytest.approx(res.fun, rel=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda u, v: ott.max_sliced_wasserstein(u, v, **MAX_KW), (_t(x, True), _t(y, True)))
+
+
+def test_distributional_sliced_value_and_gradcheck(smooth_max):
+    x, y = smooth_max
+    res = ottools.distributional_sliced_wasserstein(x, y, **DSW_KW)
+    assert res.success
+    value = ott.distributional_sliced_wasserstein(_t(x), _t(y), **DSW_KW)
+    assert value.item() == pytest.approx(res.fun, rel=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda u, v: ott.distributional_sliced_wasserstein(u, v, **DSW_KW),
+        (_t(x, True), _t(y, True)))
+
+
+def test_max_and_distributional_gradients_are_danskin(unequal):
+    """Generic data: the gradient is that of SW on the maximizing direction(s), fixed."""
+    x, y, a, b = unequal
+    for fn, npfn, kw, field in (
+            (ott.max_sliced_wasserstein, ottools.max_sliced_wasserstein, MAX_KW, "direction"),
+            (ott.distributional_sliced_wasserstein, ottools.distributional_sliced_wasserstein,
+             DSW_KW, "directions")):
+        res = npfn(x, y, a, b, **kw)
+        theta = np.atleast_2d(res[field])
+        x1, x2 = _t(x, True), _t(x, True)
+        fn(x1, _t(y), _t(a), _t(b), **kw).backward()
+        ref = ott.sliced_wasserstein(x2, _t(y), _t(a), _t(b), directions=theta)
+        ref.backward()
+        assert ref.item() == pytest.approx(float(res.fun), rel=1e-12)
+        np.testing.assert_allclose(x1.grad.numpy(), x2.grad.numpy(), atol=1e-14)
+
+
+def test_max_sliced_nonconvergence_warns(unequal):
+    x, y, a, b = unequal
+    with pytest.warns(OTConvergenceWarning, match="max_sliced_wasserstein did not converge"):
+        ott.max_sliced_wasserstein(_t(x), _t(y), rng=0, maxiter=1, tol=0.0)
+
+
+def test_sliced_module_draws_new_directions(unequal):
+    x, y, a, b = unequal
+    loss = ott.SlicedWassersteinLoss(n_projections=10, rng=0)
+    v1, v2 = loss(_t(x), _t(y)), loss(_t(x), _t(y))
+    assert v1.item() != v2.item()
+    again = ott.SlicedWassersteinLoss(n_projections=10, rng=0)
+    assert again(_t(x), _t(y)).item() == v1.item()
+    x32 = _t(x, True, torch.float32)
+    v = loss(x32, _t(y, dtype=torch.float32))
+    v.backward()
+    assert v.dtype == torch.float32 and x32.grad.dtype == torch.float32
+
+
 # ----------------------------------------------------------------------------- CUDA
 
 @cuda

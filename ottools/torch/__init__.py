@@ -5,10 +5,14 @@ Functions
 sinkhorn          Entropic OT cost (0-d tensor), differentiable in ``a``, ``b``, ``cost``.
 sinkhorn_loss     Entropic OT / Sinkhorn divergence between point clouds,
                   differentiable in ``x``, ``y``, ``a``, ``b``.
+sliced_wasserstein                 Sliced Wasserstein distance, differentiable in x, y.
+max_sliced_wasserstein             Max-sliced Wasserstein distance, differentiable in x, y.
+distributional_sliced_wasserstein  v-DSW, differentiable in x, y.
 
 Modules (``torch.nn.Module``)
 -----------------------------
-SinkhornLoss      ``sinkhorn_loss`` as a module.
+SinkhornLoss            ``sinkhorn_loss`` as a module.
+SlicedWassersteinLoss   ``sliced_wasserstein`` as a module (fresh directions per call).
 
 Each function takes and returns tensors; the forward pass detaches its inputs, runs
 the NumPy solver on the CPU (a CUDA tensor makes a round trip through host memory) and
@@ -29,11 +33,21 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
         '`pip install "ottools[torch]"`.'
     ) from exc
 
-from ._functions import sinkhorn, sinkhorn_loss
-from ._losses import SinkhornLoss
+from ._functions import (
+    distributional_sliced_wasserstein,
+    max_sliced_wasserstein,
+    sinkhorn,
+    sinkhorn_loss,
+    sliced_wasserstein,
+)
+from ._losses import SinkhornLoss, SlicedWassersteinLoss
 
 __all__ = [
     "SinkhornLoss",
+    "SlicedWassersteinLoss",
+    "distributional_sliced_wasserstein",
+    "max_sliced_wasserstein",
     "sinkhorn",
     "sinkhorn_loss",
+    "sliced_wasserstein",
 ]

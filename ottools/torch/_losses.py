@@ -1,10 +1,11 @@
 """``torch.nn.Module`` wrappers of the differentiable OT functions."""
 
+import numpy as np
 from torch import nn
 
-from ._functions import sinkhorn_loss
+from ._functions import sinkhorn_loss, sliced_wasserstein
 
-__all__ = ["SinkhornLoss"]
+__all__ = ["SinkhornLoss", "SlicedWassersteinLoss"]
 
 
 class SinkhornLoss(nn.Module):
@@ -50,3 +51,43 @@ class SinkhornLoss(nn.Module):
 
     def extra_repr(self):
         return f"reg={self.reg}, metric={self.metric!r}, debias={self.debias}"
+
+
+class SlicedWassersteinLoss(nn.Module):
+    """:func:`ottools.torch.sliced_wasserstein` as a module, with fresh directions per call.
+
+    Parameters
+    ----------
+    p : float, default 2
+    n_projections : int, default 100
+    directions : {"random", "qmc", "orthogonal"} or array_like, default "random"
+    rng : {None, int, numpy.random.Generator}, optional
+        Seeds one ``numpy.random.Generator`` kept by the module: every call draws new
+        directions from it (an unbiased stochastic gradient in training), reproducibly.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ottools.torch import SlicedWassersteinLoss
+    >>> loss_fn = SlicedWassersteinLoss(n_projections=20, rng=0)
+    >>> x = torch.zeros(5, 3, requires_grad=True)
+    >>> loss = loss_fn(x, torch.zeros(5, 3))
+    >>> loss.backward()
+    >>> loss.item(), x.grad.abs().max().item()
+    (0.0, 0.0)
+    """
+
+    def __init__(self, p=2, n_projections=100, directions="random", rng=None):
+        super().__init__()
+        self.p = p
+        self.n_projections = n_projections
+        self.directions = directions
+        self.rng = np.random.default_rng(rng)
+
+    def forward(self, x, y, a=None, b=None):
+        """The sliced distance between ``x`` (weights ``a``) and ``y`` (weights ``b``)."""
+        return sliced_wasserstein(x, y, a, b, p=self.p, n_projections=self.n_projections,
+                                  directions=self.directions, rng=self.rng)
+
+    def extra_repr(self):
+        return f"p={self.p}, n_projections={self.n_projections}"
