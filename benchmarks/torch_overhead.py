@@ -3,6 +3,7 @@
 Usage::
 
     PYTHONPATH=. python benchmarks/torch_overhead.py [--n 2000] [--reg 0.05] [--repeats 7]
+        [--dtype float64] [--torch-threads N]
 
 Each row times, on the same problem (uniform points in the unit square, uniform weights,
 squared Euclidean cost, same ``tol``), a torch call plus ``.backward()`` against its NumPy
@@ -44,7 +45,11 @@ def main(argv=None):
     parser.add_argument("--tol", type=float, default=1e-6)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads (default: leave torch's choice)")
     args = parser.parse_args(argv)
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
 
     rng = np.random.default_rng(0)
     dt = np.dtype(args.dtype)

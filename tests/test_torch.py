@@ -1,5 +1,8 @@
 """ottools.torch: values equal the NumPy API, envelope gradients pass gradcheck."""
 
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -403,3 +406,14 @@ def test_cuda_round_trip(clouds):
         v = ott.sinkhorn(None, None, cost, 0.3)
         v.backward()
         assert cost.grad.device.type == "cuda"
+
+
+def test_import_without_torch_names_the_extra():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "try:\n    import ottools.torch\nexcept ImportError as exc:\n    print(exc)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=root)
+    assert 'pip install "ottools[torch]"' in out.stdout
