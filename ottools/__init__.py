@@ -2,7 +2,7 @@
 
 Entropic OT
 -----------
-sinkhorn          Entropic OT by Sinkhorn iterations (log domain, scaling form).
+sinkhorn          Entropic OT: Sinkhorn (log domain, scaling form), Sinkhorn-Newton-Sparse.
 
 Sliced and one-dimensional OT
 -----------------------------
@@ -13,6 +13,16 @@ max_sliced_wasserstein              Max-sliced Wasserstein by ascent on the sphe
 distributional_sliced_wasserstein   v-DSW: von Mises-Fisher distributions of directions.
 sample_vmf                          Von Mises-Fisher samples (Wood's sampler).
 mesh_measure                        Triangle meshes as area measures or oriented varifolds.
+
+Monge gap and divergences
+-------------------------
+monge_gap             Monge gap of a map from samples (exact or entropic).
+sinkhorn_divergence   Debiased Sinkhorn divergence between point clouds.
+
+Sparse and quadratically regularized OT
+---------------------------------------
+sparsity_constrained_ot   Quadratic regularization, at most max_nz non-zeros per column.
+quadratic_ot              Quadratically regularized OT (sparse plans).
 
 Costs
 -----
@@ -31,6 +41,8 @@ OTConvergenceWarning   Non-convergence where the return value has no status.
 from ._costs import cost_matrix
 from ._mesh import mesh_measure
 from ._onedim import wasserstein_1d
+from ._divergence import sinkhorn_divergence
+from ._monge_gap import monge_gap
 from ._result import OTConvergenceWarning, OTResult, OTWarning
 from ._sinkhorn import sinkhorn
 from ._sliced import (
@@ -40,6 +52,7 @@ from ._sliced import (
     sample_vmf,
     sliced_wasserstein,
 )
+from ._sparse_ot import quadratic_ot, sparsity_constrained_ot
 
 __version__ = "0.1.0"
 
@@ -51,9 +64,13 @@ __all__ = [
     "distributional_sliced_wasserstein",
     "max_sliced_wasserstein",
     "mesh_measure",
+    "monge_gap",
     "projected_wasserstein",
+    "quadratic_ot",
     "sample_vmf",
     "sinkhorn",
+    "sinkhorn_divergence",
     "sliced_wasserstein",
+    "sparsity_constrained_ot",
     "wasserstein_1d",
 ]

@@ -26,22 +26,29 @@ def demo_clouds(n=2000, seed=0):
 class _Progress:
     """Callback printing iterations and err on stderr once a run lasts over a second."""
 
-    def __init__(self, label, stream=sys.stderr):
-        self.label, self.stream = label, stream
-        self.t0 = time.perf_counter()
+    def __init__(self, label, stream=None):
+        self.label = label
+        self.stream = sys.stderr if stream is None else stream
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.t0 = self.last = time.perf_counter()
         self.history = []
         self.shown = False
 
     def __call__(self, inter):
         self.history.append((inter.nit, inter.err))
-        if time.perf_counter() - self.t0 > 1.0:
+        now = time.perf_counter()
+        if now - self.t0 > 1.0 and now - self.last > (0.2 if self.tty else 2.0):
+            self.last = now
             self.shown = True
-            print(f"\r  {self.label}: nit {inter.nit:>7d}  err {inter.err:.2e}", end="",
-                  file=self.stream, flush=True)
+            line = f"  {self.label}: nit {inter.nit:>7d}  err {inter.err:.2e}"
+            if self.tty:
+                print("\r" + line, end="", file=self.stream, flush=True)
+            else:
+                print(line, file=self.stream, flush=True)
 
     def close(self):
-        if self.shown:
-            print("\r" + " " * 60 + "\r", end="", file=self.stream, flush=True)
+        if self.shown and self.tty:
+            print("\r" + " " * 70 + "\r", end="", file=self.stream, flush=True)
 
 
 def _run_ours(a, b, cost, reg, method, tol, maxiter):

@@ -59,6 +59,138 @@ def sliced_pp(x, y, theta, a=None, b=None, p=2.0):
     return np.array([wasserstein_1d_pp(x @ t, y @ t, a, b, p) for t in theta])
 
 
+def sinkhorn_symmetric(a, cost, reg, n_iter):
+    """``n_iter`` averaged symmetric updates from ``f = 0``, the first one unaveraged:
+    ``f <- T(f)`` then ``f <- (f + T(f)) / 2`` with
+    ``T(f)_i = -reg log sum_j a_j exp((f_j - C_ij) / reg)``."""
+    C = cost.astype(np.float64)
+    la = np.log(a.astype(np.float64))
+    f = np.zeros(len(a))
+    for k in range(n_iter):
+        t = -reg * logsumexp(la[None, :] + (f[None, :] - C) / reg, axis=1)
+        f = t if k == 0 else 0.5 * (f + t)
+    return f
+
+
+def entropy(P):
+    """Shannon entropy ``-sum P log P`` (0 log 0 = 0)."""
+    P = np.asarray(P, dtype=np.float64)
+    nz = P[P > 0]
+    return float(-(nz * np.log(nz)).sum())
+
+
+def kl(P, a, b):
+    """Generalized ``KL(P || a x b) = sum P log(P / ab) - sum P + sum a sum b``."""
+    P = np.asarray(P, dtype=np.float64)
+    Q = np.outer(a, b)
+    nz = P > 0
+    return float((P[nz] * np.log(P[nz] / Q[nz])).sum() - P.sum() + Q.sum())
+
+
+# --- sparsity-constrained / quadratic OT (ottools/_kernels/_sparse.py) -------------------
+
+
+def sparse_simplex_projection(v, k, z=1.0):
+    """Euclidean projection of ``v`` on ``{y >= 0, sum(y) = z, ||y||_0 <= k}`` by sorting:
+    keep the ``k`` largest entries, project them on the simplex (Kyrillidis et al.)."""
+    v = np.asarray(v, dtype=np.float64)
+    top = np.argsort(-v, kind="stable")[:k]
+    u = v[top]
+    css = np.cumsum(u)
+    r = np.arange(1, u.size + 1)
+    rho = np.nonzero(u - (css - z) / r > 0)[0][-1]
+    tau = (css[rho] - z) / (rho + 1)
+    y = np.zeros_like(v)
+    y[top] = np.maximum(u - tau, 0)
+    return y
+
+
+def sparse_dual_plan(f, g, cost, reg, k):
+    """Dense plan of the dual: each column keeps its ``k`` largest ``[f + g_j - c_ij]_+ / reg``."""
+    X = f[:, None].astype(np.float64) + g[None, :] - cost.astype(np.float64)
+    T = np.zeros_like(X)
+    for j in range(X.shape[1]):
+        top = np.argsort(-X[:, j], kind="stable")[:k]
+        T[top, j] = np.maximum(X[top, j], 0) / reg
+    return T
+
+
+def sparse_dual_value_grad(f, g, a, b, cost, reg, k):
+    """Dual objective ``<f,a> + <g,b> - sum_j delta_k(.)`` and its gradient ``(a - T1, b - T^T1)``."""
+    T = sparse_dual_plan(f, g, cost, reg, k)
+    val = f @ a + g @ b - 0.5 * reg * (T ** 2).sum()
+    return val, a - T.sum(1), b - T.sum(0)
+
+
+def sparse_semi_dual_plan(f, b, cost, reg, k):
+    """Dense plan of the semi-dual: ``t_j = b_j proj_{D_k}((f - c_j) / (reg b_j))``."""
+    X = f[:, None].astype(np.float64) - cost.astype(np.float64)
+    T = np.zeros_like(X)
+    for j in range(X.shape[1]):
+        T[:, j] = b[j] * sparse_simplex_projection(X[:, j] / (reg * b[j]), k)
+    return T
+
+
+def sparse_semi_dual_value_grad(f, a, b, cost, reg, k):
+    """Semi-dual objective and its gradient ``a - T1``."""
+    X = f[:, None].astype(np.float64) - cost.astype(np.float64)
+    T = sparse_semi_dual_plan(f, b, cost, reg, k)
+    val = f @ a - ((T * X).sum() - 0.5 * reg * (T ** 2).sum())
+    return val, a - T.sum(1)
+
+
+# ---- Sinkhorn-Newton-Sparse (ottools/_kernels/_newton.py) ----
+
+
+def plan_marginals(a, b, cost, reg, f, g):
+    """Plan, row sums and column sums from the potentials."""
+    P = plan(a, b, cost, reg, f, g)
+    return P, P.sum(1), P.sum(0)
+
+
+def dual_objective(a, b, cost, reg, f, g, dtype=np.longdouble):
+    """``F(f, g) = <f, a> + <g, b> - reg sum_ij a_i b_j (exp((f_i + g_j - C_ij)/reg) - 1)``,
+    evaluated naively in ``dtype`` (long double by default)."""
+    a, b, C = (np.asarray(v, dtype=dtype) for v in (a, b, cost))
+    f, g = np.asarray(f, dtype=dtype), np.asarray(g, dtype=dtype)
+    reg = dtype(reg)
+    E = a[:, None] * b[None, :] * (np.exp((f[:, None] + g[None, :] - C) / reg) - 1)
+    return (f * a).sum() + (g * b).sum() - reg * E.sum()
+
+
+def kth_largest(values, k):
+    """By a full sort (the kernel uses quickselect)."""
+    return np.sort(np.ravel(values))[::-1][k - 1]
+
+
+def select_by_mass(values, k_min, mass_tol):
+    """Smallest ``k = k_min * 2**s`` whose top-``k`` entries hold all but ``mass_tol``."""
+    v = np.sort(np.ravel(values))[::-1]
+    total = v.sum()
+    k = min(k_min, v.size)
+    while total - v[:k].sum() > mass_tol * total and k < v.size:
+        k = min(2 * k, v.size)
+    return v[k - 1], k
+
+
+def sparsify(P, rho):
+    """Kept entries (>= rho, or a row's / column's maximum; never zeros) as CSR."""
+    import scipy.sparse as sp
+    keep = (P >= rho) | (P == P.max(1, keepdims=True)) | (P == P.max(0, keepdims=True))
+    keep &= P > 0
+    return sp.csr_array(np.where(keep, P, 0.0))
+
+
+def newton_matrix(Ps, rows, cols, shift, j0):
+    """Dense gauge-fixed Newton matrix ``[[(1+s) D_r, Ps], [Ps^T, (1+s) D_c]]`` without
+    the unknown ``g_j0`` (size n + m - 1)."""
+    Ps = Ps.toarray() if hasattr(Ps, "toarray") else np.asarray(Ps)
+    n, m = Ps.shape
+    H = np.block([[np.diag((1 + shift) * rows), Ps], [Ps.T, np.diag((1 + shift) * cols)]])
+    keep = np.r_[np.arange(n + m) != n + j0]
+    return H[np.ix_(keep, keep)]
+
+
 def plan_point_gradient(P, x, y):
     """``d/dx_i sum_kl P_kl |x_k - y_l|^2 = 2 sum_j P_ij (x_i - y_j)``, by loops."""
     gx = np.zeros_like(x, dtype=np.float64)

@@ -1,0 +1,77 @@
+"""Sparsity-constrained OT: time of a fixed number of L-BFGS-B iterations, beside POT."""
+
+import contextlib
+import io
+
+import ottools
+
+from .common import import_pot, sizes, uniform_2d_problem
+
+N_ITER = 50
+
+
+class SparsityConstrained:
+    """``N_ITER`` L-BFGS-B iterations from zero (POT: numItermax=N_ITER, stopThr=0)."""
+
+    params = (
+        sizes([200, 1000], [200]),
+        [2, 10],
+        ["semi-dual", "dual"],
+        ["ottools", "pot"],
+    )
+    param_names = ["n", "max_nz", "formulation", "library"]
+    timeout = 300
+
+    def setup(self, n, max_nz, formulation, library):
+        self.a, self.b, self.cost = uniform_2d_problem(n)
+        reg = 0.1
+        if library == "pot":
+            ot = import_pot()
+            fn = (ot.smooth.smooth_ot_semi_dual if formulation == "semi-dual"
+                  else ot.smooth.smooth_ot_dual)
+
+            def run():
+                with contextlib.redirect_stdout(io.StringIO()):
+                    G, log = fn(self.a, self.b, self.cost, reg,
+                                reg_type="sparsity_constrained", max_nz=max_nz,
+                                numItermax=N_ITER, stopThr=0.0, log=True)
+                return -float(log["res"].fun)
+        else:
+            def run():
+                return ottools.sparsity_constrained_ot(
+                    self.a, self.b, self.cost, reg, max_nz, formulation=formulation,
+                    tol=0.0, maxiter=N_ITER).dual_value
+        self.run = run
+        self.run()  # compile / warm up
+
+    def time_iterations(self, n, max_nz, formulation, library):
+        self.run()
+
+    def track_dual_value(self, n, max_nz, formulation, library):
+        return self.run()
+
+
+class QuadraticToTolerance:
+    """quadratic_ot to err <= 1e-6, and the iterations it took."""
+
+    params = (sizes([200, 1000], [200]), ["dual", "semi-dual"])
+    param_names = ["n", "formulation"]
+    timeout = 300
+
+    def setup(self, n, formulation):
+        self.a, self.b, self.cost = uniform_2d_problem(n)
+        self.formulation_ = formulation
+        self.solve()
+
+    def solve(self):
+        return ottools.quadratic_ot(self.a, self.b, self.cost, 0.1,
+                                    formulation=self.formulation_, tol=1e-6)
+
+    def time_solve(self, n, formulation):
+        self.solve()
+
+    def track_nit(self, n, formulation):
+        return self.solve().nit
+
+    def track_err(self, n, formulation):
+        return self.solve().err

@@ -1,0 +1,318 @@
+"""Sparsity-constrained / quadratically regularized OT kernels: value and gradient in one pass.
+
+All kernels work on the compressed problem (every weight > 0) and read the cost
+transposed, ``cost_t`` of shape (m, n) and C-contiguous, so that column ``j`` of the
+plan is the contiguous row ``cost_t[j]``. ``reg`` is gamma, ``k`` the most non-zeros per
+column.
+
+Per column ``j`` only a few entries can carry mass, and they are found in O(n):
+
+- dual: ``t_j = [x]_+ / reg`` restricted to the ``k`` largest entries, ``x = f + g_j - c_j``.
+  Only positive entries are candidates; if there are more than ``k``, a quickselect
+  (expected O(count), no sort) keeps the ``k`` largest.
+- semi-dual: ``t_j = [x - tau_j]_+ / reg`` restricted to the ``k`` largest entries of
+  ``x = f - c_j``, with ``sum(t_j) = b_j`` (the k-sparse simplex projection of
+  ``x / (reg b_j)``, scaled by ``b_j``). The support of a simplex projection lies in
+  ``{x_i > max(x) - reg b_j}``: one pass finds the max, a second collects those
+  candidates, a quickselect keeps the ``k`` largest, and only those (<= k) values are
+  sorted to find the threshold ``tau_j``.
+
+The kernels are serial. A ``prange`` over columns would need per-thread accumulators
+for the row gradient; it was not measured (the development machine has 2 cores shared
+by several jobs), so, per the style guide, it is not offered.
+"""
+
+import numpy as np
+
+from ._jit import jit
+
+
+@jit
+def _quickselect(vals, idx, cnt, k):
+    """Reorder ``vals[:cnt]`` (and ``idx``) so that the first ``k`` are the ``k`` largest.
+
+    Expected O(cnt): Lomuto partitions (descending) around a median-of-three pivot.
+    """
+    lo = 0
+    hi = cnt - 1
+    target = k - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        # median of three moved to hi
+        if vals[mid] > vals[lo]:
+            vals[mid], vals[lo] = vals[lo], vals[mid]
+            idx[mid], idx[lo] = idx[lo], idx[mid]
+        if vals[hi] > vals[lo]:
+            vals[hi], vals[lo] = vals[lo], vals[hi]
+            idx[hi], idx[lo] = idx[lo], idx[hi]
+        if vals[mid] > vals[hi]:
+            vals[mid], vals[hi] = vals[hi], vals[mid]
+            idx[mid], idx[hi] = idx[hi], idx[mid]
+        pivot = vals[hi]
+        store = lo
+        for r in range(lo, hi):
+            if vals[r] > pivot:
+                vals[r], vals[store] = vals[store], vals[r]
+                idx[r], idx[store] = idx[store], idx[r]
+                store += 1
+        vals[hi], vals[store] = vals[store], vals[hi]
+        idx[hi], idx[store] = idx[store], idx[hi]
+        if store == target:
+            return
+        elif store > target:
+            hi = store - 1
+        else:
+            lo = store + 1
+
+
+@jit
+def _sort_desc(vals, idx, cnt):
+    """Sort ``vals[:cnt]`` descending, carrying ``idx`` (insertion sort for short runs)."""
+    if cnt <= 32:
+        for r in range(1, cnt):
+            v = vals[r]
+            ii = idx[r]
+            s = r - 1
+            while s >= 0 and vals[s] < v:
+                vals[s + 1] = vals[s]
+                idx[s + 1] = idx[s]
+                s -= 1
+            vals[s + 1] = v
+            idx[s + 1] = ii
+    else:
+        order = np.argsort(-vals[:cnt])
+        v2 = vals[:cnt][order]
+        i2 = idx[:cnt][order]
+        vals[:cnt] = v2
+        idx[:cnt] = i2
+
+
+@jit
+def _sort_idx(vals, idx, cnt):
+    """Sort ``idx[:cnt]`` ascending, carrying ``vals`` (canonical sparse column order)."""
+    if cnt <= 32:
+        for r in range(1, cnt):
+            v = vals[r]
+            ii = idx[r]
+            s = r - 1
+            while s >= 0 and idx[s] > ii:
+                vals[s + 1] = vals[s]
+                idx[s + 1] = idx[s]
+                s -= 1
+            vals[s + 1] = v
+            idx[s + 1] = ii
+    else:
+        order = np.argsort(idx[:cnt])
+        v2 = vals[:cnt][order]
+        i2 = idx[:cnt][order]
+        vals[:cnt] = v2
+        idx[:cnt] = i2
+
+
+@jit
+def _prune(vals, idx, cnt, k, floor):
+    """Drop entries <= ``floor``, then keep the ``k`` largest; returns ``(cnt, kth)`` where
+    ``kth`` is the smallest kept value when ``k`` were kept, else ``floor``."""
+    c = 0
+    for r in range(cnt):
+        if vals[r] > floor:
+            vals[c] = vals[r]
+            idx[c] = idx[r]
+            c += 1
+    if c < k:
+        return c, floor
+    if c > k:
+        _quickselect(vals, idx, c, k)
+    kth = vals[0]
+    for r in range(1, k):
+        if vals[r] < kth:
+            kth = vals[r]
+    return k, kth
+
+
+@jit
+def _dual_column(f, gj, crow, k, vals, idx):
+    """Support of one dual column: ``vals[:cnt] = x`` (> 0) at rows ``idx[:cnt]``, cnt <= k.
+
+    Buffered selection: entries above the running threshold (0, then the k-th largest so
+    far) are appended; when the buffer of ``cap`` entries is full it is cut back to the
+    ``k`` largest and the threshold rises. O(n) with few writes.
+    """
+    n = f.shape[0]
+    cap = min(n, max(2 * k, k + 64))
+    thr = 0.0
+    cnt = 0
+    for i in range(n):
+        x = f[i] + gj - crow[i]
+        if x > thr:
+            vals[cnt] = x
+            idx[cnt] = i
+            cnt += 1
+            if cnt == cap:
+                cnt, thr = _prune(vals, idx, cnt, k, thr)
+    if cnt > k:
+        cnt, thr = _prune(vals, idx, cnt, k, 0.0)
+    return cnt
+
+
+@jit
+def _semi_column(f, crow, z, k, vals, idx):
+    """One semi-dual column: ``vals[:cnt] = x - tau > 0`` at rows ``idx[:cnt]``; returns
+    ``(cnt, tau, xt)`` with ``xt = sum_r x_r (x_r - tau)`` (for the objective).
+
+    ``z = reg * b_j``: ``sum_r (x_r - tau) = z``, i.e. the column sums to ``b_j`` once
+    divided by ``reg``. One pass: an entry is kept while it exceeds both the running
+    ``max(x) - z`` and the k-th largest value so far (buffered as in ``_dual_column``).
+    """
+    n = f.shape[0]
+    cap = min(n, max(2 * k, k + 64))
+    xmax = -np.inf
+    kth = -np.inf
+    thr = -np.inf
+    cnt = 0
+    for i in range(n):
+        x = f[i] - crow[i]
+        if x > thr:
+            if x > xmax:
+                xmax = x
+                if xmax - z > thr:
+                    thr = xmax - z
+            vals[cnt] = x
+            idx[cnt] = i
+            cnt += 1
+            if cnt == cap:
+                cnt, kth = _prune(vals, idx, cnt, k, xmax - z)
+                thr = max(kth, xmax - z)
+    cnt, kth = _prune(vals, idx, cnt, k, xmax - z)
+    if cnt == 0:  # z underflows against xmax: all mass on the argmax
+        for i in range(n):
+            if f[i] - crow[i] == xmax:
+                vals[0] = xmax
+                idx[0] = i
+                cnt = 1
+                break
+    _sort_desc(vals, idx, cnt)
+    # simplex threshold on the (sorted) top values: largest rho with v_rho > (S_rho - z)/rho
+    csum = 0.0
+    tau = vals[0] - z
+    rho = 1
+    for r in range(cnt):
+        csum += vals[r]
+        t = (csum - z) / (r + 1)
+        if vals[r] > t:
+            tau = t
+            rho = r + 1
+    xt = 0.0
+    for r in range(rho):
+        x = vals[r]
+        vals[r] = x - tau
+        xt += x * (x - tau)
+    return rho, tau, xt
+
+
+@jit
+def dual_value_grad(f, g, a, b, cost_t, reg, k, grad_f, grad_g, vals, idx):
+    """Dual objective ``<f,a> + <g,b> - sum_j delta_k(f + g_j - c_j)`` and its gradient.
+
+    ``grad_f = a - T 1``, ``grad_g = b - T^T 1`` are written in place; returns the value
+    (accumulated in float64). ``vals``/``idx`` are scratch of length n.
+    """
+    m = g.shape[0]
+    n = f.shape[0]
+    inv = 1.0 / reg
+    obj = 0.0
+    for i in range(n):
+        obj += f[i] * a[i]
+        grad_f[i] = a[i]
+    sq_all = 0.0
+    for j in range(m):
+        obj += g[j] * b[j]
+        cnt = _dual_column(f, g[j], cost_t[j], k, vals, idx)
+        s = 0.0
+        sq = 0.0
+        for r in range(cnt):
+            x = vals[r]
+            s += x
+            sq += x * x
+            grad_f[idx[r]] -= x * inv
+        sq_all += sq
+        grad_g[j] = b[j] - s * inv
+    return obj - 0.5 * inv * sq_all
+
+
+@jit
+def semi_dual_value_grad(f, a, b, cost_t, reg, k, grad_f, tau, vals, idx):
+    """Semi-dual objective ``<f,a> - sum_j b_j max_{y in D_k} (<y, x_j> - reg b_j |y|^2 / 2)``
+    with ``x_j = f - c_j``, and its gradient ``a - T 1`` (in place). ``tau[j]`` receives
+    the column thresholds (``g = -tau`` gives the plan in dual form). Returns the value.
+    """
+    m = b.shape[0]
+    n = f.shape[0]
+    inv = 1.0 / reg
+    obj = 0.0
+    for i in range(n):
+        obj += f[i] * a[i]
+        grad_f[i] = a[i]
+    for j in range(m):
+        cnt, tj, xt = _semi_column(f, cost_t[j], reg * b[j], k, vals, idx)
+        tau[j] = tj
+        sq = 0.0
+        for r in range(cnt):
+            t = vals[r] * inv
+            sq += t * t
+            grad_f[idx[r]] -= t
+        # <t, x> - reg/2 |t|^2 with t = (x - tau)/reg
+        obj -= xt * inv - 0.5 * reg * sq
+    return obj
+
+
+@jit
+def plan_columns(f, g, cost_t, reg, k, semi, b, vals, idx):
+    """Sparse plan, column by column (CSC): ``(indptr, indices, data, row_sums, col_sums,
+    lin, sq)`` with ``lin = <T, C>`` and ``sq = |T|_F^2`` (float64 sums).
+
+    Dual form (``semi=False``): ``t_j = top_k [f + g_j - c_j]_+ / reg``. Semi-dual form:
+    the projection with ``z = reg b_j`` (``g`` is ignored). Row indices are sorted within
+    each column.
+    """
+    m = cost_t.shape[0]
+    n = cost_t.shape[1]
+    inv = 1.0 / reg
+    counts = np.zeros(m, dtype=np.int64)
+    for j in range(m):
+        if semi:
+            cnt, tj, xt = _semi_column(f, cost_t[j], reg * b[j], k, vals, idx)
+        else:
+            cnt = _dual_column(f, g[j], cost_t[j], k, vals, idx)
+        counts[j] = cnt
+    indptr = np.zeros(m + 1, dtype=np.int64)
+    for j in range(m):
+        indptr[j + 1] = indptr[j] + counts[j]
+    nnz = indptr[m]
+    indices = np.empty(nnz, dtype=np.int64)
+    data = np.empty(nnz, dtype=f.dtype)
+    row_sums = np.zeros(n, dtype=np.float64)
+    col_sums = np.zeros(m, dtype=np.float64)
+    lin = 0.0
+    sq = 0.0
+    for j in range(m):
+        if semi:
+            cnt, tj, xt = _semi_column(f, cost_t[j], reg * b[j], k, vals, idx)
+        else:
+            cnt = _dual_column(f, g[j], cost_t[j], k, vals, idx)
+        _sort_idx(vals, idx, cnt)
+        p = indptr[j]
+        crow = cost_t[j]
+        s = 0.0
+        for r in range(cnt):
+            t = vals[r] * inv
+            i = idx[r]
+            indices[p + r] = i
+            data[p + r] = t
+            t = data[p + r]  # sums of the stored (possibly float32) values
+            s += t
+            row_sums[i] += t
+            lin += t * crow[i]
+            sq += t * t
+        col_sums[j] = s
+    return indptr, indices, data, row_sums, col_sums, lin, sq

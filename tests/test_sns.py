@@ -1,0 +1,326 @@
+"""Sinkhorn-Newton-Sparse: ``ottools.sinkhorn(..., method="sns")`` and its kernels."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ottools
+from ottools._kernels import _newton as kn
+
+import _reference as ref
+from conftest import random_problem
+
+
+def _assignment(rng, n):
+    a = np.full(n, 1.0 / n)
+    return a, a.copy(), rng.random((n, n))
+
+
+# ---------------------------------------------------------------- kernels vs twins
+
+
+def _state(rng, n=13, m=9, reg=0.05, zeros=0):
+    a, b, cost = random_problem(rng, n, m, zeros=zeros)
+    res = ottools.sinkhorn(a, b, cost, reg, method="log", maxiter=3, tol=0.0)
+    f = res.f + 1e-3 * rng.standard_normal(n)  # not optimal: both marginals off
+    return a, b, cost, reg, f, res.g
+
+
+def test_plan_marginals_equals_twin(rng):
+    a, b, cost, reg, f, g = _state(rng)
+    n, m = cost.shape
+    P, rows, cols = np.empty((n, m)), np.empty(n), np.empty(m)
+    ok = kn.plan_marginals(np.log(a), np.log(b), cost, 1 / reg, f, g, P, rows, cols)
+    P0, r0, c0 = ref.plan_marginals(a, b, cost, reg, f, g)
+    assert ok
+    np.testing.assert_allclose(P, P0, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(rows, r0, rtol=1e-12)
+    np.testing.assert_allclose(cols, c0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("step", [1e-2, 1e-5, 1e-9])
+def test_trial_plan_gives_the_exact_dual_increase(rng, step):
+    a, b, cost, reg, f, g = _state(rng)
+    n, m = cost.shape
+    la, lb = np.log(a), np.log(b)
+    P, rows, cols = ref.plan_marginals(a, b, cost, reg, f, g)
+    f_new = f + step * rng.standard_normal(n)
+    g_new = g + step * rng.standard_normal(m)
+    df, dg = f_new - f, g_new - g
+    P_new, r_new, c_new = np.empty((n, m)), np.empty(n), np.empty(m)
+    S = kn.trial_plan(la, lb, cost, 1 / reg, f_new, g_new, df, dg, P, P_new, r_new, c_new)
+    inc = df @ (a - rows) + dg @ (b - cols) - reg * S
+    exact = ref.dual_objective(a, b, cost, reg, f_new, g_new) - ref.dual_objective(
+        a, b, cost, reg, f, g)
+    np.testing.assert_allclose(P_new, ref.plan(a, b, cost, reg, f_new, g_new), rtol=1e-12)
+    # long double resolves increments down to ~1e-18 of F: compare where it can.
+    assert abs(inc - float(exact)) <= 1e-6 * abs(float(exact)) + 1e-17
+
+
+def test_trial_plan_reports_overflow(rng):
+    a, b, cost, reg, f, g = _state(rng)
+    n, m = cost.shape
+    P, _, _ = ref.plan_marginals(a, b, cost, reg, f, g)
+    f_new = f + 1e3
+    out = np.empty((n, m)), np.empty(n), np.empty(m)
+    S = kn.trial_plan(np.log(a), np.log(b), cost, 1 / reg, f_new, g, f_new - f,
+                      np.zeros(m), P, *out)
+    assert S == np.inf
+
+
+@given(st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5]) | st.floats(0, 10),
+                min_size=1, max_size=60), st.data())
+def test_kth_largest_equals_sort(values, data):
+    v = np.array(values, dtype=np.float64)
+    k = data.draw(st.integers(1, v.size))
+    assert kn.kth_largest(v.copy(), k) == ref.kth_largest(v, k)
+
+
+@given(st.lists(st.floats(0, 1) | st.just(0.0), min_size=1, max_size=80),
+       st.integers(1, 10), st.sampled_from([1e-12, 1e-3, 0.1, 1.0]))
+def test_select_by_mass_equals_twin(values, k_min, mass_tol):
+    v = np.array(values, dtype=np.float64)
+    rho, k = kn.select_by_mass(v.copy(), k_min, mass_tol)
+    rho0, k0 = ref.select_by_mass(v, k_min, mass_tol)
+    assert k == k0
+    assert rho == rho0
+
+
+def test_sparsify_csr_equals_twin(rng):
+    a, b, cost, reg, f, g = _state(rng, 30, 20)
+    P = ref.plan(a, b, cost, reg, f, g)
+    P[3, :] = 0.0  # an empty row keeps nothing
+    rho = ref.kth_largest(P, 40)
+    indptr, indices, data = kn.sparsify_csr(P, rho)
+    S0 = ref.sparsify(P, rho)
+    np.testing.assert_array_equal(indptr, S0.indptr)
+    np.testing.assert_array_equal(indices, S0.indices)
+    np.testing.assert_array_equal(data, S0.data)
+    # every non-empty row and column keeps at least its largest entry
+    assert np.all(np.diff(indptr)[P.max(1) > 0] >= 1)
+    assert set(indices) == set(np.flatnonzero(P.max(0) > 0))
+
+
+def _sparse_system(rng, n=25, m=18, keep=60):
+    a, b, cost, reg, f, g = _state(rng, n, m)
+    P, rows, cols = ref.plan_marginals(a, b, cost, reg, f, g)
+    indptr, indices, data = kn.sparsify_csr(P, ref.kth_largest(P, keep))
+    return a, b, P, rows, cols, indptr, indices, data
+
+
+@pytest.mark.parametrize("shift", [0.0, 1e-3])
+def test_hess_matvec_equals_dense_twin(rng, shift):
+    a, b, P, rows, cols, indptr, indices, data = _sparse_system(rng)
+    n, m = P.shape
+    j0 = 4
+    xf, xg = rng.standard_normal(n), rng.standard_normal(m)
+    yf, yg = np.empty(n), np.empty(m)
+    kn.hess_matvec(indptr, indices, data, rows, cols, shift, j0, xf, xg, yf, yg)
+    import scipy.sparse as sp
+    H = ref.newton_matrix(sp.csr_array((data, indices, indptr), shape=(n, m)), rows, cols,
+                          shift, j0)
+    y0 = H @ np.r_[xf, np.delete(xg, j0)]
+    np.testing.assert_allclose(np.r_[yf, np.delete(yg, j0)], y0, rtol=1e-12, atol=1e-15)
+    assert yg[j0] == 0.0
+
+
+@pytest.mark.parametrize("cg_tol", [1e-4, 1e-10])
+def test_newton_cg_reaches_cg_tol(rng, cg_tol):
+    a, b, P, rows, cols, indptr, indices, data = _sparse_system(rng)
+    n, m = P.shape
+    j0, shift = 2, 1e-4
+    bf, bg = a - rows, b - cols
+    xf, xg = np.empty(n), np.empty(m)
+    it, relres = kn.newton_cg(indptr, indices, data, rows, cols, shift, j0, bf, bg, cg_tol,
+                              10 * (n + m), xf, xg)
+    import scipy.sparse as sp
+    H = ref.newton_matrix(sp.csr_array((data, indices, indptr), shape=(n, m)), rows, cols,
+                          shift, j0)
+    rhs = np.r_[bf, np.delete(bg, j0)]
+    x = np.r_[xf, np.delete(xg, j0)]
+    assert 0 < it < 10 * (n + m)
+    assert relres <= cg_tol
+    assert np.linalg.norm(H @ x - rhs) <= 1.01 * cg_tol * np.linalg.norm(rhs)
+    assert xg[j0] == 0.0
+    if cg_tol < 1e-8:
+        np.testing.assert_allclose(x, np.linalg.solve(H, rhs), rtol=1e-6,
+                                   atol=1e-8 * np.abs(x).max())
+
+
+# ---------------------------------------------------------------- the solver
+
+
+@pytest.mark.parametrize("n, m, zeros", [(40, 40, 0), (35, 22, 0), (30, 45, 3)])
+def test_plan_equals_log_sinkhorn(rng, n, m, zeros):
+    a, b, cost = random_problem(rng, n, m, zeros=zeros)
+    reg = 0.01
+    res = ottools.sinkhorn(a, b, cost, reg, method="sns", tol=1e-12)
+    ref_res = ottools.sinkhorn(a, b, cost, reg, method="log", tol=1e-12, maxiter=100_000)
+    assert res.success and ref_res.success
+    assert res.method == "sns"
+    assert res.err <= 1e-12
+    np.testing.assert_allclose(res.plan, ref_res.plan, rtol=0, atol=1e-8 / (n * m))
+    assert abs(res.fun - ref_res.fun) <= 1e-10
+    if zeros:
+        assert np.all(res.plan[a == 0] == 0) and np.all(res.plan[:, b == 0] == 0)
+        assert np.all(np.isfinite(res.f)) and np.all(np.isfinite(res.g))
+    assert res.nit == res.nit_sinkhorn + res.nit_newton
+    assert res.nit_newton >= 1
+    assert res.err_history.shape == (res.nit,)
+    np.testing.assert_allclose(res.err_history[-1], res.err, rtol=0.5, atol=1e-14)
+
+
+def test_plan_equals_pot(rng):
+    ot = pytest.importorskip("ot")
+    a, b, cost = random_problem(rng, 30, 25)
+    res = ottools.sinkhorn(a, b, cost, 0.02, method="sns", tol=1e-11)
+    P = ot.sinkhorn(a, b, cost, 0.02, method="sinkhorn_log", stopThr=1e-13,
+                    numItermax=100_000)
+    assert res.success
+    np.testing.assert_allclose(res.plan, P, atol=1e-9)
+
+
+def test_random_assignment_converges_in_few_iterations(rng):
+    """The paper's problem 1, smaller: reg = 1/1200 on U[0, 1] costs."""
+    a, b, cost = _assignment(rng, 200)
+    res = ottools.sinkhorn(a, b, cost, 1 / 1200, method="sns", tol=1e-9)
+    assert res.success
+    assert res.err <= 1e-9
+    assert res.nit <= 60
+    assert res.nit_sinkhorn == 20
+    # plan's marginals, recomputed independently
+    assert ref.marginal_error(res.plan, a, b) <= 1e-9
+
+
+def test_dual_never_decreases(rng):
+    a, b, cost = _assignment(rng, 60)
+    reg = 1 / 300
+    duals = []
+
+    def cb(r):
+        duals.append(float(ref.dual_objective(a, b, cost, reg, r.f, r.g)))
+
+    res = ottools.sinkhorn(a, b, cost, reg, method="sns", tol=1e-12, callback=cb,
+                           options={"warmup": 10, "check_every": 5})
+    assert res.success
+    assert len(duals) >= res.nit_newton + 2
+    d = np.array(duals)
+    assert np.all(np.diff(d) >= -1e-15 * np.abs(d[1:]))
+    assert d[-1] > d[0]
+    np.testing.assert_allclose(d[-1], res.fun, rtol=1e-9)
+
+
+def test_err_history_and_rates(rng):
+    a, b, cost = _assignment(rng, 100)
+    res = ottools.sinkhorn(a, b, cost, 1 / 600, method="sns", tol=1e-10,
+                           options={"warmup": 15})
+    assert res.success
+    h = res.err_history
+    assert np.all(np.isfinite(h)) and h.shape == (res.nit,)
+    assert res.nit_sinkhorn == 15
+    # stage 1 is monotone (Sinkhorn); stage 2 is superlinear: some Newton step shrinks
+    # the error twentyfold (a Sinkhorn step here shrinks it by a few percent).
+    assert np.all(np.diff(h[:15]) <= 0)
+    assert h[-1] <= 1e-10
+    assert np.max(h[14:-1] / h[15:]) > 20
+    assert h[13] / h[14] < 1.2
+    assert res.nit_newton <= 30
+
+
+def test_float32(rng):
+    a, b, cost = random_problem(rng, 30, 20, dtype=np.float32)
+    res = ottools.sinkhorn(a, b, cost, 0.02, method="sns", tol=1e-5)
+    assert res.success
+    assert res.plan.dtype == np.float32 and res.f.dtype == np.float32
+    ref_res = ottools.sinkhorn(a.astype(np.float64), b.astype(np.float64),
+                               cost.astype(np.float64), 0.02, method="sns", tol=1e-10)
+    np.testing.assert_allclose(res.plan, ref_res.plan, atol=1e-6)
+
+
+def test_l1_cost_with_non_unique_plan():
+    """A 1-D grid with |x - y| cost: the optimal plan is not unique at reg -> 0."""
+    x = np.linspace(0, 1, 80)
+    a = np.exp(-((x - 0.3) / 0.1) ** 2)
+    b = np.exp(-((x - 0.6) / 0.15) ** 2)
+    a, b = a / a.sum(), b / b.sum()
+    cost = np.abs(x[:, None] - x[None, :])
+    res = ottools.sinkhorn(a, b, cost, 1 / 500, method="sns", tol=1e-10)
+    log = ottools.sinkhorn(a, b, cost, 1 / 500, method="log", tol=1e-10, maxiter=200_000)
+    assert res.success and log.success
+    np.testing.assert_allclose(res.plan, log.plan, atol=1e-9)
+
+
+def test_init_and_warmup_zero(rng):
+    a, b, cost = random_problem(rng, 25, 25)
+    first = ottools.sinkhorn(a, b, cost, 0.05, method="log", tol=1e-3)
+    res = ottools.sinkhorn(a, b, cost, 0.05, method="sns", tol=1e-11,
+                           init=(first.f, first.g), options={"warmup": 0})
+    assert res.success
+    assert res.nit_sinkhorn == 0 or res.nit_newton > 0
+    ref_res = ottools.sinkhorn(a, b, cost, 0.05, method="log", tol=1e-11, maxiter=100_000)
+    np.testing.assert_allclose(res.plan, ref_res.plan, atol=1e-10)
+
+
+def test_single_row_and_column(rng):
+    cost = rng.random((1, 5))
+    b = rng.random(5)
+    b /= b.sum()
+    res = ottools.sinkhorn([1.0], b, cost, 0.1, method="sns")
+    assert res.success
+    np.testing.assert_allclose(res.plan[0], b, atol=1e-9)
+
+
+def test_callback_stop(rng):
+    a, b, cost = _assignment(rng, 50)
+    calls = []
+
+    def cb(r):
+        calls.append(r.nit)
+        if r.nit >= 22:
+            raise StopIteration
+
+    res = ottools.sinkhorn(a, b, cost, 1 / 1200, method="sns", callback=cb,
+                           options={"check_every": 10})
+    assert not res.success
+    assert res.status == 3
+    assert calls[:2] == [10, 20]
+    assert res.nit == calls[-1]
+
+
+def test_maxiter_reached(rng):
+    a, b, cost = _assignment(rng, 50)
+    res = ottools.sinkhorn(a, b, cost, 1 / 1200, method="sns", maxiter=21)
+    assert not res.success
+    assert res.status == 1
+    assert res.nit == 21 and res.nit_newton == 1
+    assert "maximum number of iterations" in res.message.lower()
+    assert np.all(np.isfinite(res.plan))
+
+
+def test_failed_newton_falls_back_to_sinkhorn(rng):
+    """With one trial step and a tiny Armijo window, failures trigger Sinkhorn steps."""
+    a, b, cost = random_problem(rng, 30, 30)
+    res = ottools.sinkhorn(a, b, cost, 0.002, method="sns", tol=1e-9,
+                           options={"warmup": 0, "ls_maxiter": 1, "armijo": 0.999,
+                                    "fallback_iters": 3, "density": 0.5, "mass_tol": 1.0})
+    assert res.success
+    assert res.nit_sinkhorn > 0 and res.nit_sinkhorn % 3 == 0
+
+
+def test_unknown_option():
+    with pytest.raises(TypeError, match="Unknown option.*'densty'.*'density'"):
+        ottools.sinkhorn(None, None, np.eye(3), 0.1, method="sns", options={"densty": 2})
+
+
+@pytest.mark.parametrize("opt, val, err, match", [
+    ("density", 0.0, ValueError, "`density` must be a positive"),
+    ("armijo", 1.5, ValueError, r"`armijo` must be in \(0, 1\)"),
+    ("backtrack", -1, ValueError, "`backtrack` must be a positive"),
+    ("warmup", 2.5, TypeError, "`warmup` must be an integer"),
+    ("cg_maxiter", 0, ValueError, "`cg_maxiter` must be >= 1"),
+    ("density_growth", 0.5, ValueError, "`density_growth` must be >= 1"),
+])
+def test_bad_options(opt, val, err, match):
+    with pytest.raises(err, match=match):
+        ottools.sinkhorn(None, None, np.eye(3), 0.1, method="sns", options={opt: val})
