@@ -8,11 +8,13 @@ sinkhorn_loss     Entropic OT / Sinkhorn divergence between point clouds,
 sliced_wasserstein                 Sliced Wasserstein distance, differentiable in x, y.
 max_sliced_wasserstein             Max-sliced Wasserstein distance, differentiable in x, y.
 distributional_sliced_wasserstein  v-DSW, differentiable in x, y.
+monge_gap         Monge gap of a map x -> tx, differentiable in ``tx`` and ``x``.
 
 Modules (``torch.nn.Module``)
 -----------------------------
 SinkhornLoss            ``sinkhorn_loss`` as a module.
 SlicedWassersteinLoss   ``sliced_wasserstein`` as a module (fresh directions per call).
+MongeGapRegularizer     ``monge_gap`` as a module.
 
 Each function takes and returns tensors; the forward pass detaches its inputs, runs
 the NumPy solver on the CPU (a CUDA tensor makes a round trip through host memory) and
@@ -36,17 +38,20 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
 from ._functions import (
     distributional_sliced_wasserstein,
     max_sliced_wasserstein,
+    monge_gap,
     sinkhorn,
     sinkhorn_loss,
     sliced_wasserstein,
 )
-from ._losses import SinkhornLoss, SlicedWassersteinLoss
+from ._losses import MongeGapRegularizer, SinkhornLoss, SlicedWassersteinLoss
 
 __all__ = [
+    "MongeGapRegularizer",
     "SinkhornLoss",
     "SlicedWassersteinLoss",
     "distributional_sliced_wasserstein",
     "max_sliced_wasserstein",
+    "monge_gap",
     "sinkhorn",
     "sinkhorn_loss",
     "sliced_wasserstein",

@@ -18,22 +18,23 @@ from torch.autograd.function import once_differentiable
 
 from .. import _sliced as _sl
 from .._costs import cost_matrix
+from .._divergence import _default_tol, _sinkhorn_divergence_parts
+from .._monge_gap import monge_gap as _np_monge_gap
 from .._result import OTConvergenceWarning
 from .._sinkhorn import sinkhorn as _np_sinkhorn
+from .._validation import _result_dtype
 from .._sliced import distributional_sliced_wasserstein as _np_dsw
 from .._sliced import max_sliced_wasserstein as _np_max_sw
 
 __all__ = [
     "distributional_sliced_wasserstein",
     "max_sliced_wasserstein",
+    "monge_gap",
     "sinkhorn",
     "sinkhorn_loss",
     "sliced_wasserstein",
 ]
 
-# Default ``tol`` per dtype: float32 cannot reach the NumPy API's 1e-9 (its rounding floor
-# of the marginal error is about 1e-7 at n = 200, more for larger n).
-_DEFAULT_TOL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-5}
 
 _OTTOOLS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
@@ -143,7 +144,9 @@ def _scalar(v, name):
 
 
 def _tol(tol, np_dtype):
-    return _DEFAULT_TOL[np.dtype(np_dtype)] if tol is None else tol
+    """``tol=None``: the per-dtype default of the point-cloud API (float32 cannot reach
+    the 1e-9 of float64)."""
+    return _default_tol(tol, np_dtype)
 
 
 # ---------------------------------------------------------------------------------------
@@ -285,8 +288,9 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=N
     method, maxiter, init, options
         As in :func:`ottools.sinkhorn` (``init`` may hold tensors).
     tol : float, optional
-        As in :func:`ottools.sinkhorn`; default ``1e-9`` for float64 and ``1e-5`` for
-        float32 (float32 cannot reach ``1e-9``).
+        As in :func:`ottools.sinkhorn`; default (``None``) ``1e-9`` for float64 and
+        ``1e-4`` for float32 (float32 cannot reach ``1e-9``), as
+        :func:`ottools.sinkhorn_divergence`.
 
     Returns
     -------
@@ -350,11 +354,11 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=N
 # sinkhorn_loss
 # ---------------------------------------------------------------------------------------
 
-def _np_cost_fn(metric):
-    """``(x, y) -> cost matrix`` on NumPy arrays: ``cost_matrix`` for names, or a
-    torch callable evaluated without gradient."""
-    if not callable(metric):
-        return lambda u, v: cost_matrix(u, v, metric)
+def _np_metric(metric):
+    """``metric`` for the NumPy API: names unchanged; a torch callable wrapped to take and
+    return NumPy arrays (evaluated without gradient)."""
+    if isinstance(metric, str):
+        return metric
 
     def fn(u, v):
         with torch.no_grad():
@@ -369,16 +373,18 @@ def _np_cost_fn(metric):
 def _divergence_problems(x, y, a, b, reg, metric, debias, kwargs):
     """The entropic problems of ``sinkhorn_loss`` as NumPy ``OTResult`` objects.
 
-    ``{"xy": W(a, b)}`` and, when ``debias``, ``"xx"``: W(a, a), ``"yy"``: W(b, b), each
-    solved by :func:`ottools.sinkhorn`. (The single place to switch to the NumPy
-    ``sinkhorn_divergence``'s private helpers and their symmetric updates.)
+    ``{"xy": W(a, b)}`` and, when ``debias``, ``"xx"``: W(a, a), ``"yy"``: W(b, b),
+    from the NumPy ``sinkhorn_divergence``'s private entry point (same validation, the
+    symmetric solver for the self-transport terms); ``debias=False`` solves ``xy`` with
+    :func:`ottools.sinkhorn` alone.
     """
-    cost = _np_cost_fn(metric)
-    out = {"xy": _np_sinkhorn(a, b, cost(x, y), reg, **kwargs)}
-    if debias:
-        out["xx"] = _np_sinkhorn(a, a, cost(x, x), reg, **kwargs)
-        out["yy"] = _np_sinkhorn(b, b, cost(y, y), reg, **kwargs)
-    return out
+    np_metric = _np_metric(metric)
+    if not debias:
+        cost = cost_matrix(x, y, np_metric)
+        kwargs = {**kwargs, "tol": _default_tol(kwargs["tol"], _result_dtype(cost, a, b))}
+        return {"xy": _np_sinkhorn(a, b, cost, reg, **kwargs)}
+    parts = _sinkhorn_divergence_parts(x, y, a, b, reg=reg, metric=np_metric, **kwargs)
+    return {"xy": parts.xy, "xx": parts.xx, "yy": parts.yy}
 
 
 class _SinkhornLossFunction(torch.autograd.Function):
@@ -444,7 +450,7 @@ class _SinkhornLossFunction(torch.autograd.Function):
 
 
 def sinkhorn_loss(x, y, a=None, b=None, *, reg, metric="sqeuclidean", debias=True,
-                  method="auto", tol=None, maxiter=10_000, options=None):
+                  method="auto", tol=None, maxiter=10_000):
     r"""Entropic OT cost or Sinkhorn divergence between point clouds, differentiable.
 
     With ``debias=True`` (default) the Sinkhorn divergence
@@ -456,8 +462,10 @@ def sinkhorn_loss(x, y, a=None, b=None, *, reg, metric="sqeuclidean", debias=Tru
 
     with :math:`\alpha = \sum_i a_i \delta_{x_i}`, :math:`\beta = \sum_j b_j \delta_{y_j}`
     and :math:`W_\varepsilon` the entropic cost ``ottools.sinkhorn(...).fun`` for the
-    cost matrix ``ottools.cost_matrix(x, y, metric)``; with ``debias=False``,
-    :math:`W_\varepsilon(\alpha, \beta)` alone.
+    cost matrix ``ottools.cost_matrix(x, y, metric)``: the value of
+    :func:`ottools.sinkhorn_divergence` (whose symmetric solver handles the two
+    self-transport terms). With ``debias=False``, :math:`W_\varepsilon(\alpha, \beta)`
+    alone, ``ottools.sinkhorn(a, b, cost_matrix(x, y, metric), reg).fun``.
 
     Parameters
     ----------
@@ -476,11 +484,9 @@ def sinkhorn_loss(x, y, a=None, b=None, *, reg, metric="sqeuclidean", debias=Tru
     debias : bool, default True
         Subtract the two symmetric terms (Sinkhorn divergence: non-negative, zero for
         equal measures).
-    method, maxiter, options
-        As in :func:`ottools.sinkhorn`, used by every solve.
-    tol : float, optional
-        As in :func:`ottools.sinkhorn`; default ``1e-9`` for float64 and ``1e-5`` for
-        float32.
+    method, tol, maxiter
+        As in :func:`ottools.sinkhorn_divergence` (``tol=None``: ``1e-9`` for float64,
+        ``1e-4`` for float32), used by every solve.
 
     Returns
     -------
@@ -529,7 +535,7 @@ def sinkhorn_loss(x, y, a=None, b=None, *, reg, metric="sqeuclidean", debias=Tru
     if isinstance(metric, str):
         cost_matrix(np.zeros((1, 1)), np.zeros((1, 1)), metric)  # validates the name
     dtype, np_dtype = _dtypes(x, y, a, b)
-    kwargs = dict(method=method, tol=_tol(tol, np_dtype), maxiter=maxiter, options=options)
+    kwargs = dict(method=method, tol=tol, maxiter=maxiter)
     need = tuple(t is not None and t.requires_grad for t in (x, y, a, b))
     state = {"dtype": dtype, "np_dtype": np_dtype, "need": need}
     value = _SinkhornLossFunction.apply(x, y, a, b, _scalar(reg, "reg"), metric,
@@ -772,3 +778,123 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
 
     return _sliced_call(_DistributionalSlicedWassersteinFunction, x, y, a, b,
                         "distributional_sliced_wasserstein", make_solve)
+
+
+# ---------------------------------------------------------------------------------------
+# Monge gap
+# ---------------------------------------------------------------------------------------
+
+class _MongeGapFunction(torch.autograd.Function):
+    """sum_i a_i c(x_i, tx_i) - OT(x, tx): gradient of <diag(a) - P, C(x, tx)>."""
+
+    @staticmethod
+    def forward(x, tx, a, metric, reg, kwargs, state):
+        np_dtype, dtype, device = state["np_dtype"], state["dtype"], x.device
+        xn, txn, an = _numpy(x, np_dtype), _numpy(tx, np_dtype), _numpy(a, np_dtype)
+        res = _np_monge_gap(xn, txn, an, metric=_np_metric(metric), reg=reg, **kwargs)
+        state["res"] = res
+        if any(state["need"]):
+            w = np.full(xn.shape[0], 1.0 / xn.shape[0]) if an is None else an
+            D = np.diag(w.astype(np_dtype)) - res.ot_result.plan
+            D = _back(D, device, dtype)
+        else:
+            D = x.new_empty(0, dtype=dtype)
+        return _back(res.fun, device, dtype), D
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, tx = inputs[:2]
+        ctx.metric = inputs[3]
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(x, tx, output[1])
+        ctx.dtypes = (x.dtype, tx.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_value, _gD):
+        x, tx, D = ctx.saved_tensors
+        need_x, need_tx = ctx.needs_input_grad[:2]
+        gx, gtx = _cost_vjp(D, x.detach().to(D.dtype), tx.detach().to(D.dtype), ctx.metric,
+                            need_x, need_tx)
+        gx = None if gx is None else (grad_value * gx).to(ctx.dtypes[0])
+        gtx = None if gtx is None else (grad_value * gtx).to(ctx.dtypes[1])
+        return gx, gtx, None, None, None, None, None
+
+
+def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto", tol=None,
+              maxiter=10_000):
+    r"""Monge gap of a map from its samples, differentiable in ``tx`` and ``x``.
+
+    The value is ``ottools.monge_gap(x, tx, a, ...).fun`` (same parameters and
+    conventions: entropic :math:`\langle P, C\rangle - \mathrm{reg}\, H(P)` for
+    ``reg > 0``, exact assignment for ``reg = 0``):
+
+    .. math:: \sum_i a_i c(x_i, T(x_i)) - W_{c,\varepsilon}\Big(\sum_i a_i \delta_{x_i},
+              \sum_i a_i \delta_{T(x_i)}\Big).
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+        Reference samples. Differentiable.
+    tx : Tensor, shape (n, d)
+        Their images :math:`T(x_i)`, typically the output of a network. Differentiable.
+    a : Tensor, shape (n,), or None
+        Weights (``None``: uniform); not differentiable.
+    metric : str or callable, default "sqeuclidean"
+        A name accepted by :func:`ottools.cost_matrix`, or a callable ``metric(x, y)``
+        taking torch tensors and returning the ``(n, m)`` cost tensor.
+    reg : float or "auto", default "auto"
+        As in :func:`ottools.monge_gap` (``"auto"``: 0.05 times the standard deviation
+        of the cost matrix, computed in the forward pass and then held constant).
+    method, tol, maxiter
+        As in :func:`ottools.monge_gap`.
+
+    Returns
+    -------
+    value : Tensor, shape ()
+
+    Warns
+    -----
+    OTConvergenceWarning
+        If the inner Sinkhorn solve does not converge.
+
+    Notes
+    -----
+    Envelope theorem: with :math:`P` the optimal plan of the inner problem and
+    :math:`C_{ij} = c(x_i, T(x_j))`, the value's gradient is that of
+    :math:`\langle \mathrm{diag}(a) - P, C\rangle`; for the squared Euclidean cost,
+    :math:`\partial / \partial T(x_j) = 2 a_j (T(x_j) - x_j) - 2 \sum_i P_{ij}
+    (T(x_j) - x_i)`. The regularization chosen by ``reg="auto"`` is not differentiated.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ottools.torch import monge_gap
+    >>> x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
+    >>> tx = x.flip(1).requires_grad_()
+    >>> gap = monge_gap(x, tx, reg=0)
+    >>> gap.backward()
+    >>> round(gap.item(), 6), tx.grad.shape
+    (2.666667, torch.Size([3, 2]))
+    """
+    x = _tensor(x, "x")
+    tx = _tensor(tx, "tx", x)
+    if x is None or tx is None:
+        raise TypeError("`x` and `tx` must be tensors; got None.")
+    x, tx = _points(x, "x"), _points(tx, "tx")
+    a = _check_ndim(_tensor(a, "a", x), "a", 1, "a 1-D tensor (n,)")
+    _same_device((x, tx, a), ("x", "tx", "a"))
+    _no_weight_grad(a, None, "monge_gap")
+    if not (isinstance(metric, str) or callable(metric)):
+        raise TypeError(f"`metric` must be a string or a callable; got "
+                        f"{type(metric).__name__}.")
+    dtype, np_dtype = _dtypes(x, tx, a)
+    if not isinstance(reg, str):
+        reg = _scalar(reg, "reg")
+    kwargs = dict(method=method, tol=tol, maxiter=maxiter)
+    state = {"dtype": dtype, "np_dtype": np_dtype, "need": (x.requires_grad, tx.requires_grad)}
+    value = _MongeGapFunction.apply(x, tx, a, metric, reg, kwargs, state)[0]
+    res = state["res"]
+    if not res.success:
+        _warn(f"ottools.torch.monge_gap did not converge: {res.message}")
+    return value

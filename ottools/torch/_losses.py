@@ -3,9 +3,9 @@
 import numpy as np
 from torch import nn
 
-from ._functions import sinkhorn_loss, sliced_wasserstein
+from ._functions import monge_gap, sinkhorn_loss, sliced_wasserstein
 
-__all__ = ["SinkhornLoss", "SlicedWassersteinLoss"]
+__all__ = ["MongeGapRegularizer", "SinkhornLoss", "SlicedWassersteinLoss"]
 
 
 class SinkhornLoss(nn.Module):
@@ -19,7 +19,7 @@ class SinkhornLoss(nn.Module):
     debias : bool, default True
         Sinkhorn divergence (True) or entropic OT cost (False).
     **solver_kwargs
-        ``method``, ``tol``, ``maxiter``, ``options``, passed to every solve.
+        ``method``, ``tol``, ``maxiter``, passed to every solve.
 
     Examples
     --------
@@ -35,10 +35,10 @@ class SinkhornLoss(nn.Module):
 
     def __init__(self, reg, metric="sqeuclidean", debias=True, **solver_kwargs):
         super().__init__()
-        unknown = set(solver_kwargs) - {"method", "tol", "maxiter", "options"}
+        unknown = set(solver_kwargs) - {"method", "tol", "maxiter"}
         if unknown:
             raise TypeError(f"Unknown argument(s) {sorted(unknown)} for SinkhornLoss; valid: "
-                            "'method', 'tol', 'maxiter', 'options'.")
+                            "'method', 'tol', 'maxiter'.")
         self.reg = reg
         self.metric = metric
         self.debias = debias
@@ -91,3 +91,42 @@ class SlicedWassersteinLoss(nn.Module):
 
     def extra_repr(self):
         return f"p={self.p}, n_projections={self.n_projections}"
+
+
+class MongeGapRegularizer(nn.Module):
+    """:func:`ottools.torch.monge_gap` as a module: ``module(x, tx)`` is the Monge gap of
+    the map sampled as ``x -> tx``, to add (times a weight) to a fitting loss.
+
+    Parameters
+    ----------
+    metric : str or callable, default "sqeuclidean"
+    reg : float or "auto", default "auto"
+    **solver_kwargs
+        ``method``, ``tol``, ``maxiter``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ottools.torch import MongeGapRegularizer
+    >>> gap = MongeGapRegularizer(reg=0)
+    >>> x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    >>> round(gap(x, 2 * x + 1).item(), 6)
+    0.0
+    """
+
+    def __init__(self, metric="sqeuclidean", reg="auto", **solver_kwargs):
+        super().__init__()
+        unknown = set(solver_kwargs) - {"method", "tol", "maxiter"}
+        if unknown:
+            raise TypeError(f"Unknown argument(s) {sorted(unknown)} for MongeGapRegularizer; "
+                            "valid: 'method', 'tol', 'maxiter'.")
+        self.metric = metric
+        self.reg = reg
+        self.solver_kwargs = solver_kwargs
+
+    def forward(self, x, tx, a=None):
+        """The Monge gap of ``x -> tx`` (weights ``a``)."""
+        return monge_gap(x, tx, a, metric=self.metric, reg=self.reg, **self.solver_kwargs)
+
+    def extra_repr(self):
+        return f"metric={self.metric!r}, reg={self.reg!r}"
