@@ -705,11 +705,23 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
     r"""Max-sliced Wasserstein distance, differentiable in ``x`` and ``y``.
 
     The value is ``ottools.max_sliced_wasserstein(...).fun`` (same parameters); see that
-    function for the ascent. Weights ``a``, ``b`` are not differentiable yet.
+    function for the ascent.
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+        Differentiable.
+    y : Tensor, shape (m, d)
+        Differentiable.
+    a, b : Tensor, shape (n,) and (m,), or None
+        Weights; not differentiable yet (refused if they require grad).
+    p, n_projections, n_restarts, maxiter, tol, rng
+        As in :func:`ottools.max_sliced_wasserstein`.
 
     Returns
     -------
     value : Tensor, shape ()
+        On the device of ``x``, in the promoted dtype.
 
     Warns
     -----
@@ -722,6 +734,18 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
     of :math:`W_p(\theta^*)` at the returned direction :math:`\theta^*`, held fixed:
     the 1-D coupling of the projections on :math:`\theta^*`, carried back to the points.
     The ascent finds a local maximum; the gradient is that of the value returned.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ottools.torch import max_sliced_wasserstein
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.randn(200, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    >>> y = x.detach() + torch.tensor([3.0, 0.0], dtype=torch.float64)
+    >>> value = max_sliced_wasserstein(x, y, rng=0)
+    >>> value.backward()
+    >>> print(f"{value.item():.3f} {x.grad[:, 0].sum().item():.3f}")
+    3.000 -1.000
     """
     def make_solve(state):
         def solve(x, y, a, b):
@@ -745,11 +769,23 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     r"""Distributional sliced Wasserstein (v-DSW), differentiable in ``x`` and ``y``.
 
     The value is ``ottools.distributional_sliced_wasserstein(...).fun`` (same
-    parameters); weights ``a``, ``b`` are not differentiable yet.
+    parameters).
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+        Differentiable.
+    y : Tensor, shape (m, d)
+        Differentiable.
+    a, b : Tensor, shape (n,) and (m,), or None
+        Weights; not differentiable yet (refused if they require grad).
+    p, kappa, n_projections, maxiter, tol, rng
+        As in :func:`ottools.distributional_sliced_wasserstein`.
 
     Returns
     -------
     value : Tensor, shape ()
+        On the device of ``x``, in the promoted dtype.
 
     Warns
     -----
@@ -762,6 +798,18 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     mean of :math:`W_p^p` over the final directions (``res.directions``, the vMF
     samples moved to the optimal location), through their 1-D couplings, then the
     p-th root.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ottools.torch import distributional_sliced_wasserstein
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.randn(200, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    >>> y = x.detach() + torch.tensor([3.0, 0.0], dtype=torch.float64)
+    >>> value = distributional_sliced_wasserstein(x, y, kappa=50.0, rng=0)
+    >>> value.backward()
+    >>> print(f"{value.item():.2f} {x.grad[:, 0].sum().item():.2f}")
+    2.97 -0.99
     """
     def make_solve(state):
         def solve(x, y, a, b):
