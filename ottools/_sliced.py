@@ -561,9 +561,10 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     -------
     res : OTResult
         ``fun`` (the distance, input dtype), ``location`` (unit vector (d,), the vMF
-        mean), ``kappa``, ``n_projections``, ``nit``, ``success``, ``status`` (0
-        converged, 1 ``maxiter`` reached, 2 non-finite values), ``message``, ``method``
-        (``"ascent"``).
+        mean), ``directions`` ((n_projections, d): the vMF samples at ``location`` that
+        define ``fun``; the torch layer's gradient goes through them), ``kappa``,
+        ``n_projections``, ``nit``, ``success``, ``status`` (0 converged, 1 ``maxiter``
+        reached, 2 non-finite values), ``message``, ``method`` (``"ascent"``).
 
     Notes
     -----
@@ -621,6 +622,7 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
 
     eps, f, nit, status = _sphere_ascent(fun_grad, start, maxiter, tol)
     return OTResult(fun=dtype.type(max(f, 0.0) ** (1.0 / p)), location=eps.astype(dtype),
+                    directions=_householder(z, eps)[0].astype(dtype),
                     kappa=kappa, n_projections=n_projections, nit=nit,
                     success=status == CONVERGED, status=status,
                     message=_ASCENT_MESSAGES[status], method="ascent")

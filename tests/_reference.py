@@ -189,3 +189,12 @@ def newton_matrix(Ps, rows, cols, shift, j0):
     H = np.block([[np.diag((1 + shift) * rows), Ps], [Ps.T, np.diag((1 + shift) * cols)]])
     keep = np.r_[np.arange(n + m) != n + j0]
     return H[np.ix_(keep, keep)]
+
+
+def plan_point_gradient(P, x, y):
+    """``d/dx_i sum_kl P_kl |x_k - y_l|^2 = 2 sum_j P_ij (x_i - y_j)``, by loops."""
+    gx = np.zeros_like(x, dtype=np.float64)
+    for i in range(x.shape[0]):
+        for j in range(y.shape[0]):
+            gx[i] += 2.0 * P[i, j] * (x[i] - y[j])
+    return gx

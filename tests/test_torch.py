@@ -1,0 +1,510 @@
+"""ottools.torch: values equal the NumPy API, envelope gradients pass gradcheck."""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import ottools  # noqa: E402
+import ottools.torch as ott  # noqa: E402
+from ottools import OTConvergenceWarning  # noqa: E402
+
+from _reference import plan_point_gradient  # noqa: E402
+
+TIGHT = dict(tol=1e-12, maxiter=100_000)
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _t(arr, requires_grad=False, dtype=torch.float64):
+    return torch.tensor(np.asarray(arr), dtype=dtype, requires_grad=requires_grad)
+
+
+@pytest.fixture
+def clouds(rng):
+    x = rng.random((5, 2))
+    y = rng.random((4, 2)) + 0.3
+    a = rng.random(5) + 0.2
+    b = rng.random(4) + 0.2
+    return x, y, a / a.sum(), b / b.sum()
+
+
+def _simplex(v):
+    """Positive weights -> the simplex, so that gradcheck may move any entry."""
+    return v / v.sum()
+
+
+# --------------------------------------------------------------------------- sinkhorn
+
+def test_sinkhorn_value_and_gradients_equal_numpy(clouds):
+    x, y, a, b = clouds
+    cost = ottools.cost_matrix(x, y)
+    res = ottools.sinkhorn(a, b, cost, 0.3, **TIGHT)
+    assert res.success
+    at, bt, ct = _t(a, True), _t(b, True), _t(cost, True)
+    value = ott.sinkhorn(at, bt, ct, 0.3, **TIGHT)
+    assert value.shape == () and value.dtype == torch.float64
+    assert value.item() == pytest.approx(res.fun, rel=1e-12)
+    value.backward()
+    np.testing.assert_allclose(ct.grad.numpy(), res.plan, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(at.grad.numpy(), res.f - res.f.mean(), atol=1e-12)
+    np.testing.assert_allclose(bt.grad.numpy(), res.g - res.g.mean(), atol=1e-12)
+    assert abs(at.grad.sum().item()) < 1e-12
+
+
+def test_sinkhorn_gradcheck_cost(clouds):
+    x, y, a, b = clouds
+    cost = _t(ottools.cost_matrix(x, y), True)
+    assert torch.autograd.gradcheck(
+        lambda c: ott.sinkhorn(_t(a), _t(b), c, 0.3, **TIGHT), (cost,))
+
+
+@pytest.mark.parametrize("which", ["a", "b"])
+def test_sinkhorn_gradcheck_weights(clouds, which):
+    x, y, a, b = clouds
+    cost = _t(ottools.cost_matrix(x, y))
+    w = _t(a if which == "a" else b, True)
+
+    def fn(w):
+        aa, bb = (_simplex(w), _t(b)) if which == "a" else (_t(a), _simplex(w))
+        return ott.sinkhorn(aa, bb, cost, 0.3, **TIGHT)
+
+    assert torch.autograd.gradcheck(fn, (w,))
+
+
+def test_sinkhorn_uniform_weights_and_zero_weights(rng):
+    a = np.array([0.5, 0.0, 0.5])
+    cost = rng.random((3, 4))
+    res = ottools.sinkhorn(a, None, cost, 0.2, **TIGHT)
+    assert res.success
+    at, ct = _t(a, True), _t(cost, True)
+    value = ott.sinkhorn(at, None, ct, 0.2, **TIGHT)
+    value.backward()
+    assert value.item() == pytest.approx(res.fun, rel=1e-12)
+    np.testing.assert_allclose(ct.grad.numpy(), res.plan, atol=1e-14)
+    assert np.all(ct.grad.numpy()[1] == 0)
+    np.testing.assert_allclose(at.grad.numpy(), res.f - res.f.mean(), atol=1e-12)
+
+
+def test_sinkhorn_float32_stays_float32(clouds):
+    x, y, a, b = clouds
+    cost = _t(ottools.cost_matrix(x, y), True, torch.float32)
+    value = ott.sinkhorn(_t(a, dtype=torch.float32), _t(b, dtype=torch.float32), cost, 0.3,
+                         tol=1e-5)
+    assert value.dtype == torch.float32
+    value.backward()
+    assert cost.grad.dtype == torch.float32
+    res = ottools.sinkhorn(a.astype(np.float32), b.astype(np.float32),
+                           cost.detach().numpy(), 0.3, tol=1e-5)
+    assert res.success
+    assert value.item() == pytest.approx(res.fun, rel=1e-6)
+    np.testing.assert_allclose(cost.grad.numpy(), res.plan, atol=1e-6)
+
+
+def test_sinkhorn_only_needed_gradients(clouds):
+    x, y, a, b = clouds
+    cost = _t(ottools.cost_matrix(x, y), True)
+    at = _t(a)
+    ott.sinkhorn(at, None, cost, 0.3).backward()
+    assert at.grad is None and cost.grad is not None
+
+
+def test_sinkhorn_nonconvergence_warns(clouds):
+    x, y, a, b = clouds
+    cost = _t(ottools.cost_matrix(x, y), True)
+    with pytest.warns(OTConvergenceWarning, match="did not converge.*maxiter"):
+        value = ott.sinkhorn(_t(a), _t(b), cost, 0.01, maxiter=2)
+    assert torch.isfinite(value)
+
+
+def test_sinkhorn_rejects_batches_and_differentiable_reg(clouds):
+    x, y, a, b = clouds
+    cost = _t(ottools.cost_matrix(x, y))
+    with pytest.raises(ValueError, match="`cost` must be a 2-D tensor.*Batch dimensions"):
+        ott.sinkhorn(None, None, cost[None], 0.3)
+    with pytest.raises(ValueError, match="`a` must be a 1-D tensor.*Batch"):
+        ott.sinkhorn(_t(a)[None], None, cost, 0.3)
+    with pytest.raises(TypeError, match="`reg` is not differentiable"):
+        ott.sinkhorn(None, None, cost, torch.tensor(0.3, requires_grad=True))
+    with pytest.raises(ValueError, match="`reg` must be a positive"):
+        ott.sinkhorn(None, None, cost, -1.0)
+    with pytest.raises(ValueError, match="`a` must have length 5"):
+        ott.sinkhorn(_t(a[:3]), None, cost, 0.3)
+
+
+def test_global_autograd_state_untouched(clouds):
+    x, y, a, b = clouds
+    xt = _t(x, True)
+    assert torch.is_grad_enabled()
+    ott.sinkhorn_loss(xt, _t(y), reg=0.3, metric="euclidean").backward()
+    assert torch.is_grad_enabled()
+    with torch.no_grad():
+        v = ott.sinkhorn_loss(xt, _t(y), reg=0.3)
+        assert not torch.is_grad_enabled()
+    assert not v.requires_grad
+
+
+# ---------------------------------------------------------------------- sinkhorn_loss
+
+def _numpy_loss(x, y, a, b, reg, metric="sqeuclidean", debias=True):
+    def w(u, v, p, q):
+        res = ottools.sinkhorn(p, q, ottools.cost_matrix(u, v, metric), reg, **TIGHT)
+        assert res.success
+        return res
+    xy = w(x, y, a, b)
+    if not debias:
+        return xy.fun, xy
+    return xy.fun - 0.5 * (w(x, x, a, a).fun + w(y, y, b, b).fun), xy
+
+
+@pytest.mark.parametrize("debias", [True, False])
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean", "cityblock"])
+def test_sinkhorn_loss_value_equals_numpy(clouds, metric, debias):
+    x, y, a, b = clouds
+    expected, _ = _numpy_loss(x, y, a, b, 0.3, metric, debias)
+    value = ott.sinkhorn_loss(_t(x), _t(y), _t(a), _t(b), reg=0.3, metric=metric,
+                              debias=debias, **TIGHT)
+    assert value.item() == pytest.approx(expected, rel=1e-10, abs=1e-12)
+    if debias:
+        div = ottools.sinkhorn_divergence(x, y, a, b, reg=0.3, metric=metric, **TIGHT)
+        assert value.item() == pytest.approx(div, rel=1e-12, abs=1e-15)
+
+
+def test_sinkhorn_loss_gradient_is_plan_weighted_displacement(clouds):
+    x, y, a, b = clouds
+    _, res = _numpy_loss(x, y, a, b, 0.3, debias=False)
+    xt = _t(x, True)
+    ott.sinkhorn_loss(xt, _t(y), _t(a), _t(b), reg=0.3, debias=False, **TIGHT).backward()
+    np.testing.assert_allclose(xt.grad.numpy(), plan_point_gradient(res.plan, x, y),
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("debias", [True, False])
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean"])
+def test_sinkhorn_loss_gradcheck_points(clouds, metric, debias):
+    x, y, a, b = clouds
+    xt, yt = _t(x, True), _t(y, True)
+    assert torch.autograd.gradcheck(
+        lambda u, v: ott.sinkhorn_loss(u, v, _t(a), _t(b), reg=0.3, metric=metric,
+                                       debias=debias, **TIGHT), (xt, yt))
+
+
+@pytest.mark.parametrize("debias", [True, False])
+def test_sinkhorn_loss_gradcheck_weights(clouds, debias):
+    x, y, a, b = clouds
+    at, bt = _t(a, True), _t(b, True)
+    assert torch.autograd.gradcheck(
+        lambda p, q: ott.sinkhorn_loss(_t(x), _t(y), _simplex(p), _simplex(q), reg=0.3,
+                                       debias=debias, **TIGHT), (at, bt))
+
+
+def test_sinkhorn_loss_callable_metric(clouds):
+    x, y, a, b = clouds
+
+    def sq(u, v):
+        return torch.cdist(u, v) ** 2
+
+    xt = _t(x, True)
+    assert torch.autograd.gradcheck(
+        lambda u: ott.sinkhorn_loss(u, _t(y), reg=0.3, metric=sq, **TIGHT), (xt,))
+    v1 = ott.sinkhorn_loss(_t(x), _t(y), reg=0.3, metric=sq, **TIGHT)
+    v2 = ott.sinkhorn_loss(_t(x), _t(y), reg=0.3, **TIGHT)
+    assert v1.item() == pytest.approx(v2.item(), rel=1e-10)
+
+
+def test_sinkhorn_divergence_invariants(clouds):
+    x, y, a, b = clouds
+    same = ott.sinkhorn_loss(_t(x), _t(x), _t(a), _t(a), reg=0.3, **TIGHT)
+    assert abs(same.item()) < 1e-10
+    d = ott.sinkhorn_loss(_t(x), _t(y), _t(a), _t(b), reg=0.3, **TIGHT)
+    assert d.item() > 0
+    # Translation: S_eps(alpha, alpha + t) = |t|^2 exactly for the squared Euclidean cost.
+    t = np.array([0.3, -0.2])
+    shifted = ott.sinkhorn_loss(_t(x), _t(x + t), _t(a), _t(a), reg=0.3, **TIGHT)
+    assert shifted.item() == pytest.approx(float(t @ t), rel=1e-9)
+
+
+def test_sinkhorn_loss_float32_and_module(clouds):
+    x, y, a, b = clouds
+    x32 = _t(x, True, torch.float32)
+    loss = ott.SinkhornLoss(reg=0.3)
+    value = loss(x32, _t(y, dtype=torch.float32))
+    assert value.dtype == torch.float32
+    value.backward()
+    assert x32.grad.dtype == torch.float32
+    ref = ott.sinkhorn_loss(_t(x), _t(y), reg=0.3)
+    assert value.item() == pytest.approx(ref.item(), rel=1e-4, abs=1e-6)
+    assert "reg=0.3" in repr(loss)
+    with pytest.raises(TypeError, match="Unknown argument"):
+        ott.SinkhornLoss(reg=0.3, stopThr=1e-9)
+
+
+def test_sinkhorn_loss_errors(clouds):
+    x, y, a, b = clouds
+    with pytest.raises(ValueError, match="`x` must be a 2-D tensor.*Batch"):
+        ott.sinkhorn_loss(_t(x)[None], _t(y)[None], reg=0.3)
+    with pytest.raises(ValueError, match="Unknown metric"):
+        ott.sinkhorn_loss(_t(x), _t(y), reg=0.3, metric="hamming-ish")
+    with pytest.raises(ValueError, match="same dimension"):
+        ott.sinkhorn_loss(_t(x), _t(y)[:, :1], reg=0.3)
+    with pytest.raises(ValueError, match="same total mass"):
+        ott.sinkhorn_loss(_t(x), _t(y), _t(a), _t(2 * b), reg=0.3)
+
+
+def test_sinkhorn_loss_nonconvergence_warns(clouds):
+    x, y, a, b = clouds
+    with pytest.warns(OTConvergenceWarning, match="xy problem did not converge") as rec:
+        ott.sinkhorn_loss(_t(x), _t(y), reg=0.01, maxiter=2)
+    assert rec[0].filename == __file__
+
+
+def test_converged_loss_does_not_warn(clouds):
+    x, y, a, b = clouds
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ott.sinkhorn_loss(_t(x), _t(y), reg=0.3)
+
+
+# ------------------------------------------------------------------------- examples
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: on a busy 2-core runner, intra-op threads only add wake-up latency."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_example_sliced_flow_decreases_sw_tenfold(one_thread):
+    from ottools.torch._examples import sliced_flow
+
+    r = sliced_flow(n=100, steps=40, record=(0, 40), seed=0)
+    assert r["sw"][-1] <= r["sw"][0] / 10
+    assert r["snapshots"][40].shape == (100, 2)
+
+
+def test_example_monge_gap_map_beats_unregularized(one_thread):
+    from ottools.torch._examples import fit_gaussian_map
+
+    r = fit_gaussian_map(n=64, steps=60, n_test=500, seed=0)
+    assert r["mse_regularized"] < r["mse_unregularized"]
+    assert r["mse_regularized"] < 0.2
+
+
+def test_gaussian_ot_map_closed_form():
+    from ottools.torch._examples import gaussian_ot_map
+
+    S1 = np.array([[1.0, 0.6], [0.6, 1.0]])
+    S2 = np.array([[0.5, -0.3], [-0.3, 1.5]])
+    A = gaussian_ot_map(S1, S2)
+    np.testing.assert_allclose(A, A.T, atol=1e-12)          # symmetric ...
+    assert np.all(np.linalg.eigvalsh(A) > 0)                  # ... positive definite
+    np.testing.assert_allclose(A @ S1 @ A.T, S2, atol=1e-12)  # pushes N(0, S1) to N(0, S2)
+
+
+# ----------------------------------------------------------------------------- CUDA
+
+@cuda
+def test_cuda_round_trip(clouds):
+    x, y, a, b = clouds
+    for dtype in (torch.float32, torch.float64):
+        xc = _t(x, dtype=dtype).cuda().requires_grad_()
+        yc = _t(y, dtype=dtype).cuda()
+        value = ott.sinkhorn_loss(xc, yc, reg=0.3)
+        assert value.device.type == "cuda" and value.dtype == dtype
+        value.backward()
+        assert xc.grad.device.type == "cuda" and xc.grad.dtype == dtype
+        xcpu = _t(x, True, dtype)
+        ott.sinkhorn_loss(xcpu, _t(y, dtype=dtype), reg=0.3).backward()
+        torch.testing.assert_close(xc.grad.cpu(), xcpu.grad)
+        cost = torch.cdist(xc.detach(), yc).pow(2).requires_grad_()
+        v = ott.sinkhorn(None, None, cost, 0.3)
+        v.backward()
+        assert cost.grad.device.type == "cuda"
+
+
+# ------------------------------------------------------------------------ sliced family
+
+@pytest.fixture
+def unequal(rng):
+    x = rng.normal(size=(6, 3))
+    y = rng.normal(size=(5, 3)) + [1.0, 0.0, 0.5]
+    a = rng.random(6) + 0.2
+    b = rng.random(5) + 0.2
+    return x, y, a / a.sum(), b / b.sum()
+
+
+@pytest.mark.parametrize("p", [2, 1.5])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sliced_value_equals_numpy_and_gradcheck(unequal, p, weighted):
+    x, y, a, b = unequal
+    if not weighted:
+        y = np.vstack([y, [0.3, -0.2, 0.7]])  # equal sizes, uniform: the pairing fast path
+        a = b = None
+    kw = dict(p=p, n_projections=30, rng=3)
+    w = (None, None) if not weighted else (_t(a), _t(b))
+    value = ott.sliced_wasserstein(_t(x), _t(y), *w, **kw)
+    assert value.item() == pytest.approx(ottools.sliced_wasserstein(x, y, a, b, **kw),
+                                         rel=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda u, v: ott.sliced_wasserstein(u, v, *w, **kw), (_t(x, True), _t(y, True)))
+
+
+def test_sliced_gradient_on_fixed_directions_is_the_pairing(rng):
+    x, y = rng.normal(size=(7, 2)), rng.normal(size=(7, 2))
+    theta = np.array([[1.0, 0.0]])
+    xt = _t(x, True)
+    value = ott.sliced_wasserstein(xt, _t(y), directions=theta)
+    value.backward()
+    u, v = x[:, 0], y[:, 0]
+    pair = np.sort(v)[np.argsort(np.argsort(u))]  # the sorted pairing of the projections
+    w2 = np.mean((u - pair) ** 2)
+    assert value.item() == pytest.approx(np.sqrt(w2), rel=1e-12)
+    expected = (2.0 / 7.0) * (u - pair) / (2.0 * np.sqrt(w2))
+    np.testing.assert_allclose(xt.grad[:, 0].numpy(), expected, atol=1e-12)
+    np.testing.assert_allclose(xt.grad[:, 1].numpy(), 0.0, atol=1e-15)
+
+
+def test_sliced_refuses_weight_gradients_and_cv_estimators(unequal):
+    x, y, a, b = unequal
+    with pytest.raises(NotImplementedError, match="not differentiable in `a`"):
+        ott.sliced_wasserstein(_t(x), _t(y), _t(a, True), _t(b))
+    with pytest.raises(ValueError, match="estimator='mc' only"):
+        ott.sliced_wasserstein(_t(x), _t(y), estimator="lower-cv")
+    with pytest.raises(ValueError, match="`x` must be a 2-D tensor.*Batch"):
+        ott.sliced_wasserstein(_t(x)[None], _t(y)[None])
+
+
+@pytest.fixture
+def smooth_max():
+    """Clouds whose Max-SW / v-DSW maximizers are smooth points (the 1-D couplings do not
+    change near them), so that finite differences see a derivative. At a kink (common
+    for tiny clouds) the gradient returned is one element of the superdifferential."""
+    x = np.random.default_rng(5).normal(size=(6, 2))
+    return x, x @ np.array([[2.0, 0.3], [0.3, 0.5]]) + [3.0, 0.0]
+
+
+MAX_KW = dict(rng=1, maxiter=1000, tol=0.0)
+DSW_KW = dict(rng=2, kappa=5.0, n_projections=20, maxiter=1000, tol=0.0)
+
+
+def test_max_sliced_value_and_gradcheck(smooth_max):
+    x, y = smooth_max
+    res = ottools.max_sliced_wasserstein(x, y, **MAX_KW)
+    assert res.success
+    value = ott.max_sliced_wasserstein(_t(x), _t(y), **MAX_KW)
+    assert value.item() == pytest.approx(res.fun, rel=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda u, v: ott.max_sliced_wasserstein(u, v, **MAX_KW), (_t(x, True), _t(y, True)))
+
+
+def test_distributional_sliced_value_and_gradcheck(smooth_max):
+    x, y = smooth_max
+    res = ottools.distributional_sliced_wasserstein(x, y, **DSW_KW)
+    assert res.success
+    value = ott.distributional_sliced_wasserstein(_t(x), _t(y), **DSW_KW)
+    assert value.item() == pytest.approx(res.fun, rel=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda u, v: ott.distributional_sliced_wasserstein(u, v, **DSW_KW),
+        (_t(x, True), _t(y, True)))
+
+
+def test_max_and_distributional_gradients_are_danskin(unequal):
+    """Generic data: the gradient is that of SW on the maximizing direction(s), fixed."""
+    x, y, a, b = unequal
+    for fn, npfn, kw, field in (
+            (ott.max_sliced_wasserstein, ottools.max_sliced_wasserstein, MAX_KW, "direction"),
+            (ott.distributional_sliced_wasserstein, ottools.distributional_sliced_wasserstein,
+             DSW_KW, "directions")):
+        res = npfn(x, y, a, b, **kw)
+        theta = np.atleast_2d(res[field])
+        x1, x2 = _t(x, True), _t(x, True)
+        fn(x1, _t(y), _t(a), _t(b), **kw).backward()
+        ref = ott.sliced_wasserstein(x2, _t(y), _t(a), _t(b), directions=theta)
+        ref.backward()
+        assert ref.item() == pytest.approx(float(res.fun), rel=1e-12)
+        np.testing.assert_allclose(x1.grad.numpy(), x2.grad.numpy(), atol=1e-14)
+
+
+def test_max_sliced_nonconvergence_warns(unequal):
+    x, y, a, b = unequal
+    with pytest.warns(OTConvergenceWarning, match="max_sliced_wasserstein did not converge"):
+        ott.max_sliced_wasserstein(_t(x), _t(y), rng=0, maxiter=1, tol=0.0)
+
+
+def test_sliced_module_draws_new_directions(unequal):
+    x, y, a, b = unequal
+    loss = ott.SlicedWassersteinLoss(n_projections=10, rng=0)
+    v1, v2 = loss(_t(x), _t(y)), loss(_t(x), _t(y))
+    assert v1.item() != v2.item()
+    again = ott.SlicedWassersteinLoss(n_projections=10, rng=0)
+    assert again(_t(x), _t(y)).item() == v1.item()
+    x32 = _t(x, True, torch.float32)
+    v = loss(x32, _t(y, dtype=torch.float32))
+    v.backward()
+    assert v.dtype == torch.float32 and x32.grad.dtype == torch.float32
+
+
+# ---------------------------------------------------------------------------- Monge gap
+
+@pytest.mark.parametrize("reg", [0.5, 0.0])
+def test_monge_gap_value_equals_numpy_and_gradcheck(rng, reg):
+    x = rng.normal(size=(6, 2))
+    tx = x @ np.array([[0.0, -1.0], [1.0, 0.0]]) + rng.normal(size=(6, 2)) * 0.1
+    res = ottools.monge_gap(x, tx, reg=reg, tol=1e-12)
+    assert res.success
+    value = ott.monge_gap(_t(x), _t(tx), reg=reg, tol=1e-12)
+    assert value.item() == pytest.approx(res.fun, rel=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda u, v: ott.monge_gap(u, v, reg=reg, tol=1e-12), (_t(x, True), _t(tx, True)))
+
+
+def test_monge_gap_weighted_and_other_metric(rng):
+    x = rng.normal(size=(5, 2))
+    tx = rng.normal(size=(5, 2))
+    a = rng.random(5) + 0.5
+    kw = dict(reg=0.5, tol=1e-12, metric="euclidean")
+    res = ottools.monge_gap(x, tx, a, **kw)
+    assert res.success
+    assert ott.monge_gap(_t(x), _t(tx), _t(a), **kw).item() == pytest.approx(res.fun,
+                                                                               rel=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda v: ott.monge_gap(_t(x), v, _t(a), **kw), (_t(tx, True),))
+
+
+def test_monge_gap_optimal_map_has_zero_exact_gap_and_gradient(rng):
+    x = rng.normal(size=(8, 2))
+    A = np.array([[2.0, 0.5], [0.5, 1.0]])  # symmetric positive definite: an OT map
+    tx = _t(x @ A + 1.0, True)
+    gap = ott.MongeGapRegularizer(reg=0)(_t(x), tx)
+    gap.backward()
+    assert abs(gap.item()) < 1e-10
+    np.testing.assert_allclose(tx.grad.numpy(), 0.0, atol=1e-12)
+
+
+def test_monge_gap_errors(rng):
+    x = _t(rng.normal(size=(5, 2)))
+    with pytest.raises(ValueError, match="same shape"):
+        ott.monge_gap(x, x[:4])
+    with pytest.raises(NotImplementedError, match="not differentiable in `a`"):
+        ott.monge_gap(x, x, _t(np.full(5, 0.2), True))
+    with pytest.raises(TypeError, match="Unknown argument"):
+        ott.MongeGapRegularizer(epsilon=0.1)
+
+
+def test_import_without_torch_names_the_extra():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "try:\n    import ottools.torch\nexcept ImportError as exc:\n    print(exc)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=root)
+    assert 'pip install "ottools[torch]"' in out.stdout
