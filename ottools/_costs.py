@@ -3,7 +3,7 @@
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from ._validation import _check_int, _check_points, _check_positive, _result_dtype
+from ._validation import _check_point_pair, _check_positive, _result_dtype
 
 __all__ = ["cost_matrix"]
 
@@ -42,12 +42,7 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
     array([[0., 9.],
            [1., 4.]])
     """
-    x = _check_points(x, "x")
-    y = _check_points(y, "y")
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"`x` and `y` must have the same dimension; got {x.shape[1]} and {y.shape[1]}."
-        )
+    x, y = _check_point_pair(x, y)
     dtype = _result_dtype(x, y)
     if callable(metric):
         out = np.asarray(metric(x, y))

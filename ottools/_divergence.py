@@ -13,7 +13,7 @@ from ._validation import (
     _as_float_array,
     _check_int,
     _check_method,
-    _check_points,
+    _check_point_pair,
     _check_positive,
     _check_weights,
     _result_dtype,
@@ -97,12 +97,7 @@ def _sinkhorn_divergence_parts(x, y, a=None, b=None, *, reg, metric="sqeuclidean
     point of the differentiable layer (gradients by the envelope theorem from the plans
     and potentials, without re-solving).
     """
-    x = _check_points(x, "x")
-    y = _check_points(y, "y")
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"`x` and `y` must have the same dimension; got {x.shape[1]} and {y.shape[1]}."
-        )
+    x, y = _check_point_pair(x, y)
     a_arr = None if a is None else _as_float_array(a, "a", ndim=1)
     b_arr = None if b is None else _as_float_array(b, "b", ndim=1)
     reg = _check_positive(reg, "reg")

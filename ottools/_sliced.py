@@ -11,7 +11,7 @@ from ._validation import (
     _as_float_array,
     _check_int,
     _check_method,
-    _check_points,
+    _check_point_pair,
     _check_positive,
     _check_weights,
     _result_dtype,
@@ -40,12 +40,7 @@ _ASCENT_MESSAGES = {
 
 def _prepare(x, y, a, b):
     """Validated (x, y, a, b, dtype): weights normalized, None when uniform."""
-    x = _check_points(x, "x")
-    y = _check_points(y, "y")
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"`x` and `y` must have the same dimension; got shapes {x.shape} and {y.shape}."
-        )
+    x, y = _check_point_pair(x, y)
     a_arr = None if a is None else _as_float_array(a, "a", ndim=1)
     b_arr = None if b is None else _as_float_array(b, "b", ndim=1)
     dtype = _result_dtype(x, y, a_arr, b_arr)

@@ -157,3 +157,15 @@ def _check_callback(callback):
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be callable or None; got {type(callback).__name__}.")
     return callback
+
+
+def _check_point_pair(x, y, names=("x", "y")):
+    """Two point clouds (n, d) and (m, d) of the same dimension, via `_check_points`."""
+    x = _check_points(x, names[0])
+    y = _check_points(y, names[1])
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"`{names[0]}` and `{names[1]}` must have the same dimension; got shapes "
+            f"{x.shape} and {y.shape}."
+        )
+    return x, y
