@@ -205,7 +205,7 @@ def build_parser():
                    help="regularizations, relative to the max cost (default 0.05 0.01)")
     d.add_argument("--tol", type=float, default=1e-6, help="marginal error target (1e-6)")
     d.add_argument("--maxiter", type=int, default=10_000)
-    d.add_argument("--pot-maxiter", type=int, default=1000, help="iteration cap for POT")
+    d.add_argument("--pot-maxiter", type=int, default=300, help="iteration cap for POT (300)")
     d.add_argument("--no-pot", action="store_true", help="skip POT even if installed")
     d.add_argument("--plot", metavar="FILE.png", help="save a figure of the plan and err curves")
     d.set_defaults(func=cmd_demo)
