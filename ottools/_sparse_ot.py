@@ -23,7 +23,7 @@ from ._validation import (
 __all__ = ["sparsity_constrained_ot", "quadratic_ot"]
 
 _FORMULATIONS = ("dual", "semi-dual")
-_MAX_RESTARTS = 30
+_MAX_RESTARTS = 50
 
 
 class _NonFinite(Exception):
@@ -169,6 +169,59 @@ def _solve(a, b, cost, reg, max_nz, formulation, tol, maxiter, init, callback):
                 flags["status"] = CALLBACK
                 raise
 
+    def ascend(xs, plain_first):
+        """L-BFGS-B with restarts from ``xs``; sets ``flags``, returns SciPy's message.
+
+        max_nz < n: the (semi-)dual is concave but not smooth (kinks where a column's k-th
+        and (k+1)-th largest entries tie) and L-BFGS-B stalls at kinks. After a stall,
+        either restart it (memory cleared) while a run increases the dual
+        (``plain_first``), or step along the least-norm supergradient built from the
+        tied columns' plans (:func:`_kink_step`) and restart from there.
+        """
+        msg = ""
+        best = -np.inf
+        for _restart in range(_MAX_RESTARTS + 1):
+            with _single_threaded_blas():
+                res = minimize(
+                    evaluate, xs, method="L-BFGS-B", jac=True, callback=scipy_callback,
+                    options=dict(maxiter=maxiter - flags["nit"],
+                                 maxfun=max(15000, 20 * maxiter), ftol=0.0, gtol=0.0,
+                                 maxcor=10),
+                )
+            msg = str(res.message)
+            if flags["status"] is not None:
+                break
+            flags["x"] = res.x
+            if res.status == 1 or flags["nit"] >= maxiter:
+                flags["status"] = MAXITER
+                break
+            msg = "stalled: " + msg.rstrip(": ")
+            if k >= nr:
+                break
+            value = -float(res.fun)
+            improved = value > best + 4 * np.finfo(np.float64).eps * abs(value)
+            best = max(best, value)
+            if plain_first and improved:
+                xs = res.x
+                continue
+            xs, measure = _kink_step(evaluate, state_at, res.x, semi, nr, mc, ac, bc,
+                                     cost_t, regd, k, tol)
+            flags["measure"] = measure
+            if xs is None:  # stationary: a mix of the tied plans meets the marginals
+                flags["status"] = CONVERGED
+                flags["stationary"] = True
+                break
+            if xs is res.x:  # no supergradient step increases the objective
+                if improved and not plain_first:
+                    continue  # plain restart
+                break
+            flags["x"] = xs
+            flags["nit"] += 1
+            if flags["nit"] >= maxiter:
+                flags["status"] = MAXITER
+                break
+        return msg
+
     scipy_msg = ""
     try:
         _, err0 = state_at(x0)
@@ -179,44 +232,16 @@ def _solve(a, b, cost, reg, max_nz, formulation, tol, maxiter, init, callback):
             flags["status"] = MAXITER
             flags["x"] = x0
         else:
-            xs = x0
-            for _restart in range(_MAX_RESTARTS + 1):
-                with _single_threaded_blas():
-                    res = minimize(
-                        evaluate, xs, method="L-BFGS-B", jac=True, callback=scipy_callback,
-                        options=dict(maxiter=maxiter - flags["nit"],
-                                     maxfun=max(15000, 20 * maxiter), ftol=0.0, gtol=0.0,
-                                     maxcor=10),
-                    )
-                scipy_msg = str(res.message)
-                if flags["status"] is not None:
-                    break
-                flags["x"] = res.x
-                if res.status == 1 or flags["nit"] >= maxiter:
-                    flags["status"] = MAXITER
-                    break
-                scipy_msg = "stalled: " + scipy_msg.rstrip(": ")
-                if k >= nr:
-                    break
-                # max_nz < n: the (semi-)dual is concave but not smooth (kinks where a
-                # column's k-th and (k+1)-th largest entries tie) and L-BFGS-B stalls at
-                # kinks. Step along the least-norm supergradient built from the tied
-                # columns' two plans, then restart L-BFGS-B (memory cleared) from there.
-                step = _kink_step(evaluate, state_at, res.x, semi, nr, mc, ac, bc, cost_t,
-                                  regd, k, tol)
-                xs, measure = step
-                flags["measure"] = measure
-                if xs is res.x:  # no direction increases the objective
-                    break
-                if xs is None:  # stationary: a mix of the tied plans meets the marginals
-                    flags["status"] = CONVERGED
-                    flags["stationary"] = True
-                    break
-                flags["x"] = xs
-                flags["nit"] += 1
-                if flags["nit"] >= maxiter:
-                    flags["status"] = MAXITER
-                    break
+            scipy_msg = ascend(x0, plain_first=True)
+            if flags["status"] is None and k < nr:
+                # Stalled without a certificate: the two orders of restarts and
+                # supergradient steps end at different kinks; run the other, keep the best.
+                first = (flags["x"], flags["measure"], scipy_msg, state_at(flags["x"])[0])
+                msg2 = ascend(x0, plain_first=False)
+                if flags["status"] is None and state_at(flags["x"])[0] < first[3]:
+                    flags["x"], flags["measure"], scipy_msg = first[:3]
+                else:
+                    scipy_msg = msg2
     except _NonFinite:
         flags["status"] = NONFINITE
         if flags["x"] is None:
@@ -346,7 +371,8 @@ def _mix_weights(E, grad, col_of):
     return np.clip(res.x, 0.0, 1.0)
 
 
-_KINK_EPS = (1e-10, 1e-7, 1e-4, 1e-2, 1e-1, 1.0)
+_KINK_EPS = (1e-10, 1e-7, 1e-4, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+_CERTIFY_EPS = 1e-7
 
 
 def _kink_step(evaluate, state_at, x, semi, nr, mc, ac, bc, cost_t, reg, k, tol):
@@ -365,7 +391,9 @@ def _kink_step(evaluate, state_at, x, semi, nr, mc, ac, bc, cost_t, reg, k, tol)
     for rel in _KINK_EPS:
         d, measure = _kink_direction(x, semi, nr, mc, ac, bc, cost_t, reg, k, rel * scale)
         best_measure = min(best_measure, measure)
-        if measure <= tol:
+        # Pieces tied within eps are within about eps * sum(b) of the maximum in value, so
+        # a mix at a small eps certifies the maximum; larger eps only give directions.
+        if measure <= tol and rel <= _CERTIFY_EPS:
             return None, measure
         if any(np.array_equal(d, e) for e in tried):
             continue
@@ -444,7 +472,7 @@ def _finish(x, nr, mc, rows, cols, n, m, cost, cost_t, a, b, ac, bc, regd, k, se
                        f"least-norm supergradient of the tied columns increases the dual, "
                        f"and no mix of tied plans meets the marginals to tol "
                        f"(err={err:.3g}, stationarity="
-                       f"{measure:.3g}, tol={tol:.3g}, "
+                       f"{float('nan') if measure is None else measure:.3g}, tol={tol:.3g}, "
                        f"nit={nit}): loosen tol.")
         else:
             message = (f"L-BFGS-B stopped before the marginal error reached tol "
