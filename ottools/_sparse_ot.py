@@ -459,8 +459,8 @@ def _finish(x, nr, mc, rows, cols, n, m, cost, cost_t, a, b, ac, bc, regd, k, se
     if stationary:
         message = (f"Converged: the dual is maximal (max_nz < n, a kink: a mix of the tied "
                    f"columns' plans meets the marginals to {measure:.3g} <= tol={tol:.3g}); "
-                   f"the returned plan takes one plan per tied column and has err={err:.3g} "
-                   f"(the relaxation is not tight; nit={nit}).")
+                   f"the returned plan takes one of the tied plans per column: err={err:.3g} "
+                   f"(nit={nit}).")
     elif status == CONVERGED and err > tol:
         status = MAXITER
         message = (f"The gradient's marginal error reached tol, but the error recomputed "
