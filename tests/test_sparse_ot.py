@@ -100,6 +100,32 @@ def test_plan_kernel_matches_reference(rng):
         np.testing.assert_allclose(sq, (expect ** 2).sum(), atol=1e-10)
 
 
+@pytest.mark.parametrize("semi", [True, False])
+def test_kink_direction(rng, semi):
+    """Without ties the direction is the gradient (naive twin); at a tie the least-norm
+    mix of the two plans is found."""
+    from ottools._sparse_ot import _kink_direction
+
+    n, m, k, reg = 12, 9, 2, 0.1
+    a, b, cost, f, g = _kernel_inputs(rng, n, m, np.float64)
+    x = f if semi else np.concatenate([f, g])
+    d, measure = _kink_direction(x, semi, n, m, a, b, np.ascontiguousarray(cost.T), reg, k,
+                                 -1.0)
+    if semi:
+        expect = ref.sparse_semi_dual_value_grad(f, a, b, cost, reg, k)[1]
+    else:
+        expect = np.concatenate(ref.sparse_dual_value_grad(f, g, a, b, cost, reg, k)[1:])
+    np.testing.assert_allclose(d, expect, atol=1e-12)
+    np.testing.assert_allclose(measure, np.abs(expect).sum(), rtol=1e-12)
+    # one column, two sources tied 1e-3 apart, k = 1: the kept row takes all of b = 1,
+    # the gradient is (-0.5, 0.5); the half-half mix meets a exactly
+    args = (np.array([0.5, 0.5]), np.array([1.0]), np.zeros((1, 2)), 0.1, 1)
+    d, measure = _kink_direction(np.array([1e-3, 0.0]), True, 2, 1, *args, 1e-2)
+    assert measure < 1e-12
+    d, measure = _kink_direction(np.array([1e-3, 0.0]), True, 2, 1, *args, 1e-4)
+    np.testing.assert_allclose(d, [-0.5, 0.5], atol=1e-15)
+
+
 # --- against POT ------------------------------------------------------------------------
 
 def _pot_solve(ot, a, b, cost, reg, k, formulation):
