@@ -4,7 +4,7 @@ import contextlib
 
 import numpy as np
 import scipy.sparse
-from scipy.optimize import minimize
+from scipy.optimize import lsq_linear, minimize
 
 from ._kernels import _sparse as _k
 from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, OTResult, status_message
@@ -23,7 +23,7 @@ from ._validation import (
 __all__ = ["sparsity_constrained_ot", "quadratic_ot"]
 
 _FORMULATIONS = ("dual", "semi-dual")
-_MAX_RESTARTS = 20
+_MAX_RESTARTS = 50
 
 
 class _NonFinite(Exception):
@@ -148,7 +148,7 @@ def _solve(a, b, cost, reg, max_nz, formulation, tol, maxiter, init, callback):
             gc = x[nr:]
         return _expand(cost, rows, cols, fc, gc, a, b, dtype)
 
-    flags = {"status": None, "x": None, "nit": 0}
+    flags = {"status": None, "x": None, "nit": 0, "measure": None, "stationary": False}
     x0 = f0 if semi else np.concatenate([f0, g0])
 
     def scipy_callback(intermediate_result):
@@ -169,6 +169,59 @@ def _solve(a, b, cost, reg, max_nz, formulation, tol, maxiter, init, callback):
                 flags["status"] = CALLBACK
                 raise
 
+    def ascend(xs, plain_first):
+        """L-BFGS-B with restarts from ``xs``; sets ``flags``, returns SciPy's message.
+
+        max_nz < n: the (semi-)dual is concave but not smooth (kinks where a column's k-th
+        and (k+1)-th largest entries tie) and L-BFGS-B stalls at kinks. After a stall,
+        either restart it (memory cleared) while a run increases the dual
+        (``plain_first``), or step along the least-norm supergradient built from the
+        tied columns' plans (:func:`_kink_step`) and restart from there.
+        """
+        msg = ""
+        best = -np.inf
+        for _restart in range(_MAX_RESTARTS + 1):
+            with _single_threaded_blas():
+                res = minimize(
+                    evaluate, xs, method="L-BFGS-B", jac=True, callback=scipy_callback,
+                    options=dict(maxiter=maxiter - flags["nit"],
+                                 maxfun=max(15000, 20 * maxiter), ftol=0.0, gtol=0.0,
+                                 maxcor=10),
+                )
+            msg = str(res.message)
+            if flags["status"] is not None:
+                break
+            flags["x"] = res.x
+            if res.status == 1 or flags["nit"] >= maxiter:
+                flags["status"] = MAXITER
+                break
+            msg = "stalled: " + msg.rstrip(": ")
+            if k >= nr:
+                break
+            value = -float(res.fun)
+            improved = value > best + 4 * np.finfo(np.float64).eps * abs(value)
+            best = max(best, value)
+            if plain_first and improved:
+                xs = res.x
+                continue
+            xs, measure = _kink_step(evaluate, state_at, res.x, semi, nr, mc, ac, bc,
+                                     cost_t, regd, k, tol)
+            flags["measure"] = measure
+            if xs is None:  # stationary: a mix of the tied plans meets the marginals
+                flags["status"] = CONVERGED
+                flags["stationary"] = True
+                break
+            if xs is res.x:  # no supergradient step increases the objective
+                if improved and not plain_first:
+                    continue  # plain restart
+                break
+            flags["x"] = xs
+            flags["nit"] += 1
+            if flags["nit"] >= maxiter:
+                flags["status"] = MAXITER
+                break
+        return msg
+
     scipy_msg = ""
     try:
         _, err0 = state_at(x0)
@@ -179,32 +232,16 @@ def _solve(a, b, cost, reg, max_nz, formulation, tol, maxiter, init, callback):
             flags["status"] = MAXITER
             flags["x"] = x0
         else:
-            xs = x0
-            best = -np.inf
-            for _restart in range(_MAX_RESTARTS + 1):
-                # For max_nz < n the dual is not smooth at ties of the k-th largest entry and
-                # L-BFGS-B can stall at a kink; a restart (memory cleared) from the stall
-                # point usually goes on. Stop once a restart no longer increases the dual.
-                with _single_threaded_blas():
-                    res = minimize(
-                        evaluate, xs, method="L-BFGS-B", jac=True, callback=scipy_callback,
-                        options=dict(maxiter=maxiter - flags["nit"],
-                                     maxfun=max(15000, 20 * maxiter), ftol=0.0, gtol=0.0,
-                                     maxcor=10),
-                    )
-                scipy_msg = str(res.message)
-                if flags["status"] is not None:
-                    break
-                flags["x"] = res.x
-                if res.status == 1 or flags["nit"] >= maxiter:
-                    flags["status"] = MAXITER
-                    break
-                scipy_msg = "stalled: " + scipy_msg.rstrip(": ")
-                value = -float(res.fun)
-                if k >= nr or value <= best + 4 * np.finfo(np.float64).eps * abs(value):
-                    break
-                best = value
-                xs = res.x
+            scipy_msg = ascend(x0, plain_first=True)
+            if flags["status"] is None and k < nr:
+                # Stalled without a certificate: the two orders of restarts and
+                # supergradient steps end at different kinks; run the other, keep the best.
+                first = (flags["x"], flags["measure"], scipy_msg, state_at(flags["x"])[0])
+                msg2 = ascend(x0, plain_first=False)
+                if flags["status"] is None and state_at(flags["x"])[0] < first[3]:
+                    flags["x"], flags["measure"], scipy_msg = first[:3]
+                else:
+                    scipy_msg = msg2
     except _NonFinite:
         flags["status"] = NONFINITE
         if flags["x"] is None:
@@ -213,17 +250,169 @@ def _solve(a, b, cost, reg, max_nz, formulation, tol, maxiter, init, callback):
     x = flags["x"]
     status = flags["status"]
     dual_value, err_grad = state_at(x)
-    stalled = False
-    if status is None:  # L-BFGS-B stopped on its own: the dual cannot be increased further
-        if err_grad <= tol:
-            status = CONVERGED
-        elif k < nr:  # relaxation of a non-convex problem: err need not vanish
-            status, stalled = CONVERGED, True
-        else:
-            status = MAXITER
+    if status is None:  # L-BFGS-B (and, for k < n, the kink steps) cannot go further
+        status = CONVERGED if err_grad <= tol else MAXITER
     return _finish(x, nr, mc, rows, cols, n, m, cost, cost_t, a, b, ac, bc, regd, k, semi,
                    tau, dtype, dual_value, status, flags["nit"], tol, scipy_msg,
-                   formulation, max_nz, stalled)
+                   formulation, max_nz, flags["stationary"], flags["measure"])
+
+
+def _simplex_threshold(w, z):
+    """Row-wise simplex thresholds: ``tau`` with ``sum_r [w_r - tau]_+ = z`` for rows of
+    ``w`` sorted in decreasing order."""
+    cs = np.cumsum(w, axis=1)
+    r = np.arange(1, w.shape[1] + 1)
+    t = (cs - z[:, None]) / r
+    rho = np.sum(w > t, axis=1) - 1  # w_r > t_r holds exactly for r < rho + 1
+    return t[np.arange(w.shape[0]), np.maximum(rho, 0)]
+
+
+def _column_plans(W, z, reg, semi):
+    """Plan values ``t`` of columns whose kept entries are the rows of ``W``."""
+    if semi:
+        Ws = -np.sort(-W, axis=1)
+        return np.maximum(W - _simplex_threshold(Ws, z)[:, None], 0.0) / reg
+    return np.maximum(W, 0.0) / reg
+
+
+def _kink_direction(x, semi, nr, mc, ac, bc, cost_t, reg, k, eps):
+    """Least-norm element of an approximate superdifferential of the (semi-)dual at ``x``.
+
+    For ``k < n`` a column is a kink of the objective where one of its k largest entries
+    of ``x_j`` and one of the others tie (within ``eps``) and swapping them changes the
+    column's plan: both plans are supergradient pieces, and so is any mix. The least-norm
+    element over the mixes, ``d = grad - sum_s lam_s e_s`` (``e_s`` the change of
+    ``(T 1, T^T 1)`` under swap ``s``, ``lam >= 0``, at most 1 in total per column), is a
+    small constrained least-squares problem. Returns ``(d, ||d||_1)`` in float64;
+    ``||d||_1`` is the marginal error of the best fractional mix of the tied plans, zero
+    at a maximum. Only single swaps among the ``L = 4`` entries on either side of the
+    k-th are considered: a subset of the superdifferential, so ``||d||_1 <= tol`` still
+    certifies (approximate) stationarity.
+    """
+    reg = float(reg)
+    f = x[:nr]
+    X = f[None, :] - cost_t.astype(np.float64)
+    if not semi:
+        X += x[nr:, None]
+    L = min(4, nr - k)
+    top = np.argpartition(-X, k + L - 1, axis=1)[:, :k + L]
+    V = np.take_along_axis(X, top, axis=1)
+    order = np.argsort(-V, axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    V = np.take_along_axis(V, order, axis=1)
+    z = reg * bc.astype(np.float64)
+    T0 = _column_plans(V[:, :k], z, reg, semi)
+    nx = nr if semi else nr + mc
+    grad = np.zeros(nx)
+    grad[:nr] = ac
+    np.subtract.at(grad, top[:, :k].ravel(), T0.ravel())
+    if not semi:
+        grad[nr:] = bc - T0.sum(axis=1)
+    r_all, v_all, c_all, col_of = [], [], [], []
+    for p in range(max(0, k - L), k):
+        for q in range(k, k + L):
+            J = np.flatnonzero(V[:, p] - V[:, q] <= eps)
+            if J.size == 0:
+                continue
+            W = V[J, :k].copy()
+            W[:, p] = V[J, q]
+            rows1 = top[J, :k].copy()
+            rows1[:, p] = top[J, q]
+            T1 = _column_plans(W, z[J], reg, semi)
+            keep = (T0[J, p] > 0) | (T1[:, p] > 0)  # else the swap leaves the plan as is
+            if not keep.any():
+                continue
+            J, T1, rows1 = J[keep], T1[keep], rows1[keep]
+            base = len(col_of) and sum(c.size for c in col_of)
+            ids = base + np.arange(J.size)
+            r_all += [rows1.ravel(), top[J, :k].ravel()]
+            v_all += [T1.ravel(), -T0[J].ravel()]
+            c_all += [np.repeat(ids, k), np.repeat(ids, k)]
+            if not semi:
+                r_all.append(nr + J)
+                v_all.append(T1.sum(axis=1) - T0[J].sum(axis=1))
+                c_all.append(ids)
+            col_of.append(J)
+    if not col_of:
+        return grad, float(np.abs(grad).sum())
+    col_of = np.concatenate(col_of)
+    E = scipy.sparse.csr_array(
+        (np.concatenate(v_all), (np.concatenate(r_all), np.concatenate(c_all))),
+        shape=(nx, col_of.size))
+    lam = _mix_weights(E, grad, col_of)
+    d = grad - E @ lam
+    return d, float(np.abs(d).sum())
+
+
+def _mix_weights(E, grad, col_of):
+    """``argmin ||grad - E lam||`` over ``lam >= 0`` with sum at most 1 per column."""
+    uniq, inv, counts = np.unique(col_of, return_inverse=True, return_counts=True)
+    if counts.max() == 1:  # one swap per column: a box
+        if E.shape[1] <= 200:
+            return lsq_linear(E.toarray(), grad, bounds=(0.0, 1.0), method="bvls").x
+        return lsq_linear(E, grad, bounds=(0.0, 1.0), method="trf", tol=1e-12).x
+    if E.shape[1] > 400:  # keep the first swap of each column
+        first = np.zeros(E.shape[1], dtype=bool)
+        first[np.unique(inv, return_index=True)[1]] = True
+        lam = np.zeros(E.shape[1])
+        lam[first] = _mix_weights(E[:, first], grad, col_of[first])
+        return lam
+    Ed = E.toarray()
+    multi = np.flatnonzero(counts > 1)
+    A = np.zeros((multi.size, E.shape[1]))
+    for r, u in enumerate(multi):
+        A[r, inv == u] = 1.0
+    res = minimize(lambda v: 0.5 * float(np.sum((grad - Ed @ v) ** 2)),
+                   np.zeros(E.shape[1]), jac=lambda v: -(Ed.T @ (grad - Ed @ v)),
+                   method="SLSQP", bounds=[(0.0, 1.0)] * E.shape[1],
+                   constraints=[dict(type="ineq", fun=lambda v: 1.0 - A @ v,
+                                     jac=lambda v: -A)],
+                   options=dict(ftol=1e-16, maxiter=500))
+    return np.clip(res.x, 0.0, 1.0)
+
+
+_KINK_EPS = (1e-10, 1e-7, 1e-4, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+_CERTIFY_EPS = 1e-7
+
+
+def _kink_step(evaluate, state_at, x, semi, nr, mc, ac, bc, cost_t, reg, k, tol):
+    """One ascent step from a stall point ``x`` of L-BFGS-B, for ``k < n``.
+
+    Tries tie tolerances ``eps`` (relative to ``reg * max(b)``, the width of a column's
+    support) from the smallest: builds the least-norm supergradient ``d`` of
+    :func:`_kink_direction` and line-searches along it. Returns ``(None, measure)`` when
+    ``measure = ||d||_1 <= tol`` (stationary), ``(x_new, measure)`` after an increase, and
+    ``(x, smallest measure)`` when no direction increases the objective.
+    """
+    val0 = state_at(x)[0]
+    scale = float(reg) * float(bc.max())
+    tried = []
+    best_measure = np.inf
+    for rel in _KINK_EPS:
+        d, measure = _kink_direction(x, semi, nr, mc, ac, bc, cost_t, reg, k, rel * scale)
+        best_measure = min(best_measure, measure)
+        # Pieces tied within eps are within about eps * sum(b) of the maximum in value, so
+        # a mix at a small eps certifies the maximum; larger eps only give directions.
+        if measure <= tol and rel <= _CERTIFY_EPS:
+            return None, measure
+        if any(np.array_equal(d, e) for e in tried):
+            continue
+        tried.append(d)
+        # backtracking / expanding line search on the concave objective along d
+        s = float(reg)
+        best_s, best_v = 0.0, val0
+        for _ in range(60):
+            v = -evaluate(x + s * d)[0]
+            if v > best_v:
+                best_s, best_v = s, v
+                s *= 2.0
+            elif best_s > 0.0:
+                break
+            else:
+                s *= 0.5
+        if best_s > 0.0:
+            return x + best_s * d, measure
+    return x, best_measure
 
 
 def _expand(cost, rows, cols, fc, gc, a, b, dtype):
@@ -246,7 +435,8 @@ def _expand(cost, rows, cols, fc, gc, a, b, dtype):
 
 
 def _finish(x, nr, mc, rows, cols, n, m, cost, cost_t, a, b, ac, bc, regd, k, semi, tau,
-            dtype, dual_value, status, nit, tol, scipy_msg, formulation, max_nz, stalled):
+            dtype, dual_value, status, nit, tol, scipy_msg, formulation, max_nz, stationary,
+            measure):
     fc = np.ascontiguousarray(x[:nr], dtype=dtype)
     if semi:
         gc = -tau.astype(np.float64)  # tau of x, set by state_at
@@ -266,19 +456,28 @@ def _finish(x, nr, mc, rows, cols, n, m, cost, cost_t, a, b, ac, bc, regd, k, se
         indices = rows[indices]
     plan = scipy.sparse.csc_array((data, indices, indptr), shape=(n, m))
     f, g = _expand(cost, rows, cols, np.asarray(x[:nr], dtype=np.float64), gc, a, b, dtype)
-    if stalled:
-        message = (f"Converged: L-BFGS-B cannot increase the dual further ({scipy_msg}); "
-                   f"with max_nz < n the dual is a relaxation and the plan's marginal error "
-                   f"need not reach tol (err={err:.3g}, tol={tol:.3g}, nit={nit}).")
+    if stationary:
+        message = (f"Converged: the dual is maximal (max_nz < n, a kink: a mix of the tied "
+                   f"columns' plans meets the marginals to {measure:.3g} <= tol={tol:.3g}); "
+                   f"the returned plan takes one of the tied plans per column: err={err:.3g} "
+                   f"(nit={nit}).")
     elif status == CONVERGED and err > tol:
         status = MAXITER
         message = (f"The gradient's marginal error reached tol, but the error recomputed "
                    f"from the plan is {err:.3g} > tol={tol:.3g}: tol is below the rounding "
                    f"floor of {dtype}; loosen tol.")
     elif status == MAXITER and scipy_msg.startswith("stalled"):
-        message = (f"L-BFGS-B stopped before the marginal error reached tol ({scipy_msg}; "
-                   f"err={err:.3g}, tol={tol:.3g}, nit={nit}): the dual cannot be improved "
-                   f"further at this precision; loosen tol.")
+        if k < nr:
+            message = (f"Stalled: neither L-BFGS-B ({scipy_msg}) nor a step along the "
+                       f"least-norm supergradient of the tied columns increases the dual, "
+                       f"and no mix of tied plans meets the marginals to tol "
+                       f"(err={err:.3g}, stationarity="
+                       f"{float('nan') if measure is None else measure:.3g}, tol={tol:.3g}, "
+                       f"nit={nit}): loosen tol.")
+        else:
+            message = (f"L-BFGS-B stopped before the marginal error reached tol "
+                       f"({scipy_msg}; err={err:.3g}, tol={tol:.3g}, nit={nit}): the dual "
+                       f"cannot be improved further at this precision; loosen tol.")
     else:
         message = status_message(status, err=err, tol=tol, nit=nit)
     return OTResult(
@@ -345,12 +544,16 @@ def sparsity_constrained_ot(a, b, cost, reg, max_nz, *, formulation="semi-dual",
         Stop when the marginal error ``err = ||T 1 - a||_1 + ||T^T 1 - b||_1`` of the
         current iterate is at most ``tol``; it is the L1 norm of the (semi-)dual's
         gradient, checked after every L-BFGS-B iteration. float32 cannot go much below
-        ``1e-6``. For ``max_nz < n`` the dual is a relaxation of a non-convex problem and
-        ``err`` need not vanish at its maximum: the solver also stops, with success, when
-        L-BFGS-B cannot increase the dual any further (line search failure or an increase
-        below rounding), and ``err`` says how far the plan is from the marginals. (POT
-        passes its ``stopThr`` to SciPy as ``ftol`` and ``gtol``, which measure the
-        objective's relative decrease and the gradient's max-norm.)
+        ``1e-6``. For ``max_nz < n`` the dual is a relaxation of a non-convex problem:
+        ``err`` need not vanish at its maximum, and the objective has kinks where
+        L-BFGS-B stalls. After a stall the solver builds the least-norm supergradient
+        from the columns whose k-th and (k+1)-th largest entries tie (mixes of their
+        two plans), steps along it and restarts L-BFGS-B. It also stops, with success,
+        when that least-norm supergradient has L1 norm ``<= tol`` (a mix of the tied
+        plans meets the marginals: a certified maximum, "stationarity" in the
+        message); ``err`` is still that of the returned plan. (POT passes its
+        ``stopThr`` to SciPy as ``ftol`` and ``gtol``, which measure the objective's
+        relative decrease and the gradient's max-norm.)
     maxiter : int, default 10000
         Maximum number of L-BFGS-B iterations.
     init : tuple (f, g), optional
@@ -377,14 +580,17 @@ def sparsity_constrained_ot(a, b, cost, reg, max_nz, *, formulation="semi-dual",
         ``dual_value`` : float, the maximised objective (dual or semi-dual) at the returned
         potentials; a lower bound on ``fun`` at the optimum.
         ``err`` : float, ``||T 1 - a||_1 + ||T^T 1 - b||_1`` computed from ``plan``.
-        ``nit`` : L-BFGS-B iterations. ``success``, ``status``, ``message``,
-        ``method`` (``"L-BFGS-B"``), ``formulation``, ``reg``, ``max_nz``.
+        ``nit`` : L-BFGS-B iterations plus supergradient steps. ``success``,
+        ``status``, ``message``, ``method`` (``"L-BFGS-B"``), ``formulation``, ``reg``, ``max_nz``.
 
-        ``status``: 0 converged (``err <= tol``, or, for ``max_nz < n``, the dual cannot
-        be increased further; the message says which); 1 ``maxiter`` reached, or (for
-        ``max_nz >= n``) L-BFGS-B stalled at the rounding floor before ``err <= tol``; 2
-        non-finite values (the last finite iterate is returned); 3 stopped by
-        ``callback``.
+        ``status``: 0 converged (``err <= tol``, or, for ``max_nz < n``, a certified
+        maximum as described under ``tol``; the message says which); 1 ``maxiter``
+        reached, or stalled: neither L-BFGS-B nor a supergradient step increases the
+        dual and no certificate was found (typical for ``max_nz = 1``, where the
+        semi-dual is piecewise linear; the message starts with "Stalled" and gives
+        ``err`` and the stationarity reached), or, for ``max_nz >= n``, L-BFGS-B
+        stalled at the rounding floor before ``err <= tol``; 2 non-finite values (the
+        last finite iterate is returned); 3 stopped by ``callback``.
 
     See Also
     --------
@@ -407,7 +613,11 @@ def sparsity_constrained_ot(a, b, cost, reg, max_nz, *, formulation="semi-dual",
     an O(n) selection of the at most ``k`` entries that carry mass (a quickselect, never
     a sort of the column); only those entries are sorted. The optimiser is SciPy's
     L-BFGS-B (memory 10) with its own stopping rules switched off (``ftol = gtol = 0``)
-    so that ``tol`` means the marginal error above.
+    so that ``tol`` means the marginal error above. For ``max_nz < n``, at a stall, the
+    tied columns (k-th and (k+1)-th largest entries of ``x_j`` within ``eps``, tried from
+    ``1e-10`` to ``1`` times ``reg * max(b)``) give the supergradient pieces; the
+    least-norm mix is a bounded least-squares problem (SciPy's ``lsq_linear``, or SLSQP
+    when a column has several tied swaps), followed by a doubling/halving line search.
 
     References
     ----------
