@@ -246,7 +246,8 @@ _OPTIONS = {
     "log": ("check_every", "epsilon_scaling", "epsilon_decay", "epsilon_start"),
     "scaling": ("check_every",),
     "sns": ("warmup", "warmup_start", "density", "mass_tol", "density_growth", "shift_max",
-            "cg_tol", "cg_maxiter", "armijo", "backtrack", "ls_maxiter", "fallback_iters", "check_every"),
+            "cg_tol", "cg_maxiter", "armijo", "backtrack", "ls_maxiter", "fallback_iters",
+            "check_every"),
 }
 
 

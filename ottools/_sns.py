@@ -25,8 +25,8 @@ def _check_fraction(x, name):
     return val
 
 
-def _solve_sns(prob, *, warmup=20, warmup_start=0.1, density=6.0, mass_tol=1e-6, density_growth=2.0,
-               shift_max=1e-3, cg_tol=1e-8,
+def _solve_sns(prob, *, warmup=20, warmup_start=0.1, density=6.0, mass_tol=1e-6,
+               density_growth=2.0, shift_max=1e-3, cg_tol=1e-8,
                cg_maxiter=None, armijo=1e-4, backtrack=0.5, ls_maxiter=10,
                fallback_iters=10, check_every=10):
     """Sinkhorn-Newton-Sparse on the compressed problem ``prob``.
