@@ -245,8 +245,9 @@ _METHODS = {"log": _solve_log, "scaling": _solve_scaling, "sns": _solve_sns}
 _OPTIONS = {
     "log": ("check_every", "epsilon_scaling", "epsilon_decay", "epsilon_start"),
     "scaling": ("check_every",),
-    "sns": ("warmup", "density", "mass_tol", "density_growth", "shift_max", "cg_tol",
-            "cg_maxiter", "armijo", "backtrack", "ls_maxiter", "fallback_iters", "check_every"),
+    "sns": ("warmup", "warmup_start", "density", "mass_tol", "density_growth", "shift_max",
+            "cg_tol", "cg_maxiter", "armijo", "backtrack", "ls_maxiter", "fallback_iters",
+            "check_every"),
 }
 
 
@@ -360,8 +361,10 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=1e-9, maxiter=10_000, init=N
           ``reg``, dividing by ``1/epsilon_decay`` (0.5) per stage, warm-starting the
           potentials; ``nit`` counts every stage).
         - ``"scaling"``: ``check_every`` (10).
-        - ``"sns"``: ``warmup`` (20 Sinkhorn iterations before the Newton stage; use
-          hundreds for costs with non-unique optimal plans, e.g. L1), ``density`` (6.0:
+        - ``"sns"``: ``warmup`` (20 Sinkhorn iterations before the Newton stage),
+          ``warmup_start`` (0.1: the first warm-up iteration runs at this fraction of the
+          cost range, the regularization then decreases geometrically to ``reg``; 0: all
+          at ``reg``), ``density`` (6.0:
           minimum kept plan entries, as a multiple of ``max(n, m)``), ``mass_tol`` (1e-6:
           the kept count doubles until the dropped plan mass is at most this fraction),
           ``density_growth`` (2.0: ``density`` factor after a failed Newton step),

@@ -25,8 +25,8 @@ def _check_fraction(x, name):
     return val
 
 
-def _solve_sns(prob, *, warmup=20, density=6.0, mass_tol=1e-6, density_growth=2.0,
-               shift_max=1e-3, cg_tol=1e-8,
+def _solve_sns(prob, *, warmup=20, warmup_start=0.1, density=6.0, mass_tol=1e-6,
+               density_growth=2.0, shift_max=1e-3, cg_tol=1e-8,
                cg_maxiter=None, armijo=1e-4, backtrack=0.5, ls_maxiter=10,
                fallback_iters=10, check_every=10):
     """Sinkhorn-Newton-Sparse on the compressed problem ``prob``.
@@ -34,8 +34,17 @@ def _solve_sns(prob, *, warmup=20, density=6.0, mass_tol=1e-6, density_growth=2.
     Options
     -------
     warmup : int, default 20
-        Log-domain Sinkhorn iterations of stage 1 (the paper's N1; problems whose
-        optimal plan is not unique, e.g. L1 costs, need hundreds).
+        Log-domain Sinkhorn iterations of stage 1 (the paper's N1).
+    warmup_start : float, default 0.1
+        Epsilon-annealing of stage 1: the first warm-up iteration runs at
+        ``eps_0 = warmup_start * (max(cost) - min(cost))``; the regularization then
+        decreases geometrically towards ``reg`` over the first
+        ``warmup - max(1, warmup // 5)`` iterations, and the last ``max(1, warmup // 5)``
+        run at ``reg``. It moves the potentials across the cost range in a few
+        iterations, where Sinkhorn at ``reg`` spends hundreds (L1 costs, non-unique
+        optimal plans). ``0`` (or ``eps_0 <= reg``): every warm-up iteration at ``reg``
+        (the paper's stage 1). The err of an iteration at a larger regularization is
+        not computed: NaN in ``err_history``.
     density : float, default 6.0
         Entries of the plan kept in the sparse Hessian, as a multiple of ``max(n, m)``
         (``ceil(density * max(n, m))`` largest entries, plus each row's and column's
@@ -76,6 +85,7 @@ def _solve_sns(prob, *, warmup=20, density=6.0, mass_tol=1e-6, density_growth=2.
     that error was not computed).
     """
     warmup = _check_int(warmup, "warmup", minimum=0)
+    warmup_start = _check_positive(warmup_start, "warmup_start", allow_zero=True)
     density = _check_positive(density, "density")
     mass_tol = _check_positive(mass_tol, "mass_tol")
     density_growth = _check_positive(density_growth, "density_growth")
@@ -120,21 +130,37 @@ def _solve_sns(prob, *, warmup=20, density=6.0, mass_tol=1e-6, density_growth=2.
             hist[-1] = err
             state["pending"] = False
 
+    # Stage-1 regularizations: geometric from eps_0 down to reg, the last `tail` at reg.
+    schedule = []
+    eps0 = warmup_start * float(cost.max() - cost.min())
+    tail = max(1, warmup // 5)
+    head = warmup - tail
+    if eps0 > reg and head > 0:
+        schedule = [eps0 * (reg / eps0) ** (k / head) for k in range(head)]
+
     def sinkhorn_iters(count):
-        """``count`` Sinkhorn iterations, one kernel call each, recording err."""
+        """``count`` Sinkhorn iterations, one kernel call each, recording err.
+
+        Iteration ``k`` of stage 1 runs at ``schedule[k]`` (then at ``reg``); ``exact``
+        says that ``g`` is the column update of ``f`` at ``reg``, so that the kernel's
+        first row update gives the err of the entry iterate.
+        """
         status = MAXITER
         done = 0
         for _ in range(count):
-            k, status, e = _k.sinkhorn_log(ac, loga, logb, cost, reg, f, g, tol, 1,
-                                           state["exact"])
-            if state["exact"]:
+            k_s = state["nit_s"]
+            eps = schedule[k_s] if k_s < len(schedule) else reg
+            at_reg = eps == reg
+            k, status, e = _k.sinkhorn_log(ac, loga, logb, cost, eps, f, g, tol, 1,
+                                           state["exact"] and at_reg)
+            if state["exact"] and at_reg:
                 record(float(e))
             if k == 0:
                 break
             done += 1
             hist.append(math.nan)
-            state["pending"] = True
-            state["exact"] = True
+            state["pending"] = at_reg
+            state["exact"] = at_reg
             state["nit_s"] += 1
         return done, status
 
@@ -171,7 +197,8 @@ def _solve_sns(prob, *, warmup=20, density=6.0, mass_tol=1e-6, density_growth=2.
             return result(CONVERGED)
         if done < block:
             break
-        if callback is not None and notify(hist[-2] if len(hist) > 1 else math.inf):
+        last = hist[-2] if len(hist) > 1 else math.nan
+        if callback is not None and notify(last if math.isfinite(last) else math.inf):
             return result(CALLBACK)
 
     # ---- Stage 2: sparse Newton.
