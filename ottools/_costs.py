@@ -44,6 +44,9 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
     """
     x, y = _check_point_pair(x, y)
     dtype = _result_dtype(x, y)
+    pp = _check_positive(p, "p")  # checked for every metric: a typo is never silent
+    if pp < 1:
+        raise ValueError(f"`p` must be >= 1; got {pp}.")
     if callable(metric):
         out = np.asarray(metric(x, y))
         if out.shape != (x.shape[0], y.shape[0]):
@@ -61,9 +64,6 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
         yy = y.astype(np.float64, copy=False)
         out = cdist(xx, yy, "sqeuclidean")
     elif name == "minkowski":
-        pp = _check_positive(p, "p")
-        if pp < 1:
-            raise ValueError(f"`p` must be >= 1; got {pp}.")
         xx = x.astype(np.float64, copy=False)
         yy = y.astype(np.float64, copy=False)
         out = cdist(xx, yy, "minkowski", p=pp) ** pp

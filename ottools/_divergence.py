@@ -15,21 +15,12 @@ from ._validation import (
     _check_method,
     _check_point_pair,
     _check_positive,
+    _check_tol,
     _check_weights,
     _result_dtype,
 )
 
 __all__ = ["sinkhorn_divergence"]
-
-# Default ``tol`` (marginal error, L1) per working dtype: float32 cannot reach 1e-9.
-_DEFAULT_TOL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-4}
-
-
-def _default_tol(tol, dtype):
-    if tol is None:
-        return _DEFAULT_TOL[np.dtype(dtype)]
-    return _check_positive(tol, "tol", allow_zero=True)
-
 
 def _solve_symmetric(a, cost, reg, *, tol, maxiter):
     """``W_eps(a, a)`` for a symmetric ``cost`` by the averaged symmetric update.
@@ -107,7 +98,7 @@ def _sinkhorn_divergence_parts(x, y, a=None, b=None, *, reg, metric="sqeuclidean
     cxx = cost_matrix(x, x, metric)
     cyy = cost_matrix(y, y, metric)
     dtype = _result_dtype(cxy, a_arr, b_arr)
-    tol = _default_tol(tol, dtype)
+    tol = _check_tol(tol, dtype)
     a = _check_weights(a_arr, x.shape[0], "a", dtype)
     b = _check_weights(b_arr, y.shape[0], "b", dtype)
     if a.shape == b.shape and np.array_equal(a, b):

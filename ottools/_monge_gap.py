@@ -5,10 +5,9 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import xlogy
 
 from ._costs import cost_matrix
-from ._divergence import _default_tol
 from ._result import CONVERGED, OTResult
 from ._sinkhorn import sinkhorn
-from ._validation import _as_float_array, _check_int, _check_points, _check_positive, \
+from ._validation import _as_float_array, _check_int, _check_points, _check_positive, _check_tol, \
     _check_weights, _reject_tensor, _result_dtype
 
 __all__ = ["monge_gap"]
@@ -157,6 +156,7 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
     a = _check_weights(a_arr, n, "a", dtype)
     cost = np.ascontiguousarray(cost, dtype=dtype)
     reg = _check_reg(reg, cost)
+    tol = _check_tol(tol, dtype)
     a64 = a.astype(np.float64)
     displacement = float(a64 @ np.diagonal(cost).astype(np.float64))
     if reg == 0:
@@ -168,7 +168,6 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
         inner = _assignment(a, cost)
         ot_cost = inner.fun
     else:
-        tol = _default_tol(tol, dtype)
         inner = sinkhorn(a, a, cost, reg, method=method, tol=tol, maxiter=maxiter)
         plan = inner.plan.astype(np.float64, copy=False)
         ot_cost = inner.cost + reg * float(xlogy(plan, plan).sum())

@@ -13,6 +13,7 @@ from ._validation import (
     _check_method,
     _check_point_pair,
     _check_positive,
+    _check_rng,
     _check_weights,
     _result_dtype,
 )
@@ -87,10 +88,12 @@ def _draw_directions(kind, L, d, rng):
 
 
 def _get_directions(directions, n_projections, d, dtype, rng):
+    # Checked even when an explicit array makes them unused: a typo is never silent.
+    L = _check_int(n_projections, "n_projections", minimum=1)
+    gen = _check_rng(rng)
     if isinstance(directions, str):
         kind = _check_method(directions, _DIRECTIONS, "directions")
-        L = _check_int(n_projections, "n_projections", minimum=1)
-        theta = _draw_directions(kind, L, d, np.random.default_rng(rng))
+        theta = _draw_directions(kind, L, d, gen)
         return np.ascontiguousarray(theta, dtype=dtype)
     return _check_directions(directions, d, dtype)
 
@@ -442,7 +445,7 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
     p, maxiter, tol, n_projections = _check_ascent_args(p, maxiter, tol, n_projections)
     n_restarts = _check_int(n_restarts, "n_restarts", minimum=1)
     d = x.shape[1]
-    cand = _draw_directions("random", n_projections, d, np.random.default_rng(rng))
+    cand = _draw_directions("random", n_projections, d, _check_rng(rng))
     cand = cand.astype(dtype)
     scores = _projected_wpp(x, y, a, b, cand, p)
     order = np.argsort(-scores, kind="stable")[:n_restarts]
@@ -510,7 +513,7 @@ def sample_vmf(mu, kappa, size, *, rng=None):
         raise ValueError("`mu` must be a finite, non-zero vector of length d >= 1.")
     kappa = _check_positive(kappa, "kappa")
     size = _check_int(size, "size", minimum=0)
-    z = _k.vmf_around_e1(np.random.default_rng(rng), mu.shape[0], kappa, size)
+    z = _k.vmf_around_e1(_check_rng(rng), mu.shape[0], kappa, size)
     mu = mu.astype(np.float64) / np.linalg.norm(mu.astype(np.float64))
     return _householder(z, mu)[0].astype(dtype)
 
@@ -595,7 +598,7 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     p, maxiter, tol, n_projections = _check_ascent_args(p, maxiter, tol, n_projections)
     kappa = _check_positive(kappa, "kappa")
     d = x.shape[1]
-    gen = np.random.default_rng(rng)
+    gen = _check_rng(rng)
     cand = _draw_directions("random", n_projections, d, gen).astype(dtype)
     scores = _projected_wpp(x, y, a, b, cand, p)
     start = cand[int(np.argmax(scores))].astype(np.float64)

@@ -169,3 +169,25 @@ def _check_point_pair(x, y, names=("x", "y")):
             f"{x.shape} and {y.shape}."
         )
     return x, y
+
+
+# Default ``tol`` (marginal error, L1) per working dtype: float32 cannot reach 1e-9.
+DEFAULT_TOL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-4}
+
+
+def _check_tol(tol, dtype):
+    """``tol`` as a float >= 0; ``None`` gives the per-dtype default (DEFAULT_TOL)."""
+    if tol is None:
+        return DEFAULT_TOL[np.dtype(dtype)]
+    return _check_positive(tol, "tol", allow_zero=True)
+
+
+def _check_rng(rng, name="rng"):
+    """``numpy.random.default_rng(rng)`` (SPEC 7), with a TypeError naming ``rng``."""
+    try:
+        return np.random.default_rng(rng)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"`{name}` must be None, an int seed, a SeedSequence, a BitGenerator or a "
+            f"Generator; got {type(rng).__name__} ({exc})."
+        ) from None

@@ -55,3 +55,8 @@ def test_dtype_and_callable(rng):
 def test_bad_input(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         cost_matrix(*args, **kwargs)
+
+
+def test_p_is_checked_for_every_metric():
+    with pytest.raises(ValueError, match="`p` must be >= 1"):
+        cost_matrix(np.zeros((2, 2)), np.zeros((3, 2)), "euclidean", p=0.5)

@@ -201,3 +201,9 @@ def test_bad_inputs(rng):
         monge_gap(np.ones((3, 2)), np.ones((3, 2)))
     with pytest.raises(ValueError, match="`tx` must be finite"):
         monge_gap(x, np.full((5, 2), np.nan))
+
+
+def test_tol_is_checked_for_the_exact_gap_too():
+    x = np.eye(3)
+    with pytest.raises(TypeError, match="`tol` must be a real number"):
+        ottools.monge_gap(x, x, reg=0, tol="abc")

@@ -295,3 +295,12 @@ def test_exported():
                  "max_sliced_wasserstein", "distributional_sliced_wasserstein", "sample_vmf",
                  "mesh_measure"):
         assert name in ottools.__all__
+
+
+def test_unused_arguments_are_still_checked():
+    x = np.zeros((4, 2))
+    theta = np.array([[1.0, 0.0]])
+    with pytest.raises(TypeError, match="`n_projections` must be an integer"):
+        ottools.sliced_wasserstein(x, x, directions=theta, n_projections="x")
+    with pytest.raises(TypeError, match="`rng` must be None"):
+        ottools.sliced_wasserstein(x, x, directions=theta, rng="junk")

@@ -18,7 +18,8 @@ from torch.autograd.function import once_differentiable
 
 from .. import _sliced as _sl
 from .._costs import cost_matrix
-from .._divergence import _default_tol, _sinkhorn_divergence_parts
+from .._divergence import _sinkhorn_divergence_parts
+from .._validation import _check_tol
 from .._monge_gap import monge_gap as _np_monge_gap
 from .._result import OTConvergenceWarning
 from .._sinkhorn import sinkhorn as _np_sinkhorn
@@ -146,7 +147,7 @@ def _scalar(v, name):
 def _tol(tol, np_dtype):
     """``tol=None``: the per-dtype default of the point-cloud API (float32 cannot reach
     the 1e-9 of float64)."""
-    return _default_tol(tol, np_dtype)
+    return _check_tol(tol, np_dtype)
 
 
 # ---------------------------------------------------------------------------------------
@@ -381,7 +382,7 @@ def _divergence_problems(x, y, a, b, reg, metric, debias, kwargs):
     np_metric = _np_metric(metric)
     if not debias:
         cost = cost_matrix(x, y, np_metric)
-        kwargs = {**kwargs, "tol": _default_tol(kwargs["tol"], _result_dtype(cost, a, b))}
+        kwargs = {**kwargs, "tol": _check_tol(kwargs["tol"], _result_dtype(cost, a, b))}
         return {"xy": _np_sinkhorn(a, b, cost, reg, **kwargs)}
     parts = _sinkhorn_divergence_parts(x, y, a, b, reg=reg, metric=np_metric, **kwargs)
     return {"xy": parts.xy, "xx": parts.xx, "yy": parts.yy}
