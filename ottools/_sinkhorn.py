@@ -64,7 +64,7 @@ def _prepare(a, b, cost, reg, tol, maxiter, init, callback):
     dtype = _result_dtype(cost, a_arr, b_arr)
     a = _check_weights(a_arr, n, "a", dtype)
     b = _check_weights(b_arr, m, "b", dtype)
-    _check_balanced(a, b)
+    b = _check_balanced(a, b)
     reg = _check_positive(reg, "reg")
     tol = _check_positive(tol, "tol", allow_zero=True)
     maxiter = _check_int(maxiter, "maxiter", minimum=0)
@@ -323,7 +323,8 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=1e-9, maxiter=10_000, init=N
     ----------
     a : array_like, shape (n,), or None
         Source weights: finite, non-negative, positive sum; zeros allowed. ``None`` means
-        uniform. Must have the same total mass as ``b`` (relative tolerance 1e-6).
+        uniform. Must have the same total mass as ``b`` up to 1e-6 (relative); a smaller gap
+        is taken as rounding and ``b`` is rescaled onto the mass of ``a``.
     b : array_like, shape (m,), or None
         Target weights, as ``a``.
     cost : array_like, shape (n, m)

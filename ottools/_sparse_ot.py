@@ -79,7 +79,7 @@ def _solve(a, b, cost, reg, max_nz, formulation, tol, maxiter, init, callback):
     dtype = _result_dtype(cost, a_arr, b_arr)
     a = _check_weights(a_arr, n, "a", dtype)
     b = _check_weights(b_arr, m, "b", dtype)
-    _check_balanced(a, b)
+    b = _check_balanced(a, b)
     reg = _check_positive(reg, "reg")
     if max_nz is not None:
         max_nz = _check_int(max_nz, "max_nz", minimum=1)
@@ -521,7 +521,8 @@ def sparsity_constrained_ot(a, b, cost, reg, max_nz, *, formulation="semi-dual",
     ----------
     a : array_like, shape (n,), or None
         Source weights: finite, non-negative, positive sum; zeros allowed. ``None`` means
-        uniform. Must have the same total mass as ``b`` (relative tolerance 1e-6).
+        uniform. Must have the same total mass as ``b`` up to 1e-6 (relative); a smaller gap
+        is taken as rounding and ``b`` is rescaled onto the mass of ``a``.
     b : array_like, shape (m,), or None
         Target weights, as ``a``.
     cost : array_like, shape (n, m)

@@ -293,3 +293,10 @@ def test_torch_tensor_is_refused_with_pointer():
         sinkhorn(None, None, torch.ones(3, 2), 0.1)
     with pytest.raises(TypeError, match="`a` is a torch.Tensor"):
         sinkhorn(torch.full((3,), 1 / 3), None, C, 0.1)
+
+
+def test_mass_gap_below_rtol_is_rescaled_and_converges(rng):
+    a, b, cost = random_problem(rng, 15, 12)
+    res = sinkhorn(a, b * (1 + 5e-7), cost, 0.05, tol=1e-10)
+    assert res.success and res.err <= 1e-10
+    np.testing.assert_allclose(res.plan.sum(0), b, rtol=1e-6)
