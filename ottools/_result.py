@@ -4,11 +4,14 @@ from scipy.optimize import OptimizeResult
 
 __all__ = ["OTResult", "OTWarning", "OTConvergenceWarning", "STATUS_MESSAGES"]
 
+# Status table (listed in every solver's Returns section).
+
 # Status table (listed in every solver's Returns section, as scipy.optimize.linprog does).
 CONVERGED = 0
 MAXITER = 1
 NONFINITE = 2
 CALLBACK = 3
+STALLED = 4
 
 STATUS_MESSAGES = {
     CONVERGED: "Converged: the marginal error is at most tol.",
@@ -21,6 +24,10 @@ STATUS_MESSAGES = {
         "returned. Use method='log' or a larger reg."
     ),
     CALLBACK: "Stopped by the callback (StopIteration).",
+    STALLED: (
+        "Stalled before the marginal error fell below tol: at the rounding floor of the "
+        "dtype, or at a point the solver cannot improve; loosen tol."
+    ),
 }
 
 
@@ -36,7 +43,8 @@ class OTResult(OptimizeResult):
     ``status``, ``message`` and ``method``.
 
     Status codes: 0 converged, 1 ``maxiter`` reached, 2 non-finite values
-    (the last finite iterate is returned), 3 stopped by ``callback``.
+    (the last finite iterate is returned), 3 stopped by ``callback``, 4 stalled above
+    ``tol`` (rounding floor of the dtype, or no further progress possible).
     """
 
 

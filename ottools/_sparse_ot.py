@@ -7,7 +7,7 @@ import scipy.sparse
 from scipy.optimize import lsq_linear, minimize
 
 from ._kernels import _sparse as _k
-from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, OTResult, status_message
+from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED, OTResult, status_message
 from ._validation import (
     _as_float_array,
     _check_balanced,
@@ -462,11 +462,12 @@ def _finish(x, nr, mc, rows, cols, n, m, cost, cost_t, a, b, ac, bc, regd, k, se
                    f"the returned plan takes one of the tied plans per column: err={err:.3g} "
                    f"(nit={nit}).")
     elif status == CONVERGED and err > tol:
-        status = MAXITER
+        status = STALLED
         message = (f"The gradient's marginal error reached tol, but the error recomputed "
                    f"from the plan is {err:.3g} > tol={tol:.3g}: tol is below the rounding "
                    f"floor of {dtype}; loosen tol.")
     elif status == MAXITER and scipy_msg.startswith("stalled"):
+        status = STALLED
         if k < nr:
             message = (f"Stalled: neither L-BFGS-B ({scipy_msg}) nor a step along the "
                        f"least-norm supergradient of the tied columns increases the dual, "
@@ -586,12 +587,12 @@ def sparsity_constrained_ot(a, b, cost, reg, max_nz, *, formulation="semi-dual",
 
         ``status``: 0 converged (``err <= tol``, or, for ``max_nz < n``, a certified
         maximum as described under ``tol``; the message says which); 1 ``maxiter``
-        reached, or stalled: neither L-BFGS-B nor a supergradient step increases the
-        dual and no certificate was found (typical for ``max_nz = 1``, where the
+        reached; 2 non-finite values (the last finite iterate is returned); 3 stopped
+        by ``callback``; 4 stalled: neither L-BFGS-B nor a supergradient step increases
+        the dual and no certificate was found (typical for ``max_nz = 1``, where the
         semi-dual is piecewise linear; the message starts with "Stalled" and gives
         ``err`` and the stationarity reached), or, for ``max_nz >= n``, L-BFGS-B
-        stalled at the rounding floor before ``err <= tol``; 2 non-finite values (the
-        last finite iterate is returned); 3 stopped by ``callback``.
+        stalled at the rounding floor before ``err <= tol``.
 
     See Also
     --------
@@ -688,8 +689,9 @@ def quadratic_ot(a, b, cost, reg, *, formulation="dual", tol=1e-6, maxiter=10_00
         The fields of :func:`sparsity_constrained_ot` (``plan`` a
         ``scipy.sparse.csc_array``), with ``max_nz=None``.
 
-        ``status``: 0 converged (``err <= tol``); 1 ``maxiter`` reached or L-BFGS-B
-        stalled (message says which); 2 non-finite values; 3 stopped by ``callback``.
+        ``status``: 0 converged (``err <= tol``); 1 ``maxiter`` reached; 2 non-finite
+        values; 3 stopped by ``callback``; 4 L-BFGS-B stalled at the rounding floor
+        before ``err <= tol`` (the message says so).
 
     See Also
     --------
