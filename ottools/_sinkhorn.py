@@ -1,11 +1,10 @@
 """Entropic optimal transport: ``sinkhorn`` and its solvers."""
 
+import importlib
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
 
-from ._kernels import _sinkhorn as _k
 from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, OTResult, status_message
 from ._validation import (
     _as_float_array,
@@ -21,6 +20,17 @@ from ._validation import (
 )
 
 __all__ = ["sinkhorn"]
+
+
+class _LazyKernels:
+    """``ottools._kernels._sinkhorn``, imported (with Numba) on first use: this keeps
+    ``import ottools`` cheap; the first solve pays Numba's import once."""
+
+    def __getattr__(self, name):
+        return getattr(importlib.import_module("ottools._kernels._sinkhorn"), name)
+
+
+_k = _LazyKernels()
 
 @dataclass
 class _Problem:
@@ -105,6 +115,8 @@ def _expand(prob, fc, gc):
     g = np.empty(m, dtype=prob.dtype)
     f[prob.rows] = fc
     g[prob.cols] = gc
+    from scipy.special import logsumexp
+
     zr = np.setdiff1d(np.arange(n), prob.rows)
     zc = np.setdiff1d(np.arange(m), prob.cols)
     if zr.size:
