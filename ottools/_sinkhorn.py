@@ -185,6 +185,7 @@ class _Stabilized:
         self.cerr = np.zeros(1)
         self.relax = False
         self.omega_max = 1.9
+        self.rstate = np.array([1.0, np.inf, 0.0, 0.0, 0.0])
 
     def set_reg(self, reg):
         """Absorb the scalings and build ``K`` for ``reg``."""
@@ -198,7 +199,7 @@ class _Stabilized:
         return _k.sinkhorn_stabilized(self.a, self.b, self.loga, self.logb,
                                       self.prob.costc, self.reg_now, self.f, self.g, self.K,
                                       self.u, self.v, tol, maxiter, check_first, self.bound,
-                                      self.cerr, self.relax, self.omega_max)
+                                      self.cerr, self.relax, self.omega_max, self.rstate)
 
     def potentials(self):
         reg = self.reg_now

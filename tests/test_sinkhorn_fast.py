@@ -86,7 +86,7 @@ def test_stabilized_iterates_are_log_domain_iterates(rng, bound):
     u, v = a.copy(), b.copy()
     nit, status, _ = k.sinkhorn_stabilized(a, b, np.log(a), np.log(b), cost, reg, f, g,
                                            K, u, v, 0.0, 9, False, bound, np.zeros(1),
-                                           False, 1.9)
+                                           False, 1.9, np.array([1.0, np.inf, 0, 0, 0]))
     assert (nit, status) == (9, 1)
     fr, gr = ref.sinkhorn_log(a, b, cost, reg, 9)
     P = u[:, None] * K * v[None, :]
@@ -132,6 +132,15 @@ def test_auto_matches_pot(rng):
     P = ot.sinkhorn(a, b, cost, 0.02, method="sinkhorn_log", stopThr=1e-13,
                     numItermax=100_000)
     np.testing.assert_allclose(res.plan, P, atol=1e-9)
+
+
+def test_float32_log_fallback(rng):
+    # float32 kernel, every entry underflowing at the start: the exact log iteration
+    # (float64 potentials over the float32 cost) takes over.
+    a, b, cost = random_problem(rng, 15, 12, dtype=np.float32)
+    res = ottools.sinkhorn(a, b, cost, 1e-2, method="log", tol=1e-4,
+                           init=(np.full(15, -2.0), np.zeros(12)))
+    assert res.success and res.plan.dtype == np.float32
 
 
 def test_float32_faster_path_keeps_dtype(rng):
@@ -192,11 +201,12 @@ def test_callback_blocks_with_overrelaxation(rng):
     assert res.status == 3 and not res.success
     assert [s[0] for s in seen] == [10, 20, 30]
     assert all(s[2] == np.float64 for s in seen)
-    # Driving the kernel in blocks does not change the iterates.
-    res2 = ottools.sinkhorn(a, b, cost, 1e-3, method="log", tol=0.0, maxiter=30)
-    res3 = ottools.sinkhorn(a, b, cost, 1e-3, method="log", tol=0.0, maxiter=30,
-                            callback=lambda r: None)
-    np.testing.assert_allclose(res2.plan, res3.plan, rtol=1e-12, atol=1e-300)
+    # Driving the kernel in blocks does not change the iterates, relaxed or not.
+    for method in ("log", "auto"):
+        res2 = ottools.sinkhorn(a, b, cost, 1e-3, method=method, tol=0.0, maxiter=60)
+        res3 = ottools.sinkhorn(a, b, cost, 1e-3, method=method, tol=0.0, maxiter=60,
+                                callback=lambda r: None)
+        np.testing.assert_allclose(res2.plan, res3.plan, rtol=1e-10, atol=1e-300)
 
 
 def test_unknown_option_is_refused(rng):

@@ -302,7 +302,7 @@ def relaxation_from_rate(kappa, omega_max):
 
 @jit
 def sinkhorn_stabilized(a, b, loga, logb, cost, reg, f, g, K, u, v, tol, maxiter,
-                        check_first, bound, cerr, relax, omega_max):
+                        check_first, bound, cerr, relax, omega_max, rstate):
     """Log-stable Sinkhorn by absorption (see the module note), in place.
 
     On entry ``K`` must hold ``exp((f_i + g_j - C_ij) / reg)`` and ``P = u K v`` the
@@ -325,27 +325,33 @@ def sinkhorn_stabilized(a, b, loga, logb, cost, reg, f, g, K, u, v, tol, maxiter
     nit = 0
     status = 1
     err = np.inf
+    omega = rstate[0]
+    e_prev = rstate[1]
+    fails = int(rstate[2])
+    since = int(rstate[3])
+    done = int(rstate[4])
+    if fails >= 3:
+        relax = False
     block = 10 if relax else maxiter
-    omega = 1.0
-    e_prev = np.inf
-    fails = 0
-    since = 0
     while nit < maxiter:
-        todo = min(block, maxiter - nit)
+        todo = min(block - done, maxiter - nit) if relax else maxiter - nit
         k, status, err = scaling_sweep(K, a, b, u, v, bound, omega, tol, todo,
                                        check_first, cerr, s, t, unew)
         nit += k
+        done += k
         if status == 0:
             break
         if k > 0:
             check_first = True
         if status == 1:
-            if nit >= maxiter:
-                break
+            if relax and done >= block:
+                done = 0
+            else:
+                continue  # maxiter reached inside a block
             if relax:
                 if omega == 1.0:
                     if np.isfinite(e_prev) and e_prev > 0.0 and np.isfinite(err):
-                        omega = relaxation_from_rate((err / e_prev) ** (1.0 / k),
+                        omega = relaxation_from_rate((err / e_prev) ** (1.0 / block),
                                                      omega_max)
                         since = 0
                     e_prev = err
@@ -371,15 +377,22 @@ def sinkhorn_stabilized(a, b, loga, logb, cost, reg, f, g, K, u, v, tol, maxiter
             if omega > 1.0:
                 # A relaxed step failed: plain Sinkhorn from here on.
                 omega = 1.0
+                fails = 3
                 relax = False
                 block = maxiter
             k, status, err = sinkhorn_log(a, loga, logb, cost, reg, f, g, tol, 1,
                                           check_first)
             nit += k
+            done += k
             cerr[0] = 0.0
             if status == 0 or status == 2:
                 break
             check_first = True
         status = 1
         build_kernel(cost, f, g, reg, K, x, work)
+    rstate[0] = omega
+    rstate[1] = e_prev
+    rstate[2] = fails
+    rstate[3] = since
+    rstate[4] = done
     return nit, status, err
