@@ -32,6 +32,7 @@ class _LazyKernels:
 
 _k = _LazyKernels()
 
+
 @dataclass
 class _Problem:
     """A validated entropic problem, compressed to the positive weights."""
@@ -185,15 +186,14 @@ class _Stabilized:
         self.cerr = np.zeros(1)
         self.relax = False
         self.omega_max = 1.9
-        self.rstate = np.array([1.0, np.inf, 0.0, 0.0, 0.0])
+        self.rstate = np.array([1.0, np.inf, 0.0, 0.0, 0.0])  # relaxation state
+        self.reg_now = 1.0  # the reg that K was built for
 
     def set_reg(self, reg):
         """Absorb the scalings and build ``K`` for ``reg``."""
         _k.absorb(self.f, self.g, self.u, self.v, self.a, self.b, self.reg_now)
         _k.build_kernel(self.prob.costc, self.f, self.g, reg, self.K, self._x, self._work)
         self.reg_now = reg
-
-    reg_now = 1.0
 
     def run(self, tol, maxiter, check_first):
         return _k.sinkhorn_stabilized(self.a, self.b, self.loga, self.logb,
@@ -233,9 +233,10 @@ def _solve_log(prob, *, check_every=10, epsilon_scaling=False, epsilon_decay=0.5
         Over-relaxed Sinkhorn (Thibault et al. 2021) at the final ``reg``: after 20
         plain iterations the observed linear rate ``kappa`` of ``err`` sets
         ``omega = min(1.9, 2 / (1 + sqrt(1 - kappa)))`` and both updates become
-        ``u <- u (a / (u K v))**omega``; if a block of 10 iterations ends with a larger
-        error than it started with, plain Sinkhorn resumes. ``err`` stays the exact L1
-        marginal error of the returned plan.
+        ``u <- u (a / (u K v))**omega``; if the error grows 100-fold or has not
+        decreased over 50 iterations, plain Sinkhorn resumes (and the rate is estimated
+        again, at most three times). ``err`` stays the exact L1 marginal error of the
+        returned plan.
     """
     check_every = _check_int(check_every, "check_every", minimum=1)
     decay = _check_positive(epsilon_decay, "epsilon_decay")
