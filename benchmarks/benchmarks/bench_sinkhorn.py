@@ -81,10 +81,8 @@ class SinkhornToTolerance:
                                    numItermax=n_iter, stopThr=0.0, warn=False)
         else:
             def run():
-                res = ottools.sinkhorn(self.a, self.b, self.cost, reg, method=method,
-                                       tol=1e-6, maxiter=100_000)
-                self.nit = res.nit
-                return res.plan
+                return ottools.sinkhorn(self.a, self.b, self.cost, reg, method=method,
+                                        tol=1e-6, maxiter=100_000).plan
         self.run = run
         self.run()  # compile / warm up
 

@@ -79,54 +79,6 @@ def sinkhorn_log(a, loga, logb, cost, reg, f, g, tol, maxiter, check_first):
     return nit, status, err
 
 
-@jit
-def sinkhorn_scaling(a, b, K, u, v, tol, maxiter, check_first):
-    """Scaling-form Sinkhorn ``u <- a / (K v)``, ``v <- b / (K^T u)``, in place.
-
-    Returns ``(nit, status, err)`` as :func:`sinkhorn_log`. On under/overflow
-    (a zero or non-finite scaling) stops with status 2 and the last finite iterate.
-    """
-    n, m = K.shape
-    Kv = np.empty(n, dtype=K.dtype)
-    KTu = np.empty(m, dtype=K.dtype)
-    unew = np.empty(n, dtype=K.dtype)
-    vnew = np.empty(m, dtype=K.dtype)
-    err = np.inf
-    status = 1
-    nit = 0
-    for it in range(maxiter):
-        np.dot(K, v, Kv)
-        e = 0.0
-        ok = True
-        for i in range(n):
-            e += abs(u[i] * Kv[i] - a[i])
-            ui = a[i] / Kv[i]
-            if not (np.isfinite(ui) and ui > 0.0):
-                ok = False
-            unew[i] = ui
-        if (it > 0 or check_first) and e <= tol:
-            err = e
-            status = 0
-            break
-        if not ok:
-            status = 2
-            break
-        err = e if (it > 0 or check_first) else np.inf
-        np.dot(unew, K, KTu)
-        for j in range(m):
-            vj = b[j] / KTu[j]
-            if not (np.isfinite(vj) and vj > 0.0):
-                ok = False
-            vnew[j] = vj
-        if not ok:
-            status = 2
-            break
-        u[:] = unew
-        v[:] = vnew
-        nit = it + 1
-    return nit, status, err
-
-
 @jit(fastmath=FASTMATH_SAFE)
 def plan_from_potentials(loga, logb, cost, reg, f, g):
     """``P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg)`` with its marginals.
