@@ -303,10 +303,11 @@ def _solve_scaling(prob, *, check_every=10):
     n, m = K.shape
     s, t, unew = np.empty(m), np.empty(m), np.empty(n)
     cerr = np.zeros(1)
+    vk, uk = np.empty(m, dtype=dt), np.empty(1, dtype=dt)
 
     def step(maxiter, check_first):
         nit, status, err = _k.scaling_sweep(K, a, b, u, v, np.inf, 1.0, prob.tol, maxiter,
-                                            check_first, cerr, s, t, unew)
+                                            check_first, cerr, s, t, unew, vk, uk)
         return nit, status, err
 
     def potentials():

