@@ -1,0 +1,233 @@
+"""ottools against POT at equal accuracy: ratio tables for the entropic core.
+
+Usage (from the repository root)::
+
+    PYTHONPATH=. python benchmarks/compare_peers.py            # n = 4000
+    PYTHONPATH=. python benchmarks/compare_peers.py --n 1000   # quicker
+
+Problem: ``common.uniform_2d_problem(n)``: uniform points in the unit square, squared
+Euclidean cost divided by its max, uniform weights. Every figure is a median over
+``--repeat`` runs in this one process, so the ratios hold even on a busy machine.
+
+1. Time per iteration (tol = 0, stopThr = 0): ``(T(N2) - T(N1)) / (N2 - N1)`` so that
+   set-up and plan construction cancel. POT's ``sinkhorn_log`` runs N1 = 1, N2 = 3 only
+   (it costs about a second per iteration at n = 4000). The floor is the time to read the
+   cost matrix twice (two ``cost.sum()``), what a two-matvec iteration must at least do.
+2. Time to ``err <= tol`` (tol = 1e-6), with ``err = ||P1 - a||_1 + ||P^T 1 - b||_1``
+   computed by us on both plans. POT's solvers iterate plain Sinkhorn, so they run the
+   number of iterations our plain ``method="log"`` needed (rounded up to POT's check
+   period of 10) with ``stopThr=0``; the table shows the err of POT's plan. POT's
+   ``sinkhorn_log`` is timed for 3 iterations and extrapolated (marked ``*``).
+3. Cold start, in fresh interpreters: ``import ottools`` and a first small solve with a
+   warm Numba cache.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchmarks.common import marginal_error, uniform_2d_problem  # noqa: E402
+
+import ottools  # noqa: E402
+
+
+def median_time(fn, repeat):
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def pot_run(ot, a, b, cost, reg, method, n_iter):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ot.sinkhorn(a, b, cost, reg, method=method, numItermax=n_iter, stopThr=0.0,
+                           warn=False)
+
+
+def ours_run(a, b, cost, reg, method, n_iter, options=None):
+    return ottools.sinkhorn(a, b, cost, reg, method=method, tol=0.0, maxiter=n_iter,
+                            options=options).plan
+
+
+def per_iteration(n, dtype, reg, repeat, ot):
+    """Rows ``(solver, seconds per iteration)`` and the read-twice floor.
+
+    The solvers are timed round-robin (each repeat runs every solver once), so that load
+    from other processes hits them alike; ``(median T(N2) - median T(N1)) / (N2 - N1)``.
+    """
+    a, b, cost = uniform_2d_problem(n, dtype=np.dtype(dtype))
+    solvers = [("ottools log", "ours", "log"), ("ottools scaling", "ours", "scaling")]
+    if ot is not None:
+        solvers += [("POT sinkhorn", "pot", "sinkhorn"),
+                    ("POT sinkhorn_stabilized", "pot", "sinkhorn_stabilized"),
+                    ("POT sinkhorn_log", "pot", "sinkhorn_log")]
+    runs = []
+    for label, lib, method in solvers:
+        if lib == "ours":
+            ours_run(a, b, cost, reg, method, 2)  # compile / warm up
+            runs.append((label, 5, 45, lambda k, m=method: ours_run(a, b, cost, reg, m, k)))
+        else:
+            n1, n2 = (1, 3) if method == "sinkhorn_log" else (5, 45)
+            runs.append((label, n1, n2,
+                         lambda k, m=method: pot_run(ot, a, b, cost, reg, m, k)))
+    times = {label: ([], []) for label, *_ in runs}
+    floor = []
+    for r in range(repeat):
+        for label, n1, n2, run in runs:
+            if "sinkhorn_log" in label and n >= 4000 and r >= 2:
+                continue  # about a second per iteration: two repeats are enough
+            for k, store in ((n1, times[label][0]), (n2, times[label][1])):
+                t0 = time.perf_counter()
+                run(k)
+                store.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        cost.sum()
+        cost.sum()
+        floor.append(time.perf_counter() - t0)
+    rows = []
+    for label, n1, n2, _ in runs:
+        t1, t2 = times[label]
+        rows.append((label, max(np.median(t2) - np.median(t1), 1e-9) / (n2 - n1)))
+    return rows, float(np.median(floor))
+
+
+def callback_intervals(n, reg, repeat):
+    """ottools log seconds per iteration in float64 and float32, as the median interval
+    between callbacks (every 5 iterations) over ``repeat`` interleaved 60-iteration runs:
+    no set-up to subtract, so robust on a busy machine."""
+    data = {dt: uniform_2d_problem(n, dtype=np.dtype(dt)) for dt in ("float64", "float32")}
+    gaps = {dt: [] for dt in data}
+    for _ in range(repeat):
+        for dt, (a, b, cost) in data.items():
+            stamps = []
+            ottools.sinkhorn(a, b, cost, reg, method="log", tol=0.0, maxiter=60,
+                             callback=lambda r: stamps.append(time.perf_counter()),
+                             options={"check_every": 5})
+            gaps[dt].extend(np.diff(stamps) / 5)
+    return {dt: float(np.median(g)) for dt, g in gaps.items()}
+
+
+def to_tolerance(n, reg, tol, repeat, ot, log_per_it=None):
+    """Rows ``(solver, seconds, nit, err on its plan, extrapolated)``."""
+    a, b, cost = uniform_2d_problem(n)
+    rows = []
+    ottools.sinkhorn(a, b, cost, reg, tol=tol)  # warm up
+    res = None
+
+    def ours():
+        nonlocal res
+        res = ottools.sinkhorn(a, b, cost, reg, tol=tol, maxiter=100_000)
+
+    t = median_time(ours, repeat)
+    rows.append((f"ottools auto ({res.method}, overrelaxed)", t, res.nit,
+                 marginal_error(res.plan, a, b), False))
+    plain = ottools.sinkhorn(a, b, cost, reg, method="log", tol=tol, maxiter=100_000)
+    t_plain = median_time(
+        lambda: ottools.sinkhorn(a, b, cost, reg, method="log", tol=tol, maxiter=100_000),
+        1)
+    rows.append(("ottools log (plain)", t_plain, plain.nit,
+                 marginal_error(plain.plan, a, b), False))
+    if ot is None:
+        return rows
+    n_pot = int(np.ceil(plain.nit / 10.0) * 10)
+    for method in ("sinkhorn", "sinkhorn_stabilized"):
+        P = None
+
+        def run(method=method):
+            nonlocal P
+            P = pot_run(ot, a, b, cost, reg, method, n_pot)
+
+        t = median_time(run, 1)
+        rows.append((f"POT {method}", t, n_pot, marginal_error(P, a, b), False))
+    # sinkhorn_log: 3 iterations, plan included, then the remaining iterations at the
+    # measured per-iteration cost.
+    t3 = median_time(lambda: pot_run(ot, a, b, cost, reg, "sinkhorn_log", 3), 1)
+    per_it = log_per_it if log_per_it is not None else t3 / 3
+    rows.append(("POT sinkhorn_log", t3 + per_it * (n_pot - 3), n_pot, float("nan"), True))
+    return rows
+
+
+def cold_start(repeat):
+    """Median seconds of ``import ottools`` and of a first solve (warm Numba cache)."""
+    code = (
+        "import time; t0 = time.perf_counter(); import ottools; t1 = time.perf_counter();"
+        "import numpy as np; c = np.random.default_rng(0).random((50, 40));"
+        "t2 = time.perf_counter(); ottools.sinkhorn(None, None, c, 0.05);"
+        "print(t1 - t0, time.perf_counter() - t2)"
+    )
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+    out = []
+    for _ in range(repeat):
+        r = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                           capture_output=True, text=True)
+        out.append([float(x) for x in r.stdout.split()])
+    out = np.median(np.array(out), axis=0)
+    return float(out[0]), float(out[1])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=4000)
+    p.add_argument("--reg", type=float, default=1e-2, help="reg of the per-iteration table")
+    p.add_argument("--tol", type=float, default=1e-6)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--skip-tolerance", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        import ot
+    except ImportError:
+        ot = None
+        print("POT is not installed: ottools only.")
+    n = args.n
+    print(f"# ottools vs POT, n = m = {n}, uniform 2-D points, sqeuclidean / max, "
+          f"median of {args.repeat}\n")
+    log_per_it = None
+    per = {}
+    for dtype in ("float64", "float32"):
+        rows, floor = per_iteration(n, dtype, args.reg, args.repeat, ot)
+        per[dtype] = dict(rows)
+        print(f"## Time per iteration, {dtype}, reg = {args.reg:g}")
+        print(f"{'solver':28s} {'ms/it':>9s} {'vs ottools log':>15s} {'vs floor':>9s}")
+        ours = dict(rows)["ottools log"]
+        for label, t in rows:
+            print(f"{label:28s} {1e3 * t:9.2f} {t / ours:14.1f}x {t / floor:8.2f}x")
+        print(f"{'floor: read cost twice':28s} {1e3 * floor:9.2f}\n")
+        if dtype == "float64":
+            log_per_it = dict(rows).get("POT sinkhorn_log")
+    f64, f32 = per["float64"]["ottools log"], per["float32"]["ottools log"]
+    print(f"float32 / float64 speed-up per iteration (ottools log, tables above): "
+          f"{f64 / f32:.2f}x")
+    gaps = callback_intervals(n, args.reg, args.repeat)
+    print(f"ottools log per iteration from callback intervals: float64 "
+          f"{1e3 * gaps['float64']:.2f} ms, float32 {1e3 * gaps['float32']:.2f} ms, "
+          f"speed-up {gaps['float64'] / gaps['float32']:.2f}x\n")
+    if not args.skip_tolerance:
+        for reg in (1e-2, 1e-3):
+            rows = to_tolerance(n, reg, args.tol, args.repeat, ot,
+                                log_per_it if reg == args.reg else None)
+            print(f"## Time to err <= {args.tol:g}, float64, reg = {reg:g}")
+            print(f"{'solver':40s} {'s':>8s} {'nit':>6s} {'err (ours)':>11s} "
+                  f"{'vs auto':>8s}")
+            t0 = rows[0][1]
+            for label, t, nit, err, extra in rows:
+                mark = "*" if extra else " "
+                print(f"{label:40s} {t:7.2f}{mark} {nit:6d} {err:11.2e} {t / t0:7.1f}x")
+            print("* extrapolated from 3 timed iterations\n")
+    imp, first = cold_start(args.repeat)
+    print(f"## Cold start (fresh interpreter, warm Numba cache)\n"
+          f"import ottools: {imp:.3f} s; first sinkhorn (50 x 40): {first:.3f} s")
+
+
+if __name__ == "__main__":
+    main()

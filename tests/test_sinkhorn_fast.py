@@ -1,0 +1,228 @@
+"""The fast entropic core: vectorized exp, fused scaling sweep, absorption, relaxation."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import _reference as ref
+import ottools
+from conftest import random_problem
+from ottools._kernels import _lse
+from ottools._kernels import _sinkhorn as k
+
+
+# --- polynomial exp --------------------------------------------------------------------
+
+def test_exp_into_max_relative_error(rng):
+    x = np.concatenate([rng.uniform(-708, 709, 200_000), rng.uniform(-1, 1, 50_000),
+                        np.linspace(-708, 709, 10_001)])
+    out = np.empty_like(x)
+    _lse.exp_into(x, out, np.empty_like(x))
+    rel = np.abs(out - np.exp(x)) / np.exp(x)
+    assert rel.max() <= 4.5e-16  # documented bound (about one ulp)
+    np.testing.assert_allclose(out, ref.exp_poly(x), rtol=1e-15)
+
+
+def test_exp_into_special_values():
+    x = np.array([-np.inf, -800.0, -746.0, 0.0, 800.0, np.inf, np.nan])
+    out = np.empty_like(x)
+    _lse.exp_into(x, out, np.empty_like(x))
+    np.testing.assert_array_equal(out[:6], [0.0, 0.0, 0.0, 1.0, np.inf, np.inf])
+    assert np.isnan(out[6])
+
+
+def test_exp_into_float32(rng):
+    x = rng.uniform(-80, 80, 10_000).astype(np.float32)
+    out = np.empty_like(x)
+    _lse.exp_into(x, out, np.empty(x.size))
+    assert out.dtype == np.float32
+    expected = np.exp(x.astype(np.float64)).astype(np.float32)
+    np.testing.assert_allclose(out, expected, rtol=1.2e-7)
+
+
+# --- kernels against NumPy twins --------------------------------------------------------
+
+def test_build_kernel_and_plan_from_potentials(rng):
+    a, b, cost = random_problem(rng, 13, 9)
+    f, g = rng.normal(size=13) * 0.1, rng.normal(size=9) * 0.1
+    K = np.empty_like(cost)
+    k.build_kernel(cost, f, g, 0.05, K, np.empty(9), np.empty(9))
+    np.testing.assert_allclose(K, np.exp((f[:, None] + g[None, :] - cost) / 0.05),
+                               rtol=1e-14)
+    P, rows, cols, lin, _ = k.plan_from_potentials(np.log(a), np.log(b), cost, 0.05, f, g)
+    expected = ref.plan(a, b, cost, 0.05, f, g)
+    np.testing.assert_allclose(P, expected, rtol=1e-14)
+    np.testing.assert_allclose(rows, expected.sum(1), rtol=1e-13)
+    np.testing.assert_allclose(cols, expected.sum(0), rtol=1e-13)
+    np.testing.assert_allclose(lin, (expected * cost).sum(), rtol=1e-13)
+
+
+@pytest.mark.parametrize("omega", [1.0, 1.5])
+def test_scaling_sweep_matches_log_domain_twin(rng, omega):
+    a, b, cost = random_problem(rng, 11, 7)
+    reg = 0.1
+    K = np.exp(-cost / reg)
+    u, v = a.copy(), b.copy()
+    s, t, unew, cerr = np.empty(7), np.empty(7), np.empty(11), np.zeros(1)
+    nit, status, _ = k.scaling_sweep(K, a, b, u, v, np.inf, omega, 0.0, 6, False, cerr,
+                                     s, t, unew, np.empty(7), np.empty(1))
+    assert (nit, status) == (6, 1)
+    f, g = ref.sinkhorn_overrelaxed(a, b, cost, reg, 6, omega)
+    np.testing.assert_allclose(u[:, None] * K * v[None, :], ref.plan(a, b, cost, reg, f, g),
+                               rtol=1e-12, atol=1e-300)
+    # cerr holds the exact column error of the state.
+    P = u[:, None] * K * v[None, :]
+    np.testing.assert_allclose(cerr[0], np.abs(P.sum(0) - b).sum(), rtol=1e-6, atol=1e-15)
+
+
+@pytest.mark.parametrize("bound", [1e50, 10.0])
+def test_stabilized_iterates_are_log_domain_iterates(rng, bound):
+    # reg = 1e-3 on a unit cost: exp(-C / reg) underflows; bound=10 absorbs constantly.
+    a, b, cost = random_problem(rng, 20, 15)
+    reg = 1e-3
+    f, g = np.zeros(20), np.zeros(15)
+    K = np.exp((f[:, None] + g[None, :] - cost) / reg)
+    u, v = a.copy(), b.copy()
+    nit, status, _ = k.sinkhorn_stabilized(a, b, np.log(a), np.log(b), cost, reg, f, g,
+                                           K, u, v, 0.0, 9, False, bound, np.zeros(1),
+                                           False, 1.9, np.array([1.0, np.inf, 0, 0, 0]))
+    assert (nit, status) == (9, 1)
+    fr, gr = ref.sinkhorn_log(a, b, cost, reg, 9)
+    P = u[:, None] * K * v[None, :]
+    np.testing.assert_allclose(P, ref.plan(a, b, cost, reg, fr, gr), rtol=1e-8,
+                               atol=1e-15)
+
+
+def test_stabilized_falls_back_to_exact_log_iteration(rng):
+    # Potentials so far off that every kernel entry underflows: K = 0.
+    a, b, cost = random_problem(rng, 12, 10)
+    reg = 1e-3
+    f0, g0 = np.full(12, -3.0), np.zeros(10)
+    res = ottools.sinkhorn(a, b, cost, reg, method="log", tol=0.0, maxiter=5,
+                           init=(f0, g0))
+    fr, gr = ref.sinkhorn_log(a, b, cost, reg, 5, f=f0, g=g0)
+    np.testing.assert_allclose(res.plan, ref.plan(a, b, cost, reg, fr, gr), rtol=1e-8,
+                               atol=1e-15)
+    assert res.nit == 5 and res.status == 1
+    assert np.all(np.isfinite(res.f)) and np.all(np.isfinite(res.g))
+
+
+# --- public behaviour -------------------------------------------------------------------
+
+@pytest.mark.parametrize("reg", [1e-1, 1e-2, 1e-3])
+def test_auto_is_exact_and_matches_plain_log(rng, reg):
+    a, b, cost = random_problem(rng, 40, 30)
+    res = ottools.sinkhorn(a, b, cost, reg, tol=1e-9, maxiter=50_000)
+    assert res.success and res.method == "log"
+    assert res.err <= 1e-9
+    assert res.err == pytest.approx(ref.marginal_error(res.plan, a, b), rel=1e-6, abs=1e-15)
+    plain = ottools.sinkhorn(a, b, cost, reg, method="log", tol=1e-9, maxiter=50_000)
+    assert plain.success
+    assert res.nit <= plain.nit
+    np.testing.assert_allclose(res.plan, plain.plan, atol=2e-9)
+    assert res.fun == pytest.approx(plain.fun, rel=1e-7, abs=1e-9)
+
+
+def test_auto_matches_pot(rng):
+    ot = pytest.importorskip("ot")
+    a, b, cost = random_problem(rng, 30, 25)
+    res = ottools.sinkhorn(a, b, cost, 0.02, tol=1e-10, maxiter=50_000)
+    assert res.success
+    P = ot.sinkhorn(a, b, cost, 0.02, method="sinkhorn_log", stopThr=1e-13,
+                    numItermax=100_000)
+    np.testing.assert_allclose(res.plan, P, atol=1e-9)
+
+
+def test_float32_log_fallback(rng):
+    # float32 kernel, every entry underflowing at the start: the exact log iteration
+    # (float64 potentials over the float32 cost) takes over.
+    a, b, cost = random_problem(rng, 15, 12, dtype=np.float32)
+    res = ottools.sinkhorn(a, b, cost, 1e-2, method="log", tol=1e-4,
+                           init=(np.full(15, -2.0), np.zeros(12)))
+    assert res.success and res.plan.dtype == np.float32
+
+
+def test_float32_faster_path_keeps_dtype(rng):
+    a, b, cost = random_problem(rng, 50, 40, dtype=np.float32)
+    res = ottools.sinkhorn(a, b, cost, 0.02, tol=1e-5)
+    assert res.success
+    assert res.plan.dtype == res.f.dtype == res.g.dtype == np.float32
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    res64 = ottools.sinkhorn(a64 / a64.sum(), b64 / b64.sum(), cost.astype(np.float64),
+                             0.02, tol=1e-9)
+    assert res64.success
+    np.testing.assert_allclose(res.plan, res64.plan, atol=2e-5)
+
+
+@pytest.mark.parametrize("method", ["auto", "log", "scaling"])
+def test_zero_weights(rng, method):
+    a, b, cost = random_problem(rng, 20, 16, zeros=3)
+    res = ottools.sinkhorn(a, b, cost, 0.05, method=method, tol=1e-9)
+    assert res.success
+    np.testing.assert_array_equal(res.plan[a == 0], 0.0)
+    np.testing.assert_array_equal(res.plan[:, b == 0], 0.0)
+    assert np.all(np.isfinite(res.f)) and np.all(np.isfinite(res.g))
+
+
+def test_scaling_still_reports_underflow(rng):
+    a, b, cost = random_problem(rng, 20, 16)
+    cost[0] += 1000.0  # exp(-(C - min C) / reg) underflows on the whole first row
+    res = ottools.sinkhorn(a, b, cost, 0.5, method="scaling")
+    assert not res.success and res.status == 2
+    assert np.all(np.isfinite(res.plan)) and np.all(np.isfinite(res.f))
+    for method in ("log", "auto"):
+        res = ottools.sinkhorn(a, b, cost, 0.5, method=method, maxiter=50_000)
+        assert res.success and res.method == "log"
+
+
+@pytest.mark.parametrize("options", [{"epsilon_scaling": True},
+                                     {"epsilon_scaling": True, "overrelaxation": True,
+                                      "epsilon_decay": 0.1}])
+def test_epsilon_scaling_reaches_the_same_plan(rng, options):
+    a, b, cost = random_problem(rng, 30, 30)
+    res = ottools.sinkhorn(a, b, cost, 2e-3, method="log", tol=1e-9, maxiter=50_000,
+                           options=options)
+    plain = ottools.sinkhorn(a, b, cost, 2e-3, method="log", tol=1e-9, maxiter=50_000)
+    assert res.success and plain.success
+    np.testing.assert_allclose(res.plan, plain.plan, atol=5e-9)
+
+
+def test_callback_blocks_with_overrelaxation(rng):
+    a, b, cost = random_problem(rng, 25, 20)
+    seen = []
+
+    def callback(r):
+        seen.append((r.nit, r.err, r.f.dtype))
+        if r.nit >= 30:
+            raise StopIteration
+
+    res = ottools.sinkhorn(a, b, cost, 1e-3, callback=callback)
+    assert res.status == 3 and not res.success
+    assert [s[0] for s in seen] == [10, 20, 30]
+    assert all(s[2] == np.float64 for s in seen)
+    # Driving the kernel in blocks does not change the iterates, relaxed or not.
+    for method in ("log", "auto"):
+        res2 = ottools.sinkhorn(a, b, cost, 1e-3, method=method, tol=0.0, maxiter=60)
+        res3 = ottools.sinkhorn(a, b, cost, 1e-3, method=method, tol=0.0, maxiter=60,
+                                callback=lambda r: None)
+        np.testing.assert_allclose(res2.plan, res3.plan, rtol=1e-10, atol=1e-300)
+
+
+def test_unknown_option_is_refused(rng):
+    a, b, cost = random_problem(rng, 5, 4)
+    with pytest.raises(TypeError, match="overrelax"):
+        ottools.sinkhorn(a, b, cost, 0.1, method="scaling",
+                         options={"overrelaxation": True})
+
+
+@given(n=st.integers(1, 12), m=st.integers(1, 12), seed=st.integers(0, 2**31),
+       logreg=st.floats(-3, 0))
+def test_auto_random_problems(n, m, seed, logreg):
+    rng = np.random.default_rng(seed)
+    a, b, cost = random_problem(rng, n, m)
+    reg = 10.0**logreg
+    res = ottools.sinkhorn(a, b, cost, reg, tol=1e-8, maxiter=100_000)
+    assert res.success
+    assert ref.marginal_error(res.plan, a, b) <= 1e-8 * (1 + 1e-6)
+    assert np.all(np.isfinite(res.f)) and np.all(np.isfinite(res.g))
