@@ -11,7 +11,8 @@ squared Euclidean cost / its max), reg = 1e-2.
 Left: time per iteration with tol = stopThr = 0. ottools: the median interval between
 callbacks (every 5 iterations) within a 60-iteration run. POT ``sinkhorn``:
 ``(T(45) - T(5)) / 40``, each T the minimum of 3 runs, so that set-up and plan
-construction cancel (``T(45) / 45`` where a load spike makes the difference implausible). POT ``sinkhorn_log`` (about a second per iteration at n = 4000) is
+construction cancel (``T(45) / 45`` where a load spike makes the difference
+implausible). POT ``sinkhorn_log`` (about a second per iteration at n = 4000) is
 capped to 2 iterations: ``T(2) / 2``, its set-up included (a slight over-estimate).
 Right: time to ``err <= tol``
 (1e-6 in float64, 1e-5 in float32; our err computed on every plan): ottools with
