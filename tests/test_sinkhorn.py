@@ -155,11 +155,14 @@ def test_scaling_iterations_equal_naive_twin(rng, k):
 
 
 # ---------------------------------------------------------------- options, callback, init
-def test_auto_picks_by_reg_and_echoes(rng):
+def test_auto_is_overrelaxed_log_and_echoes(rng):
     a, b, cost = random_problem(rng, 30, 30)
-    assert sinkhorn(a, b, cost, 0.1).method == "scaling"
-    res = sinkhorn(a, b, cost, 1e-3)
-    assert res.method == "log" and res.success
+    for reg in [0.1, 1e-3]:
+        res = sinkhorn(a, b, cost, reg, maxiter=100_000)
+        plain = sinkhorn(a, b, cost, reg, method="log", maxiter=100_000)
+        assert res.method == "log" and res.success and plain.success
+        assert res.nit <= plain.nit  # over-relaxation never costs iterations here
+        np.testing.assert_allclose(res.plan, plain.plan, atol=1e-9)
 
 
 def test_scaling_underflow_reports_nonfinite_without_nan(rng):
@@ -300,3 +303,20 @@ def test_mass_gap_below_rtol_is_rescaled_and_converges(rng):
     res = sinkhorn(a, b * (1 + 5e-7), cost, 0.05, tol=1e-10)
     assert res.success and res.err <= 1e-10
     np.testing.assert_allclose(res.plan.sum(0), b, rtol=1e-6)
+
+
+def test_default_tol_follows_dtype(rng):
+    a, b, cost = random_problem(rng, 30, 20, dtype=np.float32)
+    for method in ["auto", "log", "scaling", "sns"]:
+        res = sinkhorn(a, b, cost, 0.05, method=method)
+        assert res.success and res.err <= 1e-4 and res.plan.dtype == np.float32, method
+    res64 = sinkhorn(a.astype(float), b.astype(float), cost.astype(float), 0.05)
+    assert res64.success and res64.err <= 1e-9
+
+
+def test_auto_accepts_options_of_the_method_it_runs(rng):
+    a, b, cost = random_problem(rng, 20, 20)
+    res = sinkhorn(a, b, cost, 0.1, options={"epsilon_scaling": True})
+    assert res.success and res.method == "log"
+    with pytest.raises(TypeError, match="resolved to 'log'"):
+        sinkhorn(a, b, cost, 0.1, options={"density": 2})
