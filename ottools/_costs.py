@@ -1,7 +1,6 @@
 """Ground-cost matrices between point clouds."""
 
 import numpy as np
-from scipy.spatial.distance import cdist
 
 from ._validation import _check_point_pair, _check_positive, _result_dtype
 
@@ -43,6 +42,8 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
            [1., 4.]])
     """
     x, y = _check_point_pair(x, y)
+    from scipy.spatial.distance import cdist  # lazy: keeps `import ottools` cheap
+
     dtype = _result_dtype(x, y)
     pp = _check_positive(p, "p")  # checked for every metric: a typo is never silent
     if pp < 1:

@@ -6,7 +6,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._costs import cost_matrix
-from ._kernels import _symmetric as _ks
+from ._kernels import lazy
 from ._result import OTConvergenceWarning, OTResult
 from ._sinkhorn import _METHODS, _finish, _prepare, sinkhorn
 from ._validation import (
@@ -21,6 +21,9 @@ from ._validation import (
 )
 
 __all__ = ["sinkhorn_divergence"]
+
+_ks = lazy("_symmetric")
+
 
 def _solve_symmetric(a, cost, reg, *, tol, maxiter):
     """``W_eps(a, a)`` for a symmetric ``cost`` by the averaged symmetric update.

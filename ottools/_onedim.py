@@ -2,10 +2,12 @@
 
 import numpy as np
 
-from ._kernels import _sliced as _k
+from ._kernels import lazy
 from ._validation import _as_float_array, _check_positive, _check_weights, _result_dtype
 
 __all__ = ["wasserstein_1d"]
+
+_k = lazy("_sliced")
 
 
 def _check_p(p):

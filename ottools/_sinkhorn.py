@@ -1,10 +1,10 @@
 """Entropic optimal transport: ``sinkhorn`` and its solvers."""
 
-import importlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._kernels import lazy
 from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED, OTResult, status_message
 from ._sns import _solve_sns
 from ._validation import (
@@ -24,15 +24,7 @@ from ._validation import (
 __all__ = ["sinkhorn"]
 
 
-class _LazyKernels:
-    """``ottools._kernels._sinkhorn``, imported (with Numba) on first use: this keeps
-    ``import ottools`` cheap; the first solve pays Numba's import once."""
-
-    def __getattr__(self, name):
-        return getattr(importlib.import_module("ottools._kernels._sinkhorn"), name)
-
-
-_k = _LazyKernels()
+_k = lazy("_sinkhorn")
 
 
 @dataclass

@@ -4,7 +4,7 @@ Max-SW by ascent on the sphere, distributional SW with von Mises-Fisher directio
 import numpy as np
 from scipy.special import ndtri
 
-from ._kernels import _sliced as _k
+from ._kernels import lazy
 from ._onedim import _check_p, _normalize, _uniform_or_none, _wpp_grad_rows, _wpp_rows
 from ._result import CONVERGED, MAXITER, NONFINITE, OTResult
 from ._validation import (
@@ -25,6 +25,8 @@ __all__ = [
     "sample_vmf",
     "sliced_wasserstein",
 ]
+
+_k = lazy("_sliced")
 
 _DIRECTIONS = ("random", "qmc", "orthogonal")
 _ESTIMATORS = ("mc", "lower-cv", "upper-cv")

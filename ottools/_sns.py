@@ -10,12 +10,14 @@ import math
 
 import numpy as np
 
-from ._kernels import _newton as _kn
-from ._kernels import _sinkhorn as _k
+from ._kernels import lazy
 from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, OTResult
 from ._validation import _check_int, _check_positive
 
 __all__ = []
+
+_kn = lazy("_newton")
+_k = lazy("_sinkhorn")
 
 
 def _check_fraction(x, name):

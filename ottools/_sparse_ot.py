@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse
 from scipy.optimize import lsq_linear, minimize
 
-from ._kernels import _sparse as _k
+from ._kernels import lazy
 from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED, OTResult, status_message
 from ._validation import (
     _as_float_array,
@@ -21,6 +21,8 @@ from ._validation import (
 )
 
 __all__ = ["sparsity_constrained_ot", "quadratic_ot"]
+
+_k = lazy("_sparse")
 
 _FORMULATIONS = ("dual", "semi-dual")
 _MAX_RESTARTS = 50
