@@ -20,10 +20,9 @@ def test_all_names_exist():
     assert isinstance(ottools.__version__, str)
 
 
-def test_import_does_not_load_numba_or_scipy_spatial():
-    code = (
-        "import sys, ottools; "
-        "print(','.join(m for m in ('numba', 'scipy.spatial') if m in sys.modules))"
-    )
+def test_import_does_not_load_numba():
+    # Kernels load on first use: `import ottools` stays cheap (scipy.optimize, which
+    # OTResult subclasses from, is the bulk of what is left).
+    code = "import sys, ottools; print('numba' if 'numba' in sys.modules else '')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
