@@ -96,3 +96,23 @@ def exp_into(x, out, work):
         ki = 2047 if ki > 2047 else ki
         bits[j] = ki << 52
         out[j] = p * work[j]
+
+
+@jit
+def c_transform_rows(a, logw, pot, cost, reg, prev, out):
+    """``out_i = -reg log sum_j exp(logw_j + (pot_j - cost[i, j]) / reg)`` for every row.
+
+    Returns ``(finite, e)`` with ``e = sum_i a_i |exp((prev_i - out_i) / reg) - 1|``: the
+    L1 row error of the plan of ``(prev, pot)`` (its rows sum to
+    ``a_i exp((prev_i - out_i) / reg)``), for free. Stops at the first non-finite entry
+    (``finite`` False; ``out`` partly written).
+    """
+    inv = 1.0 / reg
+    e = 0.0
+    for i in range(cost.shape[0]):
+        oi = -reg * row_lse(logw, pot, cost, inv, i)
+        if not np.isfinite(oi):
+            return False, e
+        out[i] = oi
+        e += a[i] * abs(np.expm1((prev[i] - oi) * inv))
+    return True, e

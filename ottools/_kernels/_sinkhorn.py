@@ -24,7 +24,7 @@ If a scaling still becomes zero or non-finite, one exact log-domain iteration
 import numpy as np
 
 from ._jit import FASTMATH_SAFE, jit
-from ._lse import col_lse, exp_into, row_lse
+from ._lse import c_transform_rows, col_lse, exp_into
 
 
 @jit
@@ -46,15 +46,7 @@ def sinkhorn_log(a, loga, logb, cost, reg, f, g, tol, maxiter, check_first):
     status = 1
     nit = 0
     for it in range(maxiter):
-        e = 0.0
-        finite = True
-        for i in range(n):
-            fi = -reg * row_lse(logb, g, cost, inv, i)
-            if not np.isfinite(fi):
-                finite = False
-                break
-            fnew[i] = fi
-            e += a[i] * abs(np.expm1((f[i] - fi) * inv))
+        finite, e = c_transform_rows(a, logb, g, cost, reg, f, fnew)
         if not finite:
             status = 2
             break

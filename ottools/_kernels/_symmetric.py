@@ -17,7 +17,7 @@ Status codes are those of ``ottools._result``.
 import numpy as np
 
 from ._jit import jit
-from ._lse import row_lse
+from ._lse import c_transform_rows
 
 
 @jit
@@ -32,21 +32,12 @@ def sinkhorn_symmetric(a, loga, cost, reg, f, tol, maxiter, first_full):
     finite ``f`` is kept).
     """
     n = cost.shape[0]
-    inv = 1.0 / reg
     t = np.empty(n, dtype=f.dtype)
     err = np.inf
     status = 1
     nit = 0
     for it in range(maxiter):
-        e = 0.0
-        finite = True
-        for i in range(n):
-            ti = -reg * row_lse(loga, f, cost, inv, i)
-            if not np.isfinite(ti):
-                finite = False
-                break
-            t[i] = ti
-            e += a[i] * abs(np.expm1((f[i] - ti) * inv))
+        finite, e = c_transform_rows(a, loga, f, cost, reg, f, t)
         if not finite:
             status = 2
             break
