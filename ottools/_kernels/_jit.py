@@ -2,7 +2,7 @@
 
 ``cache=True`` (compiled code is reused across processes), ``nogil=True``,
 ``error_model="numpy"`` (division by zero gives inf/nan instead of raising).
-Never ``fastmath=True``: it implies ``nnan``/``ninf`` and lets LLVM delete NaN
+Never the blanket ``fastmath`` flag (True): it implies ``nnan``/``ninf`` and lets LLVM delete NaN
 checks. A reduction that needs reassociation uses ``FASTMATH_SAFE``, a flag set
 without ``nnan``, ``ninf`` and ``afn``.
 """
