@@ -66,43 +66,22 @@ def _quickselect(vals, idx, cnt, k):
 
 
 @jit
-def _sort_desc(vals, idx, cnt):
-    """Sort ``vals[:cnt]`` descending, carrying ``idx`` (insertion sort for short runs)."""
+def _sort_pairs(vals, idx, cnt, by_idx):
+    """Sort ``(vals, idx)[:cnt]`` together: descending ``vals``, or ascending ``idx``
+    with ``by_idx`` (canonical sparse column order). Insertion sort for short runs."""
     if cnt <= 32:
         for r in range(1, cnt):
             v = vals[r]
             ii = idx[r]
             s = r - 1
-            while s >= 0 and vals[s] < v:
+            while s >= 0 and ((idx[s] > ii) if by_idx else (vals[s] < v)):
                 vals[s + 1] = vals[s]
                 idx[s + 1] = idx[s]
                 s -= 1
             vals[s + 1] = v
             idx[s + 1] = ii
     else:
-        order = np.argsort(-vals[:cnt])
-        v2 = vals[:cnt][order]
-        i2 = idx[:cnt][order]
-        vals[:cnt] = v2
-        idx[:cnt] = i2
-
-
-@jit
-def _sort_idx(vals, idx, cnt):
-    """Sort ``idx[:cnt]`` ascending, carrying ``vals`` (canonical sparse column order)."""
-    if cnt <= 32:
-        for r in range(1, cnt):
-            v = vals[r]
-            ii = idx[r]
-            s = r - 1
-            while s >= 0 and idx[s] > ii:
-                vals[s + 1] = vals[s]
-                idx[s + 1] = idx[s]
-                s -= 1
-            vals[s + 1] = v
-            idx[s + 1] = ii
-    else:
-        order = np.argsort(idx[:cnt])
+        order = np.argsort(idx[:cnt]) if by_idx else np.argsort(-vals[:cnt])
         v2 = vals[:cnt][order]
         i2 = idx[:cnt][order]
         vals[:cnt] = v2
@@ -191,7 +170,7 @@ def _semi_column(f, crow, z, k, vals, idx):
                 idx[0] = i
                 cnt = 1
                 break
-    _sort_desc(vals, idx, cnt)
+    _sort_pairs(vals, idx, cnt, False)
     # simplex threshold on the (sorted) top values: largest rho with v_rho > (S_rho - z)/rho
     csum = 0.0
     tau = vals[0] - z
@@ -300,7 +279,7 @@ def plan_columns(f, g, cost_t, reg, k, semi, b, vals, idx):
             cnt, tj, xt = _semi_column(f, cost_t[j], reg * b[j], k, vals, idx)
         else:
             cnt = _dual_column(f, g[j], cost_t[j], k, vals, idx)
-        _sort_idx(vals, idx, cnt)
+        _sort_pairs(vals, idx, cnt, True)
         p = indptr[j]
         crow = cost_t[j]
         s = 0.0
