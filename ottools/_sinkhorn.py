@@ -178,13 +178,14 @@ class _Stabilized:
         self.v = self.b.copy()
         self.K = np.empty(prob.costc.shape, dtype=prob.dtype)
         self.bound = _ABSORB_BOUND[prob.dtype]
-        m = prob.costc.shape[1]
-        self._x = np.empty(m)
-        self._work = np.empty(m)
+        n, m = prob.costc.shape
+        self.chunks = _k.row_chunks(n, m)
+        self._x = np.empty((self.chunks, m))
+        self._work = np.empty((self.chunks, m))
         self.cerr = np.zeros(1)
         self.relax = False
         self.omega_max = 1.9
-        self.rstate = np.array([1.0, np.inf, 0.0, 0.0, 0.0])  # relaxation state
+        self.rstate = np.array([1.0, np.inf, 0.0, 0.0, 0.0, np.inf, 0.0, 1.0])  # relaxation state
         self.reg_now = 1.0  # the reg that K was built for
 
     def set_reg(self, reg):
@@ -197,7 +198,8 @@ class _Stabilized:
         return _k.sinkhorn_stabilized(self.a, self.b, self.loga, self.logb,
                                       self.prob.costc, self.reg_now, self.f, self.g, self.K,
                                       self.u, self.v, tol, maxiter, check_first, self.bound,
-                                      self.cerr, self.relax, self.omega_max, self.rstate)
+                                      self.cerr, self.relax, self.omega_max, self.rstate,
+                                      self.chunks)
 
     def potentials(self):
         reg = self.reg_now
@@ -271,7 +273,14 @@ def _solve_log(prob, *, check_every=10, epsilon_scaling=False, epsilon_decay=0.5
     sub = _Problem(**{**prob.__dict__, "maxiter": remaining})
     nit, status = _run_blocks(sub, step, potentials, "log", check_every)
     fc, gc = st.potentials()
-    return fc, gc, nit_total + nit, status, {}
+    extras = {}
+    if (st.rstate[7] == 1.0 and status != NONFINITE and np.all(st.u > 0)
+            and np.all(st.v > 0) and np.all(np.isfinite(fc)) and np.all(np.isfinite(gc))):
+        # The plan from the scalings: no second pass of exponentials.
+        rows, cols, lin, plogr = _k.plan_from_scalings(
+            st.K, st.u, st.v, st.a, st.b, prob.costc, st.f, st.g, st.reg_now, st.chunks)
+        extras["_planned"] = (st.K, rows, cols, lin, plogr)
+    return fc, gc, nit_total + nit, status, extras
 
 
 def _solve_scaling(prob, *, check_every=10):
@@ -301,11 +310,13 @@ def _solve_scaling(prob, *, check_every=10):
     n, m = K.shape
     s, t, unew = np.empty(m), np.empty(m), np.empty(n)
     cerr = np.zeros(1)
-    vk, uk = np.empty(m, dtype=dt), np.empty(1, dtype=dt)
+    vk = np.empty(m, dtype=dt)
+    nc = _k.row_chunks(n, m)
+    T, E = np.empty((nc, m)), np.empty((nc, 2))
 
     def step(maxiter, check_first):
         nit, status, err = _k.scaling_sweep(K, a, b, u, v, np.inf, 1.0, prob.tol, maxiter,
-                                            check_first, cerr, s, t, unew, vk, uk)
+                                            check_first, cerr, s, t, unew, vk, T, E)
         return nit, status, err
 
     def potentials():
@@ -349,9 +360,15 @@ def _auto_method(prob):
 
 
 def _finish(prob, fc, gc, nit, status, method, extras):
-    """Plan, costs and honest error from the potentials."""
-    Pc, rows, cols, lin, plogr = _k.plan_from_potentials(
-        prob.loga, prob.logb, prob.costc, prob.dtype.type(prob.reg), fc, gc)
+    """Plan, costs and honest error from the potentials (or from the plan a solver
+    already built for them, ``extras["_planned"]``)."""
+    extras = dict(extras)
+    planned = extras.pop("_planned", None)
+    if planned is None:
+        planned = _k.plan_from_potentials(
+            prob.loga, prob.logb, prob.costc, prob.dtype.type(prob.reg), fc, gc,
+            _k.row_chunks(*prob.costc.shape))
+    Pc, rows, cols, lin, plogr = planned
     err = float(np.abs(rows - prob.ac).sum() + np.abs(cols - prob.bc).sum())
     mass = float(rows.sum())
     ma, mb = float(prob.a.sum(dtype=np.float64)), float(prob.b.sum(dtype=np.float64))
@@ -456,8 +473,9 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=N
           potentials; ``nit`` counts every stage), ``overrelaxation`` (False; True under
           ``"auto"``: over-relaxed updates ``u <- u (a / (u K v))**omega`` with
           ``omega = min(1.9, 2 / (1 + sqrt(1 - kappa)))`` from the observed rate
-          ``kappa`` of plain Sinkhorn's error, safeguarded by a return to plain
-          Sinkhorn when the error stops decreasing).
+          ``kappa`` of plain Sinkhorn's error, refined while relaxed by Young's
+          relation between the relaxed rate and ``kappa``, safeguarded by a return to
+          plain Sinkhorn when the error stops decreasing).
         - ``"scaling"``: ``check_every`` (10).
         - ``"sns"``: ``warmup`` (20 Sinkhorn iterations before the Newton stage),
           ``warmup_start`` (0.1: the first warm-up iteration runs at this fraction of the
@@ -509,8 +527,11 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=N
     ``K = exp((f + g - C) / reg)`` for absorbed potentials: one fused pass over ``K`` per
     iteration (``K v`` and ``K^T u`` together), the scalings folded into ``f``, ``g`` and
     ``K`` rebuilt (with a vectorized exponential, relative error about 2e-16, up to
-    2.4e-14 seen) once they leave ``[1e-50, 1e50]`` (``[1e-10, 1e10]`` in float32), and an exact log-sum-exp
-    iteration wherever a scaling would under/overflow [4]_. Over-relaxation follows [5]_.
+    2.4e-14 seen) once they leave ``[1e-50, 1e50]`` (``[1e-10, 1e10]`` in float32), and
+    an exact log-sum-exp iteration wherever a scaling would under/overflow [4]_. The
+    returned plan is ``diag(u) K diag(v)`` (no further exponential), and ``err`` is
+    summed from it. Over-relaxation follows [5]_. Problems of at least 2**18 entries run
+    in parallel row blocks over Numba's threads (``numba.set_num_threads``).
 
     References
     ----------

@@ -109,8 +109,10 @@ def _solve(a, b, cost, reg, max_nz, formulation, tol, maxiter, init, callback):
 
     dt = dtype.type
     regd = dt(reg)
-    vals = np.empty(nr, dtype=dtype)
-    idx = np.empty(nr, dtype=np.int64)
+    nc = _k.row_chunks(mc, nr)  # parallel blocks of columns
+    vals = np.empty((nc, nr), dtype=dtype)
+    idx = np.empty((nc, nr), dtype=np.int64)
+    acc = np.empty((nc, nr), dtype=np.float64)
     grad_f = np.empty(nr, dtype=dtype)
     grad_g = np.empty(mc, dtype=dtype)
     tau = np.empty(mc, dtype=dtype)
@@ -121,11 +123,13 @@ def _solve(a, b, cost, reg, max_nz, formulation, tol, maxiter, init, callback):
     def evaluate(x):
         f = np.ascontiguousarray(x[:nr], dtype=dtype)
         if semi:
-            val = _k.semi_dual_value_grad(f, ac, bc, cost_t, regd, k, grad_f, tau, vals, idx)
+            val = _k.semi_dual_value_grad(f, ac, bc, cost_t, regd, k, grad_f, tau, vals, idx,
+                                          acc)
             np.negative(grad_f, out=gbuf)
         else:
             g = np.ascontiguousarray(x[nr:], dtype=dtype)
-            val = _k.dual_value_grad(f, g, ac, bc, cost_t, regd, k, grad_f, grad_g, vals, idx)
+            val = _k.dual_value_grad(f, g, ac, bc, cost_t, regd, k, grad_f, grad_g, vals,
+                                     idx, acc)
             np.negative(grad_f, out=gbuf[:nr])
             np.negative(grad_g, out=gbuf[nr:])
         if not (np.isfinite(val) and np.all(np.isfinite(gbuf))):

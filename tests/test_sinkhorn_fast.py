@@ -50,15 +50,37 @@ def test_build_kernel_and_plan_from_potentials(rng):
     a, b, cost = random_problem(rng, 13, 9)
     f, g = rng.normal(size=13) * 0.1, rng.normal(size=9) * 0.1
     K = np.empty_like(cost)
-    k.build_kernel(cost, f, g, 0.05, K, np.empty(9), np.empty(9))
+    k.build_kernel(cost, f, g, 0.05, K, np.empty((1, 9)), np.empty((1, 9)))
     np.testing.assert_allclose(K, np.exp((f[:, None] + g[None, :] - cost) / 0.05),
                                rtol=1e-14)
-    P, rows, cols, lin, _ = k.plan_from_potentials(np.log(a), np.log(b), cost, 0.05, f, g)
+    P, rows, cols, lin, _ = k.plan_from_potentials(np.log(a), np.log(b), cost, 0.05, f, g,
+                                                   1)
     expected = ref.plan(a, b, cost, 0.05, f, g)
     np.testing.assert_allclose(P, expected, rtol=1e-14)
     np.testing.assert_allclose(rows, expected.sum(1), rtol=1e-13)
     np.testing.assert_allclose(cols, expected.sum(0), rtol=1e-13)
     np.testing.assert_allclose(lin, (expected * cost).sum(), rtol=1e-13)
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_plan_from_scalings_equals_plan_from_potentials(rng, chunks):
+    a, b, cost = random_problem(rng, 13, 9)
+    reg = 0.02
+    f, g = rng.normal(size=13) * 0.05, rng.normal(size=9) * 0.05
+    u, v = a * np.exp(rng.normal(size=13)), b * np.exp(rng.normal(size=9))
+    K = np.exp((f[:, None] + g[None, :] - cost) / reg)
+    K[0, 0] = 0.0  # an underflowed entry contributes nothing
+    rows, cols, lin, plogr = k.plan_from_scalings(K, u, v, a, b, cost, f, g, reg, chunks)
+    f1, g1 = f + reg * np.log(u / a), g + reg * np.log(v / b)
+    P = ref.plan(a, b, cost, reg, f1, g1)
+    P[0, 0] = 0.0
+    np.testing.assert_allclose(K, P, rtol=1e-13)  # K now holds the plan
+    np.testing.assert_allclose(rows, P.sum(1), rtol=1e-13)
+    np.testing.assert_allclose(cols, P.sum(0), rtol=1e-13)
+    assert lin == pytest.approx((P * cost).sum(), rel=1e-13)
+    mask = P > 0
+    expected = (P[mask] * np.log(P[mask] / np.outer(a, b)[mask])).sum()
+    assert plogr == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
 @pytest.mark.parametrize("omega", [1.0, 1.5])
@@ -69,7 +91,8 @@ def test_scaling_sweep_matches_log_domain_twin(rng, omega):
     u, v = a.copy(), b.copy()
     s, t, unew, cerr = np.empty(7), np.empty(7), np.empty(11), np.zeros(1)
     nit, status, _ = k.scaling_sweep(K, a, b, u, v, np.inf, omega, 0.0, 6, False, cerr,
-                                     s, t, unew, np.empty(7), np.empty(1))
+                                     s, t, unew, np.empty(7), np.empty((1, 7)),
+                                     np.empty((1, 2)))
     assert (nit, status) == (6, 1)
     f, g = ref.sinkhorn_overrelaxed(a, b, cost, reg, 6, omega)
     np.testing.assert_allclose(u[:, None] * K * v[None, :], ref.plan(a, b, cost, reg, f, g),
@@ -89,12 +112,49 @@ def test_stabilized_iterates_are_log_domain_iterates(rng, bound):
     u, v = a.copy(), b.copy()
     nit, status, _ = k.sinkhorn_stabilized(a, b, np.log(a), np.log(b), cost, reg, f, g,
                                            K, u, v, 0.0, 9, False, bound, np.zeros(1),
-                                           False, 1.9, np.array([1.0, np.inf, 0, 0, 0]))
+                                           False, 1.9,
+                                           np.array([1.0, np.inf, 0, 0, 0, np.inf, 0, 1.0]), 1)
     assert (nit, status) == (9, 1)
     fr, gr = ref.sinkhorn_log(a, b, cost, reg, 9)
     P = u[:, None] * K * v[None, :]
     np.testing.assert_allclose(P, ref.plan(a, b, cost, reg, fr, gr), rtol=1e-8,
                                atol=1e-15)
+
+
+@pytest.mark.parametrize("chunks", [2, 3, 7])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_parallel_row_blocks_match_serial_kernels(rng, chunks, dtype):
+    # The row-block (prange) paths of the sweep, the kernel build and the plan give the
+    # serial results up to the order of the float sums.
+    a, b, cost = random_problem(rng, 50, 23)
+    a, b, cost = a.astype(dtype), b.astype(dtype), cost.astype(dtype)
+    reg = 0.05
+    f, g = rng.normal(size=50) * 0.01, rng.normal(size=23) * 0.01
+    K1, K2 = np.empty_like(cost), np.empty_like(cost)
+    k.build_kernel(cost, f, g, reg, K1, np.empty((1, 23)), np.empty((1, 23)))
+    k.build_kernel(cost, f, g, reg, K2, np.empty((chunks, 23)), np.empty((chunks, 23)))
+    np.testing.assert_array_equal(K1, K2)
+    out = []
+    for nc in (1, chunks):
+        u, v = a.astype(np.float64), b.astype(np.float64)
+        cerr = np.zeros(1)
+        nit, status, err = k.scaling_sweep(
+            K1, u.copy(), v.copy(), u, v, np.inf, 1.3, 0.0, 5, False, cerr, np.empty(23),
+            np.empty(23), np.empty(50), np.empty(23, dtype=dtype), np.empty((nc, 23)),
+            np.empty((nc, 2)))
+        assert (nit, status) == (5, 1)
+        out.append((u, v, err))
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(out[1][0], out[0][0], rtol=rtol)
+    np.testing.assert_allclose(out[1][1], out[0][1], rtol=rtol)
+    assert out[1][2] == pytest.approx(out[0][2], rel=1e-6)
+    p1 = k.plan_from_potentials(np.log(a), np.log(b), cost, dtype(reg), f, g, 1)
+    p2 = k.plan_from_potentials(np.log(a), np.log(b), cost, dtype(reg), f, g, chunks)
+    np.testing.assert_array_equal(p1[0], p2[0])
+    np.testing.assert_array_equal(p1[1], p2[1])
+    np.testing.assert_allclose(p2[2], p1[2], rtol=1e-13)
+    assert p2[3] == pytest.approx(p1[3], rel=1e-13)
+    assert p2[4] == pytest.approx(p1[4], rel=1e-13, abs=1e-15)
 
 
 def test_stabilized_falls_back_to_exact_log_iteration(rng):

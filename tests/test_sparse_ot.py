@@ -36,15 +36,17 @@ def _assert_done(res, tol):
 
 # --- kernels against their naive NumPy twins ------------------------------------------
 
+@pytest.mark.parametrize("chunks", [1, 3])
 @pytest.mark.parametrize("k", [1, 2, 5, 40, 100])
-def test_dual_kernel_matches_reference(rng, dtype, k):
+def test_dual_kernel_matches_reference(rng, dtype, k, chunks):
+    # chunks > 1: the parallel column blocks give the serial value and gradient.
     n, m = 40, 30
     a, b, cost, f, g = _kernel_inputs(rng, n, m, dtype)
     reg = 0.05
     gf, gg = np.empty(n, dtype), np.empty(m, dtype)
-    vals, idx = np.empty(n, dtype), np.empty(n, np.int64)
+    vals, idx = np.empty((chunks, n), dtype), np.empty((chunks, n), np.int64)
     val = _k.dual_value_grad(f, g, a, b, np.ascontiguousarray(cost.T), dtype.type(reg),
-                             min(k, n), gf, gg, vals, idx)
+                             min(k, n), gf, gg, vals, idx, np.empty((chunks, n)))
     rval, rgf, rgg = ref.sparse_dual_value_grad(f.astype(float), g.astype(float),
                                                 a.astype(float), b.astype(float), cost, reg, k)
     tol = 1e-10 if dtype == np.float64 else 2e-4
@@ -53,15 +55,16 @@ def test_dual_kernel_matches_reference(rng, dtype, k):
     np.testing.assert_allclose(gg, rgg, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("chunks", [1, 3])
 @pytest.mark.parametrize("k", [1, 2, 5, 40, 100])
-def test_semi_dual_kernel_matches_reference(rng, dtype, k):
+def test_semi_dual_kernel_matches_reference(rng, dtype, k, chunks):
     n, m = 40, 30
     a, b, cost, f, _ = _kernel_inputs(rng, n, m, dtype)
     reg = 0.05
     gf, tau = np.empty(n, dtype), np.empty(m, dtype)
-    vals, idx = np.empty(n, dtype), np.empty(n, np.int64)
+    vals, idx = np.empty((chunks, n), dtype), np.empty((chunks, n), np.int64)
     val = _k.semi_dual_value_grad(f, a, b, np.ascontiguousarray(cost.T), dtype.type(reg),
-                                  min(k, n), gf, tau, vals, idx)
+                                  min(k, n), gf, tau, vals, idx, np.empty((chunks, n)))
     rval, rgf = ref.sparse_semi_dual_value_grad(f.astype(float), a.astype(float),
                                                b.astype(float), cost, reg, k)
     tol = 1e-10 if dtype == np.float64 else 2e-4

@@ -22,3 +22,17 @@ def jit(*args, **kwargs):
     if args and callable(args[0]) and len(args) == 1:
         return numba.njit(**opts)(args[0])
     return numba.njit(*args, **opts)
+
+
+# Below this many entries a parallel launch costs more than it saves.
+_PARALLEL_MIN_ENTRIES = 1 << 18
+
+
+def row_chunks(n, m):
+    """Number of row blocks for the kernels that run ``parallel=True`` over rows of an
+    (n, m) array: 1 (serial, no thread launch) under 2**18 entries, else Numba's thread
+    count (``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``), at most one block per 32
+    rows. The results depend on it only through the order of float sums."""
+    if n * m < _PARALLEL_MIN_ENTRIES:
+        return 1
+    return max(1, min(numba.get_num_threads(), n // 32))

@@ -22,8 +22,9 @@ If a scaling still becomes zero or non-finite, one exact log-domain iteration
 """
 
 import numpy as np
+from numba import prange
 
-from ._jit import FASTMATH_SAFE, jit
+from ._jit import FASTMATH_SAFE, jit, row_chunks  # noqa: F401 (row_chunks re-exported)
 from ._lse import c_transform_rows, col_lse, exp_into
 
 
@@ -72,25 +73,13 @@ def sinkhorn_log(a, loga, logb, cost, reg, f, g, tol, maxiter, check_first):
 
 
 @jit(fastmath=FASTMATH_SAFE)
-def plan_from_potentials(loga, logb, cost, reg, f, g):
-    """``P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg)`` with its marginals.
-
-    Returns ``(P, rows, cols, lin, plogr)`` with ``rows``/``cols`` the marginals
-    (float64 accumulators, summed from the stored ``P``), ``lin = <P, C>`` and
-    ``plogr = sum P_ij (f_i + g_j - C_ij)/reg`` (so that
-    ``KL(P | a x b) = plogr - sum(P) + sum(a) sum(b)``). The returned plan, and so the
-    reported ``err``, use libm's ``exp`` (not the polynomial of the iterations);
-    ``FASTMATH_SAFE`` lets the sums vectorize.
-    """
-    n, m = cost.shape
-    inv = 1.0 / reg
-    P = np.empty((n, m), dtype=cost.dtype)
-    rows = np.zeros(n, dtype=np.float64)
-    cols = np.zeros(m, dtype=np.float64)
-    z = np.empty(m, dtype=np.float64)
+def _plan_rows(loga, logb, cost, inv, f, g, P, rows, cols, z, r0, r1):
+    """Rows ``r0:r1`` of :func:`plan_from_potentials`: fills ``P`` and ``rows``, adds the
+    column sums into ``cols``; returns ``(lin, plogr)`` of these rows."""
+    m = cost.shape[1]
     lin = 0.0
     plogr = 0.0
-    for i in range(n):
+    for i in range(r0, r1):
         fi = f[i]
         lai = loga[i]
         for j in range(m):
@@ -109,24 +98,193 @@ def plan_from_potentials(loga, logb, cost, reg, f, g):
         rows[i] = r
         lin += lr
         plogr += pr
+    return lin, plogr
+
+
+@jit(parallel=True)
+def plan_from_potentials(loga, logb, cost, reg, f, g, chunks):
+    """``P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg)`` with its marginals.
+
+    Returns ``(P, rows, cols, lin, plogr)`` with ``rows``/``cols`` the marginals
+    (float64 accumulators, summed from the stored ``P``), ``lin = <P, C>`` and
+    ``plogr = sum P_ij (f_i + g_j - C_ij)/reg`` (so that
+    ``KL(P | a x b) = plogr - sum(P) + sum(a) sum(b)``). The returned plan, and so the
+    reported ``err``, use libm's ``exp`` (not the polynomial of the iterations);
+    ``FASTMATH_SAFE`` lets the sums vectorize. ``chunks`` row blocks run in parallel
+    (:func:`ottools._kernels._jit.row_chunks`; 1 is serial).
+    """
+    n, m = cost.shape
+    inv = 1.0 / reg
+    nc = max(1, min(chunks, n))
+    P = np.empty((n, m), dtype=cost.dtype)
+    rows = np.zeros(n, dtype=np.float64)
+    cols = np.zeros(m, dtype=np.float64)
+    if nc == 1:
+        lin, plogr = _plan_rows(loga, logb, cost, inv, f, g, P, rows, cols,
+                                np.empty(m, dtype=np.float64), 0, n)
+        return P, rows, cols, lin, plogr
+    C = np.zeros((nc, m), dtype=np.float64)
+    Z = np.empty((nc, m), dtype=np.float64)
+    S = np.zeros((nc, 2), dtype=np.float64)
+    for c in prange(nc):
+        lc, pc = _plan_rows(loga, logb, cost, inv, f, g, P, rows, C[c], Z[c],
+                            c * n // nc, (c + 1) * n // nc)
+        S[c, 0] = lc
+        S[c, 1] = pc
+    lin = 0.0
+    plogr = 0.0
+    for c in range(nc):
+        lin += S[c, 0]
+        plogr += S[c, 1]
+        for j in range(m):
+            cols[j] += C[c, j]
     return P, rows, cols, lin, plogr
 
 
 @jit(fastmath=FASTMATH_SAFE)
+def _scaled_rows(K, u, v, lu, lv, cost, inv, f, g, rows, cols, r0, r1):
+    """Rows ``r0:r1`` of :func:`plan_from_scalings`; returns ``(lin, plogr)``."""
+    m = cost.shape[1]
+    lin = 0.0
+    plogr = 0.0
+    for i in range(r0, r1):
+        ui = u[i]
+        fi = f[i]
+        li = lu[i]
+        r = 0.0
+        lr = 0.0
+        pr = 0.0
+        for j in range(m):
+            K[i, j] = ui * K[i, j] * v[j]
+            p = np.float64(K[i, j])
+            r += p
+            cols[j] += p
+            lr += p * cost[i, j]
+            if p > 0.0:
+                pr += p * ((fi + g[j] - cost[i, j]) * inv + li + lv[j])
+        rows[i] = r
+        lin += lr
+        plogr += pr
+    return lin, plogr
+
+
+@jit(parallel=True)
+def plan_from_scalings(K, u, v, a, b, cost, f, g, reg, chunks):
+    """The plan ``P = diag(u) K diag(v)`` written over ``K``, with the outputs of
+    :func:`plan_from_potentials` but no exponential: ``(rows, cols, lin, plogr)``.
+
+    ``K = exp((f + g - C) / reg)`` for absorbed potentials ``f, g`` (as left by
+    :func:`sinkhorn_stabilized`); ``P`` is the plan of the potentials
+    ``f + reg log(u / a)``, ``g + reg log(v / b)``. Each entry is three float64 products
+    of a kernel entry computed to about 2 ulp (``exp_into``), which is as close to the
+    exact plan as ``exp`` of the summed potentials (whose argument alone carries a
+    rounding error of ``|arg| * 1e-16``); ``rows``, ``cols`` and so ``err`` are summed
+    from the stored ``P``. ``plogr = sum P_ij log(P_ij / (a_i b_j))`` over ``P_ij > 0``.
+    """
+    n, m = cost.shape
+    inv = 1.0 / reg
+    nc = max(1, min(chunks, n))
+    lu = np.log(u / a)
+    lv = np.log(v / b)
+    rows = np.zeros(n, dtype=np.float64)
+    cols = np.zeros(m, dtype=np.float64)
+    if nc == 1:
+        lin, plogr = _scaled_rows(K, u, v, lu, lv, cost, inv, f, g, rows, cols, 0, n)
+        return rows, cols, lin, plogr
+    C = np.zeros((nc, m), dtype=np.float64)
+    S = np.zeros((nc, 2), dtype=np.float64)
+    for c in prange(nc):
+        lc, pc = _scaled_rows(K, u, v, lu, lv, cost, inv, f, g, rows, C[c],
+                              c * n // nc, (c + 1) * n // nc)
+        S[c, 0] = lc
+        S[c, 1] = pc
+    lin = 0.0
+    plogr = 0.0
+    for c in range(nc):
+        lin += S[c, 0]
+        plogr += S[c, 1]
+        for j in range(m):
+            cols[j] += C[c, j]
+    return rows, cols, lin, plogr
+
+
+@jit(fastmath=FASTMATH_SAFE)
+def _sweep_rows(K, vk, u, a, unew, t, r0, r1, omega):
+    """Rows ``r0:r1`` of one scaling sweep: ``unew_i = a_i / (K v)_i`` (over-relaxed
+    when ``omega != 1``) and ``t = sum_i unew_i K_i`` (overwritten). Returns
+    ``(e, ok)``: the row error ``sum_i |u_i (K v)_i - a_i|`` of the entry state, and
+    whether every new scaling is finite and positive (in float64 and in K's dtype)."""
+    m = K.shape[1]
+    relax = omega != 1.0
+    uk = np.empty(1, dtype=K.dtype)
+    for j in range(m):
+        t[j] = 0.0
+    e = 0.0
+    ok = True
+    for i in range(r0, r1):
+        acc = K[i, 0] * vk[0]
+        for j in range(1, m):
+            acc += K[i, j] * vk[j]
+        acc = np.float64(acc)
+        e += abs(u[i] * acc - a[i])
+        ui = a[i] / acc
+        if relax:
+            ui = u[i] * (ui / u[i]) ** omega
+        unew[i] = ui
+        uk[0] = ui
+        uki = uk[0]
+        if np.isfinite(ui) and ui > 0.0 and uki > 0.0 and np.isfinite(uki):
+            for j in range(m):
+                t[j] += K[i, j] * uki
+        else:
+            ok = False
+    return e, ok
+
+
+@jit(parallel=True)
+def _sweep(K, vk, u, a, unew, t, T, E, omega):
+    """:func:`_sweep_rows` over all rows: serial when ``T`` has one row, else its
+    ``nc`` rows are the per-block ``K^T u`` accumulators of ``nc`` parallel row blocks
+    (``E``, shape (nc, 2), their errors and flags), summed into ``t``."""
+    n, m = K.shape
+    nc = T.shape[0]
+    if nc <= 1:
+        return _sweep_rows(K, vk, u, a, unew, t, 0, n, omega)
+    for c in prange(nc):
+        ec, okc = _sweep_rows(K, vk, u, a, unew, T[c], c * n // nc, (c + 1) * n // nc,
+                              omega)
+        E[c, 0] = ec
+        E[c, 1] = 1.0 if okc else 0.0
+    e = 0.0
+    ok = True
+    for c in range(nc):
+        e += E[c, 0]
+        ok = ok and E[c, 1] == 1.0
+    for j in range(m):
+        acc = 0.0
+        for c in range(nc):
+            acc += T[c, j]
+        t[j] = acc
+    return e, ok
+
+
+@jit
 def scaling_sweep(K, a, b, u, v, bound, omega, tol, maxiter, check_first, cerr, s, t, unew,
-                  vk, uk):
+                  vk, T, E):
     """Fused scaling iterations ``u <- a / (K v)``, ``v <- b / (K^T u)``, in place.
 
     One pass over the rows of ``K`` per iteration: row ``i`` gives ``(K v)_i``, hence
     ``u_i``, and, while still in cache, adds ``u_i K_i`` to ``K^T u``; ``K`` (float32 or
     float64) is read once per iteration instead of twice. ``u``, ``v`` and ``K^T u`` are
     float64; the row dot products ``K_i . v`` and the products ``K_ij u_i`` run in ``K``'s
-    dtype (``vk``, length m, and ``uk``, length 1, hold ``v`` and ``u_i`` in that dtype):
-    for float32 this keeps the loop at 16 lanes instead of widening every entry, about
-    1.5x faster (a float32 row sum of ``m`` terms in vectorized partial sums: relative
-    error ~1e-7, below float32's err floor). ``s``, ``t``, ``unew`` are work arrays
-    (m, m, n). ``FASTMATH_SAFE`` (reassociation, no ``nnan``/``ninf``/``afn``) lets the
-    row dot products vectorize; the finiteness checks are kept.
+    dtype (``vk``, length m, holds ``v`` in that dtype): for float32 this keeps the loop
+    at 16 lanes instead of widening every entry, about 1.5x faster (a float32 row sum of
+    ``m`` terms in vectorized partial sums: relative error ~1e-7, below float32's err
+    floor). ``s``, ``t``, ``unew`` are work arrays (m, m, n). ``FASTMATH_SAFE``
+    (reassociation, no ``nnan``/``ninf``/``afn``) lets the row dot products vectorize;
+    the finiteness checks are kept. ``T`` (nc, m) and ``E`` (nc, 2): with ``nc > 1`` the
+    sweep runs ``nc`` row blocks in parallel (see :func:`_sweep`); the iterates are
+    those of the serial sweep up to the order of the ``K^T u`` sums.
 
     ``omega`` > 1 over-relaxes both updates, ``u <- u (a / (u K v))**omega`` (Thibault
     et al. 2021); ``omega = 1`` is Sinkhorn. The column error of the current state is
@@ -148,27 +306,8 @@ def scaling_sweep(K, a, b, u, v, bound, omega, tol, maxiter, check_first, cerr, 
     nit = 0
     for it in range(maxiter):
         for j in range(m):
-            t[j] = 0.0
             vk[j] = v[j]
-        e = 0.0
-        ok = True
-        for i in range(n):
-            acc = K[i, 0] * vk[0]
-            for j in range(1, m):
-                acc += K[i, j] * vk[j]
-            acc = np.float64(acc)
-            e += abs(u[i] * acc - a[i])
-            ui = a[i] / acc
-            if relax:
-                ui = u[i] * (ui / u[i]) ** omega
-            unew[i] = ui
-            uk[0] = ui
-            uki = uk[0]
-            if np.isfinite(ui) and ui > 0.0 and uki > 0.0 and np.isfinite(uki):
-                for j in range(m):
-                    t[j] += K[i, j] * uki
-            else:
-                ok = False
+        e, ok = _sweep(K, vk, u, a, unew, t, T, E, omega)
         checked = it > 0 or check_first
         e += cerr[0]
         if checked and e <= tol:
@@ -211,18 +350,31 @@ def scaling_sweep(K, a, b, u, v, bound, omega, tol, maxiter, check_first, cerr, 
 
 
 @jit
-def build_kernel(cost, f, g, reg, K, x, work):
-    """``K_ij = exp((f_i + g_j - C_ij) / reg)`` with the vectorized exponential.
-
-    ``x`` and ``work`` are float64 work arrays of length m.
-    """
-    n, m = cost.shape
-    inv = 1.0 / reg
-    for i in range(n):
+def _build_rows(cost, f, g, inv, K, x, work, r0, r1):
+    """Rows ``r0:r1`` of :func:`build_kernel`."""
+    m = cost.shape[1]
+    for i in range(r0, r1):
         fi = f[i]
         for j in range(m):
             x[j] = (fi + g[j] - cost[i, j]) * inv
         exp_into(x, K[i], work)
+
+
+@jit(parallel=True)
+def build_kernel(cost, f, g, reg, K, X, W):
+    """``K_ij = exp((f_i + g_j - C_ij) / reg)`` with the vectorized exponential.
+
+    ``X`` and ``W`` are float64 work arrays of shape (nc, m): ``nc`` row blocks run in
+    parallel (1: serial).
+    """
+    n = cost.shape[0]
+    inv = 1.0 / reg
+    nc = X.shape[0]
+    if nc <= 1:
+        _build_rows(cost, f, g, inv, K, X[0], W[0], 0, n)
+        return
+    for c in prange(nc):
+        _build_rows(cost, f, g, inv, K, X[c], W[c], c * n // nc, (c + 1) * n // nc)
 
 
 @jit
@@ -249,7 +401,7 @@ def relaxation_from_rate(kappa, omega_max):
 
 @jit
 def sinkhorn_stabilized(a, b, loga, logb, cost, reg, f, g, K, u, v, tol, maxiter,
-                        check_first, bound, cerr, relax, omega_max, rstate):
+                        check_first, bound, cerr, relax, omega_max, rstate, chunks):
     """Log-stable Sinkhorn by absorption (see the module note), in place.
 
     On entry ``K`` must hold ``exp((f_i + g_j - C_ij) / reg)`` and ``P = u K v`` the
@@ -262,15 +414,24 @@ def sinkhorn_stabilized(a, b, loga, logb, cost, reg, f, g, K, u, v, tol, maxiter
     ``kappa`` of the error and over-relax with :func:`relaxation_from_rate`. Safeguard:
     if the error grows 100-fold, or has not decreased over 5 blocks, go back to plain
     Sinkhorn and estimate again (after the third failure, plain Sinkhorn for good).
+    While over-relaxed, each block's rate ``lam`` refines the estimate through Young's
+    relation for 2-cyclic iterations, ``kappa = (lam + omega - 1)**2 / (lam omega**2)``,
+    and ``omega`` grows to the optimum it gives.
+
+    ``rstate`` (length 8) carries the relaxation state between calls; on return
+    ``rstate[7]`` is 1 if ``K`` matches the returned ``f, g`` (so that
+    :func:`plan_from_scalings` may use it), else 0. ``chunks``: parallel row blocks.
     """
     n, m = cost.shape
+    nc = max(1, min(chunks, n))
     s = np.empty(m)
     t = np.empty(m)
     unew = np.empty(n)
     vk = np.empty(m, dtype=K.dtype)
-    uk = np.empty(1, dtype=K.dtype)
-    x = np.empty(m)
-    work = np.empty(m)
+    T = np.empty((nc, m))
+    E = np.empty((nc, 2))
+    X = np.empty((nc, m))
+    W = np.empty((nc, m))
     nit = 0
     status = 1
     err = np.inf
@@ -279,13 +440,16 @@ def sinkhorn_stabilized(a, b, loga, logb, cost, reg, f, g, K, u, v, tol, maxiter
     fails = int(rstate[2])
     since = int(rstate[3])
     done = int(rstate[4])
+    e_last = rstate[5]
+    settled = int(rstate[6])
+    fresh = 1.0
     if fails >= 3:
         relax = False
     block = 10 if relax else maxiter
     while nit < maxiter:
         todo = min(block - done, maxiter - nit) if relax else maxiter - nit
         k, status, err = scaling_sweep(K, a, b, u, v, bound, omega, tol, todo,
-                                       check_first, cerr, s, t, unew, vk, uk)
+                                       check_first, cerr, s, t, unew, vk, T, E)
         nit += k
         done += k
         if status == 0:
@@ -303,9 +467,11 @@ def sinkhorn_stabilized(a, b, loga, logb, cost, reg, f, g, K, u, v, tol, maxiter
                         omega = relaxation_from_rate((err / e_prev) ** (1.0 / block),
                                                      omega_max)
                         since = 0
+                        settled = 0
                     e_prev = err
                 else:
                     since += 1
+                    settled += 1
                     bad = not (err <= 100.0 * e_prev)
                     if since % 5 == 0:
                         bad = bad or err >= e_prev
@@ -317,8 +483,20 @@ def sinkhorn_stabilized(a, b, loga, logb, cost, reg, f, g, K, u, v, tol, maxiter
                         if fails >= 3:
                             relax = False
                             block = maxiter
+                    elif settled >= 2 and err < e_last:
+                        # Young's relation for a 2-cyclic iteration: the relaxed rate
+                        # lam and omega give the plain rate kappa (exact for
+                        # omega <= omega_opt, and kappa -> omega's own optimum beyond).
+                        lam = (err / e_last) ** (1.0 / block)
+                        kap = (lam + omega - 1.0) ** 2 / (lam * omega * omega)
+                        w = relaxation_from_rate(kap, omega_max)
+                        if w > omega + 1e-3:
+                            omega = w
+                            settled = 0
+                e_last = err
             continue
         absorb(f, g, u, v, a, b, reg)
+        fresh = 0.0
         if status == 2:
             if nit >= maxiter:
                 status = 1
@@ -338,10 +516,14 @@ def sinkhorn_stabilized(a, b, loga, logb, cost, reg, f, g, K, u, v, tol, maxiter
                 break
             check_first = True
         status = 1
-        build_kernel(cost, f, g, reg, K, x, work)
+        build_kernel(cost, f, g, reg, K, X, W)
+        fresh = 1.0
     rstate[0] = omega
     rstate[1] = e_prev
     rstate[2] = fails
     rstate[3] = since
     rstate[4] = done
+    rstate[5] = e_last
+    rstate[6] = settled
+    rstate[7] = fresh
     return nit, status, err

@@ -17,14 +17,15 @@ Per column ``j`` only a few entries can carry mass, and they are found in O(n):
   candidates, a quickselect keeps the ``k`` largest, and only those (<= k) values are
   sorted to find the threshold ``tau_j``.
 
-The kernels are serial. A ``prange`` over columns would need per-thread accumulators
-for the row gradient; it was not measured (the development machine has 2 cores shared
-by several jobs), so, per the style guide, it is not offered.
+Value and gradient run in parallel over blocks of columns (``prange``), each block with
+its own selection buffers and row-sum accumulator, summed at the end (see
+benchmarks/sparse_speed.py for the measured gain); one block is the serial kernel.
 """
 
 import numpy as np
+from numba import prange
 
-from ._jit import jit
+from ._jit import jit, row_chunks  # noqa: F401 (row_chunks re-exported)
 
 
 @jit
@@ -190,22 +191,14 @@ def _semi_column(f, crow, z, k, vals, idx):
 
 
 @jit
-def dual_value_grad(f, g, a, b, cost_t, reg, k, grad_f, grad_g, vals, idx):
-    """Dual objective ``<f,a> + <g,b> - sum_j delta_k(f + g_j - c_j)`` and its gradient.
-
-    ``grad_f = a - T 1``, ``grad_g = b - T^T 1`` are written in place; returns the value
-    (accumulated in float64). ``vals``/``idx`` are scratch of length n.
-    """
-    m = g.shape[0]
-    n = f.shape[0]
+def _dual_cols(f, g, cost_t, reg, k, rowsum, grad_g, b, vals, idx, j0, j1):
+    """Columns ``j0:j1`` of :func:`dual_value_grad`: adds the row sums of ``T`` into
+    ``rowsum``, writes ``grad_g``; returns ``(sum_j g_j b_j, sum_j |x_j|^2)``."""
     inv = 1.0 / reg
-    obj = 0.0
-    for i in range(n):
-        obj += f[i] * a[i]
-        grad_f[i] = a[i]
+    gb = 0.0
     sq_all = 0.0
-    for j in range(m):
-        obj += g[j] * b[j]
+    for j in range(j0, j1):
+        gb += g[j] * b[j]
         cnt = _dual_column(f, g[j], cost_t[j], k, vals, idx)
         s = 0.0
         sq = 0.0
@@ -213,35 +206,98 @@ def dual_value_grad(f, g, a, b, cost_t, reg, k, grad_f, grad_g, vals, idx):
             x = vals[r]
             s += x
             sq += x * x
-            grad_f[idx[r]] -= x * inv
+            rowsum[idx[r]] += x * inv
         sq_all += sq
         grad_g[j] = b[j] - s * inv
-    return obj - 0.5 * inv * sq_all
+    return gb, sq_all
+
+
+@jit(parallel=True)
+def dual_value_grad(f, g, a, b, cost_t, reg, k, grad_f, grad_g, vals, idx, acc):
+    """Dual objective ``<f,a> + <g,b> - sum_j delta_k(f + g_j - c_j)`` and its gradient.
+
+    ``grad_f = a - T 1``, ``grad_g = b - T^T 1`` are written in place; returns the value
+    (accumulated in float64). ``vals``/``idx``/``acc`` are scratch of shape (nc, n): the
+    columns run in ``nc`` blocks in parallel (``nc = 1``: serial), each with its own
+    selection buffers and row-sum accumulator ``acc[c]``.
+    """
+    m = g.shape[0]
+    n = f.shape[0]
+    nc = acc.shape[0]
+    S = np.zeros((nc, 2))
+    if nc <= 1:
+        acc[0, :] = 0.0
+        gb, sq = _dual_cols(f, g, cost_t, reg, k, acc[0], grad_g, b, vals[0], idx[0], 0, m)
+        S[0, 0] = gb
+        S[0, 1] = sq
+    else:
+        for c in prange(nc):
+            acc[c, :] = 0.0
+            gb, sq = _dual_cols(f, g, cost_t, reg, k, acc[c], grad_g, b, vals[c], idx[c],
+                                c * m // nc, (c + 1) * m // nc)
+            S[c, 0] = gb
+            S[c, 1] = sq
+    obj = 0.0
+    sq_all = 0.0
+    for c in range(nc):
+        obj += S[c, 0]
+        sq_all += S[c, 1]
+    for i in range(n):
+        obj += f[i] * a[i]
+        t = 0.0
+        for c in range(nc):
+            t += acc[c, i]
+        grad_f[i] = a[i] - t
+    return obj - 0.5 * sq_all / reg
 
 
 @jit
-def semi_dual_value_grad(f, a, b, cost_t, reg, k, grad_f, tau, vals, idx):
-    """Semi-dual objective ``<f,a> - sum_j b_j max_{y in D_k} (<y, x_j> - reg b_j |y|^2 / 2)``
-    with ``x_j = f - c_j``, and its gradient ``a - T 1`` (in place). ``tau[j]`` receives
-    the column thresholds (``g = -tau`` gives the plan in dual form). Returns the value.
-    """
-    m = b.shape[0]
-    n = f.shape[0]
+def _semi_cols(f, b, cost_t, reg, k, rowsum, tau, vals, idx, j0, j1):
+    """Columns ``j0:j1`` of :func:`semi_dual_value_grad`: adds the row sums of ``T``
+    into ``rowsum``, writes ``tau``; returns the columns' part of the objective."""
     inv = 1.0 / reg
     obj = 0.0
-    for i in range(n):
-        obj += f[i] * a[i]
-        grad_f[i] = a[i]
-    for j in range(m):
+    for j in range(j0, j1):
         cnt, tj, xt = _semi_column(f, cost_t[j], reg * b[j], k, vals, idx)
         tau[j] = tj
         sq = 0.0
         for r in range(cnt):
             t = vals[r] * inv
             sq += t * t
-            grad_f[idx[r]] -= t
+            rowsum[idx[r]] += t
         # <t, x> - reg/2 |t|^2 with t = (x - tau)/reg
         obj -= xt * inv - 0.5 * reg * sq
+    return obj
+
+
+@jit(parallel=True)
+def semi_dual_value_grad(f, a, b, cost_t, reg, k, grad_f, tau, vals, idx, acc):
+    """Semi-dual objective ``<f,a> - sum_j b_j max_{y in D_k} (<y, x_j> - reg b_j |y|^2 / 2)``
+    with ``x_j = f - c_j``, and its gradient ``a - T 1`` (in place). ``tau[j]`` receives
+    the column thresholds (``g = -tau`` gives the plan in dual form). Returns the value.
+    Scratch and parallel column blocks as in :func:`dual_value_grad`.
+    """
+    m = b.shape[0]
+    n = f.shape[0]
+    nc = acc.shape[0]
+    S = np.zeros(nc)
+    if nc <= 1:
+        acc[0, :] = 0.0
+        S[0] = _semi_cols(f, b, cost_t, reg, k, acc[0], tau, vals[0], idx[0], 0, m)
+    else:
+        for c in prange(nc):
+            acc[c, :] = 0.0
+            S[c] = _semi_cols(f, b, cost_t, reg, k, acc[c], tau, vals[c], idx[c],
+                              c * m // nc, (c + 1) * m // nc)
+    obj = 0.0
+    for c in range(nc):
+        obj += S[c]
+    for i in range(n):
+        obj += f[i] * a[i]
+        t = 0.0
+        for c in range(nc):
+            t += acc[c, i]
+        grad_f[i] = a[i] - t
     return obj
 
 
