@@ -15,7 +15,8 @@ Euclidean cost divided by its max, uniform weights. Every figure is a median ove
    (it costs about a second per iteration at n = 4000). The floor is the time to read the
    cost matrix twice (two ``cost.sum()``), what a two-matvec iteration must at least do.
 2. Time to ``err <= tol`` (tol = 1e-6), with ``err = ||P1 - a||_1 + ||P^T 1 - b||_1``
-   computed by us on both plans. POT's solvers iterate plain Sinkhorn, so they run the
+   computed by us on both plans; ottools ``auto`` and POT's scaling solvers timed
+   round-robin, medians of ``--repeat``. POT's solvers iterate plain Sinkhorn, so they run the
    number of iterations our plain ``method="log"`` needed (rounded up to POT's check
    period of 10) with ``stopThr=0``; the table shows the err of POT's plan. POT's
    ``sinkhorn_log`` is timed for 3 iterations and extrapolated (marked ``*``).
@@ -76,9 +77,9 @@ def per_iteration(n, dtype, reg, repeat, ot):
     for label, lib, method in solvers:
         if lib == "ours":
             ours_run(a, b, cost, reg, method, 2)  # compile / warm up
-            runs.append((label, 5, 45, lambda k, m=method: ours_run(a, b, cost, reg, m, k)))
+            runs.append((label, 5, 85, lambda k, m=method: ours_run(a, b, cost, reg, m, k)))
         else:
-            n1, n2 = (1, 3) if method == "sinkhorn_log" else (5, 45)
+            n1, n2 = (1, 3) if method == "sinkhorn_log" else (5, 85)
             runs.append((label, n1, n2,
                          lambda k, m=method: pot_run(ot, a, b, cost, reg, m, k)))
     times = {label: ([], []) for label, *_ in runs}
@@ -122,37 +123,46 @@ def callback_intervals(n, reg, repeat):
 
 
 def to_tolerance(n, reg, tol, repeat, ot, log_per_it=None):
-    """Rows ``(solver, seconds, nit, err on its plan, extrapolated)``."""
+    """Rows ``(solver, seconds, nit, err on its plan, extrapolated)``.
+
+    ottools ``auto`` and POT's ``sinkhorn`` / ``sinkhorn_stabilized`` are timed
+    round-robin (each repeat runs each once; medians), so that load from other processes
+    hits them alike.
+    """
     a, b, cost = uniform_2d_problem(n)
-    rows = []
     ottools.sinkhorn(a, b, cost, reg, tol=tol)  # warm up
-    res = None
-
-    def ours():
-        nonlocal res
-        res = ottools.sinkhorn(a, b, cost, reg, tol=tol, maxiter=100_000)
-
-    t = median_time(ours, repeat)
-    rows.append((f"ottools auto ({res.method}, overrelaxed)", t, res.nit,
-                 marginal_error(res.plan, a, b), False))
     plain = ottools.sinkhorn(a, b, cost, reg, method="log", tol=tol, maxiter=100_000)
     t_plain = median_time(
         lambda: ottools.sinkhorn(a, b, cost, reg, method="log", tol=tol, maxiter=100_000),
         1)
-    rows.append(("ottools log (plain)", t_plain, plain.nit,
-                 marginal_error(plain.plan, a, b), False))
+    n_pot = int(np.ceil(plain.nit / 10.0) * 10)
+    out = {}
+
+    def ours():
+        out["auto"] = ottools.sinkhorn(a, b, cost, reg, tol=tol, maxiter=100_000)
+
+    runs = [("auto", ours)]
+    if ot is not None:
+        for method in ("sinkhorn", "sinkhorn_stabilized"):
+            def run(method=method):
+                out[method] = pot_run(ot, a, b, cost, reg, method, n_pot)
+            runs.append((method, run))
+    times = {label: [] for label, _ in runs}
+    for _ in range(repeat):
+        for label, fn in runs:
+            t0 = time.perf_counter()
+            fn()
+            times[label].append(time.perf_counter() - t0)
+    res = out["auto"]
+    rows = [(f"ottools auto ({res.method}, overrelaxed)", float(np.median(times["auto"])),
+             res.nit, marginal_error(res.plan, a, b), False),
+            ("ottools log (plain)", t_plain, plain.nit, marginal_error(plain.plan, a, b),
+             False)]
     if ot is None:
         return rows
-    n_pot = int(np.ceil(plain.nit / 10.0) * 10)
     for method in ("sinkhorn", "sinkhorn_stabilized"):
-        P = None
-
-        def run(method=method):
-            nonlocal P
-            P = pot_run(ot, a, b, cost, reg, method, n_pot)
-
-        t = median_time(run, 1)
-        rows.append((f"POT {method}", t, n_pot, marginal_error(P, a, b), False))
+        rows.append((f"POT {method}", float(np.median(times[method])), n_pot,
+                     marginal_error(out[method], a, b), False))
     # sinkhorn_log: 3 iterations, plan included, then the remaining iterations at the
     # measured per-iteration cost.
     t3 = median_time(lambda: pot_run(ot, a, b, cost, reg, "sinkhorn_log", 3), 1)
@@ -177,7 +187,14 @@ def cold_start(repeat):
                            capture_output=True, text=True)
         out.append([float(x) for x in r.stdout.split()])
     out = np.median(np.array(out), axis=0)
-    return float(out[0]), float(out[1])
+    # What any SciPy-style library pays: ottools.OTResult is a scipy OptimizeResult.
+    base = ("import time; t0 = time.perf_counter(); import numpy, scipy.optimize;"
+            "print(time.perf_counter() - t0)")
+    floor = np.median([float(subprocess.run([sys.executable, "-c", base], env=env,
+                                            check=True, capture_output=True,
+                                            text=True).stdout)
+                       for _ in range(repeat)])
+    return float(out[0]), float(out[1]), float(floor)
 
 
 def main(argv=None):
@@ -228,9 +245,10 @@ def main(argv=None):
                 mark = "*" if extra else " "
                 print(f"{label:40s} {t:7.2f}{mark} {nit:6d} {err:11.2e} {t / t0:7.1f}x")
             print("* extrapolated from 3 timed iterations\n")
-    imp, first = cold_start(args.repeat)
+    imp, first, floor = cold_start(args.repeat)
     print(f"## Cold start (fresh interpreter, warm Numba cache)\n"
-          f"import ottools: {imp:.3f} s; first sinkhorn (50 x 40): {first:.3f} s")
+          f"import ottools: {imp:.3f} s (import numpy, scipy.optimize alone: {floor:.3f} s); "
+          f"first sinkhorn (50 x 40): {first:.3f} s")
 
 
 if __name__ == "__main__":

@@ -365,9 +365,10 @@ def _finish(prob, fc, gc, nit, status, method, extras):
     extras = dict(extras)
     planned = extras.pop("_planned", None)
     if planned is None:
-        planned = _k.plan_from_potentials(
+        Pc = np.empty(prob.costc.shape, dtype=prob.dtype)
+        planned = (Pc,) + _k.plan_from_potentials(
             prob.loga, prob.logb, prob.costc, prob.dtype.type(prob.reg), fc, gc,
-            _k.row_chunks(*prob.costc.shape))
+            _k.row_chunks(*prob.costc.shape), Pc)
     Pc, rows, cols, lin, plogr = planned
     err = float(np.abs(rows - prob.ac).sum() + np.abs(cols - prob.bc).sum())
     mass = float(rows.sum())

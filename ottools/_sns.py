@@ -17,6 +17,7 @@ from ._validation import _check_int, _check_positive
 __all__ = []
 
 _kn = lazy("_newton")
+_ks = lazy("_sinkhorn")
 _k = lazy("_sinkhorn")
 
 
@@ -214,8 +215,13 @@ def _solve_sns(prob, *, warmup=20, warmup_start=0.1, density=6.0, mass_tol=1e-6,
     xf = np.empty(n, dtype=f64)
     xg = np.empty(m, dtype=f64)
 
+    chunks = _ks.row_chunks(n, m)
+
     def dense():
-        ok = _kn.plan_marginals(loga, logb, cost, inv, f, g, P, rows, cols)
+        r, c, _, _ = _ks.plan_from_potentials(loga, logb, cost, reg, f, g, chunks, P)
+        rows[:] = r
+        cols[:] = c
+        ok = bool(np.all(np.isfinite(rows)) and np.all(np.isfinite(cols)))
         err = float(np.abs(rows - ac).sum() + np.abs(cols - bc).sum()) if ok else math.inf
         return ok, err
 

@@ -72,13 +72,14 @@ class SNSKernels:
 
     def setup(self, n):
         from ottools._kernels import _newton as kn
-        self.kn = kn
+        from ottools._kernels import _sinkhorn as ks
+        self.kn, self.ks = kn, ks
         a, b, cost = assignment_problem(n)
         reg = 1 / 1200
         res = ottools.sinkhorn(a, b, cost, reg, method="log", maxiter=20, tol=0.0)
-        self.args = (np.log(a), np.log(b), cost, 1 / reg, res.f, res.g)
-        self.P, self.rows, self.cols = np.empty((n, n)), np.empty(n), np.empty(n)
-        kn.plan_marginals(*self.args, self.P, self.rows, self.cols)
+        self.args = (np.log(a), np.log(b), cost, reg, res.f, res.g, ks.row_chunks(n, n))
+        self.P = np.empty((n, n))
+        self.rows, self.cols, _, _ = ks.plan_from_potentials(*self.args, self.P)
         self.work = np.empty(n * n)
         self.rhs = (a - self.rows) / 1200, (b - self.cols) / 1200
         self.x = np.empty(n), np.empty(n)
@@ -87,7 +88,7 @@ class SNSKernels:
         self.time_cg()
 
     def time_plan_marginals(self, n):
-        self.kn.plan_marginals(*self.args, self.P, self.rows, self.cols)
+        self.ks.plan_from_potentials(*self.args, self.P)
 
     def time_select(self, *_):
         self.work[:] = self.P.ravel()

@@ -13,38 +13,6 @@ from ._jit import jit
 
 
 @jit
-def plan_marginals(loga, logb, cost, inv_reg, f, g, P, rows, cols):
-    """Plan and its marginals from ``(f, g)`` in one pass (log domain, no overflow).
-
-    Writes ``P_ij = exp(loga_i + logb_j + (f_i + g_j - C_ij) * inv_reg)`` into ``P``
-    and its row/column sums into ``rows``/``cols``. Returns ``False`` if a value is
-    not finite (then ``P`` is partly written), else ``True``.
-    """
-    n, m = cost.shape
-    gb = np.empty(m, dtype=np.float64)
-    for j in range(m):
-        gb[j] = logb[j] + g[j] * inv_reg
-        cols[j] = 0.0
-    for i in range(n):
-        base = loga[i] + f[i] * inv_reg
-        s = 0.0
-        for j in range(m):
-            p = np.exp(base + gb[j] - cost[i, j] * inv_reg)
-            P[i, j] = p
-            s += p
-            cols[j] += p
-        rows[i] = s
-    ok = True
-    for i in range(n):
-        if not np.isfinite(rows[i]):
-            ok = False
-    for j in range(m):
-        if not np.isfinite(cols[j]):
-            ok = False
-    return ok
-
-
-@jit
 def _phi_series(t):
     """``exp(t) - 1 - t`` for ``|t| < 0.05``, relative error below 1e-16."""
     return t * t * 0.5 * (1.0 + t / 3.0 * (1.0 + t / 4.0 * (1.0 + t / 5.0 * (
@@ -57,7 +25,7 @@ def trial_plan(loga, logb, cost, inv_reg, f_new, g_new, df, dg, P_old, P_new, ro
 
     ``df = f_new - f``, ``dg = g_new - g`` are the steps actually taken (differences of
     the stored potentials) and ``P_old`` the plan at ``(f, g)``. Writes the new plan
-    and marginals (as :func:`plan_marginals`) and returns
+    and marginals (as ``_sinkhorn.plan_from_potentials``) and returns
     ``S = sum_ij P_old_ij (exp(t_ij) - 1 - t_ij)``, ``t_ij = (df_i + dg_j) * inv_reg``,
     so that the exact dual increase is
     ``F(f_new, g_new) - F(f, g) = <df, a - P_old 1> + <dg, b - P_old^T 1> - reg * S``.

@@ -102,10 +102,12 @@ def _plan_rows(loga, logb, cost, inv, f, g, P, rows, cols, z, r0, r1):
 
 
 @jit(parallel=True)
-def plan_from_potentials(loga, logb, cost, reg, f, g, chunks):
-    """``P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg)`` with its marginals.
+def plan_from_potentials(loga, logb, cost, reg, f, g, chunks, P):
+    """``P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg)`` written into ``P`` (n, m), with
+    its marginals: the one plan-from-potentials kernel (``sinkhorn``'s result and the
+    dense steps of ``method="sns"``).
 
-    Returns ``(P, rows, cols, lin, plogr)`` with ``rows``/``cols`` the marginals
+    Returns ``(rows, cols, lin, plogr)`` with ``rows``/``cols`` the marginals
     (float64 accumulators, summed from the stored ``P``), ``lin = <P, C>`` and
     ``plogr = sum P_ij (f_i + g_j - C_ij)/reg`` (so that
     ``KL(P | a x b) = plogr - sum(P) + sum(a) sum(b)``). The returned plan, and so the
@@ -116,13 +118,12 @@ def plan_from_potentials(loga, logb, cost, reg, f, g, chunks):
     n, m = cost.shape
     inv = 1.0 / reg
     nc = max(1, min(chunks, n))
-    P = np.empty((n, m), dtype=cost.dtype)
     rows = np.zeros(n, dtype=np.float64)
     cols = np.zeros(m, dtype=np.float64)
     if nc == 1:
         lin, plogr = _plan_rows(loga, logb, cost, inv, f, g, P, rows, cols,
                                 np.empty(m, dtype=np.float64), 0, n)
-        return P, rows, cols, lin, plogr
+        return rows, cols, lin, plogr
     C = np.zeros((nc, m), dtype=np.float64)
     Z = np.empty((nc, m), dtype=np.float64)
     S = np.zeros((nc, 2), dtype=np.float64)
@@ -138,7 +139,7 @@ def plan_from_potentials(loga, logb, cost, reg, f, g, chunks):
         plogr += S[c, 1]
         for j in range(m):
             cols[j] += C[c, j]
-    return P, rows, cols, lin, plogr
+    return rows, cols, lin, plogr
 
 
 @jit(fastmath=FASTMATH_SAFE)
