@@ -165,9 +165,10 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, metric="sqeuclidean", meth
 
     Returns
     -------
-    value : float
-        :math:`S_\varepsilon(\alpha, \beta)`. Non-negative up to the solver tolerance
-        (Feydy et al. [1]_); not clamped at 0.
+    value : numpy float scalar
+        :math:`S_\varepsilon(\alpha, \beta)` in the input dtype (``np.float64``, a
+        ``float``, or ``np.float32``), as the sliced distances. Non-negative up to the
+        solver tolerance (Feydy et al. [1]_); not clamped at 0.
 
     Warns
     -----
@@ -217,16 +218,16 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, metric="sqeuclidean", meth
     >>> import numpy as np
     >>> import ottools
     >>> x = np.array([[0.0], [1.0], [2.0]])
-    >>> abs(ottools.sinkhorn_divergence(x, x, reg=1.0)) < 1e-8
+    >>> bool(abs(ottools.sinkhorn_divergence(x, x, reg=1.0)) < 1e-8)
     True
 
     For the squared Euclidean cost a translation by ``t`` has divergence ``|t|^2``
     for every ``reg``:
 
-    >>> round(ottools.sinkhorn_divergence(x, x + 0.5, reg=1.0), 6)
+    >>> round(float(ottools.sinkhorn_divergence(x, x + 0.5, reg=1.0)), 6)
     0.25
     """
     parts = _sinkhorn_divergence_parts(x, y, a, b, reg=reg, metric=metric, method=method,
                                        tol=tol, maxiter=maxiter)
     _warn_unconverged(parts, stacklevel=2)
-    return parts.value
+    return parts.xy.plan.dtype.type(parts.value)

@@ -339,17 +339,20 @@ def _sphere_ascent(fun_grad, theta, maxiter, tol):
     ``fun_grad(theta) -> (f, g)`` with ``g`` the Euclidean gradient. Steps along the
     tangent gradient, then renormalizes; the step doubles after each accepted move and
     halves while the Armijo condition fails (30 halvings: stationary, converged).
-    Stops when the relative increase of ``f`` is at most ``tol``.
+    Stops when the relative increase of ``f`` is at most ``tol``. Returns
+    ``(theta, f, nit, status, err)`` with ``err`` the relative increase of the last
+    iteration (0 at a stationary point, where no step increases ``f``; inf if unknown).
     """
     f, g = fun_grad(theta)
     if not (np.isfinite(f) and np.all(np.isfinite(g))):
-        return theta, f, 0, NONFINITE
+        return theta, f, 0, NONFINITE, np.inf
     t = None
+    err = np.inf
     for it in range(1, maxiter + 1):
         gt = g - (g @ theta) * theta
         gn = float(np.linalg.norm(gt))
         if gn <= 1e-14 * max(float(np.linalg.norm(g)), 1e-300):
-            return theta, f, it - 1, CONVERGED
+            return theta, f, it - 1, CONVERGED, 0.0
         if t is None:
             t = 0.1 / gn  # first move: about 0.1 radian
         accepted = False
@@ -365,15 +368,16 @@ def _sphere_ascent(fun_grad, theta, maxiter, tol):
                 break
             t *= 0.5
         if not accepted:
-            return theta, f, it, CONVERGED
+            return theta, f, it, CONVERGED, 0.0
         if not np.all(np.isfinite(gc)):
-            return cand, fc, it, NONFINITE
+            return cand, fc, it, NONFINITE, np.inf
         gain = fc - f
         theta, f, g = cand, fc, gc
         t *= 2.0
-        if gain <= tol * max(abs(f), 1e-300):
-            return theta, f, it, CONVERGED
-    return theta, f, maxiter, MAXITER
+        err = gain / max(abs(f), 1e-300)
+        if err <= tol:
+            return theta, f, it, CONVERGED, err
+    return theta, f, maxiter, MAXITER, err
 
 
 def _check_ascent_args(p, maxiter, tol, n_projections):
@@ -416,8 +420,10 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
     res : OTResult
         ``fun`` (the distance :math:`\max_\theta W_p`, input dtype), ``direction``
         (unit vector, shape (d,)), ``nit`` (iterations of the returned ascent),
-        ``success``, ``status`` (0 converged, 1 ``maxiter`` reached, 2 non-finite
-        values), ``message``, ``method`` (``"ascent"``).
+        ``err`` (relative increase of :math:`W_p^p` in its last iteration, what ``tol``
+        bounds; 0 at a stationary point), ``success``, ``status`` (0 converged, 1
+        ``maxiter`` reached, 2 non-finite values), ``message``, ``method``
+        (``"ascent"``).
 
     Notes
     -----
@@ -459,13 +465,12 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
 
     best = None
     for k in order:
-        theta, f, nit, status = _sphere_ascent(fun_grad, cand[k].astype(np.float64), maxiter,
-                                               tol)
-        if best is None or (np.isfinite(f) and f > best[1]):
-            best = (theta, f, nit, status)
-    theta, f, nit, status = best
+        run = _sphere_ascent(fun_grad, cand[k].astype(np.float64), maxiter, tol)
+        if best is None or (np.isfinite(run[1]) and run[1] > best[1]):
+            best = run
+    theta, f, nit, status, err = best
     return OTResult(fun=dtype.type(max(f, 0.0) ** (1.0 / p)), direction=theta.astype(dtype),
-                    nit=nit, success=status == CONVERGED, status=status,
+                    nit=nit, err=float(err), success=status == CONVERGED, status=status,
                     message=_ASCENT_MESSAGES[status], method="ascent")
 
 
@@ -563,8 +568,10 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
         ``fun`` (the distance, input dtype), ``location`` (unit vector (d,), the vMF
         mean), ``directions`` ((n_projections, d): the vMF samples at ``location`` that
         define ``fun``; the torch layer's gradient goes through them), ``kappa``,
-        ``n_projections``, ``nit``, ``success``, ``status`` (0 converged, 1 ``maxiter``
-        reached, 2 non-finite values), ``message``, ``method`` (``"ascent"``).
+        ``n_projections``, ``nit``, ``err`` (relative increase of the objective in the
+        last iteration, what ``tol`` bounds; 0 at a stationary point), ``success``,
+        ``status`` (0 converged, 1 ``maxiter`` reached, 2 non-finite values),
+        ``message``, ``method`` (``"ascent"``).
 
     Notes
     -----
@@ -620,9 +627,9 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
             - (4.0 / (s * s)) * (c * ug)[:, None] * u[None, :]
         return float(np.mean(wpp)), grad_rows.sum(axis=0)
 
-    eps, f, nit, status = _sphere_ascent(fun_grad, start, maxiter, tol)
+    eps, f, nit, status, err = _sphere_ascent(fun_grad, start, maxiter, tol)
     return OTResult(fun=dtype.type(max(f, 0.0) ** (1.0 / p)), location=eps.astype(dtype),
                     directions=_householder(z, eps)[0].astype(dtype),
-                    kappa=kappa, n_projections=n_projections, nit=nit,
+                    kappa=kappa, n_projections=n_projections, nit=nit, err=float(err),
                     success=status == CONVERGED, status=status,
                     message=_ASCENT_MESSAGES[status], method="ascent")

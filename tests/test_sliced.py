@@ -172,6 +172,9 @@ def test_max_sw_finds_the_principal_axis():
     y = rng.normal(size=(400, 3))
     res = max_sliced_wasserstein(x, y, n_projections=10, rng=0)
     assert res.success
+    # Stopped early: maxiter reached, err above tol.
+    short = max_sliced_wasserstein(x, y, n_projections=10, rng=0, maxiter=1, tol=0.0)
+    assert short.status == 1 and not short.success and short.err > 0
     assert abs(res.direction[0]) > 0.98
 
 
@@ -193,6 +196,7 @@ def test_ordering_max_vdsw_sw(rng):
     msw = max_sliced_wasserstein(x, y, rng=0)
     dsw = distributional_sliced_wasserstein(x, y, kappa=5.0, n_projections=200, rng=0)
     assert msw.success and dsw.success
+    assert 0 <= msw.err <= 1e-7 and 0 <= dsw.err <= 1e-7  # what the default tol bounds
     assert msw.fun >= dsw.fun
     assert dsw.fun**2 >= sw2 - 3 * se
     assert dsw.fun > np.sqrt(sw2)  # the optimized location beats the uniform average
