@@ -14,7 +14,7 @@ class SinkhornIterations:
 
     params = (
         sizes([500, 2000, 4000], [500]),
-        [1e-1, 1e-2, 1e-3],
+        sizes([1e-1, 1e-2, 1e-3], [1e-3]),
         ["float64", "float32"],
         ["ottools-log", "ottools-scaling", "pot-sinkhorn_log", "pot-sinkhorn",
          "pot-sinkhorn_stabilized"],

@@ -4,7 +4,8 @@ import os
 
 import numpy as np
 
-# CI runs the suite in quick mode on 2 cores: OTTOOLS_BENCH_QUICK=1 keeps sizes small.
+# CI runs the suite in quick mode on 2 cores: OTTOOLS_BENCH_QUICK=1 keeps sizes (and some
+# parameter lists) small: asv starts a process per parameter combination.
 QUICK = os.environ.get("OTTOOLS_BENCH_QUICK", "") not in ("", "0")
 
 
@@ -27,13 +28,23 @@ def uniform_2d_problem(n, m=None, dtype=np.float64, seed=0):
     return a.astype(dtype), b.astype(dtype), np.ascontiguousarray(cost, dtype=dtype)
 
 
+# Imported once here, at suite import: asv's forkserver (``launch_method`` in
+# asv.conf.json) imports the suite in one process and forks a child per benchmark and
+# parameter set, so POT (and torch, which POT loads for its torch backend) and Numba are
+# imported once, not in each of the ~140 children (3-5 s each on the 2-core machine).
+# Nothing here starts threads (no kernel runs before the fork).
+try:
+    import ot as _ot
+except ImportError:  # POT is an optional peer
+    _ot = None
+import numba  # noqa: E402, F401  (see above; ottools imports it lazily)
+
+
 def import_pot():
     """POT, or NotImplementedError (asv skips the benchmark)."""
-    try:
-        import ot
-    except ImportError as exc:
-        raise NotImplementedError("POT is not installed") from exc
-    return ot
+    if _ot is None:
+        raise NotImplementedError("POT is not installed")
+    return _ot
 
 
 def marginal_error(P, a, b):
