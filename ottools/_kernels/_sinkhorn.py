@@ -101,6 +101,20 @@ def _plan_rows(loga, logb, cost, inv, f, g, P, rows, cols, z, r0, r1):
     return lin, plogr
 
 
+@jit
+def _sum_blocks(S, C, cols):
+    """Sum the per-block outputs of the plan kernels: adds the column sums ``C`` (nc, m)
+    into ``cols`` and returns the summed ``(lin, plogr)`` of ``S`` (nc, 2)."""
+    lin = 0.0
+    plogr = 0.0
+    for c in range(S.shape[0]):
+        lin += S[c, 0]
+        plogr += S[c, 1]
+        for j in range(cols.shape[0]):
+            cols[j] += C[c, j]
+    return lin, plogr
+
+
 @jit(parallel=True)
 def plan_from_potentials(loga, logb, cost, reg, f, g, chunks, P):
     """``P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg)`` written into ``P`` (n, m), with
@@ -132,13 +146,7 @@ def plan_from_potentials(loga, logb, cost, reg, f, g, chunks, P):
                             c * n // nc, (c + 1) * n // nc)
         S[c, 0] = lc
         S[c, 1] = pc
-    lin = 0.0
-    plogr = 0.0
-    for c in range(nc):
-        lin += S[c, 0]
-        plogr += S[c, 1]
-        for j in range(m):
-            cols[j] += C[c, j]
+    lin, plogr = _sum_blocks(S, C, cols)
     return rows, cols, lin, plogr
 
 
@@ -199,13 +207,7 @@ def plan_from_scalings(K, u, v, a, b, cost, f, g, reg, chunks):
                               c * n // nc, (c + 1) * n // nc)
         S[c, 0] = lc
         S[c, 1] = pc
-    lin = 0.0
-    plogr = 0.0
-    for c in range(nc):
-        lin += S[c, 0]
-        plogr += S[c, 1]
-        for j in range(m):
-            cols[j] += C[c, j]
+    lin, plogr = _sum_blocks(S, C, cols)
     return rows, cols, lin, plogr
 
 
