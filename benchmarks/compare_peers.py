@@ -20,8 +20,9 @@ Euclidean cost divided by its max, uniform weights. Every figure is a median ove
    number of iterations our plain ``method="log"`` needed (rounded up to POT's check
    period of 10) with ``stopThr=0``; the table shows the err of POT's plan. POT's
    ``sinkhorn_log`` is timed for 3 iterations and extrapolated (marked ``*``).
-3. Cold start, in fresh interpreters: ``import ottools`` and a first small solve with a
-   warm Numba cache.
+3. Cold start, in fresh interpreters: ``import ottools`` and ``import`` + a first small
+   solve with a warm Numba cache (what asv's ``timeraw_`` measures), each beside the same
+   steps for the dependencies alone (``common.IMPORT_FLOOR`` / ``FIRST_CALL_FLOOR``).
 """
 
 import argparse
@@ -35,7 +36,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchmarks.common import marginal_error, uniform_2d_problem  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    FIRST_CALL_FLOOR,
+    IMPORT_FLOOR,
+    marginal_error,
+    uniform_2d_problem,
+)
 
 import ottools  # noqa: E402
 
@@ -171,30 +177,36 @@ def to_tolerance(n, reg, tol, repeat, ot, log_per_it=None):
     return rows
 
 
-def cold_start(repeat):
-    """Median seconds of ``import ottools`` and of a first solve (warm Numba cache)."""
-    code = (
-        "import time; t0 = time.perf_counter(); import ottools; t1 = time.perf_counter();"
-        "import numpy as np; c = np.random.default_rng(0).random((50, 40));"
-        "t2 = time.perf_counter(); ottools.sinkhorn(None, None, c, 0.05);"
-        "print(t1 - t0, time.perf_counter() - t2)"
-    )
-    env = dict(os.environ, PYTHONPATH=os.getcwd())
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
-    out = []
-    for _ in range(repeat):
-        r = subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                           capture_output=True, text=True)
-        out.append([float(x) for x in r.stdout.split()])
-    out = np.median(np.array(out), axis=0)
-    # What any SciPy-style library pays: ottools.OTResult is a scipy OptimizeResult.
-    base = ("import time; t0 = time.perf_counter(); import numpy, scipy.optimize;"
+def _fresh_seconds(stmt, setup="", repeat=3):
+    """Median seconds of ``stmt`` in fresh interpreters (``setup`` untimed), as asv's
+    ``timeraw_`` times it; one untimed run first fills the Numba caches."""
+    code = (f"{setup}\nimport time\nt0 = time.perf_counter()\n{stmt}\n"
             "print(time.perf_counter() - t0)")
-    floor = np.median([float(subprocess.run([sys.executable, "-c", base], env=env,
-                                            check=True, capture_output=True,
-                                            text=True).stdout)
-                       for _ in range(repeat)])
-    return float(out[0]), float(out[1]), float(floor)
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    run = [sys.executable, "-c", code]
+    subprocess.run(run, env=env, check=True, capture_output=True)
+    return float(np.median([float(subprocess.run(run, env=env, check=True, capture_output=True,
+                                                 text=True).stdout)
+                            for _ in range(repeat)]))
+
+
+def cold_start(repeat):
+    """Fresh-interpreter seconds: (import ottools, its floor, import + first solve, floor).
+
+    The floors (``common.IMPORT_FLOOR`` / ``FIRST_CALL_FLOOR``, shared with asv's
+    bench_import) time the dependencies alone: NumPy; NumPy, scipy.optimize and Numba
+    running one trivial cached kernel.
+    """
+    first = ("import numpy as np, ottools\n"
+             "ottools.sinkhorn(None, None, np.random.default_rng(0).random((50, 40)), 0.05)")
+    # Round-robin, so that load drifts hit every figure alike.
+    rows = []
+    for _ in range(repeat):
+        rows.append([_fresh_seconds("import ottools", repeat=1),
+                     _fresh_seconds(*IMPORT_FLOOR, repeat=1),
+                     _fresh_seconds(first, repeat=1),
+                     _fresh_seconds(*FIRST_CALL_FLOOR, repeat=1)])
+    return tuple(float(v) for v in np.median(np.array(rows), axis=0))
 
 
 def main(argv=None):
@@ -204,7 +216,11 @@ def main(argv=None):
     p.add_argument("--tol", type=float, default=1e-6)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--skip-tolerance", action="store_true")
+    p.add_argument("--cold-start-only", action="store_true",
+                   help="only the cold-start table (fresh interpreters; no POT)")
     args = p.parse_args(argv)
+    if args.cold_start_only:
+        return print_cold_start(args.repeat)
     try:
         import ot
     except ImportError:
@@ -245,10 +261,16 @@ def main(argv=None):
                 mark = "*" if extra else " "
                 print(f"{label:40s} {t:7.2f}{mark} {nit:6d} {err:11.2e} {t / t0:7.1f}x")
             print("* extrapolated from 3 timed iterations\n")
-    imp, first, floor = cold_start(args.repeat)
-    print(f"## Cold start (fresh interpreter, warm Numba cache)\n"
-          f"import ottools: {imp:.3f} s (import numpy, scipy.optimize alone: {floor:.3f} s); "
-          f"first sinkhorn (50 x 40): {first:.3f} s")
+    print_cold_start(args.repeat)
+
+
+def print_cold_start(repeat):
+    imp, imp_floor, first, first_floor = cold_start(repeat)
+    print(f"## Cold start (fresh interpreter, warm Numba cache; medians of {repeat})\n"
+          f"import ottools: {imp:.3f} s (import numpy alone: {imp_floor:.3f} s)\n"
+          f"import + first sinkhorn (50 x 40): {first:.3f} s (dependency floor: NumPy, "
+          f"scipy.optimize, Numba and one cached kernel: {first_floor:.3f} s; "
+          f"ratio {first / first_floor:.2f})")
 
 
 if __name__ == "__main__":

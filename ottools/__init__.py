@@ -34,8 +34,9 @@ OTResult               Result object (a scipy.optimize.OptimizeResult).
 OTWarning              Base warning class.
 OTConvergenceWarning   Non-convergence where the return value has no status.
 
-``import ottools`` loads NumPy, SciPy and Numba only; the differentiable layer lives in
-``ottools.torch`` and is imported on demand.
+``import ottools`` loads NumPy only: SciPy, Numba and the compiled kernels load on first
+use (``OTResult``, a SciPy class, is defined by the first result), and the differentiable
+layer lives in ``ottools.torch``, imported on demand.
 """
 
 from ._costs import cost_matrix
@@ -43,7 +44,7 @@ from ._mesh import mesh_measure
 from ._onedim import wasserstein_1d
 from ._divergence import sinkhorn_divergence
 from ._monge_gap import monge_gap
-from ._result import OTConvergenceWarning, OTResult, OTWarning
+from ._result import OTConvergenceWarning, OTWarning
 from ._sinkhorn import sinkhorn
 from ._sliced import (
     distributional_sliced_wasserstein,
@@ -74,3 +75,16 @@ __all__ = [
     "sparsity_constrained_ot",
     "wasserstein_1d",
 ]
+
+
+def __getattr__(name):
+    # OTResult subclasses scipy.optimize.OptimizeResult: defined on first access.
+    if name == "OTResult":
+        from . import _result
+
+        return _result.OTResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"OTResult"})

@@ -7,7 +7,7 @@ import numpy as np
 
 from ._costs import cost_matrix
 from ._kernels import lazy
-from ._result import OTConvergenceWarning, OTResult
+from ._result import OTConvergenceWarning
 from ._sinkhorn import _METHODS, _finish, _prepare, sinkhorn
 from ._validation import (
     _as_float_array,
@@ -75,9 +75,9 @@ class _DivergenceParts(NamedTuple):
     """
 
     value: float
-    xy: OTResult
-    xx: OTResult
-    yy: OTResult
+    xy: "OTResult"
+    xx: "OTResult"
+    yy: "OTResult"
     cost_xy: np.ndarray
     cost_xx: np.ndarray
     cost_yy: np.ndarray

@@ -1,11 +1,9 @@
 """Monge gap of a map given by samples: how far ``x -> T(x)`` is from optimal transport."""
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.special import xlogy
 
 from ._costs import cost_matrix
-from ._result import CONVERGED, OTResult
+from ._result import CONVERGED, make_result
 from ._sinkhorn import sinkhorn
 from ._validation import _as_float_array, _check_int, _check_points, _check_positive, _check_tol, \
     _check_weights, _reject_tensor, _result_dtype
@@ -39,12 +37,14 @@ def _assignment(a, cost):
             "reg=0 (the exact Monge gap) needs uniform weights `a` (it is solved as an "
             "assignment problem); use a positive `reg` for other weights."
         )
+    from scipy.optimize import linear_sum_assignment
+
     cost64 = cost.astype(np.float64, copy=False)
     rows, cols = linear_sum_assignment(cost64)
     value = mean * float(cost64[rows, cols].sum())
     plan = np.zeros(cost.shape, dtype=cost.dtype)
     plan[rows, cols] = mean
-    return OTResult(
+    return make_result(
         fun=value, cost=value, plan=plan, col_ind=cols, nit=0, err=0.0, success=True,
         status=CONVERGED, message="Optimal assignment (scipy.optimize.linear_sum_assignment).",
         method="assignment", reg=0.0,
@@ -168,10 +168,12 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
         inner = _assignment(a, cost)
         ot_cost = inner.fun
     else:
+        from scipy.special import xlogy
+
         inner = sinkhorn(a, a, cost, reg, method=method, tol=tol, maxiter=maxiter)
         plan = inner.plan.astype(np.float64, copy=False)
         ot_cost = inner.cost + reg * float(xlogy(plan, plan).sum())
-    return OTResult(
+    return make_result(
         fun=displacement - ot_cost,
         displacement=displacement,
         ot_cost=float(ot_cost),

@@ -1,10 +1,15 @@
-"""Result object, status codes and warnings shared by every ottools solver."""
+"""Result object, status codes and warnings shared by every ottools solver.
 
-from scipy.optimize import OptimizeResult
+``OTResult`` subclasses :class:`scipy.optimize.OptimizeResult`, and importing
+:mod:`scipy.optimize` costs more than the rest of ``import ottools`` together, so the class
+is defined on first access (PEP 562 module ``__getattr__``): by the first solver that
+returns a result, or by ``ottools.OTResult``. Solvers build results through
+:func:`make_result`.
+"""
+
+import threading
 
 __all__ = ["OTResult", "OTWarning", "OTConvergenceWarning", "STATUS_MESSAGES"]
-
-# Status table (listed in every solver's Returns section).
 
 # Status table (listed in every solver's Returns section, as scipy.optimize.linprog does).
 CONVERGED = 0
@@ -31,8 +36,7 @@ STATUS_MESSAGES = {
 }
 
 
-class OTResult(OptimizeResult):
-    """Result of an ottools solver.
+_RESULT_DOC = """Result of an ottools solver.
 
     A ``dict`` with attribute access and SciPy's ``repr``: a subclass of
     :class:`scipy.optimize.OptimizeResult`, so ``res.success``, ``res.fun``
@@ -46,6 +50,34 @@ class OTResult(OptimizeResult):
     (the last finite iterate is returned), 3 stopped by ``callback``, 4 stalled above
     ``tol`` (rounding floor of the dtype, or no further progress possible).
     """
+
+
+_DEFINE_LOCK = threading.Lock()
+
+
+def _define_result_class():
+    # One class per process, even when two threads return their first result together.
+    with _DEFINE_LOCK:
+        cls = globals().get("OTResult")
+        if cls is None:
+            from scipy.optimize import OptimizeResult
+
+            cls = type("OTResult", (OptimizeResult,),
+                       {"__doc__": _RESULT_DOC, "__module__": __name__})
+            globals()["OTResult"] = cls  # later lookups no longer reach __getattr__
+        return cls
+
+
+def __getattr__(name):
+    if name == "OTResult":
+        return _define_result_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def make_result(**fields):
+    """An :class:`OTResult` holding ``fields`` (defines the class on first use)."""
+    cls = globals().get("OTResult") or _define_result_class()
+    return cls(**fields)
 
 
 class OTWarning(UserWarning):

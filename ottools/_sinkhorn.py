@@ -5,7 +5,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kernels import lazy
-from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED, OTResult, status_message
+from ._result import (CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED, make_result,
+                      status_message)
 from ._sns import _solve_sns
 from ._validation import (
     _as_float_array,
@@ -147,7 +148,7 @@ def _run_blocks(prob, step, potentials, method, check_every, tol=None):
         if status != MAXITER:
             break
         f, g = _expand(prob, *potentials())
-        inter = OTResult(f=f, g=g, nit=total, err=float(err), method=method)
+        inter = make_result(f=f, g=g, nit=total, err=float(err), method=method)
         try:
             prob.callback(inter)
         except StopIteration:
@@ -395,7 +396,7 @@ def _finish(prob, fc, gc, nit, status, method, extras):
                    f"floor of {prob.dtype}; loosen tol.")
     else:
         message = status_message(status, err=err, tol=tol, nit=nit)
-    res = OTResult(
+    res = make_result(
         fun=float(lin + prob.reg * kl),
         cost=float(lin),
         dual_value=dual,

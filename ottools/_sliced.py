@@ -2,11 +2,10 @@
 Max-SW by ascent on the sphere, distributional SW with von Mises-Fisher directions."""
 
 import numpy as np
-from scipy.special import ndtri
 
 from ._kernels import lazy
 from ._onedim import _check_p, _normalize, _uniform_or_none, _wpp_grad_rows, _wpp_rows
-from ._result import CONVERGED, MAXITER, NONFINITE, OTResult
+from ._result import CONVERGED, MAXITER, NONFINITE, make_result
 from ._validation import (
     _as_float_array,
     _check_int,
@@ -75,6 +74,7 @@ def _draw_directions(kind, L, d, rng):
     if kind == "random":
         return _unit_rows(rng.standard_normal((L, d)))
     if kind == "qmc":
+        from scipy.special import ndtri
         from scipy.stats import qmc
 
         sobol = qmc.Sobol(d, scramble=True, rng=rng)
@@ -469,7 +469,7 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
         if best is None or (np.isfinite(run[1]) and run[1] > best[1]):
             best = run
     theta, f, nit, status, err = best
-    return OTResult(fun=dtype.type(max(f, 0.0) ** (1.0 / p)), direction=theta.astype(dtype),
+    return make_result(fun=dtype.type(max(f, 0.0) ** (1.0 / p)), direction=theta.astype(dtype),
                     nit=nit, err=float(err), success=status == CONVERGED, status=status,
                     message=_ASCENT_MESSAGES[status], method="ascent")
 
@@ -628,7 +628,7 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
         return float(np.mean(wpp)), grad_rows.sum(axis=0)
 
     eps, f, nit, status, err = _sphere_ascent(fun_grad, start, maxiter, tol)
-    return OTResult(fun=dtype.type(max(f, 0.0) ** (1.0 / p)), location=eps.astype(dtype),
+    return make_result(fun=dtype.type(max(f, 0.0) ** (1.0 / p)), location=eps.astype(dtype),
                     directions=_householder(z, eps)[0].astype(dtype),
                     kappa=kappa, n_projections=n_projections, nit=nit, err=float(err),
                     success=status == CONVERGED, status=status,

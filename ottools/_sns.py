@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ._kernels import lazy
-from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, OTResult
+from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, make_result
 from ._validation import _check_int, _check_positive
 
 __all__ = []
@@ -179,7 +179,7 @@ def _solve_sns(prob, *, warmup=20, warmup_start=0.1, density=6.0, mass_tol=1e-6,
             return False
         from ._sinkhorn import _expand
         fe, ge = _expand(prob, f.astype(prob.dtype), g.astype(prob.dtype))
-        inter = OTResult(f=fe, g=ge, nit=state["nit_s"] + state["nit_n"], err=float(err),
+        inter = make_result(f=fe, g=ge, nit=state["nit_s"] + state["nit_n"], err=float(err),
                          method="sns", nit_sinkhorn=state["nit_s"],
                          nit_newton=state["nit_n"])
         try:
