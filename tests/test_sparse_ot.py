@@ -179,16 +179,54 @@ def test_certified_maximum_at_a_kink():
     assert res.dual_value >= pot_value - 1e-8 * abs(pot_value)
 
 
-def test_stall_is_reported_not_success():
-    """k = 1: the semi-dual is piecewise linear; where no certificate is found the solver
-    says so (status 4, "Stalled") instead of status 0, still at least POT's value."""
+def test_stall_is_reported_not_success(monkeypatch):
+    """k = 1 beyond the exact LP's size: the semi-dual is piecewise linear; where no
+    certificate is found the solver says so (status 4, "Stalled") instead of status 0,
+    still at least POT's value."""
     ot = pytest.importorskip("ot")
+    monkeypatch.setattr(ottools._sparse_ot, "_LP_MAX_ENTRIES", 0)  # the L-BFGS-B route
     a, b, cost = random_problem(np.random.default_rng(0), 15, 20)
     res = ottools.sparsity_constrained_ot(a, b, cost, 0.1, 1, tol=1e-5)
     assert not res.success and res.status == 4 and res.err > 1e-5
     assert "Stalled" in res.message and "stationarity=" in res.message
     _, pot_value, _ = _pot_solve(ot, a, b, cost, 0.1, 1, "semi-dual")
     assert res.dual_value >= pot_value - 1e-8 * abs(pot_value)
+
+
+@settings(max_examples=15)
+@given(n=st.integers(2, 12), m=st.integers(1, 12), zeros=st.integers(0, 2),
+       reg=st.sampled_from([1e-3, 0.1, 1.0]), seed=st.integers(0, 2**31),
+       dtype=st.sampled_from([np.float32, np.float64]), formulation=st.sampled_from(FORMS))
+def test_k1_is_exact_ot(n, m, zeros, reg, seed, dtype, formulation):
+    """max_nz = 1: the semi-dual (and the dual maximised over g) is piecewise linear with
+    maximum OT(a, b) + reg/2 ||b||^2 by LP duality (POT's emd2 is the reference), reached
+    exactly; never below POT's value (POT stalls below it)."""
+    ot = pytest.importorskip("ot")
+    a, b, cost = random_problem(np.random.default_rng(seed), n, m, zeros=zeros)
+    assume(np.count_nonzero(b) >= np.count_nonzero(a))  # else no plan is feasible
+    tol = 1e-9 if dtype == np.float64 else 1e-6
+    res = ottools.sparsity_constrained_ot(a.astype(dtype), b.astype(dtype),
+                                          cost.astype(dtype), reg, 1, formulation=formulation,
+                                          tol=tol)
+    exact = ot.emd2(a, b, cost) + 0.5 * reg * float(np.sum(b * b))
+    assert res.success and res.status == 0
+    if res.method != "highs":  # the start already met tol (one source: a forced plan)
+        assert res.nit == 0 and res.err <= tol
+    else:
+        assert "a mix of the tied" in res.message
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(res.dual_value, exact, rtol=rtol, atol=rtol)
+    _, pot_value, _ = _pot_solve(ot, a, b, cost, reg, 1, formulation)
+    assume(np.isfinite(pot_value) and pot_value <= cost.max() + reg)  # as in test_against_pot
+    assert res.dual_value >= pot_value - rtol * abs(pot_value)
+    # one non-zero per column of positive weight, columns sum to b, zero rows stay empty
+    P = res.plan.toarray()
+    assert P.dtype == dtype and res.f.dtype == dtype
+    assert ((P > 0).sum(0) == (b > 0)).all()
+    np.testing.assert_allclose(P.sum(0), b.astype(dtype), rtol=1e-6)
+    assert (P[a == 0] == 0).all()
+    np.testing.assert_allclose(res.err, np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - b).sum(),
+                               rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("formulation", FORMS)
