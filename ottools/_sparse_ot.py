@@ -100,9 +100,15 @@ def _k1_lp(ac, bc, cost):
     a64 = ac.astype(np.float64)
     b64 = bc.astype(np.float64)
     b64 *= a64.sum() / b64.sum()  # equal totals in float64 (float32 inputs differ by ~1e-8)
-    res = linprog(np.asarray(cost, dtype=np.float64).ravel(), A_eq=a_eq,
-                  b_eq=np.concatenate([a64, b64]), bounds=(0.0, None), method="highs")
-    if res.status != 0:
+    # HiGHS's presolve can call a feasible problem infeasible when weights are far below
+    # its tolerances (1e-56 next to 1e-2 on the paper's toy problem): retry without it.
+    for options in ({}, {"presolve": False}):
+        res = linprog(np.asarray(cost, dtype=np.float64).ravel(), A_eq=a_eq,
+                      b_eq=np.concatenate([a64, b64]), bounds=(0.0, None), method="highs",
+                      options=options)
+        if res.status == 0:
+            break
+    else:
         return None
     return np.ascontiguousarray(res.eqlin.marginals[:n]), res.x.reshape(n, m), int(res.nit)
 

@@ -230,6 +230,23 @@ def test_k1_is_exact_ot(n, m, zeros, reg, seed, dtype, formulation):
 
 
 @pytest.mark.parametrize("formulation", FORMS)
+def test_k1_exact_with_tiny_weights(formulation):
+    """The paper's toy problem: Gaussian weights down to 5e-56, which HiGHS's presolve
+    calls infeasible; the LP is retried without presolve and still gives the maximum."""
+    ot = pytest.importorskip("ot")
+    x = np.arange(100.0)
+    a = np.exp(-0.5 * ((x - 20) / 5) ** 2)
+    b = np.exp(-0.5 * ((x - 60) / 10) ** 2)
+    a, b = a / a.sum(), b / b.sum()
+    cost = (x[:, None] - x[None, :]) ** 2
+    cost /= cost.max()
+    res = ottools.sparsity_constrained_ot(a, b, cost, 0.1, 1, formulation=formulation)
+    assert res.success and res.method == "highs"
+    exact = ot.emd2(a, b, cost) + 0.05 * float(b @ b)
+    np.testing.assert_allclose(res.dual_value, exact, rtol=1e-10)
+
+
+@pytest.mark.parametrize("formulation", FORMS)
 def test_large_k_is_quadratic_ot_and_pot_l2(rng, formulation):
     ot = pytest.importorskip("ot")
     a, b, cost = random_problem(rng, 12, 9)
