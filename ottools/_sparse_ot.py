@@ -302,8 +302,11 @@ def _solve(a, b, cost, reg, max_nz, formulation, tol, maxiter, init, callback):
                 # supergradient steps end at different kinks; run the other, keep the best.
                 first = (flags["x"], flags["measure"], scipy_msg, state_at(flags["x"])[0])
                 msg2 = ascend(x0, plain_first=False)
-                if flags["status"] is None and state_at(flags["x"])[0] < first[3]:
+                # Keep the better end point, also when the second run used up maxiter.
+                if (flags["status"] in (None, MAXITER)
+                        and state_at(flags["x"])[0] < first[3]):
                     flags["x"], flags["measure"], scipy_msg = first[:3]
+                    flags["status"] = None
                 else:
                     scipy_msg = msg2
     except _NonFinite:

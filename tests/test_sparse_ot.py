@@ -246,6 +246,24 @@ def test_k1_exact_with_tiny_weights(formulation):
     np.testing.assert_allclose(res.dual_value, exact, rtol=1e-10)
 
 
+def test_returns_the_best_point_visited():
+    """Paper's toy problem, k = 2: the first L-BFGS-B run stalls without a certificate,
+    the second (from the start, other order of restarts and kink steps) runs into maxiter
+    lower; the result is the first run's end point (it returned the second's, 0.1662574
+    instead of 0.1662582), status 4."""
+    x = np.arange(100.0)
+    a = np.exp(-0.5 * ((x - 20) / 5) ** 2)
+    b = np.exp(-0.5 * ((x - 60) / 10) ** 2)
+    a, b = a / a.sum(), b / b.sum()
+    cost = (x[:, None] - x[None, :]) ** 2
+    cost /= cost.max()
+    seen = []
+    res = ottools.sparsity_constrained_ot(a, b, cost, 0.1, 2,
+                                          callback=lambda r: seen.append(r.dual_value))
+    assert res.dual_value >= max(seen)
+    assert not res.success and res.status == 4 and "Stalled" in res.message
+
+
 @pytest.mark.parametrize("formulation", FORMS)
 def test_large_k_is_quadratic_ot_and_pot_l2(rng, formulation):
     ot = pytest.importorskip("ot")
