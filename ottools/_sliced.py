@@ -470,8 +470,8 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
             best = run
     theta, f, nit, status, err = best
     return make_result(fun=dtype.type(max(f, 0.0) ** (1.0 / p)), direction=theta.astype(dtype),
-                    nit=nit, err=float(err), success=status == CONVERGED, status=status,
-                    message=_ASCENT_MESSAGES[status], method="ascent")
+                       nit=nit, err=float(err), success=status == CONVERGED, status=status,
+                       message=_ASCENT_MESSAGES[status], method="ascent")
 
 
 def sample_vmf(mu, kappa, size, *, rng=None):
@@ -629,7 +629,7 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
 
     eps, f, nit, status, err = _sphere_ascent(fun_grad, start, maxiter, tol)
     return make_result(fun=dtype.type(max(f, 0.0) ** (1.0 / p)), location=eps.astype(dtype),
-                    directions=_householder(z, eps)[0].astype(dtype),
-                    kappa=kappa, n_projections=n_projections, nit=nit, err=float(err),
-                    success=status == CONVERGED, status=status,
-                    message=_ASCENT_MESSAGES[status], method="ascent")
+                       directions=_householder(z, eps)[0].astype(dtype),
+                       kappa=kappa, n_projections=n_projections, nit=nit, err=float(err),
+                       success=status == CONVERGED, status=status,
+                       message=_ASCENT_MESSAGES[status], method="ascent")

@@ -180,8 +180,8 @@ def _solve_sns(prob, *, warmup=20, warmup_start=0.1, density=6.0, mass_tol=1e-6,
         from ._sinkhorn import _expand
         fe, ge = _expand(prob, f.astype(prob.dtype), g.astype(prob.dtype))
         inter = make_result(f=fe, g=ge, nit=state["nit_s"] + state["nit_n"], err=float(err),
-                         method="sns", nit_sinkhorn=state["nit_s"],
-                         nit_newton=state["nit_n"])
+                            method="sns", nit_sinkhorn=state["nit_s"],
+                            nit_newton=state["nit_n"])
         try:
             callback(inter)
         except StopIteration:

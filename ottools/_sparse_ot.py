@@ -26,7 +26,8 @@ _k = lazy("_sparse")
 _FORMULATIONS = ("dual", "semi-dual")
 _MAX_RESTARTS = 50
 # max_nz = 1 (either formulation): solved as the OT linear program up to this many
-# positive-weight entries (HiGHS: 0.1 s at 100 x 100, 1.4 s at 300 x 300, 75 s at 1000 x 1000 here).
+# positive-weight entries (HiGHS here: 0.1 s at 100 x 100, 1.4 s at 300 x 300, 75 s at
+# 1000 x 1000).
 _LP_MAX_ENTRIES = 2**16
 
 
@@ -210,7 +211,7 @@ def _solve(a, b, cost, reg, max_nz, formulation, tol, maxiter, init, callback):
         if callback is not None:
             f, g = expand(x)
             inter = make_result(f=f, g=g, nit=flags["nit"], err=err, dual_value=val,
-                             method="L-BFGS-B", formulation=formulation)
+                                method="L-BFGS-B", formulation=formulation)
             try:
                 callback(inter)
             except StopIteration:

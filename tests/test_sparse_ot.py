@@ -229,17 +229,21 @@ def test_k1_is_exact_ot(n, m, zeros, reg, seed, dtype, formulation):
                                rtol=1e-4, atol=1e-6)
 
 
+def _paper_toy():
+    """Liu et al.'s toy problem: 100 bins, Gaussian marginals, squared distance / max."""
+    x = np.arange(100.0)
+    a = np.exp(-0.5 * ((x - 20) / 5) ** 2)
+    b = np.exp(-0.5 * ((x - 60) / 10) ** 2)
+    cost = (x[:, None] - x[None, :]) ** 2
+    return a / a.sum(), b / b.sum(), cost / cost.max()
+
+
 @pytest.mark.parametrize("formulation", FORMS)
 def test_k1_exact_with_tiny_weights(formulation):
     """The paper's toy problem: Gaussian weights down to 5e-56, which HiGHS's presolve
     calls infeasible; the LP is retried without presolve and still gives the maximum."""
     ot = pytest.importorskip("ot")
-    x = np.arange(100.0)
-    a = np.exp(-0.5 * ((x - 20) / 5) ** 2)
-    b = np.exp(-0.5 * ((x - 60) / 10) ** 2)
-    a, b = a / a.sum(), b / b.sum()
-    cost = (x[:, None] - x[None, :]) ** 2
-    cost /= cost.max()
+    a, b, cost = _paper_toy()
     res = ottools.sparsity_constrained_ot(a, b, cost, 0.1, 1, formulation=formulation)
     assert res.success and res.method == "highs"
     exact = ot.emd2(a, b, cost) + 0.05 * float(b @ b)
@@ -251,12 +255,7 @@ def test_returns_the_best_point_visited():
     the second (from the start, other order of restarts and kink steps) runs into maxiter
     lower; the result is the first run's end point (it returned the second's, 0.1662574
     instead of 0.1662582), status 4."""
-    x = np.arange(100.0)
-    a = np.exp(-0.5 * ((x - 20) / 5) ** 2)
-    b = np.exp(-0.5 * ((x - 60) / 10) ** 2)
-    a, b = a / a.sum(), b / b.sum()
-    cost = (x[:, None] - x[None, :]) ** 2
-    cost /= cost.max()
+    a, b, cost = _paper_toy()
     seen = []
     res = ottools.sparsity_constrained_ot(a, b, cost, 0.1, 2,
                                           callback=lambda r: seen.append(r.dual_value))
