@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchmarks.common import (  # noqa: E402
     FIRST_CALL_FLOOR,
+    FIRST_SOLVE,
     IMPORT_FLOOR,
     marginal_error,
     uniform_2d_problem,
@@ -177,17 +178,15 @@ def to_tolerance(n, reg, tol, repeat, ot, log_per_it=None):
     return rows
 
 
-def _fresh_seconds(stmt, setup="", repeat=3):
-    """Median seconds of ``stmt`` in fresh interpreters (``setup`` untimed), as asv's
-    ``timeraw_`` times it; one untimed run first fills the Numba caches."""
+def _fresh_seconds(stmt, setup=""):
+    """Seconds of ``stmt`` in a fresh interpreter (``setup`` untimed), as asv's
+    ``timeraw_`` times it."""
     code = (f"{setup}\nimport time\nt0 = time.perf_counter()\n{stmt}\n"
             "print(time.perf_counter() - t0)")
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    run = [sys.executable, "-c", code]
-    subprocess.run(run, env=env, check=True, capture_output=True)
-    return float(np.median([float(subprocess.run(run, env=env, check=True, capture_output=True,
-                                                 text=True).stdout)
-                            for _ in range(repeat)]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return float(out)
 
 
 def cold_start(repeat):
@@ -195,17 +194,14 @@ def cold_start(repeat):
 
     The floors (``common.IMPORT_FLOOR`` / ``FIRST_CALL_FLOOR``, shared with asv's
     bench_import) time the dependencies alone: NumPy; NumPy, scipy.optimize and Numba
-    running one trivial cached kernel.
+    running one trivial cached kernel. Medians of ``repeat`` rounds, after one untimed
+    round that fills the Numba caches.
     """
-    first = ("import numpy as np, ottools\n"
-             "ottools.sinkhorn(None, None, np.random.default_rng(0).random((50, 40)), 0.05)")
+    cases = [("import ottools", ""), IMPORT_FLOOR, FIRST_SOLVE, FIRST_CALL_FLOOR]
+    for case in cases:
+        _fresh_seconds(*case)
     # Round-robin, so that load drifts hit every figure alike.
-    rows = []
-    for _ in range(repeat):
-        rows.append([_fresh_seconds("import ottools", repeat=1),
-                     _fresh_seconds(*IMPORT_FLOOR, repeat=1),
-                     _fresh_seconds(first, repeat=1),
-                     _fresh_seconds(*FIRST_CALL_FLOOR, repeat=1)])
+    rows = [[_fresh_seconds(*case) for case in cases] for _ in range(repeat)]
     return tuple(float(v) for v in np.median(np.array(rows), axis=0))
 
 

@@ -5,7 +5,7 @@ Each ``timeraw_`` runs in a fresh interpreter, so ``first_*`` includes the impor
 ``common.IMPORT_FLOOR`` / ``common.FIRST_CALL_FLOOR``): compare ratios, not seconds.
 """
 
-from .common import FIRST_CALL_FLOOR, IMPORT_FLOOR
+from .common import FIRST_CALL_FLOOR, FIRST_SOLVE, IMPORT_FLOOR
 
 
 class ColdStart:
@@ -27,13 +27,7 @@ class ColdStart:
         """
 
     def timeraw_first_auto(self):
-        # The default path: SciPy (the result class) and Numba load on first use, cached
-        # kernels, one small solve.
-        return """
-        import numpy as np, ottools
-        c = np.random.default_rng(0).random((50, 40))
-        ottools.sinkhorn(None, None, c, 0.05)
-        """
+        return FIRST_SOLVE
 
     def timeraw_floor_first_call(self):
         return FIRST_CALL_FLOOR
