@@ -17,6 +17,7 @@ MAXITER = 1
 NONFINITE = 2
 CALLBACK = 3
 STALLED = 4
+CERTIFIED = 5
 
 STATUS_MESSAGES = {
     CONVERGED: "Converged: the marginal error is at most tol.",
@@ -33,6 +34,10 @@ STATUS_MESSAGES = {
         "Stalled before the marginal error fell below tol: at the rounding floor of the "
         "dtype, or at a point the solver cannot improve; loosen tol."
     ),
+    CERTIFIED: (
+        "The dual objective is certified maximal, but the plan built from it misses the "
+        "marginals by more than tol (the relaxation is not tight for this problem)."
+    ),
 }
 
 
@@ -48,7 +53,9 @@ _RESULT_DOC = """Result of an ottools solver.
 
     Status codes: 0 converged, 1 ``maxiter`` reached, 2 non-finite values
     (the last finite iterate is returned), 3 stopped by ``callback``, 4 stalled above
-    ``tol`` (rounding floor of the dtype, or no further progress possible).
+    ``tol`` (rounding floor of the dtype, or no further progress possible), 5 the dual is
+    certified maximal but its plan misses the marginals by more than ``tol`` (sparse OT).
+    ``success`` is True only for status 0.
     """
 
 
@@ -78,6 +85,16 @@ def make_result(**fields):
     """An :class:`OTResult` holding ``fields`` (defines the class on first use)."""
     cls = globals().get("OTResult") or _define_result_class()
     return cls(**fields)
+
+
+def solver_result(status, *, err, tol, nit, method, message=None, **fields):
+    """The one result builder of the iterative solvers: ``success``, ``status``,
+    ``message`` (from the status table unless given), ``err``, ``nit``, ``method`` and the
+    solver's own ``fields``."""
+    if message is None:
+        message = status_message(status, err=float(err), tol=float(tol), nit=int(nit))
+    return make_result(success=status == CONVERGED, status=int(status), message=message,
+                       err=float(err), nit=int(nit), method=method, **fields)
 
 
 class OTWarning(UserWarning):

@@ -47,13 +47,19 @@ def _result_dtype(*arrays):
     return np.dtype(dt)
 
 
-def _check_weights(w, n, name, dtype=np.float64):
-    """Weights of length ``n``: finite, non-negative, positive sum; None -> uniform."""
+def _check_weights(w, n, name, dtype=np.float64, *, against=None):
+    """Weights of length ``n``: finite, non-negative, positive sum; None -> uniform.
+
+    ``against`` describes what fixes ``n`` in the error message, e.g.
+    ``"`cost` has shape (200, 10)"`` (default: "the data has n points").
+    """
     if w is None:
         return np.full(n, 1.0 / n, dtype=dtype)
     arr = _as_float_array(w, name, ndim=1)
     if arr.shape[0] != n:
-        raise ValueError(f"`{name}` must have length {n} to match the data; got {arr.shape[0]}.")
+        why = against or f"the data has {n} points"
+        raise ValueError(f"`{name}` must have length {n}: {why}, but `{name}` has length "
+                         f"{arr.shape[0]}.")
     if arr.shape[0] == 0:
         raise ValueError(f"`{name}` must not be empty.")
     if not np.all(np.isfinite(arr)):
@@ -199,3 +205,119 @@ def _check_rng(rng, name="rng"):
             f"`{name}` must be None, an int seed, a SeedSequence, a BitGenerator or a "
             f"Generator; got {type(rng).__name__} ({exc})."
         ) from None
+
+
+def _check_bool(x, name):
+    """A genuine boolean (Python or NumPy): strings such as "no" are refused, not truthy."""
+    _reject_tensor(x, name)
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    raise TypeError(f"`{name}` must be True or False; got {type(x).__name__} {x!r}.")
+
+
+def _check_linear_problem(a, b, cost, *, balanced=True, mass_rtol=1e-6,
+                          names=("a", "b", "cost")):
+    """The data of a linear OT problem: ``(a, b, cost, dtype)``, validated once.
+
+    ``cost`` a non-empty finite (n, m) array; ``a``, ``b`` weights of lengths n and m
+    (``None``: uniform) that are finite, non-negative with positive sums; ``dtype`` the
+    common float dtype (float32 stays float32, ints become float64). With ``balanced``
+    the masses must agree to ``mass_rtol`` (relative) and ``b`` is rescaled onto the mass
+    of ``a`` when they differ by rounding (see :func:`_check_balanced`).
+    """
+    na, nb, nc = names
+    cost = _check_cost(cost, nc)
+    n, m = cost.shape
+    a_arr = None if a is None else _as_float_array(a, na, ndim=1)
+    b_arr = None if b is None else _as_float_array(b, nb, ndim=1)
+    dtype = _result_dtype(cost, a_arr, b_arr)
+    a = _check_weights(a_arr, n, na, dtype,
+                       against=f"`{nc}` has shape {cost.shape} ({n} rows)")
+    b = _check_weights(b_arr, m, nb, dtype,
+                       against=f"`{nc}` has shape {cost.shape} ({m} columns)")
+    if balanced:
+        b = _check_balanced(a, b, (na, nb), rtol=mass_rtol)
+    return a, b, np.ascontiguousarray(cost, dtype=dtype), dtype
+
+
+def _check_samples(x, y, a=None, b=None, *, names=("x", "y", "a", "b")):
+    """Two weighted point clouds: ``(x, y, a, b, dtype)``.
+
+    ``x`` (n, d) and ``y`` (m, d) finite and non-empty (1-D input is read as points in
+    1-D), cast to the common dtype; ``a`` and ``b`` validated weights in that dtype, or
+    ``None`` where given as ``None`` (uniform).
+    """
+    nx, ny, na, nb = names
+    x, y = _check_point_pair(x, y, (nx, ny))
+    a_arr = None if a is None else _as_float_array(a, na, ndim=1)
+    b_arr = None if b is None else _as_float_array(b, nb, ndim=1)
+    dtype = _result_dtype(x, y, a_arr, b_arr)
+    if a_arr is not None:
+        a_arr = _check_weights(a_arr, x.shape[0], na, dtype,
+                               against=f"`{nx}` has {x.shape[0]} points")
+    if b_arr is not None:
+        b_arr = _check_weights(b_arr, y.shape[0], nb, dtype,
+                               against=f"`{ny}` has {y.shape[0]} points")
+    return (np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(y, dtype=dtype),
+            a_arr, b_arr, dtype)
+
+
+# ----------------------------------------------------------------------------- options
+class _Option:
+    """One entry of a solver's option table: a default and a checker.
+
+    ``kind``: "int" (``minimum``), "float" (an interval given by ``lo``/``hi`` with
+    ``lo_open``/``hi_open``), "bool", or "choice" (``choices``). ``none_ok``: ``None`` is
+    a valid value (meaning "derived from the problem").
+    """
+
+    __slots__ = ("kind", "default", "lo", "hi", "lo_open", "hi_open", "none_ok", "choices")
+
+    def __init__(self, kind, default, *, lo=None, hi=None, lo_open=False, hi_open=False,
+                 none_ok=False, choices=()):
+        self.kind, self.default = kind, default
+        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
+        self.none_ok, self.choices = none_ok, choices
+
+    def check(self, value, name):
+        if value is None and self.none_ok:
+            return None
+        if self.kind == "bool":
+            return _check_bool(value, name)
+        if self.kind == "choice":
+            return _check_method(value, self.choices, name=name)
+        if self.kind == "int":
+            return _check_int(value, name, minimum=self.lo)
+        val = _check_positive(value, name, allow_zero=True) if self.lo is not None and \
+            self.lo >= 0 else _check_real(value, name)
+        lo_bad = self.lo is not None and (val <= self.lo if self.lo_open else val < self.lo)
+        hi_bad = self.hi is not None and (val >= self.hi if self.hi_open else val > self.hi)
+        if lo_bad or hi_bad:
+            left = "(" if self.lo_open else "["
+            right = ")" if self.hi_open else "]"
+            lo = "-inf" if self.lo is None else f"{self.lo:g}"
+            hi = "inf" if self.hi is None else f"{self.hi:g}"
+            raise ValueError(f"`{name}` must be in {left}{lo}, {hi}{right}; got {val!r}.")
+        return val
+
+
+def _check_real(x, name):
+    """A finite real number (any sign), returned as float."""
+    _reject_tensor(x, name)
+    if isinstance(x, (bool, np.bool_)) or not isinstance(
+            x, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a real number; got {type(x).__name__}.")
+    val = float(x)
+    if not math.isfinite(val):
+        raise ValueError(f"`{name}` must be finite; got {val!r}.")
+    return val
+
+
+def _check_option_table(options, table, where):
+    """``options`` (dict or None) checked against ``table`` (name -> :class:`_Option`):
+    every value validated (errors name ``options['key']``), defaults filled in.
+    Unknown keys raise ``TypeError`` naming them and the valid ones."""
+    given = _check_options(options, tuple(table), where)
+    return {key: (opt.check(given[key], f"options['{key}']") if key in given
+                  else opt.default)
+            for key, opt in table.items()}

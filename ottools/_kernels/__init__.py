@@ -4,7 +4,19 @@ Kernels never raise, print or allocate inside their iteration loops; the public 
 validate, cast and build the results.
 """
 
+import enum
 import importlib
+
+from . import _codes
+
+
+class KernelStatus(enum.IntEnum):
+    """Names of the kernels' return codes (``ottools._kernels._codes``)."""
+
+    DONE = _codes.DONE
+    BUDGET = _codes.BUDGET
+    NONFINITE = _codes.NONFINITE
+    OUT_OF_RANGE = _codes.OUT_OF_RANGE
 
 
 class lazy:
