@@ -3,10 +3,11 @@
 import numpy as np
 
 from ._costs import cost_matrix
+from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, make_result
-from ._sinkhorn import sinkhorn
-from ._validation import _as_float_array, _check_int, _check_points, _check_positive, _check_tol, \
-    _check_weights, _reject_tensor, _result_dtype
+from ._sinkhorn import method_options, solve
+from ._validation import (_check_points, _check_positive, _check_samples, _check_weights,
+                          _reject_tensor)
 
 __all__ = ["monge_gap"]
 
@@ -24,7 +25,8 @@ def _check_reg(reg, cost):
             raise ValueError(f"`reg` must be a non-negative number or 'auto'; got {reg!r}.")
         val = _AUTO_REG_FRACTION * float(np.std(cost, dtype=np.float64))
         if not val > 0:
-            raise ValueError("reg='auto' gives 0 (all costs are equal); pass `reg` explicitly.")
+            raise ValueError("reg='auto' gives 0: every cost c(x_i, tx_j) is the same (are "
+                             "the points `x` and `tx` all equal?); pass `reg` explicitly.")
         return val
     return _check_positive(reg, "reg", allow_zero=True)
 
@@ -52,7 +54,7 @@ def _assignment(a, cost):
 
 
 def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto", tol=None,
-              maxiter=10_000):
+              maxiter=10_000, options=None):
     r"""Monge gap of a map from its samples: displacement cost minus optimal cost.
 
     .. math::
@@ -81,13 +83,15 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
         :func:`scipy.optimize.linear_sum_assignment`; it requires uniform weights
         (``ValueError`` otherwise).
     method : str, default "auto"
-        Sinkhorn method for ``reg > 0`` (see :func:`ottools.sinkhorn`). With ``reg=0``
-        only ``"auto"`` is accepted.
+        Sinkhorn method for ``reg > 0`` (see :func:`ottools.sinkhorn`; ``"auto"``
+        converges at every ``reg``). With ``reg=0`` only ``"auto"`` is accepted.
     tol : float, optional
-        Sinkhorn tolerance on the marginal error ``||P 1 - a||_1 + ||P^T 1 - a||_1``.
+        Sinkhorn tolerance on the relative marginal error (see :func:`ottools.sinkhorn`).
         Default 1e-9 (float64) or 1e-4 (float32).
     maxiter : int, default 10000
         Sinkhorn iteration cap.
+    options : dict, optional
+        Options of ``method`` (see :func:`ottools.sinkhorn`).
 
     Returns
     -------
@@ -144,35 +148,33 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
     >>> res.success, bool(res.fun >= 1.0 * np.log(3))
     (True, True)
     """
-    x = _check_points(x, "x")
-    tx = _check_points(tx, "tx")
-    if x.shape != tx.shape:
-        raise ValueError(f"`x` and `tx` must have the same shape; got {x.shape} and {tx.shape}.")
+    if _check_points(x, "x").shape != _check_points(tx, "tx").shape:
+        raise ValueError(f"`x` and `tx` must have the same shape; got "
+                         f"{np.shape(x)} and {np.shape(tx)}.")
+    x, tx, a, _, dtype = _check_samples(x, tx, a, None, names=("x", "tx", "a", "b"))
     n = x.shape[0]
-    a_arr = None if a is None else _as_float_array(a, "a", ndim=1)
-    maxiter = _check_int(maxiter, "maxiter", minimum=0)
-    cost = cost_matrix(x, tx, metric)
-    dtype = _result_dtype(cost, a_arr)
-    a = _check_weights(a_arr, n, "a", dtype)
-    cost = np.ascontiguousarray(cost, dtype=dtype)
+    cost = np.ascontiguousarray(cost_matrix(x, tx, metric), dtype=dtype)
+    a = _check_weights(a, n, "a", dtype)
     reg = _check_reg(reg, cost)
-    tol = _check_tol(tol, dtype)
-    a64 = a.astype(np.float64)
-    displacement = float(a64 @ np.diagonal(cost).astype(np.float64))
     if reg == 0:
         if not (isinstance(method, str) and method.lower() == "auto"):
             raise ValueError(
                 f"`method` must be 'auto' with reg=0 (the exact gap uses "
                 f"scipy.optimize.linear_sum_assignment); got {method!r}."
             )
+        settings = Settings.from_args(tol, maxiter, None, dtype)
         inner = _assignment(a, cost)
         ot_cost = inner.fun
     else:
         from scipy.special import xlogy
 
-        inner = sinkhorn(a, a, cost, reg, method=method, tol=tol, maxiter=maxiter)
+        name, opts = method_options(method, options)
+        settings = Settings.from_args(tol, maxiter, None, dtype, opts)
+        inner = solve(LinearProblem(a, a, cost, dtype), reg, settings, name)
         plan = inner.plan.astype(np.float64, copy=False)
         ot_cost = inner.cost + reg * float(xlogy(plan, plan).sum())
+    a64 = a.astype(np.float64)
+    displacement = float(a64 @ np.diagonal(cost).astype(np.float64))
     return make_result(
         fun=displacement - ot_cost,
         displacement=displacement,

@@ -180,6 +180,19 @@ class Settings:
         return replace(self, **changes)
 
 
+def allocate(shape, dtype, what):
+    """``np.empty(shape, dtype)``, or a ``MemoryError`` that says what needed how much and
+    how to need less."""
+    try:
+        return np.empty(shape, dtype=dtype)
+    except MemoryError:
+        size = float(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+        raise MemoryError(
+            f"{what} needs {size / 2**30:.3g} GiB (an array of shape {tuple(shape)} in "
+            f"{np.dtype(dtype)}), which could not be allocated. Use float32 inputs or "
+            f"fewer points.") from None
+
+
 def budget_blocks(entries, block_entries=1 << 24, most=1000):
     """Iterations per kernel call so that one call visits about ``block_entries`` cost
     entries (tens of milliseconds): bounded blocks keep Ctrl-C responsive and the Python

@@ -1,423 +1,741 @@
-"""Entropic optimal transport: ``sinkhorn`` and its solvers."""
+"""Entropic optimal transport: ``sinkhorn``, its methods and the driver that runs them.
 
-from dataclasses import dataclass
+The kernels (``ottools._kernels._sinkhorn``, ``_newton``) only iterate; everything else
+is here, in Python, between kernel calls of bounded length: the stages of a solve
+(epsilon-scaling, sweeps at the target ``reg``, Newton steps), absorption of the
+scalings, the over-relaxation parameter, fallbacks, the error history, the callback and
+Ctrl-C (a ``KeyboardInterrupt`` lands between two blocks).
+
+Internal API for the other modules (no leading underscore, not exported):
+``solve(problem, reg, settings, method, init)`` returns the :class:`OTResult` of
+:func:`sinkhorn` for a validated :class:`ottools._problem.LinearProblem`;
+``method_options(method, options)`` checks a method's options.
+"""
+
+import math
 
 import numpy as np
 
-from ._kernels import lazy
-from ._result import (CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED, make_result,
-                      status_message)
-from ._sns import _solve_sns
-from ._validation import (
-    _as_float_array,
-    _check_balanced,
-    _check_callback,
-    _check_cost,
-    _check_int,
-    _check_method,
-    _check_options,
-    _check_positive,
-    _check_tol,
-    _check_weights,
-    _result_dtype,
-)
+from ._kernels import KernelStatus, lazy
+from ._problem import LinearProblem, Settings, allocate, budget_blocks, rate
+from ._result import (CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED,
+                      _define_result_class, make_result, solver_result)
+from ._sns import NEWTON_OPTIONS, NewtonStage, warmup
+from ._validation import _check_method, _check_option_table, _check_positive, _Option
 
 __all__ = ["sinkhorn"]
 
-
 _k = lazy("_sinkhorn")
+_ksym = lazy("_symmetric")
+_lse = lazy("_lse")
 
-
-@dataclass
-class _Problem:
-    """A validated entropic problem, compressed to the positive weights."""
-
-    a: np.ndarray  # full weights, dtype
-    b: np.ndarray
-    cost: np.ndarray  # full cost, dtype
-    reg: float
-    dtype: np.dtype
-    rows: np.ndarray  # indices of positive a
-    cols: np.ndarray
-    ac: np.ndarray  # compressed, C-contiguous
-    bc: np.ndarray
-    costc: np.ndarray
-    loga: np.ndarray
-    logb: np.ndarray
-    f0: np.ndarray  # compressed initial potentials
-    g0: np.ndarray
-    tol: float  # the kernels' stopping tolerance: a margin below user_tol (see _prepare)
-    maxiter: int
-    callback: object
-    user_tol: float  # the user's tol, checked on the final plan
-
-    @property
-    def compressed(self):
-        return self.rows.size < self.a.size or self.cols.size < self.b.size
-
-
-def _prepare(a, b, cost, reg, tol, maxiter, init, callback):
-    cost = _check_cost(cost)
-    n, m = cost.shape
-    a_arr = None if a is None else _as_float_array(a, "a", ndim=1)
-    b_arr = None if b is None else _as_float_array(b, "b", ndim=1)
-    dtype = _result_dtype(cost, a_arr, b_arr)
-    a = _check_weights(a_arr, n, "a", dtype)
-    b = _check_weights(b_arr, m, "b", dtype)
-    b = _check_balanced(a, b)
-    reg = _check_positive(reg, "reg")
-    maxiter = _check_int(maxiter, "maxiter", minimum=0)
-    callback = _check_callback(callback)
-    tol = _check_tol(tol, dtype)
-    cost = np.ascontiguousarray(cost, dtype=dtype)
-    rows = np.flatnonzero(a > 0)
-    cols = np.flatnonzero(b > 0)
-    if rows.size < n or cols.size < m:
-        costc = np.ascontiguousarray(cost[np.ix_(rows, cols)])
-    else:
-        costc = cost
-    ac = np.ascontiguousarray(a[rows])
-    bc = np.ascontiguousarray(b[cols])
-    if init is None:
-        f0 = np.zeros(rows.size, dtype=dtype)
-        g0 = np.zeros(cols.size, dtype=dtype)
-    else:
-        if not (isinstance(init, (tuple, list)) and len(init) == 2):
-            raise TypeError("`init` must be a pair (f, g) of potentials, or None.")
-        f_init = _as_float_array(init[0], "init[0]", ndim=1, dtype=dtype)
-        g_init = _as_float_array(init[1], "init[1]", ndim=1, dtype=dtype)
-        if f_init.shape[0] != n or g_init.shape[0] != m:
-            raise ValueError(
-                f"`init` potentials must have lengths ({n}, {m}); "
-                f"got ({f_init.shape[0]}, {g_init.shape[0]})."
-            )
-        if not (np.all(np.isfinite(f_init)) and np.all(np.isfinite(g_init))):
-            raise ValueError("`init` potentials must be finite.")
-        f0 = np.ascontiguousarray(f_init[rows])
-        g0 = np.ascontiguousarray(g_init[cols])
-    with np.errstate(divide="ignore"):
-        loga = np.log(ac)
-        logb = np.log(bc)
-    # Kernels estimate err from the potentials; the final err is recomputed from the plan and
-    # differs by rounding. Stopping at 0.9 tol keeps `success` (err <= tol on the plan)
-    # reachable at the cost of a few more iterations.
-    return _Problem(a, b, cost, reg, dtype, rows, cols, ac, bc, costc, loga, logb,
-                    f0, g0, 0.9 * tol, maxiter, callback, tol)
-
-
-def _expand(prob, fc, gc):
-    """Full potentials: zero-weight entries get their c-transform (finite, optimal)."""
-    if not prob.compressed:
-        return fc.copy(), gc.copy()
-    n, m = prob.cost.shape
-    reg = prob.reg
-    f = np.empty(n, dtype=prob.dtype)
-    g = np.empty(m, dtype=prob.dtype)
-    f[prob.rows] = fc
-    g[prob.cols] = gc
-    from scipy.special import logsumexp
-
-    zr = np.setdiff1d(np.arange(n), prob.rows)
-    zc = np.setdiff1d(np.arange(m), prob.cols)
-    if zr.size:
-        z = prob.logb[None, :] + (gc[None, :] - prob.cost[np.ix_(zr, prob.cols)]) / reg
-        f[zr] = -reg * logsumexp(z, axis=1)
-    if zc.size:
-        z = prob.loga[:, None] + (fc[:, None] - prob.cost[np.ix_(prob.rows, zc)]) / reg
-        g[zc] = -reg * logsumexp(z, axis=0)
-    return f, g
-
-
-def _run_blocks(prob, step, potentials, method, check_every, tol=None):
-    """Run ``step(maxiter, check_first) -> (nit, status, err)`` to the end.
-
-    Without a callback, one kernel call runs the whole loop. With one, the kernel runs
-    in blocks of ``check_every`` iterations and the callback sees an ``OTResult`` with
-    the current potentials ``f``, ``g``, ``nit`` and ``err`` (the marginal error of the
-    previous iterate) after each block; ``StopIteration`` stops with status 3.
-    """
-    if prob.callback is None:
-        nit, status, _ = step(prob.maxiter, False)
-        return nit, status
-    total, status, check_first = 0, MAXITER, False
-    while total < prob.maxiter:
-        block = min(check_every, prob.maxiter - total)
-        nit, status, err = step(block, check_first)
-        total += nit
-        check_first = True
-        if status != MAXITER:
-            break
-        f, g = _expand(prob, *potentials())
-        inter = make_result(f=f, g=g, nit=total, err=float(err), method=method)
-        try:
-            prob.callback(inter)
-        except StopIteration:
-            status = CALLBACK
-            break
-    return total, status
-
-
-# Absorption bound of the log-stable method: scalings u / a, v / b stay in
+# Absorption bound of the log-stable sweeps: scalings u / a, v / b stay in
 # [1 / bound, bound]; an underflowed kernel entry (< tiny) times bound**2 stays far below
 # rounding (see ottools/_kernels/_sinkhorn.py).
 _ABSORB_BOUND = {np.dtype(np.float64): 1e50, np.dtype(np.float32): 1e10}
 
+_CHECK_EVERY = _Option("int", 10, lo=1)
+_DECIDE = 10  # sweeps between two decisions of the driver (over-relaxation, Newton)
+_ANNEAL_OPTIONS = {
+    "epsilon_decay": _Option("float", 0.5, lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+    "epsilon_start": _Option("float", None, lo=0.0, lo_open=True, none_ok=True),
+}
+_OPTIONS = {
+    "scaling": {"check_every": _CHECK_EVERY},
+    "log": {"check_every": _CHECK_EVERY,
+            "epsilon_scaling": _Option("bool", False),
+            **_ANNEAL_OPTIONS,
+            "overrelaxation": _Option("bool", False)},
+    "sns": {"check_every": _CHECK_EVERY,
+            "warmup": _Option("int", 20, lo=0),
+            "warmup_start": _Option("float", 0.1, lo=0.0),
+            **NEWTON_OPTIONS},
+    "auto": {"check_every": _CHECK_EVERY,
+             "epsilon_scaling": _Option("bool", None, none_ok=True),
+             "anneal_below": _Option("float", 1e-2, lo=0.0, lo_open=True),
+             **_ANNEAL_OPTIONS,
+             "anneal_sweeps": _Option("int", 3, lo=1),
+             "overrelaxation": _Option("bool", True),
+             "newton": _Option("bool", True),
+             "newton_after": _Option("float", 150.0, lo=0.0, lo_open=True),
+             **NEWTON_OPTIONS},
+}
+METHODS = ("auto", "log", "scaling", "sns")
 
-class _Stabilized:
-    """State of the absorption-stabilized iteration: float64 potentials and scalings,
-    the kernel ``K = exp((f + g - C) / reg)`` in the problem's dtype."""
 
-    def __init__(self, prob):
-        self.prob = prob
-        self.a = prob.ac.astype(np.float64)
-        self.b = prob.bc.astype(np.float64)
-        self.loga = np.log(self.a)
-        self.logb = np.log(self.b)
-        self.f = prob.f0.astype(np.float64)
-        self.g = prob.g0.astype(np.float64)
-        self.u = self.a.copy()
-        self.v = self.b.copy()
-        self.K = np.empty(prob.costc.shape, dtype=prob.dtype)
-        self.bound = _ABSORB_BOUND[prob.dtype]
+def method_options(method, options):
+    """``(name, checked options)`` of ``method`` (one of :data:`METHODS`)."""
+    name = _check_method(method, METHODS)
+    return name, _check_option_table(options, _OPTIONS[name], f"method={name!r}")
+
+
+# ----------------------------------------------------------------------------- sweeps
+class _Sweeps:
+    """Absorption-stabilized scaling iterations on the compressed problem.
+
+    The plan is ``P = diag(u) K diag(v)`` with ``K = exp((f + g - C) / reg)`` for absorbed
+    float64 potentials ``f``, ``g`` (``K`` in the problem's dtype); ``bound`` is the
+    absorption bound (``inf``: the plain scaling form, which never absorbs).
+    """
+
+    def __init__(self, run, f, g, bound):
+        self.run = run
+        prob = run.prob
         n, m = prob.costc.shape
-        self.chunks = _k.row_chunks(n, m)
-        self._x = np.empty((self.chunks, m))
-        self._work = np.empty((self.chunks, m))
+        self.a, self.b = run.a64, run.b64
+        self.f, self.g = f.copy(), g.copy()
+        self.u, self.v = self.a.copy(), self.b.copy()
+        self.K = allocate((n, m), prob.dtype, "The kernel of the scaling iterations")
+        self.bound = bound
+        self.chunks = run.chunks
+        self.s, self.t, self.unew = np.empty(m), np.empty(m), np.empty(n)
+        self.vk = np.empty(m, dtype=prob.dtype)
+        nc = self.chunks
+        self.T, self.E = np.empty((nc, m)), np.empty((nc, 2))
+        self.X, self.W = np.empty((nc, m)), np.empty((nc, m))
         self.cerr = np.zeros(1)
-        self.relax = False
-        self.omega_max = 1.9
-        self.rstate = np.array([1.0, np.inf, 0.0, 0.0, 0.0, np.inf, 0.0, 1.0])  # relaxation state
-        self.reg_now = 1.0  # the reg that K was built for
+        self.exact = False  # cerr[0] holds the column error of the current state
+        self.reg = None
+        self.fresh = False  # K matches (f, g): the plan can be taken from the scalings
 
     def set_reg(self, reg):
-        """Absorb the scalings and build ``K`` for ``reg``."""
-        _k.absorb(self.f, self.g, self.u, self.v, self.a, self.b, self.reg_now)
-        _k.build_kernel(self.prob.costc, self.f, self.g, reg, self.K, self._x, self._work)
-        self.reg_now = reg
+        """Absorb the scalings and build ``K`` for ``reg`` (a new problem if it changed)."""
+        if self.reg is not None:
+            self.absorb()
+        if reg != self.reg:
+            self.exact = False
+        self.reg = reg
+        self.rebuild()
 
-    def run(self, tol, maxiter, check_first):
-        return _k.sinkhorn_stabilized(self.a, self.b, self.loga, self.logb,
-                                      self.prob.costc, self.reg_now, self.f, self.g, self.K,
-                                      self.u, self.v, tol, maxiter, check_first, self.bound,
-                                      self.cerr, self.relax, self.omega_max, self.rstate,
-                                      self.chunks)
+    def absorb(self):
+        _k.absorb(self.f, self.g, self.u, self.v, self.a, self.b, self.reg)
+
+    def rebuild(self):
+        cost = self.run.prob.costc
+        if self.chunks > 1:
+            _k.build_kernel_par(cost, self.f, self.g, self.reg, self.K, self.X, self.W)
+        else:
+            _k.build_kernel(cost, self.f, self.g, self.reg, self.K, self.X[0], self.W[0])
+        self.fresh = True
+
+    def sweep(self, maxiter, tol, omega, errs):
+        """Up to ``maxiter`` iterations, absorbing as needed; ``errs`` (length maxiter)
+        receives the errors (absolute) of the states after 0, 1, ... iterations (inf
+        where unknown). Returns ``(nit, code)``: DONE, BUDGET or NONFINITE."""
+        done = 0
+        while True:
+            args = (self.K, self.a, self.b, self.u, self.v, self.bound, omega, tol,
+                    maxiter - done, self.exact, self.cerr, errs[done:], self.s, self.t,
+                    self.unew, self.vk)
+            if self.chunks > 1:
+                k, code = _k.scaling_sweep_par(*args, self.T, self.E)
+            else:
+                k, code = _k.scaling_sweep(*args)
+            if k > 0 or code == KernelStatus.DONE:
+                self.exact = True
+            done += k
+            if code == KernelStatus.OUT_OF_RANGE:
+                self.absorb()
+                self.rebuild()
+                if done < maxiter:
+                    continue
+                code = KernelStatus.BUDGET
+            return done, code
+
+    def log_step(self, tol):
+        """One exact log-domain iteration from the current potentials: the fallback when
+        a scaling under/overflows. Returns ``(nit, code, err)``."""
+        self.absorb()
+        run = self.run
+        k, code, err = _k.sinkhorn_log(self.a, run.loga64, run.logb64, run.prob.costc,
+                                       self.reg, self.f, self.g, tol, 1, False)
+        self.cerr[0] = 0.0  # g is the exact column update of f
+        self.exact = k > 0
+        self.rebuild()
+        return k, code, err
 
     def potentials(self):
-        reg = self.reg_now
-        return (self.f + reg * np.log(self.u / self.a),
-                self.g + reg * np.log(self.v / self.b))
+        """The float64 potentials of the current plan."""
+        with np.errstate(divide="ignore"):
+            return (self.f + self.reg * np.log(self.u / self.a),
+                    self.g + self.reg * np.log(self.v / self.b))
+
+    def plan(self):
+        """``(P, rows, cols, lin, plogr)`` from the scalings, written over ``K``; None if
+        ``K`` is stale or a scaling is not positive and finite."""
+        if not (self.fresh and np.all(self.u > 0) and np.all(self.v > 0)
+                and np.all(np.isfinite(self.u)) and np.all(np.isfinite(self.v))):
+            return None
+        cost = self.run.prob.costc
+        if self.chunks > 1:
+            out = _k.plan_from_scalings_par(self.K, self.u, self.v, self.a, self.b, cost,
+                                            self.f, self.g, self.reg, self.chunks)
+        else:
+            out = _k.plan_from_scalings(self.K, self.u, self.v, self.a, self.b, cost,
+                                        self.f, self.g, self.reg)
+        self.fresh = False
+        return (self.K,) + tuple(out)
 
 
-def _solve_log(prob, *, check_every=10, epsilon_scaling=False, epsilon_decay=0.5,
-               epsilon_start=None, overrelaxation=False):
-    """Log-stable Sinkhorn: absorption-stabilized scaling, with optional epsilon-scaling.
+class _SymSweeps(_Sweeps):
+    """Averaged symmetric iterations for ``W(a, a)`` with a symmetric cost: one set of
+    potentials and scalings (``g`` is ``f``, ``v`` is ``u``), ``u <- sqrt(u a / (K u))``
+    (see ``ottools._kernels._symmetric``); the exact log-domain averaged update is the
+    fallback."""
 
-    The iterates are exactly those of log-domain Sinkhorn (block coordinate ascent on the
-    dual), computed as ``P = diag(u) K diag(v)`` with ``K = exp((f + g - C) / reg)`` for
-    absorbed potentials ``f``, ``g``: one fused pass over ``K`` per iteration, and the
-    scalings are absorbed into ``f``, ``g`` (``K`` rebuilt with a vectorized exponential)
-    once they leave ``[1e-50, 1e50]`` (float64) or ``[1e-10, 1e10]`` (float32). A zero or
-    non-finite scaling is replaced by an exact log-sum-exp iteration, so no value ever
-    under/overflows (Schmitzer 2019).
+    def __init__(self, run, f, bound, cold):
+        super().__init__(run, f, f, bound)
+        self.g, self.v = self.f, self.u  # one measure, one potential
+        self.cold = cold
+        self.uk = np.empty(self.u.shape[0], dtype=run.prob.dtype)
 
-    Options
-    -------
-    check_every : int, default 10
-        Iterations per block between two callback calls (only used with a callback).
-    epsilon_scaling : bool, default False
-        Solve first at a larger regularization, then multiply it by ``epsilon_decay``
-        per stage down to ``reg``, warm-starting the potentials (GeomLoss, OTT-JAX).
-        Intermediate stages stop at ``err <= max(tol, 1e-3)``. ``nit`` counts all stages.
-    epsilon_decay : float in (0, 1), default 0.5
-    epsilon_start : float, default the range of the cost (max - min)
-    overrelaxation : bool, default False
-        Over-relaxed Sinkhorn (Thibault et al. 2021) at the final ``reg``: after 20
-        plain iterations the observed linear rate ``kappa`` of ``err`` sets
-        ``omega = min(1.9, 2 / (1 + sqrt(1 - kappa)))`` and both updates become
-        ``u <- u (a / (u K v))**omega``; if the error grows 100-fold or has not
-        decreased over 50 iterations, plain Sinkhorn resumes (and the rate is estimated
-        again, at most three times). ``err`` stays the exact L1 marginal error of the
-        returned plan.
+    def absorb(self):
+        self.f += self.reg * np.log(self.u / self.a)
+        self.u[:] = self.a
+
+    def sweep(self, maxiter, tol, omega, errs):
+        done = 0
+        while True:
+            args = (self.K, self.a, self.u, self.bound, tol, maxiter - done, self.cold,
+                    errs[done:], self.unew, self.uk)
+            if self.chunks > 1:
+                k, code = _ksym.symmetric_sweep_par(*args, self.E)
+            else:
+                k, code = _ksym.symmetric_sweep(*args)
+            if k > 0:
+                self.cold = False
+            done += k
+            if code == KernelStatus.OUT_OF_RANGE:
+                self.absorb()
+                self.rebuild()
+                if done < maxiter:
+                    continue
+                code = KernelStatus.BUDGET
+            return done, code
+
+    def log_step(self, tol):
+        self.absorb()
+        run = self.run
+        k, code, err = _ksym.sinkhorn_symmetric(self.a, run.loga64, run.prob.costc,
+                                                self.reg, self.f, tol, 1, self.cold)
+        self.cold = self.cold and k == 0
+        self.rebuild()
+        return k, code, err
+
+    def potentials(self):
+        with np.errstate(divide="ignore"):
+            f = self.f + self.reg * np.log(self.u / self.a)
+        return f, f.copy()
+
+
+class _Relaxation:
+    """The over-relaxation parameter ``omega`` from the observed rates of the error.
+
+    Plain sweeps first; their linear rate ``kappa`` sets
+    ``omega = min(omega_max, 2 / (1 + sqrt(1 - kappa)))`` (Thibault et al. 2021). While
+    relaxed, each block's rate ``lam`` refines ``kappa`` through Young's relation for
+    2-cyclic iterations, ``kappa = (lam + omega - 1)**2 / (lam omega**2)``, and ``omega``
+    grows to its optimum. Safeguard: if the error grows 100-fold, or has not decreased
+    over the last 5 blocks, plain Sinkhorn resumes and the rate is estimated again (after
+    the third failure, plain Sinkhorn for good).
     """
-    check_every = _check_int(check_every, "check_every", minimum=1)
-    decay = _check_positive(epsilon_decay, "epsilon_decay")
-    if decay >= 1:
-        raise ValueError(f"`epsilon_decay` must be in (0, 1); got {decay}.")
-    st = _Stabilized(prob)
-    nit_total = 0
-    if epsilon_scaling:
-        costc = prob.costc
-        eps0 = (float(costc.max() - costc.min()) if epsilon_start is None
-                else _check_positive(epsilon_start, "epsilon_start"))
-        eps = eps0
-        stage_tol = max(prob.tol, 1e-3)
-        while eps > prob.reg and nit_total < prob.maxiter:
-            st.set_reg(eps)
-            nit, status, _ = st.run(stage_tol, prob.maxiter - nit_total, False)
-            nit_total += nit
-            if status == NONFINITE:
-                fc, gc = st.potentials()
-                return fc, gc, nit_total, status, {}
-            eps *= decay
-    st.set_reg(prob.reg)
-    st.relax = bool(overrelaxation)
-    remaining = prob.maxiter - nit_total
-    dt = prob.dtype
 
-    def step(maxiter, check_first):
-        return st.run(prob.tol, maxiter, check_first)
+    def __init__(self, enabled, omega_max=1.9):
+        self.enabled = enabled
+        self.omega = 1.0
+        self.omega_max = omega_max
+        self.fails = 0
+        self.best = math.inf   # smallest error since relaxing
+        self.checks = []       # block-end errors since relaxing
+        self.settled = 0
 
-    def potentials():
-        fc, gc = st.potentials()
-        return fc.astype(dt), gc.astype(dt)
+    @staticmethod
+    def from_rate(kappa, omega_max):
+        if not (0.0 < kappa < 1.0):
+            return 1.0
+        return min(omega_max, 2.0 / (1.0 + math.sqrt(1.0 - kappa)))
 
-    sub = _Problem(**{**prob.__dict__, "maxiter": remaining})
-    nit, status = _run_blocks(sub, step, potentials, "log", check_every)
-    fc, gc = st.potentials()
-    extras = {}
-    if (st.rstate[7] == 1.0 and status != NONFINITE and np.all(st.u > 0)
-            and np.all(st.v > 0) and np.all(np.isfinite(fc)) and np.all(np.isfinite(gc))):
-        # The plan from the scalings: no second pass of exponentials.
-        rows, cols, lin, plogr = _k.plan_from_scalings(
-            st.K, st.u, st.v, st.a, st.b, prob.costc, st.f, st.g, st.reg_now, st.chunks)
-        extras["_planned"] = (st.K, rows, cols, lin, plogr)
-    return fc, gc, nit_total + nit, status, extras
+    def update(self, errs):
+        """Adjust ``omega`` after a block whose known errors (in order) are ``errs``."""
+        if not self.enabled:
+            return
+        errs = errs[np.isfinite(errs)]
+        if errs.size < 2:
+            return
+        last = float(errs[-1])
+        if self.omega == 1.0:
+            kappa = rate(errs[-min(errs.size, 11):])
+            w = self.from_rate(kappa, self.omega_max)
+            if w > 1.0:
+                self.omega, self.best, self.checks, self.settled = w, last, [last], 0
+            return
+        self.checks.append(last)
+        bad = not (last <= 100.0 * self.best)
+        if len(self.checks) > 5 and not last < self.checks[-6]:
+            bad = True
+        self.best = min(self.best, last)
+        if bad:
+            self.omega = 1.0
+            self.fails += 1
+            self.enabled = self.fails < 3
+            return
+        self.settled += 1
+        lam = rate(errs)
+        if self.settled >= 2 and 0.0 < lam < 1.0:
+            w = self.omega
+            kap = (lam + w - 1.0) ** 2 / (lam * w * w)
+            w_new = self.from_rate(kap, self.omega_max)
+            if w_new > w + 1e-3:
+                self.omega = w_new
+                self.settled = 0
+
+    def fail(self):
+        """A relaxed step under/overflowed: plain Sinkhorn from here on."""
+        self.omega = 1.0
+        self.enabled = False
 
 
-def _solve_scaling(prob, *, check_every=10):
-    """Scaling (matrix) form ``u <- a / (K v)``, ``v <- b / (K^T u)``.
+# ----------------------------------------------------------------------------- driver
+class _Run:
+    """One solve: the problem, its settings, the iteration count, the error history
+    (relative errors; NaN where not measured), the stages that ran and the callback."""
 
-    One fused pass over ``K`` per iteration (``K v`` and ``K^T u`` together, see
-    ``ottools/_kernels/_sinkhorn.py``), scalings in float64. Fast, but
-    ``K = exp(-C / reg)`` under/overflows once the cost range exceeds about 700 ``reg``
-    (float64) or 80 ``reg`` (float32): the run then stops with status 2 and the last
-    finite iterate.
+    def __init__(self, prob, reg, settings, method):
+        self.prob, self.reg, self.settings, self.method = prob, reg, settings, method
+        opts = settings.options
+        self.check_every = opts.get("check_every", 10)
+        n, m = prob.costc.shape
+        self.chunks = _k.row_chunks(n, m)
+        self.plan_kernel = (_PlanPar(self.chunks) if self.chunks > 1
+                            else _k.plan_from_potentials)
+        # Kernels estimate err from the potentials; the final err is recomputed from the
+        # plan and differs by rounding: stopping at 0.9 tol keeps success reachable.
+        self.tol_abs = 0.9 * settings.tol * prob.mass
+        self.a64 = prob.ac.astype(np.float64)
+        self.b64 = prob.bc.astype(np.float64)
+        self.loga64 = prob.loga.astype(np.float64)
+        self.logb64 = prob.logb.astype(np.float64)
+        self._cost64 = None
+        self.hist = np.full(64, np.nan)
+        self.nit = 0
+        self.nit_newton = 0
+        self.stages = []
+        self._pending = False
+        self.stopped = False
+        self.message = None  # a message of the driver's own, overriding the status table
 
-    Options
-    -------
-    check_every : int, default 10
-        Iterations per block between two callback calls (only used with a callback).
+    @property
+    def cost64(self):
+        if self._cost64 is None:
+            self._cost64 = np.ascontiguousarray(self.prob.costc, dtype=np.float64)
+        return self._cost64
+
+    def remaining(self):
+        return self.settings.maxiter - self.nit
+
+    # ---------------------------------------------------------------- history
+    def _stage(self, stage):
+        if not self.stages or self.stages[-1] != stage:
+            self.stages.append(stage)
+
+    def record(self, err_abs, stage, newton=False, pending=False):
+        """One iteration done; ``err_abs`` the absolute error of the new state (NaN if
+        unknown; ``pending``: it will be known after the next row pass)."""
+        self.nit += 1
+        self.nit_newton += bool(newton)
+        if self.nit >= self.hist.size:
+            self.hist = np.concatenate([self.hist, np.full(self.hist.size, np.nan)])
+        self.hist[self.nit] = err_abs / self.prob.mass
+        self._pending = pending
+        self._stage(stage)
+
+    def amend(self, err_abs):
+        """The error of the current state, measured late (see ``record``)."""
+        if self._pending:
+            self.hist[self.nit] = err_abs / self.prob.mass
+            self._pending = False
+
+    def record_block(self, errs, k, code, stage, measured):
+        """A sweeps block of ``k`` iterations whose kernel filled ``errs`` (absolute
+        errors of the states after 0..k iterations of the block; see
+        :func:`ottools._kernels._sinkhorn.scaling_sweep`). ``measured``: the sweeps ran at
+        ``reg`` (at another regularization the errors measure another problem: NaN)."""
+        e = np.where(np.isfinite(errs[:k + 1]), errs[:k + 1], np.nan)
+        if measured and np.isfinite(e[0]):
+            self.amend(e[0])
+        end_known = code in (KernelStatus.DONE, KernelStatus.NONFINITE)
+        for t in range(1, k + 1):
+            known = measured and (t < k or end_known)
+            self.record(e[t] if known else math.nan, stage,
+                        pending=measured and t == k and not end_known)
+
+    def last_err(self):
+        """The most recent known relative error (inf if none)."""
+        h = self.hist[:self.nit + 1]
+        h = h[np.isfinite(h)]
+        return float(h[-1]) if h.size else math.inf
+
+    def history(self):
+        return self.hist[1:self.nit + 1].copy()
+
+    # ---------------------------------------------------------------- callback
+    def notify(self, f, g, err, stage):
+        """Call the callback (if any) with the current iterate; True if it asked to stop."""
+        cb = self.settings.callback
+        if cb is None:
+            return False
+        fe, ge = self.prob.expand(f, g, self.reg)
+        inter = make_result(f=fe, g=ge, nit=self.nit, err=float(err), method=self.method,
+                            stage=stage, nit_newton=self.nit_newton)
+        try:
+            cb(inter)
+        except StopIteration:
+            self.stopped = True
+            return True
+        return False
+
+
+class _PlanPar:
+    """``plan_from_potentials`` with the serial signature, running row blocks in
+    parallel."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+
+    def __call__(self, loga, logb, cost, reg, f, g, P):
+        return _k.plan_from_potentials_par(loga, logb, cost, reg, f, g, self.chunks, P)
+
+
+def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budget=None,
+                 fallback=True):
+    """Sweeps at ``sw.reg`` until ``tol_abs``, the budget, a callback stop, or
+    (``newton_after``) until the observed rate predicts more than ``newton_after`` further
+    sweeps. A scaling that under/overflows is replaced by an exact log-domain iteration
+    (``fallback``) or ends the stage (status 2). Returns the driver status (None: switch to
+    the next stage).
+
+    Decisions (the over-relaxation parameter, the switch to Newton steps) are taken every
+    ``_DECIDE`` sweeps (the first after 20 plain sweeps, the rate estimate) whatever the
+    callback's period, so that a callback never changes the iterates; kernel calls are
+    bounded (Ctrl-C lands between two of them).
     """
-    check_every = _check_int(check_every, "check_every", minimum=1)
-    reg = prob.reg
-    dt = prob.dtype
-    cmin = float(prob.costc.min())
-    K = np.exp(-(prob.costc - dt.type(cmin)) / dt.type(reg))
-    a = prob.ac.astype(np.float64)
-    b = prob.bc.astype(np.float64)
-    with np.errstate(over="ignore", under="ignore"):
-        u = a * np.exp((prob.f0.astype(np.float64) - cmin) / reg)
-        v = b * np.exp(prob.g0.astype(np.float64) / reg)
-    n, m = K.shape
-    s, t, unew = np.empty(m), np.empty(m), np.empty(n)
-    cerr = np.zeros(1)
-    vk = np.empty(m, dtype=dt)
-    nc = _k.row_chunks(n, m)
-    T, E = np.empty((nc, m)), np.empty((nc, 2))
+    n, m = run.prob.costc.shape
+    callback = run.settings.callback is not None
+    relax = relax or _Relaxation(False)
+    at_reg = sw.reg == run.reg
+    budget = run.remaining() if budget is None else min(budget, run.remaining())
+    newton = newton_after is not None and at_reg
+    decide = relax.enabled or newton
+    every = run.check_every if callback else None
+    big = max(10, budget_blocks(n * m, 1 << 20))
+    errs = np.empty(max(big, every or 0, 20) + 2)
+    done = 0
+    window = []
+    next_decision = 20 if relax.enabled and relax.omega == 1.0 else _DECIDE
+    next_cb = every
+    while budget > 0:
+        size = min(budget, big)
+        if decide:
+            size = min(size, next_decision - done)
+        if callback:
+            size = min(size, next_cb - done)
+        errs[:size + 1] = np.inf
+        k, code = sw.sweep(size, tol_abs, relax.omega, errs)
+        budget -= k
+        done += k
+        run.record_block(errs, k, code, stage, measured=at_reg)
+        if code == KernelStatus.DONE:
+            return CONVERGED
+        window.extend(e for e in errs[:k] if math.isfinite(e))
+        if code == KernelStatus.NONFINITE:
+            if not fallback:
+                return NONFINITE
+            relax.fail()
+            decide = newton
+            if budget <= 0:
+                break
+            k, code, e = sw.log_step(tol_abs)
+            if code == KernelStatus.DONE:
+                run.amend(e)
+                return CONVERGED
+            if code == KernelStatus.NONFINITE:
+                return NONFINITE
+            run.record(math.nan, stage, pending=at_reg)
+            budget -= 1
+            done += 1
+            window = []
+            next_decision = done + _DECIDE
+            continue
+        if decide and done >= next_decision:
+            block_errs = np.array(window)
+            relax.update(block_errs)
+            next_decision = done + _DECIDE
+            window = window[-1:]
+            if newton and done >= 40 and (not relax.enabled or relax.omega == 1.0
+                                          or relax.settled >= 1):
+                # Predicted further sweeps at the rate of this block.
+                lam = rate(block_errs)
+                if lam >= 1.0:
+                    return None  # stalled: Newton steps finish
+                err = float(block_errs[-1]) if block_errs.size else math.inf
+                if lam > 0.0 and err > tol_abs and \
+                        math.log(tol_abs / err) / math.log(lam) > newton_after:
+                    return None
+        if callback and done >= next_cb:
+            next_cb = done + every
+            if run.notify(*sw.potentials(), run.last_err(), stage):
+                return CALLBACK
+    return MAXITER
 
-    def step(maxiter, check_first):
-        nit, status, err = _k.scaling_sweep(K, a, b, u, v, np.inf, 1.0, prob.tol, maxiter,
-                                            check_first, cerr, s, t, unew, vk, T, E)
-        return nit, status, err
 
-    def potentials():
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            f = reg * np.log(u / a) + cmin
-            g = reg * np.log(v / b)
+def _anneal(run, sw, schedule, *, sweeps, level_tol, relax=None):
+    """Epsilon-scaling: a few sweeps at each regularization of ``schedule`` (decreasing,
+    above ``reg``), warm-starting the potentials. The errors measure other problems: NaN
+    in the history. Returns the driver status reached (None: go on)."""
+    for eps in schedule:
+        if run.remaining() <= 0:
+            return MAXITER
+        sw.set_reg(eps)
+        status = _sweep_stage(run, sw, stage="anneal", tol_abs=level_tol, budget=sweeps,
+                              relax=relax)
+        if status in (NONFINITE, CALLBACK):
+            return status
+    return None
+
+
+def _schedule(run, opts, start=None):
+    """Regularizations ``eps_0 * decay**k`` above ``reg``, ``eps_0`` the given start or the
+    range of the cost (max - min)."""
+    eps0 = opts["epsilon_start"] if opts["epsilon_start"] is not None else start
+    if eps0 is None:
+        cost = run.prob.costc
+        eps0 = float(cost.max()) - float(cost.min())
+    out = []
+    eps = eps0
+    while eps > run.reg and len(out) < 200:
+        out.append(eps)
+        eps *= opts["epsilon_decay"]
+    return out
+
+
+def _solve_scaling(run, f0, g0):
+    """The plain scaling form ``u <- a / (K v)``, ``v <- b / (K^T u)``: the kernel is built
+    once around the starting potentials and never rebuilt; an under/overflow ends the solve
+    (status 2)."""
+    sw = _Sweeps(run, f0, g0, math.inf)
+    sw.set_reg(run.reg)
+    status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs, fallback=False)
+    if status == NONFINITE:
+        return sw.potentials() + (NONFINITE, None)
+    return sw.potentials() + (status, sw)
+
+
+def _solve_log(run, f0, g0):
+    """Log-stable Sinkhorn (absorption-stabilized scaling), optionally annealed and
+    over-relaxed."""
+    opts = run.settings.options
+    sw = _Sweeps(run, f0, g0, _ABSORB_BOUND[run.prob.dtype])
+    if opts["epsilon_scaling"]:
+        status = _anneal(run, sw, _schedule(run, opts), sweeps=run.settings.maxiter,
+                         level_tol=max(run.tol_abs, 1e-3 * run.prob.mass))
+        if status is not None:
+            return sw.potentials() + (status, None)
+    sw.set_reg(run.reg)
+    status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
+                          relax=_Relaxation(opts["overrelaxation"]))
+    return sw.potentials() + (status, sw)
+
+
+def _newton_stage(run, f, g):
+    opts = run.settings.options
+    stage = NewtonStage(run, **{k: opts[k] for k in NEWTON_OPTIONS})
+    f = np.ascontiguousarray(f, dtype=np.float64)
+    g = np.ascontiguousarray(g, dtype=np.float64)
+    status = stage.run_steps(f, g)
+    return f, g, status
+
+
+def _solve_sns(run, f0, g0, warm):
+    """Sinkhorn-Newton-Sparse: annealed log-domain warm-up (at ``reg`` only from a warm
+    start), then Newton steps."""
+    opts = run.settings.options
+    f, g = f0.copy(), g0.copy()
+    status = warmup(run, f, g, min(opts["warmup"], run.settings.maxiter),
+                    0.0 if warm else opts["warmup_start"])
+    if status is not None:
+        return f, g, status, None
+    f, g, status = _newton_stage(run, f, g)
+    return f, g, status, None
+
+
+def _solve_auto(run, f0, g0, warm):
+    """Epsilon-scaling when ``reg`` is small against the cost's range, over-relaxed
+    log-stable sweeps at ``reg``, and Newton steps once the observed rate predicts more
+    than ``newton_after`` further sweeps (see :func:`sinkhorn`)."""
+    opts = run.settings.options
+    prob = run.prob
+    cost = prob.costc
+    spread = float(cost.max()) - float(cost.min())
+    sw = _Sweeps(run, f0, g0, _ABSORB_BOUND[prob.dtype])
+    anneal = opts["epsilon_scaling"]
+    if anneal is None:
+        anneal = spread > 0 and run.reg < opts["anneal_below"] * spread
+        if anneal and warm:
+            # A warm start close to the solution skips the annealing.
+            sw.set_reg(run.reg)
+            errs = np.full(3, np.inf)
+            k, code = sw.sweep(2, run.tol_abs, 1.0, errs)
+            run.record_block(errs, k, code, "sweeps", measured=True)
+            if code == KernelStatus.DONE:
+                return sw.potentials() + (CONVERGED, sw)
+            anneal = not (errs[1] <= 1e-2 * prob.mass)
+    if anneal:
+        status = _anneal(run, sw, _schedule(run, opts), sweeps=opts["anneal_sweeps"],
+                         level_tol=max(run.tol_abs, 1e-2 * prob.mass))
+        if status is not None:
+            return sw.potentials() + (status, None)
+    sw.set_reg(run.reg)
+    status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
+                          relax=_Relaxation(opts["overrelaxation"]),
+                          newton_after=opts["newton_after"] if opts["newton"] else None)
+    if status is not None:
+        return sw.potentials() + (status, sw)
+    f, g = sw.potentials()
+    f, g, status = _newton_stage(run, f, g)
+    return f, g, status, None
+
+
+def _solve_symmetric(run, f0, cold):
+    """``W(a, a)`` with a symmetric cost: averaged symmetric sweeps (annealed only with
+    ``options["epsilon_scaling"] = True``)."""
+    opts = run.settings.options
+    cost = run.prob.costc
+    spread = float(cost.max()) - float(cost.min())
+    sw = _SymSweeps(run, f0, _ABSORB_BOUND[run.prob.dtype], cold)
+    # The averaged iterations converge in tens of sweeps from a cold start at every reg
+    # (measured: 14-22 sweeps at reg / range from 1e-2 down to 2e-6); annealing costs a
+    # kernel rebuild per level for nothing, so it runs only when asked for.
+    if opts.get("epsilon_scaling") and spread > 0:
+        status = _anneal(run, sw, _schedule(run, opts), sweeps=opts.get("anneal_sweeps", 3),
+                         level_tol=max(run.tol_abs, 1e-2 * run.prob.mass))
+        if status is not None:
+            return sw.potentials() + (status, None)
+    sw.set_reg(run.reg)
+    status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs)
+    return sw.potentials() + (status, sw)
+
+
+_SOLVERS = {"scaling": _solve_scaling, "log": _solve_log}
+
+
+def solve(prob, reg, settings, method, init=None, symmetric=False):
+    """Solve the entropic problem ``prob`` at ``reg`` with ``method`` (checked options in
+    ``settings.options``); the :class:`OTResult` of :func:`sinkhorn`.
+
+    ``symmetric``: the caller guarantees ``a == b`` and a symmetric cost (a
+    self-transport problem ``W(a, a)``); ``method="auto"`` then runs the averaged
+    symmetric iterations, which have none of Sinkhorn's slow ``f_i - g_i`` modes."""
+    _define_result_class()  # SciPy before the large arrays: at the memory edge, its
+    run = _Run(prob, reg, settings, method)  # import would start OpenBLAS after them
+    f0, g0 = prob.init_potentials(init)
+    floor = _rounding_floor(prob, reg)
+    if floor > 1.0:
+        # exp((f + g - C) / reg) has no correct digit: nothing to iterate on.
+        run.message = (f"Non-finite values: reg={reg:.3g} is below the rounding of the "
+                       f"costs (max |C| * eps / reg = {floor:.3g}): exp((f + g - C) / reg) "
+                       f"under/overflows without a correct digit. Rescale the cost or "
+                       f"increase reg.")
+        return _finish(run, f0, g0, NONFINITE, None)
+    if init is None and method == "scaling":
+        f0 = f0 + float(prob.costc.min())  # K = exp(-(C - min C) / reg): no row underflows
+    if method == "auto" and symmetric:
+        f, g, status, sw = _solve_symmetric(run, 0.5 * (f0 + g0), init is None)
+    elif method == "auto":
+        f, g, status, sw = _solve_auto(run, f0, g0, init is not None)
+    elif method == "sns":
+        f, g, status, sw = _solve_sns(run, f0, g0, init is not None)
+    else:
+        f, g, status, sw = _SOLVERS[method](run, f0, g0)
+    if run.stopped:
+        status = CALLBACK
+    if run.stages and run.stages[-1] in ("anneal", "warmup") and status != CONVERGED:
+        # Stopped at a larger regularization: its potentials may give an overflowing plan
+        # at reg. Re-balance g by its c-transform at reg (columns exact, plan finite).
+        f, g = _rebalance(run, f, g)
+        sw = None
+    planned = sw.plan() if (sw is not None and status != NONFINITE) else None
+    return _finish(run, f, g, status, planned)
+
+
+def _rebalance(run, f, g):
+    """``(f, g~)`` with ``g~`` the c-transform of ``f`` at ``run.reg`` (float64)."""
+    f = np.asarray(f, dtype=np.float64)
+    if not np.all(np.isfinite(f)):
         return f, g
-
-    def potentials_dt():
-        f, g = potentials()
-        return f.astype(dt), g.astype(dt)
-
-    nit, status = _run_blocks(prob, step, potentials_dt, "scaling", check_every)
-    f, g = potentials()
-    if not (np.all(np.isfinite(f)) and np.all(np.isfinite(g))):
-        # Underflow before the first finite update: fall back to the initial potentials.
-        f, g, status = prob.f0.copy(), prob.g0.copy(), NONFINITE
-    return f, g, nit, status, {}
+    m = run.prob.costc.shape[1]
+    out = np.empty(m)
+    _lse.col_lse(run.loga64, f, run.prob.costc, 1.0 / run.reg, np.empty(m), np.empty(m),
+                 out)
+    return f, -run.reg * out
 
 
-_METHODS = {"log": _solve_log, "scaling": _solve_scaling, "sns": _solve_sns}
-_OPTIONS = {
-    "log": ("check_every", "epsilon_scaling", "epsilon_decay", "epsilon_start",
-            "overrelaxation"),
-    "scaling": ("check_every",),
-    "sns": ("warmup", "warmup_start", "density", "mass_tol", "density_growth", "shift_max",
-            "cg_tol", "cg_maxiter", "armijo", "backtrack", "ls_maxiter", "fallback_iters",
-            "check_every"),
-}
+def _rounding_floor(prob, reg):
+    """``eps * max|C| / reg``: the rounding error of ``(f + g - C) / reg``."""
+    with np.errstate(over="ignore"):
+        return float(np.finfo(prob.dtype).eps * float(np.max(np.abs(prob.costc))) / reg)
 
 
-def _auto_method(prob):
-    """The documented rule of ``method="auto"``: ``(name, default options)``.
-
-    The log-stable method costs the same per iteration as the scaling form (one fused
-    pass over the kernel) and never under/overflows, so "auto" always resolves to
-    ``"log"``, with ``overrelaxation=True`` (several times fewer iterations at small
-    ``reg``, see docs/guide/performance.rst); options the user gives win.
-    """
-    return "log", {"overrelaxation": True}
-
-
-def _finish(prob, fc, gc, nit, status, method, extras):
-    """Plan, costs and honest error from the potentials (or from the plan a solver
-    already built for them, ``extras["_planned"]``)."""
-    extras = dict(extras)
-    planned = extras.pop("_planned", None)
+def _finish(run, fc, gc, status, planned):
+    """Plan, costs and honest error from the potentials (or from the plan the sweeps
+    already hold)."""
+    prob, reg = run.prob, run.reg
+    dt = prob.dtype
+    fc = np.asarray(fc, dtype=np.float64)
+    gc = np.asarray(gc, dtype=np.float64)
+    if not (np.all(np.isfinite(fc)) and np.all(np.isfinite(gc))):
+        fc, gc = prob.init_potentials(None)
+        status = NONFINITE
+        planned = None
     if planned is None:
-        Pc = np.empty(prob.costc.shape, dtype=prob.dtype)
-        planned = (Pc,) + _k.plan_from_potentials(
-            prob.loga, prob.logb, prob.costc, prob.dtype.type(prob.reg), fc, gc,
-            _k.row_chunks(*prob.costc.shape), Pc)
+        Pc = allocate(prob.costc.shape, dt, "The transport plan")
+        planned = (Pc,) + tuple(run.plan_kernel(prob.loga, prob.logb, prob.costc,
+                                                dt.type(reg), fc.astype(dt), gc.astype(dt),
+                                                Pc))
     Pc, rows, cols, lin, plogr = planned
-    err = float(np.abs(rows - prob.ac).sum() + np.abs(cols - prob.bc).sum())
+    err = prob.marginal_error(rows, cols)
     mass = float(rows.sum())
     ma, mb = float(prob.a.sum(dtype=np.float64)), float(prob.b.sum(dtype=np.float64))
     kl = plogr - mass + ma * mb
-    f, g = _expand(prob, fc, gc)
-    # Gauge: f + c, g - c leave the plan unchanged; centre so that <f, a> = <g, b>.
-    shift = (float(g @ prob.b) - float(f @ prob.a)) / (2.0 * ma)
-    f = (f + shift).astype(prob.dtype)
-    g = (g - shift).astype(prob.dtype)
-    if prob.compressed:
-        plan = np.zeros(prob.cost.shape, dtype=prob.dtype)
-        plan[np.ix_(prob.rows, prob.cols)] = Pc
-    else:
-        plan = Pc
-    dual = float(f @ prob.a) + float(g @ prob.b) - prob.reg * (mass - ma * mb)
-    tol = prob.user_tol
-    if status == MAXITER and err <= tol:
+    f, g = prob.expand(fc, gc, reg)
+    plan = prob.embed(Pc)
+    dual = (float(f.astype(np.float64) @ prob.a.astype(np.float64))
+            + float(g.astype(np.float64) @ prob.b.astype(np.float64)) - reg * (mass - ma * mb))
+    tol = run.settings.tol
+    message = run.message
+    if message is None and not (math.isfinite(err) and math.isfinite(lin)):
+        status = NONFINITE
+        message = (f"Non-finite values: the plan exp((f + g - C) / reg) under/overflowed "
+                   f"(max |C| / reg = {float(np.max(np.abs(prob.costc))) / reg:.3g}); "
+                   f"rescale the cost or increase reg. The last finite iterate is returned.")
+    elif status == MAXITER and err <= tol:
         status = CONVERGED
-    if status == CONVERGED and err > tol:
+    elif status == CONVERGED and err > tol:
         status = STALLED
         message = (f"The iteration's error reached tol, but the error recomputed from the "
-                   f"plan is {err:.3g} > tol={tol:.3g}: tol is below the rounding "
-                   f"floor of {prob.dtype}; loosen tol.")
-    else:
-        message = status_message(status, err=err, tol=tol, nit=nit)
-    res = make_result(
-        fun=float(lin + prob.reg * kl),
-        cost=float(lin),
-        dual_value=dual,
-        plan=plan,
-        f=f,
-        g=g,
-        nit=int(nit),
-        err=err,
-        success=status == CONVERGED,
-        status=int(status),
-        message=message,
-        method=method,
-        reg=prob.reg,
-    )
-    res.update(extras)
-    return res
+                   f"plan is {err:.3g} > tol={tol:.3g}: tol is below the rounding floor of "
+                   f"{dt} (max |C| * eps / reg = {_rounding_floor(prob, reg):.3g}); loosen "
+                   f"tol.")
+    fields = dict(fun=float(lin + reg * kl), cost=float(lin), dual_value=dual, plan=plan,
+                  f=f, g=g, reg=reg, nit_sinkhorn=run.nit - run.nit_newton,
+                  nit_newton=run.nit_newton, err_history=run.history(),
+                  stages=tuple(run.stages))
+    return solver_result(status, err=err, tol=tol, nit=run.nit, method=run.method,
+                         message=message, **fields)
 
 
 def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=None,
              callback=None, options=None):
-    r"""Entropic optimal transport by Sinkhorn's algorithm.
+    r"""Entropic optimal transport by Sinkhorn's algorithm, with a Newton finish.
 
     Solves
 
@@ -441,58 +759,72 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=N
     reg : float
         Entropic regularization :math:`\varepsilon > 0`, in the units of ``cost``.
     method : {"auto", "log", "scaling", "sns"}, default "auto"
-        ``"log"``: log-stable Sinkhorn, stable for every ``reg``: the iterates of
-        log-domain Sinkhorn, computed by absorption-stabilized scaling (see Notes).
-        ``"scaling"``: the plain matrix-scaling form; it under/overflows when
-        ``(max(cost) - min(cost)) / reg`` exceeds a few hundred. ``"sns"``:
-        Sinkhorn-Newton-Sparse [3]_, a few Sinkhorn iterations then Newton steps with a
-        sparsified Hessian; reaches tight tolerances at small ``reg`` in tens of
-        iterations where Sinkhorn needs thousands (never chosen by ``"auto"``).
-        ``"auto"``: ``"log"`` with ``overrelaxation=True`` (the same cost per iteration
-        as ``"scaling"``, several times fewer iterations at small ``reg``); echoed in
-        ``res.method``.
+        ``"auto"``: the hybrid below, which converges at every ``reg``: epsilon-scaling
+        when ``reg`` is small against the range of the cost, over-relaxed log-stable
+        sweeps at ``reg``, and Sinkhorn-Newton-Sparse steps [3]_ once the observed linear
+        rate predicts more than ``newton_after`` further sweeps. ``"log"``: log-stable
+        Sinkhorn, stable for every ``reg``: the iterates of log-domain Sinkhorn, computed
+        by absorption-stabilized scaling (see Notes). ``"scaling"``: the plain
+        matrix-scaling form; it under/overflows when ``(max(cost) - min(cost)) / reg``
+        exceeds a few hundred (status 2). ``"sns"``: Sinkhorn-Newton-Sparse, 20 annealed
+        log-domain iterations then Newton steps with a sparsified Hessian.
     tol : float, optional
-        Stop when the marginal error ``err = ||P 1 - a||_1 + ||P^T 1 - b||_1`` of the
-        returned plan is at most ``tol`` (checked exactly at every iteration). Default
-        ``1e-9`` for float64 and ``1e-4`` for float32 (whose rounding floor is about
-        ``1e-6`` to ``1e-5``, depending on ``reg``).
+        Stop when the relative marginal error
+        ``err = (||P 1 - a||_1 + ||P^T 1 - b||_1) / sum(a)`` of the returned plan is at
+        most ``tol`` (checked exactly at every iteration; for probability weights it is
+        the absolute L1 error). Default ``1e-9`` for float64 and ``1e-4`` for float32
+        (whose rounding floor is about ``1e-6`` to ``1e-5``, depending on ``reg``).
     maxiter : int, default 10000
-        Maximum number of iterations (one iteration updates ``f`` then ``g``).
+        Maximum number of iterations: sweeps (one sweep updates ``f`` then ``g``), at
+        every regularization of the epsilon-scaling, plus Newton steps.
     init : tuple (f, g) of arrays, optional
         Warm start: initial potentials of lengths ``n`` and ``m`` (e.g. ``(res.f, res.g)``
-        of a previous solve).
+        of a previous solve). The problem is invariant under ``(f + c, g - c)``: the
+        potentials are re-centred first. ``"auto"`` skips the epsilon-scaling when two
+        sweeps from them reach a relative error of ``1e-2``.
     callback : callable, optional
-        ``callback(intermediate_result)`` is called every ``options["check_every"]``
-        iterations with an :class:`OTResult` holding ``f``, ``g``, ``nit``, ``err`` (of the
-        previous iterate) and ``method``; raising ``StopIteration`` stops the solver
-        (status 3).
+        ``callback(intermediate_result)`` is called after every block of
+        ``options["check_every"]`` sweeps and every Newton step, with an
+        :class:`OTResult` holding ``f``, ``g``, ``nit``, ``nit_newton``, ``err`` (the
+        latest known error), ``stage`` and ``method``; raising ``StopIteration`` stops
+        the solver (status 3).
     options : dict, optional
-        Per-method knobs; an unknown key raises ``TypeError``.
+        Per-method knobs, each validated (a wrong type or value raises an error naming
+        ``options['name']``; an unknown key raises ``TypeError``).
 
-        - ``"log"``: ``check_every`` (10), ``epsilon_scaling`` (False: solve at
-          decreasing regularizations from ``epsilon_start`` (the cost range) down to
-          ``reg``, dividing by ``1/epsilon_decay`` (0.5) per stage, warm-starting the
-          potentials; ``nit`` counts every stage), ``overrelaxation`` (False; True under
-          ``"auto"``: over-relaxed updates ``u <- u (a / (u K v))**omega`` with
-          ``omega = min(1.9, 2 / (1 + sqrt(1 - kappa)))`` from the observed rate
-          ``kappa`` of plain Sinkhorn's error, refined while relaxed by Young's
-          relation between the relaxed rate and ``kappa``, safeguarded by a return to
-          plain Sinkhorn when the error stops decreasing).
-        - ``"scaling"``: ``check_every`` (10).
+        - every method: ``check_every`` (10: sweeps between two callback calls).
+        - ``"auto"``: ``epsilon_scaling`` (None: anneal when
+          ``reg < anneal_below * (max(cost) - min(cost))``; True / False force it),
+          ``anneal_below`` (1e-2), ``epsilon_start`` (default the range of the cost),
+          ``epsilon_decay`` (0.5: the factor between two regularizations of the
+          schedule), ``anneal_sweeps`` (3: sweeps per regularization above ``reg``,
+          fewer once the relative error is ``1e-2``), ``overrelaxation`` (True),
+          ``newton`` (True: allow the Newton finish), ``newton_after`` (150: switch to
+          Newton steps when the rate of the last block of sweeps predicts more further
+          sweeps than this, or when the error stalls), and the Newton options of
+          ``"sns"`` below.
+        - ``"log"``: ``epsilon_scaling`` (False: solve at decreasing regularizations from
+          ``epsilon_start`` (the cost range) down to ``reg``, multiplying by
+          ``epsilon_decay`` (0.5) per stage and stopping each stage at a relative error
+          of ``max(tol, 1e-3)``), ``overrelaxation`` (False: over-relaxed updates
+          ``u <- u (a / (u K v))**omega`` with ``omega = min(1.9, 2 / (1 + sqrt(1 -
+          kappa)))`` from the observed rate ``kappa`` of plain Sinkhorn's error, refined
+          while relaxed by Young's relation, safeguarded by a return to plain Sinkhorn
+          when the error stops decreasing).
+        - ``"scaling"``: ``check_every`` only.
         - ``"sns"``: ``warmup`` (20 Sinkhorn iterations before the Newton stage),
           ``warmup_start`` (0.1: the first warm-up iteration runs at this fraction of the
-          cost range, the regularization then decreases geometrically to ``reg``; 0: all
-          at ``reg``), ``density`` (6.0:
-          minimum kept plan entries, as a multiple of ``max(n, m)``), ``mass_tol`` (1e-6:
-          the kept count doubles until the dropped plan mass is at most this fraction),
-          ``density_growth`` (2.0: ``density`` factor after a failed Newton step),
-          ``shift_max`` (1e-3: initial relative damping of the Hessian diagonal,
-          adapted Levenberg-Marquardt style and capped by ``err``), ``cg_tol`` (1e-8: relative residual of the conjugate gradient),
-          ``cg_maxiter`` (``10 (n + m)``), ``armijo`` (1e-4), ``backtrack`` (0.5),
-          ``ls_maxiter`` (10: trial steps of the line search), ``fallback_iters`` (10:
-          Sinkhorn iterations after a failed Newton step), ``check_every`` (10: callback
-          period in the Sinkhorn stage; every Newton iteration calls it). The work is
-          done in float64 (float32 input is cast back: its err floor is about 1e-6).
+          cost range, the regularization then decreases geometrically to ``reg``; 0, or a
+          warm start ``init``: all at ``reg``), ``density`` (6.0: minimum kept plan entries, as a multiple of
+          ``max(n, m)``), ``mass_tol`` (1e-6: the kept count doubles until the dropped plan
+          mass is at most this fraction), ``density_growth`` (2.0: ``density`` factor
+          after a failed Newton step), ``shift_max`` (1e-3: initial relative damping of
+          the Hessian diagonal, adapted Levenberg-Marquardt style and capped by ``err``),
+          ``cg_tol`` (1e-8: relative residual of the conjugate gradient), ``cg_maxiter``
+          (``10 (n + m)``), ``armijo`` (1e-4), ``backtrack`` (0.5), ``ls_maxiter`` (10:
+          trial steps of the line search), ``fallback_iters`` (10: Sinkhorn iterations
+          after a failed Newton step). The Newton stage works in float64 (float32 input
+          is cast back: its err floor is about 1e-6).
 
     Returns
     -------
@@ -505,35 +837,44 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=N
         ``fun`` : float, ``<P, C> + reg KL(P || a x b)`` (generalized KL), the objective.
         ``dual_value`` : float, the dual objective
         ``<f, a> + <g, b> - reg (sum(P) - sum(a) sum(b))``; equals ``fun`` at convergence.
-        ``err`` : float, ``||P 1 - a||_1 + ||P^T 1 - b||_1`` computed from ``plan``.
-        ``nit``, ``success``, ``status``, ``message``, ``method``, ``reg``.
-        ``method="sns"`` adds ``nit_sinkhorn``, ``nit_newton`` (``nit`` is their sum) and
-        ``err_history`` (ndarray (nit,), the err after every iteration).
+        ``err`` : float, the relative marginal error computed from ``plan``.
+        ``nit`` : sweeps plus Newton steps; ``nit_sinkhorn``, ``nit_newton`` : each.
+        ``err_history`` : ndarray (nit,), the relative error after every iteration (NaN
+        where it was not measured: iterations at a larger regularization, or whose error
+        came with no later row pass).
+        ``stages`` : tuple of the stages that ran, in order: ``"anneal"``, ``"warmup"``,
+        ``"sweeps"``, ``"newton"``.
+        ``success``, ``status``, ``message``, ``method`` (the method given),
+        ``reg``.
 
         ``status``: 0 converged (``err <= tol``); 1 ``maxiter`` reached; 2 non-finite
-        values (under/overflow of the scaling form; the last finite iterate is
-        returned); 3 stopped by ``callback``; 4 stalled: the iteration's error reached
-        ``tol`` but the error recomputed from the plan is above it (``tol`` below the
-        rounding floor of the dtype).
+        values (under/overflow of the scaling form, or a ``reg`` so small against the
+        cost that the plan cannot be represented; the last finite iterate is returned);
+        3 stopped by ``callback``; 4 stalled: the iteration's error reached ``tol`` but
+        the error recomputed from the plan is above it (``tol`` below the rounding floor
+        of the dtype).
 
     Notes
     -----
-    Log-domain updates (algorithms.md section 1):
+    Log-domain updates:
     ``f_i <- -reg log sum_j b_j exp((g_j - C_ij) / reg)``, then the same for ``g``.
     After a ``g`` update the column marginals are exact; the row marginals of the
     current iterate come for free with the next ``f`` update, so ``err`` is checked at
     every iteration. POT measures the L2 norm of one marginal every 10 iterations: to
     compare with POT, compute this ``err`` on POT's plan.
 
-    ``"log"`` runs these iterations as ``P = diag(u) K diag(v)`` with
+    The sweeps run these iterations as ``P = diag(u) K diag(v)`` with
     ``K = exp((f + g - C) / reg)`` for absorbed potentials: one fused pass over ``K`` per
     iteration (``K v`` and ``K^T u`` together), the scalings folded into ``f``, ``g`` and
-    ``K`` rebuilt (with a vectorized exponential, relative error about 2e-16, up to
-    2.4e-14 seen) once they leave ``[1e-50, 1e50]`` (``[1e-10, 1e10]`` in float32), and
-    an exact log-sum-exp iteration wherever a scaling would under/overflow [4]_. The
-    returned plan is ``diag(u) K diag(v)`` (no further exponential), and ``err`` is
-    summed from it. Over-relaxation follows [5]_. Problems of at least 2**18 entries run
-    in parallel row blocks over Numba's threads (``numba.set_num_threads``).
+    ``K`` rebuilt (with a vectorized exponential, relative error about 2e-16) once they
+    leave ``[1e-50, 1e50]`` (``[1e-10, 1e10]`` in float32), and an exact log-sum-exp
+    iteration wherever a scaling would under/overflow [4]_. Over-relaxation follows [5]_,
+    epsilon-scaling [6]_. The Newton stage solves ``H Delta = reg grad F`` with the
+    plan's largest entries as the off-diagonal block of the Hessian, by preconditioned
+    conjugate gradients, with a line search on the exact dual increase [3]_. Problems of
+    at least 2**18 entries run in parallel row blocks over Numba's threads
+    (``numba.set_num_threads``). The solver runs in blocks of bounded length, so Ctrl-C
+    interrupts it within a fraction of a second.
 
     References
     ----------
@@ -547,6 +888,8 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=N
        Transport Problems", SIAM J. Sci. Comput. 41(3), 2019.
     .. [5] A. Thibault, L. Chizat, C. Dossal, N. Papadakis, "Overrelaxed
        Sinkhorn-Knopp Algorithm for Regularized Optimal Transport", Algorithms 14(5), 2021.
+    .. [6] J. Feydy, "Geometric data analysis, beyond convolutions", PhD thesis, 2020,
+       chapter 3.
 
     Examples
     --------
@@ -555,17 +898,21 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=N
     >>> cost = np.array([[0.0, 1.0], [1.0, 0.0]])
     >>> res = ottools.sinkhorn([0.5, 0.5], [0.5, 0.5], cost, reg=0.1)
     >>> res.success, res.method
-    (True, 'log')
+    (True, 'auto')
     >>> np.round(res.plan, 4)
     array([[0.5, 0. ],
            [0. , 0.5]])
     """
-    prob = _prepare(a, b, cost, reg, tol, maxiter, init, callback)
-    name = _check_method(method, ("auto",) + tuple(_METHODS))
-    auto_opts = {}
-    if name == "auto":
-        name, auto_opts = _auto_method(prob)
-    where = f"method={method!r}" + (f" (resolved to {name!r})" if method != name else "")
-    opts = {**auto_opts, **_check_options(options, _OPTIONS[name], where)}
-    fc, gc, nit, status, extras = _METHODS[name](prob, **opts)
-    return _finish(prob, fc, gc, nit, status, name, extras)
+    prob = LinearProblem.from_args(a, b, cost, balanced=True)
+    reg = _check_positive(reg, "reg")
+    name, opts = method_options(method, options)
+    settings = Settings.from_args(tol, maxiter, callback, prob.dtype, opts)
+    symmetric = name == "auto" and _self_transport(prob)
+    return solve(prob, reg, settings, name, init, symmetric=symmetric)
+
+
+def _self_transport(prob):
+    """``a == b`` and a symmetric cost: ``W(a, a)``, solved by the symmetric iterations."""
+    n, m = prob.shape
+    return (n == m and np.array_equal(prob.a, prob.b)
+            and np.array_equal(prob.cost, prob.cost.T))

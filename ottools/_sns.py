@@ -1,289 +1,235 @@
-"""Sinkhorn-Newton-Sparse (SNS): the ``method="sns"`` solver of :func:`ottools.sinkhorn`.
+"""Sinkhorn-Newton-Sparse: the Newton stage of ``sinkhorn(method="sns")`` and ``"auto"``.
 
-Tang et al., "Accelerating Sinkhorn Algorithm with Sparse Newton Iterations", ICLR 2024;
-algorithms.md section 2. Stage 1 runs log-domain Sinkhorn iterations; stage 2 takes
-Newton steps on the dual with a sparsified Hessian, solved by Jacobi-preconditioned CG,
-and a line search on the exact dual increase.
+Tang et al., "Accelerating Sinkhorn Algorithm with Sparse Newton Iterations", ICLR 2024.
+:class:`NewtonStage` takes Newton steps on the dual with a sparsified Hessian, solved by
+Jacobi-preconditioned CG, and a line search on the exact dual increase; :func:`warmup`
+runs SNS's stage 1 (annealed log-domain Sinkhorn iterations). Both are stages run by the
+driver of :mod:`ottools._sinkhorn`, which owns the iteration count, the error history and
+the callback: a stage reports every iteration through the driver's ``record`` and
+``notify`` and never builds results itself.
 """
 
 import math
 
 import numpy as np
 
-from ._kernels import lazy
-from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, make_result
-from ._validation import _check_int, _check_positive
+from ._kernels import KernelStatus, lazy
+from ._problem import allocate
+from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE
+from ._validation import _Option
 
 __all__ = []
 
 _kn = lazy("_newton")
 _ks = lazy("_sinkhorn")
-_k = lazy("_sinkhorn")
+
+# The options of the Newton stage (method="sns" and "auto"), checked by the driver.
+NEWTON_OPTIONS = {
+    "density": _Option("float", 6.0, lo=0.0, lo_open=True),
+    "mass_tol": _Option("float", 1e-6, lo=0.0, lo_open=True),
+    "density_growth": _Option("float", 2.0, lo=1.0),
+    "shift_max": _Option("float", 1e-3, lo=0.0),
+    "cg_tol": _Option("float", None, lo=0.0, lo_open=True, none_ok=True),
+    "cg_maxiter": _Option("int", None, lo=1, none_ok=True),
+    "armijo": _Option("float", 1e-4, lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+    "backtrack": _Option("float", 0.5, lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+    "ls_maxiter": _Option("int", 10, lo=1),
+    "fallback_iters": _Option("int", 10, lo=1),
+}
 
 
-def _check_fraction(x, name):
-    val = _check_positive(x, name)
-    if val >= 1:
-        raise ValueError(f"`{name}` must be in (0, 1); got {val!r}.")
-    return val
+def warmup(run, f, g, count, start):
+    """Stage 1 of SNS: ``count`` log-domain Sinkhorn iterations from ``(f, g)`` (float64,
+    in place), one kernel call each.
 
-
-def _solve_sns(prob, *, warmup=20, warmup_start=0.1, density=6.0, mass_tol=1e-6,
-               density_growth=2.0, shift_max=1e-3, cg_tol=1e-8,
-               cg_maxiter=None, armijo=1e-4, backtrack=0.5, ls_maxiter=10,
-               fallback_iters=10, check_every=10):
-    """Sinkhorn-Newton-Sparse on the compressed problem ``prob``.
-
-    Options
-    -------
-    warmup : int, default 20
-        Log-domain Sinkhorn iterations of stage 1 (the paper's N1).
-    warmup_start : float, default 0.1
-        Epsilon-annealing of stage 1: the first warm-up iteration runs at
-        ``eps_0 = warmup_start * (max(cost) - min(cost))``; the regularization then
-        decreases geometrically towards ``reg`` over the first
-        ``warmup - max(1, warmup // 5)`` iterations, and the last ``max(1, warmup // 5)``
-        run at ``reg``. It moves the potentials across the cost range in a few
-        iterations, where Sinkhorn at ``reg`` spends hundreds (L1 costs, non-unique
-        optimal plans). ``0`` (or ``eps_0 <= reg``): every warm-up iteration at ``reg``
-        (the paper's stage 1). The err of an iteration at a larger regularization is
-        not computed: NaN in ``err_history``.
-    density : float, default 6.0
-        Entries of the plan kept in the sparse Hessian, as a multiple of ``max(n, m)``
-        (``ceil(density * max(n, m))`` largest entries, plus each row's and column's
-        largest entry). Capped at the full plan. This is the minimum: see ``mass_tol``.
-    mass_tol : float, default 1e-6
-        Adaptive density: the kept count doubles until the dropped plan mass is at most
-        ``mass_tol`` times the total (smooth costs at small ``reg`` spread each row of
-        the plan over many entries). ``mass_tol=1`` keeps exactly ``density``.
-    density_growth : float, default 2.0
-        Factor applied to ``density`` after a failed Newton step.
-    shift_max : float, default 1e-3
-        Levenberg-Marquardt damping of the Hessian: its diagonal is multiplied by
-        ``1 + min(d, err / sum(a))``, where ``d`` starts at ``shift_max``, is divided
-        by 10 after a full Newton step (down to ``shift_max / 1000``) and multiplied by
-        10 after a shortened or failed one (up to 1). It bounds the condition number
-        when the kept graph is nearly disconnected (L1 costs) and vanishes at the
-        optimum, so the local convergence stays fast. ``0`` disables it.
-    cg_tol : float, default 1e-8
-        Relative residual ``||H x - b||_2 <= cg_tol ||b||_2`` of the conjugate gradient.
-    cg_maxiter : int, default ``10 (n + m)``
-        Conjugate-gradient iterations per Newton step.
-    armijo : float in (0, 1), default 1e-4
-        Sufficient-increase constant: a step is accepted when
-        ``F(z + alpha Delta) - F(z) >= armijo * <grad F, alpha Delta>``.
-    backtrack : float in (0, 1), default 0.5
-        Step shrink factor of the line search (starting at ``alpha = 1``).
-    ls_maxiter : int, default 10
-        Trial steps before the Newton step is declared failed.
-    fallback_iters : int, default 10
-        Sinkhorn iterations taken after a failed Newton step (then ``density`` grows).
-    check_every : int, default 10
-        Stage-1 iterations between two callback calls; in stage 2 the callback is
-        called after every iteration.
-
-    Returns ``(f, g, nit, status, extras)``; extras ``nit_sinkhorn``, ``nit_newton``
-    and ``err_history`` (the marginal error after every iteration, float64 array of
-    length ``nit``; its last entry is NaN after a callback stop in stage 1, where
-    that error was not computed).
+    Epsilon-annealing (``start`` > 0): the first iteration runs at
+    ``eps_0 = start * (max(cost) - min(cost))``; the regularization then decreases
+    geometrically towards ``reg`` over the first ``count - max(1, count // 5)`` iterations,
+    and the last ``max(1, count // 5)`` run at ``reg``. The error of an iteration at a
+    larger regularization measures another problem: NaN in the history. Returns the
+    driver status reached (None: go on).
     """
-    warmup = _check_int(warmup, "warmup", minimum=0)
-    warmup_start = _check_positive(warmup_start, "warmup_start", allow_zero=True)
-    density = _check_positive(density, "density")
-    mass_tol = _check_positive(mass_tol, "mass_tol")
-    density_growth = _check_positive(density_growth, "density_growth")
-    if density_growth < 1:
-        raise ValueError(f"`density_growth` must be >= 1; got {density_growth!r}.")
-    shift_max = _check_positive(shift_max, "shift_max", allow_zero=True)
-    cg_tol = _check_positive(cg_tol, "cg_tol")
-    armijo = _check_fraction(armijo, "armijo")
-    backtrack = _check_fraction(backtrack, "backtrack")
-    ls_maxiter = _check_int(ls_maxiter, "ls_maxiter", minimum=1)
-    fallback_iters = _check_int(fallback_iters, "fallback_iters", minimum=1)
-    check_every = _check_int(check_every, "check_every", minimum=1)
-    n, m = prob.costc.shape
-    cg_maxiter = (10 * (n + m) if cg_maxiter is None
-                  else _check_int(cg_maxiter, "cg_maxiter", minimum=1))
+    prob, reg = run.prob, run.reg
+    cost = run.cost64
+    eps0 = start * float(cost.max() - cost.min())
+    tail = max(1, count // 5)
+    head = count - tail
+    schedule = ([eps0 * (reg / eps0) ** (k / head) for k in range(head)]
+                if eps0 > reg and head > 0 else [])
+    a, loga, logb = run.a64, run.loga64, run.logb64
+    exact = False  # g is the column update of f at reg: the next row pass gives its err
+    done = 0
+    while done < count:
+        if run.remaining() <= 0:
+            return MAXITER
+        eps = schedule[done] if done < len(schedule) else reg
+        at_reg = eps == reg
+        k, code, e = _ks.sinkhorn_log(a, loga, logb, cost, eps, f, g, run.tol_abs, 1,
+                                      exact and at_reg)
+        if exact and at_reg:
+            run.amend(e)
+        if code == KernelStatus.NONFINITE:
+            return NONFINITE
+        if code == KernelStatus.DONE:
+            return CONVERGED
+        done += 1
+        run.record(math.nan, stage="warmup", pending=at_reg)
+        exact = at_reg
+        if done % run.check_every == 0 or done == count:
+            if run.notify(f, g, run.last_err(), stage="warmup"):
+                return CALLBACK
+    return None
 
-    # Everything runs in float64 (float32 input: the result is cast back by the caller).
-    f64 = np.float64
-    ac = prob.ac.astype(f64)
-    bc = prob.bc.astype(f64)
-    loga = prob.loga.astype(f64)
-    logb = prob.logb.astype(f64)
-    cost = np.ascontiguousarray(prob.costc, dtype=f64)
-    reg = float(prob.reg)
-    inv = 1.0 / reg
-    tol = float(prob.tol)
-    maxiter = prob.maxiter
-    f = prob.f0.astype(f64)
-    g = prob.g0.astype(f64)
-    callback = prob.callback
-    full = n * m
-    mass = float(ac.sum())
-    damp = shift_max
-    shift_min = shift_max * 1e-3
-    j0 = int(np.argmax(bc))  # gauge: Delta g_j0 = 0 on the heaviest column
 
-    hist = []
-    state = {"exact": False, "pending": False, "nit_s": 0, "nit_n": 0}
+class NewtonStage:
+    """Sparse Newton steps on the dual of the compressed problem of ``run``.
 
-    def record(err):
-        if state["pending"]:
-            hist[-1] = err
-            state["pending"] = False
+    ``density`` (kept plan entries as a multiple of ``max(n, m)``, plus each row's and
+    column's largest entry), ``mass_tol`` (the kept count doubles until the dropped mass is
+    at most this fraction), ``density_growth`` (after a failed step), ``shift_max``
+    (Levenberg-Marquardt damping of the Hessian diagonal, adapted, capped by the relative
+    error), ``cg_tol``, ``cg_maxiter`` (default ``10 (n + m)``), ``armijo``,
+    ``backtrack``, ``ls_maxiter`` (line search), ``fallback_iters`` (Sinkhorn iterations
+    after a failed step): see :func:`ottools.sinkhorn`. Works in float64.
+    """
 
-    # Stage-1 regularizations: geometric from eps_0 down to reg, the last `tail` at reg.
-    schedule = []
-    eps0 = warmup_start * float(cost.max() - cost.min())
-    tail = max(1, warmup // 5)
-    head = warmup - tail
-    if eps0 > reg and head > 0:
-        schedule = [eps0 * (reg / eps0) ** (k / head) for k in range(head)]
+    def __init__(self, run, *, density, mass_tol, density_growth, shift_max, cg_tol,
+                 cg_maxiter, armijo, backtrack, ls_maxiter, fallback_iters):
+        self.run = run
+        n, m = run.prob.costc.shape
+        self.n, self.m = n, m
+        self.density = density
+        self.mass_tol = mass_tol
+        self.density_growth = density_growth
+        self.shift_max = shift_max
+        self.damp = shift_max
+        self.cg_tol = cg_tol
+        self.cg_maxiter = 10 * (n + m) if cg_maxiter is None else cg_maxiter
+        self.armijo, self.backtrack, self.ls_maxiter = armijo, backtrack, ls_maxiter
+        self.fallback_iters = fallback_iters
+        self.j0 = int(np.argmax(run.prob.bc))  # gauge: Delta g_j0 = 0, heaviest column
+        f64 = np.float64
+        what = "The Newton stage (three float64 arrays of the cost's shape)"
+        self.P = allocate((n, m), f64, what)
+        self.P_new = allocate((n, m), f64, what)
+        self.work = allocate(n * m, f64, what)
+        self.rows = np.empty(n, dtype=f64)
+        self.cols = np.empty(m, dtype=f64)
+        self.rows_new = np.empty(n, dtype=f64)
+        self.cols_new = np.empty(m, dtype=f64)
+        self.xf = np.empty(n, dtype=f64)
+        self.xg = np.empty(m, dtype=f64)
+        self.zrow = np.empty(m, dtype=f64)
+        self.wrow = np.empty(m, dtype=f64)
 
-    def sinkhorn_iters(count):
-        """``count`` Sinkhorn iterations, one kernel call each, recording err.
+    def _dense(self, f, g):
+        """The plan and marginals at ``(f, g)``; returns its absolute err (inf if not
+        finite)."""
+        run = self.run
+        r, c, _, _ = run.plan_kernel(run.loga64, run.logb64, run.cost64, run.reg, f, g,
+                                     self.P)
+        self.rows[:] = r
+        self.cols[:] = c
+        if not (np.all(np.isfinite(r)) and np.all(np.isfinite(c))):
+            return math.inf
+        return float(np.abs(r - run.a64).sum() + np.abs(c - run.b64).sum())
 
-        Iteration ``k`` of stage 1 runs at ``schedule[k]`` (then at ``reg``); ``exact``
-        says that ``g`` is the column update of ``f`` at ``reg``, so that the kernel's
-        first row update gives the err of the entry iterate.
-        """
-        status = MAXITER
-        done = 0
+    def _step(self, f, g, err):
+        """One Newton direction and line search; returns the accepted ``(f, g, alpha)``
+        or None."""
+        run = self.run
+        n, m = self.n, self.m
+        full = n * m
+        if not (np.all(self.rows > 0) and np.all(self.cols > 0)):
+            return None
+        keep = min(full, int(math.ceil(self.density * max(n, m))))
+        self.work[:] = self.P.reshape(-1)
+        rho, keep = _kn.select_by_mass(self.work, keep, self.mass_tol)
+        indptr, indices, data = _kn.sparsify_csr(self.P, rho)
+        gf = run.a64 - self.rows
+        gg = run.b64 - self.cols
+        rel = err / run.prob.mass
+        shift = min(self.damp, rel)
+        # Inexact Newton: the sparsified Hessian limits the rate to linear anyway, so a
+        # CG residual of 1e-2 loses little and saves most CG iterations.
+        cg_tol = self.cg_tol if self.cg_tol is not None else 1e-2
+        _kn.newton_cg(indptr, indices, data, self.rows, self.cols, shift, self.j0,
+                      run.reg * gf, run.reg * gg, cg_tol, self.cg_maxiter, self.xf,
+                      self.xg)
+        alpha = 1.0
+        inv = 1.0 / run.reg
+        for _ in range(self.ls_maxiter):
+            f_new = f + alpha * self.xf
+            g_new = g + alpha * self.xg
+            df = f_new - f  # the steps actually taken (exact differences)
+            dg = g_new - g
+            lin = float(df @ gf + dg @ gg)
+            if not lin > 0.0:
+                return None
+            S = _kn.trial_plan(run.loga64, run.logb64, run.cost64, inv, f_new, g_new, df,
+                               dg, self.P, self.P_new, self.rows_new, self.cols_new,
+                               self.zrow, self.wrow)
+            if math.isfinite(S) and lin - run.reg * S >= self.armijo * lin:
+                return f_new, g_new, alpha
+            alpha *= self.backtrack
+        return None
+
+    def run_steps(self, f, g):
+        """Newton steps from ``(f, g)`` (float64 arrays, updated in place) until the
+        driver's tolerance, its iteration budget, a callback stop or a non-finite value.
+        Returns the driver status."""
+        run = self.run
+        err = self._dense(f, g)
+        if not math.isfinite(err):
+            return NONFINITE
+        run.amend(err)
+        while True:
+            if err <= run.tol_abs:
+                return CONVERGED
+            if run.remaining() <= 0:
+                return MAXITER
+            step = self._step(f, g, err)
+            # Levenberg-Marquardt-style adaptation of the damping.
+            if step is not None and step[2] == 1.0:
+                self.damp = max(self.damp * 0.1, self.shift_max * 1e-3)
+            else:
+                self.damp = min(self.damp * 10.0, 1.0) if self.shift_max > 0 else 0.0
+            if step is not None:
+                f[:] = step[0]
+                g[:] = step[1]
+                self.P, self.P_new = self.P_new, self.P
+                self.rows, self.rows_new = self.rows_new, self.rows
+                self.cols, self.cols_new = self.cols_new, self.cols
+                err = float(np.abs(self.rows - run.a64).sum()
+                            + np.abs(self.cols - run.b64).sum())
+                run.record(err, stage="newton", newton=True)
+            else:
+                self.density = min(self.density * self.density_growth,
+                                   (self.n * self.m) / max(self.n, self.m))
+                status = self._fallback(f, g)
+                if status is not None:
+                    return status
+                err = self._dense(f, g)
+                if not math.isfinite(err):
+                    return NONFINITE
+                run.amend(err)
+            if run.notify(f, g, err / run.prob.mass, stage="newton"):
+                return CALLBACK
+
+    def _fallback(self, f, g):
+        """``fallback_iters`` log-domain Sinkhorn iterations after a failed step."""
+        run = self.run
+        count = min(self.fallback_iters, run.remaining())
+        exact = False  # after one iteration g is the column update of f: errors are free
         for _ in range(count):
-            k_s = state["nit_s"]
-            eps = schedule[k_s] if k_s < len(schedule) else reg
-            at_reg = eps == reg
-            k, status, e = _k.sinkhorn_log(ac, loga, logb, cost, eps, f, g, tol, 1,
-                                           state["exact"] and at_reg)
-            if state["exact"] and at_reg:
-                record(float(e))
+            k, code, e = _ks.sinkhorn_log(run.a64, run.loga64, run.logb64, run.cost64,
+                                          run.reg, f, g, run.tol_abs, 1, exact)
+            if exact:
+                run.amend(e)
+            if code == KernelStatus.NONFINITE:
+                return NONFINITE
             if k == 0:
                 break
-            done += 1
-            hist.append(math.nan)
-            state["pending"] = at_reg
-            state["exact"] = at_reg
-            state["nit_s"] += 1
-        return done, status
-
-    def result(status):
-        extras = {"nit_sinkhorn": state["nit_s"], "nit_newton": state["nit_n"],
-                  "err_history": np.array(hist, dtype=f64)}
-        nit = state["nit_s"] + state["nit_n"]
-        return (f.astype(prob.dtype), g.astype(prob.dtype), nit, status, extras)
-
-    def notify(err):
-        """Callback with the current iterate; True if it asked to stop."""
-        if callback is None:
-            return False
-        from ._sinkhorn import _expand
-        fe, ge = _expand(prob, f.astype(prob.dtype), g.astype(prob.dtype))
-        inter = make_result(f=fe, g=ge, nit=state["nit_s"] + state["nit_n"], err=float(err),
-                            method="sns", nit_sinkhorn=state["nit_s"],
-                            nit_newton=state["nit_n"])
-        try:
-            callback(inter)
-        except StopIteration:
-            return True
-        return False
-
-    # ---- Stage 1: warm-up Sinkhorn, callback every check_every iterations.
-    todo = min(warmup, maxiter)
-    while todo > 0:
-        block = min(check_every, todo)
-        done, status = sinkhorn_iters(block)
-        todo -= done
-        if status == NONFINITE:
-            return result(NONFINITE)
-        if status == CONVERGED:
-            return result(CONVERGED)
-        if done < block:
-            break
-        last = hist[-2] if len(hist) > 1 else math.nan
-        if callback is not None and notify(last if math.isfinite(last) else math.inf):
-            return result(CALLBACK)
-
-    # ---- Stage 2: sparse Newton.
-    P = np.empty((n, m), dtype=f64)
-    P_new = np.empty((n, m), dtype=f64)
-    work = np.empty(full, dtype=f64)
-    rows = np.empty(n, dtype=f64)
-    cols = np.empty(m, dtype=f64)
-    rows_new = np.empty(n, dtype=f64)
-    cols_new = np.empty(m, dtype=f64)
-    xf = np.empty(n, dtype=f64)
-    xg = np.empty(m, dtype=f64)
-
-    chunks = _ks.row_chunks(n, m)
-
-    def dense():
-        r, c, _, _ = _ks.plan_from_potentials(loga, logb, cost, reg, f, g, chunks, P)
-        rows[:] = r
-        cols[:] = c
-        ok = bool(np.all(np.isfinite(rows)) and np.all(np.isfinite(cols)))
-        err = float(np.abs(rows - ac).sum() + np.abs(cols - bc).sum()) if ok else math.inf
-        return ok, err
-
-    ok, err = dense()
-    if not ok:
-        return result(NONFINITE)
-    record(err)
-    while True:
-        if err <= tol:
-            return result(CONVERGED)
-        if state["nit_s"] + state["nit_n"] >= maxiter:
-            return result(MAXITER)
-        accepted = False
-        if np.all(rows > 0) and np.all(cols > 0):
-            keep = min(full, int(math.ceil(density * max(n, m))))
-            work[:] = P.reshape(-1)
-            rho, keep = _kn.select_by_mass(work, keep, mass_tol)
-            indptr, indices, data = _kn.sparsify_csr(P, rho)
-            gf = ac - rows
-            gg = bc - cols
-            shift = min(damp, err / mass)
-            _kn.newton_cg(indptr, indices, data, rows, cols, shift, j0, reg * gf, reg * gg,
-                          cg_tol, cg_maxiter, xf, xg)
-            alpha = 1.0
-            for _ in range(ls_maxiter):
-                f_new = f + alpha * xf
-                g_new = g + alpha * xg
-                df = f_new - f  # the steps actually taken (exact differences)
-                dg = g_new - g
-                lin = float(df @ gf + dg @ gg)
-                if not lin > 0.0:
-                    break
-                S = _kn.trial_plan(loga, logb, cost, inv, f_new, g_new, df, dg, P, P_new,
-                                   rows_new, cols_new)
-                if math.isfinite(S) and lin - reg * S >= armijo * lin:
-                    accepted = True
-                    break
-                alpha *= backtrack
-        # Levenberg-Marquardt-style adaptation of the damping.
-        if accepted and alpha == 1.0:
-            damp = max(damp * 0.1, shift_min)
-        else:
-            damp = min(damp * 10.0, 1.0) if shift_max > 0 else 0.0
-        if accepted:
-            f[:] = f_new
-            g[:] = g_new
-            P, P_new = P_new, P
-            rows, rows_new = rows_new, rows
-            cols, cols_new = cols_new, cols
-            err = float(np.abs(rows - ac).sum() + np.abs(cols - bc).sum())
-            state["nit_n"] += 1
-            state["exact"] = False
-            hist.append(err)
-        else:
-            density = min(density * density_growth, full / max(n, m))
-            count = min(fallback_iters, maxiter - state["nit_s"] - state["nit_n"])
-            done, status = sinkhorn_iters(count)
-            if status == NONFINITE:
-                return result(NONFINITE)
-            ok, err = dense()
-            if not ok:
-                return result(NONFINITE)
-            record(err)
-        if notify(err):
-            return result(CALLBACK)
+            run.record(math.nan, stage="newton", pending=True)
+            exact = True
+        return None

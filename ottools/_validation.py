@@ -288,8 +288,7 @@ class _Option:
             return _check_method(value, self.choices, name=name)
         if self.kind == "int":
             return _check_int(value, name, minimum=self.lo)
-        val = _check_positive(value, name, allow_zero=True) if self.lo is not None and \
-            self.lo >= 0 else _check_real(value, name)
+        val = _check_real(value, name)
         lo_bad = self.lo is not None and (val <= self.lo if self.lo_open else val < self.lo)
         hi_bad = self.hi is not None and (val >= self.hi if self.hi_open else val > self.hi)
         if lo_bad or hi_bad:

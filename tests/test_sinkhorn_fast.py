@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import _reference as ref
 import ottools
 from conftest import random_problem
-from ottools._kernels import _lse
+from ottools._kernels import KernelStatus, _lse
 from ottools._kernels import _sinkhorn as k
 
 
@@ -50,12 +50,11 @@ def test_build_kernel_and_plan_from_potentials(rng):
     a, b, cost = random_problem(rng, 13, 9)
     f, g = rng.normal(size=13) * 0.1, rng.normal(size=9) * 0.1
     K = np.empty_like(cost)
-    k.build_kernel(cost, f, g, 0.05, K, np.empty((1, 9)), np.empty((1, 9)))
+    k.build_kernel(cost, f, g, 0.05, K, np.empty(9), np.empty(9))
     np.testing.assert_allclose(K, np.exp((f[:, None] + g[None, :] - cost) / 0.05),
                                rtol=1e-14)
     P = np.empty_like(cost)
-    rows, cols, lin, _ = k.plan_from_potentials(np.log(a), np.log(b), cost, 0.05, f, g, 1,
-                                                P)
+    rows, cols, lin, _ = k.plan_from_potentials(np.log(a), np.log(b), cost, 0.05, f, g, P)
     expected = ref.plan(a, b, cost, 0.05, f, g)
     np.testing.assert_allclose(P, expected, rtol=1e-14)
     np.testing.assert_allclose(rows, expected.sum(1), rtol=1e-13)
@@ -71,7 +70,11 @@ def test_plan_from_scalings_equals_plan_from_potentials(rng, chunks):
     u, v = a * np.exp(rng.normal(size=13)), b * np.exp(rng.normal(size=9))
     K = np.exp((f[:, None] + g[None, :] - cost) / reg)
     K[0, 0] = 0.0  # an underflowed entry contributes nothing
-    rows, cols, lin, plogr = k.plan_from_scalings(K, u, v, a, b, cost, f, g, reg, chunks)
+    if chunks == 1:
+        rows, cols, lin, plogr = k.plan_from_scalings(K, u, v, a, b, cost, f, g, reg)
+    else:
+        rows, cols, lin, plogr = k.plan_from_scalings_par(K, u, v, a, b, cost, f, g, reg,
+                                                          chunks)
     f1, g1 = f + reg * np.log(u / a), g + reg * np.log(v / b)
     P = ref.plan(a, b, cost, reg, f1, g1)
     P[0, 0] = 0.0
@@ -91,10 +94,17 @@ def test_scaling_sweep_matches_log_domain_twin(rng, omega):
     K = np.exp(-cost / reg)
     u, v = a.copy(), b.copy()
     s, t, unew, cerr = np.empty(7), np.empty(7), np.empty(11), np.zeros(1)
-    nit, status, _ = k.scaling_sweep(K, a, b, u, v, np.inf, omega, 0.0, 6, False, cerr,
-                                     s, t, unew, np.empty(7), np.empty((1, 7)),
-                                     np.empty((1, 2)))
-    assert (nit, status) == (6, 1)
+    errs = np.full(7, -1.0)
+    nit, code = k.scaling_sweep(K, a, b, u, v, np.inf, omega, 0.0, 6, False, cerr, errs,
+                                s, t, unew, np.empty(7))
+    assert (nit, code) == (6, KernelStatus.BUDGET)
+    # errs[k]: the error of the state after k iterations (the entry state's is unknown).
+    assert errs[0] == np.inf and np.all(errs[1:6] > 0) and errs[6] == -1.0
+    if omega == 1.0:
+        f5, g5 = ref.sinkhorn_log(a, b, cost, reg, 5)
+        np.testing.assert_allclose(errs[5], ref.marginal_error(ref.plan(a, b, cost, reg, f5,
+                                                                         g5), a, b),
+                                   rtol=1e-9)
     f, g = ref.sinkhorn_overrelaxed(a, b, cost, reg, 6, omega)
     np.testing.assert_allclose(u[:, None] * K * v[None, :], ref.plan(a, b, cost, reg, f, g),
                                rtol=1e-12, atol=1e-300)
@@ -104,21 +114,17 @@ def test_scaling_sweep_matches_log_domain_twin(rng, omega):
 
 
 @pytest.mark.parametrize("bound", [1e50, 10.0])
-def test_stabilized_iterates_are_log_domain_iterates(rng, bound):
+def test_stabilized_iterates_are_log_domain_iterates(rng, bound, monkeypatch):
     # reg = 1e-3 on a unit cost: exp(-C / reg) underflows; bound=10 absorbs constantly.
+    from ottools import _sinkhorn
+
+    monkeypatch.setitem(_sinkhorn._ABSORB_BOUND, np.dtype(np.float64), bound)
     a, b, cost = random_problem(rng, 20, 15)
     reg = 1e-3
-    f, g = np.zeros(20), np.zeros(15)
-    K = np.exp((f[:, None] + g[None, :] - cost) / reg)
-    u, v = a.copy(), b.copy()
-    nit, status, _ = k.sinkhorn_stabilized(a, b, np.log(a), np.log(b), cost, reg, f, g,
-                                           K, u, v, 0.0, 9, False, bound, np.zeros(1),
-                                           False, 1.9,
-                                           np.array([1.0, np.inf, 0, 0, 0, np.inf, 0, 1.0]), 1)
-    assert (nit, status) == (9, 1)
+    res = ottools.sinkhorn(a, b, cost, reg, method="log", tol=0.0, maxiter=9)
+    assert (res.nit, res.status) == (9, 1)
     fr, gr = ref.sinkhorn_log(a, b, cost, reg, 9)
-    P = u[:, None] * K * v[None, :]
-    np.testing.assert_allclose(P, ref.plan(a, b, cost, reg, fr, gr), rtol=1e-8,
+    np.testing.assert_allclose(res.plan, ref.plan(a, b, cost, reg, fr, gr), rtol=1e-8,
                                atol=1e-15)
 
 
@@ -132,27 +138,29 @@ def test_parallel_row_blocks_match_serial_kernels(rng, chunks, dtype):
     reg = 0.05
     f, g = rng.normal(size=50) * 0.01, rng.normal(size=23) * 0.01
     K1, K2 = np.empty_like(cost), np.empty_like(cost)
-    k.build_kernel(cost, f, g, reg, K1, np.empty((1, 23)), np.empty((1, 23)))
-    k.build_kernel(cost, f, g, reg, K2, np.empty((chunks, 23)), np.empty((chunks, 23)))
+    k.build_kernel(cost, f, g, reg, K1, np.empty(23), np.empty(23))
+    k.build_kernel_par(cost, f, g, reg, K2, np.empty((chunks, 23)), np.empty((chunks, 23)))
     np.testing.assert_array_equal(K1, K2)
     out = []
     for nc in (1, chunks):
         u, v = a.astype(np.float64), b.astype(np.float64)
-        cerr = np.zeros(1)
-        nit, status, err = k.scaling_sweep(
-            K1, u.copy(), v.copy(), u, v, np.inf, 1.3, 0.0, 5, False, cerr, np.empty(23),
-            np.empty(23), np.empty(50), np.empty(23, dtype=dtype), np.empty((nc, 23)),
-            np.empty((nc, 2)))
-        assert (nit, status) == (5, 1)
-        out.append((u, v, err))
+        cerr, errs = np.zeros(1), np.empty(5)
+        args = (K1, u.copy(), v.copy(), u, v, np.inf, 1.3, 0.0, 5, False, cerr, errs,
+                np.empty(23), np.empty(23), np.empty(50), np.empty(23, dtype=dtype))
+        if nc == 1:
+            nit, code = k.scaling_sweep(*args)
+        else:
+            nit, code = k.scaling_sweep_par(*args, np.empty((nc, 23)), np.empty((nc, 2)))
+        assert (nit, code) == (5, KernelStatus.BUDGET)
+        out.append((u, v, errs[4]))
     rtol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(out[1][0], out[0][0], rtol=rtol)
     np.testing.assert_allclose(out[1][1], out[0][1], rtol=rtol)
     assert out[1][2] == pytest.approx(out[0][2], rel=1e-6)
     P1, P2 = np.empty_like(cost), np.empty_like(cost)
-    p1 = (P1,) + k.plan_from_potentials(np.log(a), np.log(b), cost, dtype(reg), f, g, 1, P1)
-    p2 = (P2,) + k.plan_from_potentials(np.log(a), np.log(b), cost, dtype(reg), f, g,
-                                        chunks, P2)
+    p1 = (P1,) + k.plan_from_potentials(np.log(a), np.log(b), cost, dtype(reg), f, g, P1)
+    p2 = (P2,) + k.plan_from_potentials_par(np.log(a), np.log(b), cost, dtype(reg), f, g,
+                                            chunks, P2)
     np.testing.assert_array_equal(p1[0], p2[0])
     np.testing.assert_array_equal(p1[1], p2[1])
     np.testing.assert_allclose(p2[2], p1[2], rtol=1e-13)
@@ -180,7 +188,7 @@ def test_stabilized_falls_back_to_exact_log_iteration(rng):
 def test_auto_is_exact_and_matches_plain_log(rng, reg):
     a, b, cost = random_problem(rng, 40, 30)
     res = ottools.sinkhorn(a, b, cost, reg, tol=1e-9, maxiter=50_000)
-    assert res.success and res.method == "log"
+    assert res.success and res.method == "auto"
     assert res.err <= 1e-9
     assert res.err == pytest.approx(ref.marginal_error(res.plan, a, b), rel=1e-6, abs=1e-15)
     plain = ottools.sinkhorn(a, b, cost, reg, method="log", tol=1e-9, maxiter=50_000)
@@ -239,7 +247,7 @@ def test_scaling_still_reports_underflow(rng):
     assert np.all(np.isfinite(res.plan)) and np.all(np.isfinite(res.f))
     for method in ("log", "auto"):
         res = ottools.sinkhorn(a, b, cost, 0.5, method=method, maxiter=50_000)
-        assert res.success and res.method == "log"
+        assert res.success and res.method == method
 
 
 @pytest.mark.parametrize("options", [{"epsilon_scaling": True},
@@ -263,15 +271,22 @@ def test_callback_blocks_with_overrelaxation(rng):
         if r.nit >= 30:
             raise StopIteration
 
-    res = ottools.sinkhorn(a, b, cost, 1e-3, callback=callback)
+    res = ottools.sinkhorn(a, b, cost, 1e-3, method="log", callback=callback,
+                           options={"overrelaxation": True})
     assert res.status == 3 and not res.success
     assert [s[0] for s in seen] == [10, 20, 30]
     assert all(s[2] == np.float64 for s in seen)
+    # auto: the callback follows every stage (annealing included), nit increasing.
+    seen.clear()
+    res = ottools.sinkhorn(a, b, cost, 1e-3, callback=callback)
+    assert res.status == 3 and res.nit == seen[-1][0] >= 30
+    assert all(x[0] < y[0] for x, y in zip(seen, seen[1:]))
     # Driving the kernel in blocks does not change the iterates, relaxed or not.
     for method in ("log", "auto"):
         res2 = ottools.sinkhorn(a, b, cost, 1e-3, method=method, tol=0.0, maxiter=60)
         res3 = ottools.sinkhorn(a, b, cost, 1e-3, method=method, tol=0.0, maxiter=60,
                                 callback=lambda r: None)
+        assert res2.nit == res3.nit == 60
         np.testing.assert_allclose(res2.plan, res3.plan, rtol=1e-10, atol=1e-300)
 
 

@@ -33,7 +33,7 @@ def test_plan_from_potentials_equals_twin(rng):
     a, b, cost, reg, f, g = _state(rng)
     n, m = cost.shape
     P = np.empty((n, m))
-    rows, cols, _, _ = ks.plan_from_potentials(np.log(a), np.log(b), cost, reg, f, g, 1, P)
+    rows, cols, _, _ = ks.plan_from_potentials(np.log(a), np.log(b), cost, reg, f, g, P)
     P0, r0, c0 = ref.plan_marginals(a, b, cost, reg, f, g)
     np.testing.assert_allclose(P, P0, rtol=1e-12, atol=0)
     np.testing.assert_allclose(rows, r0, rtol=1e-12)
@@ -50,7 +50,8 @@ def test_trial_plan_gives_the_exact_dual_increase(rng, step):
     g_new = g + step * rng.standard_normal(m)
     df, dg = f_new - f, g_new - g
     P_new, r_new, c_new = np.empty((n, m)), np.empty(n), np.empty(m)
-    S = kn.trial_plan(la, lb, cost, 1 / reg, f_new, g_new, df, dg, P, P_new, r_new, c_new)
+    S = kn.trial_plan(la, lb, cost, 1 / reg, f_new, g_new, df, dg, P, P_new, r_new, c_new,
+                      np.empty(m), np.empty(m))
     inc = df @ (a - rows) + dg @ (b - cols) - reg * S
     exact = ref.dual_objective(a, b, cost, reg, f_new, g_new) - ref.dual_objective(
         a, b, cost, reg, f, g)
@@ -64,7 +65,7 @@ def test_trial_plan_reports_overflow(rng):
     n, m = cost.shape
     P, _, _ = ref.plan_marginals(a, b, cost, reg, f, g)
     f_new = f + 1e3
-    out = np.empty((n, m)), np.empty(n), np.empty(m)
+    out = np.empty((n, m)), np.empty(n), np.empty(m), np.empty(m), np.empty(m)
     S = kn.trial_plan(np.log(a), np.log(b), cost, 1 / reg, f_new, g, f_new - f,
                       np.zeros(m), P, *out)
     assert S == np.inf
@@ -343,13 +344,14 @@ def test_unknown_option():
 
 
 @pytest.mark.parametrize("opt, val, err, match", [
-    ("density", 0.0, ValueError, "`density` must be a positive"),
-    ("armijo", 1.5, ValueError, r"`armijo` must be in \(0, 1\)"),
-    ("backtrack", -1, ValueError, "`backtrack` must be a positive"),
-    ("warmup", 2.5, TypeError, "`warmup` must be an integer"),
-    ("warmup_start", -0.1, ValueError, "`warmup_start` must be"),
-    ("cg_maxiter", 0, ValueError, "`cg_maxiter` must be >= 1"),
-    ("density_growth", 0.5, ValueError, "`density_growth` must be >= 1"),
+    ("density", 0.0, ValueError, r"`options\['density'\]` must be in \(0, inf\]"),
+    ("armijo", 1.5, ValueError, r"`options\['armijo'\]` must be in \(0, 1\)"),
+    ("backtrack", -1, ValueError, r"`options\['backtrack'\]` must be in \(0, 1\)"),
+    ("warmup", 2.5, TypeError, r"`options\['warmup'\]` must be an integer"),
+    ("warmup_start", -0.1, ValueError, r"`options\['warmup_start'\]` must be"),
+    ("cg_maxiter", 0, ValueError, r"`options\['cg_maxiter'\]` must be >= 1"),
+    ("density_growth", 0.5, ValueError, r"`options\['density_growth'\]` must be in \[1, inf\]"),
+    ("density", "2", TypeError, r"`options\['density'\]` must be a real number"),
 ])
 def test_bad_options(opt, val, err, match):
     with pytest.raises(err, match=match):

@@ -7,6 +7,8 @@ checks. A reduction that needs reassociation uses ``FASTMATH_SAFE``, a flag set
 without ``nnan``, ``ninf`` and ``afn``.
 """
 
+import os
+
 import numba
 
 JIT_OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
@@ -27,12 +29,30 @@ def jit(*args, **kwargs):
 # Below this many entries a parallel launch costs more than it saves.
 _PARALLEL_MIN_ENTRIES = 1 << 18
 
+# Set in a process forked from this one: GNU OpenMP (Numba's default threading layer
+# here) is not fork-safe, and a child that launches a parallel kernel after its parent
+# did hangs or dies. Children run the serial twins instead.
+_FORKED = [False]
+
+
+def _mark_forked():
+    _FORKED[0] = True
+
+
+os.register_at_fork(after_in_child=_mark_forked)
+
+
+def parallel_ok():
+    """False in a process forked from one that imported the kernels (see above)."""
+    return not _FORKED[0]
+
 
 def row_chunks(n, m):
     """Number of row blocks for the kernels that run ``parallel=True`` over rows of an
-    (n, m) array: 1 (serial, no thread launch) under 2**18 entries, else Numba's thread
-    count (``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``), at most one block per 32
-    rows. The results depend on it only through the order of float sums."""
-    if n * m < _PARALLEL_MIN_ENTRIES:
+    (n, m) array: 1 (serial, no thread launch) under 2**18 entries or in a forked child,
+    else Numba's thread count (``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``), at most
+    one block per 32 rows. The results depend on it only through the order of float
+    sums."""
+    if n * m < _PARALLEL_MIN_ENTRIES or _FORKED[0]:
         return 1
     return max(1, min(numba.get_num_threads(), n // 32))

@@ -10,6 +10,7 @@ sparsified plan) and the gauge fixed by ``Delta g_j0 = 0``.
 import numpy as np
 
 from ._jit import jit
+from ._lse import exp_into
 
 
 @jit
@@ -20,12 +21,14 @@ def _phi_series(t):
 
 
 @jit
-def trial_plan(loga, logb, cost, inv_reg, f_new, g_new, df, dg, P_old, P_new, rows, cols):
+def trial_plan(loga, logb, cost, inv_reg, f_new, g_new, df, dg, P_old, P_new, rows, cols, z,
+               work):
     """Plan at ``(f_new, g_new)`` plus the curvature part of the dual increase.
 
     ``df = f_new - f``, ``dg = g_new - g`` are the steps actually taken (differences of
     the stored potentials) and ``P_old`` the plan at ``(f, g)``. Writes the new plan
-    and marginals (as ``_sinkhorn.plan_from_potentials``) and returns
+    and marginals (as ``_sinkhorn.plan_from_potentials``, but with the vectorized
+    exponential ``exp_into``; ``z``, ``work``: float64 rows of length m) and returns
     ``S = sum_ij P_old_ij (exp(t_ij) - 1 - t_ij)``, ``t_ij = (df_i + dg_j) * inv_reg``,
     so that the exact dual increase is
     ``F(f_new, g_new) - F(f, g) = <df, a - P_old 1> + <dg, b - P_old^T 1> - reg * S``.
@@ -44,10 +47,12 @@ def trial_plan(loga, logb, cost, inv_reg, f_new, g_new, df, dg, P_old, P_new, ro
     for i in range(n):
         base = loga[i] + f_new[i] * inv_reg
         dfi = df[i] * inv_reg
+        for j in range(m):
+            z[j] = base + gb[j] - cost[i, j] * inv_reg
+        exp_into(z, P_new[i], work)
         s = 0.0
         for j in range(m):
-            p = np.exp(base + gb[j] - cost[i, j] * inv_reg)
-            P_new[i, j] = p
+            p = P_new[i, j]
             s += p
             cols[j] += p
             t = dfi + dgi[j]

@@ -1,7 +1,10 @@
 """Sinkhorn kernels: log-domain and scaling form, and the plan from potentials.
 
-All kernels work on the compressed problem (every weight > 0). Status codes are those of
-``ottools._result``: 0 converged, 1 maxiter, 2 non-finite values.
+All kernels work on the compressed problem (every weight > 0) and return the codes of
+``ottools._kernels._codes``; the control (blocks, absorption, over-relaxation, stages,
+fallbacks) lives in the Python driver of ``ottools._sinkhorn``. Kernels with a ``_par``
+twin are serial; the twin runs row blocks on Numba's threads and is compiled only when a
+problem is large enough to use it (``row_chunks``).
 
 Marginal error. After a ``g`` update the column marginals are exact, so the error of the
 state ``(f, g)`` is its row error ``sum_i |P1_i - a_i|``; the next ``f`` update computes it
@@ -13,17 +16,20 @@ entropy regularized transport problems", section 3.2). The plan is written
 ``P_ij = u_i K_ij v_j`` with ``K_ij = exp((f_i + g_j - C_ij) / reg)`` for absorbed
 potentials ``f``, ``g``; the iterations update the scalings ``u``, ``v`` with one fused
 sweep over ``K`` per iteration (:func:`scaling_sweep`), and once ``u / a`` or ``v / b``
-leave ``[1 / bound, bound]`` they are absorbed into ``f``, ``g`` and ``K`` is rebuilt
-with the vectorized exponential :func:`ottools._kernels._lse.exp_into`. An entry of ``K``
-lost to underflow (< 1e-308, or 1e-38 in float32) could only matter after being scaled by
-``bound**2``; ``bound`` (1e50 in float64, 1e10 in float32) keeps that far below rounding.
-If a scaling still becomes zero or non-finite, one exact log-domain iteration
-(:func:`sinkhorn_log`) replaces the sweep, so the method never under/overflows.
+leave ``[1 / bound, bound]`` the sweep stops (``OUT_OF_RANGE``) and the driver absorbs
+them into ``f``, ``g`` (:func:`absorb`) and rebuilds ``K`` with the vectorized
+exponential :func:`ottools._kernels._lse.exp_into` (:func:`build_kernel`). An entry of
+``K`` lost to underflow (< 1e-308, or 1e-38 in float32) could only matter after being
+scaled by ``bound**2``; ``bound`` (1e50 in float64, 1e10 in float32) keeps that far below
+rounding. If a scaling still becomes zero or non-finite (``NONFINITE``), the driver
+replaces the sweep by one exact log-domain iteration (:func:`sinkhorn_log`), so the
+method never under/overflows.
 """
 
 import numpy as np
 from numba import prange
 
+from ._codes import BUDGET, DONE, NONFINITE, OUT_OF_RANGE
 from ._jit import FASTMATH_SAFE, jit, row_chunks  # noqa: F401 (row_chunks re-exported)
 from ._lse import c_transform_rows, col_lse, exp_into
 
@@ -32,8 +38,9 @@ from ._lse import c_transform_rows, col_lse, exp_into
 def sinkhorn_log(a, loga, logb, cost, reg, f, g, tol, maxiter, check_first):
     """Log-domain Sinkhorn, in place on ``f`` and ``g``.
 
-    Returns ``(nit, status, err)``; ``err`` is the marginal error of the returned
-    ``(f, g)`` when ``status == 0``, else of the previous iterate (inf if unknown).
+    Returns ``(nit, code, err)`` (codes of ``ottools._kernels._codes``); ``err`` is the
+    marginal error of the returned ``(f, g)`` when ``code == DONE``, else of the previous
+    iterate (inf if unknown).
     ``check_first`` says whether ``g`` is the exact update of ``f`` on entry (columns
     exact), so that the entry state may be accepted.
     """
@@ -44,16 +51,16 @@ def sinkhorn_log(a, loga, logb, cost, reg, f, g, tol, maxiter, check_first):
     csum = np.empty(m, dtype=f.dtype)
     gnew = np.empty(m, dtype=f.dtype)
     err = np.inf
-    status = 1
+    status = BUDGET
     nit = 0
     for it in range(maxiter):
         finite, e = c_transform_rows(a, logb, g, cost, reg, f, fnew)
         if not finite:
-            status = 2
+            status = NONFINITE
             break
         if (it > 0 or check_first) and e <= tol:
             err = e
-            status = 0
+            status = DONE
             break
         err = e if (it > 0 or check_first) else np.inf
         col_lse(loga, fnew, cost, inv, cmax, csum, gnew)
@@ -64,7 +71,7 @@ def sinkhorn_log(a, loga, logb, cost, reg, f, g, tol, maxiter, check_first):
                 break
             gnew[j] = gj
         if not finite:
-            status = 2
+            status = NONFINITE
             break
         f[:] = fnew
         g[:] = gnew
@@ -115,29 +122,37 @@ def _sum_blocks(S, C, cols):
     return lin, plogr
 
 
-@jit(parallel=True)
-def plan_from_potentials(loga, logb, cost, reg, f, g, chunks, P):
+@jit
+def plan_from_potentials(loga, logb, cost, reg, f, g, P):
     """``P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg)`` written into ``P`` (n, m), with
     its marginals: the one plan-from-potentials kernel (``sinkhorn``'s result and the
-    dense steps of ``method="sns"``).
+    dense steps of the Newton stage). Serial; :func:`plan_from_potentials_par` runs row
+    blocks in parallel.
 
     Returns ``(rows, cols, lin, plogr)`` with ``rows``/``cols`` the marginals
     (float64 accumulators, summed from the stored ``P``), ``lin = <P, C>`` and
     ``plogr = sum P_ij (f_i + g_j - C_ij)/reg`` (so that
-    ``KL(P | a x b) = plogr - sum(P) + sum(a) sum(b)``). The returned plan, and so the
+    ``KL(P | a x b) = plogr - sum(P) + sum(a) sum(b)``). The plan, and so the
     reported ``err``, use libm's ``exp`` (not the polynomial of the iterations);
-    ``FASTMATH_SAFE`` lets the sums vectorize. ``chunks`` row blocks run in parallel
-    (:func:`ottools._kernels._jit.row_chunks`; 1 is serial).
+    ``FASTMATH_SAFE`` lets the sums vectorize.
     """
+    n, m = cost.shape
+    rows = np.zeros(n, dtype=np.float64)
+    cols = np.zeros(m, dtype=np.float64)
+    lin, plogr = _plan_rows(loga, logb, cost, 1.0 / reg, f, g, P, rows, cols,
+                            np.empty(m, dtype=np.float64), 0, n)
+    return rows, cols, lin, plogr
+
+
+@jit(parallel=True)
+def plan_from_potentials_par(loga, logb, cost, reg, f, g, chunks, P):
+    """:func:`plan_from_potentials` in ``chunks`` parallel row blocks (see
+    :func:`ottools._kernels._jit.row_chunks`)."""
     n, m = cost.shape
     inv = 1.0 / reg
     nc = max(1, min(chunks, n))
     rows = np.zeros(n, dtype=np.float64)
     cols = np.zeros(m, dtype=np.float64)
-    if nc == 1:
-        lin, plogr = _plan_rows(loga, logb, cost, inv, f, g, P, rows, cols,
-                                np.empty(m, dtype=np.float64), 0, n)
-        return rows, cols, lin, plogr
     C = np.zeros((nc, m), dtype=np.float64)
     Z = np.empty((nc, m), dtype=np.float64)
     S = np.zeros((nc, 2), dtype=np.float64)
@@ -177,19 +192,32 @@ def _scaled_rows(K, u, v, lu, lv, cost, inv, f, g, rows, cols, r0, r1):
     return lin, plogr
 
 
-@jit(parallel=True)
-def plan_from_scalings(K, u, v, a, b, cost, f, g, reg, chunks):
+@jit
+def plan_from_scalings(K, u, v, a, b, cost, f, g, reg):
     """The plan ``P = diag(u) K diag(v)`` written over ``K``, with the outputs of
     :func:`plan_from_potentials` but no exponential: ``(rows, cols, lin, plogr)``.
+    Serial; :func:`plan_from_scalings_par` runs row blocks in parallel.
 
-    ``K = exp((f + g - C) / reg)`` for absorbed potentials ``f, g`` (as left by
-    :func:`sinkhorn_stabilized`); ``P`` is the plan of the potentials
-    ``f + reg log(u / a)``, ``g + reg log(v / b)``. Each entry is three float64 products
-    of a kernel entry computed to about 2 ulp (``exp_into``), which is as close to the
-    exact plan as ``exp`` of the summed potentials (whose argument alone carries a
-    rounding error of ``|arg| * 1e-16``); ``rows``, ``cols`` and so ``err`` are summed
-    from the stored ``P``. ``plogr = sum P_ij log(P_ij / (a_i b_j))`` over ``P_ij > 0``.
+    ``K = exp((f + g - C) / reg)`` for absorbed potentials ``f, g``; ``P`` is the plan of
+    the potentials ``f + reg log(u / a)``, ``g + reg log(v / b)``. Each entry is three
+    float64 products of a kernel entry computed to about 2 ulp (``exp_into``), which is as
+    close to the exact plan as ``exp`` of the summed potentials (whose argument alone
+    carries a rounding error of ``|arg| * 1e-16``); ``rows``, ``cols`` and so ``err`` are
+    summed from the stored ``P``. ``plogr = sum P_ij log(P_ij / (a_i b_j))`` over
+    ``P_ij > 0``.
     """
+    n, m = cost.shape
+    lu = np.log(u / a)
+    lv = np.log(v / b)
+    rows = np.zeros(n, dtype=np.float64)
+    cols = np.zeros(m, dtype=np.float64)
+    lin, plogr = _scaled_rows(K, u, v, lu, lv, cost, 1.0 / reg, f, g, rows, cols, 0, n)
+    return rows, cols, lin, plogr
+
+
+@jit(parallel=True)
+def plan_from_scalings_par(K, u, v, a, b, cost, f, g, reg, chunks):
+    """:func:`plan_from_scalings` in ``chunks`` parallel row blocks."""
     n, m = cost.shape
     inv = 1.0 / reg
     nc = max(1, min(chunks, n))
@@ -197,9 +225,6 @@ def plan_from_scalings(K, u, v, a, b, cost, f, g, reg, chunks):
     lv = np.log(v / b)
     rows = np.zeros(n, dtype=np.float64)
     cols = np.zeros(m, dtype=np.float64)
-    if nc == 1:
-        lin, plogr = _scaled_rows(K, u, v, lu, lv, cost, inv, f, g, rows, cols, 0, n)
-        return rows, cols, lin, plogr
     C = np.zeros((nc, m), dtype=np.float64)
     S = np.zeros((nc, 2), dtype=np.float64)
     for c in prange(nc):
@@ -272,84 +297,129 @@ def _sweep(K, vk, u, a, unew, t, T, E, omega):
 
 
 @jit
-def scaling_sweep(K, a, b, u, v, bound, omega, tol, maxiter, check_first, cerr, s, t, unew,
-                  vk, T, E):
-    """Fused scaling iterations ``u <- a / (K v)``, ``v <- b / (K^T u)``, in place.
+def _update_columns(b, v, t, s, omega):
+    """Column half of a sweep: ``s_j = b_j / (K^T u)_j`` (over-relaxed when
+    ``omega != 1``). Returns ``(ok, ce)``: whether every new scaling is finite and positive,
+    and the column error ``sum_j |s_j t_j - b_j|`` of the new state."""
+    relax = omega != 1.0
+    ok = True
+    ce = 0.0
+    for j in range(b.shape[0]):
+        vj = b[j] / t[j]
+        if relax:
+            vj = v[j] * (vj / v[j]) ** omega
+        if not (np.isfinite(vj) and vj > 0.0):
+            ok = False
+        s[j] = vj
+        ce += abs(vj * t[j] - b[j])
+    return ok, ce
+
+
+@jit
+def _commit(u, unew, v, s, a, b, bound):
+    """Accept the new scalings; True if one left ``[1 / bound, bound]`` (relative to its
+    weight): the caller absorbs them into the potentials."""
+    lo = 1.0 / bound
+    out = False
+    for i in range(u.shape[0]):
+        u[i] = unew[i]
+        r = unew[i] / a[i]
+        if r > bound or r < lo:
+            out = True
+    for j in range(v.shape[0]):
+        v[j] = s[j]
+        r = s[j] / b[j]
+        if r > bound or r < lo:
+            out = True
+    return out
+
+
+@jit
+def scaling_sweep(K, a, b, u, v, bound, omega, tol, maxiter, check_first, cerr, errs, s, t,
+                  unew, vk):
+    """Fused scaling iterations ``u <- a / (K v)``, ``v <- b / (K^T u)``, in place (serial).
 
     One pass over the rows of ``K`` per iteration: row ``i`` gives ``(K v)_i``, hence
     ``u_i``, and, while still in cache, adds ``u_i K_i`` to ``K^T u``; ``K`` (float32 or
     float64) is read once per iteration instead of twice. ``u``, ``v`` and ``K^T u`` are
     float64; the row dot products ``K_i . v`` and the products ``K_ij u_i`` run in ``K``'s
     dtype (``vk``, length m, holds ``v`` in that dtype): for float32 this keeps the loop
-    at 16 lanes instead of widening every entry, about 1.5x faster (a float32 row sum of
-    ``m`` terms in vectorized partial sums: relative error ~1e-7, below float32's err
-    floor). ``s``, ``t``, ``unew`` are work arrays (m, m, n). ``FASTMATH_SAFE``
-    (reassociation, no ``nnan``/``ninf``/``afn``) lets the row dot products vectorize;
-    the finiteness checks are kept. ``T`` (nc, m) and ``E`` (nc, 2): with ``nc > 1`` the
-    sweep runs ``nc`` row blocks in parallel (see :func:`_sweep`); the iterates are
-    those of the serial sweep up to the order of the ``K^T u`` sums.
+    at 16 lanes instead of widening every entry (a float32 row sum of ``m`` terms in
+    vectorized partial sums: relative error ~1e-7, below float32's err floor). ``s``,
+    ``t``, ``unew`` are work arrays (m, m, n). ``FASTMATH_SAFE`` (reassociation, no
+    ``nnan``/``ninf``/``afn``) lets the row dot products vectorize; the finiteness checks
+    are kept.
 
     ``omega`` > 1 over-relaxes both updates, ``u <- u (a / (u K v))**omega`` (Thibault
     et al. 2021); ``omega = 1`` is Sinkhorn. The column error of the current state is
-    known exactly when ``v`` is updated (``sum_j |v_j (K^T u)_j - b_j|``, zero up to
-    rounding when ``omega = 1``) and kept in ``cerr[0]``; its row error comes with the next
-    sweep, so ``err`` is the exact L1 marginal error of the state it describes.
+    known exactly when ``v`` is updated (zero up to rounding when ``omega = 1``) and kept
+    in ``cerr[0]``; its row error comes with the next sweep, so the error of each state is
+    exact. ``errs[k]`` receives the L1 marginal error of the state after ``k`` iterations
+    of this call, for the states whose row pass ran (``errs[0]``: the entry state, ``inf``
+    unless ``check_first`` says that ``cerr[0]`` holds its column error); the error of the
+    state after the last iteration comes with the next call. ``errs``: length ``maxiter``.
 
-    Returns ``(nit, status, err)`` as :func:`sinkhorn_log`, with one more status: 4 when
-    the accepted iterate has ``u / a`` or ``v / b`` outside ``[1 / bound, bound]`` (the
-    caller absorbs them; ``bound = inf`` never stops). A zero or non-finite scaling
-    stops with status 2 and the last finite iterate. ``check_first`` says whether
-    ``cerr[0]`` holds the column error of the entry state.
+    Returns ``(nit, code)`` with the codes of ``ottools._kernels._codes``: ``DONE`` when
+    ``errs[nit] <= tol`` (the state after ``nit`` iterations is kept); ``BUDGET`` after
+    ``maxiter`` iterations; ``NONFINITE`` when a new scaling is zero or non-finite (the
+    state after ``nit`` iterations, the last finite one, is kept); ``OUT_OF_RANGE`` after
+    an iteration whose scalings ``u / a`` or ``v / b`` left ``[1 / bound, bound]``
+    (``bound = inf`` never stops).
     """
     n, m = K.shape
-    lo = 1.0 / bound
-    relax = omega != 1.0
-    err = np.inf
-    status = 1
-    nit = 0
+    for it in range(maxiter):
+        for j in range(m):
+            vk[j] = v[j]
+        e, ok = _sweep_rows(K, vk, u, a, unew, t, 0, n, omega)
+        code = _after_sweep(e, ok, it, check_first, cerr, errs, tol, b, v, t, s, omega, u,
+                            unew, a, bound)
+        if code == DONE or code == NONFINITE:
+            return it, code
+        if code == OUT_OF_RANGE:
+            return it + 1, code
+    return maxiter, BUDGET
+
+
+@jit
+def scaling_sweep_par(K, a, b, u, v, bound, omega, tol, maxiter, check_first, cerr, errs, s,
+                      t, unew, vk, T, E):
+    """:func:`scaling_sweep` with each sweep in ``T.shape[0]`` parallel row blocks (``T``
+    (nc, m) the per-block ``K^T u`` accumulators, ``E`` (nc, 2) their errors and flags).
+    The iterates are those of the serial sweep up to the order of the ``K^T u`` sums."""
+    n, m = K.shape
     for it in range(maxiter):
         for j in range(m):
             vk[j] = v[j]
         e, ok = _sweep(K, vk, u, a, unew, t, T, E, omega)
-        checked = it > 0 or check_first
-        e += cerr[0]
-        if checked and e <= tol:
-            err = e
-            status = 0
-            break
-        err = e if checked else np.inf
-        if not ok:
-            status = 2
-            break
-        ce = 0.0
-        for j in range(m):
-            vj = b[j] / t[j]
-            if relax:
-                vj = v[j] * (vj / v[j]) ** omega
-            if not (np.isfinite(vj) and vj > 0.0):
-                ok = False
-            s[j] = vj
-            ce += abs(vj * t[j] - b[j])
-        if not ok:
-            status = 2
-            break
-        cerr[0] = ce
-        out = False
-        for i in range(n):
-            u[i] = unew[i]
-            r = unew[i] / a[i]
-            if r > bound or r < lo:
-                out = True
-        for j in range(m):
-            v[j] = s[j]
-            r = s[j] / b[j]
-            if r > bound or r < lo:
-                out = True
-        nit = it + 1
-        if out:
-            status = 4
-            break
-    return nit, status, err
+        code = _after_sweep(e, ok, it, check_first, cerr, errs, tol, b, v, t, s, omega, u,
+                            unew, a, bound)
+        if code == DONE or code == NONFINITE:
+            return it, code
+        if code == OUT_OF_RANGE:
+            return it + 1, code
+    return maxiter, BUDGET
+
+
+@jit
+def _after_sweep(e, ok, it, check_first, cerr, errs, tol, b, v, t, s, omega, u, unew, a,
+                 bound):
+    """The rest of iteration ``it`` once the row pass gave ``(e, ok)``: record the error
+    of the entry state, then stop (``DONE``, ``NONFINITE``) or update the columns and
+    commit (``BUDGET``: go on; ``OUT_OF_RANGE``: committed, the caller absorbs)."""
+    checked = it > 0 or check_first
+    e += cerr[0]
+    errs[it] = e if checked else np.inf
+    if checked and e <= tol:
+        return DONE
+    if not ok:
+        return NONFINITE
+    ok, ce = _update_columns(b, v, t, s, omega)
+    if not ok:
+        return NONFINITE
+    cerr[0] = ce
+    if _commit(u, unew, v, s, a, b, bound):
+        return OUT_OF_RANGE
+    return BUDGET
 
 
 @jit
@@ -363,19 +433,20 @@ def _build_rows(cost, f, g, inv, K, x, work, r0, r1):
         exp_into(x, K[i], work)
 
 
-@jit(parallel=True)
-def build_kernel(cost, f, g, reg, K, X, W):
-    """``K_ij = exp((f_i + g_j - C_ij) / reg)`` with the vectorized exponential.
+@jit
+def build_kernel(cost, f, g, reg, K, x, work):
+    """``K_ij = exp((f_i + g_j - C_ij) / reg)`` with the vectorized exponential (serial;
+    ``x``, ``work``: float64 arrays of length m)."""
+    _build_rows(cost, f, g, 1.0 / reg, K, x, work, 0, cost.shape[0])
 
-    ``X`` and ``W`` are float64 work arrays of shape (nc, m): ``nc`` row blocks run in
-    parallel (1: serial).
-    """
+
+@jit(parallel=True)
+def build_kernel_par(cost, f, g, reg, K, X, W):
+    """:func:`build_kernel` in ``X.shape[0]`` parallel row blocks (``X``, ``W``: float64
+    work arrays of shape (nc, m))."""
     n = cost.shape[0]
     inv = 1.0 / reg
     nc = X.shape[0]
-    if nc <= 1:
-        _build_rows(cost, f, g, inv, K, X[0], W[0], 0, n)
-        return
     for c in prange(nc):
         _build_rows(cost, f, g, inv, K, X[c], W[c], c * n // nc, (c + 1) * n // nc)
 
@@ -389,144 +460,3 @@ def absorb(f, g, u, v, a, b, reg):
     for j in range(g.shape[0]):
         g[j] += reg * np.log(v[j] / b[j])
         v[j] = b[j]
-
-
-@jit
-def relaxation_from_rate(kappa, omega_max):
-    """Over-relaxation ``2 / (1 + sqrt(1 - kappa))`` for an observed linear rate ``kappa``
-    of Sinkhorn's error (Thibault et al. 2021, eq. for the asymptotically optimal
-    parameter), capped at ``omega_max``; 1 when the rate is unknown or >= 1."""
-    if not (kappa > 0.0 and kappa < 1.0):
-        return 1.0
-    w = 2.0 / (1.0 + np.sqrt(1.0 - kappa))
-    return w if w < omega_max else omega_max
-
-
-@jit
-def sinkhorn_stabilized(a, b, loga, logb, cost, reg, f, g, K, u, v, tol, maxiter,
-                        check_first, bound, cerr, relax, omega_max, rstate, chunks):
-    """Log-stable Sinkhorn by absorption (see the module note), in place.
-
-    On entry ``K`` must hold ``exp((f_i + g_j - C_ij) / reg)`` and ``P = u K v`` the
-    current plan; ``f, g, u, v`` are float64, ``a, b`` the float64 weights and
-    ``loga, logb`` their logs; ``cerr[0]`` the column error of the entry state (used when
-    ``check_first``). Returns ``(nit, status, err)`` as :func:`sinkhorn_log`; status 2
-    only if an exact log-domain iteration itself fails.
-
-    ``relax``: after two blocks of 10 plain iterations, estimate the linear rate
-    ``kappa`` of the error and over-relax with :func:`relaxation_from_rate`. Safeguard:
-    if the error grows 100-fold, or has not decreased over 5 blocks, go back to plain
-    Sinkhorn and estimate again (after the third failure, plain Sinkhorn for good).
-    While over-relaxed, each block's rate ``lam`` refines the estimate through Young's
-    relation for 2-cyclic iterations, ``kappa = (lam + omega - 1)**2 / (lam omega**2)``,
-    and ``omega`` grows to the optimum it gives.
-
-    ``rstate`` (length 8) carries the relaxation state between calls; on return
-    ``rstate[7]`` is 1 if ``K`` matches the returned ``f, g`` (so that
-    :func:`plan_from_scalings` may use it), else 0. ``chunks``: parallel row blocks.
-    """
-    n, m = cost.shape
-    nc = max(1, min(chunks, n))
-    s = np.empty(m)
-    t = np.empty(m)
-    unew = np.empty(n)
-    vk = np.empty(m, dtype=K.dtype)
-    T = np.empty((nc, m))
-    E = np.empty((nc, 2))
-    X = np.empty((nc, m))
-    W = np.empty((nc, m))
-    nit = 0
-    status = 1
-    err = np.inf
-    omega = rstate[0]
-    e_prev = rstate[1]
-    fails = int(rstate[2])
-    since = int(rstate[3])
-    done = int(rstate[4])
-    e_last = rstate[5]
-    settled = int(rstate[6])
-    fresh = 1.0
-    if fails >= 3:
-        relax = False
-    block = 10 if relax else maxiter
-    while nit < maxiter:
-        todo = min(block - done, maxiter - nit) if relax else maxiter - nit
-        k, status, err = scaling_sweep(K, a, b, u, v, bound, omega, tol, todo,
-                                       check_first, cerr, s, t, unew, vk, T, E)
-        nit += k
-        done += k
-        if status == 0:
-            break
-        if k > 0:
-            check_first = True
-        if status == 1:
-            if relax and done >= block:
-                done = 0
-            else:
-                continue  # maxiter reached inside a block
-            if relax:
-                if omega == 1.0:
-                    if np.isfinite(e_prev) and e_prev > 0.0 and np.isfinite(err):
-                        omega = relaxation_from_rate((err / e_prev) ** (1.0 / block),
-                                                     omega_max)
-                        since = 0
-                        settled = 0
-                    e_prev = err
-                else:
-                    since += 1
-                    settled += 1
-                    bad = not (err <= 100.0 * e_prev)
-                    if since % 5 == 0:
-                        bad = bad or err >= e_prev
-                        e_prev = err
-                    if bad:
-                        omega = 1.0
-                        e_prev = np.inf
-                        fails += 1
-                        if fails >= 3:
-                            relax = False
-                            block = maxiter
-                    elif settled >= 2 and err < e_last:
-                        # Young's relation for a 2-cyclic iteration: the relaxed rate
-                        # lam and omega give the plain rate kappa (exact for
-                        # omega <= omega_opt, and kappa -> omega's own optimum beyond).
-                        lam = (err / e_last) ** (1.0 / block)
-                        kap = (lam + omega - 1.0) ** 2 / (lam * omega * omega)
-                        w = relaxation_from_rate(kap, omega_max)
-                        if w > omega + 1e-3:
-                            omega = w
-                            settled = 0
-                e_last = err
-            continue
-        absorb(f, g, u, v, a, b, reg)
-        fresh = 0.0
-        if status == 2:
-            if nit >= maxiter:
-                status = 1
-                break
-            if omega > 1.0:
-                # A relaxed step failed: plain Sinkhorn from here on.
-                omega = 1.0
-                fails = 3
-                relax = False
-                block = maxiter
-            k, status, err = sinkhorn_log(a, loga, logb, cost, reg, f, g, tol, 1,
-                                          check_first)
-            nit += k
-            done += k
-            cerr[0] = 0.0
-            if status == 0 or status == 2:
-                break
-            check_first = True
-        status = 1
-        build_kernel(cost, f, g, reg, K, X, W)
-        fresh = 1.0
-    rstate[0] = omega
-    rstate[1] = e_prev
-    rstate[2] = fails
-    rstate[3] = since
-    rstate[4] = done
-    rstate[5] = e_last
-    rstate[6] = settled
-    rstate[7] = fresh
-    return nit, status, err

@@ -18,7 +18,7 @@ from torch.autograd.function import once_differentiable
 
 from .. import _sliced as _sl
 from .._costs import cost_matrix
-from .._divergence import _sinkhorn_divergence_parts
+from .._divergence import divergence_parts
 from .._validation import _check_tol
 from .._monge_gap import monge_gap as _np_monge_gap
 from .._result import OTConvergenceWarning
@@ -384,8 +384,8 @@ def _divergence_problems(x, y, a, b, reg, metric, debias, kwargs):
         cost = cost_matrix(x, y, np_metric)
         kwargs = {**kwargs, "tol": _check_tol(kwargs["tol"], _result_dtype(cost, a, b))}
         return {"xy": _np_sinkhorn(a, b, cost, reg, **kwargs)}
-    parts = _sinkhorn_divergence_parts(x, y, a, b, reg=reg, metric=np_metric, **kwargs)
-    return {"xy": parts.xy, "xx": parts.xx, "yy": parts.yy}
+    xy, xx, yy, _ = divergence_parts(x, y, a, b, reg=reg, metric=np_metric, **kwargs)
+    return {"xy": xy, "xx": xx, "yy": yy}
 
 
 class _SinkhornLossFunction(torch.autograd.Function):

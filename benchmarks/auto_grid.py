@@ -1,0 +1,193 @@
+"""``sinkhorn(method="auto")`` on the grid of hard and easy problems, against its
+predecessor, POT and GeomLoss, at equal accuracy.
+
+Usage (from the repository root)::
+
+    PYTHONPATH=. python benchmarks/auto_grid.py                  # n = 1000, both d, all reg
+    PYTHONPATH=. python benchmarks/auto_grid.py --n 4000 --repeat 3
+    PYTHONPATH=. python benchmarks/auto_grid.py --peers pot,geomloss --pot-cap 300
+
+Problem: n points uniform in [0, 1]^d for each measure (d = 2 and 10), squared Euclidean
+cost divided by its max, uniform weights, reg in {1e-1, 1e-2, 1e-3, 1e-4}. Every
+solver runs round-robin ``--repeat`` times in this process; the table gives medians (and
+min-max) of the time to ``err <= 1e-6`` (relative L1 marginal error computed by us on
+every plan), and the ratios to ottools in the same run:
+
+- ``auto``: ``ottools.sinkhorn(method="auto")`` (epsilon-scaling, over-relaxed sweeps,
+  Newton finish).
+- ``relaxed log``: the previous default, over-relaxed log-stable sweeps without
+  epsilon-scaling or Newton steps (``method="log", options={"overrelaxation": True}``).
+- POT: ``ot.sinkhorn`` with ``method`` in ``sinkhorn`` (scaling), ``sinkhorn_log``,
+  ``sinkhorn_stabilized`` and ``sinkhorn_epsilon_scaling``, ``stopThr`` chosen per method
+  so that our err of POT's plan is <= 1e-6 (POT checks the L2 norm of one marginal; the
+  script tightens stopThr until our err holds, and runs each at most ``--pot-cap``
+  seconds; the fastest one that reaches the accuracy is reported).
+- GeomLoss: ``SamplesLoss("sinkhorn", p=2, blur=sqrt(reg), debias=False)`` on the points
+  scaled by ``sqrt(2 / max C)`` (GeomLoss's cost is ``|x - y|^2 / 2`` and its epsilon
+  ``blur**p``), so that its value is our entropic cost ``fun``; the fastest ``scaling``
+  in 0.5 ... 0.995 whose value is within 1e-6 (relative) of ours is reported (GeomLoss
+  has no marginal tolerance: its accuracy is set by the number of epsilon steps).
+"""
+
+import argparse
+import math
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import ottools  # noqa: E402
+
+TOL = 1e-6
+
+
+def problem(n, d, seed=0):
+    rng = np.random.default_rng(seed)
+    x, y = rng.random((n, d)), rng.random((n, d))
+    cost = ottools.cost_matrix(x, y)
+    cmax = float(cost.max())
+    return x, y, cost / cmax, cmax
+
+
+def marginal_error(P, a, b):
+    return float(np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - b).sum()) / float(a.sum())
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def pot_solver(ot, method, cap):
+    """A function (a, b, cost, reg) -> plan reaching our err <= TOL, or None."""
+    state = {"thr": TOL / 10}
+
+    def run(a, b, cost, reg):
+        for _ in range(4):
+            t0 = time.perf_counter()
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                kw = dict(numItermax=10**7, stopThr=state["thr"], warn=False)
+                if method == "sinkhorn_epsilon_scaling":
+                    kw["numInnerItermax"] = 1000
+                P = ot.sinkhorn(a, b, cost, reg, method=method, **kw)
+            if time.perf_counter() - t0 > cap:
+                return None
+            if np.all(np.isfinite(P)) and marginal_error(P, a, b) <= TOL:
+                return P
+            state["thr"] /= 10
+        return None
+    return run
+
+
+def geomloss_solver(x, y, cmax, reg, ours_fun, scalings):
+    """The fastest GeomLoss scaling whose value is within 1e-6 of ours: (scaling, fn)."""
+    import torch
+    from geomloss import SamplesLoss
+
+    s = math.sqrt(2.0 / cmax)
+    xt = torch.from_numpy(x * s)
+    yt = torch.from_numpy(y * s)
+    for scaling in scalings:
+        loss = SamplesLoss("sinkhorn", p=2, blur=math.sqrt(reg), scaling=scaling,
+                           debias=False, backend="tensorized")
+        val = float(loss(xt, yt))
+        if abs(val - ours_fun) <= 1e-6 * abs(ours_fun):
+            return scaling, lambda loss=loss: float(loss(xt, yt))
+    return None, None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, nargs="+", default=[1000])
+    ap.add_argument("--d", type=int, nargs="+", default=[2, 10])
+    ap.add_argument("--reg", type=float, nargs="+", default=[1e-1, 1e-2, 1e-3, 1e-4])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--peers", default="relaxed,pot,geomloss")
+    ap.add_argument("--pot-cap", type=float, default=120.0,
+                    help="seconds after which a POT method counts as not converging")
+    ap.add_argument("--relaxed-cap", type=int, default=100_000,
+                    help="iteration cap of the previous default (relaxed log)")
+    args = ap.parse_args()
+    peers = set(args.peers.split(","))
+    ot = None
+    if "pot" in peers:
+        try:
+            import ot
+        except ImportError:
+            print("POT not installed: skipped")
+    has_geomloss = False
+    if "geomloss" in peers:
+        try:
+            import geomloss  # noqa: F401
+            has_geomloss = True
+        except ImportError:
+            print("GeomLoss not installed: skipped")
+    small = np.random.default_rng(1).random((40, 40))
+    ottools.sinkhorn(None, None, small, 1e-3, tol=TOL)  # compile
+    print(f"time to err <= {TOL:g} (relative L1 marginal error), median [min-max] of "
+          f"{args.repeat}; ratio = peer / auto")
+    for n in args.n:
+        a = np.full(n, 1.0 / n)
+        for d in args.d:
+            x, y, cost, cmax = problem(n, d)
+            for reg in args.reg:
+                ottools.sinkhorn(a, a, cost, reg, tol=TOL)  # parallel kernels compiled
+                runs = {"auto": lambda: ottools.sinkhorn(a, a, cost, reg, tol=TOL,
+                                                         maxiter=100_000)}
+                notes = {}
+                if "relaxed" in peers:
+                    runs["relaxed log"] = lambda: ottools.sinkhorn(
+                        a, a, cost, reg, method="log", tol=TOL, maxiter=args.relaxed_cap,
+                        options={"overrelaxation": True})
+                ref = runs["auto"]()
+                if ot is not None:
+                    best = None
+                    for method in ("sinkhorn", "sinkhorn_log", "sinkhorn_stabilized",
+                                   "sinkhorn_epsilon_scaling"):
+                        fn = pot_solver(ot, method, args.pot_cap)
+                        t, P = timed(lambda fn=fn: fn(a, a, cost, reg))
+                        if P is not None and (best is None or t < best[0]):
+                            best = (t, method, fn)
+                    if best is not None:
+                        runs[f"POT {best[1]}"] = lambda fn=best[2]: fn(a, a, cost, reg)
+                    else:
+                        notes["POT"] = f"no method reached err {TOL:g} within {args.pot_cap:g} s"
+                if has_geomloss:
+                    sc, fn = geomloss_solver(x, y, cmax, reg, ref.fun,
+                                             (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995))
+                    if fn is not None:
+                        runs[f"GeomLoss s={sc}"] = fn
+                    else:
+                        notes["GeomLoss"] = "no scaling <= 0.995 reached 1e-6 of our value"
+                times = {k: [] for k in runs}
+                results = {}
+                for _ in range(args.repeat):
+                    for k, fn in runs.items():
+                        t, out = timed(fn)
+                        times[k].append(t)
+                        results[k] = out
+                t_auto = float(np.median(times["auto"]))
+                r = results["auto"]
+                print(f"\nn={n} d={d} reg={reg:g}: auto status {r.status} nit {r.nit} "
+                      f"(newton {r.nit_newton}, stages {'+'.join(r.stages)}) err {r.err:.1e}")
+                for k, ts in times.items():
+                    med = float(np.median(ts))
+                    extra = ""
+                    res = results[k]
+                    if hasattr(res, "status"):
+                        extra = f" status {res.status} nit {res.nit} err {res.err:.1e}"
+                    print(f"  {k:32s} {med:9.3f} s [{min(ts):.3f}-{max(ts):.3f}]  "
+                          f"x{med / t_auto:8.1f}{extra}")
+                for k, v in notes.items():
+                    print(f"  {k:32s} {v}")
+                sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

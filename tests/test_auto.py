@@ -1,0 +1,292 @@
+"""``sinkhorn(method="auto")``: the hybrid driver (epsilon-scaling, over-relaxed sweeps,
+Newton finish), the symmetric iterations, and the driver's reliability (statuses, warm
+starts, interrupts, threads, fork, memory)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import _reference as ref
+import ottools
+from conftest import random_problem
+from ottools._problem import allocate
+
+
+def _cloud_cost(rng, n, d):
+    x, y = rng.random((n, d)), rng.random((n, d))
+    cost = ottools.cost_matrix(x, y)
+    return cost / cost.max()
+
+
+# ---------------------------------------------------------------- the plan is the plan
+@settings(max_examples=15)
+@given(n=st.integers(2, 18), m=st.integers(2, 18), d=st.sampled_from([2, 10]),
+       logreg=st.floats(-3, -1), seed=st.integers(0, 2**32 - 1))
+def test_auto_plan_equals_converged_log_plan(n, m, d, logreg, seed):
+    rng = np.random.default_rng(seed)
+    x, y = rng.random((n, d)), rng.random((m, d))
+    cost = ottools.cost_matrix(x, y)
+    cost /= cost.max()
+    reg = 10.0**logreg
+    log = ottools.sinkhorn(None, None, cost, reg, method="log", tol=1e-12, maxiter=200_000)
+    assume(log.success)  # the reference must have converged
+    res = ottools.sinkhorn(None, None, cost, reg, tol=1e-11)
+    assert res.success and res.method == "auto", res.message
+    np.testing.assert_allclose(res.plan, log.plan, rtol=0, atol=1e-7)
+    assert ref.marginal_error(res.plan, np.full(n, 1 / n), np.full(m, 1 / m)) <= 1e-11
+
+
+@pytest.mark.parametrize("d", [2, 10])
+@pytest.mark.parametrize("reg", [1e-1, 1e-2, 1e-3, 1e-4])
+def test_grid_converges_with_defaults(rng, d, reg):
+    # The grid of the benchmark (n = 1000 and 4000 there), smaller: success at 1e-6.
+    cost = _cloud_cost(rng, 150, d)
+    res = ottools.sinkhorn(None, None, cost, reg, tol=1e-6)
+    assert res.success and res.err <= 1e-6, res.message
+    if reg <= 1e-3:
+        assert res.stages[0] == "anneal"
+    assert res.nit == res.nit_sinkhorn + res.nit_newton
+    assert res.err_history.shape == (res.nit,)
+
+
+def test_newton_stage_engages_on_the_assignment_problem(rng):
+    a = np.full(200, 1 / 200)
+    cost = rng.random((200, 200))
+    res = ottools.sinkhorn(a, a, cost, 1 / 1200, tol=1e-9)
+    assert res.success and res.err <= 1e-9
+    assert res.nit_newton > 0 and res.stages[-1] == "newton"
+    # err_history: NaN while annealing, then measured; the last entry is the final err.
+    h = res.err_history
+    assert np.all(np.isnan(h[:3])) and np.isfinite(h[-1])
+    assert h[-1] == pytest.approx(res.err, rel=0.5, abs=1e-12)
+
+
+def test_newton_can_be_switched_off(rng):
+    cost = _cloud_cost(rng, 60, 2)
+    res = ottools.sinkhorn(None, None, cost, 1e-3, maxiter=100_000,
+                           options={"newton": False})
+    assert res.success and res.nit_newton == 0 and "newton" not in res.stages
+
+
+def test_every_stage_keeps_float32(rng):
+    a, b, cost = random_problem(rng, 80, 70, dtype=np.float32)
+    res = ottools.sinkhorn(a, b, cost, np.float32(1e-3), options={"newton_after": 1.0})
+    assert res.success and res.err <= 1e-4
+    assert set(res.stages) >= {"anneal", "newton"}
+    assert res.plan.dtype == res.f.dtype == res.g.dtype == np.float32
+    ref64 = ottools.sinkhorn(a.astype(float), b.astype(float), cost.astype(float), 1e-3)
+    np.testing.assert_allclose(res.plan, ref64.plan, atol=1e-5)
+
+
+def test_maxiter_is_honest_in_every_stage(rng):
+    cost = _cloud_cost(rng, 50, 10)
+    for maxiter in (1, 7, 40):
+        res = ottools.sinkhorn(None, None, cost, 1e-4, maxiter=maxiter)
+        assert res.status == 1 and not res.success and res.nit == maxiter
+        assert np.all(np.isfinite(res.plan)) and np.isfinite(res.err) and res.err > 1e-9
+
+
+def test_warm_start_skips_annealing(rng):
+    cost = _cloud_cost(rng, 80, 2)
+    cold = ottools.sinkhorn(None, None, cost, 1e-3, tol=1e-9)
+    assert cold.success and cold.stages[0] == "anneal"
+    warm = ottools.sinkhorn(None, None, cost, 1e-3, tol=1e-9, init=(cold.f, cold.g))
+    assert warm.success and "anneal" not in warm.stages and warm.nit <= 3
+    np.testing.assert_allclose(warm.plan, cold.plan, atol=1e-9)
+
+
+@pytest.mark.parametrize("options, exc, match", [
+    ({"epsilon_decay": -0.5}, ValueError, r"`options\['epsilon_decay'\]` must be in \(0, 1\)"),
+    ({"epsilon_decay": 1.0}, ValueError, r"`options\['epsilon_decay'\]` must be in \(0, 1\)"),
+    ({"newton_after": 0.0}, ValueError, r"`options\['newton_after'\]` must be in \(0, inf\]"),
+    ({"anneal_sweeps": 0}, ValueError, r"`options\['anneal_sweeps'\]` must be >= 1"),
+    ({"epsilon_scaling": "no"}, TypeError, r"`options\['epsilon_scaling'\]` must be True or"),
+    ({"overrelaxation": 1}, TypeError, r"`options\['overrelaxation'\]` must be True or"),
+    ({"newton_afer": 3.0}, TypeError, r"Unknown option\(s\) 'newton_afer' for method='auto'"),
+])
+def test_bad_options_name_the_option(options, exc, match):
+    with pytest.raises(exc, match=match):
+        ottools.sinkhorn(None, None, np.eye(3), 0.1, options=options)
+
+
+# ---------------------------------------------------------------- self-transport
+def test_self_transport_uses_the_symmetric_iterations(rng):
+    x = rng.normal(size=(60, 2))
+    cost = ottools.cost_matrix(x, x)
+    res = ottools.sinkhorn(None, None, cost, 1e-3 * cost.max())
+    assert res.success and res.nit < 60 and res.nit_newton == 0
+    np.testing.assert_array_equal(res.f, res.g)
+    np.testing.assert_allclose(res.plan, res.plan.T, atol=1e-15)
+    log = ottools.sinkhorn(None, None, cost, 1e-3 * cost.max(), method="sns", tol=1e-11)
+    np.testing.assert_allclose(res.plan, log.plan, atol=1e-8)
+
+
+def test_symmetric_kernel_matches_log_domain_twin(rng):
+    from ottools._kernels import KernelStatus
+    from ottools._kernels import _symmetric as ks
+
+    x = rng.normal(size=(25, 2))
+    a = rng.random(25) + 0.1
+    a /= a.sum()
+    cost = ottools.cost_matrix(x, x)
+    reg = 0.3
+    K = np.exp(-cost / reg)
+    u, errs = a.copy(), np.empty(6)
+    nit, code = ks.symmetric_sweep(K, a, u, np.inf, 0.0, 6, True, errs, np.empty(25),
+                                   np.empty(25))
+    assert (nit, code) == (6, KernelStatus.BUDGET)
+    f = ref.sinkhorn_symmetric(a, cost, reg, 6)
+    np.testing.assert_allclose(reg * np.log(u / a), f, rtol=1e-10, atol=1e-12)
+    f5 = ref.sinkhorn_symmetric(a, cost, reg, 5)
+    np.testing.assert_allclose(errs[5], ref.marginal_error(ref.plan(a, a, cost, reg, f5, f5),
+                                                           a, a), rtol=1e-9)
+
+
+# ---------------------------------------------------------------- user cases
+def _anisotropic(rng, n=120):
+    x = rng.normal(size=(n, 2)) * [8.0, 1.0]
+    return x, x @ np.array([[1.2, 0.4], [0.4, 0.8]]).T
+
+
+def test_monge_gap_and_divergence_converge_at_small_reg_with_defaults(rng):
+    # reg / max cost ~ 2e-5: the old default stopped at maxiter with err 2.6e-4.
+    x, tx = _anisotropic(rng)
+    gap = ottools.monge_gap(x, tx, reg=0.05)
+    assert gap.success, gap.message
+    div = ottools.sinkhorn_divergence(x, tx, reg=0.1)
+    assert div.success, div.message
+    assert ottools.sinkhorn_divergence(tx, x, reg=0.1).fun == div.fun
+
+
+def test_monge_gap_docs_example_converges_with_defaults():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 2)) * [1.0, 0.3]
+    A = np.array([[1.2, 0.4], [0.4, 0.8]])
+    R = np.array([[0.0, -1.0], [1.0, 0.0]])
+    assert abs(ottools.monge_gap(x, x @ A.T, reg=0).fun) < 1e-12
+    assert ottools.monge_gap(x, x @ R.T, reg=0).fun > 0
+    res = ottools.monge_gap(x, x @ R.T)
+    assert res.success, res.message
+    assert res.fun > ottools.monge_gap(x, x @ R.T, reg=0).fun
+
+
+# ---------------------------------------------------------------- statuses
+def test_overflowing_costs_are_status_2_with_a_message(rng):
+    a, b, cost = random_problem(rng, 6, 5)
+    for c, reg in ((cost * 1e300, 0.1), (cost, 1e-300)):
+        res = ottools.sinkhorn(a, b, c, reg)
+        assert res.status == 2 and not res.success
+        assert "below the rounding of the costs" in res.message
+        assert np.all(np.isfinite(res.plan))
+
+
+def test_err_is_relative_to_the_total_mass(rng):
+    a, b, cost = random_problem(rng, 8, 7)
+    for scale in (1e-300, 1.0, 1e200):
+        res = ottools.sinkhorn(a * scale, b * scale, cost, 0.1, tol=1e-9)
+        assert res.success
+        # success means the plan's marginals are right relative to the mass
+        assert ref.marginal_error(res.plan, a * scale, b * scale) <= 1e-9 * scale
+        np.testing.assert_allclose(res.plan / scale, ottools.sinkhorn(a, b, cost, 0.1).plan,
+                                   atol=1e-9)
+
+
+def test_warm_starts_from_shifted_or_large_potentials(rng):
+    a, b, cost = random_problem(rng, 30, 25)
+    sol = ottools.sinkhorn(a, b, cost, 0.01, method="sns", tol=1e-10)
+    # The gauge (f + c, g - c) changes nothing: a huge c costs no precision.
+    res = ottools.sinkhorn(a, b, cost, 0.01, method="sns", tol=1e-10,
+                           init=(sol.f + 1e10, sol.g - 1e10))
+    assert res.success and res.nit <= 25  # was status 4 (err 1e-5)
+    # The scaling form started from the potentials of costs around 1000 at reg 0.1.
+    big = cost * 100 + 1000.0
+    sol = ottools.sinkhorn(a, b, big, 0.1, method="log", tol=1e-10, maxiter=100_000)
+    res = ottools.sinkhorn(a, b, big, 0.1, method="scaling", tol=1e-10,
+                           init=(sol.f, sol.g))
+    assert res.success and res.nit <= 2
+
+
+def test_allocation_failure_says_how_much(rng):
+    with pytest.raises(MemoryError, match=r"The test array needs 7.45e\+05 GiB"):
+        allocate((10**7, 10**7), np.float64, "The test array")
+
+
+# ---------------------------------------------------------------- threads, fork, Ctrl-C
+def test_threads_give_the_serial_results(rng):
+    # Large enough for the parallel row blocks (2**18 entries).
+    cost = _cloud_cost(rng, 600, 2)
+    serial = [ottools.sinkhorn(None, None, cost, reg, tol=1e-8) for reg in (1e-2, 2e-3)]
+    out = [None, None]
+
+    def work(k, reg):
+        out[k] = ottools.sinkhorn(None, None, cost, reg, tol=1e-8)
+
+    threads = [threading.Thread(target=work, args=(k, reg)) for k, reg in
+               enumerate((1e-2, 2e-3))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s, r in zip(serial, out):
+        assert r.nit == s.nit and r.status == s.status == 0
+        np.testing.assert_array_equal(r.plan, s.plan)
+
+
+def _python(code, timeout, **kwargs):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout, cwd=os.getcwd(), **kwargs)
+
+
+def test_fork_after_a_parallel_solve():
+    out = _python("""
+        import multiprocessing as mp
+        import numpy as np, ottools
+        rng = np.random.default_rng(0)
+        cost = rng.random((600, 600))
+        parent = ottools.sinkhorn(None, None, cost, 0.05, tol=1e-8)
+
+        def child(_):
+            res = ottools.sinkhorn(None, None, cost, 0.05, tol=1e-8)
+            return res.nit, float(np.abs(res.plan - parent.plan).max())
+
+        with mp.get_context("fork").Pool(1) as pool:
+            nit, diff = pool.map(child, [0])[0]
+        print(parent.nit == nit, diff < 1e-12)
+        """, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "True"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_interrupts_a_long_solve():
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import sys, numpy as np, ottools
+            rng = np.random.default_rng(0)
+            cost = rng.random((400, 400))
+            ottools.sinkhorn(None, None, cost, 0.01, maxiter=10)  # compile first
+            print("ready", flush=True)
+            ottools.sinkhorn(None, None, cost, 1e-5, method="log", tol=0.0,
+                             maxiter=10**8)
+            """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd())
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        import time
+
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        t0 = time.perf_counter()
+        _, err = proc.communicate(timeout=30)
+        elapsed = time.perf_counter() - t0
+    finally:
+        proc.kill()
+    assert "KeyboardInterrupt" in err
+    assert elapsed < 5.0
