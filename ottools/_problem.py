@@ -50,6 +50,7 @@ class LinearProblem:
             self.loga = np.log(self.ac)
             self.logb = np.log(self.bc)
         self.mass = float(self.ac.sum(dtype=np.float64))
+        self._range = None
 
     @classmethod
     def from_args(cls, a, b, cost, *, balanced=True, mass_rtol=1e-6):
@@ -61,6 +62,25 @@ class LinearProblem:
     @property
     def shape(self):
         return self.cost.shape
+
+    @property
+    def cost_range(self):
+        """``(min, max)`` of the compressed cost, as floats (computed once)."""
+        if self._range is None:
+            self._range = (float(self.costc.min()), float(self.costc.max()))
+        return self._range
+
+    @property
+    def spread(self):
+        """``max(C) - min(C)`` over the compressed problem."""
+        lo, hi = self.cost_range
+        return hi - lo
+
+    @property
+    def cost_scale(self):
+        """``max |C|`` over the compressed problem."""
+        lo, hi = self.cost_range
+        return max(abs(lo), abs(hi))
 
     # ----------------------------------------------------------------- potentials
     def init_potentials(self, init, *, semi=False, name="init"):

@@ -51,7 +51,7 @@ def warmup(run, f, g, count, start):
     """
     prob, reg = run.prob, run.reg
     cost = run.cost64
-    eps0 = start * float(cost.max() - cost.min())
+    eps0 = start * prob.spread
     tail = max(1, count // 5)
     head = count - tail
     schedule = ([eps0 * (reg / eps0) ** (k / head) for k in range(head)]
