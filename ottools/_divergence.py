@@ -6,7 +6,8 @@ from ._costs import cost_matrix
 from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, make_result
 from ._sinkhorn import method_options, solve
-from ._validation import _check_balanced, _check_positive, _check_samples, _check_weights
+from ._validation import (_check_balanced, _check_positive, _check_reg_m, _check_samples,
+                          _check_weights)
 
 __all__ = ["sinkhorn_divergence"]
 
@@ -39,8 +40,8 @@ def _transposed(res):
     return out
 
 
-def divergence_parts(x, y, a=None, b=None, *, reg, metric="sqeuclidean", method="auto",
-                     tol=None, maxiter=10_000, options=None):
+def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
+                     method="auto", tol=None, maxiter=10_000, options=None):
     """Validate, build the three cost matrices and solve: ``(xy, xx, yy, dtype)``, the
     :class:`OTResult` of each entropic problem ``W(a, b)``, ``W(a, a)``, ``W(b, b)``.
 
@@ -55,7 +56,11 @@ def divergence_parts(x, y, a=None, b=None, *, reg, metric="sqeuclidean", method=
     name, opts = method_options(method, options)
     a = _check_weights(a, x.shape[0], "a", dtype)
     b = _check_weights(b, y.shape[0], "b", dtype)
-    b = _check_balanced(a, b)
+    rho = _check_reg_m(reg_m)
+    if rho is not None and all(np.isinf(rho)):
+        rho = None
+    if rho is None:
+        b = _check_balanced(a, b, hint=", or relax the marginals with `reg_m`")
     settings = Settings.from_args(tol, maxiter, None, dtype, opts)
     swap = _swapped(x, y, a, b)
     if swap:
@@ -67,7 +72,7 @@ def divergence_parts(x, y, a=None, b=None, *, reg, metric="sqeuclidean", method=
         if self_transport:
             cost, symmetric = _symmetrized(cost)
         return solve(LinearProblem(wu, wv, cost, dtype), reg, settings, name,
-                     symmetric=symmetric)
+                     symmetric=symmetric, rho=rho)
 
     xx = solve_pair(x, x, a, a, True)
     yy = solve_pair(y, y, b, b, True)
@@ -80,8 +85,8 @@ def divergence_parts(x, y, a=None, b=None, *, reg, metric="sqeuclidean", method=
     return xy, xx, yy, dtype
 
 
-def sinkhorn_divergence(x, y, a=None, b=None, *, reg, metric="sqeuclidean", method="auto",
-                        tol=None, maxiter=10_000, options=None):
+def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
+                        method="auto", tol=None, maxiter=10_000, options=None):
     r"""Debiased Sinkhorn divergence between two weighted point clouds.
 
     .. math::
@@ -104,6 +109,12 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, metric="sqeuclidean", meth
         Weights (``None``: uniform). Same total mass (relative tolerance 1e-6).
     reg : float
         Entropic regularization :math:`\varepsilon > 0`, in cost units. Required.
+    reg_m : float or pair, optional
+        Unbalanced divergence (Séjourné et al. [3]_): the three problems relax their
+        marginals with ``reg_m`` (see :func:`ottools.sinkhorn`) and the value gains the
+        mass term ``reg / 2 (sum(a) - sum(b))**2``; masses may differ. GeomLoss's
+        ``SamplesLoss("sinkhorn", p=2, blur=sqrt(reg), reach=sqrt(reg_m), debias=True)``
+        is this value for the cost ``|x - y|^2 / 2`` (pass ``x / sqrt(2)``, ``y / sqrt(2)``).
     metric : str or callable, default "sqeuclidean"
         Ground cost, any name accepted by :func:`ottools.cost_matrix`, or a callable
         ``metric(x, y) -> (n, m) array``.
@@ -159,6 +170,8 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, metric="sqeuclidean", meth
        AISTATS 2019.
     .. [2] A. Genevay, G. Peyré, M. Cuturi, "Learning Generative Models with Sinkhorn
        Divergences", AISTATS 2018.
+    .. [3] T. Séjourné, J. Feydy, F.-X. Vialard, A. Trouvé, G. Peyré, "Sinkhorn
+       Divergences for Unbalanced Optimal Transport", 2019, arXiv:1910.12958.
 
     Examples
     --------
@@ -175,16 +188,21 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, metric="sqeuclidean", meth
     >>> res.success, round(res.fun, 6)
     (True, 0.25)
     """
-    xy, xx, yy, _ = divergence_parts(x, y, a, b, reg=reg, metric=metric, method=method,
-                                     tol=tol, maxiter=maxiter, options=options)
+    xy, xx, yy, _ = divergence_parts(x, y, a, b, reg=reg, reg_m=reg_m, metric=metric,
+                                     method=method, tol=tol, maxiter=maxiter,
+                                     options=options)
     parts = (xy, xx, yy)
     failed = [p for p in parts if not p.success]
     first = failed[0] if failed else xy
     names = {id(xy): "W(x, y)", id(xx): "W(x, x)", id(yy): "W(y, y)"}
     message = ("Converged: the three entropic problems reached tol." if not failed else
                " | ".join(f"{names[id(p)]}: {p.message}" for p in failed))
+    value = float(xy.fun - 0.5 * (xx.fun + yy.fun))
+    if getattr(xy, "reg_m", None) is not None:
+        # Unbalanced: the mass term of Sejourne et al. (zero for equal masses).
+        value += 0.5 * xy.reg * (xx.masses[0] - yy.masses[0]) ** 2
     return make_result(
-        fun=float(xy.fun - 0.5 * (xx.fun + yy.fun)), xy=xy, xx=xx, yy=yy,
+        fun=value, xy=xy, xx=xx, yy=yy,
         nit=int(xy.nit + xx.nit + yy.nit), err=float(max(p.err for p in parts)),
         success=not failed, status=int(first.status) if failed else CONVERGED,
         message=message, method=xy.method, reg=xy.reg)

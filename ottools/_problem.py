@@ -49,14 +49,15 @@ class LinearProblem:
         with np.errstate(divide="ignore"):
             self.loga = np.log(self.ac)
             self.logb = np.log(self.bc)
-        self.mass = float(self.ac.sum(dtype=np.float64))
+        # Total mass (of a and b alike for balanced problems; their mean otherwise).
+        self.mass = 0.5 * float(self.ac.sum(dtype=np.float64) + self.bc.sum(dtype=np.float64))
         self._range = None
 
     @classmethod
-    def from_args(cls, a, b, cost, *, balanced=True, mass_rtol=1e-6):
+    def from_args(cls, a, b, cost, *, balanced=True, mass_rtol=1e-6, hint=""):
         """Validate the public arguments (errors name them) and build the problem."""
         a, b, cost, dtype = _check_linear_problem(a, b, cost, balanced=balanced,
-                                                  mass_rtol=mass_rtol)
+                                                  mass_rtol=mass_rtol, hint=hint)
         return cls(a, b, cost, dtype)
 
     @property
@@ -83,7 +84,7 @@ class LinearProblem:
         return max(abs(lo), abs(hi))
 
     # ----------------------------------------------------------------- potentials
-    def init_potentials(self, init, *, semi=False, name="init"):
+    def init_potentials(self, init, *, semi=False, name="init", centre=True):
         """Compressed float64 starting potentials from ``init`` (None or a pair (f, g)).
 
         The problem is invariant under ``(f + c, g - c)``: a warm start is re-centred
@@ -113,6 +114,8 @@ class LinearProblem:
         if g is None:
             return fc, np.zeros(mc)
         gc = np.ascontiguousarray(g[self.cols])
+        if not centre:
+            return fc, gc
         shift = self.gauge_shift(fc, gc, self.ac, self.bc)
         return fc + shift, gc - shift
 
@@ -121,14 +124,15 @@ class LinearProblem:
         ma = float(a.sum(dtype=np.float64))
         return (float(g @ b.astype(np.float64)) - float(f @ a.astype(np.float64))) / (2 * ma)
 
-    def expand(self, fc, gc, reg=0.0):
+    def expand(self, fc, gc, reg=0.0, tau=(1.0, 1.0), centre=True):
         """Full, centred potentials in the problem's dtype from compressed ones.
 
         Zero-weight entries get their c-transform against the positive ones: the soft
         one ``-reg log sum_j b_j exp((g_j - C_ij) / reg)`` for ``reg > 0`` (the entropic
-        optimality condition), the hard one ``min_j (C_ij - g_j)`` for ``reg = 0`` (the
-        largest value that keeps the entry out of the support). Then the gauge is fixed so
-        that ``<f, a> = <g, b>``.
+        optimality condition; times ``tau`` for a KL-relaxed marginal), the hard one
+        ``min_j (C_ij - g_j)`` for ``reg = 0`` (the largest value that keeps the entry out
+        of the support). Then (``centre``) the gauge is fixed so that ``<f, a> = <g, b>``;
+        unbalanced problems have no gauge freedom (``centre=False``).
         """
         fc = np.asarray(fc, dtype=np.float64)
         gc = np.asarray(gc, dtype=np.float64)
@@ -143,11 +147,13 @@ class LinearProblem:
             zr = np.setdiff1d(np.arange(n), self.rows)
             zc = np.setdiff1d(np.arange(m), self.cols)
             if zr.size:
-                f[zr] = self._c_transform(self.cost[np.ix_(zr, self.cols)], gc, self.logb,
-                                          reg)
+                f[zr] = tau[0] * self._c_transform(self.cost[np.ix_(zr, self.cols)], gc,
+                                                   self.logb, reg)
             if zc.size:
-                g[zc] = self._c_transform(self.cost[np.ix_(self.rows, zc)].T, fc,
-                                          self.loga, reg)
+                g[zc] = tau[1] * self._c_transform(self.cost[np.ix_(self.rows, zc)].T, fc,
+                                                   self.loga, reg)
+        if not centre:
+            return f.astype(self.dtype), g.astype(self.dtype)
         shift = self.gauge_shift(f, g, self.a, self.b)
         return (f + shift).astype(self.dtype), (g - shift).astype(self.dtype)
 

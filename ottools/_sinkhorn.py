@@ -21,11 +21,13 @@ from ._problem import LinearProblem, Settings, allocate, budget_blocks, rate
 from ._result import (CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED,
                       _define_result_class, make_result, solver_result)
 from ._sns import NEWTON_OPTIONS, NewtonStage, warmup
-from ._validation import _check_method, _check_option_table, _check_positive, _Option
+from ._validation import (_check_method, _check_option_table, _check_positive, _check_reg_m,
+                          _Option)
 
 __all__ = ["sinkhorn"]
 
 _k = lazy("_sinkhorn")
+_kub = lazy("_unbalanced")
 _ksym = lazy("_symmetric")
 _lse = lazy("_lse")
 
@@ -228,6 +230,79 @@ class _SymSweeps(_Sweeps):
         return f, f.copy()
 
 
+def _tau(rho, eps):
+    """The damping ``rho / (rho + eps)`` of a KL-relaxed marginal (1 when hard)."""
+    return 1.0 if math.isinf(rho) else rho / (rho + eps)
+
+
+class _UbSweeps(_Sweeps):
+    """Unbalanced sweeps: the damped updates of ``ottools._kernels._unbalanced`` on the
+    same absorbed kernel; ``run.rho = (rho_a, rho_b)``."""
+
+    def __init__(self, run, f, g, bound):
+        super().__init__(run, f, g, bound)
+        self.rho = run.rho
+
+    def rebuild(self):
+        super().rebuild()
+        (ra, rb), eps = self.rho, self.reg
+        self.tau = (_tau(ra, eps), _tau(rb, eps))
+        self.k = (0.0 if math.isinf(ra) else eps / ra, 0.0 if math.isinf(rb) else eps / rb)
+        self.pa = np.zeros_like(self.f) if math.isinf(ra) else -self.f / (ra + eps)
+        self.qa = np.zeros_like(self.f) if math.isinf(ra) else -self.f / ra
+        self.pb = np.zeros_like(self.g) if math.isinf(rb) else -self.g / (rb + eps)
+        self.qb = np.zeros_like(self.g) if math.isinf(rb) else -self.g / rb
+
+    def sweep(self, maxiter, tol, omega, errs):
+        done = 0
+        while True:
+            (ra, rb), eps = self.rho, self.reg
+            args = (self.K, self.a, self.b, self.u, self.v, self.pa, self.qa, self.pb,
+                    self.qb, self.tau[0], self.k[0], self.tau[1], self.k[1], 1.0 / ra,
+                    1.0 / rb, eps, self.bound, tol, maxiter - done, self.exact, self.cerr,
+                    errs[done:], self.s, self.t, self.unew, self.vk)
+            if self.chunks > 1:
+                k, code = _kub.unbalanced_sweep_par(*args, self.T, self.E)
+            else:
+                k, code = _kub.unbalanced_sweep(*args)
+            if k > 0 or code == KernelStatus.DONE:
+                self.exact = True
+            done += k
+            if code == KernelStatus.OUT_OF_RANGE:
+                self.absorb()
+                self.rebuild()
+                if done < maxiter:
+                    continue
+                code = KernelStatus.BUDGET
+            return done, code
+
+    def log_step(self, tol):
+        """One exact damped log-domain iteration (the fallback)."""
+        self.absorb()
+        run = self.run
+        cost = run.prob.costc
+        n, m = cost.shape
+        fnew = np.empty(n)
+        finite, _ = _lse.c_transform_rows(self.a, run.logb64, self.g, cost, self.reg, self.f,
+                                          fnew)
+        if not finite:
+            self.rebuild()
+            return 0, KernelStatus.NONFINITE, math.inf
+        self.f[:] = self.tau[0] * fnew
+        out = np.empty(m)
+        _lse.col_lse(run.loga64, self.f, cost, 1.0 / self.reg, np.empty(m), np.empty(m),
+                     out)
+        gnew = -self.tau[1] * self.reg * out
+        if not np.all(np.isfinite(gnew)):
+            self.rebuild()
+            return 1, KernelStatus.NONFINITE, math.inf
+        self.g[:] = gnew
+        self.cerr[0] = 0.0
+        self.exact = True
+        self.rebuild()
+        return 1, KernelStatus.BUDGET, math.inf
+
+
 class _Relaxation:
     """The over-relaxation parameter ``omega`` from the observed rates of the error.
 
@@ -300,8 +375,9 @@ class _Run:
     """One solve: the problem, its settings, the iteration count, the error history
     (relative errors; NaN where not measured), the stages that ran and the callback."""
 
-    def __init__(self, prob, reg, settings, method):
+    def __init__(self, prob, reg, settings, method, rho=None):
         self.prob, self.reg, self.settings, self.method = prob, reg, settings, method
+        self.rho = rho  # (rho_a, rho_b) of an unbalanced problem, else None
         opts = settings.options
         self.check_every = opts.get("check_every", 10)
         n, m = prob.costc.shape
@@ -332,6 +408,10 @@ class _Run:
 
     def remaining(self):
         return self.settings.maxiter - self.nit
+
+    def sweeps(self, f0, g0, bound):
+        """The sweeps object of this problem (balanced or unbalanced)."""
+        return (_Sweeps if self.rho is None else _UbSweeps)(self, f0, g0, bound)
 
     # ---------------------------------------------------------------- history
     def _stage(self, stage):
@@ -521,7 +601,7 @@ def _solve_scaling(run, f0, g0):
     """The plain scaling form ``u <- a / (K v)``, ``v <- b / (K^T u)``: the kernel is built
     once around the starting potentials and never rebuilt; an under/overflow ends the solve
     (status 2)."""
-    sw = _Sweeps(run, f0, g0, math.inf)
+    sw = run.sweeps(f0, g0, math.inf)
     sw.set_reg(run.reg)
     status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs, fallback=False)
     if status == NONFINITE:
@@ -533,7 +613,7 @@ def _solve_log(run, f0, g0):
     """Log-stable Sinkhorn (absorption-stabilized scaling), optionally annealed and
     over-relaxed."""
     opts = run.settings.options
-    sw = _Sweeps(run, f0, g0, _ABSORB_BOUND[run.prob.dtype])
+    sw = run.sweeps(f0, g0, _ABSORB_BOUND[run.prob.dtype])
     if opts["epsilon_scaling"]:
         status = _anneal(run, sw, _schedule(run, opts), sweeps=run.settings.maxiter,
                          level_tol=max(run.tol_abs, 1e-3 * run.prob.mass))
@@ -541,7 +621,7 @@ def _solve_log(run, f0, g0):
             return sw.potentials() + (status, None)
     sw.set_reg(run.reg)
     status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
-                          relax=_Relaxation(opts["overrelaxation"]))
+                          relax=_Relaxation(opts["overrelaxation"] and run.rho is None))
     return sw.potentials() + (status, sw)
 
 
@@ -574,7 +654,8 @@ def _solve_auto(run, f0, g0, warm):
     opts = run.settings.options
     prob = run.prob
     spread = prob.spread
-    sw = _Sweeps(run, f0, g0, _ABSORB_BOUND[prob.dtype])
+    sw = run.sweeps(f0, g0, _ABSORB_BOUND[prob.dtype])
+    balanced = run.rho is None
     anneal = opts["epsilon_scaling"]
     if anneal is None:
         anneal = spread > 0 and run.reg < opts["anneal_below"] * spread
@@ -593,9 +674,12 @@ def _solve_auto(run, f0, g0, warm):
         if status is not None:
             return sw.potentials() + (status, None)
     sw.set_reg(run.reg)
+    # Unbalanced problems: the damped updates converge linearly at a rate below tau**2;
+    # no over-relaxation or Newton stage (their theory here is for balanced marginals).
     status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
-                          relax=_Relaxation(opts["overrelaxation"]),
-                          newton_after=opts["newton_after"] if opts["newton"] else None)
+                          relax=_Relaxation(opts["overrelaxation"] and balanced),
+                          newton_after=(opts["newton_after"] if opts["newton"] and balanced
+                                        else None))
     if status is not None:
         return sw.potentials() + (status, sw)
     f, g = sw.potentials()
@@ -625,16 +709,18 @@ def _solve_symmetric(run, f0, cold):
 _SOLVERS = {"scaling": _solve_scaling, "log": _solve_log}
 
 
-def solve(prob, reg, settings, method, init=None, symmetric=False):
+def solve(prob, reg, settings, method, init=None, symmetric=False, rho=None):
     """Solve the entropic problem ``prob`` at ``reg`` with ``method`` (checked options in
     ``settings.options``); the :class:`OTResult` of :func:`sinkhorn`.
 
     ``symmetric``: the caller guarantees ``a == b`` and a symmetric cost (a
     self-transport problem ``W(a, a)``); ``method="auto"`` then runs the averaged
-    symmetric iterations, which have none of Sinkhorn's slow ``f_i - g_i`` modes."""
+    symmetric iterations, which have none of Sinkhorn's slow ``f_i - g_i`` modes.
+    ``rho``: ``(rho_a, rho_b)``, the KL relaxation of the marginals (unbalanced), or None.
+    """
     _define_result_class()  # SciPy before the large arrays: at the memory edge, its
-    run = _Run(prob, reg, settings, method)  # import would start OpenBLAS after them
-    f0, g0 = prob.init_potentials(init)
+    run = _Run(prob, reg, settings, method, rho)  # import would start OpenBLAS after them
+    f0, g0 = prob.init_potentials(init, centre=rho is None)
     floor = _rounding_floor(prob, reg)
     if floor > 1.0:
         # exp((f + g - C) / reg) has no correct digit: nothing to iterate on.
@@ -645,7 +731,10 @@ def solve(prob, reg, settings, method, init=None, symmetric=False):
         return _finish(run, f0, g0, NONFINITE, None)
     if init is None and method == "scaling":
         f0 = f0 + prob.cost_range[0]  # K = exp(-(C - min C) / reg): no row underflows
-    if method == "auto" and symmetric:
+    if method == "sns" and rho is not None:
+        raise ValueError("method='sns' solves balanced problems only; use 'auto', 'log' or "
+                         "'scaling' with `reg_m`.")
+    if method == "auto" and symmetric and rho is None:
         f, g, status, sw = _solve_symmetric(run, 0.5 * (f0 + g0), init is None)
     elif method == "auto":
         f, g, status, sw = _solve_auto(run, f0, g0, init is not None)
@@ -673,7 +762,29 @@ def _rebalance(run, f, g):
     out = np.empty(m)
     _lse.col_lse(run.loga64, f, run.prob.costc, 1.0 / run.reg, np.empty(m), np.empty(m),
                  out)
-    return f, -run.reg * out
+    tau_b = 1.0 if run.rho is None else _tau(run.rho[1], run.reg)
+    return f, -tau_b * run.reg * out
+
+
+def _relaxed_target(w, pot, rho):
+    """The optimal marginal ``w exp(-pot / rho)`` of a KL-relaxed side (``w`` if hard)."""
+    return w if math.isinf(rho) else w * np.exp(-pot / rho)
+
+
+def _kl_term(p, w, rho):
+    """``rho KL(p | w)`` (generalized KL; 0 for a hard marginal, which is met)."""
+    if math.isinf(rho):
+        return 0.0
+    from scipy.special import xlogy
+
+    return float(rho * (np.sum(xlogy(p, p) - xlogy(p, w)) - p.sum() + w.sum()))
+
+
+def _dual_term(w, pot, rho):
+    """``-rho <w, exp(-pot / rho) - 1>`` (``<w, pot>`` for a hard marginal)."""
+    if math.isinf(rho):
+        return float(w @ pot)
+    return float(-rho * (w @ np.expm1(-pot / rho)))
 
 
 def _rounding_floor(prob, reg):
@@ -699,14 +810,33 @@ def _finish(run, fc, gc, status, planned):
                                                 dt.type(reg), fc.astype(dt), gc.astype(dt),
                                                 Pc))
     Pc, rows, cols, lin, plogr = planned
-    err = prob.marginal_error(rows, cols)
     mass = float(rows.sum())
     ma, mb = float(prob.a.sum(dtype=np.float64)), float(prob.b.sum(dtype=np.float64))
     kl = plogr - mass + ma * mb
-    f, g = prob.expand(fc, gc, reg)
+    extra = {}
+    if run.rho is None:
+        err = prob.marginal_error(rows, cols)
+        f, g = prob.expand(fc, gc, reg)
+        dual = (float(f.astype(np.float64) @ prob.a.astype(np.float64))
+                + float(g.astype(np.float64) @ prob.b.astype(np.float64))
+                - reg * (mass - ma * mb))
+        fun = float(lin + reg * kl)
+    else:
+        (ra, rb), a64, b64 = run.rho, run.a64, run.b64
+        ta, tb = _relaxed_target(a64, fc, ra), _relaxed_target(b64, gc, rb)
+        err = float(np.abs(rows - ta).sum() + np.abs(cols - tb).sum()) / prob.mass
+        f, g = prob.expand(fc, gc, reg, tau=(_tau(ra, reg), _tau(rb, reg)), centre=False)
+        terms = {"cost": float(lin), "entropy": float(reg * kl),
+                 "relax_a": _kl_term(rows, a64, ra), "relax_b": _kl_term(cols, b64, rb)}
+        fun = float(sum(terms.values()))
+        dual = (_dual_term(a64, fc, ra) + _dual_term(b64, gc, rb) - reg * (mass - ma * mb))
+        rows_full = np.zeros(prob.shape[0])
+        cols_full = np.zeros(prob.shape[1])
+        rows_full[prob.rows] = rows
+        cols_full[prob.cols] = cols
+        extra = dict(marginals=(rows_full, cols_full), masses=(ma, mb), terms=terms,
+                     reg_m=run.rho)
     plan = prob.embed(Pc)
-    dual = (float(f.astype(np.float64) @ prob.a.astype(np.float64))
-            + float(g.astype(np.float64) @ prob.b.astype(np.float64)) - reg * (mass - ma * mb))
     tol = run.settings.tol
     message = run.message
     if message is None and not (math.isfinite(err) and math.isfinite(lin)):
@@ -722,16 +852,16 @@ def _finish(run, fc, gc, status, planned):
                    f"plan is {err:.3g} > tol={tol:.3g}: tol is below the rounding floor of "
                    f"{dt} (max |C| * eps / reg = {_rounding_floor(prob, reg):.3g}); loosen "
                    f"tol.")
-    fields = dict(fun=float(lin + reg * kl), cost=float(lin), dual_value=dual, plan=plan,
+    fields = dict(fun=fun, cost=float(lin), dual_value=dual, plan=plan,
                   f=f, g=g, reg=reg, nit_sinkhorn=run.nit - run.nit_newton,
                   nit_newton=run.nit_newton, err_history=run.history(),
-                  stages=tuple(run.stages))
+                  stages=tuple(run.stages), **extra)
     return solver_result(status, err=err, tol=tol, nit=run.nit, method=run.method,
                          message=message, **fields)
 
 
-def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=None,
-             callback=None, options=None):
+def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10_000,
+             init=None, callback=None, options=None):
     r"""Entropic optimal transport by Sinkhorn's algorithm, with a Newton finish.
 
     Solves
@@ -755,6 +885,15 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=N
         Ground cost, finite. Rectangular problems are fine.
     reg : float
         Entropic regularization :math:`\varepsilon > 0`, in the units of ``cost``.
+    reg_m : float or pair of floats, optional
+        Unbalanced OT: the marginal constraints are replaced by the penalties
+        ``reg_m_a KL(P 1 | a) + reg_m_b KL(P^T 1 | b)`` (generalized KL), so ``a`` and ``b``
+        may have different masses. A number applies to both sides; ``inf`` keeps that
+        marginal hard (``(reg_m_a, inf)``: semi-relaxed). ``None`` (default) or ``inf`` on
+        both sides: the balanced problem. Conventions of the peers: POT's ``reg_m`` is the
+        same; OTT-JAX's ``tau_a = reg_m_a / (reg_m_a + reg)``; GeomLoss's ``reach`` is
+        ``reg_m ** (1 / p)`` (and its ``blur`` is ``reg ** (1 / p)``, its cost
+        ``|x - y|^p / p``). See Notes.
     method : {"auto", "log", "scaling", "sns"}, default "auto"
         ``"auto"``: the hybrid below, which converges at every ``reg``: epsilon-scaling
         when ``reg`` is small against the range of the cost, over-relaxed log-stable
@@ -841,6 +980,16 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=N
         came with no later row pass).
         ``stages`` : tuple of the stages that ran, in order: ``"anneal"``, ``"warmup"``,
         ``"sweeps"``, ``"newton"``.
+        With ``reg_m``: ``fun`` is the unbalanced objective
+        ``<P, C> + reg KL(P | a x b) + reg_m_a KL(P 1 | a) + reg_m_b KL(P^T 1 | b)``;
+        ``terms`` (dict ``cost``, ``entropy``, ``relax_a``, ``relax_b``: its four terms),
+        ``marginals`` (``(P 1, P^T 1)``), ``masses`` (``(sum(a), sum(b))``), ``reg_m``; ``f``,
+        ``g`` are not centred (no gauge freedom); ``err`` is the L1 norm of the dual's
+        gradient relative to ``(sum(a) + sum(b)) / 2``:
+        ``sum_i |P1_i - a_i exp(-f_i / reg_m_a)| + (same for the columns)``, the distance of
+        the plan's marginals to their optimal values, equivalently a weighted change of the
+        potentials over one sweep, ``sum_i t_i |exp((f_i - f_i') / (tau_a reg)) - 1|`` with
+        ``tau_a = reg_m_a / (reg_m_a + reg)`` (for hard marginals, the marginal error).
         ``success``, ``status``, ``message``, ``method`` (the method given),
         ``reg``.
 
@@ -853,6 +1002,14 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=N
 
     Notes
     -----
+    Unbalanced problems (``reg_m``): the updates are the balanced ones damped by
+    ``tau = reg_m / (reg_m + reg)`` [7]_, ``f_i <- -tau_a reg log sum_j b_j exp((g_j -
+    C_ij) / reg)``, run in the same absorption-stabilized form, each sweep followed by the
+    translation-invariant step [8]_ (the dual maximised exactly along ``(f + t, g - t)``, in
+    closed form), which removes the slow mode of the damped iterations when ``reg_m`` is
+    large against ``reg``. ``"auto"`` anneals as for balanced problems, without
+    over-relaxation or Newton stage; ``"sns"`` is for balanced problems only.
+
     Log-domain updates:
     ``f_i <- -reg log sum_j b_j exp((g_j - C_ij) / reg)``, then the same for ``g``.
     After a ``g`` update the column marginals are exact; the row marginals of the
@@ -887,6 +1044,10 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=N
        Sinkhorn-Knopp Algorithm for Regularized Optimal Transport", Algorithms 14(5), 2021.
     .. [6] J. Feydy, "Geometric data analysis, beyond convolutions", PhD thesis, 2020,
        chapter 3.
+    .. [7] L. Chizat, G. Peyré, B. Schmitzer, F.-X. Vialard, "Scaling algorithms for
+       unbalanced optimal transport problems", Math. Comp. 87, 2018.
+    .. [8] T. Séjourné, F.-X. Vialard, G. Peyré, "Faster unbalanced optimal transport:
+       translation invariant Sinkhorn and 1-D Frank-Wolfe", AISTATS 2022.
 
     Examples
     --------
@@ -900,12 +1061,16 @@ def sinkhorn(a, b, cost, reg, *, method="auto", tol=None, maxiter=10_000, init=N
     array([[0.5, 0. ],
            [0. , 0.5]])
     """
-    prob = LinearProblem.from_args(a, b, cost, balanced=True)
+    rho = _check_reg_m(reg_m)
+    if rho is not None and all(math.isinf(r) for r in rho):
+        rho = None  # both marginals hard: the balanced problem
+    prob = LinearProblem.from_args(a, b, cost, balanced=rho is None,
+                                   hint=", or relax the marginals with `reg_m`")
     reg = _check_positive(reg, "reg")
     name, opts = method_options(method, options)
     settings = Settings.from_args(tol, maxiter, callback, prob.dtype, opts)
-    symmetric = name == "auto" and _self_transport(prob)
-    return solve(prob, reg, settings, name, init, symmetric=symmetric)
+    symmetric = name == "auto" and rho is None and _self_transport(prob)
+    return solve(prob, reg, settings, name, init, symmetric=symmetric, rho=rho)
 
 
 def _self_transport(prob):

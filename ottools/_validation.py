@@ -71,7 +71,7 @@ def _check_weights(w, n, name, dtype=np.float64, *, against=None):
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def _check_balanced(a, b, names=("a", "b"), rtol=1e-6):
+def _check_balanced(a, b, names=("a", "b"), rtol=1e-6, hint=""):
     """Balanced problems: total masses must agree to ``rtol`` (relative).
 
     Returns ``b`` rescaled onto the mass of ``a``: a gap below ``rtol`` is rounding (float32
@@ -82,7 +82,7 @@ def _check_balanced(a, b, names=("a", "b"), rtol=1e-6):
     if abs(sa - sb) > rtol * max(sa, sb):
         raise ValueError(
             f"`{names[0]}` and `{names[1]}` must have the same total mass (relative "
-            f"tolerance {rtol:g}); got {sa:.9g} and {sb:.9g}. Normalize them first."
+            f"tolerance {rtol:g}); got {sa:.9g} and {sb:.9g}. Normalize them first{hint}."
         )
     if abs(sa - sb) <= 64 * np.finfo(np.float64).eps * max(sa, sb):
         return b  # float64 rounding of the sums: nothing to fix
@@ -216,7 +216,7 @@ def _check_bool(x, name):
 
 
 def _check_linear_problem(a, b, cost, *, balanced=True, mass_rtol=1e-6,
-                          names=("a", "b", "cost")):
+                          names=("a", "b", "cost"), hint=""):
     """The data of a linear OT problem: ``(a, b, cost, dtype)``, validated once.
 
     ``cost`` a non-empty finite (n, m) array; ``a``, ``b`` weights of lengths n and m
@@ -236,7 +236,7 @@ def _check_linear_problem(a, b, cost, *, balanced=True, mass_rtol=1e-6,
     b = _check_weights(b_arr, m, nb, dtype,
                        against=f"`{nc}` has shape {cost.shape} ({m} columns)")
     if balanced:
-        b = _check_balanced(a, b, (na, nb), rtol=mass_rtol)
+        b = _check_balanced(a, b, (na, nb), rtol=mass_rtol, hint=hint)
     return a, b, np.ascontiguousarray(cost, dtype=dtype), dtype
 
 
@@ -320,3 +320,30 @@ def _check_option_table(options, table, where):
     return {key: (opt.check(given[key], f"options['{key}']") if key in given
                   else opt.default)
             for key, opt in table.items()}
+
+
+def _check_reg_m(reg_m):
+    """``reg_m`` (KL relaxation of the marginals) as a pair ``(rho_a, rho_b)`` of floats in
+    ``(0, inf]``, or None (balanced). A number applies to both marginals; ``inf`` keeps that
+    marginal hard."""
+    if reg_m is None:
+        return None
+    _reject_tensor(reg_m, "reg_m")
+    if isinstance(reg_m, (tuple, list, np.ndarray)):
+        if len(reg_m) != 2:
+            raise ValueError(f"`reg_m` must be a number or a pair (reg_m_a, reg_m_b); got "
+                             f"{len(reg_m)} values.")
+        pair = tuple(reg_m)
+    else:
+        pair = (reg_m, reg_m)
+    out = []
+    for k, v in zip(("reg_m", "reg_m"), pair):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(
+                v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"`reg_m` must hold real numbers; got {type(v).__name__}.")
+        v = float(v)
+        if not v > 0:  # NaN too
+            raise ValueError(f"`reg_m` must be positive (inf keeps a marginal hard); got "
+                             f"{v!r}.")
+        out.append(v)
+    return tuple(out)

@@ -1,0 +1,208 @@
+"""Unbalanced Sinkhorn sweeps: KL-relaxed marginals in the absorption-stabilized form.
+
+Problem: ``<P, C> + eps KL(P | a x b) + rho_a KL(P 1 | a) + rho_b KL(P^T 1 | b)``. The
+update of ``f`` is the balanced c-transform damped by ``tau_a = rho_a / (rho_a + eps)``
+(Chizat, Peyré, Schmitzer, Vialard 2018): ``f_i <- -tau_a eps log sum_j b_j
+exp((g_j - C_ij) / eps)``. With the plan written ``P = diag(u) K diag(v)``,
+``K = exp((F_i + G_j - C_ij) / eps)`` for absorbed potentials ``F``, ``G`` and
+``u_i = a_i exp((f_i - F_i) / eps)``, the update reads
+
+``log(u_i / a_i) = -F_i / (rho_a + eps) - tau_a log (K v)_i``
+
+(``pa_i = -F_i / (rho_a + eps)`` is precomputed after each absorption; one log and one
+exp per row, the pass over ``K`` is the balanced one). At the optimum the row sums are
+``a_i exp(-f_i / rho_a)``: the error of a state is the L1 norm of the dual's gradient,
+``sum_i |P1_i - a_i exp(-f_i / rho_a)| + (same for the columns)``, with
+``log(target_i / a_i) = qa_i - (eps / rho_a) log(u_i / a_i)``, ``qa_i = -F_i / rho_a``.
+It equals ``sum_i t_i |exp((f_i - f_i^new) / (tau_a eps)) - 1|``, a weighted change of
+the potentials between sweeps. ``rho = inf`` gives ``tau = 1``, ``pa = qa = 0``: the
+balanced sweep. Return codes are those of ``ottools._kernels._codes``.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._codes import BUDGET, DONE, NONFINITE, OUT_OF_RANGE
+from ._jit import FASTMATH_SAFE, jit
+
+
+@jit(fastmath=FASTMATH_SAFE)
+def _ub_rows(K, vk, u, a, pa, qa, tau, kr, unew, t, r0, r1):
+    """Rows ``r0:r1`` of one unbalanced sweep: ``unew`` and ``t = sum_i unew_i K_i``
+    (overwritten). Returns ``(e, ok)``: the row error of the entry state and whether every
+    new scaling is finite and positive."""
+    m = K.shape[1]
+    uk = np.empty(1, dtype=K.dtype)
+    for j in range(m):
+        t[j] = 0.0
+    e = 0.0
+    ok = True
+    for i in range(r0, r1):
+        acc = K[i, 0] * vk[0]
+        for j in range(1, m):
+            acc += K[i, j] * vk[j]
+        acc = np.float64(acc)
+        lu = np.log(u[i] / a[i])
+        e += abs(u[i] * acc - a[i] * np.exp(qa[i] - kr * lu))
+        ui = a[i] * np.exp(pa[i] - tau * np.log(acc))
+        unew[i] = ui
+        uk[0] = ui
+        uki = uk[0]
+        if np.isfinite(ui) and ui > 0.0 and uki > 0.0 and np.isfinite(uki):
+            for j in range(m):
+                t[j] += K[i, j] * uki
+        else:
+            ok = False
+    return e, ok
+
+
+@jit(parallel=True)
+def _ub_blocks(K, vk, u, a, pa, qa, tau, kr, unew, t, T, E):
+    """:func:`_ub_rows` in ``T.shape[0]`` parallel row blocks, summed into ``t``."""
+    n, m = K.shape
+    nc = T.shape[0]
+    for c in prange(nc):
+        ec, okc = _ub_rows(K, vk, u, a, pa, qa, tau, kr, unew, T[c], c * n // nc,
+                           (c + 1) * n // nc)
+        E[c, 0] = ec
+        E[c, 1] = 1.0 if okc else 0.0
+    e = 0.0
+    ok = True
+    for c in range(nc):
+        e += E[c, 0]
+        ok = ok and E[c, 1] == 1.0
+    for j in range(m):
+        acc = 0.0
+        for c in range(nc):
+            acc += T[c, j]
+        t[j] = acc
+    return e, ok
+
+
+@jit
+def _ub_columns(b, t, s, pb, qb, tau, kc):
+    """Column half: ``s_j = b_j exp(pb_j - tau log t_j)``; returns ``(ok, ce)`` with the
+    column error of the new state (zero up to rounding: the damped c-transform is exact)."""
+    ok = True
+    ce = 0.0
+    for j in range(b.shape[0]):
+        sj = b[j] * np.exp(pb[j] - tau * np.log(t[j]))
+        if not (np.isfinite(sj) and sj > 0.0):
+            ok = False
+        s[j] = sj
+        ce += abs(sj * t[j] - b[j] * np.exp(qb[j] - kc * np.log(sj / b[j])))
+    return ok, ce
+
+
+@jit
+def _ub_commit(u, unew, v, s, a, b, bound):
+    lo = 1.0 / bound
+    out = False
+    for i in range(u.shape[0]):
+        u[i] = unew[i]
+        r = unew[i] / a[i]
+        if r > bound or r < lo:
+            out = True
+    for j in range(v.shape[0]):
+        v[j] = s[j]
+        r = s[j] / b[j]
+        if r > bound or r < lo:
+            out = True
+    return out
+
+
+@jit
+def _translate(u, v, a, b, qa, qb, ka, kb, ia, ib, reg):
+    """The translation-invariant step (Séjourné, Vialard, Peyré 2022): the dual is
+    maximised exactly along ``(f + t, g - t)``, which leaves ``f_i + g_j`` and so the
+    entropic term unchanged: ``t = log(A / B) / (1 / rho_a + 1 / rho_b)`` with
+    ``A = sum_i a_i exp(-f_i / rho_a)`` and ``B = sum_j b_j exp(-g_j / rho_b)``
+    (``ia = 1 / rho_a``, ``ib = 1 / rho_b``; ``A = sum(a)`` for a hard side). It removes
+    the slow mode of the damped iterations when ``rho`` is large against ``eps``."""
+    A = 0.0
+    for i in range(u.shape[0]):
+        A += a[i] * np.exp(qa[i] - ka * np.log(u[i] / a[i]))
+    B = 0.0
+    for j in range(v.shape[0]):
+        B += b[j] * np.exp(qb[j] - kb * np.log(v[j] / b[j]))
+    t = np.log(A / B) / (ia + ib)
+    if not np.isfinite(t):
+        return 1.0
+    su = np.exp(t / reg)
+    if not (np.isfinite(su) and su > 0.0):
+        return 1.0
+    sv = 1.0 / su
+    for i in range(u.shape[0]):
+        u[i] *= su
+    for j in range(v.shape[0]):
+        v[j] *= sv
+    return su
+
+
+@jit
+def _ub_tail(e, ok, it, check_first, cerr, errs, tol, b, t, s, pa, qa, pb, qb, tau_b, ka, kb,
+             ia, ib, reg, u, unew, v, a, bound):
+    checked = it > 0 or check_first
+    e += cerr[0]
+    errs[it] = e if checked else np.inf
+    if checked and e <= tol:
+        return DONE
+    if not ok:
+        return NONFINITE
+    ok, ce = _ub_columns(b, t, s, pb, qb, tau_b, kb)
+    if not ok:
+        return NONFINITE
+    out = _ub_commit(u, unew, v, s, a, b, bound)
+    if ia > 0.0 or ib > 0.0:
+        su = _translate(u, v, a, b, qa, qb, ka, kb, ia, ib, reg)
+        # The plan's column sums are unchanged (u scaled by su, v by 1 / su); their
+        # targets moved with g: the column error of the new state is recomputed.
+        ce = 0.0
+        for j in range(v.shape[0]):
+            ce += abs(v[j] * su * t[j] - b[j] * np.exp(qb[j] - kb * np.log(v[j] / b[j])))
+    cerr[0] = ce
+    if out:
+        return OUT_OF_RANGE
+    return BUDGET
+
+
+@jit
+def unbalanced_sweep(K, a, b, u, v, pa, qa, pb, qb, tau_a, ka, tau_b, kb, ia, ib, reg, bound,
+                     tol, maxiter, check_first, cerr, errs, s, t, unew, vk):
+    """Unbalanced sweeps in place (serial; :func:`unbalanced_sweep_par` runs row blocks in
+    parallel). Arguments and returns as ``_sinkhorn.scaling_sweep`` (no over-relaxation),
+    plus the per-row/column constants of the module note: ``pa``, ``qa`` (n,), ``pb``,
+    ``qb`` (m,), ``tau_a``, ``tau_b``, ``ka = eps / rho_a``, ``kb = eps / rho_b``,
+    ``ia = 1 / rho_a``, ``ib = 1 / rho_b`` and ``reg = eps``; each iteration ends with the
+    translation-invariant step (:func:`_translate`) when a marginal is relaxed."""
+    n = K.shape[0]
+    m = K.shape[1]
+    for it in range(maxiter):
+        for j in range(m):
+            vk[j] = v[j]
+        e, ok = _ub_rows(K, vk, u, a, pa, qa, tau_a, ka, unew, t, 0, n)
+        code = _ub_tail(e, ok, it, check_first, cerr, errs, tol, b, t, s, pa, qa, pb, qb,
+                        tau_b, ka, kb, ia, ib, reg, u, unew, v, a, bound)
+        if code == DONE or code == NONFINITE:
+            return it, code
+        if code == OUT_OF_RANGE:
+            return it + 1, code
+    return maxiter, BUDGET
+
+
+@jit
+def unbalanced_sweep_par(K, a, b, u, v, pa, qa, pb, qb, tau_a, ka, tau_b, kb, ia, ib, reg,
+                         bound, tol, maxiter, check_first, cerr, errs, s, t, unew, vk, T, E):
+    """:func:`unbalanced_sweep` with each pass in ``T.shape[0]`` parallel row blocks."""
+    m = K.shape[1]
+    for it in range(maxiter):
+        for j in range(m):
+            vk[j] = v[j]
+        e, ok = _ub_blocks(K, vk, u, a, pa, qa, tau_a, ka, unew, t, T, E)
+        code = _ub_tail(e, ok, it, check_first, cerr, errs, tol, b, t, s, pa, qa, pb, qb,
+                        tau_b, ka, kb, ia, ib, reg, u, unew, v, a, bound)
+        if code == DONE or code == NONFINITE:
+            return it, code
+        if code == OUT_OF_RANGE:
+            return it + 1, code
+    return maxiter, BUDGET

@@ -1,0 +1,131 @@
+"""Unbalanced entropic OT: ``sinkhorn(..., reg_m=...)`` and the unbalanced divergence."""
+
+import numpy as np
+import pytest
+
+import ottools
+
+
+def _problem(rng, n=20, m=15, zeros=0, scale_b=1.7):
+    x, y = rng.random((n, 2)), rng.random((m, 2))
+    cost = ottools.cost_matrix(x, y)
+    a, b = rng.random(n) + 0.1, (rng.random(m) + 0.1) * scale_b
+    if zeros:
+        a[:zeros] = 0
+        b[-zeros:] = 0
+    return a, b, cost
+
+
+def _pot_plan(a, b, cost, reg, reg_m):
+    ot = pytest.importorskip("ot")
+    with np.errstate(all="ignore"):
+        return ot.unbalanced.sinkhorn_unbalanced(a, b, cost, reg, reg_m,
+                                                 method="sinkhorn_stabilized", stopThr=1e-15,
+                                                 numItermax=200_000)
+
+
+@pytest.mark.parametrize("reg, reg_m", [(0.1, 1.0), (0.05, 0.3), (0.02, (0.5, 2.0))])
+def test_plan_equals_pot(rng, reg, reg_m):
+    a, b, cost = _problem(rng)
+    res = ottools.sinkhorn(a, b, cost, reg, reg_m=reg_m, tol=1e-12, maxiter=100_000)
+    assert res.success and res.err <= 1e-12
+    np.testing.assert_allclose(res.plan, _pot_plan(a, b, cost, reg, reg_m), rtol=0,
+                               atol=1e-9)
+    # Strong duality, the objective's terms and the plan's marginals.
+    assert res.fun == pytest.approx(res.dual_value, rel=1e-10)
+    assert res.fun == pytest.approx(sum(res.terms.values()), rel=1e-12)
+    np.testing.assert_allclose(res.marginals[0], res.plan.sum(1), rtol=1e-12)
+    np.testing.assert_allclose(res.marginals[1], res.plan.sum(0), rtol=1e-12)
+    # Optimality: the marginals are the relaxed targets a exp(-f / rho_a), b exp(-g / rho_b).
+    ra, rb = (reg_m, reg_m) if np.isscalar(reg_m) else reg_m
+    np.testing.assert_allclose(res.marginals[0], a * np.exp(-res.f / ra), rtol=1e-9)
+    np.testing.assert_allclose(res.marginals[1], b * np.exp(-res.g / rb), rtol=1e-9)
+
+
+def test_zero_weights_rectangular_and_float32(rng):
+    a, b, cost = _problem(rng, 12, 9, zeros=2)
+    res = ottools.sinkhorn(a, b, cost, 0.05, reg_m=0.5, tol=1e-12, maxiter=100_000)
+    assert res.success
+    assert np.all(res.plan[a == 0] == 0) and np.all(res.plan[:, b == 0] == 0)
+    assert np.all(np.isfinite(res.f)) and np.all(np.isfinite(res.g))
+    # POT's solvers fail on zero weights ("numerical errors at iteration 0"): compare on the
+    # positive-weight problem, which is the same problem (a zero weight forces a zero row).
+    keep_a, keep_b = a > 0, b > 0
+    np.testing.assert_allclose(
+        res.plan[np.ix_(keep_a, keep_b)],
+        _pot_plan(a[keep_a], b[keep_b], cost[np.ix_(keep_a, keep_b)], 0.05, 0.5), atol=1e-9)
+    r32 = ottools.sinkhorn(a.astype(np.float32), b.astype(np.float32),
+                           cost.astype(np.float32), 0.05, reg_m=0.5)
+    assert r32.success and r32.plan.dtype == r32.f.dtype == np.float32
+    np.testing.assert_allclose(r32.plan, res.plan, atol=1e-4 * res.plan.sum())  # float32 tol
+
+
+def test_large_reg_m_tends_to_the_balanced_plan(rng):
+    a, b, cost = _problem(rng, scale_b=1.0)
+    a, b = a / a.sum(), b / b.sum()
+    bal = ottools.sinkhorn(a, b, cost, 0.05, tol=1e-12)
+    unb = ottools.sinkhorn(a, b, cost, 0.05, reg_m=1e6, tol=1e-12, maxiter=100_000)
+    assert bal.success and unb.success
+    np.testing.assert_allclose(unb.plan, bal.plan, atol=1e-6)
+    # inf on both sides is the balanced problem itself.
+    inf = ottools.sinkhorn(a, b, cost, 0.05, reg_m=np.inf, tol=1e-12)
+    np.testing.assert_array_equal(inf.plan, bal.plan)
+
+
+def test_semi_relaxed_keeps_the_hard_marginal(rng):
+    a, b, cost = _problem(rng)
+    res = ottools.sinkhorn(a, b, cost, 0.02, reg_m=(0.5, np.inf), tol=1e-11, maxiter=100_000)
+    assert res.success
+    np.testing.assert_allclose(res.plan.sum(0), b, rtol=1e-9)  # hard
+    assert not np.allclose(res.plan.sum(1), a, rtol=1e-3)      # relaxed
+    assert res.terms["relax_b"] == 0.0
+
+
+def test_divergence_is_zero_for_equal_measures_and_positive_otherwise(rng):
+    x, y = rng.normal(size=(25, 2)), rng.normal(size=(20, 2)) + 0.3
+    a, b = rng.random(25) + 0.1, (rng.random(20) + 0.1) * 2
+    same = ottools.sinkhorn_divergence(x, x, a, a, reg=0.2, reg_m=1.0)
+    assert same.success and abs(same.fun) <= 1e-12
+    diff = ottools.sinkhorn_divergence(x, y, a, b, reg=0.2, reg_m=1.0)
+    assert diff.success and diff.fun > 0.01
+    assert ottools.sinkhorn_divergence(y, x, b, a, reg=0.2, reg_m=1.0).fun == diff.fun
+
+
+def test_divergence_matches_geomloss_after_mapping(rng):
+    geomloss = pytest.importorskip("geomloss")
+    torch = pytest.importorskip("torch")
+    x, y = rng.normal(size=(30, 2)), rng.normal(size=(25, 2)) + 0.5
+    a, b = rng.random(30) + 0.2, (rng.random(25) + 0.2) * 1.5
+    blur, reach = 0.5, 1.0
+    # GeomLoss (p = 2): cost |x - y|^2 / 2, eps = blur^2, rho = reach^2.
+    loss = geomloss.SamplesLoss("sinkhorn", p=2, blur=blur, reach=reach, scaling=0.9999,
+                                debias=True, backend="tensorized")
+    t = torch.from_numpy
+    expected = float(loss(t(a), t(x), t(b), t(y)))
+    res = ottools.sinkhorn_divergence(x / np.sqrt(2), y / np.sqrt(2), a, b, reg=blur**2,
+                                      reg_m=reach**2, tol=1e-12)
+    assert res.success
+    assert res.fun == pytest.approx(expected, rel=5e-6)
+
+
+@pytest.mark.parametrize("reg_m, exc, match", [
+    (0.0, ValueError, "`reg_m` must be positive"),
+    (-1.0, ValueError, "`reg_m` must be positive"),
+    (np.nan, ValueError, "`reg_m` must be positive"),
+    ((1.0, 2.0, 3.0), ValueError, r"`reg_m` must be a number or a pair .* got 3 values"),
+    ("1", TypeError, "`reg_m` must hold real numbers"),
+    (True, TypeError, "`reg_m` must hold real numbers"),
+])
+def test_bad_reg_m(reg_m, exc, match):
+    with pytest.raises(exc, match=match):
+        ottools.sinkhorn([0.5, 0.5], [0.5, 0.5], np.eye(2), 0.1, reg_m=reg_m)
+
+
+def test_unequal_masses_point_to_reg_m_and_sns_refuses_it():
+    with pytest.raises(ValueError, match="same total mass.*relax the marginals with `reg_m`"):
+        ottools.sinkhorn([0.5, 0.5], [1.0, 1.0], np.eye(2), 0.1)
+    with pytest.raises(ValueError, match="method='sns' solves balanced problems only"):
+        ottools.sinkhorn([0.5, 0.5], [1.0, 1.0], np.eye(2), 0.1, reg_m=1.0, method="sns")
+    res = ottools.sinkhorn([0.5, 0.5], [1.0, 1.0], np.eye(2), 0.1, reg_m=1.0,
+                           method="scaling")
+    assert res.success
