@@ -27,6 +27,7 @@ quadratic_ot              Quadratically regularized OT (sparse plans).
 Costs
 -----
 cost_matrix       Pairwise ground costs between point clouds.
+PointCloud        A point-cloud cost computed on the fly (O(n) memory), for sinkhorn.
 
 Results and warnings
 --------------------
@@ -40,6 +41,7 @@ layer lives in ``ottools.torch``, imported on demand.
 """
 
 from ._costs import cost_matrix
+from ._geometry import PointCloud
 from ._mesh import mesh_measure
 from ._onedim import wasserstein_1d
 from ._divergence import sinkhorn_divergence
@@ -61,6 +63,7 @@ __all__ = [
     "OTConvergenceWarning",
     "OTResult",
     "OTWarning",
+    "PointCloud",
     "cost_matrix",
     "distributional_sliced_wasserstein",
     "max_sliced_wasserstein",

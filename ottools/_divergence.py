@@ -3,11 +3,12 @@
 import numpy as np
 
 from ._costs import cost_matrix
+from ._geometry import PointCloud, use_online
 from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, make_result
 from ._sinkhorn import method_options, solve
-from ._validation import (_check_balanced, _check_positive, _check_reg_m, _check_samples,
-                          _check_weights)
+from ._validation import (_check_balanced, _check_bool, _check_positive, _check_reg_m,
+                          _check_samples, _check_weights)
 
 __all__ = ["sinkhorn_divergence"]
 
@@ -35,13 +36,18 @@ def _symmetrized(cost):
 def _transposed(res):
     """The result of the transposed problem (plan^T, f and g exchanged)."""
     out = make_result(**res)
-    out.plan = np.ascontiguousarray(res.plan.T)
+    if isinstance(res.plan, np.ndarray):
+        out.plan = np.ascontiguousarray(res.plan.T)
+    else:  # an operator (PointCloud problems)
+        out.plan = res.plan.T
+        out.plan_dense = lambda: res.plan_dense().T
+        out.pop("barycentric_map", None)
     out.f, out.g = res.g, res.f
     return out
 
 
 def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
-                     method="auto", tol=None, maxiter=10_000, options=None):
+                     method="auto", tol=None, maxiter=10_000, options=None, online=None):
     """Validate, build the three cost matrices and solve: ``(xy, xx, yy, dtype)``, the
     :class:`OTResult` of each entropic problem ``W(a, b)``, ``W(a, a)``, ``W(b, b)``.
 
@@ -66,10 +72,20 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
     if swap:
         x, y, a, b = y, x, b, a
 
+    if online is not None:
+        online = _check_bool(online, "online")
+
     def solve_pair(u, v, wu, wv, self_transport=False):
-        cost = np.ascontiguousarray(cost_matrix(u, v, metric), dtype=dtype)
-        symmetric = False
-        if self_transport:
+        if use_online(u.shape[0], v.shape[0], dtype, metric, online):
+            if rho is not None:
+                raise ValueError("`reg_m` with point clouds above the dense memory budget "
+                                 "is not supported; pass online=False.")
+            cost = PointCloud(u, v, metric)
+            symmetric = self_transport
+        else:
+            cost = np.ascontiguousarray(cost_matrix(u, v, metric), dtype=dtype)
+            symmetric = False
+        if self_transport and not symmetric:
             cost, symmetric = _symmetrized(cost)
         return solve(LinearProblem(wu, wv, cost, dtype), reg, settings, name,
                      symmetric=symmetric, rho=rho)
@@ -86,7 +102,7 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
 
 
 def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
-                        method="auto", tol=None, maxiter=10_000, options=None):
+                        method="auto", tol=None, maxiter=10_000, options=None, online=None):
     r"""Debiased Sinkhorn divergence between two weighted point clouds.
 
     .. math::
@@ -128,6 +144,12 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
         Iteration cap of each solve.
     options : dict, optional
         Options of ``method``, used by the three solves (see :func:`ottools.sinkhorn`).
+    online : bool, optional
+        Solve on :class:`ottools.PointCloud` costs computed on the fly (O((n + m) d)
+        memory) instead of dense matrices. Default (None): online when a problem's dense
+        arrays (cost, kernel and plan, ``3 n m`` numbers) would exceed 2 GiB
+        (``ottools._geometry.DENSE_BUDGET``) and ``metric`` is ``"sqeuclidean"``,
+        ``"euclidean"`` or ``"cityblock"``. The parts' ``plan`` is then an operator.
 
     Returns
     -------
@@ -190,7 +212,7 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
     """
     xy, xx, yy, _ = divergence_parts(x, y, a, b, reg=reg, reg_m=reg_m, metric=metric,
                                      method=method, tol=tol, maxiter=maxiter,
-                                     options=options)
+                                     options=options, online=online)
     parts = (xy, xx, yy)
     failed = [p for p in parts if not p.success]
     first = failed[0] if failed else xy

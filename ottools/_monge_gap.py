@@ -3,11 +3,12 @@
 import numpy as np
 
 from ._costs import cost_matrix
+from ._geometry import PointCloud, use_online
 from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, make_result
 from ._sinkhorn import method_options, solve
-from ._validation import (_check_points, _check_positive, _check_samples, _check_weights,
-                          _reject_tensor)
+from ._validation import (_check_bool, _check_points, _check_positive, _check_samples,
+                          _check_weights, _reject_tensor)
 
 __all__ = ["monge_gap"]
 
@@ -17,13 +18,30 @@ _AUTO_REG_FRACTION = 0.05
 _UNIFORM_RTOL = 1e-9
 
 
-def _check_reg(reg, cost):
-    """``reg`` as a float >= 0; ``"auto"`` -> 0.05 * std(cost)."""
+def _plan_negentropy(res, a, reg):
+    """``sum_ij P_ij log P_ij`` of the entropic plan of ``res`` (dense or an operator)."""
+    if isinstance(res.plan, np.ndarray):
+        from scipy.special import xlogy
+
+        plan = res.plan.astype(np.float64, copy=False)
+        return float(xlogy(plan, plan).sum())
+    # sum P log P = KL(P | a x a) + sum P log(a_i a_j) + sum(P) - sum(a)^2, with
+    # KL = (fun - cost) / reg and the marginals from two passes of the operator.
+    n = a.shape[0]
+    rows, cols = res.plan @ np.ones(n), res.plan.T @ np.ones(n)
+    with np.errstate(divide="ignore"):
+        loga = np.where(a > 0, np.log(a.astype(np.float64)), 0.0)
+    ma = float(a.sum(dtype=np.float64))
+    return float((res.fun - res.cost) / reg + rows @ loga + cols @ loga + rows.sum() - ma * ma)
+
+
+def _check_reg(reg, cost_std):
+    """``reg`` as a float >= 0; ``"auto"`` -> 0.05 * std(cost) (``cost_std()``)."""
     _reject_tensor(reg, "reg")
     if isinstance(reg, str):
         if reg.lower() != "auto":
             raise ValueError(f"`reg` must be a non-negative number or 'auto'; got {reg!r}.")
-        val = _AUTO_REG_FRACTION * float(np.std(cost, dtype=np.float64))
+        val = _AUTO_REG_FRACTION * float(cost_std())
         if not val > 0:
             raise ValueError("reg='auto' gives 0: every cost c(x_i, tx_j) is the same (are "
                              "the points `x` and `tx` all equal?); pass `reg` explicitly.")
@@ -54,7 +72,7 @@ def _assignment(a, cost):
 
 
 def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto", tol=None,
-              maxiter=10_000, options=None):
+              maxiter=10_000, options=None, online=None):
     r"""Monge gap of a map from its samples: displacement cost minus optimal cost.
 
     .. math::
@@ -92,6 +110,11 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
         Sinkhorn iteration cap.
     options : dict, optional
         Options of ``method`` (see :func:`ottools.sinkhorn`).
+    online : bool, optional
+        Entropic gap on a :class:`ottools.PointCloud` cost computed on the fly (O(n d)
+        memory). Default (None): when the dense arrays (``3 n^2`` numbers) would exceed
+        2 GiB and ``metric`` has an online kernel, as in
+        :func:`ottools.sinkhorn_divergence`.
 
     Returns
     -------
@@ -153,28 +176,35 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
                          f"{np.shape(x)} and {np.shape(tx)}.")
     x, tx, a, _, dtype = _check_samples(x, tx, a, None, names=("x", "tx", "a", "b"))
     n = x.shape[0]
-    cost = np.ascontiguousarray(cost_matrix(x, tx, metric), dtype=dtype)
     a = _check_weights(a, n, "a", dtype)
-    reg = _check_reg(reg, cost)
+    if online is not None:
+        online = _check_bool(online, "online")
+    online = (not (isinstance(reg, (int, float)) and reg == 0)
+              and use_online(n, n, dtype, metric, online))
+    if online:
+        cost = PointCloud(x, tx, metric)
+        reg = _check_reg(reg, cost.cost_std)
+        diag = cost.diagonal()
+    else:
+        cost = np.ascontiguousarray(cost_matrix(x, tx, metric), dtype=dtype)
+        reg = _check_reg(reg, lambda: float(np.std(cost, dtype=np.float64)))
+        diag = np.diagonal(cost)
     if reg == 0:
         if not (isinstance(method, str) and method.lower() == "auto"):
             raise ValueError(
                 f"`method` must be 'auto' with reg=0 (the exact gap uses "
                 f"scipy.optimize.linear_sum_assignment); got {method!r}."
             )
-        settings = Settings.from_args(tol, maxiter, None, dtype)
+        Settings.from_args(tol, maxiter, None, dtype)  # checked even when unused
         inner = _assignment(a, cost)
         ot_cost = inner.fun
     else:
-        from scipy.special import xlogy
-
         name, opts = method_options(method, options)
         settings = Settings.from_args(tol, maxiter, None, dtype, opts)
         inner = solve(LinearProblem(a, a, cost, dtype), reg, settings, name)
-        plan = inner.plan.astype(np.float64, copy=False)
-        ot_cost = inner.cost + reg * float(xlogy(plan, plan).sum())
+        ot_cost = inner.cost + reg * _plan_negentropy(inner, a, reg)
     a64 = a.astype(np.float64)
-    displacement = float(a64 @ np.diagonal(cost).astype(np.float64))
+    displacement = float(a64 @ diag.astype(np.float64))
     return make_result(
         fun=displacement - ot_cost,
         displacement=displacement,

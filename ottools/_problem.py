@@ -44,8 +44,13 @@ class LinearProblem:
         self.compressed = self.rows.size < n or self.cols.size < m
         self.ac = np.ascontiguousarray(a[self.rows])
         self.bc = np.ascontiguousarray(b[self.cols])
-        self.costc = (np.ascontiguousarray(cost[np.ix_(self.rows, self.cols)])
-                      if self.compressed else cost)
+        # A geometry (``ottools.PointCloud``) computes its costs on the fly.
+        self.geometry = getattr(cost, "_ottools_geometry", False)
+        if self.geometry:
+            self.costc = cost.subset(self.rows, self.cols) if self.compressed else cost
+        else:
+            self.costc = (np.ascontiguousarray(cost[np.ix_(self.rows, self.cols)])
+                          if self.compressed else cost)
         with np.errstate(divide="ignore"):
             self.loga = np.log(self.ac)
             self.logb = np.log(self.bc)
@@ -68,7 +73,10 @@ class LinearProblem:
     def cost_range(self):
         """``(min, max)`` of the compressed cost, as floats (computed once)."""
         if self._range is None:
-            self._range = (float(self.costc.min()), float(self.costc.max()))
+            if self.geometry:
+                self._range = tuple(float(v) for v in self.costc.cost_extremes())
+            else:
+                self._range = (float(self.costc.min()), float(self.costc.max()))
         return self._range
 
     @property
@@ -147,15 +155,21 @@ class LinearProblem:
             zr = np.setdiff1d(np.arange(n), self.rows)
             zc = np.setdiff1d(np.arange(m), self.cols)
             if zr.size:
-                f[zr] = tau[0] * self._c_transform(self.cost[np.ix_(zr, self.cols)], gc,
+                f[zr] = tau[0] * self._c_transform(self._block(zr, self.cols), gc,
                                                    self.logb, reg)
             if zc.size:
-                g[zc] = tau[1] * self._c_transform(self.cost[np.ix_(self.rows, zc)].T, fc,
+                g[zc] = tau[1] * self._c_transform(self._block(self.rows, zc).T, fc,
                                                    self.loga, reg)
         if not centre:
             return f.astype(self.dtype), g.astype(self.dtype)
         shift = self.gauge_shift(f, g, self.a, self.b)
         return (f + shift).astype(self.dtype), (g - shift).astype(self.dtype)
+
+    def _block(self, rows, cols):
+        """The dense cost block ``C[rows][:, cols]``."""
+        if self.geometry:
+            return self.cost.block(rows, cols)
+        return self.cost[np.ix_(rows, cols)]
 
     @staticmethod
     def _c_transform(C, pot, logw, reg):

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from ._geometry import PlanOperator, _plan_stats, barycentric_map, dense_plan
 from ._kernels import KernelStatus, lazy
 from ._problem import LinearProblem, Settings, allocate, budget_blocks, rate
 from ._result import (CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED,
@@ -27,6 +28,7 @@ from ._validation import (_check_method, _check_option_table, _check_positive, _
 __all__ = ["sinkhorn"]
 
 _k = lazy("_sinkhorn")
+_ko = lazy("_online")
 _kub = lazy("_unbalanced")
 _ksym = lazy("_symmetric")
 _lse = lazy("_lse")
@@ -230,6 +232,120 @@ class _SymSweeps(_Sweeps):
         return f, f.copy()
 
 
+class _OnlineSweeps:
+    """Log-domain sweeps on a point-cloud cost (``ottools.PointCloud``): each half-sweep is
+    a soft c-transform whose costs are computed row by row and dropped
+    (``ottools._kernels._online``), O((n + m) d) memory. Same interface as
+    :class:`_Sweeps`; no scaling form (there is no stored kernel), so every sweep costs
+    ``2 n m`` exponentials."""
+
+    def __init__(self, run, f, g, bound=None):
+        self.run = run
+        self.geom = run.prob.costc
+        self.geom_t = self.geom.transposed()
+        n, m = self.geom.shape
+        self.f, self.g = f.copy(), g.copy()
+        self.fnew, self.gnew = np.empty(n), np.empty(m)
+        nc_r, nc_c = _k.row_chunks(n, m), _k.row_chunks(m, n)
+        self.rows_args = (np.empty((nc_r, m)), np.empty((nc_r, m)))
+        self.cols_args = (np.empty((nc_c, n)), np.empty((nc_c, n)))
+        self.par = (nc_r > 1, nc_c > 1)
+        self.reg = None
+        self.exact = False
+        self.fresh = False
+        self.cerr = 0.0
+
+    def set_reg(self, reg):
+        if reg != self.reg:
+            self.exact = False
+            self.cerr = 0.0
+        self.reg = reg
+
+    def absorb(self):
+        pass
+
+    def _ctransform(self, cols, pot, prev, out):
+        run = self.run
+        if cols:
+            geom, logw, wprev, work, par = (self.geom_t, run.loga64, run.b64, self.cols_args,
+                                            self.par[1])
+        else:
+            geom, logw, wprev, work, par = (self.geom, run.logb64, run.a64, self.rows_args,
+                                            self.par[0])
+        args = geom.kernel_args() + (logw, pot, self.reg, prev, wprev, out) + work
+        return _ko.ctransform_par(*args) if par else _ko.ctransform(*args)
+
+    def sweep(self, maxiter, tol, omega, errs):
+        """As :meth:`_Sweeps.sweep`; ``omega > 1`` over-relaxes in the log domain,
+        ``f <- f + omega (T(g) - f)``. The row error of a state comes with the next row
+        pass; its column error is known when ``g`` is updated: ``T(f)`` is computed there,
+        so ``sum_j b_j |exp((g_j - T(f)_j) / reg) - 1|`` is exact (zero when ``omega = 1``).
+        """
+        for it in range(maxiter):
+            ok, e = self._ctransform(False, self.g, self.f, self.fnew)
+            checked = it > 0 or self.exact
+            e += self.cerr
+            errs[it] = e if checked else np.inf
+            if checked and e <= tol:
+                return it, KernelStatus.DONE
+            if not ok:
+                return it, KernelStatus.NONFINITE
+            if omega != 1.0:
+                self.fnew += (omega - 1.0) * (self.fnew - self.f)
+            ok, _ = self._ctransform(True, self.fnew, self.g, self.gnew)
+            if not ok:
+                return it, KernelStatus.NONFINITE
+            self.f[:] = self.fnew
+            if omega != 1.0:
+                d = self.g - self.gnew
+                self.g[:] = self.gnew - (omega - 1.0) * d
+                self.cerr = float(self.run.b64 @ np.abs(np.expm1((1.0 - omega) * d
+                                                                 / self.reg)))
+            else:
+                self.g[:] = self.gnew
+                self.cerr = 0.0
+            self.exact = True
+        return maxiter, KernelStatus.BUDGET
+
+    def log_step(self, tol):
+        k, code = self.sweep(1, tol, 1.0, np.full(2, np.inf))
+        return k, code, math.inf
+
+    def potentials(self):
+        return self.f.copy(), self.g.copy()
+
+    def plan(self):
+        return None
+
+
+class _OnlineSymSweeps(_OnlineSweeps):
+    """The averaged symmetric iterations ``f <- (f + T(f)) / 2`` of ``W(a, a)`` on a
+    point-cloud cost (``x`` against itself): one online c-transform per sweep."""
+
+    def __init__(self, run, f, cold):
+        super().__init__(run, f, f)
+        self.cold = cold
+
+    def sweep(self, maxiter, tol, omega, errs):
+        for it in range(maxiter):
+            ok, e = self._ctransform(False, self.f, self.f, self.fnew)
+            full = self.cold and it == 0
+            errs[it] = 2.0 * e
+            if 2.0 * e <= tol and not full:
+                return it, KernelStatus.DONE
+            if not ok:
+                return it, KernelStatus.NONFINITE
+            if full:
+                self.f[:] = self.fnew
+            else:
+                self.f += 0.5 * (self.fnew - self.f)
+            self.cold = False
+        return maxiter, KernelStatus.BUDGET
+
+    def potentials(self):
+        return self.f.copy(), self.f.copy()
+
+
 def _tau(rho, eps):
     """The damping ``rho / (rho + eps)`` of a KL-relaxed marginal (1 when hard)."""
     return 1.0 if math.isinf(rho) else rho / (rho + eps)
@@ -410,7 +526,9 @@ class _Run:
         return self.settings.maxiter - self.nit
 
     def sweeps(self, f0, g0, bound):
-        """The sweeps object of this problem (balanced or unbalanced)."""
+        """The sweeps object of this problem (balanced, unbalanced, or online)."""
+        if self.prob.geometry:
+            return _OnlineSweeps(self, f0, g0)
         return (_Sweeps if self.rho is None else _UbSweeps)(self, f0, g0, bound)
 
     # ---------------------------------------------------------------- history
@@ -655,6 +773,7 @@ def _solve_auto(run, f0, g0, warm):
     prob = run.prob
     spread = prob.spread
     sw = run.sweeps(f0, g0, _ABSORB_BOUND[prob.dtype])
+    # Over-relaxation needs balanced marginals, the Newton stage also the dense plan.
     balanced = run.rho is None
     anneal = opts["epsilon_scaling"]
     if anneal is None:
@@ -674,12 +793,10 @@ def _solve_auto(run, f0, g0, warm):
         if status is not None:
             return sw.potentials() + (status, None)
     sw.set_reg(run.reg)
-    # Unbalanced problems: the damped updates converge linearly at a rate below tau**2;
-    # no over-relaxation or Newton stage (their theory here is for balanced marginals).
     status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
                           relax=_Relaxation(opts["overrelaxation"] and balanced),
                           newton_after=(opts["newton_after"] if opts["newton"] and balanced
-                                        else None))
+                                        and not prob.geometry else None))
     if status is not None:
         return sw.potentials() + (status, sw)
     f, g = sw.potentials()
@@ -692,7 +809,8 @@ def _solve_symmetric(run, f0, cold):
     ``options["epsilon_scaling"] = True``)."""
     opts = run.settings.options
     spread = run.prob.spread
-    sw = _SymSweeps(run, f0, _ABSORB_BOUND[run.prob.dtype], cold)
+    sw = (_OnlineSymSweeps(run, f0, cold) if run.prob.geometry
+          else _SymSweeps(run, f0, _ABSORB_BOUND[run.prob.dtype], cold))
     # The averaged iterations converge in tens of sweeps from a cold start at every reg
     # (measured: 14-22 sweeps at reg / range from 1e-2 down to 2e-6); annealing costs a
     # kernel rebuild per level for nothing, so it runs only when asked for.
@@ -731,6 +849,12 @@ def solve(prob, reg, settings, method, init=None, symmetric=False, rho=None):
         return _finish(run, f0, g0, NONFINITE, None)
     if init is None and method == "scaling":
         f0 = f0 + prob.cost_range[0]  # K = exp(-(C - min C) / reg): no row underflows
+    if prob.geometry and method in ("scaling", "sns"):
+        raise ValueError(f"method={method!r} needs the dense cost matrix; a PointCloud cost "
+                         f"is solved by 'auto' or 'log' (or pass cost.dense()).")
+    if prob.geometry and rho is not None:
+        raise ValueError("`reg_m` (unbalanced OT) with a PointCloud cost is not supported; "
+                         "pass cost.dense().")
     if method == "sns" and rho is not None:
         raise ValueError("method='sns' solves balanced problems only; use 'auto', 'log' or "
                          "'scaling' with `reg_m`.")
@@ -758,6 +882,11 @@ def _rebalance(run, f, g):
     f = np.asarray(f, dtype=np.float64)
     if not np.all(np.isfinite(f)):
         return f, g
+    if run.prob.geometry:
+        sw = _OnlineSweeps(run, f, np.asarray(g, dtype=np.float64))
+        sw.set_reg(run.reg)
+        sw._ctransform(True, sw.f, sw.g, sw.gnew)
+        return f, sw.gnew.copy()
     m = run.prob.costc.shape[1]
     out = np.empty(m)
     _lse.col_lse(run.loga64, f, run.prob.costc, 1.0 / run.reg, np.empty(m), np.empty(m),
@@ -804,12 +933,17 @@ def _finish(run, fc, gc, status, planned):
         fc, gc = prob.init_potentials(None)
         status = NONFINITE
         planned = None
-    if planned is None:
-        Pc = allocate(prob.costc.shape, dt, "The transport plan")
-        planned = (Pc,) + tuple(run.plan_kernel(prob.loga, prob.logb, prob.costc,
-                                                dt.type(reg), fc.astype(dt), gc.astype(dt),
-                                                Pc))
-    Pc, rows, cols, lin, plogr = planned
+    if prob.geometry:
+        rows, cols, lin, plogr, _ = _plan_stats(prob.costc, run.loga64, run.logb64, fc, gc,
+                                                reg, np.empty((prob.costc.shape[1], 0)))
+        Pc = None
+    else:
+        if planned is None:
+            Pc = allocate(prob.costc.shape, dt, "The transport plan")
+            planned = (Pc,) + tuple(run.plan_kernel(prob.loga, prob.logb, prob.costc,
+                                                    dt.type(reg), fc.astype(dt),
+                                                    gc.astype(dt), Pc))
+        Pc, rows, cols, lin, plogr = planned
     mass = float(rows.sum())
     ma, mb = float(prob.a.sum(dtype=np.float64)), float(prob.b.sum(dtype=np.float64))
     kl = plogr - mass + ma * mb
@@ -836,7 +970,13 @@ def _finish(run, fc, gc, status, planned):
         cols_full[prob.cols] = cols
         extra = dict(marginals=(rows_full, cols_full), masses=(ma, mb), terms=terms,
                      reg_m=run.rho)
-    plan = prob.embed(Pc)
+    if prob.geometry:
+        geom, a, b = prob.cost, prob.a, prob.b
+        plan = PlanOperator(geom, a, b, f, g, reg)
+        extra["plan_dense"] = lambda: dense_plan(geom, a, b, f, g, reg, dt)
+        extra["barycentric_map"] = lambda: barycentric_map(geom, a, b, f, g, reg)
+    else:
+        plan = prob.embed(Pc)
     tol = run.settings.tol
     message = run.message
     if message is None and not (math.isfinite(err) and math.isfinite(lin)):
@@ -1076,5 +1216,8 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
 def _self_transport(prob):
     """``a == b`` and a symmetric cost: ``W(a, a)``, solved by the symmetric iterations."""
     n, m = prob.shape
-    return (n == m and np.array_equal(prob.a, prob.b)
-            and np.array_equal(prob.cost, prob.cost.T))
+    if not (n == m and np.array_equal(prob.a, prob.b)):
+        return False
+    if prob.geometry:
+        return np.array_equal(prob.cost.x, prob.cost.y)
+    return np.array_equal(prob.cost, prob.cost.T)

@@ -226,17 +226,21 @@ def _check_linear_problem(a, b, cost, *, balanced=True, mass_rtol=1e-6,
     of ``a`` when they differ by rounding (see :func:`_check_balanced`).
     """
     na, nb, nc = names
-    cost = _check_cost(cost, nc)
+    geometry = getattr(cost, "_ottools_geometry", False)  # a PointCloud: validated already
+    if not geometry:
+        cost = _check_cost(cost, nc)
     n, m = cost.shape
     a_arr = None if a is None else _as_float_array(a, na, ndim=1)
     b_arr = None if b is None else _as_float_array(b, nb, ndim=1)
-    dtype = _result_dtype(cost, a_arr, b_arr)
+    dtype = _result_dtype(np.empty(0, cost.dtype), a_arr, b_arr)
     a = _check_weights(a_arr, n, na, dtype,
                        against=f"`{nc}` has shape {cost.shape} ({n} rows)")
     b = _check_weights(b_arr, m, nb, dtype,
                        against=f"`{nc}` has shape {cost.shape} ({m} columns)")
     if balanced:
         b = _check_balanced(a, b, (na, nb), rtol=mass_rtol, hint=hint)
+    if geometry:
+        return a, b, cost, dtype
     return a, b, np.ascontiguousarray(cost, dtype=dtype), dtype
 
 

@@ -1,0 +1,242 @@
+"""Online (lazy) kernels: costs of point clouds computed row by row, never stored.
+
+A row of costs ``C_i. = c(x_i, y_.)`` is computed into a work row of length ``m``, used,
+and overwritten by the next row: memory O((n + m) d) plus one row per thread. Metric codes:
+0 squared Euclidean ``|x - y|^2`` (``|x|^2 + |y|^2 - 2 x.y``: one dot product per entry),
+1 Euclidean, 2 cityblock, 3 Minkowski distance ``(sum_k |x_k - y_k|^p)^(1/p)``; every
+cost is multiplied by ``inv_scale``. The log-sum-exp of a row takes the row's maximum,
+then the vectorized exponential of the shifted row (``_lse.exp_into``), so each entry
+costs one exponential and ``d`` multiply-adds. Kernels with a ``_par`` twin are serial;
+the twin runs blocks of rows on Numba's threads.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit
+from ._lse import exp_into
+
+SQEUCLIDEAN, EUCLIDEAN, CITYBLOCK, MINKOWSKI = 0, 1, 2, 3
+
+
+@jit
+def cost_row(x, y, i, sqx, sqy, metric, p, inv_scale, out):
+    """``out[j] = c(x_i, y_j) * inv_scale`` for every ``j``."""
+    m, d = y.shape
+    if metric == SQEUCLIDEAN:
+        xi = x[i]
+        for j in range(m):
+            s = 0.0
+            for k in range(d):
+                s += xi[k] * y[j, k]
+            c = sqx[i] + sqy[j] - 2.0 * s
+            out[j] = (c if c > 0.0 else 0.0) * inv_scale
+    elif metric == EUCLIDEAN:
+        for j in range(m):
+            s = 0.0
+            for k in range(d):
+                t = x[i, k] - y[j, k]
+                s += t * t
+            out[j] = np.sqrt(s) * inv_scale
+    elif metric == CITYBLOCK:
+        for j in range(m):
+            s = 0.0
+            for k in range(d):
+                s += abs(x[i, k] - y[j, k])
+            out[j] = s * inv_scale
+    else:
+        for j in range(m):
+            s = 0.0
+            for k in range(d):
+                s += abs(x[i, k] - y[j, k]) ** p
+            out[j] = s ** (1.0 / p) * inv_scale
+
+
+@jit
+def _ctransform_rows(x, y, sqx, sqy, metric, p, inv_scale, logw, pot, reg, prev, wprev,
+                     out, z, work, r0, r1):
+    """Rows ``r0:r1`` of :func:`ctransform`; returns ``(finite, e)`` of these rows."""
+    m = y.shape[0]
+    inv = 1.0 / reg
+    e = 0.0
+    for i in range(r0, r1):
+        cost_row(x, y, i, sqx, sqy, metric, p, inv_scale, z)
+        mx = -np.inf
+        for j in range(m):
+            t = logw[j] + (pot[j] - z[j]) * inv
+            z[j] = t
+            if t > mx:
+                mx = t
+        if not np.isfinite(mx):
+            return False, e
+        for j in range(m):
+            z[j] -= mx
+        exp_into(z, z, work)
+        s = 0.0
+        for j in range(m):
+            s += z[j]
+        oi = -reg * (mx + np.log(s))
+        if not np.isfinite(oi):
+            return False, e
+        out[i] = oi
+        e += wprev[i] * abs(np.expm1((prev[i] - oi) * inv))
+    return True, e
+
+
+@jit
+def ctransform(x, y, sqx, sqy, metric, p, inv_scale, logw, pot, reg, prev, wprev, out, Z, W):
+    """Soft c-transform ``out_i = -reg log sum_j exp(logw_j + (pot_j - C_ij) / reg)`` with
+    the costs computed on the fly (serial; ``Z``, ``W``: (1, m) work rows).
+
+    Returns ``(finite, e)`` with ``e = sum_i wprev_i |exp((prev_i - out_i) / reg) - 1|``:
+    the L1 row error of the plan of ``(prev, pot)`` (as ``_lse.c_transform_rows``). With
+    ``x`` and ``y`` exchanged it is the column update.
+    """
+    return _ctransform_rows(x, y, sqx, sqy, metric, p, inv_scale, logw, pot, reg, prev,
+                            wprev, out, Z[0], W[0], 0, x.shape[0])
+
+
+@jit(parallel=True)
+def ctransform_par(x, y, sqx, sqy, metric, p, inv_scale, logw, pot, reg, prev, wprev, out,
+                   Z, W):
+    """:func:`ctransform` in ``Z.shape[0]`` parallel row blocks."""
+    n = x.shape[0]
+    nc = Z.shape[0]
+    E = np.zeros(nc)
+    F = np.ones(nc)
+    for c in prange(nc):
+        ok, e = _ctransform_rows(x, y, sqx, sqy, metric, p, inv_scale, logw, pot, reg, prev,
+                                 wprev, out, Z[c], W[c], c * n // nc, (c + 1) * n // nc)
+        E[c] = e
+        F[c] = 1.0 if ok else 0.0
+    e = 0.0
+    ok = True
+    for c in range(nc):
+        e += E[c]
+        ok = ok and F[c] == 1.0
+    return ok, e
+
+
+@jit
+def _stats_rows(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, f, g, reg, v, rows, cols,
+                Pv, B, r0, r1):
+    """Rows ``r0:r1`` of :func:`plan_stats` (``B``: (4, m) work rows); returns
+    ``(lin, plogr)`` of these rows."""
+    m = y.shape[0]
+    inv = 1.0 / reg
+    z, c, q, work = B[0], B[1], B[2], B[3]
+    lin = 0.0
+    plogr = 0.0
+    for i in range(r0, r1):
+        cost_row(x, y, i, sqx, sqy, metric, p, inv_scale, c)
+        for j in range(m):
+            q[j] = (f[i] + g[j] - c[j]) * inv
+            z[j] = loga[i] + logb[j] + q[j]
+        exp_into(z, z, work)
+        r = 0.0
+        for j in range(m):
+            pij = z[j]
+            r += pij
+            cols[j] += pij
+            lin += pij * c[j]
+            if pij > 0.0:
+                plogr += pij * q[j]
+            for k in range(v.shape[1]):
+                Pv[i, k] += pij * v[j, k]
+        rows[i] = r
+    return lin, plogr
+
+
+@jit
+def plan_stats(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, f, g, reg, v, B):
+    """One pass over the plan ``P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg)`` without
+    storing it (``B``: (1, 4, m) work rows): returns ``(rows, cols, lin, plogr, Pv)`` with
+    the marginals, ``lin = <P, C>``, ``plogr = sum P_ij (f_i + g_j - C_ij) / reg`` (as
+    ``_sinkhorn.plan_from_potentials``) and ``Pv = P v`` for ``v`` (m, k) (k may be 0)."""
+    n, m = x.shape[0], y.shape[0]
+    rows = np.zeros(n)
+    cols = np.zeros(m)
+    Pv = np.zeros((n, v.shape[1]))
+    lin, plogr = _stats_rows(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, f, g, reg, v,
+                             rows, cols, Pv, B[0], 0, n)
+    return rows, cols, lin, plogr, Pv
+
+
+@jit(parallel=True)
+def plan_stats_par(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, f, g, reg, v, B):
+    """:func:`plan_stats` in ``B.shape[0]`` parallel row blocks."""
+    n, m = x.shape[0], y.shape[0]
+    nc = B.shape[0]
+    rows = np.zeros(n)
+    C = np.zeros((nc, m))
+    S = np.zeros((nc, 2))
+    Pv = np.zeros((n, v.shape[1]))
+    for c in prange(nc):
+        lc, pc = _stats_rows(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, f, g, reg, v,
+                             rows, C[c], Pv, B[c], c * n // nc, (c + 1) * n // nc)
+        S[c, 0] = lc
+        S[c, 1] = pc
+    cols = np.zeros(m)
+    lin = 0.0
+    plogr = 0.0
+    for c in range(nc):
+        lin += S[c, 0]
+        plogr += S[c, 1]
+        for j in range(m):
+            cols[j] += C[c, j]
+    return rows, cols, lin, plogr, Pv
+
+
+@jit
+def _extreme_rows(x, y, sqx, sqy, metric, p, z, r0, r1):
+    m = y.shape[0]
+    lo = np.inf
+    hi = -np.inf
+    s1 = 0.0
+    s2 = 0.0
+    for i in range(r0, r1):
+        cost_row(x, y, i, sqx, sqy, metric, p, 1.0, z)
+        for j in range(m):
+            c = z[j]
+            s1 += c
+            s2 += c * c
+            if c < lo:
+                lo = c
+            if c > hi:
+                hi = c
+    return lo, hi, s1, s2
+
+
+@jit
+def cost_extremes(x, y, sqx, sqy, metric, p, Z):
+    """``(min, max, sum, sum of squares)`` of the unscaled costs in one pass (serial;
+    ``Z``: (1, m))."""
+    return _extreme_rows(x, y, sqx, sqy, metric, p, Z[0], 0, x.shape[0])
+
+
+@jit(parallel=True)
+def cost_extremes_par(x, y, sqx, sqy, metric, p, Z):
+    """:func:`cost_extremes` in ``Z.shape[0]`` parallel row blocks."""
+    n = x.shape[0]
+    nc = Z.shape[0]
+    out = np.empty((nc, 4))
+    for c in prange(nc):
+        lo, hi, s1, s2 = _extreme_rows(x, y, sqx, sqy, metric, p, Z[c], c * n // nc,
+                                       (c + 1) * n // nc)
+        out[c, 0] = lo
+        out[c, 1] = hi
+        out[c, 2] = s1
+        out[c, 3] = s2
+    return out[:, 0].min(), out[:, 1].max(), out[:, 2].sum(), out[:, 3].sum()
+
+
+@jit
+def cost_block(x, y, rows, cols, sqx, sqy, metric, p, inv_scale):
+    """The dense block ``C[rows][:, cols]`` (small blocks only)."""
+    out = np.empty((rows.size, cols.size))
+    z = np.empty(y.shape[0])
+    for a in range(rows.size):
+        cost_row(x, y, rows[a], sqx, sqy, metric, p, inv_scale, z)
+        for b in range(cols.size):
+            out[a, b] = z[cols[b]]
+    return out
