@@ -1,0 +1,133 @@
+"""Batches of small entropic problems: the log-stable sweeps of ``_sinkhorn`` run to the
+end for each problem, problems in parallel (``prange`` over the batch).
+
+Each problem goes through exactly the steps of ``ottools.sinkhorn(method="log")`` on one
+problem (the Python driver's loop, here in Numba): compression to the positive weights,
+the kernel ``K = exp((f + g - C) / reg)``, :func:`_sinkhorn.scaling_sweep` with
+absorption when a scaling leaves its bound, an exact log-domain iteration when one under
+/overflows, and the plan from the scalings. The iterates, iteration counts and statuses
+are those of the one-problem calls. Return codes: ``ottools._kernels._codes``.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._codes import BUDGET, DONE, NONFINITE, OUT_OF_RANGE
+from ._jit import jit
+from ._sinkhorn import (absorb, build_kernel, plan_from_potentials, plan_from_scalings,
+                        scaling_sweep, sinkhorn_log)
+
+_CHUNK = 1024  # iterations per sweep call: bounds the error buffer, not the iterates
+
+
+@jit
+def _solve_one(a, b, cost, reg, tol, maxiter, bound, f_out, g_out, P_out):
+    """One problem (full-size ``a``, ``b``, ``cost``); writes the compressed-free
+    potentials of the positive weights into ``f_out``/``g_out`` (NaN elsewhere) and the
+    plan into ``P_out``. Returns ``(nit, code, rows_err, lin, plogr, mass)``."""
+    n, m = cost.shape
+    ri = np.flatnonzero(a > 0)
+    ci = np.flatnonzero(b > 0)
+    nr, mc = ri.size, ci.size
+    ac = np.empty(nr)
+    bc = np.empty(mc)
+    for i in range(nr):
+        ac[i] = a[ri[i]]
+    for j in range(mc):
+        bc[j] = b[ci[j]]
+    costc = np.empty((nr, mc), dtype=cost.dtype)
+    for i in range(nr):
+        for j in range(mc):
+            costc[i, j] = cost[ri[i], ci[j]]
+    loga = np.log(ac)
+    logb = np.log(bc)
+    mass = 0.5 * (ac.sum() + bc.sum())
+    tol_abs = 0.9 * tol * mass
+    f = np.zeros(nr)
+    g = np.zeros(mc)
+    u = ac.copy()
+    v = bc.copy()
+    K = np.empty((nr, mc), dtype=cost.dtype)
+    x = np.empty(mc)
+    w = np.empty(mc)
+    s, t, unew = np.empty(mc), np.empty(mc), np.empty(nr)
+    vk = np.empty(mc, dtype=cost.dtype)
+    errs = np.empty(_CHUNK + 1)
+    cerr = np.zeros(1)
+    build_kernel(costc, f, g, reg, K, x, w)
+    exact = False
+    fresh = True
+    nit = 0
+    code = BUDGET
+    while nit < maxiter:
+        k, code = scaling_sweep(K, ac, bc, u, v, bound, 1.0, tol_abs,
+                                min(_CHUNK, maxiter - nit), exact, cerr, errs, s, t, unew,
+                                vk)
+        if k > 0 or code == DONE:
+            exact = True
+        nit += k
+        if code == DONE:
+            break
+        if code == OUT_OF_RANGE:
+            absorb(f, g, u, v, ac, bc, reg)
+            build_kernel(costc, f, g, reg, K, x, w)
+            code = BUDGET
+            continue
+        if code == NONFINITE:
+            if nit >= maxiter:
+                code = BUDGET
+                break
+            absorb(f, g, u, v, ac, bc, reg)
+            k, code, _ = sinkhorn_log(ac, loga, logb, costc, reg, f, g, tol_abs, 1, False)
+            cerr[0] = 0.0
+            exact = k > 0
+            build_kernel(costc, f, g, reg, K, x, w)
+            if code == NONFINITE:
+                fresh = False
+                break
+            nit += 1
+            code = BUDGET
+    ok = True
+    for i in range(nr):
+        if not (u[i] > 0.0 and np.isfinite(u[i])):
+            ok = False
+    for j in range(mc):
+        if not (v[j] > 0.0 and np.isfinite(v[j])):
+            ok = False
+    fp = f + reg * np.log(u / ac)
+    gp = g + reg * np.log(v / bc)
+    if code != NONFINITE and ok and fresh:
+        rows, cols, lin, plogr = plan_from_scalings(K, u, v, ac, bc, costc, f, g, reg)
+        P = K
+    else:
+        P = np.empty((nr, mc), dtype=cost.dtype)
+        rows, cols, lin, plogr = plan_from_potentials(loga, logb, costc, reg, fp, gp, P)
+    for i in range(n):
+        f_out[i] = np.nan
+        for j in range(m):
+            P_out[i, j] = 0.0
+    for j in range(m):
+        g_out[j] = np.nan
+    for i in range(nr):
+        f_out[ri[i]] = fp[i]
+        for j in range(mc):
+            P_out[ri[i], ci[j]] = P[i, j]
+    for j in range(mc):
+        g_out[ci[j]] = gp[j]
+    e = 0.0
+    for i in range(nr):
+        e += abs(rows[i] - ac[i])
+    for j in range(mc):
+        e += abs(cols[j] - bc[j])
+    return nit, code, e / mass, lin, plogr, rows.sum()
+
+
+@jit(parallel=True)
+def sinkhorn_batch(a, b, cost, reg, tol, maxiter, bound, f, g, P, nit, code, err, lin,
+                   plogr, mass):
+    """:func:`_solve_one` for every problem of the batch (``a`` (B, n), ``b`` (B, m),
+    ``cost`` (B, n, m), float64 weights), in parallel over problems; outputs per
+    problem in ``f`` (B, n), ``g`` (B, m), ``P`` (B, n, m) and the (B,) arrays."""
+    for k in prange(cost.shape[0]):
+        out = _solve_one(a[k], b[k], cost[k], reg, tol, maxiter, bound, f[k], g[k], P[k])
+        nit[k], code[k], err[k], lin[k], plogr[k], mass[k] = out

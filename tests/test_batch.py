@@ -1,0 +1,60 @@
+"""Batches of problems: ``sinkhorn`` with a cost of shape (B, n, m)."""
+
+import numpy as np
+import pytest
+
+import ottools
+
+
+def _batch(rng, B=12, n=9, m=7, dtype=np.float64):
+    x, y = rng.random((B, n, 2)), rng.random((B, m, 2))
+    cost = ((x[:, :, None] - y[:, None]) ** 2).sum(-1)
+    a = rng.random((B, n)) + 0.1
+    b = rng.random((B, m)) + 0.1
+    a[2, :3] = 0  # zero weights in one member
+    a /= a.sum(1, keepdims=True)
+    b /= b.sum(1, keepdims=True)
+    return a.astype(dtype), b.astype(dtype), cost.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batch_equals_per_problem_calls(rng, dtype):
+    a, b, cost = _batch(rng, dtype=dtype)
+    res = ottools.sinkhorn(a, b, cost, 0.02)
+    assert res.plan.shape == cost.shape and res.plan.dtype == dtype
+    assert res.f.dtype == dtype and res.nit.shape == res.status.shape == (12,)
+    for k in range(12):
+        one = ottools.sinkhorn(a[k], b[k], cost[k], 0.02, method="log")
+        assert (one.nit, one.status, one.success) == (res.nit[k], res.status[k],
+                                                      res.success[k])
+        np.testing.assert_array_equal(res.plan[k], one.plan)
+        atol = 1e-13 if dtype == np.float64 else 1e-6
+        np.testing.assert_allclose(res.f[k], one.f, atol=atol)
+        np.testing.assert_allclose(res.g[k], one.g, atol=atol)
+        assert res.fun[k] == pytest.approx(one.fun, rel=1e-12)
+        assert res.err[k] == pytest.approx(one.err, rel=1e-9, abs=1e-15)
+
+
+def test_shared_weights_and_honest_status(rng):
+    _, _, cost = _batch(rng)
+    res = ottools.sinkhorn(None, np.full(7, 1 / 7), cost, 0.02, maxiter=3)
+    assert np.all(res.status == 1) and not np.any(res.success) and np.all(res.nit == 3)
+    assert "12 at maxiter" in res.message
+
+
+def test_batch_errors_name_the_problem(rng):
+    a, b, cost = _batch(rng)
+    bad = cost.copy()
+    bad[5, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="problem 5 of the batch holds NaN"):
+        ottools.sinkhorn(a, b, bad, 0.1)
+    b2 = b.copy()
+    b2[4] *= 2
+    with pytest.raises(ValueError, match="problem 4 of the batch: `a` and `b` must have"):
+        ottools.sinkhorn(a, b2, cost, 0.1)
+    with pytest.raises(ValueError, match="`a` holds 3 problems but `cost` holds 12"):
+        ottools.sinkhorn(a[:3], b, cost, 0.1)
+    with pytest.raises(TypeError, match="`init` not supported for a batch"):
+        ottools.sinkhorn(a, b, cost, 0.1, init=(a, b))
+    with pytest.raises(ValueError, match="method='sns' is not available for a batch"):
+        ottools.sinkhorn(a, b, cost, 0.1, method="sns")
