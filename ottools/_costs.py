@@ -139,7 +139,8 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
         try:
             out = _named_cost(name, xx, yy, pp)
         except (ValueError, np.linalg.LinAlgError) as exc:  # e.g. mahalanobis, too few points
-            raise ValueError(f"`metric`={name!r} cannot be evaluated on `x` and `y`: {exc}") from None
+            raise ValueError(
+                f"`metric`={name!r} cannot be evaluated on `x` and `y`: {exc}") from None
         if exponent:
             degree = pp if _DEGREE[name] == "p" else _DEGREE[name]
             shift = degree * exponent
