@@ -1,12 +1,50 @@
-"""Ground-cost matrices between point clouds."""
+"""Ground-cost matrices between point clouds, and their gradients with respect to the points."""
+
+import math
 
 import numpy as np
 
-from ._validation import _check_point_pair, _check_positive, _result_dtype
+from ._validation import _check_point_pair, _check_positive, _reject_tensor, _result_dtype
 
 __all__ = ["cost_matrix"]
 
-_CDIST_METRICS = ("euclidean", "cityblock", "chebyshev", "cosine", "correlation")
+# Every metric of scipy.spatial.distance.cdist (SciPy >= 1.11 names that SciPy still ships),
+# plus "minkowski_p", the p-th power of the Minkowski distance. Internal API (not exported):
+# the CLI lists these names and the torch layer validates against them.
+SCIPY_METRICS = (
+    "braycurtis", "canberra", "chebyshev", "cityblock", "correlation", "cosine", "dice",
+    "euclidean", "hamming", "jaccard", "jensenshannon", "mahalanobis", "minkowski",
+    "rogerstanimoto", "russellrao", "seuclidean", "sokalsneath", "sqeuclidean", "yule",
+)
+METRICS = tuple(sorted(SCIPY_METRICS + ("minkowski_p",)))
+ALIASES = {"l1": "cityblock", "l2": "euclidean"}
+
+# How each metric scales with the points, c(s x, s y) = s**k c(x, y): degree k ("p" for the
+# p-th power). Points of extreme magnitude are scaled by a power of two before these metrics
+# are evaluated (exact), and the costs scaled back; other metrics are evaluated as given.
+_DEGREE = {
+    "sqeuclidean": 2, "euclidean": 1, "cityblock": 1, "chebyshev": 1, "minkowski": 1,
+    "minkowski_p": "p", "cosine": 0, "correlation": 0, "seuclidean": 0, "mahalanobis": 0,
+}
+_EXTREME = 2.0 ** 300  # |coordinates| above this (or all below its inverse) are rescaled
+
+
+def metric_name(metric):
+    """The canonical name of a metric string (aliases resolved), or ValueError listing them."""
+    if not isinstance(metric, str):
+        raise TypeError(f"`metric` must be a string or a callable; got {type(metric).__name__}.")
+    name = ALIASES.get(metric.lower(), metric.lower())
+    if name not in METRICS:
+        valid = ", ".join(map(repr, METRICS + tuple(ALIASES)))
+        raise ValueError(f"Unknown metric {metric!r}; valid: {valid}, or a callable.")
+    return name
+
+
+def _check_p(p):
+    pp = _check_positive(p, "p")  # checked for every metric: a typo is never silent
+    if pp < 1:
+        raise ValueError(f"`p` must be >= 1; got {pp}.")
+    return pp
 
 
 def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
@@ -19,19 +57,51 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
     y : array_like, shape (m, d)
         Target points, same ``d``.
     metric : str or callable, default "sqeuclidean"
-        ``"sqeuclidean"`` (``|x - y|^2``), ``"euclidean"``, ``"cityblock"``
-        (alias ``"l1"``), ``"chebyshev"``, ``"cosine"``, ``"correlation"``
-        (all through :func:`scipy.spatial.distance.cdist`), or ``"minkowski"``,
-        the ``p``-th power of the Minkowski distance, ``sum_k |x_k - y_k|^p``
-        (the cost of the Wasserstein-``p`` distance). A callable
-        ``metric(x, y)`` must return the ``(n, m)`` matrix.
+        ``"sqeuclidean"`` (``|x - y|^2``), ``"minkowski"`` (the Minkowski distance
+        ``(sum_k |x_k - y_k|^p)^(1/p)``, as in SciPy and POT), ``"minkowski_p"`` (its
+        ``p``-th power ``sum_k |x_k - y_k|^p``, the ground cost of the Wasserstein-``p``
+        distance), or any other metric of :func:`scipy.spatial.distance.cdist`:
+        ``"braycurtis"``, ``"canberra"``, ``"chebyshev"``, ``"cityblock"`` (alias
+        ``"l1"``), ``"correlation"``, ``"cosine"``, ``"dice"``, ``"euclidean"`` (alias
+        ``"l2"``), ``"hamming"``, ``"jaccard"``, ``"jensenshannon"``, ``"mahalanobis"``,
+        ``"rogerstanimoto"``, ``"russellrao"``, ``"seuclidean"``, ``"sokalsneath"``,
+        ``"yule"`` (computed by SciPy with its defaults; ``"seuclidean"`` and
+        ``"mahalanobis"`` estimate the variances from ``x`` and ``y`` stacked). A callable
+        ``metric(x, y)`` receives the validated ``(n, d)`` and ``(m, d)`` arrays and must
+        return a finite real ``(n, m)`` matrix.
     p : float, default 2
-        Exponent of ``"minkowski"``; must be >= 1.
+        Exponent of ``"minkowski"`` and ``"minkowski_p"``; must be >= 1.
 
     Returns
     -------
     cost : ndarray, shape (n, m)
         float32 if both inputs are float32, else float64.
+
+    Raises
+    ------
+    ValueError
+        For an unknown metric name; where a cost is undefined or not finite (a named metric
+        that is undefined for some points, e.g. ``"braycurtis"`` between two zero vectors,
+        or finite points whose cost overflows the output dtype: the message names the
+        points and the metric); for ``"correlation"`` in 1-D (every 1-D point is a constant
+        vector); for a callable whose output has the wrong shape, is complex or holds
+        NaN/inf.
+
+    Notes
+    -----
+    ``"cosine"``: ``1 - <x_i, y_j> / (|x_i| |y_j|)``, where a zero vector is taken to have
+    cosine similarity 0 with every vector, so its cost is 1 (the convention of
+    scikit-learn's ``cosine_distances`` and of the torch layer; SciPy returns NaN).
+    ``"correlation"`` is the cosine cost of the centred vectors ``x_i - mean(x_i)``, with
+    the same convention for constant vectors.
+
+    Points of extreme magnitude (above about 1e90 or all below 1e-90) are scaled by a
+    power of two before ``"sqeuclidean"``, ``"euclidean"``, ``"cityblock"``,
+    ``"chebyshev"``, ``"minkowski"``, ``"minkowski_p"``, ``"cosine"``,
+    ``"correlation"``, ``"seuclidean"`` and ``"mahalanobis"`` are evaluated (exact, as
+    these metrics are homogeneous), so that a cost is returned whenever its value is
+    representable: the Euclidean distance between points 1e200 apart is 1e200, while
+    their squared distance (1e400) raises a ValueError.
 
     Examples
     --------
@@ -40,37 +110,276 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
     >>> cost_matrix(np.array([[0.0], [1.0]]), np.array([[0.0], [3.0]]))
     array([[0., 9.],
            [1., 4.]])
+    >>> cost_matrix([[0.0, 0.0]], [[3.0, 4.0]], "minkowski", p=2)
+    array([[5.]])
+    >>> cost_matrix([[0.0, 0.0]], [[3.0, 4.0]], "minkowski_p", p=2)
+    array([[25.]])
     """
     x, y = _check_point_pair(x, y)
+    dtype = _result_dtype(x, y)
+    pp = _check_p(p)
+    if callable(metric):
+        return _callable_cost(metric, x, y, dtype)
+    name = metric_name(metric)
+    if name == "correlation" and x.shape[1] == 1:
+        raise ValueError(
+            "`metric`='correlation' needs points of dimension >= 2: `x` and `y` have "
+            "dimension 1, where every point is a constant vector (no correlation defined)."
+        )
+    xx = x.astype(np.float64, copy=False)
+    yy = y.astype(np.float64, copy=False)
+    exponent = 0
+    if name in _DEGREE:
+        top = max(np.abs(xx).max(), np.abs(yy).max())
+        if top > _EXTREME or 0 < top < 1 / _EXTREME:
+            exponent = math.frexp(top)[1]
+            xx = np.ldexp(xx, -exponent)
+            yy = np.ldexp(yy, -exponent)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            out = _named_cost(name, xx, yy, pp)
+        except (ValueError, np.linalg.LinAlgError) as exc:  # e.g. mahalanobis, too few points
+            raise ValueError(
+                f"`metric`={name!r} cannot be evaluated on `x` and `y`: {exc}") from None
+        if exponent:
+            degree = pp if _DEGREE[name] == "p" else _DEGREE[name]
+            shift = degree * exponent
+            whole = math.floor(shift)
+            out = np.ldexp(out * 2.0 ** (shift - whole), whole)
+        out = np.ascontiguousarray(out, dtype=dtype)
+    if not np.all(np.isfinite(out)):
+        _raise_nonfinite(out, name, x, y, dtype)
+    return out
+
+
+def _named_cost(name, x, y, p):
+    """The float64 cost of a named metric on float64 points."""
+    if name in ("cosine", "correlation"):
+        if name == "correlation":
+            x = x - x.mean(axis=1, keepdims=True)
+            y = y - y.mean(axis=1, keepdims=True)
+        ux, _ = _unit_rows(x)
+        uy, _ = _unit_rows(y)
+        return np.clip(1.0 - ux @ uy.T, 0.0, 2.0)
     from scipy.spatial.distance import cdist  # lazy: keeps `import ottools` cheap
 
-    dtype = _result_dtype(x, y)
-    pp = _check_positive(p, "p")  # checked for every metric: a typo is never silent
-    if pp < 1:
-        raise ValueError(f"`p` must be >= 1; got {pp}.")
+    if name == "minkowski":
+        return cdist(x, y, "minkowski", p=p)
+    if name == "minkowski_p":
+        if p == 2:
+            return cdist(x, y, "sqeuclidean")
+        return cdist(x, y, "minkowski", p=p) ** p
+    return cdist(x, y, name)
+
+
+def _unit_rows(z):
+    """Rows of ``z`` scaled to unit Euclidean norm (zero rows stay zero), and the norms.
+
+    Each row is first divided by its largest absolute entry, so that no square overflows.
+    """
+    top = np.abs(z).max(axis=1, keepdims=True)
+    safe = np.where(top > 0, top, 1.0)
+    w = z / safe
+    nw = np.sqrt(np.einsum("ij,ij->i", w, w))[:, None]
+    unit = w / np.where(nw > 0, nw, 1.0)
+    return unit, (nw * top)[:, 0]
+
+
+def _raise_nonfinite(out, name, x, y, dtype):
+    i, j = (int(k[0]) for k in np.nonzero(~np.isfinite(out)))
+    where = f"x[{i}] = {_fmt(x[i])} and y[{j}] = {_fmt(y[j])}"
+    if np.isnan(out[i, j]) or name not in _DEGREE:
+        raise ValueError(
+            f"`metric`={name!r} is undefined (got {out[i, j]}) between {where}; choose a "
+            "metric defined for these points (see the list in `ottools.cost_matrix`)."
+        )
+    top = max(np.abs(x).max(), np.abs(y).max())
+    raise ValueError(
+        f"The {name!r} cost between `x` and `y` overflows {np.dtype(dtype).name} "
+        f"(largest |coordinate| {top:.3g}; first at {where}): rescale the points, "
+        "e.g. divide `x` and `y` by a common factor."
+    )
+
+
+def _fmt(v, k=4):
+    body = ", ".join(f"{t:.4g}" for t in v[:k])
+    return f"[{body}{', ...' if v.size > k else ''}]"
+
+
+def _callable_cost(metric, x, y, dtype):
+    """Call a user metric and check what it returns: shape, real, finite."""
+    out = metric(x, y)
+    _reject_tensor(out, "metric(x, y)")
+    try:
+        out = np.asarray(out)
+    except Exception as exc:
+        raise TypeError(f"`metric` must return an array of numbers; {exc}") from None
+    want = (x.shape[0], y.shape[0])
+    if out.shape != want:
+        raise ValueError(f"`metric` returned shape {out.shape}; expected {want}.")
+    if out.dtype.kind == "c":
+        raise ValueError("`metric` returned complex values; costs must be real.")
+    if out.dtype.kind not in "biuf":
+        raise TypeError(f"`metric` must return real numbers; got dtype {out.dtype}.")
+    out = np.ascontiguousarray(out, dtype=np.result_type(out.dtype, dtype))
+    if not np.all(np.isfinite(out)):
+        i, j = (int(k[0]) for k in np.nonzero(~np.isfinite(out)))
+        raise ValueError(f"`metric` returned a non-finite cost ({out[i, j]}) at [{i}, {j}]; "
+                         "costs must be finite.")
+    return out
+
+
+# ----------------------------------------------------------------------------- gradients
+
+# Entries of one (rows, m, d) block of differences in `cost_vjp` (2 MiB in float64).
+VJP_BLOCK_ENTRIES = 1 << 18
+
+
+def cost_vjp(P, x, y, metric, p=None, *, block_rows=None):
+    """Gradients of ``sum_ij P_ij c(x_i, y_j)`` with respect to ``x`` and ``y``.
+
+    Internal API (not exported; the torch layer's backward pass). ``P`` is an (n, m)
+    array or SciPy sparse matrix of weights (a plan), ``x`` (n, d) and ``y`` (m, d) points
+    already validated, ``metric`` a metric name and ``p`` the exponent of ``"minkowski"``
+    and ``"minkowski_p"`` (None: 2). Returns ``(grad_x, grad_y)`` in the result dtype of
+    ``P``, ``x`` and ``y``.
+
+    ``"sqeuclidean"`` in closed form, ``2 (diag(P 1) x - P y)`` and
+    ``2 (diag(P^T 1) y - P^T x)``; ``"euclidean"``, ``"cityblock"``, ``"minkowski"``,
+    ``"minkowski_p"``, ``"chebyshev"``, ``"cosine"`` and ``"correlation"`` in blocks of
+    rows, so that the memory stays O(block * m * d) (``block_rows`` rows at a time; by
+    default about 2**18 entries). Where a metric is not differentiable the value is a
+    subgradient: 0 for ``x_i = y_j`` (Euclidean, Minkowski) and for zero coordinates of
+    ``x_i - y_j`` (cityblock); the first largest coordinate for ``"chebyshev"``; 0 for a
+    zero vector (cosine) or a constant one (correlation), whose cost is the constant 1.
+
+    Raises NotImplementedError for callables and for the other SciPy metrics.
+    """
     if callable(metric):
-        out = np.asarray(metric(x, y))
-        if out.shape != (x.shape[0], y.shape[0]):
-            raise ValueError(
-                f"`metric` returned shape {out.shape}; expected {(x.shape[0], y.shape[0])}."
-            )
-        return np.ascontiguousarray(out, dtype=np.result_type(out.dtype, dtype))
-    if not isinstance(metric, str):
-        raise TypeError(f"`metric` must be a string or a callable; got {type(metric).__name__}.")
-    name = metric.lower()
-    if name == "l1":
-        name = "cityblock"
-    if name == "sqeuclidean":
-        xx = x.astype(np.float64, copy=False)
-        yy = y.astype(np.float64, copy=False)
-        out = cdist(xx, yy, "sqeuclidean")
-    elif name == "minkowski":
-        xx = x.astype(np.float64, copy=False)
-        yy = y.astype(np.float64, copy=False)
-        out = cdist(xx, yy, "minkowski", p=pp) ** pp
-    elif name in _CDIST_METRICS:
-        out = cdist(x.astype(np.float64), y.astype(np.float64), name)
+        raise NotImplementedError("cost_vjp has no gradient for a callable `metric`; "
+                                  "differentiate the callable itself (e.g. with autograd).")
+    name = metric_name(metric)
+    if name not in _VJP:
+        raise NotImplementedError(f"cost_vjp has no gradient formula for metric {name!r}; "
+                                  f"available: {', '.join(map(repr, sorted(_VJP)))}.")
+    pp = 2.0 if p is None else _check_p(p)
+    import scipy.sparse as sp  # lazy
+
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim == 1:
+        x = x[:, None]
+    if y.ndim == 1:
+        y = y[:, None]
+    sparse = sp.issparse(P)
+    out_dtype = _result_dtype(x, y, None if sparse else np.asarray(P))
+    if sparse:
+        P = sp.csr_matrix(P, dtype=np.float64)
     else:
-        valid = ("sqeuclidean", "minkowski", "l1") + _CDIST_METRICS
-        raise ValueError(f"Unknown metric {metric!r}; valid: {', '.join(map(repr, valid))}.")
-    return np.ascontiguousarray(out, dtype=dtype)
+        P = np.asarray(P, dtype=np.float64)
+    n, m = P.shape
+    if x.shape[0] != n or y.shape[0] != m or x.shape[1] != y.shape[1]:
+        raise ValueError(f"cost_vjp: `P` has shape {P.shape}, `x` {x.shape}, `y` {y.shape}.")
+    x = x.astype(np.float64, copy=False)
+    y = y.astype(np.float64, copy=False)
+    if name == "correlation" and x.shape[1] == 1:
+        raise ValueError("`metric`='correlation' needs points of dimension >= 2.")
+    if name == "sqeuclidean":
+        rows = np.asarray(P.sum(axis=1)).ravel()
+        cols = np.asarray(P.sum(axis=0)).ravel()
+        gx = 2.0 * (rows[:, None] * x - np.asarray(P @ y))
+        gy = 2.0 * (cols[:, None] * y - np.asarray(P.T @ x))
+    elif name in ("cosine", "correlation"):
+        gx, gy = _cosine_vjp(P, x, y, name == "correlation", block_rows)
+    else:
+        d = x.shape[1]
+        step = block_rows or max(1, VJP_BLOCK_ENTRIES // max(1, m * d))
+        gx = np.empty_like(x)
+        gy = np.zeros_like(y)
+        dcost = _VJP[name]
+        for i0 in range(0, n, step):
+            Pb = P[i0:i0 + step]
+            Pb = Pb.toarray() if sparse else Pb
+            G = dcost(x[i0:i0 + step, None, :] - y[None, :, :], pp)  # dc / d(x_i - y_j)
+            gx[i0:i0 + step] = np.einsum("ij,ijk->ik", Pb, G)
+            gy -= np.einsum("ij,ijk->jk", Pb, G)
+    return gx.astype(out_dtype, copy=False), gy.astype(out_dtype, copy=False)
+
+
+def _scaled(diff):
+    """``|diff| / t`` with ``t`` the largest |entry| of each pair (1 where all are 0)."""
+    a = np.abs(diff)
+    t = a.max(axis=-1, keepdims=True)
+    return a / np.where(t > 0, t, 1.0)
+
+
+def _d_euclidean(diff, p):
+    u = _scaled(diff)
+    nrm = np.sqrt(np.einsum("...k,...k->...", u, u))[..., None]
+    return np.sign(diff) * u / np.where(nrm > 0, nrm, 1.0)
+
+
+def _d_cityblock(diff, p):
+    return np.sign(diff)
+
+
+def _d_chebyshev(diff, p):
+    a = np.abs(diff)
+    k = a.argmax(axis=-1)[..., None]
+    g = np.zeros_like(diff)
+    np.put_along_axis(g, k, np.take_along_axis(np.sign(diff), k, axis=-1), axis=-1)
+    return g
+
+
+def _d_minkowski(diff, p):
+    # d/d(diff) (sum |diff|^p)^(1/p) = sign(diff) (|diff| / D)^(p - 1), D the distance.
+    if p == 1:
+        return np.sign(diff)
+    u = _scaled(diff)
+    dist = (u ** p).sum(axis=-1, keepdims=True) ** (1.0 / p)
+    return np.sign(diff) * (u / np.where(dist > 0, dist, 1.0)) ** (p - 1)
+
+
+def _d_minkowski_p(diff, p):
+    if p == 1:
+        return np.sign(diff)
+    return p * np.sign(diff) * np.abs(diff) ** (p - 1)
+
+
+_VJP = {
+    "sqeuclidean": None, "cosine": None, "correlation": None,
+    "euclidean": _d_euclidean, "cityblock": _d_cityblock, "chebyshev": _d_chebyshev,
+    "minkowski": _d_minkowski, "minkowski_p": _d_minkowski_p,
+}
+
+
+def _cosine_vjp(P, x, y, centre, block_rows):
+    """Cosine cost ``1 - <u_i, v_j>``, ``u``/``v`` the unit rows: gradients by blocks.
+
+    d c_ij / d x_i = -(v_j - <u_i, v_j> u_i) / |x_i|; correlation: the same on the centred
+    points, then projected back through the centring (subtract each row's mean).
+    """
+    import scipy.sparse as sp
+
+    if centre:
+        x = x - x.mean(axis=1, keepdims=True)
+        y = y - y.mean(axis=1, keepdims=True)
+    ux, nx = _unit_rows(x)
+    uy, ny = _unit_rows(y)
+    n, m = P.shape
+    step = block_rows or max(1, VJP_BLOCK_ENTRIES // max(1, m))
+    gx = np.empty_like(x)
+    acc_y = np.zeros_like(y)
+    for i0 in range(0, n, step):
+        Pb = P[i0:i0 + step]
+        Pb = Pb.toarray() if sp.issparse(Pb) else Pb
+        ub = ux[i0:i0 + step]
+        W = Pb * (ub @ uy.T)  # P_ij <u_i, v_j>
+        gx[i0:i0 + step] = W.sum(axis=1)[:, None] * ub - Pb @ uy
+        acc_y += W.sum(axis=0)[:, None] * uy - Pb.T @ ub
+    gx /= np.where(nx > 0, nx, np.inf)[:, None]  # zero vectors: gradient 0
+    gy = acc_y / np.where(ny > 0, ny, np.inf)[:, None]
+    if centre:
+        gx -= gx.mean(axis=1, keepdims=True)
+        gy -= gy.mean(axis=1, keepdims=True)
+    return gx, gy

@@ -1,11 +1,41 @@
+import argparse
+import io
+import math
+import re
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 
 import ottools
-from ottools._cli import demo_clouds, main
+from ottools import _cli
+from ottools._cli import build_parser, main
+from ottools._cli_demo import _run_pot, _table, demo_clouds, run_demo
+from ottools._costs import METRICS
+
+
+def _run(argv):
+    """main(argv) -> exit status (argparse errors exit through SystemExit)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def _one_line(err):
+    err = err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def clouds(tmp_path, rng):
+    x, y = rng.random((30, 2)), rng.random((20, 2))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    return str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), x, y
 
 
 def test_demo_runs_as_module_and_prints_every_method():
@@ -14,10 +44,13 @@ def test_demo_runs_as_module_and_prints_every_method():
         capture_output=True, text=True, timeout=600,
     )
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert any(line.startswith("ottools  auto->") for line in lines)
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("ottools  ")]
+    labels = [r[1] for r in rows]
+    assert any(lab == "auto" or lab.startswith("auto->") for lab in labels), labels
     for method in ["log", "scaling", "sns"]:
-        assert any(line.split()[:2] == ["ottools", method] for line in lines), method
+        assert method in labels, method
+    for r in rows:
+        assert r[3] == "0" and r[4] == "ok", r  # status column: converged
 
 
 def test_demo_with_pot_and_plot(tmp_path, capsys):
@@ -28,6 +61,7 @@ def test_demo_with_pot_and_plot(tmp_path, capsys):
                  "--pot-maxiter", "200"]) == 0
     text = capsys.readouterr().out
     assert "POT" in text and "sinkhorn_log" in text
+    assert "POT runs to the same err" in text  # the header says how accuracies compare
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -71,11 +105,27 @@ def test_solve_with_weights(tmp_path, rng):
     np.testing.assert_allclose(np.load(tmp_path / "p.npy").sum(1), a, atol=1e-8)
 
 
+@pytest.mark.parametrize("ext, load", [
+    (".npy", np.load),
+    (".txt", np.loadtxt),
+    (".csv", lambda p: np.loadtxt(p, delimiter=",")),
+])
+def test_solve_out_writes_exactly_the_named_file(tmp_path, clouds, capsys, ext, load):
+    px, py, x, y = clouds
+    out = tmp_path / f"plan{ext}"
+    assert main(["solve", px, py, "--reg", "0.05", "--method", "log", "--out", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x.npy", "y.npy", out.name])
+    text = capsys.readouterr().out
+    assert f"written to {out} (" in text
+    expected = ottools.sinkhorn(None, None, ottools.cost_matrix(x, y), 0.05, method="log")
+    np.testing.assert_allclose(load(out), expected.plan, rtol=1e-15, atol=0)
+
+
 def test_solve_unreadable_file_exits_2(tmp_path, capsys):
     code = main(["solve", str(tmp_path / "missing.npy"), str(tmp_path / "y.npy"), "--reg", "1"])
     assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("ottools: error: cannot read X file") and "\n" not in err
+    err = _one_line(capsys.readouterr().err)
+    assert err.startswith("ottools solve: error: cannot read X file")
 
 
 def test_solve_mismatched_dimensions_exit_2(tmp_path, capsys):
@@ -83,11 +133,214 @@ def test_solve_mismatched_dimensions_exit_2(tmp_path, capsys):
     np.save(tmp_path / "y.npy", np.zeros((5, 3)))
     code = main(["solve", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--reg", "1"])
     assert code == 2
-    assert "same dimension" in capsys.readouterr().err
+    assert "same dimension" in _one_line(capsys.readouterr().err)
 
 
-def test_solve_bad_reg_exit_2(tmp_path, capsys):
-    np.save(tmp_path / "x.npy", np.zeros((5, 2)))
-    code = main(["solve", str(tmp_path / "x.npy"), str(tmp_path / "x.npy"), "--reg", "-1"])
-    assert code == 2
-    assert "`reg` must be a positive" in capsys.readouterr().err
+@pytest.mark.parametrize("argv, match", [
+    (["demo", "--n", "0"], "argument --n: must be a positive integer; got 0"),
+    (["demo", "--n", "-5"], "argument --n: must be a positive integer; got -5"),
+    (["demo", "--n", "2.5"], "argument --n: must be a positive integer"),
+    (["demo", "--reg", "0"], "argument --reg: must be a positive finite number; got 0"),
+    (["demo", "--reg", "0.1", "nan"], "argument --reg: must be a positive finite number"),
+    (["demo", "--tol", "-1"], "argument --tol: must be a finite number >= 0"),
+    (["demo", "--plot", "fig.gif"], "--plot 'fig.gif': unknown extension '.gif'"),
+    (["solve", "{x}", "{y}", "--reg", "0"], "argument --reg: must be a positive"),
+    (["solve", "{x}", "{y}", "--reg", "-1"], "argument --reg: must be a positive"),
+    (["solve", "{x}", "{y}", "--reg", "0.1", "--out", "."], r"--out '\.' is a directory"),
+    (["solve", "{x}", "{y}", "--reg", "0.1", "--out", "{dir}"], "is a directory"),
+    (["solve", "{x}", "{y}", "--reg", "0.1", "--out", "{dir}/no/p.npy"],
+     "directory '.*/no' does not exist"),
+    (["solve", "{x}", "{y}", "--reg", "0.1", "--out", "{dir}/p.dat"],
+     "unknown extension '.dat'; use .npy"),
+    (["solve", "{x}", "{y}", "--reg", "0.1", "--out", "{dir}/plan"],
+     r"unknown extension '\(none\)'"),
+    (["solve", "{x}", "{y}", "--reg", "0.1", "--metric", "foo"],
+     "unknown metric 'foo'; valid: braycurtis"),
+    (["solve", "{x}", "{y}", "--reg", "0.1", "--method", "newton"], "unknown method 'newton'"),
+    (["solve", "{x}", "{y}", "--reg", "0.1", "--maxiter", "0"], "argument --maxiter"),
+    (["solve", "{x}", "{y}", "--reg", "0.1", "--metric", "minkowski", "--p", "0.5"],
+     "`p` must be >= 1"),
+    (["solve", "{x}", "{y}"], "the following arguments are required: --reg"),
+    ([], r"the following arguments are required: \{demo,solve\}"),
+])
+def test_bad_arguments_exit_2_with_one_line(tmp_path, clouds, capsys, argv, match):
+    px, py, _, _ = clouds
+    argv = [a.format(x=px, y=py, dir=tmp_path) for a in argv]
+    assert _run(argv) == 2
+    captured = capsys.readouterr()
+    err = _one_line(captured.err)
+    assert err.startswith("ottools")
+    assert re.search(match, err), err
+    assert captured.out == ""  # nothing solved before the check
+
+
+def test_reg_has_one_meaning_in_demo_and_solve(capsys):
+    texts = {}
+    for cmd in ("demo", "solve"):
+        assert _run([cmd, "--help"]) == 0
+        texts[cmd] = " ".join(capsys.readouterr().out.split())
+    for cmd, text in texts.items():
+        assert "--reg" in text and "in the units of the cost (absolute, not relative" in text, cmd
+    assert "relative to the max" not in texts["demo"]
+
+
+def _subparsers():
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_every_option_has_a_help_text_with_its_default():
+    for name, sub in _subparsers().items():
+        for action in sub._actions:
+            if action.dest == "help" or not action.option_strings:
+                continue
+            assert action.help, (name, action.dest)
+            assert "default" in action.help or "required" in action.help, (name, action.dest)
+
+
+def test_metric_help_lists_every_accepted_name():
+    text = _subparsers()["solve"].format_help()
+    for metric in METRICS:
+        assert metric in text, metric
+
+
+def test_solve_float32_input_converges_with_the_default_tol(tmp_path, rng, capsys):
+    x, y = rng.random((25, 2)).astype(np.float32), rng.random((20, 2)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "p.npy"
+    code = main(["solve", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--reg", "0.05",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().out
+    assert "success  True" in capsys.readouterr().out
+    assert np.load(out).dtype == np.float32
+
+
+def test_solve_dtype_option_casts_the_points(clouds, tmp_path, capsys):
+    px, py, _, _ = clouds
+    out = tmp_path / "p.npy"
+    assert main(["solve", px, py, "--reg", "0.05", "--dtype", "float32", "--out", str(out)]) == 0
+    assert np.load(out).dtype == np.float32
+
+
+def test_solve_40000_points_says_how_much_memory_and_what_to_do(tmp_path, monkeypatch, capsys):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((40_000, 2)))
+    monkeypatch.setattr(_cli, "available_memory", lambda: 8 * 1024 ** 3)  # an 8 GiB machine
+    calls = []
+    monkeypatch.setattr(ottools._costs, "cost_matrix", lambda *a, **k: calls.append(1))
+    px = str(tmp_path / "x.npy")
+    assert main(["solve", px, px, "--reg", "0.1", "--method", "log"]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert "needs about 23.8 GiB (2 arrays of 40000 x 40000 float64)" in err, err
+    assert "about 8.0 GiB is available" in err and "float32" in err and "fewer points" in err
+    assert calls == []  # refused before the cost was allocated
+
+
+def test_solve_too_large_for_this_machine_exits_2(tmp_path, capsys):
+    # 10**6 points: the cost alone would need 7.3 TiB, more than any machine running this.
+    np.save(tmp_path / "x.npy", np.zeros((10 ** 6, 1)))
+    px = str(tmp_path / "x.npy")
+    assert main(["solve", px, px, "--reg", "0.1"]) == 2
+    assert "GiB" in _one_line(capsys.readouterr().err)
+
+
+def test_memory_error_during_the_solve_is_one_line(clouds, monkeypatch, capsys):
+    px, py, _, _ = clouds
+
+    def boom(*args, **kwargs):
+        raise MemoryError("Unable to allocate 11.9 GiB")
+
+    monkeypatch.setattr(ottools._costs, "cost_matrix", boom)
+    assert main(["solve", px, py, "--reg", "0.1"]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert "out of memory (Unable to allocate 11.9 GiB)" in err and "float32" in err
+
+
+def test_available_memory_is_a_positive_number():
+    have = _cli.available_memory()
+    assert have is None or have > 0
+
+
+def test_failed_solve_does_not_print_a_cost_as_if_it_meant_something(clouds, capsys):
+    px, py, _, _ = clouds
+    assert main(["solve", px, py, "--reg", "0.001", "--method", "log", "--maxiter", "1"]) == 1
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
+    assert "success  False" in lines["success"]
+    assert "not the OT cost, the solve failed" in lines["cost"]
+
+
+def test_demo_failed_run_shows_status_and_no_cost(capsys):
+    args = argparse.Namespace(n=40, reg=[0.001], tol=1e-12, maxiter=2, pot_maxiter=5,
+                              no_pot=True, plot=None)
+    assert run_demo(args) == 0
+    rows = [ln.split() for ln in capsys.readouterr().out.splitlines()
+            if ln.startswith("ottools  ")]
+    assert rows
+    for r in rows:
+        assert r[3] != "0" and r[5] == "-", r  # failed: a status, and "-" in the cost column
+
+
+class _FakeOT:
+    """``ot.sinkhorn`` returning a fixed plan."""
+
+    def __init__(self, plan, niter):
+        self.plan, self.niter = plan, niter
+
+    def sinkhorn(self, a, b, M, reg, **kw):
+        return self.plan, {"niter": self.niter}
+
+
+def test_failed_pot_runs_are_marked():
+    a = b = np.full(2, 0.5)
+    cost = np.array([[0.0, 1.0], [1.0, 0.0]])
+    status, cst, err, nit, _ = _run_pot(_FakeOT(np.full((2, 2), np.nan), 3), a, b, cost,
+                                        0.1, "sinkhorn", 1e-6, 10)
+    assert status == "FAILED: NaN/inf" and math.isnan(cst)
+    status, cst, err, nit, _ = _run_pot(_FakeOT(np.eye(2), 9), a, b, cost, 0.1,
+                                        "sinkhorn", 1e-6, 10)
+    assert status == "FAILED: maxiter" and math.isnan(cst) and err == pytest.approx(2.0)
+    status, cst, err, nit, _ = _run_pot(_FakeOT(np.eye(2) / 2, 3), a, b, cost, 0.1,
+                                        "sinkhorn", 1e-6, 10)
+    assert status == "ok" and cst == 0.0 and err == 0.0
+    table = _table([("POT", "sinkhorn", 0.1, "FAILED: maxiter", float("nan"), 2.0, 9, 0.1)])
+    assert table.splitlines()[-1].split()[3:6] == ["FAILED:", "maxiter", "-"]
+
+
+def test_pot_runs_to_our_tolerance():
+    ot = pytest.importorskip("ot")
+    x, y = demo_clouds(60)
+    cost = ottools.cost_matrix(x, y)
+    cost /= cost.max()
+    a = b = np.full(60, 1 / 60)
+    for method in ("sinkhorn", "sinkhorn_log"):
+        status, _, err, _, _ = _run_pot(ot, a, b, cost, 0.05, method, 1e-7, 5000)
+        assert status == "ok" and err <= 1e-7, (method, err)
+
+
+def test_progress_names_the_reported_method_and_never_prints_err_inf():
+    stream = io.StringIO()
+    prog = _cli.Progress("ottools reg=0.01", stream=stream)
+    prog.t0 -= 10.0
+    for nit, err in [(10, math.inf), (20, 0.5)]:
+        prog.last = -math.inf
+        prog(types.SimpleNamespace(nit=nit, err=err, get=lambda k, d=None: "sns"))
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert all("ottools reg=0.01 sns:" in ln for ln in lines)
+    assert "inf" not in lines[0] and "warm-up" in lines[0]
+    assert "err 5.00e-01" in lines[1]
+    assert [h[:2] for h in prog.history] == [(20, 0.5)]  # the plot gets finite err only
+
+
+def test_cli_module_loads_neither_pot_nor_matplotlib_nor_the_demo():
+    import inspect
+
+    source = inspect.getsource(_cli)
+    assert "matplotlib" not in source and "import ot" not in source and "ot.sinkhorn" not in source
+    code = ("import sys, ottools._cli; "
+            "print(','.join(m for m in ('ot', 'matplotlib', 'ottools._cli_demo') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == ""

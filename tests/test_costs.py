@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
 from ottools import cost_matrix
+from ottools._costs import METRICS, SCIPY_METRICS, cost_vjp
 
 
 @given(st.integers(1, 20), st.integers(1, 20), st.integers(1, 4), st.integers(0, 2**31))
@@ -16,17 +17,109 @@ def test_sqeuclidean_equals_naive(n, m, d, seed):
 
 
 @pytest.mark.parametrize("p", [1.0, 1.5, 3.0])
-def test_minkowski_is_pth_power(rng, p):
+def test_minkowski_is_the_distance_and_minkowski_p_its_power(rng, p):
+    # "minkowski" is SciPy's and POT's distance; its p-th power has its own name.
     x, y = rng.normal(size=(7, 3)), rng.normal(size=(5, 3))
     naive = (np.abs(x[:, None] - y[None]) ** p).sum(-1)
-    np.testing.assert_allclose(cost_matrix(x, y, "minkowski", p=p), naive, rtol=1e-12)
+    np.testing.assert_allclose(cost_matrix(x, y, "minkowski", p=p), naive ** (1 / p),
+                               rtol=1e-12)
+    np.testing.assert_allclose(cost_matrix(x, y, "minkowski", p=p), cdist(x, y, "minkowski", p=p),
+                               rtol=1e-12)
+    np.testing.assert_allclose(cost_matrix(x, y, "minkowski_p", p=p), naive, rtol=1e-12)
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "cityblock", "chebyshev", "cosine"])
-def test_cdist_metrics(rng, metric):
-    x, y = rng.normal(size=(6, 2)), rng.normal(size=(4, 2))
-    np.testing.assert_allclose(cost_matrix(x, y, metric), cdist(x, y, metric))
-    assert np.array_equal(cost_matrix(x, y, "l1"), cost_matrix(x, y, "cityblock"))
+def test_minkowski_default_p_is_euclidean(rng):
+    x, y = rng.normal(size=(4, 3)), rng.normal(size=(6, 3))
+    np.testing.assert_allclose(cost_matrix(x, y, "minkowski"), cdist(x, y), rtol=1e-12)
+    np.testing.assert_allclose(cost_matrix(x, y, "minkowski_p"), cost_matrix(x, y), rtol=1e-12)
+
+
+@pytest.mark.parametrize("metric", SCIPY_METRICS)
+def test_every_cdist_metric_matches_scipy(rng, metric):
+    # Positive coordinates (jensenshannon needs them), some exact zeros and ties (for the
+    # boolean metrics), and enough points for mahalanobis' covariance.
+    x = rng.integers(0, 3, size=(6, 3)) + rng.random((6, 3)) * (rng.random((6, 3)) < 0.5)
+    y = rng.integers(0, 3, size=(5, 3)) + rng.random((5, 3)) * (rng.random((5, 3)) < 0.5)
+    x[0] = [1.0, 2.0, 0.5]  # no zero vector: braycurtis, dice, ... are defined everywhere
+    y[0] = [0.5, 1.0, 2.0]
+    x[np.ptp(x, axis=1) == 0] = [1.0, 2.0, 0.5]  # no constant row (correlation)
+    y[np.ptp(y, axis=1) == 0] = [2.0, 0.5, 1.0]
+    ours = cost_matrix(x, y, metric)
+    np.testing.assert_allclose(ours, cdist(x, y, metric), rtol=1e-12, atol=1e-14)
+    assert ours.dtype == np.float64
+    assert cost_matrix(x.astype(np.float32), y.astype(np.float32), metric).dtype == np.float32
+
+
+def test_metric_list_is_the_public_names():
+    assert set(SCIPY_METRICS) <= set(METRICS) and "minkowski_p" in METRICS
+    with pytest.raises(ValueError, match="braycurtis.*minkowski_p"):
+        cost_matrix(np.zeros((2, 2)), np.zeros((2, 2)), "hamming2")
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "minkowski_p"])
+def test_overflowing_costs_raise_naming_points_and_metric(metric):
+    x = np.array([[1e200, 0.0], [0.0, 0.0]])
+    y = np.array([[0.0, 0.0], [-1e200, 1.0]])
+    with pytest.raises(ValueError, match=rf"'{metric}' cost between `x` and `y` overflows "
+                                         r"float64.*x\[0\]"):
+        cost_matrix(x, y, metric)
+    x32 = np.array([[1e20, 0.0]], dtype=np.float32)
+    with pytest.raises(ValueError, match="overflows float32"):
+        cost_matrix(x32, np.zeros((1, 2), np.float32), metric)
+
+
+@pytest.mark.parametrize("metric, expected", [
+    ("euclidean", [[1e200, 2e200], [0.0, 1e200]]),
+    ("cityblock", [[1e200, 2e200], [0.0, 1e200 + 1.0]]),
+    ("chebyshev", [[1e200, 2e200], [0.0, 1e200]]),
+])
+def test_huge_points_with_representable_distances_are_scaled(metric, expected):
+    # Degree-1 metrics between points 1e200 apart: the distance is representable, so it is
+    # returned (computed on the points scaled by a power of two), where cdist gives inf.
+    x = np.array([[1e200, 0.0], [0.0, 0.0]])
+    y = np.array([[0.0, 0.0], [-1e200, 1.0]])
+    np.testing.assert_allclose(cost_matrix(x, y, metric), expected, rtol=1e-15)
+
+
+def test_tiny_points_euclidean_does_not_underflow():
+    x = np.array([[1e-200, 0.0]])
+    y = np.array([[0.0, 3e-200], [-1e-200, 1e-201]])
+    expected = [[np.hypot(1e-200, 3e-200), np.hypot(2e-200, 1e-201)]]
+    np.testing.assert_allclose(cost_matrix(x, y, "euclidean"), expected, rtol=1e-14)
+
+
+def test_cosine_zero_vector_and_constant_correlation_are_one_not_nan(rng):
+    x = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0], [2.0, 2.0, 2.0]])
+    y = np.array([[0.0, 0.0, 0.0], [3.0, 2.0, 1.0]])
+    cos = cost_matrix(x, y, "cosine")
+    np.testing.assert_array_equal(cos[0], [1.0, 1.0])
+    np.testing.assert_array_equal(cos[:, 0], [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(cos[1:, 1], cdist(x[1:], y[1:], "cosine")[:, 0], rtol=1e-12)
+    cor = cost_matrix(x, y, "correlation")
+    np.testing.assert_array_equal(cor[2], [1.0, 1.0])  # constant row: centred to zero
+    np.testing.assert_array_equal(cor[:, 0], [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(cor[1, 1], 2.0, rtol=1e-12)  # perfectly anti-correlated
+    with pytest.raises(ValueError, match="`metric`='correlation' needs points of dimension"):
+        cost_matrix([1.0, 2.0], [3.0], "correlation")
+
+
+def test_named_metric_undefined_for_the_points_raises():
+    with pytest.raises(ValueError, match=r"`metric`='braycurtis' is undefined .*x\[1\]"):
+        cost_matrix([[1.0, 1.0], [0.0, 0.0]], [[0.0, 0.0]], "braycurtis")
+    with pytest.raises(ValueError, match="`metric`='mahalanobis' cannot be evaluated"):
+        cost_matrix(np.zeros((1, 3)), np.ones((1, 3)), "mahalanobis")
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (lambda u, v: np.full((len(u), len(v)), np.nan), ValueError, r"`metric` returned a non-finite"),
+    (lambda u, v: np.full((len(u), len(v)), np.inf), ValueError, r"`metric` returned a non-finite"),
+    (lambda u, v: np.ones((len(u), len(v))) * (1 + 1j), ValueError, "`metric` returned complex"),
+    (lambda u, v: np.ones((len(v), len(u))), ValueError, r"`metric` returned shape \(3, 2\)"),
+    (lambda u, v: np.full((len(u), len(v)), "a"), TypeError, "`metric` must return real"),
+])
+def test_callable_metric_output_is_checked(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        cost_matrix(np.zeros((2, 2)), np.ones((3, 2)), bad)
 
 
 def test_dtype_and_callable(rng):
@@ -60,3 +153,94 @@ def test_bad_input(args, kwargs, exc, match):
 def test_p_is_checked_for_every_metric():
     with pytest.raises(ValueError, match="`p` must be >= 1"):
         cost_matrix(np.zeros((2, 2)), np.zeros((3, 2)), "euclidean", p=0.5)
+
+
+# ----------------------------------------------------------------------------- cost_vjp
+
+VJP_CASES = [("sqeuclidean", None), ("euclidean", None), ("cityblock", None),
+             ("chebyshev", None), ("minkowski", 1.5), ("minkowski", 3.0), ("minkowski", None),
+             ("minkowski_p", 1.5), ("minkowski_p", 3.0), ("cosine", None),
+             ("correlation", None), ("l1", None)]
+
+
+def _central_differences(fun, z, h=1e-6):
+    g = np.zeros_like(z)
+    for idx in np.ndindex(z.shape):
+        e = np.zeros_like(z)
+        e[idx] = h
+        g[idx] = (fun(z + e) - fun(z - e)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("metric, p", VJP_CASES)
+def test_cost_vjp_matches_central_differences(rng, metric, p):
+    # Points in general position: every metric is differentiable there (no ties, no zeros).
+    n, m, d = 4, 5, 3
+    x, y, P = rng.normal(size=(n, d)), rng.normal(size=(m, d)), rng.random((n, m))
+    kw = {} if p is None else {"p": p}
+
+    def total(u, v):
+        return np.sum(P * cost_matrix(u, v, metric, **kw))
+
+    gx, gy = cost_vjp(P, x, y, metric, p)
+    np.testing.assert_allclose(gx, _central_differences(lambda u: total(u, y), x),
+                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(gy, _central_differences(lambda v: total(x, v), y),
+                               rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("metric, p", VJP_CASES)
+def test_cost_vjp_blocks_and_sparse_plans_agree(rng, metric, p):
+    import scipy.sparse as sp
+
+    x, y, P = rng.normal(size=(7, 3)), rng.normal(size=(4, 3)), rng.random((7, 4))
+    P[P < 0.4] = 0.0
+    full = cost_vjp(P, x, y, metric, p, block_rows=7)
+    for blocks in (1, 3):
+        for plan in (P, sp.csc_matrix(P)):
+            got = cost_vjp(plan, x, y, metric, p, block_rows=blocks)
+            np.testing.assert_allclose(got[0], full[0], rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(got[1], full[1], rtol=1e-13, atol=1e-15)
+
+
+def test_cost_vjp_nondifferentiable_points_give_subgradients():
+    x = np.array([[0.0, 0.0], [1.0, 1.0]])
+    y = np.array([[0.0, 0.0], [3.0, 1.0]])
+    P = np.eye(2)
+    for metric in ("euclidean", "cityblock", "minkowski", "chebyshev"):
+        gx, gy = cost_vjp(P, x, y, metric)
+        np.testing.assert_array_equal(gx[0], [0.0, 0.0])  # x_0 = y_0
+        assert np.all(np.isfinite(gx)) and np.all(np.isfinite(gy))
+    gx, _ = cost_vjp(P, x, y, "chebyshev")
+    np.testing.assert_array_equal(gx[1], [-1.0, 0.0])  # |x_1 - y_1| largest in coordinate 0
+    z = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 0.5]])
+    gx, gy = cost_vjp(np.ones((2, 2)), z, z[::-1], "cosine")
+    np.testing.assert_array_equal(gx[0], 0.0)  # the zero vector's cost is the constant 1
+    assert np.all(np.isfinite(gy))
+
+
+def test_cost_vjp_dtype_and_unsupported_metrics(rng):
+    x, y = rng.random((3, 2)).astype(np.float32), rng.random((2, 2)).astype(np.float32)
+    gx, gy = cost_vjp(np.ones((3, 2), np.float32), x, y, "euclidean")
+    assert gx.dtype == gy.dtype == np.float32
+    with pytest.raises(NotImplementedError, match="callable `metric`"):
+        cost_vjp(np.ones((3, 2)), x, y, lambda u, v: u @ v.T)
+    with pytest.raises(NotImplementedError, match="no gradient formula for metric 'hamming'"):
+        cost_vjp(np.ones((3, 2)), x, y, "hamming")
+    with pytest.raises(ValueError, match="Unknown metric"):
+        cost_vjp(np.ones((3, 2)), x, y, "nope")
+
+
+def test_cost_vjp_memory_stays_in_blocks(rng):
+    import tracemalloc
+
+    n, m, d = 6000, 200, 3  # a full (n, m, d) difference tensor would take 28.8 MB
+    x, y, P = rng.random((n, d)), rng.random((m, d)), rng.random((n, m))
+    for metric in ("euclidean", "cosine"):
+        tracemalloc.start()
+        try:
+            cost_vjp(P, x, y, metric)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 0.5 * n * m * d * 8, (metric, peak)

@@ -5,6 +5,7 @@ Run from the repository root: ``python docs/figures/make_torch.py``.
 """
 
 import os
+import sys
 
 import matplotlib
 
@@ -12,7 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ottools.torch._examples import fit_gaussian_map, sliced_flow  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "examples"))
+from torch_examples import fit_gaussian_map, sliced_flow  # noqa: E402
 
 STATIC = os.path.join(os.path.dirname(__file__), os.pardir, "_static")
 

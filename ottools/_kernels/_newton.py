@@ -1,7 +1,8 @@
 """Sinkhorn-Newton-Sparse kernels: dense plan pass, sparsification, sparse Newton system.
 
 All kernels work on the compressed problem (every weight > 0) in float64 and never
-raise. Convention (algorithms.md section 2): ``P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg)``,
+raise. Convention (Tang et al., ICLR 2024, in cost units):
+``P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg)``,
 ``rows = P 1``, ``cols = P^T 1``, the dual ascent direction solves
 ``H Delta = reg * grad F`` with ``H = [[diag(rows), Ps], [Ps^T, diag(cols)]]`` (``Ps`` the
 sparsified plan) and the gauge fixed by ``Delta g_j0 = 0``.

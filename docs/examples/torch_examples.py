@@ -1,7 +1,7 @@
-"""The two worked examples of the torch guide, as functions.
+"""The two worked examples of the torch guide, as functions (not part of the package).
 
 The documentation's figure script (``docs/figures/make_torch.py``) and the test suite
-(``tests/test_torch.py``, at reduced size) run the same code.
+(``tests/test_torch.py``, at reduced size) run the same code; it needs torch and SciPy.
 """
 
 import numpy as np
@@ -9,8 +9,7 @@ import torch
 from scipy.linalg import sqrtm
 
 import ottools
-
-from ._losses import MongeGapRegularizer, SinkhornLoss, SlicedWassersteinLoss
+from ottools.torch import MongeGapRegularizer, SinkhornLoss, SlicedWassersteinLoss
 
 __all__ = ["fit_gaussian_map", "gaussian_ot_map", "sliced_flow", "two_moons"]
 
