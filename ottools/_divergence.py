@@ -43,6 +43,12 @@ def _transposed(res):
         out.plan_dense = lambda: res.plan_dense().T
         out.pop("barycentric_map", None)
     out.f, out.g = res.g, res.f
+    for key in ("marginals", "masses", "reg_m"):
+        if key in res:
+            out[key] = tuple(reversed(res[key]))
+    if "terms" in res:
+        out.terms = {**res.terms, "relax_a": res.terms["relax_b"],
+                     "relax_b": res.terms["relax_a"]}
     return out
 
 
@@ -228,3 +234,108 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
         nit=int(xy.nit + xx.nit + yy.nit), err=float(max(p.err for p in parts)),
         success=not failed, status=int(first.status) if failed else CONVERGED,
         message=message, method=xy.method, reg=xy.reg)
+
+
+def divergence_value_and_grad(x, y, a=None, b=None, *, reg, reg_m=None,
+                              metric="sqeuclidean", debias=True, need=(True,) * 4,
+                              method="auto", tol=None, maxiter=10_000, options=None,
+                              online=None):
+    """The differentiable layer's entry point (NumPy in and out): the entropic cost
+    ``W(a, b)`` (``debias=False``) or the divergence ``S`` and their gradients with respect
+    to ``x``, ``y``, ``a``, ``b`` (those flagged in ``need``; None elsewhere), by the
+    envelope theorem from the plans and potentials of the solved problems: ``dW/dx`` is
+    ``sum_j P_ij grad_x c(x_i, y_j)`` (:func:`ottools._costs.cost_vjp`, closed form for the
+    squared Euclidean cost), ``dW/da`` the potential (centred for balanced problems,
+    ``-rho (exp(-f / rho) - 1) - reg (P1 / a - sum(b))`` for relaxed ones). Returns
+    ``(value, results, grads)`` with ``results`` the solved :class:`OTResult` objects (to
+    check ``success``). Named metrics only (callables: differentiate the cost itself)."""
+    if not debias:
+        xx = yy = None
+        x, y, a, b, dtype = _check_samples(x, y, a, b)
+        reg = _check_positive(reg, "reg")
+        rho = _check_reg_m(reg_m)
+        name, opts = method_options(method, options)
+        a = _check_weights(a, x.shape[0], "a", dtype)
+        b = _check_weights(b, y.shape[0], "b", dtype)
+        if rho is not None and all(np.isinf(rho)):
+            rho = None
+        if rho is None:
+            b = _check_balanced(a, b, hint=", or relax the marginals with `reg_m`")
+        settings = Settings.from_args(tol, maxiter, None, dtype, opts)
+        if online is not None:
+            online = _check_bool(online, "online")
+        cost = (PointCloud(x, y, metric) if use_online(x.shape[0], y.shape[0], dtype, metric,
+                                                       online)
+                else np.ascontiguousarray(cost_matrix(x, y, metric), dtype=dtype))
+        xy = solve(LinearProblem(a, b, cost, dtype), reg, settings, name, rho=rho)
+        value = float(xy.fun)
+        results = (xy,)
+    else:
+        xy, xx, yy, dtype = divergence_parts(x, y, a, b, reg=reg, reg_m=reg_m, metric=metric,
+                                             method=method, tol=tol, maxiter=maxiter,
+                                             options=options, online=online)
+        x, y, a, b, _ = _check_samples(x, y, a, b)
+        a = _check_weights(a, x.shape[0], "a", dtype)
+        b = _check_weights(b, y.shape[0], "b", dtype)
+        value = float(xy.fun - 0.5 * (xx.fun + yy.fun))
+        if getattr(xy, "reg_m", None) is not None:
+            value += 0.5 * xy.reg * (xx.masses[0] - yy.masses[0]) ** 2
+        results = (xy, xx, yy)
+    need_x, need_y, need_a, need_b = need
+    gx = gy = ga = gb = None
+    if need_x or need_y:
+        gx, gy = cost_vjp(xy.plan, x, y, metric)
+        if debias:
+            if need_x:
+                u, v = cost_vjp(xx.plan, x, x, metric)
+                gx = gx - 0.5 * (u + v)
+            if need_y:
+                u, v = cost_vjp(yy.plan, y, y, metric)
+                gy = gy - 0.5 * (u + v)
+    if need_a:
+        ga = _weight_grad(xy, a, b, 0)
+        if debias:
+            ga = ga - 0.5 * (_weight_grad(xx, a, a, 0) + _weight_grad(xx, a, a, 1))
+            if getattr(xy, "reg_m", None) is not None:
+                ga = ga + xy.reg * (xx.masses[0] - yy.masses[0])
+    if need_b:
+        gb = _weight_grad(xy, a, b, 1)
+        if debias:
+            gb = gb - 0.5 * (_weight_grad(yy, b, b, 0) + _weight_grad(yy, b, b, 1))
+            if getattr(xy, "reg_m", None) is not None:
+                gb = gb - xy.reg * (xx.masses[0] - yy.masses[0])
+    cast = (lambda g: None if g is None else np.asarray(g, dtype=dtype))
+    return value, results, (cast(gx), cast(gy), cast(ga), cast(gb))
+
+
+def cost_vjp(P, x, y, metric):
+    """:func:`ottools._costs.cost_vjp`, also for a plan given as an operator (point-cloud
+    problems; squared Euclidean cost: ``2 (diag(P 1) x - P y)`` by matrix products)."""
+    from ._costs import cost_vjp as dense_vjp
+
+    if isinstance(P, np.ndarray) or hasattr(P, "tocsr"):
+        return dense_vjp(P, x, y, metric)
+    if not (isinstance(metric, str) and metric.lower() == "sqeuclidean"):
+        raise NotImplementedError("gradients of point-cloud (online) problems are available "
+                                  "for metric='sqeuclidean'; use online=False.")
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    rows = P @ np.ones(y.shape[0])
+    cols = P.T @ np.ones(x.shape[0])
+    return (2.0 * (rows[:, None] * x64 - P @ y64), 2.0 * (cols[:, None] * y64 - P.T @ x64))
+
+
+def _weight_grad(res, a, b, side):
+    """``d fun / d a`` (``side`` 0) or ``d fun / d b`` (1) of a solved entropic problem:
+    the centred potential when balanced (a tangent direction of the simplex), the relaxed
+    dual's derivative ``-rho (exp(-f / rho) - 1) - reg (P1 / a - sum(b))`` otherwise."""
+    pot = np.asarray(res.f if side == 0 else res.g, dtype=np.float64)
+    rho = getattr(res, "reg_m", None)
+    if rho is None:
+        return pot - pot.mean()
+    r = rho[side]
+    w, other = (a, b) if side == 0 else (b, a)
+    marg = res.marginals[side]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(w > 0, marg / w, np.exp(-pot / r) if np.isfinite(r) else 1.0)
+    relax = pot if np.isinf(r) else -r * np.expm1(-pot / r)
+    return relax - res.reg * (ratio - float(np.sum(other, dtype=np.float64)))

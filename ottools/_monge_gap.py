@@ -218,3 +218,25 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
         message=inner.message,
         method=inner.method,
     )
+
+
+def monge_gap_value_and_grad(x, tx, a=None, *, need=(True, True), **kwargs):
+    """The differentiable layer's entry point (NumPy in and out): the result of
+    :func:`monge_gap` and the gradients of its value with respect to ``x`` and ``tx``
+    (those flagged in ``need``): by the envelope theorem, those of
+    ``<diag(a) - P, C(x, tx)>`` with ``P`` the optimal plan (entropic or exact), through
+    :func:`ottools._costs.cost_vjp` (named metrics only)."""
+    import scipy.sparse
+
+    from ._divergence import cost_vjp
+
+    res = monge_gap(x, tx, a, **kwargs)
+    if not any(need):
+        return res, (None, None)
+    metric = kwargs.get("metric", "sqeuclidean")
+    x, tx, a, _, dtype = _check_samples(x, tx, a, None, names=("x", "tx", "a", "b"))
+    a = _check_weights(a, x.shape[0], "a", dtype)
+    gdx, gdt = cost_vjp(scipy.sparse.diags_array(a.astype(np.float64)).tocsr(), x, tx, metric)
+    gpx, gpt = cost_vjp(res.ot_result.plan, x, tx, metric)
+    return res, ((gdx - gpx).astype(dtype) if need[0] else None,
+                 (gdt - gpt).astype(dtype) if need[1] else None)

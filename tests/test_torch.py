@@ -124,10 +124,12 @@ def test_sinkhorn_nonconvergence_warns(clouds):
 def test_sinkhorn_rejects_batches_and_differentiable_reg(clouds):
     x, y, a, b = clouds
     cost = _t(ottools.cost_matrix(x, y))
-    with pytest.raises(ValueError, match="`cost` must be a 2-D tensor.*Batch dimensions"):
+    with pytest.raises(ValueError, match=r"`cost` must be a 2-D tensor \(n, m\); got shape"):
         ott.sinkhorn(None, None, cost[None], 0.3)
-    with pytest.raises(ValueError, match="`a` must be a 1-D tensor.*Batch"):
+    with pytest.raises(ValueError, match=r"`a` must be a 1-D tensor \(n,\); got shape"):
         ott.sinkhorn(_t(a)[None], None, cost, 0.3)
+    with pytest.raises(TypeError, match="`cost` must be real; got a complex tensor"):
+        ott.sinkhorn(None, None, cost.to(torch.complex128), 0.3)
     with pytest.raises(TypeError, match="`reg` is not differentiable"):
         ott.sinkhorn(None, None, cost, torch.tensor(0.3, requires_grad=True))
     with pytest.raises(ValueError, match="`reg` must be a positive"):
@@ -245,8 +247,10 @@ def test_sinkhorn_loss_float32_and_module(clouds):
 
 def test_sinkhorn_loss_errors(clouds):
     x, y, a, b = clouds
-    with pytest.raises(ValueError, match="`x` must be a 2-D tensor.*Batch"):
-        ott.sinkhorn_loss(_t(x)[None], _t(y)[None], reg=0.3)
+    with pytest.raises(ValueError, match=r"`y` must be a batch \(B, n, d\) like `x`"):
+        ott.sinkhorn_loss(_t(x)[None], _t(y), reg=0.3)
+    with pytest.raises(TypeError, match="`debias` must be True or False"):
+        ott.sinkhorn_loss(_t(x), _t(y), reg=0.3, debias="no")
     with pytest.raises(ValueError, match="Unknown metric"):
         ott.sinkhorn_loss(_t(x), _t(y), reg=0.3, metric="hamming-ish")
     with pytest.raises(ValueError, match="same dimension"):
@@ -257,7 +261,7 @@ def test_sinkhorn_loss_errors(clouds):
 
 def test_sinkhorn_loss_nonconvergence_warns(clouds):
     x, y, a, b = clouds
-    with pytest.warns(OTConvergenceWarning, match="xy problem did not converge") as rec:
+    with pytest.warns(OTConvergenceWarning, match="sinkhorn_loss did not converge") as rec:
         ott.sinkhorn_loss(_t(x), _t(y), reg=0.01, maxiter=2)
     assert rec[0].filename == __file__
 
@@ -520,3 +524,28 @@ def test_import_without_torch_names_the_extra():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=root)
     assert 'pip install "ottools[torch]"' in out.stdout
+
+
+def test_sinkhorn_loss_batches_equal_per_pair_losses(rng):
+    x = torch.tensor(rng.normal(size=(3, 12, 2)), requires_grad=True)
+    y = torch.tensor(rng.normal(size=(3, 10, 2)) + 0.5)
+    losses = ott.sinkhorn_loss(x, y, reg=0.3, tol=1e-12)
+    assert losses.shape == (3,)
+    losses.sum().backward()
+    for k in range(3):
+        xk = x.detach()[k].clone().requires_grad_()
+        one = ott.sinkhorn_loss(xk, y[k], reg=0.3, tol=1e-12)
+        one.backward()
+        assert losses[k].item() == pytest.approx(one.item(), rel=1e-12)
+        torch.testing.assert_close(x.grad[k], xk.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_unbalanced_loss_gradcheck_and_zero_for_equal_inputs(rng):
+    x = torch.tensor(rng.normal(size=(6, 2)), requires_grad=True)
+    y = torch.tensor(rng.normal(size=(5, 2)) + 0.3, requires_grad=True)
+    a = torch.tensor(rng.random(6) + 0.5, requires_grad=True)
+    b = torch.tensor((rng.random(5) + 0.5) * 1.4, requires_grad=True)
+    same = ott.sinkhorn_loss(x, x, a, a, reg=0.5, reg_m=1.0, tol=1e-13)
+    assert abs(same.item()) < 1e-12
+    fn = lambda *t: ott.sinkhorn_loss(*t, reg=0.5, reg_m=1.0, tol=1e-13)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, y, a, b), eps=1e-6, atol=1e-6)

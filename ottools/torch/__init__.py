@@ -35,12 +35,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
         '`pip install "ottools[torch]"`.'
     ) from exc
 
+from ._entropic import monge_gap, sinkhorn, sinkhorn_loss
 from ._functions import (
     distributional_sliced_wasserstein,
     max_sliced_wasserstein,
-    monge_gap,
-    sinkhorn,
-    sinkhorn_loss,
     sliced_wasserstein,
 )
 from ._losses import MongeGapRegularizer, SinkhornLoss, SlicedWassersteinLoss

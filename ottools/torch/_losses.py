@@ -3,7 +3,8 @@
 import numpy as np
 from torch import nn
 
-from ._functions import monge_gap, sinkhorn_loss, sliced_wasserstein
+from ._entropic import monge_gap, sinkhorn_loss
+from ._functions import sliced_wasserstein
 
 __all__ = ["MongeGapRegularizer", "SinkhornLoss", "SlicedWassersteinLoss"]
 

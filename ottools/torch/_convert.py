@@ -1,0 +1,166 @@
+"""The torch layer's one pattern: tensors in, the NumPy entry point, tensors out.
+
+Every differentiable function of ``ottools.torch`` computes its value and the gradients
+of that value in the forward pass, by a private NumPy ``*_value_and_grad`` entry point of
+the core (the envelope theorem makes the gradients by-products of the solve: potentials,
+plans, couplings). :class:`Envelope` is the one ``torch.autograd.Function``: its forward
+runs such an entry point and keeps the gradients; its backward multiplies them by the
+incoming gradient. Nothing is unrolled and the backward pass costs one multiplication.
+"""
+
+import os
+import sys
+import warnings
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+from .._result import OTConvergenceWarning
+
+__all__ = []
+
+_OTTOOLS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+
+
+def warn_unconverged(where, results):
+    """One OTConvergenceWarning at the user's frame if a result did not converge (a
+    tensor cannot carry a status)."""
+    bad = [r.message for r in results if r is not None and not r.success]
+    if not bad:
+        return
+    level, frame = 2, sys._getframe(1)
+    while frame is not None:
+        fname = os.path.abspath(frame.f_code.co_filename)
+        if not (fname.startswith(_OTTOOLS_DIR) or fname.startswith(_TORCH_DIR)):
+            break
+        frame = frame.f_back
+        level += 1
+    warnings.warn(f"ottools.torch.{where} did not converge: " + " | ".join(bad),
+                  OTConvergenceWarning, stacklevel=level)
+
+
+def as_tensor(x, name, like=None):
+    """``x`` as a tensor (array-likes converted on ``like``'s device); None stays None.
+    Complex and non-numeric data are refused (a complex cost would lose its imaginary
+    part silently)."""
+    if x is None:
+        return None
+    if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise TypeError(f"`{name}` must be real; got a complex tensor ({x.dtype}).")
+        return x
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:
+        raise TypeError(f"`{name}` must be a tensor or array-like of numbers; {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"`{name}` must hold real numbers; got dtype {arr.dtype}.")
+    device = like.device if isinstance(like, torch.Tensor) else None
+    return torch.as_tensor(arr, device=device)
+
+
+def dtypes(*tensors):
+    """(torch dtype of the outputs, NumPy dtype of the computation): float dtypes follow
+    ``torch.promote_types``; integer-only input gives float64; float16/bfloat16 are
+    computed in float32."""
+    dt = None
+    for t in tensors:
+        if t is not None:
+            dt = t.dtype if dt is None else torch.promote_types(dt, t.dtype)
+    if dt is None or not dt.is_floating_point:
+        dt = torch.float64
+    return dt, np.dtype(np.float64 if dt == torch.float64 else np.float32)
+
+
+def same_device(tensors, names):
+    devices = {t.device for t in tensors if t is not None}
+    if len(devices) > 1:
+        listed = ", ".join(f"`{n}` on {t.device}" for t, n in zip(tensors, names)
+                           if t is not None)
+        raise ValueError(f"All tensors must be on the same device; got {listed}.")
+
+
+def check_ndim(t, name, ndims, expected):
+    if t is not None and t.ndim not in ndims:
+        raise ValueError(f"`{name}` must be {expected}; got shape {tuple(t.shape)}.")
+    return t
+
+
+def numpy(t, np_dtype):
+    """A detached CPU NumPy copy (or view) of ``t`` in ``np_dtype``; None stays None."""
+    if t is None:
+        return None
+    tdt = torch.float64 if np_dtype == np.float64 else torch.float32
+    return t.detach().to(device="cpu", dtype=tdt).resolve_conj().resolve_neg().numpy()
+
+
+def scalar(v, name):
+    """A Python number from a number or a 0-d tensor that needs no gradient."""
+    if isinstance(v, torch.Tensor):
+        if v.requires_grad:
+            raise TypeError(f"`{name}` is not differentiable; pass a number or a detached "
+                            "tensor.")
+        if v.numel() != 1:
+            raise ValueError(f"`{name}` must be a number; got a tensor of shape "
+                             f"{tuple(v.shape)}.")
+        return v.item()
+    return v
+
+
+def numpy_rng(rng):
+    """``rng`` for the NumPy API: a ``torch.Generator`` seeds a NumPy generator from its
+    state (so that a seeded torch generator gives reproducible directions); anything else
+    is passed on (and checked there, naming ``rng``)."""
+    if isinstance(rng, torch.Generator):
+        return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=rng)))
+    return rng
+
+
+class Envelope(torch.autograd.Function):
+    """``value = fn(*inputs)`` with its gradients computed alongside.
+
+    ``fn(*inputs) -> (value, grads)``: ``value`` a float or an array (then the gradients
+    are per batch member: ``grads[k]`` has the batch as its first axis), ``grads`` one
+    NumPy array or None per input. Backward: ``grad_output * grad`` (broadcast over the
+    batch), cast to each input's dtype; inputs without a gradient get None.
+    """
+
+    @staticmethod
+    def forward(fn, *inputs):
+        value, grads = fn(*inputs)
+        like = next(t for t in inputs if isinstance(t, torch.Tensor))
+        dtype = like.dtype if like.dtype.is_floating_point else torch.float64
+        out = [torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=dtype,
+                               device=like.device)]
+        for g, t in zip(grads, inputs):
+            if g is None or not isinstance(t, torch.Tensor):
+                out.append(torch.empty(0, dtype=dtype, device=like.device))
+            else:
+                out.append(torch.from_numpy(np.ascontiguousarray(g)).to(device=t.device))
+        return tuple(out)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.save_for_backward(*output[1:])
+        ctx.dtypes = [t.dtype if isinstance(t, torch.Tensor) else None for t in inputs[1:]]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad, *_unused):
+        out = [None]  # fn
+        for g, dt, need in zip(ctx.saved_tensors, ctx.dtypes, ctx.needs_input_grad[1:]):
+            if not need or g.numel() == 0:
+                out.append(None)
+                continue
+            scale = grad.reshape(grad.shape + (1,) * (g.ndim - grad.ndim)) if grad.ndim \
+                else grad
+            out.append((scale * g).to(dt))
+        return tuple(out)
+
+
+def apply(fn, *inputs):
+    """:class:`Envelope` applied: the value tensor."""
+    return Envelope.apply(fn, *inputs)[0]
