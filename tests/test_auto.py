@@ -290,3 +290,17 @@ def test_ctrl_c_interrupts_a_long_solve():
         proc.kill()
     assert "KeyboardInterrupt" in err
     assert elapsed < 5.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("d", [2, 10])
+def test_benchmark_grid_converges_at_n_1000(d):
+    # The benchmark's grid (benchmarks/auto_grid.py), minutes in all: not in CI.
+    rng = np.random.default_rng(0)
+    cost = _cloud_cost(rng, 1000, d)
+    for reg in (1e-1, 1e-2, 1e-3, 1e-4):
+        res = ottools.sinkhorn(None, None, cost, reg, tol=1e-6)
+        assert res.success and res.err <= 1e-6, (reg, res.message)
+    a = np.full(500, 1 / 500)
+    res = ottools.sinkhorn(a, a, rng.random((500, 500)), 1 / 1200, tol=1e-9)
+    assert res.success and res.nit_newton > 0
