@@ -739,7 +739,8 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
     one = np.ones(1, dtype=dtype)
 
     def fun_grad(theta):
-        wpp, _, _, gth = _projected_wpp_and_grad(x, y, a, b, theta[None, :], p, one)
+        with np.errstate(over="ignore", invalid="ignore"):  # reported as status 2
+            wpp, _, _, gth = _projected_wpp_and_grad(x, y, a, b, theta[None, :], p, one)
         return float(wpp[0]), gth[0].astype(np.float64)
 
     def value(f):
@@ -806,7 +807,7 @@ def _vmf_blocks(gen, d, kappa, size, mu=None, out=None):
     for lo in range(0, size, step):
         z = np.empty((min(step, size - lo), d), dtype=np.float64)
         if _k.vmf_around_e1(gen, d, kappa, z) != 0:
-            raise RuntimeError(  # never expected: each try is accepted with p > 1/2
+            raise RuntimeError(  # never expected: each try is accepted with p >= 0.65
                 f"vMF sampling rejected one sample {_k._VMF_MAX_TRIES} times in a row "
                 f"(d={d}, kappa={kappa!r}).")
         out[lo:lo + len(z)] = z if mu is None else _householder(z, mu)[0]
@@ -875,6 +876,23 @@ def sample_vmf(mu, kappa, size, *, rng=None):
     gen = _check_rng(rng)
     out = np.empty((size, d), dtype=dtype)
     return _vmf_blocks(gen, d, kappa, size, _unit_vector(mu), out)
+
+
+def _dsw_fun_grad(x, y, a, b, z, eps, p, dtype):
+    """v-DSW objective at the location ``eps`` (mean W_p^p over the vMF samples ``z``
+    moved by the Householder reflection onto ``eps``) and its Euclidean gradient."""
+    theta, u, s = _householder(z, eps)
+    wpp, _, _, gth = _projected_wpp_and_grad(x, y, a, b, theta.astype(dtype), p)
+    g = gth.astype(np.float64)  # rows: (1/L) dW_l / dtheta_l
+    if s == 0.0:  # H = I near eps = e1: gradient of the identity branch
+        return float(np.mean(wpp)), g.sum(axis=0)
+    # theta = z - 2 c u / s with c = u.z; d eps = -d u
+    c = z @ u
+    ug = g @ u
+    # dF/du = -(2/s)(z (u.g) + c g) + (4/s^2) c (u.g) u, and dF/deps = -dF/du
+    grad_rows = (2.0 / s) * (z * ug[:, None] + g * c[:, None]) \
+        - (4.0 / (s * s)) * (c * ug)[:, None] * u[None, :]
+    return float(np.mean(wpp)), grad_rows.sum(axis=0)
 
 
 def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
@@ -977,18 +995,8 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     z = _vmf_blocks(gen, d, kappa, n_projections)
 
     def fun_grad(eps):
-        theta, u, s_ = _householder(z, eps)
-        wpp, _, _, gth = _projected_wpp_and_grad(x, y, a, b, theta.astype(dtype), p)
-        g = gth.astype(np.float64)  # rows: (1/L) dW_l / dtheta_l
-        if s_ == 0.0:  # H = I near eps = e1: gradient of the identity branch
-            return float(np.mean(wpp)), g.sum(axis=0)
-        # theta = z - 2 c u / s with c = u.z; d eps = -d u
-        c = z @ u
-        ug = g @ u
-        # dF/du = -(2/s)(z (u.g) + c g) + (4/s^2) c (u.g) u, and dF/deps = -dF/du
-        grad_rows = (2.0 / s_) * (z * ug[:, None] + g * c[:, None]) \
-            - (4.0 / (s_ * s_)) * (c * ug)[:, None] * u[None, :]
-        return float(np.mean(wpp)), grad_rows.sum(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):  # reported as status 2
+            return _dsw_fun_grad(x, y, a, b, z, eps, p, dtype)
 
     def value(f):
         return np.ldexp(max(f, 0.0) ** (1.0 / p), ex)
@@ -1022,7 +1030,7 @@ def _sliced_value_and_grad(x, y, a, b, theta, p):
     (ts,), et = _scaled((theta,), dtype)
     wpp, gx, gy, _ = _projected_wpp_and_grad(xs, ys, a, b, ts, p)
     mean = float(np.mean(wpp, dtype=np.float64))
-    if np.all(np.isfinite(wpp)) and np.isfinite(mean) and (mean >= 1e-290 or mean == 0.0):
+    if np.all(np.isfinite(wpp)) and np.isfinite(mean) and mean >= 1e-290:
         value = max(mean, 0.0) ** (1.0 / p)
         # d SW_p / d mean = (1/p) mean^(1/p - 1); 0 where the mean is 0 (a subgradient)
         scale = 0.0 if mean <= 0 else (1.0 / p) * mean ** (1.0 / p - 1.0)

