@@ -4,8 +4,10 @@ sliced distances share.
 Internal API (no leading underscore, not exported from the package): :func:`check_p`,
 :func:`normalize_weights`, :func:`uniform_or_none`, :func:`pow2_exponent`,
 :func:`wpp_rows` with :func:`rows_distance`, :func:`rows_power`,
-:func:`power_mean_root`, and :func:`wpp_grad_rows`.
+:func:`power_mean_root`, :func:`wpp_grad_rows`, and :class:`CachedKernels`.
 """
+
+import math
 
 import numpy as np
 
@@ -14,7 +16,19 @@ from ._validation import _as_float_array, _check_int, _check_positive, _result_d
 
 __all__ = ["wasserstein_1d"]
 
-_k = lazy("_sliced")
+
+
+class CachedKernels(lazy):
+    """:class:`ottools._kernels.lazy` that keeps each kernel once looked up, so that hot
+    paths (many small problems, batches) skip the import machinery on every call."""
+
+    def __getattr__(self, attr):
+        value = super().__getattr__(attr)
+        setattr(self, attr, value)
+        return value
+
+
+_k = CachedKernels("_sliced")
 
 # A row's plain sum ``sum mass |u - v|^p`` is kept when it lies in [_TINY, inf): terms
 # lost to underflow then change it by less than 1e-26 relatively (each is below 2**-1074
@@ -51,9 +65,9 @@ def pow2_exponent(maxabs, lo=-256, hi=256):
     ``maxabs`` (the largest magnitude) lies outside ``[2**lo, 2**hi]``; else 0. Scaling by
     a power of two is exact, and every distance here is homogeneous of degree one, so a
     result computed on scaled values is multiplied back by ``2**e`` (``np.ldexp``)."""
-    if not (maxabs > 0) or not np.isfinite(maxabs):
+    if not (maxabs > 0) or not math.isfinite(maxabs):
         return 0
-    e = int(np.frexp(maxabs)[1])
+    e = math.frexp(maxabs)[1]
     return e if (e > hi or e < lo) else 0
 
 
@@ -113,11 +127,10 @@ def wpp_rows(U, V, a, b, p, *, overwrite=False):
             WV = _sorted_weights(b, iv, V.shape)
         q = _k.wpp_rows(Us, np.broadcast_to(WU, U.shape) if WU.shape[0] != L else WU,
                         Vs, np.broadcast_to(WV, V.shape) if WV.shape[0] != L else WV, p)
-    bad = ~(q >= _TINY) | ~np.isfinite(q)
-    if not bad.any():
+    if q.min() >= _TINY and q.max() <= np.finfo(np.float64).max:  # NaN fails both
         return q, None
     s = np.ones(L, dtype=np.float64)
-    rows = np.flatnonzero(bad)
+    rows = np.flatnonzero(~((q >= _TINY) & np.isfinite(q)))
     _k.wpp_rows_rescaled(Us, np.ascontiguousarray(WU), Vs, np.ascontiguousarray(WV), p,
                          pairs, rows, q, s)
     return q, s

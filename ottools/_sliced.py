@@ -6,12 +6,13 @@ package): :func:`sliced_value_and_grad`, :func:`max_sliced_value_and_grad`,
 :func:`distributional_sliced_value_and_grad`.
 """
 
+import math
 import os
 
 import numpy as np
 
-from ._kernels import lazy
 from ._onedim import (
+    CachedKernels,
     check_p,
     normalize_weights,
     pow2_exponent,
@@ -53,7 +54,7 @@ __all__ = [
     "sliced_wasserstein",
 ]
 
-_k = lazy("_sliced")
+_k = CachedKernels("_sliced")
 
 _DIRECTIONS = ("random", "qmc", "orthogonal")
 _ESTIMATORS = ("mc", "lower-cv", "upper-cv")
@@ -107,7 +108,7 @@ def _scaled(arrays, dtype):
     """``(arrays * 2**-e, e)``: a power of two (exact) that brings the largest magnitude
     into [0.5, 1) when it lies outside [2**-256, 2**256] (so that projections and their
     powers neither overflow nor underflow); ``e = 0`` leaves them untouched."""
-    top = max(float(np.abs(arr).max()) for arr in arrays)
+    top = max(max(float(arr.max()), -float(arr.min())) for arr in arrays)
     e = pow2_exponent(top)
     if e == 0:
         return list(arrays), 0
@@ -157,14 +158,19 @@ def _draw_directions(kind, L, d, rng):
     return np.ascontiguousarray(np.vstack(blocks)[:L])
 
 
+_RNG_TYPES = (type(None), int, np.integer, np.random.Generator, np.random.BitGenerator,
+              np.random.SeedSequence)
+
+
 def _get_directions(directions, n_projections, d, dtype, rng):
     # Checked even when an explicit array makes them unused: a typo is never silent.
     L = _check_int(n_projections, "n_projections", minimum=1)
-    gen = _check_rng(rng)
     if isinstance(directions, str):
         kind = _check_method(directions, _DIRECTIONS, "directions")
-        theta = _draw_directions(kind, L, d, gen)
+        theta = _draw_directions(kind, L, d, _check_rng(rng))
         return np.ascontiguousarray(theta, dtype=dtype)
+    if not isinstance(rng, _RNG_TYPES) or isinstance(rng, bool):
+        _check_rng(rng)  # raises for what default_rng refuses
     return _check_directions(directions, d, dtype)
 
 
@@ -173,11 +179,12 @@ def _get_directions(directions, n_projections, d, dtype, rng):
 _KERNEL_MAX_D = 16
 
 
-def _project(x, theta):
-    """(L, n) C-contiguous projections ``theta @ x.T``."""
+def _project(x, theta, xt=None):
+    """(L, n) C-contiguous projections ``theta @ x.T`` (``xt``: ``x.T`` made contiguous,
+    when the caller already has it)."""
     if x.shape[1] <= _KERNEL_MAX_D:
         out = np.empty((theta.shape[0], x.shape[0]), dtype=x.dtype)
-        _k.project_rows(theta, x, out)
+        _k.project_rows(theta, np.ascontiguousarray(x.T) if xt is None else xt, out)
         return out
     return theta @ x.T
 
@@ -211,10 +218,11 @@ def _projected_rows(x, y, a, b, theta, p):
     n, m = x.shape[0], y.shape[0]
     step = max(1, min(L, _BLOCK_VALUES // max(n, m)))
     starts = range(0, L, step)
+    xt, yt = np.ascontiguousarray(x.T), np.ascontiguousarray(y.T)
 
     def run(lo):
         t = theta[lo:lo + step]
-        return wpp_rows(_project(x, t), _project(y, t), a, b, p, overwrite=True)
+        return wpp_rows(_project(x, t, xt), _project(y, t, yt), a, b, p, overwrite=True)
 
     workers = _n_workers(L * (n + m), len(starts))
     if workers == 1:
@@ -415,11 +423,11 @@ def _sliced_value(x, y, a, b, theta, p, estimator, dtype):
         value = power_mean_root(q, s, p)
     else:
         value = _control_variate(x, y, a, b, theta, rows_power(q, s, p), estimator)
-    with np.errstate(over="ignore"):
-        out = dtype.type(np.ldexp(value, ex + et))
-    if not np.isfinite(out):
+    if ex + et:
+        value = math.ldexp(value, ex + et) if value < 2.0**1023 else math.inf
+    if not value <= np.finfo(dtype).max:
         raise _overflow_error(dtype)
-    return out
+    return dtype.type(value)
 
 
 def _control_variate(x, y, a, b, theta, A, estimator):

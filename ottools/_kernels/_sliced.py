@@ -304,18 +304,23 @@ def wpp_grad_rows(U, WU, IU, V, WV, IV, p, pairs, scale):
 
 
 @jit
-def project_rows(theta, x, out):
-    """``out[l, i] = theta[l] . x[i]`` accumulated in float64 (small ``d``: the product
-    is memory-bound, and a kernel releases the GIL where a threaded BLAS call could
-    spin-wait on a loaded machine)."""
+def project_rows(theta, xt, out):
+    """``out[l, i] = sum_t theta[l, t] xt[t, i]``: projections of the points ``x`` given
+    transposed (``xt`` (d, n), C-contiguous), accumulated in the order t = 0, 1, ... in
+    the dtype of ``out``. The inner loop runs over contiguous points (SIMD); small ``d``
+    makes the product memory-bound, and a kernel releases the GIL where a threaded BLAS
+    call could spin-wait on a loaded machine."""
     L, d = theta.shape
-    n = x.shape[0]
-    for i in range(n):
-        for k in range(L):
-            acc = 0.0
-            for t in range(d):
-                acc += float(theta[k, t]) * float(x[i, t])
-            out[k, i] = acc
+    n = xt.shape[1]
+    for k in range(L):
+        row = out[k]
+        c = theta[k, 0]
+        for i in range(n):
+            row[i] = c * xt[0, i]
+        for t in range(1, d):
+            c = theta[k, t]
+            for i in range(n):
+                row[i] += c * xt[t, i]
 
 
 # Rejection tries per vMF sample before giving up. Wood's envelope accepts with
