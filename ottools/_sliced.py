@@ -230,8 +230,11 @@ def _projected_rows(x, y, a, b, theta, p):
     else:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
             parts = list(pool.map(run, starts))
+        finally:  # on Ctrl-C, drop the queued blocks: only the running ones finish
+            pool.shutdown(wait=True, cancel_futures=True)
     q = np.concatenate([part[0] for part in parts])
     if all(part[1] is None for part in parts):
         return q, None
