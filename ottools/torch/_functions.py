@@ -659,8 +659,8 @@ def sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, directio
     gives :math:`\partial W_p^p / \partial u_i = \sum_j \pi_{l,ij}\, p |u_i -
     v_j|^{p-1} \mathrm{sign}(u_i - v_j)`, carried back through :math:`u_i = \theta_l^\top
     x_i` (Bonneel et al., J. Math. Imaging Vis. 2015); then the chain rule through the
-    mean and the p-th root. The forward pass computes these gradients along with the value (same sort) and
-    keeps them: O((n + m) d) memory.
+    mean and the p-th root. The forward pass computes these gradients along with the
+    value (same sort) and keeps them: O((n + m) d) memory.
 
     Examples
     --------
