@@ -75,15 +75,20 @@ def mesh_measure(vertices, faces, *, kind="area", normal_scale=1.0):
         )
     kind = _check_method(kind, ("area", "varifold"), "kind")
     normal_scale = _check_positive(normal_scale, "normal_scale")
+    # Coordinates scaled by a power of two (exact) so that the largest lies in [0.5, 1):
+    # cross products of meshes at 1e200 or 1e-200 neither overflow nor underflow; areas
+    # enter only as relative weights, and centroids are scaled back.
     v64 = v.astype(np.float64)
+    top = float(np.abs(v64).max())
+    e = int(np.frexp(top)[1]) if top > 0 else 0
+    v64 = np.ldexp(v64, -e)
     p0, p1, p2 = v64[f[:, 0]], v64[f[:, 1]], v64[f[:, 2]]
     cross = np.cross(p1 - p0, p2 - p0)
     norm = np.linalg.norm(cross, axis=1)
-    scale = np.abs(v64).max()
-    keep = norm > 1e-14 * max(scale, 1e-300) ** 2
-    if not np.any(keep):
+    keep = norm > 1e-14 * float(np.ldexp(top, -e)) ** 2
+    if top == 0 or not np.any(keep):
         raise ValueError("`faces` are all degenerate (zero area); the mesh has no measure.")
-    centroids = (p0 + p1 + p2)[keep] / 3.0
+    centroids = np.ldexp((p0 + p1 + p2)[keep] / 3.0, e)
     area = 0.5 * norm[keep]
     weights = area / area.sum()
     if kind == "area":

@@ -1,19 +1,48 @@
 """Sliced Wasserstein family: SW (with variance-reduced estimators), projected W_p^p,
-Max-SW by ascent on the sphere, distributional SW with von Mises-Fisher directions."""
+Max-SW by ascent on the sphere, distributional SW with von Mises-Fisher directions.
+
+Internal entry points for the torch layer (NumPy in, NumPy out; not exported from the
+package): :func:`sliced_value_and_grad`, :func:`max_sliced_value_and_grad`,
+:func:`distributional_sliced_value_and_grad`.
+"""
+
+import math
+import os
 
 import numpy as np
 
-from ._kernels import lazy
-from ._onedim import _check_p, _normalize, _uniform_or_none, _wpp_grad_rows, _wpp_rows
-from ._result import CONVERGED, MAXITER, NONFINITE, make_result
+from ._onedim import (
+    CachedKernels,
+    check_p,
+    normalize_weights,
+    pow2_exponent,
+    power_mean_root,
+    rows_distance,
+    rows_power,
+    uniform_or_none,
+    wpp_grad_rows,
+    wpp_rows,
+)
+from ._result import (
+    CALLBACK,
+    CONVERGED,
+    MAXITER,
+    NONFINITE,
+    STALLED,
+    make_result,
+    solver_result,
+    status_message,
+)
 from ._validation import (
     _as_float_array,
+    _check_callback,
     _check_int,
     _check_method,
-    _check_point_pair,
+    _check_option_table,
     _check_positive,
     _check_rng,
-    _check_weights,
+    _check_samples,
+    _Option,
     _result_dtype,
 )
 
@@ -25,32 +54,65 @@ __all__ = [
     "sliced_wasserstein",
 ]
 
-_k = lazy("_sliced")
+_k = CachedKernels("_sliced")
 
 _DIRECTIONS = ("random", "qmc", "orthogonal")
 _ESTIMATORS = ("mc", "lower-cv", "upper-cv")
 
-_ASCENT_MESSAGES = {
-    CONVERGED: "Converged: the relative increase of the objective fell below tol.",
-    MAXITER: "Maximum number of iterations reached before the objective stalled; "
-             "increase maxiter or loosen tol.",
-    NONFINITE: "Non-finite values appeared in the objective or its gradient.",
+# Default ``tol`` of the ascents (on the relative increase of the objective per iteration).
+_ASCENT_TOL = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-4}
+
+# Options of the ascents on the sphere (Max-SW and v-DSW).
+_ASCENT_OPTIONS = {
+    "initial_step": _Option("float", 0.1, lo=0.0, lo_open=True),
+    "armijo": _Option("float", 1e-4, lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+    "line_search_steps": _Option("int", 30, lo=1),
 }
 
 
 # ----------------------------------------------------------------------------- helpers
 
-def _prepare(x, y, a, b):
-    """Validated (x, y, a, b, dtype): weights normalized, None when uniform."""
-    x, y = _check_point_pair(x, y)
-    a_arr = None if a is None else _as_float_array(a, "a", ndim=1)
-    b_arr = None if b is None else _as_float_array(b, "b", ndim=1)
-    dtype = _result_dtype(x, y, a_arr, b_arr)
-    x = np.ascontiguousarray(x, dtype=dtype)
-    y = np.ascontiguousarray(y, dtype=dtype)
-    a = None if a_arr is None else _normalize(_check_weights(a_arr, x.shape[0], "a", dtype))
-    b = None if b_arr is None else _normalize(_check_weights(b_arr, y.shape[0], "b", dtype))
-    return x, y, _uniform_or_none(a), _uniform_or_none(b), dtype
+def _physical_memory():
+    """Bytes of physical memory (None where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _fmt_bytes(nbytes):
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}"
+    return f"{nbytes:.0f} bytes"
+
+
+def _check_fits(nbytes, what, hint):
+    """MemoryError naming ``what`` when ``nbytes`` exceeds the machine's memory (checked
+    before allocating)."""
+    total = _physical_memory()
+    if total is not None and nbytes > total:
+        raise MemoryError(f"{what} needs about {_fmt_bytes(nbytes)}, more than this "
+                          f"machine's {_fmt_bytes(total)} of memory; {hint}")
+
+
+def _prepare(x, y, a, b, names=("x", "y", "a", "b")):
+    """Validated ``(x, y, a, b, dtype)``: weights normalized, None when uniform."""
+    x, y, a, b, dtype = _check_samples(x, y, a, b, names=names)
+    a = None if a is None else uniform_or_none(normalize_weights(a))
+    b = None if b is None else uniform_or_none(normalize_weights(b))
+    return x, y, a, b, dtype
+
+
+def _scaled(arrays, dtype):
+    """``(arrays * 2**-e, e)``: a power of two (exact) that brings the largest magnitude
+    into [0.5, 1) when it lies outside [2**-256, 2**256] (so that projections and their
+    powers neither overflow nor underflow); ``e = 0`` leaves them untouched."""
+    top = max(max(float(arr.max()), -float(arr.min())) for arr in arrays)
+    e = pow2_exponent(top)
+    if e == 0:
+        return list(arrays), 0
+    return [np.ascontiguousarray(np.ldexp(arr, -e), dtype=dtype) for arr in arrays], e
 
 
 def _check_directions(directions, d, dtype, name="directions"):
@@ -68,9 +130,16 @@ def _unit_rows(z):
     return z / nrm
 
 
+def _check_projection_memory(L, d, name="n_projections"):
+    # directions in float64 and in the working dtype, two float64 values per direction
+    _check_fits(L * (2 * d + 3) * 8, f"`{name}`={L} (d={d})",
+                "use fewer projections, or average the results of several calls.")
+
+
 def _draw_directions(kind, L, d, rng):
     """(L, d) unit directions (float64): normalized Gaussians, scrambled Sobol points
     mapped through the normal quantile, or stacked Haar-random orthonormal blocks."""
+    _check_projection_memory(L, d)
     if kind == "random":
         return _unit_rows(rng.standard_normal((L, d)))
     if kind == "qmc":
@@ -89,19 +158,36 @@ def _draw_directions(kind, L, d, rng):
     return np.ascontiguousarray(np.vstack(blocks)[:L])
 
 
+_RNG_TYPES = (type(None), int, np.integer, np.random.Generator, np.random.BitGenerator,
+              np.random.SeedSequence)
+
+
 def _get_directions(directions, n_projections, d, dtype, rng):
     # Checked even when an explicit array makes them unused: a typo is never silent.
     L = _check_int(n_projections, "n_projections", minimum=1)
-    gen = _check_rng(rng)
     if isinstance(directions, str):
         kind = _check_method(directions, _DIRECTIONS, "directions")
-        theta = _draw_directions(kind, L, d, gen)
+        theta = _draw_directions(kind, L, d, _check_rng(rng))
         return np.ascontiguousarray(theta, dtype=dtype)
+    if not isinstance(rng, _RNG_TYPES) or isinstance(rng, bool):
+        _check_rng(rng)  # raises for what default_rng refuses
     return _check_directions(directions, d, dtype)
 
 
-def _project(x, theta):
-    """(L, n) C-contiguous projections ``theta @ x.T`` (one BLAS product)."""
+# Projections with d up to this are computed by a kernel (memory-bound, GIL released);
+# above, by BLAS (compute-bound; measured at d = 100, n = 10,000: BLAS beside our threads
+# 0.19 s, our threads with single-threaded BLAS 0.11 s, serial blocks with BLAS's threads
+# 0.17 s).
+_KERNEL_MAX_D = 16
+
+
+def _project(x, theta, xt=None):
+    """(L, n) C-contiguous projections ``theta @ x.T`` (``xt``: ``x.T`` made contiguous,
+    when the caller already has it)."""
+    if x.shape[1] <= _KERNEL_MAX_D:
+        out = np.empty((theta.shape[0], x.shape[0]), dtype=x.dtype)
+        _k.project_rows(theta, np.ascontiguousarray(x.T) if xt is None else xt, out)
+        return out
     return theta @ x.T
 
 
@@ -109,19 +195,58 @@ def _project(x, theta):
 # (1 MiB in float64), so the (L, n) projections never leave the cache; one (L, n) product
 # for all directions writes and reads L n values through memory instead.
 _BLOCK_VALUES = 2**17
+# Blocks run on Python threads (the kernels and NumPy's sort release the GIL) once the
+# work reaches this many projected values; below, a pool costs more than it saves.
+_THREAD_MIN_VALUES = 2**21
 
 
-def _projected_wpp(x, y, a, b, theta, p):
-    """W_p^p (float64, one per direction), projecting and sorting in cache-sized blocks."""
+def _n_workers(total_values, n_blocks):
+    """Threads for the blocks of directions: Numba's thread count
+    (``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``), or 1 for small problems."""
+    if n_blocks < 2 or total_values < _THREAD_MIN_VALUES:
+        return 1
+    import numba
+
+    return max(1, min(numba.get_num_threads(), n_blocks))
+
+
+def _projected_rows(x, y, a, b, theta, p):
+    """``(q, s)`` (see :func:`ottools._onedim.wpp_rows`): W_p^p on each direction, by
+    projecting, sorting and merging in cache-sized blocks of directions. Threads take
+    the blocks one at a time from a shared queue, so a loaded core slows the run by its
+    share only; the blocks and their arithmetic do not depend on the number of threads,
+    nor do the results."""
     L = theta.shape[0]
-    step = max(1, min(L, _BLOCK_VALUES // max(x.shape[0], y.shape[0])))
-    if step >= L:
-        return _wpp_rows(_project(x, theta), _project(y, theta), a, b, p, overwrite=True)
-    out = np.empty(L, dtype=np.float64)
-    for s in range(0, L, step):
-        t = theta[s:s + step]
-        out[s:s + step] = _wpp_rows(_project(x, t), _project(y, t), a, b, p, overwrite=True)
-    return out
+    n, m = x.shape[0], y.shape[0]
+    step = max(1, min(L, _BLOCK_VALUES // max(n, m)))
+    starts = range(0, L, step)
+    small_d = x.shape[1] <= _KERNEL_MAX_D
+    xt = np.ascontiguousarray(x.T) if small_d else None
+    yt = np.ascontiguousarray(y.T) if small_d else None
+
+    def run(lo):
+        t = theta[lo:lo + step]
+        return wpp_rows(_project(x, t, xt), _project(y, t, yt), a, b, p, overwrite=True)
+
+    # With d > _KERNEL_MAX_D the projections go through BLAS, which runs its own threads:
+    # threads of ours on top would oversubscribe the cores, so the blocks stay serial.
+    workers = _n_workers(L * (n + m), len(starts)) if small_d else 1
+    if workers == 1:
+        parts = [run(lo) for lo in starts]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            parts = list(pool.map(run, starts))
+        finally:  # on Ctrl-C, drop the queued blocks: only the running ones finish
+            pool.shutdown(wait=True, cancel_futures=True)
+    q = np.concatenate([part[0] for part in parts])
+    if all(part[1] is None for part in parts):
+        return q, None
+    s = np.concatenate([np.ones(len(part[0])) if part[1] is None else part[1]
+                        for part in parts])
+    return q, s
 
 
 def _moments(x, w):
@@ -136,14 +261,15 @@ def _moments(x, w):
     return mean, (xc * w[:, None]).T @ xc
 
 
-def _projected_wpp_and_grad(x, y, a, b, directions, p, direction_weights=None):
+def _projected_wpp_and_grad(x, y, a, b, directions, p, direction_weights=None, scale=1.0):
     """W_p^p on each direction and the gradients of their weighted sum.
 
-    Private entry point shared by Max-SW, v-DSW and the torch layer. Inputs are NumPy
-    arrays of one float dtype, already validated: ``x`` (n, d), ``y`` (m, d), ``a`` (n,)
-    and ``b`` (m,) weights (normalized here) or None for uniform, ``directions`` (L, d)
-    used as given, ``p >= 1``, ``direction_weights`` (L,) (default ``1/L`` each, so the
-    gradients are those of the mean, ``SW_p^p``).
+    Inputs are NumPy arrays of one float dtype, already validated: ``x`` (n, d), ``y``
+    (m, d), ``a`` (n,) and ``b`` (m,) normalized weights or None for uniform,
+    ``directions`` (L, d) used as given, ``p >= 1``, ``direction_weights`` (L,) (default
+    ``1/L`` each, so the gradients are those of the mean, ``SW_p^p``). With ``scale``,
+    every difference of projections is divided by it first (values in units of
+    ``scale``: W_p^p / scale^p, gradients / scale^(p-1)).
 
     Returns
     -------
@@ -168,12 +294,12 @@ def _projected_wpp_and_grad(x, y, a, b, directions, p, direction_weights=None):
     dtype = x.dtype
     y = np.ascontiguousarray(y, dtype=dtype)
     theta = np.ascontiguousarray(directions, dtype=dtype)
-    a = None if a is None else _normalize(np.asarray(a, dtype=dtype))
-    b = None if b is None else _normalize(np.asarray(b, dtype=dtype))
+    a = None if a is None else normalize_weights(np.asarray(a, dtype=dtype))
+    b = None if b is None else normalize_weights(np.asarray(b, dtype=dtype))
     L = theta.shape[0]
     U = _project(x, theta)
     V = _project(y, theta)
-    wpp, GU, GV = _wpp_grad_rows(U, V, a, b, float(p))
+    wpp, GU, GV = wpp_grad_rows(U, V, a, b, float(p), scale)
     if direction_weights is None:
         wl = np.full(L, 1.0 / L, dtype=dtype)
     else:
@@ -186,9 +312,14 @@ def _projected_wpp_and_grad(x, y, a, b, directions, p, direction_weights=None):
     return wpp.astype(dtype), grad_x, grad_y, grad_theta
 
 
+def _overflow_error(dtype, what="The distance"):
+    return ValueError(f"{what} exceeds the range of {dtype}: `x` and `y` are too far apart "
+                      "to be represented (rescale them).")
+
+
 # --------------------------------------------------------------------------- public API
 
-def projected_wasserstein(x, y, directions, a=None, b=None, *, p=2):
+def projected_wasserstein(x, y, a=None, b=None, *, directions, p=2):
     r"""W_p^p between the projections of two weighted point clouds on each direction.
 
     Parameters
@@ -197,10 +328,11 @@ def projected_wasserstein(x, y, directions, a=None, b=None, *, p=2):
         Support of the first measure (1-D input is read as (n, 1)).
     y : array_like, shape (m, d)
         Support of the second measure.
-    directions : array_like, shape (L, d)
-        Projection directions, used as given (normalize them for sliced distances).
     a, b : array_like, shape (n,) and (m,), optional
         Non-negative weights with positive sums (normalized here). Default uniform.
+    directions : array_like, shape (L, d)
+        Projection directions (keyword-only), used as given (normalize them for sliced
+        distances).
     p : float, default 2
         Order, ``p >= 1``.
 
@@ -210,6 +342,14 @@ def projected_wasserstein(x, y, directions, a=None, b=None, *, p=2):
         :math:`W_p^p(\theta_l\sharp\mu, \theta_l\sharp\nu)` for each direction, in the
         input dtype. Their mean is :math:`SW_p^p`; their spread gives its standard error
         ``wpp.std(ddof=1) / sqrt(L)`` for i.i.d. directions.
+
+    Raises
+    ------
+    ValueError
+        For invalid input (naming the argument), or when a :math:`W_p^p` exceeds the
+        range of the dtype (coordinates near 1e200 with ``p = 2``, say):
+        :func:`sliced_wasserstein` and :func:`wasserstein_1d` return :math:`W_p`, which
+        they compute in a scaled form that stays finite.
 
     Notes
     -----
@@ -223,27 +363,117 @@ def projected_wasserstein(x, y, directions, a=None, b=None, *, p=2):
     >>> from ottools import projected_wasserstein
     >>> x = np.array([[0.0, 0.0], [1.0, 0.0]])
     >>> y = x + [0.0, 2.0]
-    >>> projected_wasserstein(x, y, np.eye(2))
+    >>> projected_wasserstein(x, y, directions=np.eye(2))
     array([0., 4.])
     """
     x, y, a, b, dtype = _prepare(x, y, a, b)
-    p = _check_p(p)
+    p = check_p(p)
     theta = _check_directions(directions, x.shape[1], dtype)
-    return _projected_wpp(x, y, a, b, theta, p).astype(dtype)
+    (x, y), ex = _scaled((x, y), dtype)
+    (theta,), et = _scaled((theta,), dtype)
+    q, s = _projected_rows(x, y, a, b, theta, p)
+    if s is None and ex + et == 0:
+        return q.astype(dtype)
+    with np.errstate(over="ignore"):
+        out = (np.ldexp(rows_distance(q, s, p), ex + et) ** p).astype(dtype)
+    if not np.all(np.isfinite(out)):
+        k = int(np.flatnonzero(~np.isfinite(out))[0])
+        raise ValueError(
+            f"W_p^p on direction {k} exceeds the range of {dtype} (`x` and `y` are too "
+            "far apart for their p-th power); sliced_wasserstein and wasserstein_1d "
+            "return W_p in a scaled form that stays finite."
+        )
+    return out
+
+
+def _check_batch(x, y, a, b):
+    """A batch of pairs: ``x`` (B, n, d), ``y`` (B, m, d), weights (B, n) / (B, m), one
+    vector shared by all pairs, or None. Returns the validated members and the dtype;
+    errors name the member (``x[3]``)."""
+    x = _as_float_array(x, "x")
+    y = _as_float_array(y, "y")
+    if y.ndim != 3:
+        raise ValueError(f"`x` is a batch of point clouds (B, n, d) with shape {x.shape}; "
+                         f"`y` must be one too (B, m, d); got shape {y.shape}.")
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"`x` and `y` must hold the same number B >= 1 of point clouds; "
+                         f"got shapes {x.shape} and {y.shape}.")
+    B = x.shape[0]
+    ws = []
+    for w, name, pts in ((a, "a", x), (b, "b", y)):
+        if w is None:
+            ws.append([None] * B)
+            continue
+        arr = _as_float_array(w, name)
+        if arr.ndim == 1:
+            ws.append([arr] * B)
+        elif arr.ndim == 2 and arr.shape[0] == B:
+            ws.append(list(arr))
+        else:
+            raise ValueError(f"`{name}` must have shape ({B}, {pts.shape[1]}) (one weight "
+                             f"vector per point cloud) or ({pts.shape[1]},); got "
+                             f"{arr.shape}.")
+    members = []
+    dtype = None
+    for i in range(B):
+        xi, yi, ai, bi, dt = _prepare(x[i], y[i], ws[0][i], ws[1][i],
+                                      names=(f"x[{i}]", f"y[{i}]", f"a[{i}]", f"b[{i}]"))
+        dtype = dt
+        members.append((xi, yi, ai, bi))
+    return members, dtype
+
+
+def _sliced_value(x, y, a, b, theta, p, estimator, dtype):
+    """SW_p (a float of ``dtype``) of one validated pair on validated directions."""
+    (x, y), ex = _scaled((x, y), dtype)
+    (theta,), et = _scaled((theta,), dtype)
+    q, s = _projected_rows(x, y, a, b, theta, p)
+    if estimator == "mc":
+        value = power_mean_root(q, s, p)
+    else:
+        value = _control_variate(x, y, a, b, theta, rows_power(q, s, p), estimator)
+    if ex + et:
+        value = math.ldexp(value, ex + et) if value < 2.0**1023 else math.inf
+    if not value <= np.finfo(dtype).max:
+        raise _overflow_error(dtype)
+    return dtype.type(value)
+
+
+def _control_variate(x, y, a, b, theta, A, estimator):
+    """The control-variate estimate of SW_2 from the W_2^2 of each direction ``A``."""
+    d = x.shape[1]
+    th = theta.astype(np.float64)
+    m1, S1 = _moments(x, a)
+    m2, S2 = _moments(y, b)
+    dm = m1 - m2
+    C = (th @ dm) ** 2
+    EC = dm @ dm / d
+    if estimator == "upper-cv":
+        C = C + np.einsum("li,ij,lj->l", th, S1 + S2, th)
+        EC += (np.trace(S1) + np.trace(S2)) / d
+    est = np.mean(A)
+    if A.shape[0] > 1:
+        varc = np.var(C, ddof=1)
+        if varc > 0:
+            gamma = np.cov(A, C, ddof=1)[0, 1] / varc
+            est = est - gamma * (np.mean(C) - EC)
+    return max(float(est), 0.0) ** 0.5
 
 
 def sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, directions="random",
                        estimator="mc", rng=None):
-    r"""Sliced Wasserstein distance between two weighted point clouds.
+    r"""Sliced Wasserstein distance between two weighted point clouds, or a batch of pairs.
 
     Parameters
     ----------
-    x : array_like, shape (n, d)
-        Support of the first measure (1-D input is read as (n, 1)).
-    y : array_like, shape (m, d)
-        Support of the second measure.
-    a, b : array_like, shape (n,) and (m,), optional
-        Non-negative weights with positive sums (normalized here). Default uniform.
+    x : array_like, shape (n, d) or (B, n, d)
+        Support of the first measure (1-D input is read as (n, 1)); 3-D input is a batch
+        of ``B`` point clouds.
+    y : array_like, shape (m, d) or (B, m, d)
+        Support of the second measure (a batch when ``x`` is one).
+    a, b : array_like, shape (n,) and (m,), or (B, n) and (B, m), optional
+        Non-negative weights with positive sums (normalized here). Default uniform. For a
+        batch, one weight vector per pair, or one shared by all pairs.
     p : float, default 2
         Order, ``p >= 1``.
     n_projections : int, default 100
@@ -262,8 +492,19 @@ def sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, directio
 
     Returns
     -------
-    distance : float
-        :math:`SW_p`, a scalar of the input dtype.
+    distance : float or ndarray, shape (B,)
+        :math:`SW_p`, a scalar of the input dtype; for a batch, an array whose entry
+        ``i`` equals the call on pair ``i`` alone with the same directions (drawn once
+        for the whole batch).
+
+    Raises
+    ------
+    ValueError
+        For invalid input, naming the argument (and the pair of a batch, e.g. ``x[3]``),
+        or when the distance exceeds the range of the dtype.
+    MemoryError
+        When ``n_projections`` directions cannot fit in memory (checked before
+        allocating).
 
     Notes
     -----
@@ -273,7 +514,12 @@ def sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, directio
               \theta_l\sharp\nu)\Big)^{1/p}
 
     (POT's convention: mean over directions, then the p-th root). Projections are one
-    matrix product; each direction is an exact 1-D problem (sort and merge).
+    matrix product per block of directions; each direction is an exact 1-D problem (sort
+    and merge). Large problems run the blocks on Numba's number of threads
+    (``numba.set_num_threads``); the result does not depend on it. Where the powers
+    would overflow or underflow (coordinates near 1e200, or a large ``p``), the mean is
+    computed in a scaled form, :math:`M (\frac1L \sum_l (W_l / M)^p)^{1/p}` with
+    :math:`M = \max_l W_l`, which stays finite.
 
     Control variates (``p = 2``): with weighted means :math:`m_1, m_2`, covariances
     :math:`\Sigma_1, \Sigma_2`, :math:`\Delta m = m_1 - m_2` and
@@ -301,95 +547,128 @@ def sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, directio
     >>> x = np.random.default_rng(0).normal(size=(200, 3))
     >>> print(f"{sliced_wasserstein(x, x + 1.0, rng=0):.1f}")
     1.0
+
+    A batch of two pairs, with the same directions for both:
+
+    >>> xb = np.stack([x, 2 * x])
+    >>> sliced_wasserstein(xb, xb + 1.0, rng=0).round(1)
+    array([1., 1.])
     """
-    x, y, a, b, dtype = _prepare(x, y, a, b)
-    p = _check_p(p)
+    batch = np.ndim(x) == 3
+    if batch:
+        members, dtype = _check_batch(x, y, a, b)
+        d = members[0][0].shape[1]
+    else:
+        x, y, a, b, dtype = _prepare(x, y, a, b)
+        d = x.shape[1]
+    p = check_p(p)
     estimator = _check_method(estimator, _ESTIMATORS, "estimator")
     if estimator != "mc" and p != 2:
         raise ValueError(
             f"`estimator={estimator!r}` (control variates) requires p = 2; got p={p!r}. "
             "Use estimator='mc'."
         )
-    d = x.shape[1]
     theta = _get_directions(directions, n_projections, d, dtype, rng)
-    A = _projected_wpp(x, y, a, b, theta, p)
-    if estimator == "mc":
-        return dtype.type(np.mean(A) ** (1.0 / p))
-    th = theta.astype(np.float64)
-    m1, S1 = _moments(x, a)
-    m2, S2 = _moments(y, b)
-    dm = m1 - m2
-    C = (th @ dm) ** 2
-    EC = dm @ dm / d
-    if estimator == "upper-cv":
-        C = C + np.einsum("li,ij,lj->l", th, S1 + S2, th)
-        EC += (np.trace(S1) + np.trace(S2)) / d
-    est = np.mean(A)
-    if A.shape[0] > 1:
-        varc = np.var(C, ddof=1)
-        if varc > 0:
-            gamma = np.cov(A, C, ddof=1)[0, 1] / varc
-            est = est - gamma * (np.mean(C) - EC)
-    return dtype.type(max(est, 0.0) ** 0.5)
+    if not batch:
+        return _sliced_value(x, y, a, b, theta, p, estimator, dtype)
+    return np.array([_sliced_value(*member, theta, p, estimator, dtype)
+                     for member in members], dtype=dtype)
 
 
-def _sphere_ascent(fun_grad, theta, maxiter, tol):
+# ------------------------------------------------------------------------------ ascents
+
+def _ascent_settings(tol, maxiter, callback, options, dtype, where):
+    tol = _ASCENT_TOL[dtype] if tol is None else _check_positive(tol, "tol", allow_zero=True)
+    maxiter = _check_int(maxiter, "maxiter", minimum=0)
+    callback = _check_callback(callback)
+    options = _check_option_table(options, _ASCENT_OPTIONS, where)
+    return tol, maxiter, callback, options
+
+
+def _ascent_message(status, rel_increase, tol, nit, halvings):
+    detail = f"(rel_increase={rel_increase:.3g}, tol={tol:.3g}, nit={nit})"
+    if status == CONVERGED:
+        return ("Converged: the relative increase of the objective over the last "
+                f"iteration is at most tol, or its tangent gradient vanished {detail}.")
+    if status == MAXITER:
+        return ("Maximum number of iterations reached while the relative increase of the "
+                f"objective was above tol; increase maxiter or loosen tol {detail}.")
+    if status == STALLED:
+        return (f"Stalled: no step along the tangent gradient increased the objective "
+                f"({halvings} step halvings) while the last relative increase was above "
+                "tol. The iterate sits at a kink of the objective (where the optimal 1-D "
+                "coupling changes) or at its rounding floor: a value at least that of "
+                f"the starting direction, but possibly not a local maximum {detail}.")
+    if status == NONFINITE:
+        return ("Non-finite values appeared in the objective or its gradient (coordinates "
+                "or p too large for W_p^p); the last finite iterate is returned "
+                f"{detail}.")
+    return status_message(CALLBACK, rel_increase=rel_increase, nit=nit)
+
+
+def _sphere_ascent(fun_grad, theta, tol, maxiter, options, callback=None, report=None):
     """Projected gradient ascent with Armijo backtracking on the unit sphere.
 
     ``fun_grad(theta) -> (f, g)`` with ``g`` the Euclidean gradient. Steps along the
     tangent gradient, then renormalizes; the step doubles after each accepted move and
-    halves while the Armijo condition fails (30 halvings: stationary, converged).
-    Stops when the relative increase of ``f`` is at most ``tol``. Returns
-    ``(theta, f, nit, status, err)`` with ``err`` the relative increase of the last
-    iteration (0 at a stationary point, where no step increases ``f``; inf if unknown).
+    halves while the Armijo condition fails (``options["line_search_steps"]`` halvings at
+    most). Stops when the relative increase of ``f`` over one iteration is at most
+    ``tol`` (converged), when the tangent gradient vanishes (converged), when no step is
+    accepted (stalled), after ``maxiter`` iterations, or on non-finite values. Returns
+    ``(theta, f, nit, status, rel_increase)``; ``rel_increase`` is that of the last
+    accepted iteration (inf before the first).
     """
     f, g = fun_grad(theta)
     if not (np.isfinite(f) and np.all(np.isfinite(g))):
         return theta, f, 0, NONFINITE, np.inf
     t = None
-    err = np.inf
+    rel = np.inf
+    c1 = options["armijo"]
     for it in range(1, maxiter + 1):
         gt = g - (g @ theta) * theta
         gn = float(np.linalg.norm(gt))
         if gn <= 1e-14 * max(float(np.linalg.norm(g)), 1e-300):
             return theta, f, it - 1, CONVERGED, 0.0
         if t is None:
-            t = 0.1 / gn  # first move: about 0.1 radian
+            t = options["initial_step"] / gn  # first move: about initial_step radians
         accepted = False
-        for _ in range(30):
+        for _ in range(options["line_search_steps"]):
             cand = theta + t * gt
             cand /= np.linalg.norm(cand)
             fc, gc = fun_grad(cand)
             if not np.isfinite(fc):
                 t *= 0.5
                 continue
-            if fc >= f + 1e-4 * t * gn * gn:
+            if fc >= f + c1 * t * gn * gn:
                 accepted = True
                 break
             t *= 0.5
         if not accepted:
-            return theta, f, it, CONVERGED, 0.0
+            return theta, f, it - 1, STALLED, rel
         if not np.all(np.isfinite(gc)):
-            return cand, fc, it, NONFINITE, np.inf
+            return cand, fc, it, NONFINITE, rel
         gain = fc - f
         theta, f, g = cand, fc, gc
         t *= 2.0
-        err = gain / max(abs(f), 1e-300)
-        if err <= tol:
-            return theta, f, it, CONVERGED, err
-    return theta, f, maxiter, MAXITER, err
+        rel = gain / max(abs(f), 1e-300)
+        if callback is not None:
+            try:
+                callback(report(theta, f, it, rel))
+            except StopIteration:
+                return theta, f, it, CALLBACK, rel
+        if rel <= tol:
+            return theta, f, it, CONVERGED, rel
+    return theta, f, maxiter, MAXITER, rel
 
 
-def _check_ascent_args(p, maxiter, tol, n_projections):
-    p = _check_p(p)
-    maxiter = _check_int(maxiter, "maxiter", minimum=0)
-    tol = _check_positive(tol, "tol", allow_zero=True)
+def _check_ascent_args(p, n_projections):
+    p = check_p(p)
     n_projections = _check_int(n_projections, "n_projections", minimum=1)
-    return p, maxiter, tol, n_projections
+    return p, n_projections
 
 
 def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_restarts=3,
-                           maxiter=100, tol=1e-7, rng=None):
+                           maxiter=100, tol=None, rng=None, callback=None, options=None):
     r"""Max-sliced Wasserstein distance, by gradient ascent on the sphere.
 
     Parameters
@@ -408,22 +687,35 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
         Ascents started from the best candidates (at most ``n_projections``).
     maxiter : int, default 100
         Iterations per ascent.
-    tol : float, default 1e-7
-        An ascent stops when the relative increase of :math:`W_p^p` over one iteration
-        is at most ``tol`` (or no step satisfies the Armijo condition).
+    tol : float, optional
+        An ascent converges when the relative increase of :math:`W_p^p` over one
+        iteration is at most ``tol``. Default (None): 1e-7 for float64 data, 1e-4 for
+        float32.
     rng : {None, int, numpy.random.Generator}, optional
         Randomness of the candidates (SPEC 7). The candidates are
         ``default_rng(rng).standard_normal((n_projections, d))``, normalized.
+    callback : callable, optional
+        ``callback(intermediate_result)`` after every accepted iteration of every ascent,
+        with an :class:`OTResult` holding ``fun`` (the current :math:`W_p`),
+        ``direction``, ``nit``, ``rel_increase`` and ``restart`` (the ascent's index).
+        Raising ``StopIteration`` stops (status 3).
+    options : dict, optional
+        ``initial_step`` (0.1: length in radians of the first step), ``armijo`` (1e-4:
+        sufficient-increase constant, in (0, 1)), ``line_search_steps`` (30: step
+        halvings before the line search gives up). Unknown keys raise ``TypeError``.
 
     Returns
     -------
     res : OTResult
         ``fun`` (the distance :math:`\max_\theta W_p`, input dtype), ``direction``
         (unit vector, shape (d,)), ``nit`` (iterations of the returned ascent),
-        ``err`` (relative increase of :math:`W_p^p` in its last iteration, what ``tol``
-        bounds; 0 at a stationary point), ``success``, ``status`` (0 converged, 1
-        ``maxiter`` reached, 2 non-finite values), ``message``, ``method``
-        (``"ascent"``).
+        ``rel_increase`` (relative increase of :math:`W_p^p` in its last accepted
+        iteration, what ``tol`` bounds; 0 at a stationary point, inf if no step was
+        accepted), ``err`` (0.0: the 1-D couplings are exact, so the marginal error is
+        zero), ``success``, ``status`` (0 converged, 1 ``maxiter`` reached, 2
+        non-finite values, 3 stopped by ``callback``, 4 stalled: no step increased the
+        objective while ``rel_increase > tol``, at a kink of the objective or at its
+        rounding floor), ``message``, ``method`` (``"ascent"``).
 
     Notes
     -----
@@ -432,8 +724,9 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
     :math:`\nabla_\theta W_p^p = \sum_{ij} \pi_{ij}\, p |\theta^\top(x_i - y_j)|^{p-1}
     \mathrm{sign}(\theta^\top(x_i - y_j))(x_i - y_j)`; the ascent steps along its
     tangent part, renormalizes, and backtracks (Armijo). The objective is not concave:
-    the result is a local maximum at least as large as the best candidate. POT's
-    ``max_sliced_wasserstein_distance`` only takes the maximum over random directions.
+    the result is a local maximum at least as large as the best candidate. The returned
+    ascent is the best of the ``n_restarts``. POT's ``max_sliced_wasserstein_distance``
+    only takes the maximum over random directions.
 
     References
     ----------
@@ -450,28 +743,92 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
     True 3.00 [1. 0.]
     """
     x, y, a, b, dtype = _prepare(x, y, a, b)
-    p, maxiter, tol, n_projections = _check_ascent_args(p, maxiter, tol, n_projections)
+    p, n_projections = _check_ascent_args(p, n_projections)
     n_restarts = _check_int(n_restarts, "n_restarts", minimum=1)
+    tol, maxiter, callback, options = _ascent_settings(tol, maxiter, callback, options,
+                                                       dtype, "max_sliced_wasserstein")
     d = x.shape[1]
-    cand = _draw_directions("random", n_projections, d, _check_rng(rng))
-    cand = cand.astype(dtype)
-    scores = _projected_wpp(x, y, a, b, cand, p)
+    cand = _draw_directions("random", n_projections, d, _check_rng(rng)).astype(dtype)
+    (x, y), ex = _scaled((x, y), dtype)
+    q, s = _projected_rows(x, y, a, b, cand, p)
+    scores = q if s is None else rows_distance(q, s, p)
     order = np.argsort(-scores, kind="stable")[:n_restarts]
     one = np.ones(1, dtype=dtype)
 
     def fun_grad(theta):
-        wpp, _, _, gth = _projected_wpp_and_grad(x, y, a, b, theta[None, :], p, one)
+        with np.errstate(over="ignore", invalid="ignore"):  # reported as status 2
+            wpp, _, _, gth = _projected_wpp_and_grad(x, y, a, b, theta[None, :], p, one)
         return float(wpp[0]), gth[0].astype(np.float64)
 
+    def value(f):
+        return np.ldexp(max(f, 0.0) ** (1.0 / p), ex)
+
     best = None
-    for k in order:
-        run = _sphere_ascent(fun_grad, cand[k].astype(np.float64), maxiter, tol)
-        if best is None or (np.isfinite(run[1]) and run[1] > best[1]):
+    for restart, k in enumerate(order):
+        def report(theta, f, it, rel, restart=restart):
+            return make_result(fun=value(f), direction=theta.copy(), nit=it,
+                               rel_increase=float(rel), restart=restart)
+
+        run = _sphere_ascent(fun_grad, cand[k].astype(np.float64), tol, maxiter, options,
+                             callback, report)
+        if best is None or (np.isfinite(run[1]) and run[1] > best[1]) or \
+                not np.isfinite(best[1]):
             best = run
-    theta, f, nit, status, err = best
-    return make_result(fun=dtype.type(max(f, 0.0) ** (1.0 / p)), direction=theta.astype(dtype),
-                       nit=nit, err=float(err), success=status == CONVERGED, status=status,
-                       message=_ASCENT_MESSAGES[status], method="ascent")
+        if run[3] == CALLBACK:
+            best = run
+            break
+    theta, f, nit, status, rel = best
+    if np.isfinite(f):
+        fun = value(f)
+    else:  # the ascent could not start: the best candidate's value, in the scaled form
+        fun = np.ldexp(rows_distance(q[order[:1]], None if s is None else s[order[:1]],
+                                     p)[0], ex)
+    return solver_result(status, err=0.0, tol=tol, nit=nit, method="ascent",
+                         message=_ascent_message(status, rel, tol, nit,
+                                                 options["line_search_steps"]),
+                         fun=dtype.type(fun), direction=theta.astype(dtype),
+                         rel_increase=float(rel))
+
+
+def _householder(z, mu):
+    """Rows of ``z`` reflected by H with H e1 = mu; returns (H z, u, s) with u = e1 - mu."""
+    u = -mu.copy()
+    u[0] += 1.0
+    s = float(u @ u)
+    if s < 1e-24:
+        return z.copy(), u, 0.0
+    return z - np.outer(z @ u, u) * (2.0 / s), u, s
+
+
+def _unit_vector(mu):
+    """``mu / |mu|`` in float64 without overflow or underflow (scaled by a power of two
+    first): exact direction for 1e308 and for subnormal entries alike."""
+    mu = mu.astype(np.float64)
+    e = int(np.frexp(np.abs(mu).max())[1])
+    mu = np.ldexp(mu, -e)
+    return mu / np.linalg.norm(mu)
+
+
+# Samples per call of the vMF kernel: about a million values (milliseconds), so that
+# Ctrl-C is honoured between calls.
+_VMF_BLOCK_VALUES = 2**20
+
+
+def _vmf_blocks(gen, d, kappa, size, mu=None, out=None):
+    """vMF(e1, kappa) samples (float64, (size, d)), drawn in bounded kernel calls; with
+    ``mu``, reflected onto ``mu`` and written into ``out`` block by block. The stream of
+    draws is the same whatever the block size."""
+    step = max(1, _VMF_BLOCK_VALUES // d)
+    if out is None:
+        out = np.empty((size, d), dtype=np.float64)
+    for lo in range(0, size, step):
+        z = np.empty((min(step, size - lo), d), dtype=np.float64)
+        if _k.vmf_around_e1(gen, d, kappa, z) != 0:
+            raise RuntimeError(  # never expected: each try is accepted with p >= 0.65
+                f"vMF sampling rejected one sample {_k._VMF_MAX_TRIES} times in a row "
+                f"(d={d}, kappa={kappa!r}).")
+        out[lo:lo + len(z)] = z if mu is None else _householder(z, mu)[0]
+    return out
 
 
 def sample_vmf(mu, kappa, size, *, rng=None):
@@ -480,9 +837,11 @@ def sample_vmf(mu, kappa, size, *, rng=None):
     Parameters
     ----------
     mu : array_like, shape (d,)
-        Mean direction (normalized here; must be non-zero).
+        Mean direction (normalized here; must be finite and non-zero; any magnitude,
+        from subnormal to 1e308).
     kappa : float
-        Concentration, ``kappa > 0``.
+        Concentration, ``kappa > 0`` (any finite value: the sampler stays exact as
+        ``kappa`` grows, and returns ``mu`` itself once the spread is below rounding).
     size : int
         Number of samples.
     rng : {None, int, numpy.random.Generator}, optional
@@ -493,13 +852,21 @@ def sample_vmf(mu, kappa, size, *, rng=None):
     samples : ndarray, shape (size, d)
         Unit vectors, in the dtype of ``mu`` (float64 for integer input).
 
+    Raises
+    ------
+    MemoryError
+        When ``size`` samples cannot fit in memory (checked before allocating).
+
     Notes
     -----
     Density :math:`\propto \exp(\kappa \mu^\top\theta)` on :math:`S^{d-1}`. Wood's
     rejection sampler draws the component :math:`w` along :math:`e_1` (envelope from a
     Beta((d-1)/2, (d-1)/2) draw) and a uniform tangent direction; a Householder
-    reflection maps :math:`e_1` to :math:`\mu`. The mean resultant length is
-    :math:`E[\mu^\top\theta] = I_{d/2}(\kappa) / I_{d/2-1}(\kappa)`.
+    reflection maps :math:`e_1` to :math:`\mu`. The acceptance test is evaluated in a
+    form free of cancellation (in terms of :math:`1 - w`), so that it stays exact for
+    every ``kappa``. The mean resultant length is :math:`E[\mu^\top\theta] =
+    I_{d/2}(\kappa) / I_{d/2-1}(\kappa)`. Samples are drawn in bounded blocks, so that
+    Ctrl-C interrupts a long call.
 
     References
     ----------
@@ -520,23 +887,34 @@ def sample_vmf(mu, kappa, size, *, rng=None):
         raise ValueError("`mu` must be a finite, non-zero vector of length d >= 1.")
     kappa = _check_positive(kappa, "kappa")
     size = _check_int(size, "size", minimum=0)
-    z = _k.vmf_around_e1(_check_rng(rng), mu.shape[0], kappa, size)
-    mu = mu.astype(np.float64) / np.linalg.norm(mu.astype(np.float64))
-    return _householder(z, mu)[0].astype(dtype)
+    d = mu.shape[0]
+    _check_fits(size * d * dtype.itemsize, f"`size`={size} samples in d={d}",
+                "draw fewer samples per call.")
+    gen = _check_rng(rng)
+    out = np.empty((size, d), dtype=dtype)
+    return _vmf_blocks(gen, d, kappa, size, _unit_vector(mu), out)
 
 
-def _householder(z, mu):
-    """Rows of ``z`` reflected by H with H e1 = mu; returns (H z, u, s) with u = e1 - mu."""
-    u = -mu.copy()
-    u[0] += 1.0
-    s = float(u @ u)
-    if s < 1e-24:
-        return z.copy(), u, 0.0
-    return z - np.outer(z @ u, u) * (2.0 / s), u, s
+def _dsw_fun_grad(x, y, a, b, z, eps, p, dtype):
+    """v-DSW objective at the location ``eps`` (mean W_p^p over the vMF samples ``z``
+    moved by the Householder reflection onto ``eps``) and its Euclidean gradient."""
+    theta, u, s = _householder(z, eps)
+    wpp, _, _, gth = _projected_wpp_and_grad(x, y, a, b, theta.astype(dtype), p)
+    g = gth.astype(np.float64)  # rows: (1/L) dW_l / dtheta_l
+    if s == 0.0:  # H = I near eps = e1: gradient of the identity branch
+        return float(np.mean(wpp)), g.sum(axis=0)
+    # theta = z - 2 c u / s with c = u.z; d eps = -d u
+    c = z @ u
+    ug = g @ u
+    # dF/du = -(2/s)(z (u.g) + c g) + (4/s^2) c (u.g) u, and dF/deps = -dF/du
+    grad_rows = (2.0 / s) * (z * ug[:, None] + g * c[:, None]) \
+        - (4.0 / (s * s)) * (c * ug)[:, None] * u[None, :]
+    return float(np.mean(wpp)), grad_rows.sum(axis=0)
 
 
 def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
-                                      n_projections=100, maxiter=100, tol=1e-7, rng=None):
+                                      n_projections=100, maxiter=100, tol=None, rng=None,
+                                      callback=None, options=None):
     r"""Distributional sliced Wasserstein with von Mises-Fisher directions (v-DSW).
 
     Parameters
@@ -550,17 +928,25 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     p : float, default 2
         Order, ``p >= 1``.
     kappa : float, default 10.0
-        Concentration of the vMF distribution of directions, ``kappa > 0``.
+        Concentration of the vMF distribution of directions, ``kappa > 0`` (finite; a
+        huge ``kappa`` makes the directions coincide with the location, as in Max-SW).
     n_projections : int, default 100
         Directions sampled from the vMF (fixed along the ascent), and random candidate
         locations scored to pick the start.
     maxiter : int, default 100
         Ascent iterations.
-    tol : float, default 1e-7
-        Stop when the relative increase of the objective over one iteration is at most
-        ``tol``.
+    tol : float, optional
+        Converged when the relative increase of the objective over one iteration is at
+        most ``tol``. Default (None): 1e-7 for float64 data, 1e-4 for float32.
     rng : {None, int, numpy.random.Generator}, optional
         Randomness (SPEC 7).
+    callback : callable, optional
+        ``callback(intermediate_result)`` after every accepted iteration, with an
+        :class:`OTResult` holding ``fun``, ``location``, ``nit`` and ``rel_increase``.
+        Raising ``StopIteration`` stops (status 3).
+    options : dict, optional
+        As in :func:`max_sliced_wasserstein`: ``initial_step``, ``armijo``,
+        ``line_search_steps``.
 
     Returns
     -------
@@ -568,10 +954,18 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
         ``fun`` (the distance, input dtype), ``location`` (unit vector (d,), the vMF
         mean), ``directions`` ((n_projections, d): the vMF samples at ``location`` that
         define ``fun``; the torch layer's gradient goes through them), ``kappa``,
-        ``n_projections``, ``nit``, ``err`` (relative increase of the objective in the
-        last iteration, what ``tol`` bounds; 0 at a stationary point), ``success``,
-        ``status`` (0 converged, 1 ``maxiter`` reached, 2 non-finite values),
-        ``message``, ``method`` (``"ascent"``).
+        ``n_projections``, ``nit``, ``rel_increase`` (relative increase of the objective
+        in the last accepted iteration, what ``tol`` bounds; 0 at a stationary point),
+        ``err`` (0.0: the 1-D couplings are exact), ``success``, ``status`` (0
+        converged, 1 ``maxiter`` reached, 2 non-finite values, 3 stopped by
+        ``callback``, 4 stalled: no step increased the objective while ``rel_increase >
+        tol``), ``message``, ``method`` (``"ascent"``).
+
+    Raises
+    ------
+    MemoryError
+        When ``n_projections`` directions cannot fit in memory (checked before
+        allocating).
 
     Notes
     -----
@@ -604,32 +998,120 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     True 3.0 [1. 0.]
     """
     x, y, a, b, dtype = _prepare(x, y, a, b)
-    p, maxiter, tol, n_projections = _check_ascent_args(p, maxiter, tol, n_projections)
+    p, n_projections = _check_ascent_args(p, n_projections)
     kappa = _check_positive(kappa, "kappa")
+    tol, maxiter, callback, options = _ascent_settings(
+        tol, maxiter, callback, options, dtype, "distributional_sliced_wasserstein")
     d = x.shape[1]
     gen = _check_rng(rng)
     cand = _draw_directions("random", n_projections, d, gen).astype(dtype)
-    scores = _projected_wpp(x, y, a, b, cand, p)
+    (x, y), ex = _scaled((x, y), dtype)
+    q, s = _projected_rows(x, y, a, b, cand, p)
+    scores = q if s is None else rows_distance(q, s, p)
     start = cand[int(np.argmax(scores))].astype(np.float64)
-    z = _k.vmf_around_e1(gen, d, kappa, n_projections)
+    z = _vmf_blocks(gen, d, kappa, n_projections)
 
     def fun_grad(eps):
-        theta, u, s = _householder(z, eps)
-        wpp, _, _, gth = _projected_wpp_and_grad(x, y, a, b, theta.astype(dtype), p)
-        g = gth.astype(np.float64)  # rows: (1/L) dW_l / dtheta_l
-        if s == 0.0:  # H = I near eps = e1: gradient of the identity branch
-            return float(np.mean(wpp)), g.sum(axis=0)
-        # theta = z - 2 c u / s with c = u.z; d eps = -d u
-        c = z @ u
-        ug = g @ u
-        # dF/du = -(2/s)(z (u.g) + c g) + (4/s^2) c (u.g) u, and dF/deps = -dF/du
-        grad_rows = (2.0 / s) * (z * ug[:, None] + g * c[:, None]) \
-            - (4.0 / (s * s)) * (c * ug)[:, None] * u[None, :]
-        return float(np.mean(wpp)), grad_rows.sum(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):  # reported as status 2
+            return _dsw_fun_grad(x, y, a, b, z, eps, p, dtype)
 
-    eps, f, nit, status, err = _sphere_ascent(fun_grad, start, maxiter, tol)
-    return make_result(fun=dtype.type(max(f, 0.0) ** (1.0 / p)), location=eps.astype(dtype),
-                       directions=_householder(z, eps)[0].astype(dtype),
-                       kappa=kappa, n_projections=n_projections, nit=nit, err=float(err),
-                       success=status == CONVERGED, status=status,
-                       message=_ASCENT_MESSAGES[status], method="ascent")
+    def value(f):
+        return np.ldexp(max(f, 0.0) ** (1.0 / p), ex)
+
+    def report(eps, f, it, rel):
+        return make_result(fun=value(f), location=eps.copy(), nit=it,
+                           rel_increase=float(rel))
+
+    eps, f, nit, status, rel = _sphere_ascent(fun_grad, start, tol, maxiter, options,
+                                              callback, report)
+    theta = _householder(z, eps)[0].astype(dtype)
+    if np.isfinite(f):
+        fun = value(f)
+    else:  # the objective overflowed: its value in the scaled form
+        qd, sd = _projected_rows(x, y, a, b, theta, p)
+        fun = np.ldexp(power_mean_root(qd, sd, p), ex)
+    return solver_result(status, err=0.0, tol=tol, nit=nit, method="ascent",
+                         message=_ascent_message(status, rel, tol, nit,
+                                                 options["line_search_steps"]),
+                         fun=dtype.type(fun), location=eps.astype(dtype), directions=theta,
+                         kappa=kappa, n_projections=n_projections, rel_increase=float(rel))
+
+
+# -------------------------------------------------------- entry points of the torch layer
+
+def _sliced_value_and_grad(x, y, a, b, theta, p):
+    """SW_p on the directions ``theta`` and its gradients w.r.t. ``x`` and ``y``, for
+    validated arrays of one dtype: ``(value, grad_x, grad_y)`` (value a float)."""
+    dtype = x.dtype
+    (xs, ys), ex = _scaled((x, y), dtype)
+    (ts,), et = _scaled((theta,), dtype)
+    wpp, gx, gy, _ = _projected_wpp_and_grad(xs, ys, a, b, ts, p)
+    mean = float(np.mean(wpp, dtype=np.float64))
+    if np.all(np.isfinite(wpp)) and np.isfinite(mean) and mean >= 1e-290:
+        value = max(mean, 0.0) ** (1.0 / p)
+        # d SW_p / d mean = (1/p) mean^(1/p - 1); 0 where the mean is 0 (a subgradient)
+        scale = 0.0 if mean <= 0 else (1.0 / p) * mean ** (1.0 / p - 1.0)
+        gx, gy = gx * scale, gy * scale
+    else:
+        # Scaled form: the value from the rows' (q, s), then the gradient with every
+        # difference divided by the value (finite for any p where the value is).
+        q, s = _projected_rows(xs, ys, a, b, ts, p)
+        value = power_mean_root(q, s, p)
+        if value == 0.0:
+            gx, gy = np.zeros_like(gx), np.zeros_like(gy)
+        else:
+            _, gx, gy, _ = _projected_wpp_and_grad(xs, ys, a, b, ts, p, scale=value)
+            gx, gy = gx / p, gy / p
+            if not (np.all(np.isfinite(gx)) and np.all(np.isfinite(gy))):
+                raise ValueError(f"The gradient of SW_p exceeds the range of {dtype} "
+                                 f"(`p`={p!r} is too large for these points).")
+    value = np.ldexp(value, ex + et)
+    if not np.isfinite(dtype.type(value)):
+        raise _overflow_error(dtype)
+    if et:
+        gx, gy = np.ldexp(gx, et).astype(dtype), np.ldexp(gy, et).astype(dtype)
+    return float(value), gx, gy
+
+
+def sliced_value_and_grad(x, y, a=None, b=None, *, p=2, n_projections=100,
+                          directions="random", rng=None):
+    """:math:`SW_p` and its gradients: ``(value, grad_x, grad_y)``.
+
+    Internal entry point of the torch layer (NumPy arrays in and out, validated as
+    :func:`sliced_wasserstein`, whose value this is for the same arguments and plain
+    Monte Carlo). ``value`` is a Python float; ``grad_x`` (n, d) and ``grad_y`` (m, d)
+    are in the working dtype: for each direction, the optimal 1-D coupling of the sorted
+    projections gives the gradient of :math:`W_p^p` w.r.t. each projected point, carried
+    back through :math:`\\theta^\\top x`, then through the mean and the p-th root (0
+    where the value is 0).
+    """
+    x, y, a, b, dtype = _prepare(x, y, a, b)
+    p = check_p(p)
+    theta = _get_directions(directions, n_projections, x.shape[1], dtype, rng)
+    return _sliced_value_and_grad(x, y, a, b, theta, p)
+
+
+def max_sliced_value_and_grad(x, y, a=None, b=None, **kwargs):
+    """``(res, grad_x, grad_y)``: :func:`max_sliced_wasserstein`'s result (same keyword
+    arguments) and the gradients of ``res.fun`` w.r.t. ``x`` and ``y`` by Danskin's
+    theorem: those of :math:`W_p` on ``res.direction``, held fixed. Internal entry point
+    of the torch layer."""
+    res = max_sliced_wasserstein(x, y, a, b, **kwargs)
+    x, y, a, b, dtype = _prepare(x, y, a, b)
+    p = check_p(kwargs.get("p", 2))
+    theta = np.ascontiguousarray(res.direction[None, :], dtype=dtype)
+    _, gx, gy = _sliced_value_and_grad(x, y, a, b, theta, p)
+    return res, gx, gy
+
+
+def distributional_sliced_value_and_grad(x, y, a=None, b=None, **kwargs):
+    """``(res, grad_x, grad_y)``: :func:`distributional_sliced_wasserstein`'s result
+    (same keyword arguments) and the gradients of ``res.fun`` w.r.t. ``x`` and ``y`` by
+    Danskin's theorem: those of :math:`SW_p` on ``res.directions`` (the vMF samples at
+    the optimal location), held fixed. Internal entry point of the torch layer."""
+    res = distributional_sliced_wasserstein(x, y, a, b, **kwargs)
+    x, y, a, b, dtype = _prepare(x, y, a, b)
+    p = check_p(kwargs.get("p", 2))
+    theta = np.ascontiguousarray(res.directions, dtype=dtype)
+    _, gx, gy = _sliced_value_and_grad(x, y, a, b, theta, p)
+    return res, gx, gy

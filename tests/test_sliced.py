@@ -55,7 +55,7 @@ def test_projected_matches_naive_and_1d(rng, dtype):
     x, y = _clouds(rng, dtype=dtype)
     a = rng.random(len(x)).astype(dtype)
     theta = _unit(rng.normal(size=(8, 3))).astype(dtype)
-    got = projected_wasserstein(x, y, theta, a, p=1.5)
+    got = projected_wasserstein(x, y, a, directions=theta, p=1.5)
     assert got.dtype == dtype and got.shape == (8,)
     ref = sliced_pp(x.astype(float), y.astype(float), theta.astype(float), a.astype(float),
                     None, p=1.5)
@@ -126,7 +126,7 @@ def test_gaussian_closed_form_within_standard_error():
     exact = np.mean((th @ (m1 - m2)) ** 2 + (np.sqrt(np.einsum("li,ij,lj->l", th, S1, th))
                                              - np.sqrt(np.einsum("li,ij,lj->l", th, S2, th))) ** 2)
     theta = _unit(rng.normal(size=(L, d)))
-    A = projected_wasserstein(x, y, theta)
+    A = projected_wasserstein(x, y, directions=theta)
     se = A.std(ddof=1) / np.sqrt(L)
     assert sliced_wasserstein(x, y, directions=theta) ** 2 == pytest.approx(A.mean(), rel=1e-12)
     assert abs(A.mean() - exact) <= 3 * se + 2e-3  # 2e-3: sampling error of n = 20,000
@@ -160,10 +160,10 @@ def test_max_sw_beats_its_random_candidates(rng):
     res = max_sliced_wasserstein(x, y, p=2, n_projections=50, rng=4)
     assert res.success and res.status == 0
     cand = _unit(np.random.default_rng(4).standard_normal((50, 3)))
-    assert res.fun >= np.sqrt(projected_wasserstein(x, y, cand).max()) - 1e-12
+    assert res.fun >= np.sqrt(projected_wasserstein(x, y, directions=cand).max()) - 1e-12
     assert np.linalg.norm(res.direction) == pytest.approx(1.0, rel=1e-12)
-    assert res.fun == pytest.approx(np.sqrt(projected_wasserstein(x, y, res.direction[None])[0]),
-                                    rel=1e-12)
+    at = projected_wasserstein(x, y, directions=res.direction[None])[0]
+    assert res.fun == pytest.approx(np.sqrt(at), rel=1e-12)
 
 
 def test_max_sw_finds_the_principal_axis():
@@ -172,9 +172,10 @@ def test_max_sw_finds_the_principal_axis():
     y = rng.normal(size=(400, 3))
     res = max_sliced_wasserstein(x, y, n_projections=10, rng=0)
     assert res.success
-    # Stopped early: maxiter reached, err above tol.
+    # Stopped early: maxiter reached, rel_increase above tol.
     short = max_sliced_wasserstein(x, y, n_projections=10, rng=0, maxiter=1, tol=0.0)
-    assert short.status == 1 and not short.success and short.err > 0
+    assert short.status == 1 and not short.success and short.rel_increase > 0
+    assert short.err == 0.0 and "Maximum number of iterations" in short.message
     assert abs(res.direction[0]) > 0.98
 
 
@@ -191,12 +192,14 @@ def test_ordering_max_vdsw_sw(rng):
     x, y = _clouds(rng, n=200, m=150)
     L = 400
     theta = _unit(np.random.default_rng(1).normal(size=(L, 3)))
-    A = projected_wasserstein(x, y, theta)
+    A = projected_wasserstein(x, y, directions=theta)
     sw2, se = A.mean(), A.std(ddof=1) / np.sqrt(L)
     msw = max_sliced_wasserstein(x, y, rng=0)
     dsw = distributional_sliced_wasserstein(x, y, kappa=5.0, n_projections=200, rng=0)
     assert msw.success and dsw.success
-    assert 0 <= msw.err <= 1e-7 and 0 <= dsw.err <= 1e-7  # what the default tol bounds
+    # what the default tol bounds; err is the marginal error of the exact 1-D couplings
+    assert 0 <= msw.rel_increase <= 1e-7 and 0 <= dsw.rel_increase <= 1e-7
+    assert msw.err == 0.0 and dsw.err == 0.0
     assert msw.fun >= dsw.fun
     assert dsw.fun**2 >= sw2 - 3 * se
     assert dsw.fun > np.sqrt(sw2)  # the optimized location beats the uniform average
@@ -279,7 +282,7 @@ def test_projected_wpp_and_grad_finite_differences(rng, weights, p):
     (lambda x, y: sliced_wasserstein(x, y, np.ones(3)), ValueError, "`a` must have length"),
     (lambda x, y: sliced_wasserstein(x, y, None, -np.ones(len(y))), ValueError, "`b`"),
     (lambda x, y: sliced_wasserstein(x * np.nan, y), ValueError, "`x` must be finite"),
-    (lambda x, y: projected_wasserstein(x, y, np.ones(3)), ValueError, "`directions`"),
+    (lambda x, y: projected_wasserstein(x, y, directions=np.ones(3)), ValueError, "`directions`"),
     (lambda x, y: max_sliced_wasserstein(x, y, n_restarts=0), ValueError, "`n_restarts`"),
     (lambda x, y: max_sliced_wasserstein(x, y, p=0), ValueError, "`p`"),
     (lambda x, y: distributional_sliced_wasserstein(x, y, kappa=0.0), ValueError, "`kappa`"),
@@ -308,3 +311,392 @@ def test_unused_arguments_are_still_checked():
         ottools.sliced_wasserstein(x, x, directions=theta, n_projections="x")
     with pytest.raises(TypeError, match="`rng` must be None"):
         ottools.sliced_wasserstein(x, x, directions=theta, rng="junk")
+
+
+# ------------------------------------------------------ ascents: statuses and options
+
+def test_failed_line_search_is_stalled_not_converged(rng):
+    x, y = _clouds(rng)
+    # one trial step of pi radians, no halving: the line search cannot succeed
+    res = max_sliced_wasserstein(x, y, rng=0, n_restarts=1,
+                                 options={"initial_step": np.pi, "line_search_steps": 1})
+    assert res.status == 4 and not res.success
+    assert res.nit == 0 and res.rel_increase == np.inf and "Stalled" in res.message
+    cand = _unit(np.random.default_rng(0).standard_normal((100, 3)))
+    assert res.fun == pytest.approx(np.sqrt(projected_wasserstein(
+        x, y, directions=cand).max()), rel=1e-12)  # the best candidate, unchanged
+
+
+def test_default_tol_per_dtype(rng, dtype):
+    x, y = _clouds(rng, dtype=dtype)
+    res = max_sliced_wasserstein(x, y, rng=0)
+    assert res.success and res.fun.dtype == dtype
+    assert 0 <= res.rel_increase <= (1e-7 if dtype == np.float64 else 1e-4)
+    dsw = distributional_sliced_wasserstein(x, y, rng=0, tol=1e-3)
+    assert dsw.success and 0 <= dsw.rel_increase <= 1e-3
+
+
+def test_callback_sees_the_iterates_and_can_stop(rng):
+    x, y = _clouds(rng)
+    seen = []
+
+    def cb(r):
+        seen.append((r.nit, r.fun, r.rel_increase, r.restart))
+        if len(seen) == 3:
+            raise StopIteration
+
+    res = max_sliced_wasserstein(x, y, rng=0, tol=0.0, callback=cb)
+    assert res.status == 3 and not res.success and res.nit == 3
+    assert [s[0] for s in seen] == [1, 2, 3] and all(s[3] == 0 for s in seen)
+    assert seen[-1][1] == pytest.approx(res.fun, rel=1e-12)
+    assert all(s[2] > 0 for s in seen) and seen[-1][2] == res.rel_increase
+    def stop(r):
+        raise StopIteration
+
+    res = distributional_sliced_wasserstein(x, y, rng=0, tol=0.0, callback=stop)
+    assert res.status == 3 and res.nit == 1
+
+
+@pytest.mark.parametrize("options, exc, match", [
+    ({"armjio": 0.1}, TypeError, r"Unknown option\(s\) 'armjio'.*'armijo'"),
+    ({"armijo": 1.5}, ValueError, r"`options\['armijo'\]` must be in \(0, 1\)"),
+    ({"line_search_steps": 0}, ValueError, r"`options\['line_search_steps'\]` must be >= 1"),
+    ({"initial_step": "big"}, TypeError, r"`options\['initial_step'\]`"),
+    ("fast", TypeError, "`options` must be a dict"),
+])
+def test_ascent_options_are_validated(rng, options, exc, match):
+    x, y = _clouds(rng)
+    for fn in (max_sliced_wasserstein, distributional_sliced_wasserstein):
+        with pytest.raises(exc, match=match):
+            fn(x, y, options=options)
+
+
+def test_ascent_on_huge_coordinates_and_large_p(rng):
+    x, y = _clouds(rng)
+    ref = max_sliced_wasserstein(x, y, rng=0)
+    big = max_sliced_wasserstein(x * 1e200, y * 1e200, rng=0)
+    assert big.success and big.fun == pytest.approx(ref.fun * 1e200, rel=1e-12)
+    np.testing.assert_allclose(big.direction, ref.direction, rtol=1e-12)
+    # W_p^p overflows for p = 1e6: reported (status 2), with the best candidate's value
+    res = max_sliced_wasserstein(x, y, p=1e6, rng=0)
+    assert res.status == 2 and not res.success and np.isfinite(res.fun)
+    cand = _unit(np.random.default_rng(0).standard_normal((100, 3)))
+    best = max(sliced_wasserstein(x, y, p=1e6, directions=t[None]) for t in cand)
+    assert res.fun == pytest.approx(best, rel=1e-12)
+
+
+# ------------------------------------------------ scaled form: overflow and underflow
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sliced_scaled_form_for_huge_and_tiny_coordinates(rng, scale, weighted):
+    x, y = _clouds(rng)
+    a = rng.random(len(x)) if weighted else None
+    b = rng.random(len(y)) if weighted else None
+    theta = _unit(rng.normal(size=(20, 3)))
+    for p in (2, 1.5):
+        ref = sliced_wasserstein(x, y, a, b, p=p, directions=theta)
+        got = sliced_wasserstein(x * scale, y * scale, a, b, p=p, directions=theta)
+        assert np.isfinite(got) and got == pytest.approx(ref * scale, rel=1e-13)
+    # huge directions are scaled too (the distance is homogeneous in them)
+    got = sliced_wasserstein(x, y, a, b, directions=theta * 1e300)
+    assert got == pytest.approx(sliced_wasserstein(x, y, a, b, directions=theta) * 1e300,
+                                rel=1e-13)
+
+
+def test_projected_wasserstein_refuses_an_overflowing_power(rng):
+    x, y = _clouds(rng)
+    theta = _unit(rng.normal(size=(4, 3)))
+    with pytest.raises(ValueError, match="exceeds the range of float64"):
+        projected_wasserstein(x * 1e200, y * 1e200, directions=theta)
+    got = projected_wasserstein(x * 1e100, y * 1e100, directions=theta)
+    np.testing.assert_allclose(got, projected_wasserstein(x, y, directions=theta) * 1e200,
+                               rtol=1e-13)
+
+
+def test_sliced_large_p_is_finite(rng):
+    x, y = _clouds(rng, n=40, m=40)
+    theta = _unit(rng.normal(size=(10, 3)))
+    w_inf = [np.abs(np.sort(x @ t) - np.sort(y @ t)).max() for t in theta]
+    for p in (1e3, 1e6):
+        got = sliced_wasserstein(x, y, p=p, directions=theta)
+        rows = [wasserstein_1d(x @ t, y @ t, p=p) for t in theta]
+        top = max(rows)
+        ref = top * np.mean((np.array(rows) / top) ** p) ** (1 / p)
+        assert np.isfinite(got) and got == pytest.approx(ref, rel=1e-12)
+    assert got == pytest.approx(max(w_inf), rel=1e-4)  # p -> inf: max over directions
+
+
+# -------------------------------------------------------------- vMF: limits and inputs
+
+def _returns_within(fn, timeout=60.0):
+    """Run ``fn`` in a daemon thread: a hang (the kernels release the GIL) fails the test
+    after ``timeout`` seconds instead of blocking the suite."""
+    import threading
+
+    out = {}
+
+    def target():
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 (re-raised below)
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        pytest.fail(f"did not return within {timeout} s")
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+@pytest.mark.parametrize("kappa", [1e16, 1e20, 1e300])
+def test_huge_kappa_returns(kappa):
+    mu = np.array([1.0, 2.0, 2.0]) / 3.0
+    z = _returns_within(lambda: sample_vmf(mu, kappa, 200, rng=0))
+    assert np.all(z @ mu >= 1 - 1e-15)
+    x = np.random.default_rng(0).normal(size=(30, 3))
+    y = x * [2.0, 1.0, 1.0]
+    res = _returns_within(lambda: distributional_sliced_wasserstein(x, y, kappa=kappa, rng=0))
+    msw = max_sliced_wasserstein(x, y, rng=0)
+    assert res.success and abs(res.fun - msw.fun) <= 1e-3 * msw.fun
+    assert np.abs(res.directions - res.location).max() <= 1e-7  # all directions at eps
+
+
+@pytest.mark.parametrize("kappa", [1e6, 1e12])
+def test_vmf_spread_at_large_kappa(kappa):
+    # for large kappa, 1 - mu.theta is Gamma((d-1)/2, 1/kappa) up to O(1/kappa):
+    # E|theta - mu|^2 = 2 E[1 - mu.theta] = (d - 1) / kappa
+    d = 4
+    mu = _unit(np.random.default_rng(1).normal(size=(1, d)))[0]
+    z = sample_vmf(mu, kappa, 20000, rng=3)
+    sq = np.sum((z - mu) ** 2, axis=1) * kappa
+    assert abs(sq.mean() - (d - 1)) <= 4 * sq.std() / np.sqrt(len(sq))
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-15)
+
+
+def test_vmf_huge_and_tiny_mu():
+    z = sample_vmf([1e308, 1e308, 0.0], 50.0, 4000, rng=0)
+    mu = np.array([1.0, 1.0, 0.0]) / np.sqrt(2.0)
+    expected = ive(1.5, 50.0) / ive(0.5, 50.0)
+    c = z @ mu
+    assert abs(c.mean() - expected) <= 4 * c.std() / np.sqrt(len(c))
+    np.testing.assert_array_equal(sample_vmf([1e308, 1e308, 0.0], 50.0, 10, rng=1),
+                                  sample_vmf([1.0, 1.0, 0.0], 50.0, 10, rng=1))
+    t = sample_vmf([1e-320, 0.0, 0.0], 50.0, 10, rng=1)
+    assert np.all(np.isfinite(t))
+    np.testing.assert_array_equal(t, sample_vmf([1.0, 0.0, 0.0], 50.0, 10, rng=1))
+
+
+def test_vmf_blocks_do_not_change_the_stream(monkeypatch):
+    import ottools._sliced as sl
+
+    whole = sample_vmf([0.0, 1.0, 1.0], 5.0, 1000, rng=4)
+    calls = []
+    kernel = sl._k.vmf_around_e1
+    monkeypatch.setattr(sl, "_VMF_BLOCK_VALUES", 3 * 64)
+    monkeypatch.setattr(sl, "_k", type("K", (), {
+        "vmf_around_e1": staticmethod(lambda g, d, k, out: calls.append(len(out))
+                                      or kernel(g, d, k, out)),
+        "_VMF_MAX_TRIES": 200}))
+    blocked = sample_vmf([0.0, 1.0, 1.0], 5.0, 1000, rng=4)
+    assert max(calls) == 64 and sum(calls) == 1000  # bounded kernel calls
+    np.testing.assert_array_equal(blocked, whole)
+
+
+_CTRL_C_CHILD = """
+import sys, time, numpy as np, numba, ottools
+numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+x = np.random.default_rng(0).normal(size=(100_000, 3))
+ottools.sample_vmf([1.0, 0.0], 3.0, 10, rng=0)  # compile
+ottools.sliced_wasserstein(x[:10], x[:10] + 1.0, rng=0)
+for name, call in (
+        ("sample_vmf", lambda: ottools.sample_vmf(np.float32([1.0, 0.0]), 3.0, 40_000_000,
+                                                  rng=0)),
+        ("sliced", lambda: ottools.sliced_wasserstein(x, x + 1.0, n_projections=20_000,
+                                                      rng=0))):
+    print("ready", flush=True)
+    t0 = time.perf_counter()
+    try:
+        call()
+        print("finished", name, time.perf_counter() - t0, flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", name, time.perf_counter() - t0, flush=True)
+"""
+
+
+def test_ctrl_c_interrupts_sample_vmf_and_sliced():
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if os.name != "posix":
+        pytest.skip("POSIX signals")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
+        os.path.abspath(ottools.__file__))))
+    proc = subprocess.Popen([sys.executable, "-c", _CTRL_C_CHILD], stdout=subprocess.PIPE,
+                            text=True, env=env)
+    lines, waits = [], []
+    try:
+        for _ in range(2):
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            t0 = time.perf_counter()
+            lines.append(proc.stdout.readline())
+            waits.append(time.perf_counter() - t0)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert lines[0].startswith("interrupted sample_vmf"), lines
+    assert lines[1].startswith("interrupted sliced"), lines
+    assert max(waits) < 1.0, waits
+
+
+# ------------------------------------------------------------------------ memory
+
+@pytest.mark.parametrize("call, match", [
+    (lambda x, y: sliced_wasserstein(x, y, n_projections=10**10), "`n_projections`=10000000000"),
+    (lambda x, y: max_sliced_wasserstein(x, y, n_projections=10**10), "`n_projections`"),
+    (lambda x, y: distributional_sliced_wasserstein(x, y, n_projections=10**10),
+     "`n_projections`"),
+    (lambda x, y: sample_vmf([1.0, 0.0], 1.0, 10**12), r"`size`=1000000000000 samples"),
+])
+def test_requests_that_cannot_fit_raise_before_allocating(rng, call, match):
+    x, y = _clouds(rng, n=5, m=5)
+    with pytest.raises(MemoryError, match=match + r".* needs about [0-9.]+ [GT]B"):
+        call(x, y)
+
+
+# ---------------------------------------------------------------------------- batches
+
+@pytest.mark.parametrize("weights", ["none", "shared", "per-pair"])
+@pytest.mark.parametrize("estimator", ["mc", "upper-cv"])
+def test_sliced_batch_equals_loop_exactly(rng, dtype, weights, estimator):
+    B = 4
+    x = rng.normal(size=(B, 30, 3)).astype(dtype)
+    y = (rng.normal(size=(B, 20, 3)) + 1).astype(dtype)
+    if weights == "none":
+        a = b = None
+    elif weights == "shared":
+        a, b = rng.random(30).astype(dtype), rng.random(20).astype(dtype)
+    else:
+        a, b = rng.random((B, 30)).astype(dtype), rng.random((B, 20)).astype(dtype)
+    got = sliced_wasserstein(x, y, a, b, n_projections=40, estimator=estimator, rng=7)
+    assert got.shape == (B,) and got.dtype == dtype
+    loop = [sliced_wasserstein(x[i], y[i], None if a is None else (a if a.ndim == 1 else a[i]),
+                               None if b is None else (b if b.ndim == 1 else b[i]),
+                               n_projections=40, estimator=estimator, rng=7)
+            for i in range(B)]
+    np.testing.assert_array_equal(got, np.array(loop, dtype=dtype))
+
+
+def _bad_batches(rng):
+    x = rng.normal(size=(3, 5, 3))
+    y = rng.normal(size=(3, 4, 3))
+    a = np.ones((3, 5))
+    nan = x.copy()
+    nan[2, 0, 1] = np.nan
+    neg = a.copy()
+    neg[2, 1] = -1.0
+    return [
+        ((nan, y, a), r"`x\[2\]` must be finite"),
+        ((x, y, neg), r"`a\[2\]` must be non-negative"),
+        ((x, y[:2], a), r"same number B >= 1 of point clouds"),
+        ((x, y[0], a), r"`y` must be one too \(B, m, d\)"),
+        ((x, y[..., :2], a), r"`x\[0\]` and `y\[0\]` must have the same dim"),
+        ((x, y, a[:2]), r"`a` must have shape \(3, 5\)"),
+        ((x, y, a[:, :4]), r"`a\[0\]` must have length 5"),
+    ]
+
+
+def test_sliced_batch_errors_name_the_pair(rng):
+    for (x, y, a), match in _bad_batches(rng):
+        with pytest.raises(ValueError, match=match):
+            sliced_wasserstein(x, y, a, rng=0)
+
+
+# ---------------------------------------------------- threads do not change results
+
+def test_threads_do_not_change_the_result(rng, monkeypatch):
+    import numba
+
+    import ottools._sliced as sl
+
+    x = rng.normal(size=(3000, 3))
+    y = rng.normal(size=(2500, 3)) + 0.5
+    a = rng.random(3000)
+    theta = _unit(rng.normal(size=(64, 3)))
+    monkeypatch.setattr(sl, "_BLOCK_VALUES", 3000 * 8)  # 8 blocks
+    monkeypatch.setattr(sl, "_THREAD_MIN_VALUES", 0)
+    old = numba.get_num_threads()
+    try:
+        vals = []
+        for k in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(k)
+            vals.append((sliced_wasserstein(x, y, directions=theta),
+                         sliced_wasserstein(x, y, a, directions=theta)))
+    finally:
+        numba.set_num_threads(old)
+    assert vals[0] == vals[-1]
+    ref = sliced_pp(x, y, theta, a / a.sum())
+    assert vals[0][1] ** 2 == pytest.approx(ref.mean(), rel=1e-12)
+
+
+# ------------------------------------------------ value-and-gradient entry points
+
+def test_value_and_grad_entry_points(rng):
+    from ottools._sliced import (distributional_sliced_value_and_grad,
+                                 max_sliced_value_and_grad, sliced_value_and_grad)
+
+    x, y = _clouds(rng, n=12, m=9)
+    a = rng.random(12)
+    theta = _unit(rng.normal(size=(6, 3)))
+    value, gx, gy = sliced_value_and_grad(x, y, a, directions=theta, p=1.5)
+    assert value == pytest.approx(sliced_wasserstein(x, y, a, directions=theta, p=1.5),
+                                  rel=1e-12)
+    assert gx.shape == x.shape and gy.shape == y.shape
+    h = 1e-6
+    for arr, grad, idx in ((x, gx, (4, 1)), (y, gy, (3, 2))):
+        plus, minus = arr.copy(), arr.copy()
+        plus[idx] += h
+        minus[idx] -= h
+        args = [(plus, y) if arr is x else (x, plus), (minus, y) if arr is x else (x, minus)]
+        fd = (sliced_wasserstein(*args[0], a, directions=theta, p=1.5)
+              - sliced_wasserstein(*args[1], a, directions=theta, p=1.5)) / (2 * h)
+        assert grad[idx] == pytest.approx(fd, rel=1e-6, abs=1e-9)
+    # degree one in the points: the gradient is scale invariant, the value scales
+    big, gxb, gyb = sliced_value_and_grad(x * 1e200, y * 1e200, a, directions=theta, p=1.5)
+    assert big == pytest.approx(value * 1e200, rel=1e-13)
+    np.testing.assert_allclose(gxb, gx, rtol=1e-12, atol=1e-15)
+    for fn, field in ((max_sliced_value_and_grad, "direction"),
+                      (distributional_sliced_value_and_grad, "directions")):
+        res, gx2, gy2 = fn(x, y, a, p=1.5, rng=0)
+        ref = sliced_value_and_grad(x, y, a, directions=np.atleast_2d(res[field]), p=1.5)
+        assert ref[0] == pytest.approx(float(res.fun), rel=1e-12)
+        np.testing.assert_array_equal(gx2, ref[1])
+        np.testing.assert_array_equal(gy2, ref[2])
+
+
+def test_value_and_grad_scaled_form_for_large_p(rng):
+    from ottools._sliced import sliced_value_and_grad
+
+    x, y = _clouds(rng, n=8, m=8)
+    x, y = 0.01 * x, 0.01 * y  # |u - v|^p underflows for p = 300
+    theta = _unit(rng.normal(size=(3, 3)))
+    p = 300.0
+    value, gx, _ = sliced_value_and_grad(x, y, directions=theta, p=p)
+    assert value == pytest.approx(sliced_wasserstein(x, y, directions=theta, p=p), rel=1e-12)
+    assert value > 0 and np.all(np.isfinite(gx)) and np.abs(gx).max() > 0
+    h = 1e-9
+    idx = np.unravel_index(np.argmax(np.abs(gx)), gx.shape)
+    plus, minus = x.copy(), x.copy()
+    plus[idx] += h
+    minus[idx] -= h
+    fd = (sliced_wasserstein(plus, y, directions=theta, p=p)
+          - sliced_wasserstein(minus, y, directions=theta, p=p)) / (2 * h)
+    assert gx[idx] == pytest.approx(fd, rel=1e-5)

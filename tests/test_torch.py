@@ -468,6 +468,28 @@ def test_sliced_module_draws_new_directions(unequal):
     assert v.dtype == torch.float32 and x32.grad.dtype == torch.float32
 
 
+
+def test_distributional_sliced_with_huge_kappa_returns(unequal):
+    """kappa >= 1e16 made Wood's rejection loop spin forever; a daemon thread bounds it."""
+    import threading
+
+    x, y, a, b = unequal
+    out = {}
+
+    def run():
+        xt = _t(x, True)
+        value = ott.distributional_sliced_wasserstein(xt, _t(y), kappa=1e16, rng=0)
+        value.backward()
+        out["value"], out["grad"] = value.item(), xt.grad
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(60.0)
+    assert not thread.is_alive(), "did not return within 60 s"
+    res = ottools.distributional_sliced_wasserstein(x, y, kappa=1e16, rng=0)
+    assert out["value"] == pytest.approx(float(res.fun), rel=1e-12)
+    assert torch.isfinite(out["grad"]).all()
+
 # ---------------------------------------------------------------------------- Monge gap
 
 @pytest.mark.parametrize("reg", [0.5, 0.0])

@@ -72,6 +72,52 @@ class SlicedWeighted:
         ottools.sliced_wasserstein(self.x, self.y, self.a, self.b, directions=self.theta)
 
 
+class SlicedBatch:
+    """A batch of B pairs of 256-point clouds (d = 3, 100 directions drawn once)."""
+
+    params = (sizes([16, 256], [16]),)
+    param_names = ["B"]
+    timeout = 300
+
+    def setup(self, B):
+        rng = np.random.default_rng(3)
+        self.x = rng.normal(size=(B, 256, 3))
+        self.y = rng.normal(size=(B, 256, 3)) + 1.0
+        ottools.sliced_wasserstein(self.x[:2], self.y[:2], rng=0)
+
+    def time_batch(self, B):
+        ottools.sliced_wasserstein(self.x, self.y, rng=0)
+
+
+class SlicedThreads:
+    """SW_2 at n = 100,000, d = 3, L = 500 with 1 and 2 Numba threads."""
+
+    params = (sizes([100_000], [10_000]), [1, 2])
+    param_names = ["n", "threads"]
+    timeout = 300
+    number = 1
+    repeat = (1, 3, 60.0)
+
+    def setup(self, n, threads):
+        import numba
+
+        if threads > numba.config.NUMBA_NUM_THREADS:
+            raise NotImplementedError("fewer CPUs than threads")
+        self.x, self.y = _clouds(n)
+        self.theta = _directions(500, 3)
+        self.old = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        ottools.sliced_wasserstein(self.x, self.y, directions=self.theta)
+
+    def teardown(self, n, threads):
+        import numba
+
+        numba.set_num_threads(self.old)
+
+    def time_sliced(self, n, threads):
+        ottools.sliced_wasserstein(self.x, self.y, directions=self.theta)
+
+
 class Estimators:
     """Estimators at equal cost: time, and the squared error over 20 seeds (track_)."""
 
@@ -114,6 +160,9 @@ class MaxSliced:
 
     def track_max_sliced_nit(self):
         return ottools.max_sliced_wasserstein(self.x, self.y, rng=0).nit
+
+    def track_max_sliced_rel_increase(self):
+        return ottools.max_sliced_wasserstein(self.x, self.y, rng=0).rel_increase
 
 
 class Wasserstein1D:

@@ -24,8 +24,6 @@ from .._monge_gap import monge_gap as _np_monge_gap
 from .._result import OTConvergenceWarning
 from .._sinkhorn import sinkhorn as _np_sinkhorn
 from .._validation import _result_dtype
-from .._sliced import distributional_sliced_wasserstein as _np_dsw
-from .._sliced import max_sliced_wasserstein as _np_max_sw
 
 __all__ = [
     "distributional_sliced_wasserstein",
@@ -561,11 +559,6 @@ def _no_weight_grad(a, b, where):
             )
 
 
-def _root_scale(wpp, p):
-    """``d (wpp^(1/p)) / d wpp``; 0 where ``wpp == 0`` (a subgradient)."""
-    return 0.0 if wpp <= 0 else (1.0 / p) * wpp ** (1.0 / p - 1.0)
-
-
 class _SlicedFunction(torch.autograd.Function):
     """Base of the sliced operations: ``forward`` runs ``state["solve"]``, which returns
     ``(value, grad_x, grad_y)`` (NumPy); the gradients are kept, O(n + m) memory."""
@@ -665,9 +658,9 @@ def sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, directio
     For each direction, the optimal 1-D coupling :math:`\pi_l` of the sorted projections
     gives :math:`\partial W_p^p / \partial u_i = \sum_j \pi_{l,ij}\, p |u_i -
     v_j|^{p-1} \mathrm{sign}(u_i - v_j)`, carried back through :math:`u_i = \theta_l^\top
-    x_i` (algorithms.md section 6); then the chain rule through the mean and the p-th
-    root. The forward pass computes these gradients along with the value (same sort) and
-    keeps them: O((n + m) d) memory.
+    x_i` (Bonneel et al., J. Math. Imaging Vis. 2015); then the chain rule through the
+    mean and the p-th root. The forward pass computes these gradients along with the
+    value (same sort) and keeps them: O((n + m) d) memory.
 
     Examples
     --------
@@ -688,13 +681,8 @@ def sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, directio
 
     def make_solve(state):
         def solve(x, y, a, b):
-            x, y, a, b, dtype = _sl._prepare(x, y, a, b)
-            pp = _sl._check_p(p)
-            theta = _sl._get_directions(directions, n_projections, x.shape[1], dtype, rng)
-            wpp, gx, gy, _ = _sl._projected_wpp_and_grad(x, y, a, b, theta, pp)
-            mean = float(np.mean(wpp, dtype=np.float64))
-            scale = _root_scale(mean, pp)
-            return max(mean, 0.0) ** (1.0 / pp), gx * scale, gy * scale
+            return _sl.sliced_value_and_grad(x, y, a, b, p=p, n_projections=n_projections,
+                                             directions=directions, rng=rng)
         return solve
 
     return _sliced_call(_SlicedWassersteinFunction, x, y, a, b, "sliced_wasserstein",
@@ -702,7 +690,7 @@ def sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, directio
 
 
 def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_restarts=3,
-                           maxiter=100, tol=1e-7, rng=None):
+                           maxiter=100, tol=None, rng=None):
     r"""Max-sliced Wasserstein distance, differentiable in ``x`` and ``y``.
 
     The value is ``ottools.max_sliced_wasserstein(...).fun`` (same parameters); see that
@@ -750,15 +738,11 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
     """
     def make_solve(state):
         def solve(x, y, a, b):
-            res = _np_max_sw(x, y, a, b, p=p, n_projections=n_projections,
-                             n_restarts=n_restarts, maxiter=maxiter, tol=tol, rng=rng)
+            res, gx, gy = _sl.max_sliced_value_and_grad(
+                x, y, a, b, p=p, n_projections=n_projections, n_restarts=n_restarts,
+                maxiter=maxiter, tol=tol, rng=rng)
             state["res"] = res
-            x, y, a, b, dtype = _sl._prepare(x, y, a, b)
-            pp = _sl._check_p(p)
-            theta = np.ascontiguousarray(res.direction[None, :], dtype=dtype)
-            wpp, gx, gy, _ = _sl._projected_wpp_and_grad(x, y, a, b, theta, pp)
-            scale = _root_scale(float(wpp[0]), pp)
-            return float(res.fun), gx * scale, gy * scale
+            return float(res.fun), gx, gy
         return solve
 
     return _sliced_call(_MaxSlicedWassersteinFunction, x, y, a, b, "max_sliced_wasserstein",
@@ -766,7 +750,7 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
 
 
 def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
-                                      n_projections=100, maxiter=100, tol=1e-7, rng=None):
+                                      n_projections=100, maxiter=100, tol=None, rng=None):
     r"""Distributional sliced Wasserstein (v-DSW), differentiable in ``x`` and ``y``.
 
     The value is ``ottools.distributional_sliced_wasserstein(...).fun`` (same
@@ -814,15 +798,11 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     """
     def make_solve(state):
         def solve(x, y, a, b):
-            res = _np_dsw(x, y, a, b, p=p, kappa=kappa, n_projections=n_projections,
-                          maxiter=maxiter, tol=tol, rng=rng)
+            res, gx, gy = _sl.distributional_sliced_value_and_grad(
+                x, y, a, b, p=p, kappa=kappa, n_projections=n_projections,
+                maxiter=maxiter, tol=tol, rng=rng)
             state["res"] = res
-            x, y, a, b, dtype = _sl._prepare(x, y, a, b)
-            pp = _sl._check_p(p)
-            theta = np.ascontiguousarray(res.directions, dtype=dtype)
-            wpp, gx, gy, _ = _sl._projected_wpp_and_grad(x, y, a, b, theta, pp)
-            scale = _root_scale(float(np.mean(wpp, dtype=np.float64)), pp)
-            return float(res.fun), gx * scale, gy * scale
+            return float(res.fun), gx, gy
         return solve
 
     return _sliced_call(_DistributionalSlicedWassersteinFunction, x, y, a, b,
