@@ -133,7 +133,7 @@ def test_api_reference_lists_every_public_name_under_a_heading_with_no_empty_hea
 
 # Modules being rewritten concurrently whose docstrings still cite a file that is not in
 # the repository; remove each from this set when its rewrite lands.
-_PENDING = {"_sparse_ot.py", "torch/_functions.py"}
+_PENDING = {"_sparse_ot.py"}
 
 
 def test_docs_cite_papers_not_missing_files_or_internal_issue_numbers():

@@ -394,7 +394,7 @@ def test_sliced_refuses_weight_gradients_and_cv_estimators(unequal):
         ott.sliced_wasserstein(_t(x), _t(y), _t(a, True), _t(b))
     with pytest.raises(ValueError, match="estimator='mc' only"):
         ott.sliced_wasserstein(_t(x), _t(y), estimator="lower-cv")
-    with pytest.raises(ValueError, match="`x` must be a 2-D tensor.*Batch"):
+    with pytest.raises(ValueError, match=r"`x` must be a 2-D tensor \(n, d\); got shape"):
         ott.sliced_wasserstein(_t(x)[None], _t(y)[None])
 
 

@@ -20,7 +20,7 @@ Each function takes and returns tensors; the forward pass detaches its inputs, r
 the NumPy solver on the CPU (a CUDA tensor makes a round trip through host memory) and
 returns the value on the input's device and dtype; the backward pass uses the envelope
 theorem (plans and dual potentials of the solved problem), never unrolled iterations.
-Batch dimensions are not supported (loop over the batch). A solver that does not
+``sinkhorn_loss`` takes batches of pairs (B, N, D). A solver that does not
 converge emits :class:`ottools.OTConvergenceWarning`.
 
 This subpackage is the only part of ottools that imports torch; ``import ottools``
@@ -36,7 +36,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     ) from exc
 
 from ._entropic import monge_gap, sinkhorn, sinkhorn_loss
-from ._functions import (
+from ._sliced import (
     distributional_sliced_wasserstein,
     max_sliced_wasserstein,
     sliced_wasserstein,

@@ -4,7 +4,7 @@ import numpy as np
 from torch import nn
 
 from ._entropic import monge_gap, sinkhorn_loss
-from ._functions import sliced_wasserstein
+from ._sliced import sliced_wasserstein
 
 __all__ = ["MongeGapRegularizer", "SinkhornLoss", "SlicedWassersteinLoss"]
 
