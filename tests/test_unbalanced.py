@@ -98,14 +98,14 @@ def test_divergence_matches_geomloss_after_mapping(rng):
     a, b = rng.random(30) + 0.2, (rng.random(25) + 0.2) * 1.5
     blur, reach = 0.5, 1.0
     # GeomLoss (p = 2): cost |x - y|^2 / 2, eps = blur^2, rho = reach^2.
-    loss = geomloss.SamplesLoss("sinkhorn", p=2, blur=blur, reach=reach, scaling=0.9999,
+    loss = geomloss.SamplesLoss("sinkhorn", p=2, blur=blur, reach=reach, scaling=0.999,
                                 debias=True, backend="tensorized")
     t = torch.from_numpy
     expected = float(loss(t(a), t(x), t(b), t(y)))
     res = ottools.sinkhorn_divergence(x / np.sqrt(2), y / np.sqrt(2), a, b, reg=blur**2,
                                       reg_m=reach**2, tol=1e-12)
     assert res.success
-    assert res.fun == pytest.approx(expected, rel=5e-6)
+    assert res.fun == pytest.approx(expected, rel=3e-5)  # GeomLoss: 0.999 eps-steps
 
 
 @pytest.mark.parametrize("reg_m, exc, match", [
