@@ -293,15 +293,15 @@ def divergence_value_and_grad(x, y, a=None, b=None, *, reg, reg_m=None,
                 u, v = cost_vjp(yy.plan, y, y, metric)
                 gy = gy - 0.5 * (u + v)
     if need_a:
-        ga = _weight_grad(xy, a, b, 0)
+        ga = weight_grad(xy, a, b, 0)
         if debias:
-            ga = ga - 0.5 * (_weight_grad(xx, a, a, 0) + _weight_grad(xx, a, a, 1))
+            ga = ga - 0.5 * (weight_grad(xx, a, a, 0) + weight_grad(xx, a, a, 1))
             if getattr(xy, "reg_m", None) is not None:
                 ga = ga + xy.reg * (xx.masses[0] - yy.masses[0])
     if need_b:
-        gb = _weight_grad(xy, a, b, 1)
+        gb = weight_grad(xy, a, b, 1)
         if debias:
-            gb = gb - 0.5 * (_weight_grad(yy, b, b, 0) + _weight_grad(yy, b, b, 1))
+            gb = gb - 0.5 * (weight_grad(yy, b, b, 0) + weight_grad(yy, b, b, 1))
             if getattr(xy, "reg_m", None) is not None:
                 gb = gb - xy.reg * (xx.masses[0] - yy.masses[0])
     cast = (lambda g: None if g is None else np.asarray(g, dtype=dtype))
@@ -324,7 +324,7 @@ def cost_vjp(P, x, y, metric):
     return (2.0 * (rows[:, None] * x64 - P @ y64), 2.0 * (cols[:, None] * y64 - P.T @ x64))
 
 
-def _weight_grad(res, a, b, side):
+def weight_grad(res, a, b, side):
     """``d fun / d a`` (``side`` 0) or ``d fun / d b`` (1) of a solved entropic problem:
     the centred potential when balanced (a tangent direction of the simplex), the relaxed
     dual's derivative ``-rho (exp(-f / rho) - 1) - reg (P1 / a - sum(b))`` otherwise."""

@@ -22,21 +22,16 @@ from ._problem import LinearProblem, Settings, allocate, budget_blocks, rate
 from ._result import (CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED,
                       _define_result_class, make_result, solver_result)
 from ._sns import NEWTON_OPTIONS, NewtonStage, warmup
+from ._sweeps import (ABSORB_BOUND, OnlineSweeps, OnlineSymSweeps, Relaxation, Sweeps,
+                      SymSweeps, UbSweeps, tau)
 from ._validation import (_check_method, _check_option_table, _check_positive, _check_reg_m,
                           _Option)
 
 __all__ = ["sinkhorn"]
 
 _k = lazy("_sinkhorn")
-_ko = lazy("_online")
-_kub = lazy("_unbalanced")
-_ksym = lazy("_symmetric")
 _lse = lazy("_lse")
 
-# Absorption bound of the log-stable sweeps: scalings u / a, v / b stay in
-# [1 / bound, bound]; an underflowed kernel entry (< tiny) times bound**2 stays far below
-# rounding (see ottools/_kernels/_sinkhorn.py).
-_ABSORB_BOUND = {np.dtype(np.float64): 1e50, np.dtype(np.float32): 1e10}
 
 _CHECK_EVERY = _Option("int", 10, lo=1)
 _DECIDE = 10  # sweeps between two decisions of the driver (over-relaxation, Newton)
@@ -74,418 +69,6 @@ def method_options(method, options):
 
 
 # ----------------------------------------------------------------------------- sweeps
-class _Sweeps:
-    """Absorption-stabilized scaling iterations on the compressed problem.
-
-    The plan is ``P = diag(u) K diag(v)`` with ``K = exp((f + g - C) / reg)`` for absorbed
-    float64 potentials ``f``, ``g`` (``K`` in the problem's dtype); ``bound`` is the
-    absorption bound (``inf``: the plain scaling form, which never absorbs).
-    """
-
-    def __init__(self, run, f, g, bound):
-        self.run = run
-        prob = run.prob
-        n, m = prob.costc.shape
-        self.a, self.b = run.a64, run.b64
-        self.f, self.g = f.copy(), g.copy()
-        self.u, self.v = self.a.copy(), self.b.copy()
-        self.K = allocate((n, m), prob.dtype, "The kernel of the scaling iterations")
-        self.bound = bound
-        self.chunks = run.chunks
-        self.s, self.t, self.unew = np.empty(m), np.empty(m), np.empty(n)
-        self.vk = np.empty(m, dtype=prob.dtype)
-        nc = self.chunks
-        self.T, self.E = np.empty((nc, m)), np.empty((nc, 2))
-        self.X, self.W = np.empty((nc, m)), np.empty((nc, m))
-        self.cerr = np.zeros(1)
-        self.exact = False  # cerr[0] holds the column error of the current state
-        self.reg = None
-        self.fresh = False  # K matches (f, g): the plan can be taken from the scalings
-
-    def set_reg(self, reg):
-        """Absorb the scalings and build ``K`` for ``reg`` (a new problem if it changed)."""
-        if self.reg is not None:
-            self.absorb()
-        if reg != self.reg:
-            self.exact = False
-        self.reg = reg
-        self.rebuild()
-
-    def absorb(self):
-        _k.absorb(self.f, self.g, self.u, self.v, self.a, self.b, self.reg)
-
-    def rebuild(self):
-        cost = self.run.prob.costc
-        if self.chunks > 1:
-            _k.build_kernel_par(cost, self.f, self.g, self.reg, self.K, self.X, self.W)
-        else:
-            _k.build_kernel(cost, self.f, self.g, self.reg, self.K, self.X[0], self.W[0])
-        self.fresh = True
-
-    def sweep(self, maxiter, tol, omega, errs):
-        """Up to ``maxiter`` iterations, absorbing as needed; ``errs`` (length maxiter)
-        receives the errors (absolute) of the states after 0, 1, ... iterations (inf
-        where unknown). Returns ``(nit, code)``: DONE, BUDGET or NONFINITE."""
-        done = 0
-        while True:
-            args = (self.K, self.a, self.b, self.u, self.v, self.bound, omega, tol,
-                    maxiter - done, self.exact, self.cerr, errs[done:], self.s, self.t,
-                    self.unew, self.vk)
-            if self.chunks > 1:
-                k, code = _k.scaling_sweep_par(*args, self.T, self.E)
-            else:
-                k, code = _k.scaling_sweep(*args)
-            if k > 0 or code == KernelStatus.DONE:
-                self.exact = True
-            done += k
-            if code == KernelStatus.OUT_OF_RANGE:
-                self.absorb()
-                self.rebuild()
-                if done < maxiter:
-                    continue
-                code = KernelStatus.BUDGET
-            return done, code
-
-    def log_step(self, tol):
-        """One exact log-domain iteration from the current potentials: the fallback when
-        a scaling under/overflows. Returns ``(nit, code, err)``."""
-        self.absorb()
-        run = self.run
-        k, code, err = _k.sinkhorn_log(self.a, run.loga64, run.logb64, run.prob.costc,
-                                       self.reg, self.f, self.g, tol, 1, False)
-        self.cerr[0] = 0.0  # g is the exact column update of f
-        self.exact = k > 0
-        self.rebuild()
-        return k, code, err
-
-    def potentials(self):
-        """The float64 potentials of the current plan."""
-        with np.errstate(divide="ignore"):
-            return (self.f + self.reg * np.log(self.u / self.a),
-                    self.g + self.reg * np.log(self.v / self.b))
-
-    def plan(self):
-        """``(P, rows, cols, lin, plogr)`` from the scalings, written over ``K``; None if
-        ``K`` is stale or a scaling is not positive and finite."""
-        if not (self.fresh and np.all(self.u > 0) and np.all(self.v > 0)
-                and np.all(np.isfinite(self.u)) and np.all(np.isfinite(self.v))):
-            return None
-        cost = self.run.prob.costc
-        if self.chunks > 1:
-            out = _k.plan_from_scalings_par(self.K, self.u, self.v, self.a, self.b, cost,
-                                            self.f, self.g, self.reg, self.chunks)
-        else:
-            out = _k.plan_from_scalings(self.K, self.u, self.v, self.a, self.b, cost,
-                                        self.f, self.g, self.reg)
-        self.fresh = False
-        return (self.K,) + tuple(out)
-
-
-class _SymSweeps(_Sweeps):
-    """Averaged symmetric iterations for ``W(a, a)`` with a symmetric cost: one set of
-    potentials and scalings (``g`` is ``f``, ``v`` is ``u``), ``u <- sqrt(u a / (K u))``
-    (see ``ottools._kernels._symmetric``); the exact log-domain averaged update is the
-    fallback."""
-
-    def __init__(self, run, f, bound, cold):
-        super().__init__(run, f, f, bound)
-        self.g, self.v = self.f, self.u  # one measure, one potential
-        self.cold = cold
-        self.uk = np.empty(self.u.shape[0], dtype=run.prob.dtype)
-
-    def absorb(self):
-        self.f += self.reg * np.log(self.u / self.a)
-        self.u[:] = self.a
-
-    def sweep(self, maxiter, tol, omega, errs):
-        done = 0
-        while True:
-            args = (self.K, self.a, self.u, self.bound, tol, maxiter - done, self.cold,
-                    errs[done:], self.unew, self.uk)
-            if self.chunks > 1:
-                k, code = _ksym.symmetric_sweep_par(*args, self.E)
-            else:
-                k, code = _ksym.symmetric_sweep(*args)
-            if k > 0:
-                self.cold = False
-            done += k
-            if code == KernelStatus.OUT_OF_RANGE:
-                self.absorb()
-                self.rebuild()
-                if done < maxiter:
-                    continue
-                code = KernelStatus.BUDGET
-            return done, code
-
-    def log_step(self, tol):
-        self.absorb()
-        run = self.run
-        k, code, err = _ksym.sinkhorn_symmetric(self.a, run.loga64, run.prob.costc,
-                                                self.reg, self.f, tol, 1, self.cold)
-        self.cold = self.cold and k == 0
-        self.rebuild()
-        return k, code, err
-
-    def potentials(self):
-        with np.errstate(divide="ignore"):
-            f = self.f + self.reg * np.log(self.u / self.a)
-        return f, f.copy()
-
-
-class _OnlineSweeps:
-    """Log-domain sweeps on a point-cloud cost (``ottools.PointCloud``): each half-sweep is
-    a soft c-transform whose costs are computed row by row and dropped
-    (``ottools._kernels._online``), O((n + m) d) memory. Same interface as
-    :class:`_Sweeps`; no scaling form (there is no stored kernel), so every sweep costs
-    ``2 n m`` exponentials."""
-
-    def __init__(self, run, f, g, bound=None):
-        self.run = run
-        self.geom = run.prob.costc
-        self.geom_t = self.geom.transposed()
-        n, m = self.geom.shape
-        self.f, self.g = f.copy(), g.copy()
-        self.fnew, self.gnew = np.empty(n), np.empty(m)
-        nc_r, nc_c = _k.row_chunks(n, m), _k.row_chunks(m, n)
-        self.rows_args = (np.empty((nc_r, m)), np.empty((nc_r, m)))
-        self.cols_args = (np.empty((nc_c, n)), np.empty((nc_c, n)))
-        self.par = (nc_r > 1, nc_c > 1)
-        self.reg = None
-        self.exact = False
-        self.fresh = False
-        self.cerr = 0.0
-
-    def set_reg(self, reg):
-        if reg != self.reg:
-            self.exact = False
-            self.cerr = 0.0
-        self.reg = reg
-
-    def absorb(self):
-        pass
-
-    def _ctransform(self, cols, pot, prev, out):
-        run = self.run
-        if cols:
-            geom, logw, wprev, work, par = (self.geom_t, run.loga64, run.b64, self.cols_args,
-                                            self.par[1])
-        else:
-            geom, logw, wprev, work, par = (self.geom, run.logb64, run.a64, self.rows_args,
-                                            self.par[0])
-        args = geom.kernel_args() + (logw, pot, self.reg, prev, wprev, out) + work
-        return _ko.ctransform_par(*args) if par else _ko.ctransform(*args)
-
-    def sweep(self, maxiter, tol, omega, errs):
-        """As :meth:`_Sweeps.sweep`; ``omega > 1`` over-relaxes in the log domain,
-        ``f <- f + omega (T(g) - f)``. The row error of a state comes with the next row
-        pass; its column error is known when ``g`` is updated: ``T(f)`` is computed there,
-        so ``sum_j b_j |exp((g_j - T(f)_j) / reg) - 1|`` is exact (zero when ``omega = 1``).
-        """
-        for it in range(maxiter):
-            ok, e = self._ctransform(False, self.g, self.f, self.fnew)
-            checked = it > 0 or self.exact
-            e += self.cerr
-            errs[it] = e if checked else np.inf
-            if checked and e <= tol:
-                return it, KernelStatus.DONE
-            if not ok:
-                return it, KernelStatus.NONFINITE
-            if omega != 1.0:
-                self.fnew += (omega - 1.0) * (self.fnew - self.f)
-            ok, _ = self._ctransform(True, self.fnew, self.g, self.gnew)
-            if not ok:
-                return it, KernelStatus.NONFINITE
-            self.f[:] = self.fnew
-            if omega != 1.0:
-                d = self.g - self.gnew
-                self.g[:] = self.gnew - (omega - 1.0) * d
-                self.cerr = float(self.run.b64 @ np.abs(np.expm1((1.0 - omega) * d
-                                                                 / self.reg)))
-            else:
-                self.g[:] = self.gnew
-                self.cerr = 0.0
-            self.exact = True
-        return maxiter, KernelStatus.BUDGET
-
-    def log_step(self, tol):
-        k, code = self.sweep(1, tol, 1.0, np.full(2, np.inf))
-        return k, code, math.inf
-
-    def potentials(self):
-        return self.f.copy(), self.g.copy()
-
-    def plan(self):
-        return None
-
-
-class _OnlineSymSweeps(_OnlineSweeps):
-    """The averaged symmetric iterations ``f <- (f + T(f)) / 2`` of ``W(a, a)`` on a
-    point-cloud cost (``x`` against itself): one online c-transform per sweep."""
-
-    def __init__(self, run, f, cold):
-        super().__init__(run, f, f)
-        self.cold = cold
-
-    def sweep(self, maxiter, tol, omega, errs):
-        for it in range(maxiter):
-            ok, e = self._ctransform(False, self.f, self.f, self.fnew)
-            full = self.cold and it == 0
-            errs[it] = 2.0 * e
-            if 2.0 * e <= tol and not full:
-                return it, KernelStatus.DONE
-            if not ok:
-                return it, KernelStatus.NONFINITE
-            if full:
-                self.f[:] = self.fnew
-            else:
-                self.f += 0.5 * (self.fnew - self.f)
-            self.cold = False
-        return maxiter, KernelStatus.BUDGET
-
-    def potentials(self):
-        return self.f.copy(), self.f.copy()
-
-
-def _tau(rho, eps):
-    """The damping ``rho / (rho + eps)`` of a KL-relaxed marginal (1 when hard)."""
-    return 1.0 if math.isinf(rho) else rho / (rho + eps)
-
-
-class _UbSweeps(_Sweeps):
-    """Unbalanced sweeps: the damped updates of ``ottools._kernels._unbalanced`` on the
-    same absorbed kernel; ``run.rho = (rho_a, rho_b)``."""
-
-    def __init__(self, run, f, g, bound):
-        super().__init__(run, f, g, bound)
-        self.rho = run.rho
-
-    def rebuild(self):
-        super().rebuild()
-        (ra, rb), eps = self.rho, self.reg
-        self.tau = (_tau(ra, eps), _tau(rb, eps))
-        self.k = (0.0 if math.isinf(ra) else eps / ra, 0.0 if math.isinf(rb) else eps / rb)
-        self.pa = np.zeros_like(self.f) if math.isinf(ra) else -self.f / (ra + eps)
-        self.qa = np.zeros_like(self.f) if math.isinf(ra) else -self.f / ra
-        self.pb = np.zeros_like(self.g) if math.isinf(rb) else -self.g / (rb + eps)
-        self.qb = np.zeros_like(self.g) if math.isinf(rb) else -self.g / rb
-
-    def sweep(self, maxiter, tol, omega, errs):
-        done = 0
-        while True:
-            (ra, rb), eps = self.rho, self.reg
-            args = (self.K, self.a, self.b, self.u, self.v, self.pa, self.qa, self.pb,
-                    self.qb, self.tau[0], self.k[0], self.tau[1], self.k[1], 1.0 / ra,
-                    1.0 / rb, eps, self.bound, tol, maxiter - done, self.exact, self.cerr,
-                    errs[done:], self.s, self.t, self.unew, self.vk)
-            if self.chunks > 1:
-                k, code = _kub.unbalanced_sweep_par(*args, self.T, self.E)
-            else:
-                k, code = _kub.unbalanced_sweep(*args)
-            if k > 0 or code == KernelStatus.DONE:
-                self.exact = True
-            done += k
-            if code == KernelStatus.OUT_OF_RANGE:
-                self.absorb()
-                self.rebuild()
-                if done < maxiter:
-                    continue
-                code = KernelStatus.BUDGET
-            return done, code
-
-    def log_step(self, tol):
-        """One exact damped log-domain iteration (the fallback)."""
-        self.absorb()
-        run = self.run
-        cost = run.prob.costc
-        n, m = cost.shape
-        fnew = np.empty(n)
-        finite, _ = _lse.c_transform_rows(self.a, run.logb64, self.g, cost, self.reg, self.f,
-                                          fnew)
-        if not finite:
-            self.rebuild()
-            return 0, KernelStatus.NONFINITE, math.inf
-        self.f[:] = self.tau[0] * fnew
-        out = np.empty(m)
-        _lse.col_lse(run.loga64, self.f, cost, 1.0 / self.reg, np.empty(m), np.empty(m),
-                     out)
-        gnew = -self.tau[1] * self.reg * out
-        if not np.all(np.isfinite(gnew)):
-            self.rebuild()
-            return 1, KernelStatus.NONFINITE, math.inf
-        self.g[:] = gnew
-        self.cerr[0] = 0.0
-        self.exact = True
-        self.rebuild()
-        return 1, KernelStatus.BUDGET, math.inf
-
-
-class _Relaxation:
-    """The over-relaxation parameter ``omega`` from the observed rates of the error.
-
-    Plain sweeps first; their linear rate ``kappa`` sets
-    ``omega = min(omega_max, 2 / (1 + sqrt(1 - kappa)))`` (Thibault et al. 2021). While
-    relaxed, each block's rate ``lam`` refines ``kappa`` through Young's relation for
-    2-cyclic iterations, ``kappa = (lam + omega - 1)**2 / (lam omega**2)``, and ``omega``
-    grows to its optimum. Safeguard: if the error grows 100-fold, or has not decreased
-    over the last 5 blocks, plain Sinkhorn resumes and the rate is estimated again (after
-    the third failure, plain Sinkhorn for good).
-    """
-
-    def __init__(self, enabled, omega_max=1.9):
-        self.enabled = enabled
-        self.omega = 1.0
-        self.omega_max = omega_max
-        self.fails = 0
-        self.best = math.inf   # smallest error since relaxing
-        self.checks = []       # block-end errors since relaxing
-        self.settled = 0
-
-    @staticmethod
-    def from_rate(kappa, omega_max):
-        if not (0.0 < kappa < 1.0):
-            return 1.0
-        return min(omega_max, 2.0 / (1.0 + math.sqrt(1.0 - kappa)))
-
-    def update(self, errs):
-        """Adjust ``omega`` after a block whose known errors (in order) are ``errs``."""
-        if not self.enabled:
-            return
-        errs = errs[np.isfinite(errs)]
-        if errs.size < 2:
-            return
-        last = float(errs[-1])
-        if self.omega == 1.0:
-            kappa = rate(errs[-min(errs.size, 11):])
-            w = self.from_rate(kappa, self.omega_max)
-            if w > 1.0:
-                self.omega, self.best, self.checks, self.settled = w, last, [last], 0
-            return
-        self.checks.append(last)
-        bad = not (last <= 100.0 * self.best)
-        if len(self.checks) > 5 and not last < self.checks[-6]:
-            bad = True
-        self.best = min(self.best, last)
-        if bad:
-            self.omega = 1.0
-            self.fails += 1
-            self.enabled = self.fails < 3
-            return
-        self.settled += 1
-        lam = rate(errs)
-        if self.settled >= 2 and 0.0 < lam < 1.0:
-            w = self.omega
-            kap = (lam + w - 1.0) ** 2 / (lam * w * w)
-            w_new = self.from_rate(kap, self.omega_max)
-            if w_new > w + 1e-3:
-                self.omega = w_new
-                self.settled = 0
-
-    def fail(self):
-        """A relaxed step under/overflowed: plain Sinkhorn from here on."""
-        self.omega = 1.0
-        self.enabled = False
-
-
 # ----------------------------------------------------------------------------- driver
 class _Run:
     """One solve: the problem, its settings, the iteration count, the error history
@@ -528,8 +111,8 @@ class _Run:
     def sweeps(self, f0, g0, bound):
         """The sweeps object of this problem (balanced, unbalanced, or online)."""
         if self.prob.geometry:
-            return _OnlineSweeps(self, f0, g0)
-        return (_Sweeps if self.rho is None else _UbSweeps)(self, f0, g0, bound)
+            return OnlineSweeps(self, f0, g0)
+        return (Sweeps if self.rho is None else UbSweeps)(self, f0, g0, bound)
 
     # ---------------------------------------------------------------- history
     def _stage(self, stage):
@@ -619,7 +202,7 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
     """
     n, m = run.prob.costc.shape
     callback = run.settings.callback is not None
-    relax = relax or _Relaxation(False)
+    relax = relax or Relaxation(False)
     at_reg = sw.reg == run.reg
     budget = run.remaining() if budget is None else min(budget, run.remaining())
     newton = newton_after is not None and at_reg
@@ -731,7 +314,7 @@ def _solve_log(run, f0, g0):
     """Log-stable Sinkhorn (absorption-stabilized scaling), optionally annealed and
     over-relaxed."""
     opts = run.settings.options
-    sw = run.sweeps(f0, g0, _ABSORB_BOUND[run.prob.dtype])
+    sw = run.sweeps(f0, g0, ABSORB_BOUND[run.prob.dtype])
     if opts["epsilon_scaling"]:
         status = _anneal(run, sw, _schedule(run, opts), sweeps=run.settings.maxiter,
                          level_tol=max(run.tol_abs, 1e-3 * run.prob.mass))
@@ -739,7 +322,7 @@ def _solve_log(run, f0, g0):
             return sw.potentials() + (status, None)
     sw.set_reg(run.reg)
     status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
-                          relax=_Relaxation(opts["overrelaxation"] and run.rho is None))
+                          relax=Relaxation(opts["overrelaxation"] and run.rho is None))
     return sw.potentials() + (status, sw)
 
 
@@ -772,7 +355,7 @@ def _solve_auto(run, f0, g0, warm):
     opts = run.settings.options
     prob = run.prob
     spread = prob.spread
-    sw = run.sweeps(f0, g0, _ABSORB_BOUND[prob.dtype])
+    sw = run.sweeps(f0, g0, ABSORB_BOUND[prob.dtype])
     # Over-relaxation needs balanced marginals, the Newton stage also the dense plan.
     balanced = run.rho is None
     anneal = opts["epsilon_scaling"]
@@ -794,7 +377,7 @@ def _solve_auto(run, f0, g0, warm):
             return sw.potentials() + (status, None)
     sw.set_reg(run.reg)
     status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
-                          relax=_Relaxation(opts["overrelaxation"] and balanced),
+                          relax=Relaxation(opts["overrelaxation"] and balanced),
                           newton_after=(opts["newton_after"] if opts["newton"] and balanced
                                         and not prob.geometry else None))
     if status is not None:
@@ -809,8 +392,8 @@ def _solve_symmetric(run, f0, cold):
     ``options["epsilon_scaling"] = True``)."""
     opts = run.settings.options
     spread = run.prob.spread
-    sw = (_OnlineSymSweeps(run, f0, cold) if run.prob.geometry
-          else _SymSweeps(run, f0, _ABSORB_BOUND[run.prob.dtype], cold))
+    sw = (OnlineSymSweeps(run, f0, cold) if run.prob.geometry
+          else SymSweeps(run, f0, ABSORB_BOUND[run.prob.dtype], cold))
     # The averaged iterations converge in tens of sweeps from a cold start at every reg
     # (measured: 14-22 sweeps at reg / range from 1e-2 down to 2e-6); annealing costs a
     # kernel rebuild per level for nothing, so it runs only when asked for.
@@ -883,7 +466,7 @@ def _rebalance(run, f, g):
     if not np.all(np.isfinite(f)):
         return f, g
     if run.prob.geometry:
-        sw = _OnlineSweeps(run, f, np.asarray(g, dtype=np.float64))
+        sw = OnlineSweeps(run, f, np.asarray(g, dtype=np.float64))
         sw.set_reg(run.reg)
         sw._ctransform(True, sw.f, sw.g, sw.gnew)
         return f, sw.gnew.copy()
@@ -891,7 +474,7 @@ def _rebalance(run, f, g):
     out = np.empty(m)
     _lse.col_lse(run.loga64, f, run.prob.costc, 1.0 / run.reg, np.empty(m), np.empty(m),
                  out)
-    tau_b = 1.0 if run.rho is None else _tau(run.rho[1], run.reg)
+    tau_b = 1.0 if run.rho is None else tau(run.rho[1], run.reg)
     return f, -tau_b * run.reg * out
 
 
@@ -959,7 +542,7 @@ def _finish(run, fc, gc, status, planned):
         (ra, rb), a64, b64 = run.rho, run.a64, run.b64
         ta, tb = _relaxed_target(a64, fc, ra), _relaxed_target(b64, gc, rb)
         err = float(np.abs(rows - ta).sum() + np.abs(cols - tb).sum()) / prob.mass
-        f, g = prob.expand(fc, gc, reg, tau=(_tau(ra, reg), _tau(rb, reg)), centre=False)
+        f, g = prob.expand(fc, gc, reg, tau=(tau(ra, reg), tau(rb, reg)), centre=False)
         terms = {"cost": float(lin), "entropy": float(reg * kl),
                  "relax_a": _kl_term(rows, a64, ra), "relax_b": _kl_term(cols, b64, rb)}
         fun = float(sum(terms.values()))
@@ -1211,8 +794,10 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
            [0. , 0.5]])
     """
     if np.ndim(cost) == 3 and not getattr(cost, "_ottools_geometry", False):
-        return _solve_batch(a, b, cost, reg, reg_m=reg_m, method=method, tol=tol,
-                            maxiter=maxiter, init=init, callback=callback, options=options)
+        from ._batch import solve_batch  # a batch of problems (B, n, m)
+
+        return solve_batch(a, b, cost, reg, reg_m=reg_m, method=method, tol=tol,
+                           maxiter=maxiter, init=init, callback=callback, options=options)
     rho = _check_reg_m(reg_m)
     if rho is not None and all(math.isinf(r) for r in rho):
         rho = None  # both marginals hard: the balanced problem
@@ -1233,104 +818,3 @@ def _self_transport(prob):
     if prob.geometry:
         return np.array_equal(prob.cost.x, prob.cost.y)
     return np.array_equal(prob.cost, prob.cost.T)
-
-
-# ----------------------------------------------------------------------------- batches
-def _check_batch(a, b, cost, reg_m, method, init, callback):
-    """Validated ``(a, b, cost, dtype)`` of a batch: ``cost`` (B, n, m); ``a`` (B, n) or (n,)
-    or None; ``b`` likewise; equal masses per problem (errors name the batch index)."""
-    if reg_m is not None or init is not None or callback is not None:
-        bad = [k for k, v in (("reg_m", reg_m), ("init", init), ("callback", callback))
-               if v is not None]
-        raise TypeError(f"{', '.join(f'`{k}`' for k in bad)} not supported for a batch of "
-                        f"problems (cost of shape (B, n, m)); solve them one by one.")
-    if method not in ("auto", "log"):
-        raise ValueError(f"method={method!r} is not available for a batch of problems; "
-                         f"batches run the log-stable sweeps ('auto' or 'log').")
-    from ._validation import _as_float_array, _check_balanced, _check_weights, _result_dtype
-
-    cost = _as_float_array(cost, "cost", ndim=3)
-    B, n, m = cost.shape
-    if cost.size == 0:
-        raise ValueError(f"`cost` must not be empty; got shape {cost.shape}.")
-    if not np.all(np.isfinite(cost)):
-        k = int(np.flatnonzero(~np.isfinite(cost).reshape(B, -1).all(1))[0])
-        raise ValueError(f"`cost` must be finite; problem {k} of the batch holds NaN or "
-                         f"inf.")
-    weights = []
-    for w, name, size in ((a, "a", n), (b, "b", m)):
-        arr = None if w is None else _as_float_array(w, name)
-        if arr is not None and arr.ndim not in (1, 2):
-            raise ValueError(f"`{name}` must be (B, {size}) or ({size},) for a batch; got "
-                             f"shape {arr.shape}.")
-        if arr is not None and arr.ndim == 2 and arr.shape[0] != B:
-            raise ValueError(f"`{name}` holds {arr.shape[0]} problems but `cost` holds {B}.")
-        weights.append(arr)
-    dtype = _result_dtype(cost, *weights)
-    out = []
-    for arr, name, size in zip(weights, ("a", "b"), (n, m)):
-        rows = []
-        for k in range(B):
-            wk = None if arr is None else (arr if arr.ndim == 1 else arr[k])
-            try:
-                rows.append(_check_weights(wk, size, name, dtype,
-                                           against=f"`cost` has shape {cost.shape}"))
-            except ValueError as exc:
-                raise ValueError(f"problem {k} of the batch: {exc}") from None
-        out.append(np.stack(rows))
-    aw, bw = out
-    for k in range(B):
-        try:
-            bw[k] = _check_balanced(aw[k], bw[k])
-        except ValueError as exc:
-            raise ValueError(f"problem {k} of the batch: {exc}") from None
-    # float64 copies of the dtype-rounded weights: what one problem's solver uses.
-    return (aw.astype(np.float64), bw.astype(np.float64),
-            np.ascontiguousarray(cost, dtype=dtype), np.dtype(dtype))
-
-
-def _solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback, options):
-    """``sinkhorn`` on a batch (B, n, m): every problem by the log-stable sweeps, in
-    parallel over problems (``ottools._kernels._batch``); one result of arrays."""
-    name = _check_method(method, METHODS)
-    a64, b64, cost, dtype = _check_batch(a, b, cost, reg_m, name, init, callback)
-    reg = _check_positive(reg, "reg")
-    _check_option_table(options, {"check_every": _CHECK_EVERY}, f"a batch (method={name!r})")
-    settings = Settings.from_args(tol, maxiter, None, dtype)
-    _define_result_class()
-    B, n, m = cost.shape
-    f, g = np.empty((B, n)), np.empty((B, m))
-    P = allocate((B, n, m), dtype, "The plans of the batch")
-    nit, code = np.zeros(B, dtype=np.int64), np.zeros(B, dtype=np.int64)
-    err, lin, plogr, pmass = (np.zeros(B) for _ in range(4))
-    _lazy_batch().sinkhorn_batch(a64, b64, cost, reg, settings.tol, settings.maxiter,
-                                 _ABSORB_BOUND[dtype], f, g, P, nit, code, err, lin, plogr,
-                                 pmass)
-    status = np.where(code == KernelStatus.DONE, CONVERGED,
-                      np.where(code == KernelStatus.NONFINITE, NONFINITE, MAXITER))
-    status = np.where((status == MAXITER) & (err <= settings.tol), CONVERGED, status)
-    status = np.where((status == CONVERGED) & (err > settings.tol), STALLED, status)
-    status = np.where(~(np.isfinite(err) & np.isfinite(lin)), NONFINITE, status)
-    ma, mb = a64.sum(1), b64.sum(1)
-    fun = lin + reg * (plogr - pmass + ma * mb)
-    # Zero-weight entries: their c-transform, then the gauge, as for one problem.
-    fz, gz = ~np.isfinite(f), ~np.isfinite(g)
-    for k in np.flatnonzero(fz.any(1) | gz.any(1)):
-        prob = LinearProblem(a64[k].astype(dtype), b64[k].astype(dtype), cost[k], dtype)
-        f[k], g[k] = prob.expand(f[k][a64[k] > 0], g[k][b64[k] > 0], reg)
-    shift = (np.einsum("km,km->k", g, b64) - np.einsum("kn,kn->k", f, a64)) / (2.0 * ma)
-    f += shift[:, None]
-    g -= shift[:, None]
-    counts = np.bincount(status, minlength=6)
-    summary = ", ".join(f"{c} {label}" for c, label in zip(
-        counts, ("converged", "at maxiter", "non-finite", "stopped", "stalled",
-                 "certified")) if c)
-    return make_result(
-        fun=fun, cost=lin.copy(), plan=P, f=f.astype(dtype), g=g.astype(dtype), nit=nit,
-        err=err, success=status == CONVERGED, status=status.astype(np.int64),
-        message=f"Batch of {B} problems: {summary}. See `status` per problem (table of "
-                f"ottools.sinkhorn).", method=name, reg=reg)
-
-
-def _lazy_batch():
-    return lazy("_batch")

@@ -316,7 +316,7 @@ def _update_columns(b, v, t, s, omega):
 
 
 @jit
-def _commit(u, unew, v, s, a, b, bound):
+def commit_scalings(u, unew, v, s, a, b, bound):
     """Accept the new scalings; True if one left ``[1 / bound, bound]`` (relative to its
     weight): the caller absorbs them into the potentials."""
     lo = 1.0 / bound
@@ -417,7 +417,7 @@ def _after_sweep(e, ok, it, check_first, cerr, errs, tol, b, v, t, s, omega, u, 
     if not ok:
         return NONFINITE
     cerr[0] = ce
-    if _commit(u, unew, v, s, a, b, bound):
+    if commit_scalings(u, unew, v, s, a, b, bound):
         return OUT_OF_RANGE
     return BUDGET
 

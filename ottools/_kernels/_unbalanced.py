@@ -24,6 +24,7 @@ from numba import prange
 
 from ._codes import BUDGET, DONE, NONFINITE, OUT_OF_RANGE
 from ._jit import FASTMATH_SAFE, jit
+from ._sinkhorn import commit_scalings
 
 
 @jit(fastmath=FASTMATH_SAFE)
@@ -95,23 +96,6 @@ def _ub_columns(b, t, s, pb, qb, tau, kc):
 
 
 @jit
-def _ub_commit(u, unew, v, s, a, b, bound):
-    lo = 1.0 / bound
-    out = False
-    for i in range(u.shape[0]):
-        u[i] = unew[i]
-        r = unew[i] / a[i]
-        if r > bound or r < lo:
-            out = True
-    for j in range(v.shape[0]):
-        v[j] = s[j]
-        r = s[j] / b[j]
-        if r > bound or r < lo:
-            out = True
-    return out
-
-
-@jit
 def _translate(u, v, a, b, qa, qb, ka, kb, ia, ib, reg):
     """The translation-invariant step (Séjourné, Vialard, Peyré 2022): the dual is
     maximised exactly along ``(f + t, g - t)``, which leaves ``f_i + g_j`` and so the
@@ -152,7 +136,7 @@ def _ub_tail(e, ok, it, check_first, cerr, errs, tol, b, t, s, pa, qa, pb, qb, t
     ok, ce = _ub_columns(b, t, s, pb, qb, tau_b, kb)
     if not ok:
         return NONFINITE
-    out = _ub_commit(u, unew, v, s, a, b, bound)
+    out = commit_scalings(u, unew, v, s, a, b, bound)
     if ia > 0.0 or ib > 0.0:
         su = _translate(u, v, a, b, qa, qb, ka, kb, ia, ib, reg)
         # The plan's column sums are unchanged (u scaled by su, v by 1 / su); their

@@ -15,7 +15,7 @@ import torch
 from .._costs import cost_matrix
 from .._divergence import divergence_value_and_grad
 from .._monge_gap import monge_gap_value_and_grad
-from .._sinkhorn import sinkhorn as _np_sinkhorn
+from .._sinkhorn import sinkhorn as np_sinkhorn
 from ._convert import (apply, as_tensor, check_ndim, dtypes, numpy, same_device, scalar,
                        warn_unconverged)
 
@@ -25,11 +25,11 @@ __all__ = ["monge_gap", "sinkhorn", "sinkhorn_loss"]
 def _sinkhorn_grads(res, a, b):
     """Gradients of ``res.fun`` w.r.t. ``(a, b, cost)``: centred potentials (balanced) or
     the relaxed dual's derivative (``reg_m``), and the plan."""
-    from .._divergence import _weight_grad
+    from .._divergence import weight_grad
 
     aa = np.full(res.plan.shape[0], 1.0 / res.plan.shape[0]) if a is None else a
     bb = np.full(res.plan.shape[1], 1.0 / res.plan.shape[1]) if b is None else b
-    return _weight_grad(res, aa, bb, 0), _weight_grad(res, aa, bb, 1), res.plan
+    return weight_grad(res, aa, bb, 0), weight_grad(res, aa, bb, 1), res.plan
 
 
 def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10_000,
@@ -102,7 +102,7 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
 
     def fn(a_t, b_t, c_t):
         an, bn = numpy(a_t, np_dtype), numpy(b_t, np_dtype)
-        res = _np_sinkhorn(an, bn, numpy(c_t, np_dtype), reg, reg_m=reg_m, method=method,
+        res = np_sinkhorn(an, bn, numpy(c_t, np_dtype), reg, reg_m=reg_m, method=method,
                            tol=tol, maxiter=maxiter, init=init, options=options)
         results.append(res)
         ga, gb, gc = _sinkhorn_grads(res, an, bn)

@@ -1,0 +1,119 @@
+"""Batches of entropic problems: ``sinkhorn`` with a cost of shape (B, n, m).
+
+Every problem runs the log-stable sweeps of ``method="log"`` inside one Numba kernel,
+problems in parallel (``ottools._kernels._batch``): the iterates, iteration counts and
+statuses of one call per problem, without the Python driver's overhead per problem.
+Internal API: :func:`solve_batch`, called by :func:`ottools.sinkhorn`.
+"""
+
+import numpy as np
+
+from ._kernels import KernelStatus, lazy
+from ._problem import LinearProblem, Settings, allocate
+from ._result import (CONVERGED, MAXITER, NONFINITE, STALLED, _define_result_class,
+                      make_result)
+from ._sinkhorn import METHODS
+from ._sweeps import ABSORB_BOUND
+from ._validation import (_as_float_array, _check_balanced, _check_method,
+                          _check_option_table, _check_positive, _check_weights, _Option,
+                          _result_dtype)
+
+__all__ = []
+
+_kb = lazy("_batch")
+
+
+def _check_batch(a, b, cost, reg_m, method, init, callback):
+    """Validated ``(a, b, cost, dtype)`` of a batch: ``cost`` (B, n, m); ``a`` (B, n) or (n,)
+    or None; ``b`` likewise; equal masses per problem (errors name the batch index)."""
+    if reg_m is not None or init is not None or callback is not None:
+        bad = [k for k, v in (("reg_m", reg_m), ("init", init), ("callback", callback))
+               if v is not None]
+        raise TypeError(f"{', '.join(f'`{k}`' for k in bad)} not supported for a batch of "
+                        f"problems (cost of shape (B, n, m)); solve them one by one.")
+    if method not in ("auto", "log"):
+        raise ValueError(f"method={method!r} is not available for a batch of problems; "
+                         f"batches run the log-stable sweeps ('auto' or 'log').")
+    cost = _as_float_array(cost, "cost", ndim=3)
+    B, n, m = cost.shape
+    if cost.size == 0:
+        raise ValueError(f"`cost` must not be empty; got shape {cost.shape}.")
+    if not np.all(np.isfinite(cost)):
+        k = int(np.flatnonzero(~np.isfinite(cost).reshape(B, -1).all(1))[0])
+        raise ValueError(f"`cost` must be finite; problem {k} of the batch holds NaN or "
+                         f"inf.")
+    weights = []
+    for w, name, size in ((a, "a", n), (b, "b", m)):
+        arr = None if w is None else _as_float_array(w, name)
+        if arr is not None and arr.ndim not in (1, 2):
+            raise ValueError(f"`{name}` must be (B, {size}) or ({size},) for a batch; got "
+                             f"shape {arr.shape}.")
+        if arr is not None and arr.ndim == 2 and arr.shape[0] != B:
+            raise ValueError(f"`{name}` holds {arr.shape[0]} problems but `cost` holds {B}.")
+        weights.append(arr)
+    dtype = _result_dtype(cost, *weights)
+    out = []
+    for arr, name, size in zip(weights, ("a", "b"), (n, m)):
+        rows = []
+        for k in range(B):
+            wk = None if arr is None else (arr if arr.ndim == 1 else arr[k])
+            try:
+                rows.append(_check_weights(wk, size, name, dtype,
+                                           against=f"`cost` has shape {cost.shape}"))
+            except ValueError as exc:
+                raise ValueError(f"problem {k} of the batch: {exc}") from None
+        out.append(np.stack(rows))
+    aw, bw = out
+    for k in range(B):
+        try:
+            bw[k] = _check_balanced(aw[k], bw[k])
+        except ValueError as exc:
+            raise ValueError(f"problem {k} of the batch: {exc}") from None
+    # float64 copies of the dtype-rounded weights: what one problem's solver uses.
+    return (aw.astype(np.float64), bw.astype(np.float64),
+            np.ascontiguousarray(cost, dtype=dtype), np.dtype(dtype))
+
+
+def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback, options):
+    """``sinkhorn`` on a batch (B, n, m): every problem by the log-stable sweeps, in
+    parallel over problems (``ottools._kernels._batch``); one result of arrays."""
+    name = _check_method(method, METHODS)
+    a64, b64, cost, dtype = _check_batch(a, b, cost, reg_m, name, init, callback)
+    reg = _check_positive(reg, "reg")
+    _check_option_table(options, {"check_every": _Option("int", 10, lo=1)}, f"a batch (method={name!r})")
+    settings = Settings.from_args(tol, maxiter, None, dtype)
+    _define_result_class()
+    B, n, m = cost.shape
+    f, g = np.empty((B, n)), np.empty((B, m))
+    P = allocate((B, n, m), dtype, "The plans of the batch")
+    nit, code = np.zeros(B, dtype=np.int64), np.zeros(B, dtype=np.int64)
+    err, lin, plogr, pmass = (np.zeros(B) for _ in range(4))
+    _kb.sinkhorn_batch(a64, b64, cost, reg, settings.tol, settings.maxiter,
+                                 ABSORB_BOUND[dtype], f, g, P, nit, code, err, lin, plogr,
+                                 pmass)
+    status = np.where(code == KernelStatus.DONE, CONVERGED,
+                      np.where(code == KernelStatus.NONFINITE, NONFINITE, MAXITER))
+    status = np.where((status == MAXITER) & (err <= settings.tol), CONVERGED, status)
+    status = np.where((status == CONVERGED) & (err > settings.tol), STALLED, status)
+    status = np.where(~(np.isfinite(err) & np.isfinite(lin)), NONFINITE, status)
+    ma, mb = a64.sum(1), b64.sum(1)
+    fun = lin + reg * (plogr - pmass + ma * mb)
+    # Zero-weight entries: their c-transform, then the gauge, as for one problem.
+    fz, gz = ~np.isfinite(f), ~np.isfinite(g)
+    for k in np.flatnonzero(fz.any(1) | gz.any(1)):
+        prob = LinearProblem(a64[k].astype(dtype), b64[k].astype(dtype), cost[k], dtype)
+        f[k], g[k] = prob.expand(f[k][a64[k] > 0], g[k][b64[k] > 0], reg)
+    shift = (np.einsum("km,km->k", g, b64) - np.einsum("kn,kn->k", f, a64)) / (2.0 * ma)
+    f += shift[:, None]
+    g -= shift[:, None]
+    counts = np.bincount(status, minlength=6)
+    summary = ", ".join(f"{c} {label}" for c, label in zip(
+        counts, ("converged", "at maxiter", "non-finite", "stopped", "stalled",
+                 "certified")) if c)
+    return make_result(
+        fun=fun, cost=lin.copy(), plan=P, f=f.astype(dtype), g=g.astype(dtype), nit=nit,
+        err=err, success=status == CONVERGED, status=status.astype(np.int64),
+        message=f"Batch of {B} problems: {summary}. See `status` per problem (table of "
+                f"ottools.sinkhorn).", method=name, reg=reg)
+
+

@@ -1,0 +1,422 @@
+"""The state of the entropic iterations: one class per kind of sweep, one interface.
+
+Every class holds potentials (float64) and whatever the kernels iterate on, and offers
+``set_reg(reg)`` (absorb, rebuild for a new regularization), ``sweep(maxiter, tol, omega,
+errs) -> (nit, code)`` (bounded kernel calls; ``errs[k]`` the absolute error of the state
+after ``k`` iterations), ``log_step(tol)`` (the exact fallback), ``potentials()`` and
+``plan()``; the driver of :mod:`ottools._sinkhorn` runs them (its ``run`` object gives
+the problem, the float64 weights and the thread blocks). :class:`Relaxation` is the
+over-relaxation controller. Internal API (names without a leading underscore, not
+exported).
+"""
+
+import math
+
+import numpy as np
+
+from ._kernels import KernelStatus, lazy
+from ._problem import allocate, rate
+
+__all__ = []
+
+_k = lazy("_sinkhorn")
+_ko = lazy("_online")
+_kub = lazy("_unbalanced")
+_ksym = lazy("_symmetric")
+_lse = lazy("_lse")
+
+# Absorption bound of the log-stable sweeps: scalings u / a, v / b stay in
+# [1 / bound, bound]; an underflowed kernel entry (< tiny) times bound**2 stays far below
+# rounding (see ottools/_kernels/_sinkhorn.py).
+ABSORB_BOUND = {np.dtype(np.float64): 1e50, np.dtype(np.float32): 1e10}
+
+
+class Sweeps:
+    """Absorption-stabilized scaling iterations on the compressed problem.
+
+    The plan is ``P = diag(u) K diag(v)`` with ``K = exp((f + g - C) / reg)`` for absorbed
+    float64 potentials ``f``, ``g`` (``K`` in the problem's dtype); ``bound`` is the
+    absorption bound (``inf``: the plain scaling form, which never absorbs).
+    """
+
+    def __init__(self, run, f, g, bound):
+        self.run = run
+        prob = run.prob
+        n, m = prob.costc.shape
+        self.a, self.b = run.a64, run.b64
+        self.f, self.g = f.copy(), g.copy()
+        self.u, self.v = self.a.copy(), self.b.copy()
+        self.K = allocate((n, m), prob.dtype, "The kernel of the scaling iterations")
+        self.bound = bound
+        self.chunks = run.chunks
+        self.s, self.t, self.unew = np.empty(m), np.empty(m), np.empty(n)
+        self.vk = np.empty(m, dtype=prob.dtype)
+        nc = self.chunks
+        self.T, self.E = np.empty((nc, m)), np.empty((nc, 2))
+        self.X, self.W = np.empty((nc, m)), np.empty((nc, m))
+        self.cerr = np.zeros(1)
+        self.exact = False  # cerr[0] holds the column error of the current state
+        self.reg = None
+        self.fresh = False  # K matches (f, g): the plan can be taken from the scalings
+
+    def set_reg(self, reg):
+        """Absorb the scalings and build ``K`` for ``reg`` (a new problem if it changed)."""
+        if self.reg is not None:
+            self.absorb()
+        if reg != self.reg:
+            self.exact = False
+        self.reg = reg
+        self.rebuild()
+
+    def absorb(self):
+        _k.absorb(self.f, self.g, self.u, self.v, self.a, self.b, self.reg)
+
+    def rebuild(self):
+        cost = self.run.prob.costc
+        if self.chunks > 1:
+            _k.build_kernel_par(cost, self.f, self.g, self.reg, self.K, self.X, self.W)
+        else:
+            _k.build_kernel(cost, self.f, self.g, self.reg, self.K, self.X[0], self.W[0])
+        self.fresh = True
+
+    def sweep(self, maxiter, tol, omega, errs):
+        """Up to ``maxiter`` iterations, absorbing as needed; ``errs`` (length maxiter)
+        receives the errors (absolute) of the states after 0, 1, ... iterations (inf
+        where unknown). Returns ``(nit, code)``: DONE, BUDGET or NONFINITE."""
+        done = 0
+        while True:
+            k, code = self._kernel(maxiter - done, tol, omega, errs[done:])
+            if k > 0 or code == KernelStatus.DONE:
+                self.exact = True
+            done += k
+            if code == KernelStatus.OUT_OF_RANGE:
+                self.absorb()
+                self.rebuild()
+                if done < maxiter:
+                    continue
+                code = KernelStatus.BUDGET
+            return done, code
+
+    def _kernel(self, maxiter, tol, omega, errs):
+        """One kernel call: ``(nit, code)`` (codes of ``ottools._kernels._codes``)."""
+        args = (self.K, self.a, self.b, self.u, self.v, self.bound, omega, tol, maxiter,
+                self.exact, self.cerr, errs, self.s, self.t, self.unew, self.vk)
+        if self.chunks > 1:
+            return _k.scaling_sweep_par(*args, self.T, self.E)
+        return _k.scaling_sweep(*args)
+
+    def log_step(self, tol):
+        """One exact log-domain iteration from the current potentials: the fallback when
+        a scaling under/overflows. Returns ``(nit, code, err)``."""
+        self.absorb()
+        run = self.run
+        k, code, err = _k.sinkhorn_log(self.a, run.loga64, run.logb64, run.prob.costc,
+                                       self.reg, self.f, self.g, tol, 1, False)
+        self.cerr[0] = 0.0  # g is the exact column update of f
+        self.exact = k > 0
+        self.rebuild()
+        return k, code, err
+
+    def potentials(self):
+        """The float64 potentials of the current plan."""
+        with np.errstate(divide="ignore"):
+            return (self.f + self.reg * np.log(self.u / self.a),
+                    self.g + self.reg * np.log(self.v / self.b))
+
+    def plan(self):
+        """``(P, rows, cols, lin, plogr)`` from the scalings, written over ``K``; None if
+        ``K`` is stale or a scaling is not positive and finite."""
+        if not (self.fresh and np.all(self.u > 0) and np.all(self.v > 0)
+                and np.all(np.isfinite(self.u)) and np.all(np.isfinite(self.v))):
+            return None
+        cost = self.run.prob.costc
+        if self.chunks > 1:
+            out = _k.plan_from_scalings_par(self.K, self.u, self.v, self.a, self.b, cost,
+                                            self.f, self.g, self.reg, self.chunks)
+        else:
+            out = _k.plan_from_scalings(self.K, self.u, self.v, self.a, self.b, cost,
+                                        self.f, self.g, self.reg)
+        self.fresh = False
+        return (self.K,) + tuple(out)
+
+
+class SymSweeps(Sweeps):
+    """Averaged symmetric iterations for ``W(a, a)`` with a symmetric cost: one set of
+    potentials and scalings (``g`` is ``f``, ``v`` is ``u``), ``u <- sqrt(u a / (K u))``
+    (see ``ottools._kernels._symmetric``); the exact log-domain averaged update is the
+    fallback."""
+
+    def __init__(self, run, f, bound, cold):
+        super().__init__(run, f, f, bound)
+        self.g, self.v = self.f, self.u  # one measure, one potential
+        self.cold = cold
+        self.uk = np.empty(self.u.shape[0], dtype=run.prob.dtype)
+
+    def absorb(self):
+        self.f += self.reg * np.log(self.u / self.a)
+        self.u[:] = self.a
+
+    def _kernel(self, maxiter, tol, omega, errs):
+        args = (self.K, self.a, self.u, self.bound, tol, maxiter, self.cold, errs,
+                self.unew, self.uk)
+        if self.chunks > 1:
+            k, code = _ksym.symmetric_sweep_par(*args, self.E)
+        else:
+            k, code = _ksym.symmetric_sweep(*args)
+        self.cold = self.cold and k == 0
+        return k, code
+
+    def log_step(self, tol):
+        self.absorb()
+        run = self.run
+        k, code, err = _ksym.sinkhorn_symmetric(self.a, run.loga64, run.prob.costc,
+                                                self.reg, self.f, tol, 1, self.cold)
+        self.cold = self.cold and k == 0
+        self.rebuild()
+        return k, code, err
+
+    def potentials(self):
+        with np.errstate(divide="ignore"):
+            f = self.f + self.reg * np.log(self.u / self.a)
+        return f, f.copy()
+
+
+class OnlineSweeps:
+    """Log-domain sweeps on a point-cloud cost (``ottools.PointCloud``): each half-sweep is
+    a soft c-transform whose costs are computed row by row and dropped
+    (``ottools._kernels._online``), O((n + m) d) memory. Same interface as
+    :class:`Sweeps`; no scaling form (there is no stored kernel), so every sweep costs
+    ``2 n m`` exponentials."""
+
+    def __init__(self, run, f, g, bound=None):
+        self.run = run
+        self.geom = run.prob.costc
+        self.geom_t = self.geom.transposed()
+        n, m = self.geom.shape
+        self.f, self.g = f.copy(), g.copy()
+        self.fnew, self.gnew = np.empty(n), np.empty(m)
+        nc_r, nc_c = _k.row_chunks(n, m), _k.row_chunks(m, n)
+        self.rows_args = (np.empty((nc_r, m)), np.empty((nc_r, m)))
+        self.cols_args = (np.empty((nc_c, n)), np.empty((nc_c, n)))
+        self.par = (nc_r > 1, nc_c > 1)
+        self.reg = None
+        self.exact = False
+        self.fresh = False
+        self.cerr = 0.0
+
+    def set_reg(self, reg):
+        if reg != self.reg:
+            self.exact = False
+            self.cerr = 0.0
+        self.reg = reg
+
+    def absorb(self):
+        pass
+
+    def _ctransform(self, cols, pot, prev, out):
+        run = self.run
+        if cols:
+            geom, logw, wprev, work, par = (self.geom_t, run.loga64, run.b64, self.cols_args,
+                                            self.par[1])
+        else:
+            geom, logw, wprev, work, par = (self.geom, run.logb64, run.a64, self.rows_args,
+                                            self.par[0])
+        args = geom.kernel_args() + (logw, pot, self.reg, prev, wprev, out) + work
+        return _ko.ctransform_par(*args) if par else _ko.ctransform(*args)
+
+    def sweep(self, maxiter, tol, omega, errs):
+        """As :meth:`Sweeps.sweep`; ``omega > 1`` over-relaxes in the log domain,
+        ``f <- f + omega (T(g) - f)``. The row error of a state comes with the next row
+        pass; its column error is known when ``g`` is updated: ``T(f)`` is computed there,
+        so ``sum_j b_j |exp((g_j - T(f)_j) / reg) - 1|`` is exact (zero when ``omega = 1``).
+        """
+        for it in range(maxiter):
+            ok, e = self._ctransform(False, self.g, self.f, self.fnew)
+            checked = it > 0 or self.exact
+            e += self.cerr
+            errs[it] = e if checked else np.inf
+            if checked and e <= tol:
+                return it, KernelStatus.DONE
+            if not ok:
+                return it, KernelStatus.NONFINITE
+            if omega != 1.0:
+                self.fnew += (omega - 1.0) * (self.fnew - self.f)
+            ok, _ = self._ctransform(True, self.fnew, self.g, self.gnew)
+            if not ok:
+                return it, KernelStatus.NONFINITE
+            self.f[:] = self.fnew
+            if omega != 1.0:
+                d = self.g - self.gnew
+                self.g[:] = self.gnew - (omega - 1.0) * d
+                self.cerr = float(self.run.b64 @ np.abs(np.expm1((1.0 - omega) * d
+                                                                 / self.reg)))
+            else:
+                self.g[:] = self.gnew
+                self.cerr = 0.0
+            self.exact = True
+        return maxiter, KernelStatus.BUDGET
+
+    def log_step(self, tol):
+        k, code = self.sweep(1, tol, 1.0, np.full(2, np.inf))
+        return k, code, math.inf
+
+    def potentials(self):
+        return self.f.copy(), self.g.copy()
+
+    def plan(self):
+        return None
+
+
+class OnlineSymSweeps(OnlineSweeps):
+    """The averaged symmetric iterations ``f <- (f + T(f)) / 2`` of ``W(a, a)`` on a
+    point-cloud cost (``x`` against itself): one online c-transform per sweep."""
+
+    def __init__(self, run, f, cold):
+        super().__init__(run, f, f)
+        self.cold = cold
+
+    def sweep(self, maxiter, tol, omega, errs):
+        for it in range(maxiter):
+            ok, e = self._ctransform(False, self.f, self.f, self.fnew)
+            full = self.cold and it == 0
+            errs[it] = 2.0 * e
+            if 2.0 * e <= tol and not full:
+                return it, KernelStatus.DONE
+            if not ok:
+                return it, KernelStatus.NONFINITE
+            if full:
+                self.f[:] = self.fnew
+            else:
+                self.f += 0.5 * (self.fnew - self.f)
+            self.cold = False
+        return maxiter, KernelStatus.BUDGET
+
+    def potentials(self):
+        return self.f.copy(), self.f.copy()
+
+
+def tau(rho, eps):
+    """The damping ``rho / (rho + eps)`` of a KL-relaxed marginal (1 when hard)."""
+    return 1.0 if math.isinf(rho) else rho / (rho + eps)
+
+
+class UbSweeps(Sweeps):
+    """Unbalanced sweeps: the damped updates of ``ottools._kernels._unbalanced`` on the
+    same absorbed kernel; ``run.rho = (rho_a, rho_b)``."""
+
+    def __init__(self, run, f, g, bound):
+        super().__init__(run, f, g, bound)
+        self.rho = run.rho
+
+    def rebuild(self):
+        super().rebuild()
+        (ra, rb), eps = self.rho, self.reg
+        self.tau = (tau(ra, eps), tau(rb, eps))
+        self.k = (0.0 if math.isinf(ra) else eps / ra, 0.0 if math.isinf(rb) else eps / rb)
+        self.pa = np.zeros_like(self.f) if math.isinf(ra) else -self.f / (ra + eps)
+        self.qa = np.zeros_like(self.f) if math.isinf(ra) else -self.f / ra
+        self.pb = np.zeros_like(self.g) if math.isinf(rb) else -self.g / (rb + eps)
+        self.qb = np.zeros_like(self.g) if math.isinf(rb) else -self.g / rb
+
+    def _kernel(self, maxiter, tol, omega, errs):
+        (ra, rb), eps = self.rho, self.reg
+        args = (self.K, self.a, self.b, self.u, self.v, self.pa, self.qa, self.pb, self.qb,
+                self.tau[0], self.k[0], self.tau[1], self.k[1], 1.0 / ra, 1.0 / rb, eps,
+                self.bound, tol, maxiter, self.exact, self.cerr, errs, self.s, self.t,
+                self.unew, self.vk)
+        if self.chunks > 1:
+            return _kub.unbalanced_sweep_par(*args, self.T, self.E)
+        return _kub.unbalanced_sweep(*args)
+
+    def log_step(self, tol):
+        """One exact damped log-domain iteration (the fallback)."""
+        self.absorb()
+        run = self.run
+        cost = run.prob.costc
+        n, m = cost.shape
+        fnew = np.empty(n)
+        finite, _ = _lse.c_transform_rows(self.a, run.logb64, self.g, cost, self.reg, self.f,
+                                          fnew)
+        if not finite:
+            self.rebuild()
+            return 0, KernelStatus.NONFINITE, math.inf
+        self.f[:] = self.tau[0] * fnew
+        out = np.empty(m)
+        _lse.col_lse(run.loga64, self.f, cost, 1.0 / self.reg, np.empty(m), np.empty(m),
+                     out)
+        gnew = -self.tau[1] * self.reg * out
+        if not np.all(np.isfinite(gnew)):
+            self.rebuild()
+            return 1, KernelStatus.NONFINITE, math.inf
+        self.g[:] = gnew
+        self.cerr[0] = 0.0
+        self.exact = True
+        self.rebuild()
+        return 1, KernelStatus.BUDGET, math.inf
+
+
+class Relaxation:
+    """The over-relaxation parameter ``omega`` from the observed rates of the error.
+
+    Plain sweeps first; their linear rate ``kappa`` sets
+    ``omega = min(omega_max, 2 / (1 + sqrt(1 - kappa)))`` (Thibault et al. 2021). While
+    relaxed, each block's rate ``lam`` refines ``kappa`` through Young's relation for
+    2-cyclic iterations, ``kappa = (lam + omega - 1)**2 / (lam omega**2)``, and ``omega``
+    grows to its optimum. Safeguard: if the error grows 100-fold, or has not decreased
+    over the last 5 blocks, plain Sinkhorn resumes and the rate is estimated again (after
+    the third failure, plain Sinkhorn for good).
+    """
+
+    def __init__(self, enabled, omega_max=1.9):
+        self.enabled = enabled
+        self.omega = 1.0
+        self.omega_max = omega_max
+        self.fails = 0
+        self.best = math.inf   # smallest error since relaxing
+        self.checks = []       # block-end errors since relaxing
+        self.settled = 0
+
+    @staticmethod
+    def from_rate(kappa, omega_max):
+        if not (0.0 < kappa < 1.0):
+            return 1.0
+        return min(omega_max, 2.0 / (1.0 + math.sqrt(1.0 - kappa)))
+
+    def update(self, errs):
+        """Adjust ``omega`` after a block whose known errors (in order) are ``errs``."""
+        if not self.enabled:
+            return
+        errs = errs[np.isfinite(errs)]
+        if errs.size < 2:
+            return
+        last = float(errs[-1])
+        if self.omega == 1.0:
+            kappa = rate(errs[-min(errs.size, 11):])
+            w = self.from_rate(kappa, self.omega_max)
+            if w > 1.0:
+                self.omega, self.best, self.checks, self.settled = w, last, [last], 0
+            return
+        self.checks.append(last)
+        bad = not (last <= 100.0 * self.best)
+        if len(self.checks) > 5 and not last < self.checks[-6]:
+            bad = True
+        self.best = min(self.best, last)
+        if bad:
+            self.omega = 1.0
+            self.fails += 1
+            self.enabled = self.fails < 3
+            return
+        self.settled += 1
+        lam = rate(errs)
+        if self.settled >= 2 and 0.0 < lam < 1.0:
+            w = self.omega
+            kap = (lam + w - 1.0) ** 2 / (lam * w * w)
+            w_new = self.from_rate(kap, self.omega_max)
+            if w_new > w + 1e-3:
+                self.omega = w_new
+                self.settled = 0
+
+    def fail(self):
+        """A relaxed step under/overflowed: plain Sinkhorn from here on."""
+        self.omega = 1.0
+        self.enabled = False
