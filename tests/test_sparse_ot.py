@@ -505,24 +505,23 @@ def test_float32_reaches_its_floor(formulation):
                                    atol=1e-6 * r64.plan.max())
 
 
-def _gaussian_points(n=100, seed=0):
-    rng = np.random.default_rng(seed)
-    x, y = rng.standard_normal((n, 2)), rng.standard_normal((n, 2)) + 1.0
-    return ((x[:, None] - y[None]) ** 2).sum(-1)
-
-
 def test_tighter_tol_is_never_worse():
-    """Dual, max_nz = 2, 100 Gaussian points, unit reg: tol 1e-10 gave a worse plan
-    (row error 2.1e-3) than tol 1e-8 (5.3e-4). The iterations do not depend on tol, so
-    the tighter run continues the looser one and keeps its best point."""
-    cost = _gaussian_points()
-    kw = dict(formulation="dual")
-    loose = ottools.sparsity_constrained_ot(None, None, cost, 1.0, 2, tol=1e-8, **kw)
-    tight = ottools.sparsity_constrained_ot(None, None, cost, 1.0, 2, tol=1e-10, **kw)
+    """A tighter tol gave a worse plan (dual, max_nz = 2, 100 points, unit reg: row error
+    5.3e-4 at tol 1e-8, 2.1e-3 at 1e-10): tol steered the restarts. Now tol only stops
+    the iterations: the tighter run continues the looser one (the same iterates) and
+    returns a dual value at least as high. Here tol 1e-5 stops at a certified maximum,
+    1e-9 goes on until the stall budget ends."""
+    a, b, cost = random_problem(np.random.default_rng(1), 15, 20)
+    runs = []
+    for tol in (1e-5, 1e-9):
+        seen = []
+        res = ottools.sparsity_constrained_ot(a, b, cost, 1.0, 4, tol=tol,
+                                              callback=lambda r: seen.append(r.dual_value))
+        runs.append((res, seen))
+    (loose, s1), (tight, s2) = runs
+    assert loose.status == 5 and tight.status == 4 and tight.nit > loose.nit
+    assert s2[:len(s1)] == s1
     assert tight.dual_value >= loose.dual_value
-    assert tight.nit >= loose.nit
-    if tight.nit == loose.nit:
-        np.testing.assert_array_equal(tight.plan.toarray(), loose.plan.toarray())
 
 
 @pytest.mark.parametrize("big", [2.0**997, 2.0**1023])  # about 1.3e300 and 9e307
@@ -661,13 +660,14 @@ def test_threads_and_history_do_not_change_results():
     dependent block sums were shared state)."""
     import numba
 
-    probs = [random_problem(np.random.default_rng(s), 60, 50) for s in range(4)]
+    # 520 x 510 entries: past the size where the columns run in parallel blocks
+    probs = [random_problem(np.random.default_rng(s), 520, 510) for s in range(2)]
 
     def solve(i):
-        a, b, cost = probs[i]
+        a, b, cost = probs[i % 2]
         res = ottools.sparsity_constrained_ot(a, b, cost, 0.1, 2 + i % 2,
-                                              formulation=FORMS[i % 2], maxiter=60)
-        return res.dual_value, res.f.copy(), res.plan.toarray()
+                                              formulation=FORMS[i // 2], maxiter=15)
+        return res.dual_value, res.f.copy(), res.plan.data.copy()
 
     serial = [solve(i) for i in range(4)]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -675,7 +675,7 @@ def test_threads_and_history_do_not_change_results():
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        ottools.quadratic_ot(*probs[0], 0.1)
+        ottools.quadratic_ot(*random_problem(np.random.default_rng(9), 30, 20), 0.1)
         later = [solve(i) for i in range(4)]
     finally:
         numba.set_num_threads(before)

@@ -66,7 +66,7 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
     if not obj.finite(v, g):
         return Outcome(NONFINITE, x0, v, g, why="start")
     x = x0
-    mon.observe(v, x, obj.nfev)
+    mon.observe(v, x, obj.nfev, obj.err(g))
     out = Outcome(MAXITER, x, v, g)
     if obj.err(g) <= tol:
         out.status = CONVERGED
@@ -129,8 +129,8 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
                     lb.reset()
             x, v, g = xn, vn, gn
             out.nit += 1
-            mon.observe(v, x, obj.nfev)
             err = obj.err(g)
+            mon.observe(v, x, obj.nfev, err)
             if notify is not None:
                 notify(x, v, err, out.nit)
             if err <= tol:

@@ -129,12 +129,17 @@ def _mix_weights(E, grad, col_of):
         lam[first] = lsq_linear(E[:, first], grad, bounds=(0.0, 1.0), method="trf",
                                 tol=1e-12, lsmr_tol="auto").x
         return lam
-    w = 1e3 * max(1.0, float(np.abs(E).max()) * np.sqrt(E.shape[0]))
-    A = np.zeros((E.shape[0] + ng, nl + ng))
-    A[:E.shape[0], :nl] = E.toarray()
-    A[E.shape[0] + inv, np.arange(nl)] = w
-    A[E.shape[0] + np.arange(ng), nl + np.arange(ng)] = w  # the slacks
-    rhs = np.concatenate([grad, np.full(ng, w)])
+    # rows no swap touches keep their residual whatever lam is: leave them out
+    Ec = E.tocsr()
+    rows = np.flatnonzero(np.diff(Ec.indptr))
+    Es = Ec[rows].toarray()
+    nr = rows.size
+    w = 1e3 * max(1.0, float(np.abs(Es).max()) * np.sqrt(nr))
+    A = np.zeros((nr + ng, nl + ng))
+    A[:nr, :nl] = Es
+    A[nr + inv, np.arange(nl)] = w
+    A[nr + np.arange(ng), nl + np.arange(ng)] = w  # the slacks
+    rhs = np.concatenate([grad[rows], np.full(ng, w)])
     lam = nnls(A, rhs, maxiter=20 * (nl + ng))[0][:nl]
     sums = np.bincount(inv, weights=lam, minlength=ng)
     return lam / np.maximum(sums, 1.0)[inv]

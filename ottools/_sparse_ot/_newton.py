@@ -60,7 +60,9 @@ def newton_step(obj, x, v, g, delta):
     n = L.shape[0]
     M = (L + scipy.sparse.eye_array(n, format="csc") * (delta / obj.sp.reg)).tocsc()
     try:
-        d = splu(M).solve(g)
+        lu = splu(M)
+        d = lu.solve(g)
+        d += lu.solve(g - M @ d)  # one step of iterative refinement
     except RuntimeError:  # singular to working precision
         return None, v, g, min(1.0, delta * 100.0)
     if not np.all(np.isfinite(d)):
@@ -73,7 +75,7 @@ def newton_step(obj, x, v, g, delta):
         xt = x + t * d
         vt, gt = obj.value_grad(xt)
         if obj.finite(vt, gt):
-            if vt >= v + 1e-4 * t * dg:
+            if vt - v > floor and vt >= v + 1e-4 * t * dg:
                 break
             if abs(vt - v) <= floor and obj.err(gt) < err0:
                 break  # at the rounding floor of the value: the error decides

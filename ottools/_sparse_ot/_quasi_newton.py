@@ -5,7 +5,8 @@ SciPy's L-BFGS-B searches for strong Wolfe points, which do not exist across a k
 piecewise-smooth function, and gives up there ("ABNORMAL_TERMINATION_IN_LNSRCH"). The weak
 Wolfe conditions (sufficient increase, and a directional derivative that has dropped
 below ``c2`` times its initial value) are met past a kink too, and a bracketing search
-(doubling, then bisection) finds such a point in a few evaluations (Lewis and Overton,
+(doubling, then safeguarded quadratic interpolation) finds such a point in a few
+evaluations (Lewis and Overton,
 "Nonsmooth optimization via quasi-Newton methods", Math. Program. 141, 2013). Near the
 rounding floor of the value, where no increase can be seen, the approximate Wolfe test of
 Hager and Zhang (SIAM J. Optim. 16, 2005) lets the slope decide.
@@ -144,10 +145,12 @@ def search(fun, finite, x, v0, g0, d, t, c1=1e-4, c2=0.9, max_ls=40):
         return LineSearch(False)
     floor = 1e-15 * abs(v0)  # below this an increase cannot be seen in float64
     lo, hi = 0.0, math.inf
+    v_lo, dg_lo = v0, dg0
     best = None
     for _ in range(max_ls):
         xt = x + t * d
         vt, gt = fun(xt)
+        interp = False
         if not finite(vt, gt):
             hi = t
         else:
@@ -158,10 +161,21 @@ def search(fun, finite, x, v0, g0, d, t, c1=1e-4, c2=0.9, max_ls=40):
                     best = LineSearch(True, t, xt, vt, gt)
                 if dgt <= c2 * dg0:  # weak Wolfe point (or approximate Wolfe)
                     return LineSearch(True, t, xt, vt, gt)
-                lo = t
+                lo, v_lo, dg_lo = t, vt, dgt
             else:
-                hi = t
-        t = 2.0 * t if hi == math.inf else 0.5 * (lo + hi)
-        if hi < math.inf and hi - lo <= 1e-14 * hi:
+                hi, v_hi, interp = t, vt, True
+        if hi == math.inf:
+            t = 2.0 * t
+            continue
+        width = hi - lo
+        if width <= 1e-14 * hi:
             break
+        t = lo + 0.5 * width
+        if interp:
+            # the maximiser of the quadratic through (lo, v_lo, slope dg_lo) and
+            # (hi, v_hi), kept within [0.1, 0.9] of the bracket: exact on a quadratic
+            # piece, a bisection at worst
+            curv = (v_hi - v_lo - dg_lo * width) / (width * width)
+            if curv < 0:
+                t = lo + min(0.9 * width, max(0.1 * width, -dg_lo / (2.0 * curv)))
     return best if best is not None else LineSearch(False)
