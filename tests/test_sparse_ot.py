@@ -125,10 +125,11 @@ def test_column_blocks_ignore_threads():
         counts = set()
         for t in range(1, before + 1):
             numba.set_num_threads(t)
-            counts.add(_k.column_blocks(600, 500))
+            counts.add(_k.column_blocks(4000, 3000))
     finally:
         numba.set_num_threads(before)
     assert counts == {16} and _k.column_blocks(30, 40) == 1
+    assert _k.column_blocks(10, 2**23 // 10) == 1 and _k.column_blocks(2**12, 2**11) == 16
 
 
 @given(n=st.integers(1, 300), k=st.integers(1, 20), seed=st.integers(0, 2**31))
@@ -631,6 +632,8 @@ _CHILD = """
 import json, sys
 import numpy as np
 import ottools
+import ottools._kernels._sparse as K
+K.PARALLEL_MIN_ENTRIES = 1 << 18  # the parallel column blocks at a test's size
 rng = np.random.default_rng(3)
 x, y = rng.random((560, 2)), rng.random((520, 2))
 cost = ((x[:, None] - y[None]) ** 2).sum(-1)
@@ -642,8 +645,9 @@ print(json.dumps([res.status, res.nit, res.dual_value.hex(), res.f.tolist(),
 
 def test_result_does_not_depend_on_the_process():
     """Two fresh processes with different Numba thread counts (the 560 x 520 problem runs
-    the parallel column blocks) give bit-identical results; the block count used to
-    follow the thread count, and with it the order of the float sums."""
+    the parallel column blocks, their threshold lowered) give bit-identical results; the
+    block count used to follow the thread count, and with it the order of the float
+    sums."""
     outs = []
     for threads in ("1", "2"):
         env = dict(os.environ, NUMBA_NUM_THREADS=threads, PYTHONPATH=ROOT)
@@ -654,13 +658,14 @@ def test_result_does_not_depend_on_the_process():
     assert outs[0] == outs[1]
 
 
-def test_threads_and_history_do_not_change_results():
+def test_threads_and_history_do_not_change_results(monkeypatch):
     """Concurrent solves from threads, and solves after other solves and a change of the
     thread count, equal the serial results exactly (BLAS thread limits and thread-count
     dependent block sums were shared state)."""
     import numba
 
-    # 520 x 510 entries: past the size where the columns run in parallel blocks
+    # 520 x 510 entries: past the (lowered) size where the columns run in parallel blocks
+    monkeypatch.setattr(_k, "PARALLEL_MIN_ENTRIES", 1 << 18)
     probs = [random_problem(np.random.default_rng(s), 520, 510) for s in range(2)]
 
     def solve(i):
