@@ -9,8 +9,9 @@ with BLAS limited to one thread (threadpoolctl, if installed) and, with
 (``tol=None``, ``maxiter=10000``); its time is the median of ``--repeat`` runs. A row
 passes when ottools's dual value is at least POT's minus 1e-9 (relative) and its time at
 most 1/5 of POT's (each POT variant). "reach" is the time ottools's iterates take to
-reach POT's value (from its callback's clock), the ratio at equal dual values. Stage columns: L-BFGS iterations, restarts, kink
-steps, evaluations, time to the best value.
+reach POT's value (from its callback's clock), the ratio at equal dual values. Stage
+columns: status, iterations, quasi-Newton iterations, restarts, kink steps, evaluations,
+time to the best value, time in kink steps.
 
     flock /tmp/ottools-bench.lock python benchmarks/sparse_speed.py \\
         --n 200 400 --d 2 --reg 0.01 0.1 1 --k 2 5 --seeds 0
@@ -104,7 +105,8 @@ def grid(args):
     ottools.sparsity_constrained_ot(None, None, np.eye(4), 0.1, 2, formulation="dual")
     hdr = (f"{'n':>5} {'d':>2} {'reg':>5} {'k':>2} {'form':<9} {'seed':>4} | "
            + " ".join(f"{'POT' + v[0] + ' s':>9}" for v in variants)
-           + f" {'ours s':>8} {'ratio':>6} {'reach s':>8} {'ratio':>6} {'rel value':>10} {'st':>2} {'nit':>5} "
+           + f" {'ours s':>8} {'ratio':>6} {'reach s':>8} {'ratio':>6} {'rel value':>10} "
+             f"{'st':>2} {'nit':>5} "
              f"{'bfgs':>5} {'rst':>4} {'kink':>4} {'nfev':>6} {'t_best':>7} {'t_kink':>6} ok")
     print(hdr, flush=True)
     n_ok = n_all = 0
@@ -155,8 +157,6 @@ def grid(args):
 
 
 def figure(args):
-    import ot  # noqa: F401
-
     a, b, cost = problem(1000, 2, 0)
     reg, k = 0.1, 2
     ottools.sparsity_constrained_ot(None, None, np.eye(4), reg, k)  # compile

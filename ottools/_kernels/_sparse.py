@@ -18,13 +18,15 @@ Per column ``j`` only a few entries can carry mass, and they are found in O(n):
   sorted to find the threshold ``tau_j``.
 
 Value and gradient come in two twins: a serial kernel, and a ``parallel=True`` one that
-runs fixed blocks of columns over Numba's threads (from 2**23 entries on), each block with its own selection
-buffers and row-sum accumulator, summed in block order at the end. The number of blocks
+runs fixed blocks of columns over Numba's threads (from 2**23 entries on), each block
+with its own selection buffers and row-sum accumulator, summed in block order at the
+end. The number of blocks
 depends on the problem size only (:func:`column_blocks`), never on the thread count, so
 results are the same whatever ``numba.set_num_threads`` says and whatever other threads
 do; small problems use the serial twin and never compile the parallel one.
 
-The L-BFGS helpers (:func:`lbfgs_direction`, :func:`dot`) keep the optimiser's vector
+The quasi-Newton helpers (:func:`lbfgs_direction`, :func:`bfgs_update`, :func:`matvec`,
+:func:`dot`) keep the optimiser's vector
 algebra out of BLAS, whose threaded reductions may round differently with the thread
 count.
 """

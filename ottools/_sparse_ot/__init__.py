@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from .._problem import LinearProblem, Settings
-from .._result import (CALLBACK, CERTIFIED, CONVERGED, MAXITER, NONFINITE, STALLED,
+from .._result import (CERTIFIED, CONVERGED, MAXITER, NONFINITE, STALLED,
                        make_result, solver_result, status_message)
 from .._validation import (_check_int, _check_method, _check_option_table,
                            _check_positive, _Option)

@@ -1,20 +1,21 @@
-"""The ascent driver: L-BFGS iterations, restarts, kink steps and Newton steps on one
-objective, with the stall budget and the per-stage counts and times.
+"""The ascent driver: quasi-Newton iterations, restarts, kink steps and Newton steps on
+one objective, with the stall budget and the per-stage counts and times.
 
 Stages, for a (semi-)dual ``obj`` (:class:`._objective.SparseDual`):
 
-1. BFGS or L-BFGS (:mod:`._quasi_newton`) until ``err <= tol``, ``maxiter``, the callback, or a failed
-   line search.
+1. BFGS or L-BFGS (:mod:`._quasi_newton`) until ``err <= tol``, ``maxiter``, the
+   callback, or a failed line search.
 2. After a failed line search: a restart (memory cleared) if the memory was not empty;
    else, for ``max_nz < n``, a kink step along the least-norm supergradient
    (:mod:`._kinks`), which also certifies a maximum; for ``max_nz >= n`` the rounding
    floor has been reached.
 3. With ``newton_switch`` set (``max_nz >= n`` only), semismooth Newton steps
-   (:mod:`._newton`) replace L-BFGS once ``err <= newton_switch`` or L-BFGS fails.
+   (:mod:`._newton`) replace BFGS once ``err <= newton_switch`` or BFGS fails.
 
 Every accepted iterate goes through the :class:`._stall.StallMonitor`, which stops the
 ascent when the objective has not increased by more than 1e-12 (relative) over its
-window. The driver returns an :class:`Outcome`; the public layer turns it into a result.
+window; once per improvement a window stall first tries a kink step (``max_nz < n``).
+The driver returns an :class:`Outcome`; the public layer turns it into a result.
 """
 
 import math

@@ -10,8 +10,8 @@ the objective is maximal at a point iff some mix meets the marginals. The least-
 ``lam >= 0`` summing to at most 1 per column) is a small constrained least-squares
 problem; ``||d||_1`` relative to the mass is the *stationarity* of the point, and ``d``
 an ascent direction when it is not zero. Only single swaps near the k-th entry are
-considered: a subset of the superdifferential, so a small stationarity still certifies a maximum (up to the
-objective change of ties within ``eps``).
+considered: a subset of the superdifferential, so a small stationarity still certifies
+a maximum (up to the objective change of ties within ``eps``).
 """
 
 import numpy as np
@@ -140,7 +140,10 @@ def _mix_weights(E, grad, col_of):
     A[nr + inv, np.arange(nl)] = w
     A[nr + np.arange(ng), nl + np.arange(ng)] = w  # the slacks
     rhs = np.concatenate([grad[rows], np.full(ng, w)])
-    lam = nnls(A, rhs, maxiter=20 * (nl + ng))[0][:nl]
+    try:
+        lam = nnls(A, rhs, maxiter=20 * (nl + ng))[0][:nl]
+    except RuntimeError:  # nnls's iteration limit: no mix (the plain gradient)
+        return np.zeros(nl)
     sums = np.bincount(inv, weights=lam, minlength=ng)
     return lam / np.maximum(sums, 1.0)[inv]
 
