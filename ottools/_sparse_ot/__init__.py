@@ -1,8 +1,8 @@
 r"""Sparsity-constrained and quadratically regularized OT: the public functions.
 
 Module map: :mod:`._objective` (the rescaled compressed problem and the dual /
-semi-dual objective: cached value and gradient, potentials, plan), :mod:`._lbfgs`
-(L-BFGS with a weak Wolfe line search), :mod:`._stall` (the stall budget),
+semi-dual objective: cached value and gradient, potentials, plan),
+:mod:`._quasi_newton` (BFGS and L-BFGS with a weak Wolfe line search), :mod:`._stall` (the stall budget),
 :mod:`._kinks` (least-norm supergradient, kink steps, certificates), :mod:`._newton`
 (semismooth Newton steps for ``max_nz >= n``), :mod:`._ascent` (the driver of those
 stages), :mod:`._lp` (``max_nz = 1`` by the linear program). This module validates,
@@ -38,13 +38,13 @@ _OPTIONS = {
 }
 
 
-def _resolve_method(method, k, nr, nx):
+def _resolve_method(method, k, nr, mc, nx):
     """``"auto"``: the LP for ``max_nz = 1`` up to 65,536 positive-weight entries,
     Newton for ``max_nz >= n`` (quadratically regularized OT), else dense BFGS up to
     4096 variables and L-BFGS beyond."""
     if method != "auto":
         return method
-    if k == 1 and nr * (nx if nx == nr else nx - nr) <= _lp.AUTO_MAX_ENTRIES:
+    if k == 1 and nr * mc <= _lp.AUTO_MAX_ENTRIES:
         return "lp"
     if k >= nr:
         return "newton"
@@ -61,11 +61,11 @@ def _check_method_args(method, k, nr, callback, init):
             if value is not None:
                 raise ValueError(
                     f"`{name}` is not supported by method='lp' (HiGHS has neither "
-                    f"callbacks nor warm starts); use method='lbfgs', or drop `{name}`.")
+                    f"callbacks nor warm starts); use method='bfgs', or drop `{name}`.")
     if method == "newton" and k < nr:
         raise ValueError(
             f"method='newton' needs a smooth objective: max_nz >= the number of positive "
-            f"source weights ({nr}); got max_nz={k}. Use method='lbfgs'.")
+            f"source weights ({nr}); got max_nz={k}. Use method='bfgs'.")
 
 
 def _full_potentials(prob, sp, fc, gc):
@@ -170,7 +170,7 @@ def _solve(a, b, cost, reg, max_nz, formulation, method, tol, maxiter, init, cal
             f"`max_nz`={max_nz} is too small: {mc} target(s) of positive weight with at most "
             f"{k} non-zeros each cannot serve the {nr} sources of positive weight "
             f"(no feasible plan; the dual would be unbounded).")
-    method = _resolve_method(method, k, nr, nr if semi else nr + mc)
+    method = _resolve_method(method, k, nr, mc, nr if semi else nr + mc)
     _check_method_args(method, k, nr, callback, init)
     opts = _check_option_table(options, _OPTIONS[method], f"method={method!r}")
     f0, g0 = prob.init_potentials(init, semi=semi)
