@@ -750,8 +750,8 @@ def test_bad_method_and_options(rng):
         f(a, b, cost, 0.1, 1, callback=lambda r: None)
     with pytest.raises(ValueError, match="`init` is not supported by method='lp'"):
         f(a, b, cost, 0.1, 1, init=(np.zeros(6), np.zeros(6)))
-    with pytest.raises(ValueError, match="method='newton' needs a smooth objective"):
-        f(a, b, cost, 0.1, 2, method="newton")
+    with pytest.raises(ValueError, match="method='newton' needs smooth pieces"):
+        f(a, b, cost, 0.1, 1, method="newton")
     # the methods that honour them take them
     res = f(a, b, cost, 0.1, 1, method="lbfgs", callback=lambda r: None,
             options={"maxcor": 3})

@@ -33,22 +33,20 @@ _STALL = {"stall_window": _Option("int", None, lo=1, none_ok=True)}
 _OPTIONS = {
     "bfgs": _STALL,
     "lbfgs": {"maxcor": _Option("int", 10, lo=1), **_STALL},
-    "newton": {"newton_switch": _Option("float", 1e-3, lo=0.0, lo_open=True), **_STALL},
+    "newton": {"newton_switch": _Option("float", None, lo=0.0, lo_open=True, none_ok=True),
+               **_STALL},
     "lp": {},
 }
 
 
-def _resolve_method(method, k, nr, mc, nx):
-    """``"auto"``: the LP for ``max_nz = 1`` up to 65,536 positive-weight entries,
-    Newton for ``max_nz >= n`` (quadratically regularized OT), else dense BFGS up to
-    4096 variables and L-BFGS beyond."""
+def _resolve_method(method, k, nr, mc):
+    """``"auto"``: the LP for ``max_nz = 1`` up to 65,536 positive-weight entries, else
+    ``"newton"`` (BFGS, then Newton steps once the error is small)."""
     if method != "auto":
         return method
     if k == 1 and nr * mc <= _lp.AUTO_MAX_ENTRIES:
         return "lp"
-    if k >= nr:
-        return "newton"
-    return "bfgs" if nx <= _DENSE_MAX_VARS else "lbfgs"
+    return "newton" if k >= 2 or nr == 1 else "bfgs"
 
 
 def _check_method_args(method, k, nr, callback, init):
@@ -62,10 +60,10 @@ def _check_method_args(method, k, nr, callback, init):
                 raise ValueError(
                     f"`{name}` is not supported by method='lp' (HiGHS has neither "
                     f"callbacks nor warm starts); use method='bfgs', or drop `{name}`.")
-    if method == "newton" and k < nr:
+    if method == "newton" and k == 1 and nr > 1:
         raise ValueError(
-            f"method='newton' needs a smooth objective: max_nz >= the number of positive "
-            f"source weights ({nr}); got max_nz={k}. Use method='bfgs'.")
+            "method='newton' needs smooth pieces: max_nz >= 2 (max_nz = 1 is piecewise "
+            "linear). Use method='lp' or method='bfgs'.")
 
 
 def _full_potentials(prob, sp, fc, gc):
@@ -170,7 +168,7 @@ def _solve(a, b, cost, reg, max_nz, formulation, method, tol, maxiter, init, cal
             f"`max_nz`={max_nz} is too small: {mc} target(s) of positive weight with at most "
             f"{k} non-zeros each cannot serve the {nr} sources of positive weight "
             f"(no feasible plan; the dual would be unbounded).")
-    method = _resolve_method(method, k, nr, mc, nr if semi else nr + mc)
+    method = _resolve_method(method, k, nr, mc)
     _check_method_args(method, k, nr, callback, init)
     opts = _check_option_table(options, _OPTIONS[method], f"method={method!r}")
     f0, g0 = prob.init_potentials(init, semi=semi)
@@ -204,9 +202,13 @@ def _solve(a, b, cost, reg, max_nz, formulation, method, tol, maxiter, init, cal
             memory = opts["maxcor"]
         else:
             memory = None if obj.nx <= _DENSE_MAX_VARS else 10
+        switch = None
+        if method == "newton":
+            switch = opts["newton_switch"]
+            if switch is None:  # smooth: early; k < n: where the relaxation looks tight
+                switch = 1e-3 if k >= nr else 1e-6
         out = ascend(obj, x0, tol=tol, maxiter=maxiter, notify=notify, memory=memory,
-                     stall_window=opts["stall_window"],
-                     newton_switch=opts.get("newton_switch"))
+                     stall_window=opts["stall_window"], newton_switch=switch)
     x = out.x
     if lp_plan is not None:
         # column j sends b_j from its largest LP entry
@@ -299,18 +301,20 @@ def sparsity_constrained_ot(a, b, cost, reg, max_nz, *, formulation="semi-dual",
         marginals carry an error. For ``k < n`` the semi-dual is at least as tight a
         relaxation (its maximum is >= the dual's); they agree where the relaxation is
         tight (e.g. ``k >= n``).
-    method : {"auto", "bfgs", "lbfgs", "newton", "lp"}, default "auto"
+    method : {"auto", "newton", "bfgs", "lbfgs", "lp"}, default "auto"
         ``"bfgs"``: dense BFGS with a weak Wolfe line search, restarts and kink steps
-        (see Notes). ``"lbfgs"``: the same with limited memory (``options["maxcor"]``
-        pairs). ``"newton"``: BFGS, then semismooth Newton steps; only for
-        ``max_nz >= n``, where the objective is smooth (else ``ValueError``). ``"lp"``:
+        (see Notes); beyond 4096 variables (``n``, or ``n + m`` for the dual) its memory
+        is limited to 10 pairs. ``"lbfgs"``: limited memory throughout
+        (``options["maxcor"]`` pairs). ``"newton"``: ``"bfgs"``, then semismooth Newton
+        steps on the current smooth piece once ``err <= options["newton_switch"]``;
+        they converge where the maximum lies inside a piece (always for
+        ``max_nz >= n``), and hand back to BFGS at a kink; ``max_nz >= 2``. ``"lp"``:
         the exact linear program for ``max_nz = 1`` (else ``ValueError``); HiGHS has no
         callback and no warm start, so ``callback`` or ``init`` given with it raise
         ``ValueError`` (as ``scipy.optimize.linprog`` refuses what its method cannot
         honour). ``"auto"``: ``"lp"`` for ``max_nz = 1`` up to 65,536 positive-weight
-        entries, ``"newton"`` for ``max_nz >= n``, else ``"bfgs"`` up to 4096 variables
-        (``n``, or ``n + m`` for the dual) and ``"lbfgs"`` beyond. ``res.method`` says
-        which ran.
+        entries, ``"bfgs"`` for larger ``max_nz = 1`` problems, ``"newton"`` otherwise.
+        ``res.method`` says which ran.
     tol : float, optional
         Stop when the marginal error ``err = (||T 1 - a||_1 + ||T^T 1 - b||_1) / sum(a)``
         (relative to the total mass; the L1 norm of the objective's gradient) of the
@@ -341,8 +345,9 @@ def sparsity_constrained_ot(a, b, cost, reg, max_nz, *, formulation="semi-dual",
         without an increase of the dual value beyond 1e-12 (relative); ``None`` (default)
         is half the evaluations that reached the last increase, at least 25.
         ``"maxcor"`` (``"lbfgs"``, default 10): the number of stored pairs.
-        ``"newton_switch"`` (``"newton"``, default 1e-3): switch from BFGS to Newton
-        once ``err`` is below it.
+        ``"newton_switch"`` (``"newton"``, float or None): switch from BFGS to Newton
+        once ``err`` is below it; ``None`` (default) is 1e-3 for ``max_nz >= n`` and
+        1e-6 otherwise (an error that small suggests a tight relaxation).
 
     Returns
     -------

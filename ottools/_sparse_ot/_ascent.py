@@ -9,8 +9,10 @@ Stages, for a (semi-)dual ``obj`` (:class:`._objective.SparseDual`):
    else, for ``max_nz < n``, a kink step along the least-norm supergradient
    (:mod:`._kinks`), which also certifies a maximum; for ``max_nz >= n`` the rounding
    floor has been reached.
-3. With ``newton_switch`` set (``max_nz >= n`` only), semismooth Newton steps
-   (:mod:`._newton`) replace BFGS once ``err <= newton_switch`` or BFGS fails.
+3. With ``newton_switch`` set, semismooth Newton steps on the current smooth piece
+   (:mod:`._newton`) replace BFGS once ``err <= newton_switch`` (or, for
+   ``max_nz >= n``, when BFGS fails); when they keep failing (a kink), BFGS takes over
+   for good.
 
 Every accepted iterate goes through the :class:`._stall.StallMonitor`, which stops the
 ascent when the objective has not increased by more than 1e-12 (relative) over its
@@ -117,7 +119,7 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
                     lb.reset()
                     out.n_restarts += 1
                     continue
-                elif use_newton:  # the rounding floor of BFGS: Newton takes over
+                elif use_newton and obj.k >= obj.nr:  # BFGS's floor: Newton takes over
                     newton = True
                     continue
                 elif obj.k >= obj.nr:

@@ -1,4 +1,5 @@
-"""Semismooth Newton steps for quadratically regularized OT (``max_nz >= n``).
+"""Semismooth Newton steps for quadratically regularized OT (``max_nz >= n``), and for the
+smooth pieces of the sparsity-constrained duals.
 
 Without the cardinality constraint the (semi-)dual is concave and piecewise quadratic
 with a Lipschitz gradient: a generalized Hessian exists everywhere and is a sparse graph
@@ -13,8 +14,13 @@ Both are singular (the gauge ``f + c, g - c``, and rows or columns outside the s
 so the step solves ``(-H + delta I / reg) d = grad`` with a Levenberg-Marquardt ``delta``
 that shrinks after full steps and grows after short ones, followed by a backtracking
 line search on the objective (or, at the rounding floor of the value, on the marginal
-error). L-BFGS is slow here because the Laplacian of a sparse support is badly
-conditioned; Newton reaches the rounding floor in a few steps from an L-BFGS start.
+error). Quasi-Newton methods are slow here because the Laplacian of a sparse support is
+badly conditioned; Newton reaches the rounding floor in a few steps from a BFGS start.
+
+With ``max_nz < n`` the plan's support is the k-sparse one, and the same Laplacian is
+the Hessian of the current smooth piece: where the maximum lies inside a piece (the
+relaxation is tight there, ``err`` tends to 0) Newton converges the same way; at a kink
+its steps fail and the driver returns to BFGS.
 """
 
 import numpy as np
