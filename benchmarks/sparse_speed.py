@@ -18,7 +18,7 @@ time to the best value, time in kink steps.
 
 ``--figure``: the published figure instead (n = m = 1000, k = 2, reg = 0.1, d = 2): the
 time ottools needs to reach POT's dual value (smallest ``maxiter``, to within 10, found
-by bisection), against POT's full run.
+by bisection), against POT's full run; ``--method`` picks ottools's method.
 
 ``--pot-cache FILE`` keeps POT's results (JSON) between runs: POT is deterministic, so
 only its times are reused (say so when quoting ratios).
@@ -167,7 +167,8 @@ def figure(args):
 
         def reaches(maxiter):
             res = ottools.sparsity_constrained_ot(a, b, cost, reg, k, formulation=form,
-                                                  tol=0.0, maxiter=maxiter)
+                                                  tol=0.0, maxiter=maxiter,
+                                                  method=args.method)
             return res.dual_value >= pot["value"] or res.status != 1
 
         maxiter = pot["nit"]
@@ -181,7 +182,7 @@ def figure(args):
             else:
                 lo = mid
         res, t_ours, _ = run_ours(a, b, cost, reg, k, form, args.repeat, tol=0.0,
-                                  maxiter=maxiter)
+                                  maxiter=maxiter, method=args.method)
         print(f"{form:<11} {pot['time']:8.2f} {pot['value']:22.17g} {t_ours:10.3f} "
               f"{res.dual_value:22.17g} {res.nit:5d} {pot['time'] / t_ours:7.1f}x",
               flush=True)
@@ -199,6 +200,7 @@ def main():
     p.add_argument("--pot-threads", choices=["one", "both"], default="one")
     p.add_argument("--pot-cache", default=None)
     p.add_argument("--figure", action="store_true")
+    p.add_argument("--method", default="auto", help="ottools's method (--figure only)")
     args = p.parse_args()
     figure(args) if args.figure else grid(args)
 
