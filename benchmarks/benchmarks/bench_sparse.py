@@ -1,4 +1,4 @@
-"""Sparsity-constrained OT: time of a fixed number of L-BFGS-B iterations, beside POT."""
+"""Sparsity-constrained and quadratically regularized OT, beside POT."""
 
 import contextlib
 import io
@@ -11,7 +11,7 @@ N_ITER = 50
 
 
 class SparsityConstrained:
-    """``N_ITER`` L-BFGS-B iterations from zero (POT: numItermax=N_ITER, stopThr=0)."""
+    """``N_ITER`` iterations from zero (POT: numItermax=N_ITER, stopThr=0)."""
 
     params = (
         sizes([200, 1000], [200]),
@@ -51,27 +51,58 @@ class SparsityConstrained:
         return self.run()
 
 
-class QuadraticToTolerance:
-    """quadratic_ot to err <= 1e-6, and the iterations it took."""
+class SparsityConstrainedDefaults:
+    """A full solve with the defaults (to convergence, a certificate or the stall
+    budget): time, dual value, evaluations and the time to the best value."""
 
-    params = (sizes([200, 1000], [200]), ["dual", "semi-dual"])
-    param_names = ["n", "formulation"]
+    params = (sizes([200, 400], [200]), [2, 5], ["semi-dual", "dual"])
+    param_names = ["n", "max_nz", "formulation"]
     timeout = 300
 
-    def setup(self, n, formulation):
+    def setup(self, n, max_nz, formulation):
         self.a, self.b, self.cost = uniform_2d_problem(n)
-        self.formulation_ = formulation
+        self.args = (max_nz, formulation)
+        self.res = self.solve()
+
+    def solve(self):
+        max_nz, formulation = self.args
+        return ottools.sparsity_constrained_ot(self.a, self.b, self.cost, 0.1, max_nz,
+                                               formulation=formulation)
+
+    def time_solve(self, n, max_nz, formulation):
+        self.solve()
+
+    def track_dual_value(self, n, max_nz, formulation):
+        return self.res.dual_value
+
+    def track_nfev(self, n, max_nz, formulation):
+        return self.res.nfev
+
+    def track_time_to_best_fraction(self, n, max_nz, formulation):
+        return self.res.time_to_best / self.res.time
+
+
+class QuadraticToTolerance:
+    """quadratic_ot to err <= 1e-6 and to the default (1e-9), and the iterations it took."""
+
+    params = (sizes([200, 1000], [200]), ["dual", "semi-dual"], [1e-6, 1e-9])
+    param_names = ["n", "formulation", "tol"]
+    timeout = 300
+
+    def setup(self, n, formulation, tol):
+        self.a, self.b, self.cost = uniform_2d_problem(n)
+        self.formulation_, self.tol_ = formulation, tol
         self.solve()
 
     def solve(self):
         return ottools.quadratic_ot(self.a, self.b, self.cost, 0.1,
-                                    formulation=self.formulation_, tol=1e-6)
+                                    formulation=self.formulation_, tol=self.tol_)
 
-    def time_solve(self, n, formulation):
+    def time_solve(self, n, formulation, tol):
         self.solve()
 
-    def track_nit(self, n, formulation):
+    def track_nit(self, n, formulation, tol):
         return self.solve().nit
 
-    def track_err(self, n, formulation):
+    def track_err(self, n, formulation, tol):
         return self.solve().err

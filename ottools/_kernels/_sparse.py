@@ -17,15 +17,24 @@ Per column ``j`` only a few entries can carry mass, and they are found in O(n):
   candidates, a quickselect keeps the ``k`` largest, and only those (<= k) values are
   sorted to find the threshold ``tau_j``.
 
-Value and gradient run in parallel over blocks of columns (``prange``), each block with
-its own selection buffers and row-sum accumulator, summed at the end (see
-benchmarks/sparse_speed.py for the measured gain); one block is the serial kernel.
+Value and gradient come in two twins: a serial kernel, and a ``parallel=True`` one that
+runs fixed blocks of columns over Numba's threads (from 2**23 entries on), each block
+with its own selection buffers and row-sum accumulator, summed in block order at the
+end. The number of blocks
+depends on the problem size only (:func:`column_blocks`), never on the thread count, so
+results are the same whatever ``numba.set_num_threads`` says and whatever other threads
+do; small problems use the serial twin and never compile the parallel one.
+
+The quasi-Newton helpers (:func:`lbfgs_direction`, :func:`bfgs_update`, :func:`matvec`,
+:func:`dot`) keep the optimiser's vector
+algebra out of BLAS, whose threaded reductions may round differently with the thread
+count.
 """
 
 import numpy as np
 from numba import prange
 
-from ._jit import jit, row_chunks  # noqa: F401 (row_chunks re-exported)
+from ._jit import FASTMATH_SAFE, jit
 
 
 @jit
@@ -190,10 +199,32 @@ def _semi_column(f, crow, z, k, vals, idx):
     return rho, tau, xt
 
 
+# ------------------------------------------------------------------ value and gradient
+# Columns are cut into blocks: at most _MAX_BLOCKS, at least _BLOCK_COLUMNS columns each,
+# from PARALLEL_MIN_ENTRIES entries on. Measured on the 2-core development machine under
+# load (benchmarks/sparse_speed.py's problems): at 1000 x 1000 the serial kernel takes
+# 1.0 ms and the parallel one 16 ms (median; OpenMP threads waiting for busy cores), at
+# 2000 x 2000 7 ms against 17 ms: the parallel twin only pays on large problems and idle
+# cores, hence the high threshold.
+PARALLEL_MIN_ENTRIES = 1 << 23
+_MAX_BLOCKS = 16
+_BLOCK_COLUMNS = 32
+
+
+def column_blocks(m, n):
+    """Number of column blocks for an (n, m) problem: 1 (the serial twin) below
+    ``PARALLEL_MIN_ENTRIES`` entries, else ``min(16, m // 32)``: a function of the size
+    only, so that the order of the float sums, hence the result, never depends on the
+    number of threads."""
+    if n * m < PARALLEL_MIN_ENTRIES:
+        return 1
+    return max(1, min(_MAX_BLOCKS, m // _BLOCK_COLUMNS))
+
+
 @jit
 def _dual_cols(f, g, cost_t, reg, k, rowsum, grad_g, b, vals, idx, j0, j1):
-    """Columns ``j0:j1`` of :func:`dual_value_grad`: adds the row sums of ``T`` into
-    ``rowsum``, writes ``grad_g``; returns ``(sum_j g_j b_j, sum_j |x_j|^2)``."""
+    """Columns ``j0:j1`` of the dual: adds the row sums of ``T`` into ``rowsum``, writes
+    ``grad_g``; returns ``(sum_j g_j b_j, sum_j |x_j|^2)`` over the kept entries."""
     inv = 1.0 / reg
     gb = 0.0
     sq_all = 0.0
@@ -212,49 +243,10 @@ def _dual_cols(f, g, cost_t, reg, k, rowsum, grad_g, b, vals, idx, j0, j1):
     return gb, sq_all
 
 
-@jit(parallel=True)
-def dual_value_grad(f, g, a, b, cost_t, reg, k, grad_f, grad_g, vals, idx, acc):
-    """Dual objective ``<f,a> + <g,b> - sum_j delta_k(f + g_j - c_j)`` and its gradient.
-
-    ``grad_f = a - T 1``, ``grad_g = b - T^T 1`` are written in place; returns the value
-    (accumulated in float64). ``vals``/``idx``/``acc`` are scratch of shape (nc, n): the
-    columns run in ``nc`` blocks in parallel (``nc = 1``: serial), each with its own
-    selection buffers and row-sum accumulator ``acc[c]``.
-    """
-    m = g.shape[0]
-    n = f.shape[0]
-    nc = acc.shape[0]
-    S = np.zeros((nc, 2))
-    if nc <= 1:
-        acc[0, :] = 0.0
-        gb, sq = _dual_cols(f, g, cost_t, reg, k, acc[0], grad_g, b, vals[0], idx[0], 0, m)
-        S[0, 0] = gb
-        S[0, 1] = sq
-    else:
-        for c in prange(nc):
-            acc[c, :] = 0.0
-            gb, sq = _dual_cols(f, g, cost_t, reg, k, acc[c], grad_g, b, vals[c], idx[c],
-                                c * m // nc, (c + 1) * m // nc)
-            S[c, 0] = gb
-            S[c, 1] = sq
-    obj = 0.0
-    sq_all = 0.0
-    for c in range(nc):
-        obj += S[c, 0]
-        sq_all += S[c, 1]
-    for i in range(n):
-        obj += f[i] * a[i]
-        t = 0.0
-        for c in range(nc):
-            t += acc[c, i]
-        grad_f[i] = a[i] - t
-    return obj - 0.5 * sq_all / reg
-
-
 @jit
 def _semi_cols(f, b, cost_t, reg, k, rowsum, tau, vals, idx, j0, j1):
-    """Columns ``j0:j1`` of :func:`semi_dual_value_grad`: adds the row sums of ``T``
-    into ``rowsum``, writes ``tau``; returns the columns' part of the objective."""
+    """Columns ``j0:j1`` of the semi-dual: adds the row sums of ``T`` into ``rowsum``,
+    writes ``tau``; returns the columns' part of the objective."""
     inv = 1.0 / reg
     obj = 0.0
     for j in range(j0, j1):
@@ -270,29 +262,11 @@ def _semi_cols(f, b, cost_t, reg, k, rowsum, tau, vals, idx, j0, j1):
     return obj
 
 
-@jit(parallel=True)
-def semi_dual_value_grad(f, a, b, cost_t, reg, k, grad_f, tau, vals, idx, acc):
-    """Semi-dual objective ``<f,a> - sum_j b_j max_{y in D_k} (<y, x_j> - reg b_j |y|^2 / 2)``
-    with ``x_j = f - c_j``, and its gradient ``a - T 1`` (in place). ``tau[j]`` receives
-    the column thresholds (``g = -tau`` gives the plan in dual form). Returns the value.
-    Scratch and parallel column blocks as in :func:`dual_value_grad`.
-    """
-    m = b.shape[0]
-    n = f.shape[0]
-    nc = acc.shape[0]
-    S = np.zeros(nc)
-    if nc <= 1:
-        acc[0, :] = 0.0
-        S[0] = _semi_cols(f, b, cost_t, reg, k, acc[0], tau, vals[0], idx[0], 0, m)
-    else:
-        for c in prange(nc):
-            acc[c, :] = 0.0
-            S[c] = _semi_cols(f, b, cost_t, reg, k, acc[c], tau, vals[c], idx[c],
-                              c * m // nc, (c + 1) * m // nc)
+@jit
+def _rows_finish(f, a, acc, nc, grad_f):
+    """``<f, a>`` and ``grad_f = a - sum_{c < nc} acc[c]`` (blocks summed in order)."""
     obj = 0.0
-    for c in range(nc):
-        obj += S[c]
-    for i in range(n):
+    for i in range(f.shape[0]):
         obj += f[i] * a[i]
         t = 0.0
         for c in range(nc):
@@ -301,6 +275,115 @@ def semi_dual_value_grad(f, a, b, cost_t, reg, k, grad_f, tau, vals, idx, acc):
     return obj
 
 
+@jit
+def dual_value_grad(f, g, a, b, cost_t, reg, k, grad_f, grad_g, vals, idx, acc):
+    """Dual objective ``<f,a> + <g,b> - sum_j delta_k(f + g_j - c_j)`` and its gradient
+    (serial twin).
+
+    ``grad_f = a - T 1``, ``grad_g = b - T^T 1`` are written in place; returns the value
+    (accumulated in float64). ``vals``/``idx``/``acc`` are scratch of shape (1, n).
+    """
+    acc[0, :] = 0.0
+    gb, sq = _dual_cols(f, g, cost_t, reg, k, acc[0], grad_g, b, vals[0], idx[0], 0,
+                        g.shape[0])
+    return _rows_finish(f, a, acc, 1, grad_f) + gb - 0.5 * sq / reg
+
+
+@jit(parallel=True)
+def dual_value_grad_blocks(f, g, a, b, cost_t, reg, k, grad_f, grad_g, vals, idx, acc):
+    """:func:`dual_value_grad` over ``nc = acc.shape[0]`` column blocks in parallel, each
+    with its own scratch row ``vals[c]``, ``idx[c]``, ``acc[c]``."""
+    m = g.shape[0]
+    nc = acc.shape[0]
+    S = np.zeros((nc, 2))
+    for c in prange(nc):
+        acc[c, :] = 0.0
+        gb, sq = _dual_cols(f, g, cost_t, reg, k, acc[c], grad_g, b, vals[c], idx[c],
+                            c * m // nc, (c + 1) * m // nc)
+        S[c, 0] = gb
+        S[c, 1] = sq
+    gb = 0.0
+    sq = 0.0
+    for c in range(nc):
+        gb += S[c, 0]
+        sq += S[c, 1]
+    return _rows_finish(f, a, acc, nc, grad_f) + gb - 0.5 * sq / reg
+
+
+@jit
+def semi_dual_value_grad(f, a, b, cost_t, reg, k, grad_f, tau, vals, idx, acc):
+    """Semi-dual objective ``<f,a> - sum_j b_j max_{y in D_k} (<y, x_j> - reg b_j |y|^2 / 2)``
+    with ``x_j = f - c_j``, and its gradient ``a - T 1`` (in place; serial twin).
+    ``tau[j]`` receives the column thresholds (``g = -tau`` gives the plan in dual form).
+    Returns the value. Scratch of shape (1, n) as in :func:`dual_value_grad`.
+    """
+    acc[0, :] = 0.0
+    obj = _semi_cols(f, b, cost_t, reg, k, acc[0], tau, vals[0], idx[0], 0, b.shape[0])
+    return _rows_finish(f, a, acc, 1, grad_f) + obj
+
+
+@jit(parallel=True)
+def semi_dual_value_grad_blocks(f, a, b, cost_t, reg, k, grad_f, tau, vals, idx, acc):
+    """:func:`semi_dual_value_grad` over ``acc.shape[0]`` column blocks in parallel."""
+    m = b.shape[0]
+    nc = acc.shape[0]
+    S = np.zeros(nc)
+    for c in prange(nc):
+        acc[c, :] = 0.0
+        S[c] = _semi_cols(f, b, cost_t, reg, k, acc[c], tau, vals[c], idx[c],
+                          c * m // nc, (c + 1) * m // nc)
+    obj = 0.0
+    for c in range(nc):
+        obj += S[c]
+    return _rows_finish(f, a, acc, nc, grad_f) + obj
+
+
+# ------------------------------------------------------------------------- L-BFGS
+@jit(fastmath=FASTMATH_SAFE)
+def dot(x, y):
+    """``sum_i x_i y_i`` (no BLAS: the same rounding whatever the thread count). The
+    reduction may be reassociated (vectorised) at compile time: a fixed order for a given
+    build, NaN and inf semantics kept."""
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i] * y[i]
+    return s
+
+
+@jit
+def lbfgs_direction(g, S, Y, rho, order, count, out):
+    """``out = H g``: the L-BFGS two-loop recursion over the ``count`` stored pairs.
+
+    ``S[p]``, ``Y[p]`` (rows of (mem, N) arrays) hold the steps and the gradient changes
+    of the function minimised (``y = grad_new - grad_old`` of ``-F`` when ``F`` is
+    maximised), ``rho[p] = 1 / (s_p . y_p)``; ``order[:count]`` lists the rows from the
+    oldest to the newest pair. ``H`` is the inverse-Hessian estimate seeded with
+    ``(s . y) / (y . y)`` of the newest pair; ``out`` is an ascent direction of ``F``
+    when ``g`` is its gradient.
+    """
+    n = g.shape[0]
+    alpha = np.empty(count)
+    for i in range(n):
+        out[i] = g[i]
+    for c in range(count - 1, -1, -1):
+        p = order[c]
+        a_ = rho[p] * dot(S[p], out)
+        alpha[c] = a_
+        for i in range(n):
+            out[i] -= a_ * Y[p, i]
+    if count > 0:
+        p = order[count - 1]
+        scale = dot(S[p], Y[p]) / dot(Y[p], Y[p])
+        for i in range(n):
+            out[i] *= scale
+    for c in range(count):
+        p = order[c]
+        beta = rho[p] * dot(Y[p], out)
+        for i in range(n):
+            out[i] += (alpha[c] - beta) * S[p, i]
+
+
+# --------------------------------------------------------------------------- plans
 @jit
 def plan_columns(f, g, cost_t, reg, k, semi, b, vals, idx):
     """Sparse plan, column by column (CSC): ``(indptr, indices, data, row_sums, col_sums,
@@ -351,3 +434,89 @@ def plan_columns(f, g, cost_t, reg, k, semi, b, vals, idx):
             sq += t * t
         col_sums[j] = s
     return indptr, indices, data, row_sums, col_sums, lin, sq
+
+
+@jit
+def column_tops(f, g, cost_t, kk, top_vals, top_rows, vals, idx):
+    """The ``kk`` largest entries of ``x_j = f + g_j - c_j`` of every column, in
+    decreasing order: ``top_vals[j]``, ``top_rows[j]`` (shape (m, kk)). Buffered selection
+    as in the plan kernels; ``vals``/``idx`` are scratch of length n."""
+    m = cost_t.shape[0]
+    n = cost_t.shape[1]
+    cap = min(n, max(2 * kk, kk + 64))
+    for j in range(m):
+        crow = cost_t[j]
+        gj = g[j]
+        thr = -np.inf
+        cnt = 0
+        for i in range(n):
+            x = f[i] + gj - crow[i]
+            if x > thr or cnt < kk:
+                vals[cnt] = x
+                idx[cnt] = i
+                cnt += 1
+                if cnt == cap:
+                    cnt, thr = _prune(vals, idx, cnt, kk, -np.inf)
+        if cnt > kk:
+            cnt, thr = _prune(vals, idx, cnt, kk, -np.inf)
+        _sort_pairs(vals, idx, cnt, False)
+        for r in range(kk):
+            top_vals[j, r] = vals[r]
+            top_rows[j, r] = idx[r]
+
+
+@jit(fastmath=FASTMATH_SAFE)
+def matvec(H, x, out):
+    """``out = H x`` for a square C-contiguous ``H``, row by row (reductions vectorised
+    as in :func:`dot`)."""
+    n = x.shape[0]
+    for i in range(n):
+        s = 0.0
+        row = H[i]
+        for j in range(n):
+            s += row[j] * x[j]
+        out[i] = s
+
+
+@jit(fastmath=FASTMATH_SAFE)
+def bfgs_update(H, s, y, d, g_new, first, nxt, u, Hy):
+    """One BFGS update of the symmetric inverse-Hessian estimate ``H`` (in place) with the
+    pair ``(s, y)`` taken along ``d`` (``= H g_old`` unless ``first``), and the next
+    direction ``nxt = H_new g_new``. Returns False (``H`` untouched) when the curvature
+    ``s . y`` is not positive.
+
+    ``H <- H - rho (s Hy^T + Hy s^T) + c s s^T`` with ``rho = 1 / (s . y)``, ``Hy = H y``
+    and ``c = rho**2 y . Hy + rho``. ``first``: ``H`` is first set to ``(s . y) / (y . y)``
+    times the identity. Two passes over ``H``: ``u = H g_new`` gives ``H y = d - u``
+    (``y = g_old - g_new``) and, after the rank-two correction, ``nxt``. ``u``, ``Hy``:
+    scratch of length n.
+    """
+    n = s.shape[0]
+    sy = dot(s, y)
+    yy = dot(y, y)
+    if not (sy > 1e-300 and sy < np.inf and yy > 0.0):
+        return False
+    if first:
+        gamma = sy / yy
+        for i in range(n):
+            for j in range(n):
+                H[i, j] = 0.0
+            H[i, i] = gamma
+            u[i] = gamma * g_new[i]
+            Hy[i] = gamma * y[i]
+    else:
+        matvec(H, g_new, u)
+        for i in range(n):
+            Hy[i] = d[i] - u[i]
+    rho = 1.0 / sy
+    c = rho * rho * dot(y, Hy) + rho
+    for i in range(n):
+        a1 = c * s[i] - rho * Hy[i]
+        a2 = rho * s[i]
+        for j in range(n):
+            H[i, j] += a1 * s[j] - a2 * Hy[j]
+    hg = dot(Hy, g_new)
+    sg = dot(s, g_new)
+    for i in range(n):
+        nxt[i] = u[i] - rho * (s[i] * hg + Hy[i] * sg) + c * sg * s[i]
+    return True

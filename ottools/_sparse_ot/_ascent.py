@@ -1,0 +1,174 @@
+"""The ascent driver: quasi-Newton iterations, restarts, kink steps and Newton steps on
+one objective, with the stall budget and the per-stage counts and times.
+
+Stages, for a (semi-)dual ``obj`` (:class:`._objective.SparseDual`):
+
+1. BFGS or L-BFGS (:mod:`._quasi_newton`) until ``err <= tol``, ``maxiter``, the
+   callback, or a failed line search.
+2. After a failed line search: a restart (memory cleared) if the memory was not empty;
+   else, for ``max_nz < n``, a kink step along the least-norm supergradient
+   (:mod:`._kinks`), which also certifies a maximum; for ``max_nz >= n`` the rounding
+   floor has been reached.
+3. With ``newton_switch`` set, semismooth Newton steps on the current smooth piece
+   (:mod:`._newton`) replace BFGS once ``err <= newton_switch`` (or, for
+   ``max_nz >= n``, when BFGS fails); when they keep failing (a kink), BFGS takes over
+   for good.
+
+Every accepted iterate goes through the :class:`._stall.StallMonitor`, which stops the
+ascent when the objective has not increased by more than 1e-12 (relative) over its
+window; once per improvement a window stall first tries a kink step (``max_nz < n``).
+The driver returns an :class:`Outcome`; the public layer turns it into a result.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED
+from ._kinks import kink_step
+from ._quasi_newton import BFGS, LBFGS, search
+from ._newton import DELTA0, newton_step
+from ._stall import StallMonitor
+
+__all__ = []
+
+
+@dataclass
+class Outcome:
+    """Where an ascent ended and what it cost. ``status`` is a result status, with
+    ``certified`` (a kink certificate: the public layer picks 0 or 5 from the plan's
+    error); ``why`` names the stop for the message ("window", "kink", "floor", "start")."""
+
+    status: int
+    x: np.ndarray
+    value: float
+    grad: np.ndarray
+    certified: bool = False
+    why: str = ""
+    nit: int = 0
+    nit_bfgs: int = 0
+    n_restarts: int = 0
+    n_kink_steps: int = 0
+    n_newton: int = 0
+    stationarity: float = math.nan
+    time_kink: float = 0.0
+    time_newton: float = 0.0
+    time_to_best: float = 0.0
+    window: int = 0
+
+
+def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None,
+           newton_switch=None):
+    """Maximise ``obj`` from ``x0``; see the module docstring. ``memory``: ``None`` for
+    dense BFGS, else the number of L-BFGS pairs. ``notify(x, value, err, nit)`` is called
+    after every iteration and may raise ``StopIteration``."""
+    mon = StallMonitor(window=stall_window)
+    v, g = obj.value_grad(x0)
+    if not obj.finite(v, g):
+        return Outcome(NONFINITE, x0, v, g, why="start")
+    x = x0
+    mon.observe(v, x, obj.nfev, obj.err(g))
+    out = Outcome(MAXITER, x, v, g)
+    if obj.err(g) <= tol:
+        out.status = CONVERGED
+        return _close(out, mon)
+    lb = BFGS(obj.nx) if memory is None else LBFGS(obj.nx, mem=memory)
+    use_newton = newton_switch is not None
+    newton = use_newton and obj.err(g) <= newton_switch
+    delta = DELTA0
+    status = None
+    kinked_at = -1  # the improvement a window stall last tried a kink step from
+    try:
+        while status is None:
+            if out.nit >= maxiter:
+                status = MAXITER
+                break
+            if mon.stalled(obj.nfev):
+                # once per improvement: a kink step from the best point (k < n), which
+                # may also certify it; else the stall is final
+                if obj.k >= obj.nr or kinked_at == mon.nfev_best:
+                    status, out.why = STALLED, "window"
+                    break
+                kinked_at = mon.nfev_best
+                x = mon.best_x
+                v, g = obj.value_grad(x)
+                status, xn, vn, gn = _kink(obj, x, v, tol, out)
+                if status is not None:
+                    break
+                lb.reset()
+            elif newton:
+                t = time.perf_counter()
+                xn, vn, gn, delta = newton_step(obj, x, v, g, delta)
+                out.time_newton += time.perf_counter() - t
+                if xn is None:
+                    if delta >= 1.0:  # Newton keeps failing: back to BFGS for good
+                        newton = use_newton = False
+                        lb.reset()
+                    continue
+                out.n_newton += 1
+            else:
+                d, t0 = lb.direction(g)
+                ls = search(obj.value_grad, obj.finite, x, v, g, d, t0)
+                if ls.ok:
+                    xn, vn, gn = ls.x, ls.v, ls.g
+                    lb.update(xn - x, g - gn, d, gn)
+                    out.nit_bfgs += 1
+                elif lb.count > 0:  # restart from the steepest ascent direction
+                    lb.reset()
+                    out.n_restarts += 1
+                    continue
+                elif use_newton and obj.k >= obj.nr:  # BFGS's floor: Newton takes over
+                    newton = True
+                    continue
+                elif obj.k >= obj.nr:
+                    status, out.why = STALLED, "floor"
+                    break
+                else:
+                    status, xn, vn, gn = _kink(obj, x, v, tol, out)
+                    if status is not None:
+                        break
+                    lb.reset()
+            x, v, g = xn, vn, gn
+            out.nit += 1
+            err = obj.err(g)
+            mon.observe(v, x, obj.nfev, err)
+            if notify is not None:
+                notify(x, v, err, out.nit)
+            if err <= tol:
+                status = CONVERGED
+            elif use_newton and not newton and err <= newton_switch:
+                newton = True
+    except StopIteration:
+        status = CALLBACK
+    out.status = status
+    if status in (CONVERGED, CALLBACK):
+        out.x, out.value, out.grad = x, v, g
+    else:  # the best point visited
+        out.x = mon.best_x
+        out.value, out.grad = obj.value_grad(out.x)
+    return _close(out, mon)
+
+
+def _kink(obj, x, v, tol, out):
+    """A kink step from ``x`` (k < n): ``(status, x, v, g)`` with ``status`` CONVERGED
+    (certified; ``out.certified`` set), STALLED (no direction increases the objective) or
+    ``None`` (a step was taken: ``x, v, g`` the new point)."""
+    t = time.perf_counter()
+    xn, vn, gn, out.stationarity, cert = kink_step(obj, x, v, tol)
+    out.time_kink += time.perf_counter() - t
+    if cert:
+        out.certified = True
+        return CONVERGED, x, v, None
+    if xn is None:
+        out.why = "kink"
+        return STALLED, x, v, None
+    out.n_kink_steps += 1
+    return None, xn, vn, gn
+
+
+def _close(out, mon):
+    out.time_to_best = mon.time_best
+    out.window = mon.window()
+    return out

@@ -1,0 +1,188 @@
+"""Kinks of the (semi-)dual for ``max_nz < n``: the least-norm supergradient, a step along
+it, and the certificate of a maximum.
+
+With at most ``k`` non-zeros per column, a column's contribution is the largest of smooth
+pieces, one per support; the objective has a kink where column ``j``'s k-th and
+(k+1)-th largest entries of ``x_j`` tie (within ``eps``) and swapping them changes the
+column's plan. The plans of both supports are supergradient pieces, and so is every mix:
+the objective is maximal at a point iff some mix meets the marginals. The least-norm mix
+``d = grad - E lam`` (``E[:, l]`` the change of the marginals under swap ``l``,
+``lam >= 0`` summing to at most 1 per column) is a small constrained least-squares
+problem; ``||d||_1`` relative to the mass is the *stationarity* of the point, and ``d``
+an ascent direction when it is not zero. Only single swaps near the k-th entry are
+considered: a subset of the superdifferential, so a small stationarity still certifies
+a maximum (up to the objective change of ties within ``eps``).
+"""
+
+import numpy as np
+
+from .._kernels import lazy
+
+_k = lazy("_sparse")
+
+__all__ = []
+
+# Tie tolerances, relative to the width ``reg * max(b)`` of a column's support: the first
+# certifies (pieces within it are within about eps * sum(b) of the maximum in value), the
+# larger ones only propose directions.
+CERTIFY_EPS = 1e-7
+STEP_EPS = (1e-10, 1e-7, 1e-4, 1e-2, 1.0)
+
+
+def _simplex_threshold(w, z):
+    """Row-wise simplex thresholds: ``tau`` with ``sum_r [w_r - tau]_+ = z`` for rows of
+    ``w`` sorted in decreasing order."""
+    cs = np.cumsum(w, axis=1)
+    r = np.arange(1, w.shape[1] + 1)
+    t = (cs - z[:, None]) / r
+    rho = np.sum(w > t, axis=1) - 1  # w_r > t_r holds exactly for r < rho + 1
+    return t[np.arange(w.shape[0]), np.maximum(rho, 0)]
+
+
+def _column_plans(W, z, reg, semi):
+    """Plan values of columns whose kept entries are the rows of ``W``."""
+    if semi:
+        Ws = -np.sort(-W, axis=1)
+        return np.maximum(W - _simplex_threshold(Ws, z)[:, None], 0.0) / reg
+    return np.maximum(W, 0.0) / reg
+
+
+def supergradient(obj, x, eps):
+    """Least-norm supergradient at ``x`` over the swaps tied within ``eps`` (absolute, in
+    the units of ``x``): ``(d, stationarity)`` with ``d`` of length ``obj.nx`` and
+    ``stationarity = ||d||_1 / mass``. Without ties ``d`` is the gradient.
+
+    A swap exchanges one of the ``L = 4`` smallest kept entries of a column for one of
+    the ``L`` largest others (``p < k <= q`` in decreasing order), when the two are
+    within ``eps`` and the swap changes the plan."""
+    import scipy.sparse
+
+    sp, k, nr, mc, semi = obj.sp, obj.k, obj.nr, obj.mc, obj.semi
+    _, grad = obj.value_grad(x)
+    if k >= nr:
+        return grad, obj.err(grad)
+    L = min(4, nr - k)
+    f = np.ascontiguousarray(x[:nr])
+    g = np.zeros(mc) if semi else np.ascontiguousarray(x[nr:])
+    V = np.empty((mc, k + L))
+    top = np.empty((mc, k + L), dtype=np.int64)
+    _k.column_tops(f, g, sp.cost_t, k + L, V, top, np.empty(nr), np.empty(nr, np.int64))
+    z = sp.reg * sp.bc
+    T0 = _column_plans(V[:, :k], z, sp.reg, semi)
+    r_all, v_all, c_all, col_of = [], [], [], []
+    base = 0
+    for p in range(max(0, k - L), k):
+        for q in range(k, k + L):
+            J = np.flatnonzero(V[:, p] - V[:, q] <= eps)
+            if J.size == 0:
+                continue
+            W = V[J, :k].copy()
+            W[:, p] = V[J, q]
+            rows1 = top[J, :k].copy()
+            rows1[:, p] = top[J, q]
+            T1 = _column_plans(W, z[J], sp.reg, semi)
+            keep = (T0[J, p] > 0) | (T1[:, p] > 0)  # else the swap leaves the plan as is
+            if not keep.any():
+                continue
+            J, T1, rows1 = J[keep], T1[keep], rows1[keep]
+            ids = base + np.arange(J.size)
+            base += J.size
+            # column ids[l] of E: the change of (a - T 1, b - T^T 1) when column J[l]
+            # takes the swapped plan (the gradient becomes grad - E[:, l])
+            r_all += [rows1.ravel(), top[J, :k].ravel()]
+            v_all += [T1.ravel(), -T0[J].ravel()]
+            c_all += [np.repeat(ids, k), np.repeat(ids, k)]
+            if not semi:
+                r_all.append(nr + J)
+                v_all.append(T1.sum(axis=1) - T0[J].sum(axis=1))
+                c_all.append(ids)
+            col_of.append(J)
+    if not col_of:
+        return grad, obj.err(grad)
+    col_of = np.concatenate(col_of)
+    E = scipy.sparse.csr_array(
+        (np.concatenate(v_all), (np.concatenate(r_all), np.concatenate(c_all))),
+        shape=(obj.nx, col_of.size))
+    lam = _mix_weights(E, grad, col_of)
+    d = grad - E @ lam
+    return d, float(np.abs(d).sum()) / sp.mass
+
+
+def _mix_weights(E, grad, col_of):
+    """``argmin ||grad - E lam||`` over ``lam >= 0`` with sum at most 1 per column
+    (``col_of[l]`` the column of swap ``l``).
+
+    With a slack weight per column the constraint is ``sum = 1`` over the column's swaps
+    and its slack; the equality constraints enter as heavily weighted rows of a
+    non-negative least-squares problem (Lawson and Hanson, "Solving Least Squares
+    Problems", ch. 22), solved exactly by SciPy's active-set ``nnls``. Up to 1500 swaps;
+    beyond, the first swap of each column with box bounds (``lsq_linear``).
+    """
+    from scipy.optimize import lsq_linear, nnls
+
+    uniq, inv = np.unique(col_of, return_inverse=True)
+    nl, ng = E.shape[1], uniq.size
+    if nl > 1500:
+        first = np.zeros(nl, dtype=bool)
+        first[np.unique(inv, return_index=True)[1]] = True
+        lam = np.zeros(nl)
+        lam[first] = lsq_linear(E[:, first], grad, bounds=(0.0, 1.0), method="trf",
+                                tol=1e-12, lsmr_tol="auto").x
+        return lam
+    # rows no swap touches keep their residual whatever lam is: leave them out
+    Ec = E.tocsr()
+    rows = np.flatnonzero(np.diff(Ec.indptr))
+    Es = Ec[rows].toarray()
+    nr = rows.size
+    w = 1e3 * max(1.0, float(np.abs(Es).max()) * np.sqrt(nr))
+    A = np.zeros((nr + ng, nl + ng))
+    A[:nr, :nl] = Es
+    A[nr + inv, np.arange(nl)] = w
+    A[nr + np.arange(ng), nl + np.arange(ng)] = w  # the slacks
+    rhs = np.concatenate([grad[rows], np.full(ng, w)])
+    try:
+        lam = nnls(A, rhs, maxiter=20 * (nl + ng))[0][:nl]
+    except RuntimeError:  # nnls's iteration limit: no mix (the plain gradient)
+        return np.zeros(nl)
+    sums = np.bincount(inv, weights=lam, minlength=ng)
+    return lam / np.maximum(sums, 1.0)[inv]
+
+
+def kink_step(obj, x, v0, tol, max_ls=30):
+    """One ascent step from a stall point ``x`` (value ``v0``) of L-BFGS, for ``k < n``.
+
+    Tries the tie tolerances of :data:`STEP_EPS` from the smallest: builds the least-norm
+    supergradient ``d`` and line-searches along it (doubling while the value increases,
+    halving until it does; at most ``max_ls`` evaluations per direction). Returns
+    ``(x_new, v_new, g_new, stationarity, certified)``: ``certified`` when the
+    stationarity at a tie tolerance up to :data:`CERTIFY_EPS` is at most ``tol``
+    (``x_new`` is then ``x``); ``x_new`` is ``None`` when no direction increases the
+    objective. ``stationarity`` is the smallest measured.
+    """
+    width = obj.sp.reg * float(obj.sp.bc.max())
+    tried = []
+    best_measure = np.inf
+    for rel in STEP_EPS:
+        d, measure = supergradient(obj, x, rel * width)
+        best_measure = min(best_measure, measure)
+        if measure <= tol and rel <= CERTIFY_EPS:
+            v, g = obj.value_grad(x)
+            return x, v, g, measure, True
+        if any(np.array_equal(d, e) for e in tried):
+            continue
+        tried.append(d)
+        s = obj.sp.reg
+        best = None
+        for _ in range(max_ls):
+            xt = x + s * d
+            vt, gt = obj.value_grad(xt)
+            if obj.finite(vt, gt) and vt > (v0 if best is None else best[1]):
+                best = (xt, vt, gt)
+                s *= 2.0
+            elif best is not None:
+                break
+            else:
+                s *= 0.5
+        if best is not None:
+            return best[0], best[1], best[2], best_measure, False
+    return None, v0, None, best_measure, False

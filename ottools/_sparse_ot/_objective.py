@@ -1,0 +1,149 @@
+"""The dual and semi-dual of sparsity-constrained OT as one objective object.
+
+:class:`SparseDual` works on the problem compressed to its positive weights and rescaled
+by powers of two (exact in floating point): the cost by ``2**e >= max |cost|`` so that
+it lies in [-1, 1], the weights by the power of two nearest their total mass. With
+``T = M T'``, ``C = s C'`` the objective ``<T, C> + reg/2 ||T||^2`` is ``M s`` times
+``<T', C'> + reg'/2 ||T'||^2`` with ``reg' = reg M / s``: the same plans, potentials in
+units of ``s``. Costs near 1e300 or masses near 1e-300 therefore run at the scale of 1.
+Everything is computed in float64 (the optimiser's precision), also for float32 input.
+"""
+
+import math
+
+import numpy as np
+
+__all__ = []
+
+
+def _pow2_at_least(v):
+    """The smallest power of two >= ``v`` (> 0, finite), at most 2**1023 (the largest
+    finite one), as a float."""
+    m, e = math.frexp(v)  # v = m 2**e, 0.5 <= m < 1
+    return math.ldexp(1.0, min(1023, e - 1 if m == 0.5 else e))
+
+
+def _pow2_nearest(v):
+    """The power of two nearest ``v`` (> 0, finite) on a log scale."""
+    return math.ldexp(1.0, round(math.log2(v)))
+
+
+class ScaledProblem:
+    """The compressed problem rescaled by powers of two; see the module docstring.
+
+    ``cost_t`` (mc, nr) is the transposed compressed cost / ``s`` in float64, ``ac``,
+    ``bc`` the positive weights / ``M``, ``reg`` the rescaled regularisation. Raises
+    ``ValueError`` (naming ``reg`` and ``cost``) when ``reg M / s`` leaves the normal
+    float64 range: the problem cannot be represented at any scale then.
+    """
+
+    def __init__(self, prob, reg):
+        costc = prob.costc
+        cmax = float(np.max(np.abs(costc))) if costc.size else 0.0
+        self.s = _pow2_at_least(cmax) if cmax > 0 else 1.0
+        self.M = _pow2_nearest(prob.mass)
+        reg_s = reg * self.M / self.s
+        tiny = np.finfo(np.float64).tiny
+        if not (tiny * 2**60 <= reg_s <= 1.0 / (tiny * 2**60)):
+            raise ValueError(
+                f"`reg`={reg!r} is out of scale with `cost` (max |cost| = {cmax:.3g}) and "
+                f"the total mass {prob.mass:.3g}: reg * mass / max|cost| = {reg_s:.3g} is "
+                f"beyond float64's range; rescale `cost` or change `reg`.")
+        self.reg = reg_s
+        self.cost_t = np.ascontiguousarray(costc.T, dtype=np.float64) / self.s
+        self.ac = prob.ac.astype(np.float64) / self.M
+        bc = prob.bc.astype(np.float64) / self.M
+        # Equal masses in float64: float32 weights differ by their rounding (~1e-8), and
+        # the (semi-)dual grows without bound along f + c (slope: the difference).
+        self.bc = bc * (self.ac.sum() / bc.sum())
+        self.mass = float(self.ac.sum())
+        self.nr = self.ac.size
+        self.mc = self.bc.size
+
+
+class SparseDual:
+    """Dual (``semi=False``, variables ``(f, g)``) or semi-dual (``f`` only) of
+    sparsity-constrained OT with at most ``k`` non-zeros per column.
+
+    :meth:`value_grad` evaluates the objective to be maximised and its gradient
+    ``(a - T 1, b - T^T 1)`` (semi-dual: ``a - T 1``) and caches them at the last point, so
+    that asking again for the same point (plan, potentials, error) costs nothing. Every
+    evaluation is counted in ``nfev``. The instance owns its scratch buffers: one
+    instance per solve, never shared between threads.
+    """
+
+    def __init__(self, sp, k, semi):
+        from .._kernels import _sparse  # Numba loads on the first solve
+
+        self._k = _sparse
+        self.sp = sp
+        self.semi = semi
+        self.k = min(k, sp.nr)
+        self.nr, self.mc = sp.nr, sp.mc
+        self.nx = sp.nr if semi else sp.nr + sp.mc
+        nb = _sparse.column_blocks(sp.mc, sp.nr)
+        if semi:
+            self._fn = (_sparse.semi_dual_value_grad_blocks if nb > 1
+                        else _sparse.semi_dual_value_grad)
+        else:
+            self._fn = _sparse.dual_value_grad_blocks if nb > 1 else _sparse.dual_value_grad
+        self._vals = np.empty((nb, sp.nr))
+        self._idx = np.empty((nb, sp.nr), dtype=np.int64)
+        self._acc = np.empty((nb, sp.nr))
+        self._gf = np.empty(sp.nr)
+        self._gg = np.empty(sp.mc)
+        self._tau = np.empty(sp.mc)
+        self._x = None
+        self._val = math.nan
+        self._grad = np.empty(self.nx)
+        self.nfev = 0
+
+    # ---------------------------------------------------------------- evaluation
+    def value_grad(self, x):
+        """``(value, gradient)`` at ``x`` (float64, length ``nx``); the gradient is a
+        fresh array. Non-finite values are returned as they are (the caller decides)."""
+        if self._x is not None and np.array_equal(x, self._x):
+            return self._val, self._grad.copy()
+        sp = self.sp
+        f = np.ascontiguousarray(x[:self.nr])
+        self.nfev += 1
+        if self.semi:
+            val = self._fn(f, sp.ac, sp.bc, sp.cost_t, sp.reg, self.k, self._gf, self._tau,
+                     self._vals, self._idx, self._acc)
+            self._grad[:] = self._gf
+        else:
+            g = np.ascontiguousarray(x[self.nr:])
+            val = self._fn(f, g, sp.ac, sp.bc, sp.cost_t, sp.reg, self.k, self._gf, self._gg,
+                     self._vals, self._idx, self._acc)
+            self._grad[:self.nr] = self._gf
+            self._grad[self.nr:] = self._gg
+        self._x = np.array(x, dtype=np.float64, copy=True)
+        self._val = float(val)
+        return self._val, self._grad.copy()
+
+    def finite(self, val, grad):
+        return math.isfinite(val) and bool(np.all(np.isfinite(grad)))
+
+    def err(self, grad):
+        """The marginal error of the plan at the gradient's point, relative to the mass:
+        the gradient is ``(a - T 1, b - T^T 1)`` (the semi-dual's columns are exact)."""
+        return float(np.abs(grad).sum()) / self.sp.mass
+
+    # ---------------------------------------------------------------- potentials, plan
+    def potentials(self, x):
+        """Compressed ``(f, g)`` at ``x`` in the scaled units (float64). The semi-dual's
+        ``g`` is minus the column thresholds, so that the plan has the dual's form."""
+        if self.semi:
+            self.value_grad(x)  # sets tau at x (cached)
+            return np.array(x[:self.nr], dtype=np.float64), -self._tau.copy()
+        return np.array(x[:self.nr], dtype=np.float64), np.array(x[self.nr:], dtype=np.float64)
+
+    def plan(self, x):
+        """The k-sparse plan at ``x``, column by column (CSC, compressed indices, scaled
+        units): ``(indptr, indices, data, row_sums, col_sums, lin, sq)``."""
+        sp = self.sp
+        f = np.ascontiguousarray(x[:self.nr])
+        g = np.zeros(self.mc) if self.semi else np.ascontiguousarray(x[self.nr:])
+        vals = np.empty(self.nr)
+        idx = np.empty(self.nr, dtype=np.int64)
+        return self._k.plan_columns(f, g, sp.cost_t, sp.reg, self.k, self.semi, sp.bc, vals, idx)

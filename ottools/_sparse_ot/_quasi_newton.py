@@ -1,0 +1,181 @@
+"""Quasi-Newton ascent (dense BFGS, or limited-memory L-BFGS) with a weak Wolfe line
+search, for concave objectives that may have kinks.
+
+SciPy's L-BFGS-B searches for strong Wolfe points, which do not exist across a kink of a
+piecewise-smooth function, and gives up there ("ABNORMAL_TERMINATION_IN_LNSRCH"). The weak
+Wolfe conditions (sufficient increase, and a directional derivative that has dropped
+below ``c2`` times its initial value) are met past a kink too, and a bracketing search
+(doubling, then safeguarded quadratic interpolation) finds such a point in a few
+evaluations (Lewis and Overton,
+"Nonsmooth optimization via quasi-Newton methods", Math. Program. 141, 2013). Near the
+rounding floor of the value, where no increase can be seen, the approximate Wolfe test of
+Hager and Zhang (SIAM J. Optim. 16, 2005) lets the slope decide.
+
+Dense BFGS keeps the full inverse-Hessian estimate (``nx**2`` numbers, ``O(nx**2)`` per
+iteration): on the sparsity-constrained duals, piecewise smooth with badly conditioned
+pieces, it reaches a given dual value in far fewer evaluations than L-BFGS and keeps
+improving where L-BFGS creeps (Lewis and Overton, section 6, recommend full BFGS for
+nonsmooth problems for the same reason). L-BFGS keeps ``mem`` pairs: the choice for
+large ``nx``.
+
+The vector algebra runs in small Numba kernels, not BLAS, so that the iterates do not
+depend on BLAS's thread count.
+"""
+
+import math
+
+import numpy as np
+
+__all__ = []
+
+
+class LineSearch:
+    """Outcome of :func:`search`: ``ok`` (a weak Wolfe point, or a partial step with
+    an increase), ``t``, ``x``, ``v``, ``g``; ``x`` is ``None`` when nothing increased."""
+
+    __slots__ = ("ok", "t", "x", "v", "g")
+
+    def __init__(self, ok, t=0.0, x=None, v=math.nan, g=None):
+        self.ok, self.t, self.x, self.v, self.g = ok, t, x, v, g
+
+
+class LBFGS:
+    """L-BFGS memory (``mem`` pairs), for maximisation.
+
+    The pairs are those of the minimised function ``-F``: ``s = x_new - x_old``,
+    ``y = -(g_new - g_old)``. :meth:`reset` forgets them (a restart); the next direction is
+    then the gradient, scaled to a unit first step.
+    """
+
+    def __init__(self, nx, mem=10):
+        from .._kernels import _sparse
+
+        self._k = _sparse
+        self.mem = mem
+        self.S = np.zeros((mem, nx))
+        self.Y = np.zeros((mem, nx))
+        self.rho = np.zeros(mem)
+        self.count = 0
+        self.head = 0  # next slot of the ring buffer
+        self._d = np.empty(nx)
+
+    def reset(self):
+        self.count = 0
+        self.head = 0
+
+    def direction(self, g):
+        """An ascent direction ``H g`` (a fresh array) and the first trial step."""
+        if self.count == 0:
+            norm = math.sqrt(self._k.dot(g, g))
+            return g.copy(), (1.0 / norm if norm > 0 else 1.0)
+        order = (self.head - self.count + np.arange(self.count)) % self.mem
+        self._k.lbfgs_direction(g, self.S, self.Y, self.rho, order, self.count, self._d)
+        return self._d.copy(), 1.0
+
+    def update(self, s, y, d=None, g_new=None):
+        """Store the pair if its curvature ``s . y`` is positive (else skip it)."""
+        sy = self._k.dot(s, y)
+        if not (sy > 1e-300 and math.isfinite(sy) and self._k.dot(y, y) > 0):
+            return False
+        self.S[self.head] = s
+        self.Y[self.head] = y
+        self.rho[self.head] = 1.0 / sy
+        self.head = (self.head + 1) % self.mem
+        self.count = min(self.count + 1, self.mem)
+        return True
+
+
+
+class BFGS:
+    """Dense BFGS inverse-Hessian estimate ``H`` (nx, nx), for maximisation.
+
+    Pairs as in :class:`LBFGS`. The first pair seeds ``H`` with ``(s . y) / (y . y)``
+    times the identity before its update; :meth:`reset` drops ``H`` (a restart). An
+    iteration costs two passes over ``H`` (:func:`ottools._kernels._sparse.bfgs_update`),
+    which also leaves the next direction.
+    """
+
+    def __init__(self, nx):
+        from .._kernels import _sparse
+
+        self._k = _sparse
+        self.H = np.zeros((nx, nx))
+        self.count = 0
+        self._next = np.empty(nx)
+        self._next_for = None  # the gradient _next belongs to
+        self._u = np.empty(nx)
+        self._Hy = np.empty(nx)
+
+    def reset(self):
+        self.count = 0
+        self._next_for = None
+
+    def direction(self, g):
+        if self.count == 0:
+            norm = math.sqrt(self._k.dot(g, g))
+            return g.copy(), (1.0 / norm if norm > 0 else 1.0)
+        if self._next_for is g:
+            return self._next.copy(), 1.0
+        d = np.empty_like(g)
+        self._k.matvec(self.H, g, d)
+        return d, 1.0
+
+    def update(self, s, y, d, g_new):
+        """Update with the pair ``(s, y)`` taken along direction ``d`` (``= H g_old``
+        when the memory is not empty), ``g_new`` the new gradient."""
+        ok = self._k.bfgs_update(self.H, s, y, d, g_new, self.count == 0, self._next,
+                                 self._u, self._Hy)
+        self._next_for = g_new if ok else None
+        self.count += bool(ok)
+        return ok
+
+
+def search(fun, finite, x, v0, g0, d, t, c1=1e-4, c2=0.9, max_ls=40):
+    """Weak Wolfe line search for ``max F`` from ``x`` along ``d`` (``g0 . d > 0``).
+
+    ``fun(x) -> (value, gradient)``; a non-finite trial counts as too long a step.
+    Returns a :class:`LineSearch`: a weak Wolfe point when found within ``max_ls``
+    trials, else the best trial that increased ``F`` (``ok`` True, a partial step), else
+    ``ok`` False. ``c1``, ``c2``: the sufficient-increase and curvature constants.
+    """
+    from .._kernels._sparse import dot
+
+    dg0 = dot(g0, d)
+    if not dg0 > 0:
+        return LineSearch(False)
+    floor = 1e-15 * abs(v0)  # below this an increase cannot be seen in float64
+    lo, hi = 0.0, math.inf
+    v_lo, dg_lo = v0, dg0
+    best = None
+    for _ in range(max_ls):
+        xt = x + t * d
+        vt, gt = fun(xt)
+        interp = False
+        if not finite(vt, gt):
+            hi = t
+        else:
+            dgt = dot(gt, d)
+            if vt >= v0 + c1 * t * dg0 or (abs(vt - v0) <= floor
+                                            and (2 * c1 - 1) * dg0 <= dgt):
+                if vt > v0 and (best is None or vt > best.v):
+                    best = LineSearch(True, t, xt, vt, gt)
+                if dgt <= c2 * dg0:  # weak Wolfe point (or approximate Wolfe)
+                    return LineSearch(True, t, xt, vt, gt)
+                lo, v_lo, dg_lo = t, vt, dgt
+            else:
+                hi, v_hi, interp = t, vt, True
+        if hi == math.inf:
+            t = 2.0 * t
+            continue
+        width = hi - lo
+        if width <= 1e-14 * hi:
+            break
+        t = lo + 0.5 * width
+        if interp:
+            # the maximiser of the quadratic through (lo, v_lo, slope dg_lo) and
+            # (hi, v_hi), kept within [0.1, 0.9] of the bracket: exact on a quadratic
+            # piece, a bisection at worst
+            curv = (v_hi - v_lo - dg_lo * width) / (width * width)
+            if curv < 0:
+                t = lo + min(0.9 * width, max(0.1 * width, -dg_lo / (2.0 * curv)))
+    return best if best is not None else LineSearch(False)
