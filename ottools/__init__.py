@@ -1,5 +1,9 @@
 """ottools: optimal transport numerics with a Numba core and a SciPy-style API.
 
+Exact OT
+--------
+emd               Exact OT (earth mover's distance): network simplex, sparse plan, duals.
+
 Entropic OT
 -----------
 sinkhorn          Entropic OT: Sinkhorn (log domain, scaling form), Sinkhorn-Newton-Sparse.
@@ -43,6 +47,7 @@ from ._costs import cost_matrix
 from ._mesh import mesh_measure
 from ._onedim import wasserstein_1d
 from ._divergence import sinkhorn_divergence
+from ._emd import emd
 from ._monge_gap import monge_gap
 from ._result import OTConvergenceWarning, OTWarning
 from ._sinkhorn import sinkhorn
@@ -63,6 +68,7 @@ __all__ = [
     "OTWarning",
     "cost_matrix",
     "distributional_sliced_wasserstein",
+    "emd",
     "max_sliced_wasserstein",
     "mesh_measure",
     "monge_gap",
