@@ -5,7 +5,8 @@ import numpy as np
 from ._kernels import KernelStatus, lazy
 from ._problem import LinearProblem
 from ._result import CONVERGED, MAXITER, solver_result
-from ._validation import _Option, _check_int, _check_option_table
+from ._validation import (_Option, _check_balanced, _check_int, _check_linear_problem,
+                          _check_option_table)
 
 __all__ = ["emd"]
 
@@ -15,8 +16,13 @@ _OPTIONS = {
     "candidates": _Option("int", 16, lo=1),
     "column_candidates": _Option("int", 4, lo=1),
     "block_size": _Option("int", None, lo=1, none_ok=True),
-    "rc_tol": _Option("float", 1e-13, lo=0.0, hi=1e-3),
+    "rc_tol": _Option("float", 1e-13, lo=0.0, lo_open=True, hi=1e-3),
 }
+
+# Relative gap between the total masses above which the problem is refused: float32
+# weights carry rounding of about 1e-7 in their sums (np.full(3, 1/3, np.float32) sums
+# to 1 + 3e-8), so they get the package default.
+_MASS_RTOL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-6}
 
 # Pivots per kernel call: tens of milliseconds at n = m = 4000, so Ctrl-C is honoured
 # quickly and the Python overhead between calls is negligible.
@@ -50,7 +56,8 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     ----------
     a : array_like, shape (n,), or None
         Source weights: finite, non-negative, positive sum; zeros allowed (``None``:
-        uniform). The total masses of ``a`` and ``b`` must agree to 1e-9 (relative); a
+        uniform). The total masses of ``a`` and ``b`` must agree to 1e-9 (relative;
+        1e-6 when the data are float32, whose sums carry rounding of that order); a
         smaller gap is taken as rounding and ``b`` is rescaled onto the mass of ``a``.
     b : array_like, shape (m,), or None
         Target weights, as ``a``.
@@ -70,9 +77,10 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
         ``candidates`` (16): the length ``K`` of the per-row candidate lists that the
         pivots price (see Notes); ``column_candidates`` (4): per-column candidates
         added to the starting greedy plan; ``block_size`` (``None``:
-        ``ceil(sqrt(n K))``): candidates priced per block; ``rc_tol`` (1e-13): a
-        reduced cost counts as negative below ``-rc_tol * max|C|``. An unknown key
-        raises ``TypeError``.
+        ``ceil(sqrt(n K))``): candidates priced per block; ``rc_tol`` (1e-13, in
+        ``(0, 1e-3]``): a reduced cost counts as negative below ``-rc_tol * max|C|``
+        (much smaller values let rounding noise in the potentials drive pivots that
+        never end; ``maxiter`` then reports it). An unknown key raises ``TypeError``.
 
     Returns
     -------
@@ -100,7 +108,8 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     Raises
     ------
     ValueError
-        Masses of ``a`` and ``b`` differing by more than 1e-9 (relative), negative or
+        Masses of ``a`` and ``b`` differing by more than 1e-9 (relative; 1e-6 for
+        float32 data), negative or
         non-finite weights, non-finite costs, or mismatched shapes; each message names
         the argument.
     TypeError
@@ -164,7 +173,9 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     array([[0.25, 0.25, 0.  ],
            [0.  , 0.25, 0.25]])
     """
-    prob = LinearProblem.from_args(a, b, cost, balanced=True, mass_rtol=1e-9)
+    a, b, cost, dtype = _check_linear_problem(a, b, cost, balanced=False)
+    b = _check_balanced(a, b, rtol=_MASS_RTOL[dtype])
+    prob = LinearProblem(a, b, cost, dtype)
     opts = _check_option_table(options, _OPTIONS, "emd")
     n, m = prob.ac.size, prob.bc.size
     if maxiter is None:
