@@ -232,6 +232,7 @@ class _Tree:
     def __init__(self, nodes):
         self.parent = np.empty(nodes, dtype=np.int64)
         self.flow = np.zeros(nodes)
+        self.cost_up = np.zeros(nodes)
         self.depth = np.zeros(nodes, dtype=np.int64)
         self.first_child = np.empty(nodes, dtype=np.int64)
         self.next_sib = np.empty(nodes, dtype=np.int64)
@@ -239,8 +240,8 @@ class _Tree:
         self.pi = np.zeros(nodes)
 
     def arrays(self):
-        return (self.parent, self.flow, self.depth, self.first_child, self.next_sib,
-                self.prev_sib, self.pi)
+        return (self.parent, self.flow, self.cost_up, self.depth, self.first_child,
+                self.next_sib, self.prev_sib, self.pi)
 
 
 def _result(prob, tree, C, optimal, nit, n, m):

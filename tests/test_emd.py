@@ -178,8 +178,8 @@ def test_zero_weights_give_empty_rows_and_feasible_potentials(rng):
     # the zero-weight rows hold the hard c-transform against the positive columns
     pos = b > 0
     zr = np.flatnonzero(a == 0)
-    np.testing.assert_allclose(res.f[zr], np.min(cost[np.ix_(zr, pos)] - res.g[pos], axis=1),
-                               atol=1e-12)
+    hard = np.min(cost[np.ix_(zr, pos)] - res.g[pos], axis=1)
+    np.testing.assert_allclose(res.f[zr], hard, atol=1e-12)
 
 
 def test_cost_shift_and_scale(rng):

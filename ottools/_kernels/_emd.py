@@ -3,11 +3,15 @@
 The graph has ``n`` source nodes (``0 .. n-1``, supplies ``a``), ``m`` sink nodes
 (``n .. n+m-1``, demands ``b``), one arc ``i -> j`` per cost entry, and an artificial
 root ``R = n + m``. A basis is a spanning tree of the ``n + m + 1`` nodes stored by
-node: ``parent[u]``, ``flow[u]`` (the flow on the arc between ``u`` and its parent),
+node: ``parent[u]``, ``flow[u]`` and ``cost_up[u]`` (the flow and the cost of the arc
+between ``u`` and its parent: no pivot reads the cost matrix for the tree),
 ``depth[u]``, the children as doubly linked lists (``first_child``, ``next_sib``,
 ``prev_sib``) and the potentials ``pi`` with ``pi[n + j] - pi[i] = C[i, j]`` on every
 tree arc, so that the reduced cost of an arc is ``C[i, j] + pi[i] - pi[n + j]``
-(``f = -pi[:n]``, ``g = pi[n:n + m]``).
+(``f = -pi[:n]``, ``g = pi[n:n + m]``). A pivot re-hangs the subtree below the leaving
+arc from the entering arc (reversing the parent pointers on the path between them) and
+recomputes that subtree's depths and potentials from the parents, so the potentials
+carry no rounding accumulated over pivots.
 
 Artificial arcs ``u -> R`` join the components of the starting forest to the root. They
 start with zero flow, are oriented towards the root (upward), and never carry flow: a
@@ -22,10 +26,14 @@ positive flows on real arcs and zero-flow arcs pointing up), and the leaving arc
 last blocking arc met when the cycle is traversed from its apex in the direction of the
 entering arc (Cunningham's rule), which keeps the tree strongly feasible.
 
-Pricing: block search (Grigoriadis; the rule of LEMON and of POT's solver): arcs are
-visited in row-major order from where the last search stopped, in blocks of
-``block`` arcs; the most negative reduced cost of the first block that has one below
-``-eps`` enters. After a full sweep without one the basis is optimal to ``eps``.
+Pricing, in two levels. Each row keeps a list of ``K`` candidate arcs (its ``K``
+smallest reduced costs when the list was last filled, with their costs). The entering
+arc comes from a block search (Grigoriadis; the rule of LEMON and of POT's solver) over
+these lists: blocks of ``block`` list entries, from where the last search stopped; the
+most negative reduced cost of the first block that has one below ``-eps`` enters. When
+a whole pass over the lists finds none, a full sweep over the cost matrix refills every
+row's list; a sweep that finds no reduced cost below ``-eps`` ends the solve: the basis
+is then optimal to ``eps``, certified on every entry.
 
 The kernels never raise and allocate only at entry; the state persists in the arrays the
 caller owns, so the pivot loop can run in bounded calls.
@@ -188,7 +196,7 @@ def _assign(a, b, i, j, cell_i, cell_j, cell_x, ncell):
 
 
 @jit
-def build_tree(C, ncell, cell_i, cell_j, cell_x, f0, g0, parent, flow, depth,
+def build_tree(C, ncell, cell_i, cell_j, cell_x, f0, g0, parent, flow, cost_up, depth,
                first_child, next_sib, prev_sib, pi):
     """The starting tree: the forest of cells, each component hung from the root by a
     zero-flow artificial arc, its potentials offset to match the guide ``(f0, g0)`` on
@@ -228,6 +236,7 @@ def build_tree(C, ncell, cell_i, cell_j, cell_x, f0, g0, parent, flow, depth,
             continue
         parent[s] = root
         flow[s] = 0.0
+        cost_up[s] = 0.0
         depth[s] = 1
         pi[s] = 0.0
         _add_child(root, s, first_child, next_sib, prev_sib)
@@ -245,9 +254,10 @@ def build_tree(C, ncell, cell_i, cell_j, cell_x, f0, g0, parent, flow, depth,
                     continue
                 parent[v] = u
                 flow[v] = adj_x[p]
+                cost_up[v] = C[u, v - n] if u < n else C[v, u - n]
                 depth[v] = depth[u] + 1
                 _add_child(u, v, first_child, next_sib, prev_sib)
-                pi[v] = _pi_from_parent(C, n, v, u, pi)
+                pi[v] = _pi_from_parent(n, v, u, pi, cost_up)
                 top += 1
                 stack[top] = v
         shift = 0.0
@@ -261,11 +271,11 @@ def build_tree(C, ncell, cell_i, cell_j, cell_x, f0, g0, parent, flow, depth,
 
 
 @jit
-def _pi_from_parent(C, n, u, p, pi):
+def _pi_from_parent(n, u, p, pi, cost_up):
     """The potential of ``u`` that gives its (real) tree arc to ``p`` reduced cost 0."""
     if u < n:
-        return pi[p] - C[u, p - n]
-    return pi[p] + C[p, u - n]
+        return pi[p] - cost_up[u]
+    return pi[p] + cost_up[u]
 
 
 @jit
@@ -382,8 +392,8 @@ def _sweep(C, pi, lj, lc, lv, eps):
 
 
 @jit
-def pivots(C, parent, flow, depth, first_child, next_sib, prev_sib, pi, lj, lc, lv,
-           state, block, eps, budget):
+def pivots(C, parent, flow, cost_up, depth, first_child, next_sib, prev_sib, pi, lj, lc,
+           lv, state, block, eps, budget):
     """Run at most ``budget`` pivots. Returns ``(code, pivots_done)``: ``DONE`` when no
     reduced cost is below ``-eps`` (optimal), ``BUDGET`` otherwise. ``state[1]`` counts
     the full sweeps."""
@@ -459,25 +469,29 @@ def pivots(C, parent, flow, depth, first_child, next_sib, prev_sib, pi, lj, lc, 
             newp = i
         prev = newp
         prev_flow = delta
+        prev_cost = C[i, jc]
         u = q
         while True:
             nxt = parent[u]
             nxt_flow = flow[u]
+            nxt_cost = cost_up[u]
             _remove_child(nxt, u, first_child, next_sib, prev_sib)
             parent[u] = prev
             flow[u] = prev_flow
+            cost_up[u] = prev_cost
             _add_child(prev, u, first_child, next_sib, prev_sib)
             if u == leave:
                 break
             prev = u
             prev_flow = nxt_flow
+            prev_cost = nxt_cost
             u = nxt
         # Depths and potentials of the moved subtree, from the parents (preorder).
         u = q
         while True:
             p = parent[u]
             depth[u] = depth[p] + 1
-            pi[u] = _pi_from_parent(C, n, u, p, pi)
+            pi[u] = _pi_from_parent(n, u, p, pi, cost_up)
             c = first_child[u]
             if c != -1:
                 u = c
