@@ -13,7 +13,7 @@ __all__ = ["emd"]
 _k = lazy("_emd")
 
 _OPTIONS = {
-    "candidates": _Option("int", 16, lo=1),
+    "candidates": _Option("int", 32, lo=1),
     "column_candidates": _Option("int", 4, lo=1),
     "block_size": _Option("int", None, lo=1, none_ok=True),
     "rc_tol": _Option("float", 1e-13, lo=0.0, lo_open=True, hi=1e-3),
@@ -74,7 +74,7 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
         They replace the cold-start guide potentials (see Notes); the solution does not
         depend on them (up to ties between optimal plans).
     options : dict, optional
-        ``candidates`` (16): the length ``K`` of the per-row candidate lists that the
+        ``candidates`` (32): the length ``K`` of the per-row candidate lists that the
         pivots price (see Notes); ``column_candidates`` (4): per-column candidates
         added to the starting greedy plan; ``block_size`` (``None``:
         ``ceil(sqrt(n K))``): candidates priced per block; ``rc_tol`` (1e-13, in
@@ -187,10 +187,10 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     a64 = prob.ac.astype(np.float64)
     b64 = prob.bc.astype(np.float64)
     b64 *= a64.sum() / b64.sum()  # equal masses in float64 (float32 sums differ)
-    if guide is None:
+    if guide is None:  # the double c-transform of the cost, finished in start_lists
         f0 = np.empty(n)
         g0 = np.empty(m)
-        _k.double_c_transform(C, f0, g0)
+        _k.column_minima(C, g0)
     else:
         f0, g0 = guide
     K = min(opts["candidates"], m)
@@ -200,7 +200,7 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     lv = np.empty((n, K))
     ci = np.empty((m, kc), dtype=np.int64)
     cv = np.empty((m, kc))
-    _k.start_lists(C, f0, g0, lj, lc, lv, ci, cv)
+    _k.start_lists(C, f0, g0, guide is None, lj, lc, lv, ci, cv)
     cell_i = np.empty(n + m, dtype=np.int64)
     cell_j = np.empty(n + m, dtype=np.int64)
     cell_x = np.empty(n + m)

@@ -315,23 +315,31 @@ def test_bad_arguments_raise():
 
 # --- kernels against naive NumPy -------------------------------------------------------
 
-def test_double_c_transform_kernel(rng):
-    cost = rng.standard_normal((13, 9))
-    f, g = np.empty(13), np.empty(9)
-    _k.double_c_transform(cost, f, g)
+def test_cold_guide_is_the_double_c_transform(rng):
+    """column_minima, then start_lists(cold=True): g = min_i C, f = min_j (C - g)."""
+    n, m, K, kc = 13, 40, 4, 2
+    cost = rng.standard_normal((n, m))
+    f, g = np.empty(n), np.empty(m)
+    _k.column_minima(cost, g)
     np.testing.assert_array_equal(g, cost.min(0))
+    lj, lc, lv = np.empty((n, K), np.int64), np.empty((n, K)), np.empty((n, K))
+    ci, cv = np.empty((m, kc), np.int64), np.empty((m, kc))
+    _k.start_lists(cost, f, g, True, lj, lc, lv, ci, cv)
     np.testing.assert_array_equal(f, (cost - g).min(1))
+    r = cost - f[:, None] - g[None, :]
+    np.testing.assert_array_equal(lv, np.sort(r, axis=1)[:, :K])
+    assert np.all(lv[:, 0] == 0)
 
 
 def test_lists_and_sweep_kernels(rng):
     """start_lists: the K smallest reduced costs per row (and kc per column), ascending;
     the sweep refreshes each row's list to its K smallest current reduced costs."""
-    n, m, K, kc = 17, 40, 5, 3
+    n, m, K, kc = 17, 70, 5, 3  # m not a multiple of the chunk length 16
     cost = rng.random((n, m))
     f0, g0 = rng.random(n), rng.random(m)
     lj, lc, lv = np.empty((n, K), np.int64), np.empty((n, K)), np.empty((n, K))
     ci, cv = np.empty((m, kc), np.int64), np.empty((m, kc))
-    _k.start_lists(cost, f0, g0, lj, lc, lv, ci, cv)
+    _k.start_lists(cost, f0, g0, False, lj, lc, lv, ci, cv)
     r0 = cost - f0[:, None] - g0[None, :]
     np.testing.assert_array_equal(lj, np.argsort(r0, axis=1, kind="stable")[:, :K])
     np.testing.assert_array_equal(lv, np.sort(r0, axis=1)[:, :K])
@@ -357,11 +365,11 @@ def test_greedy_basis_is_a_feasible_forest(n, m, seed):
     a /= a.sum()
     b *= a.sum() / b.sum()
     f0, g0 = np.empty(n), np.empty(m)
-    _k.double_c_transform(cost, f0, g0)
+    _k.column_minima(cost, g0)
     K, kc = min(3, m), min(2, n)
     lj, lc, lv = np.empty((n, K), np.int64), np.empty((n, K)), np.empty((n, K))
     ci, cv = np.empty((m, kc), np.int64), np.empty((m, kc))
-    _k.start_lists(cost, f0, g0, lj, lc, lv, ci, cv)
+    _k.start_lists(cost, f0, g0, True, lj, lc, lv, ci, cv)
     ci_, cj_, cx_ = np.empty(n + m, np.int64), np.empty(n + m, np.int64), np.empty(n + m)
     cnt = _k.greedy_basis(cost, a.copy(), b.copy(), f0, g0, lj, lv, ci, cv, ci_, cj_, cx_)
     assert 1 <= cnt <= n + m - 1

@@ -46,55 +46,76 @@ from ._jit import jit
 
 
 @jit
-def double_c_transform(C, f, g):
-    """Guide potentials for a cold start: ``g_j = min_i C_ij``, then
-    ``f_i = min_j (C_ij - g_j)``: dual feasible, and every row and column has a zero
-    reduced cost."""
+def column_minima(C, g):
+    """``g_j = min_i C_ij``: the first half of the cold-start guide (see
+    :func:`start_lists`)."""
     n, m = C.shape
     for j in range(m):
         g[j] = C[0, j]
     for i in range(1, n):
+        crow = C[i]
         for j in range(m):
-            if C[i, j] < g[j]:
-                g[j] = C[i, j]
-    for i in range(n):
-        best = C[i, 0] - g[0]
-        for j in range(1, m):
-            r = C[i, j] - g[j]
-            if r < best:
-                best = r
-        f[i] = best
+            g[j] = min(g[j], crow[j])
 
 
 @jit
-def start_lists(C, f0, g0, lj, lc, lv, ci, cv):
-    """One pass over ``C`` with the guide's reduced costs ``r_ij = C_ij - f0_i - g0_j``:
-    the ``K`` smallest of every row (columns ``lj``, costs ``lc``, values ``lv``, all
-    (n, K)) and the ``kc`` smallest of every column (rows ``ci``, values ``cv``, (m, kc)),
-    each list ascending."""
+def start_lists(C, f0, g0, cold, lj, lc, lv, ci, cv):
+    """One pass over ``C`` ranking the cells by the guide's reduced costs
+    ``r_ij = C_ij - f0_i - g0_j``: the ``K`` smallest of every row (columns ``lj``,
+    costs ``lc``, values ``lv``, all (n, K)) and the ``kc`` smallest of every column
+    (rows ``ci``, values ``cv``, (m, kc)), each list ascending.
+
+    ``cold``: ``f0`` is computed here first, row by row, as ``f0_i = min_j C_ij - g0_j``
+    (with ``g0`` the column minima this is the double c-transform: dual feasible, a zero
+    reduced cost in every row and column). A vectorizable count over chunks of 16
+    entries skips the chunks where no entry enters a row or column list.
+    """
     n, m = C.shape
     K = lj.shape[1]
     kc = ci.shape[1]
-    for i in range(n):
-        for t in range(K):
-            lv[i, t] = np.inf
-            lj[i, t] = 0
+    cthr = np.full(m, np.inf)  # the kc-th smallest of each column so far
     for j in range(m):
         for t in range(kc):
             cv[j, t] = np.inf
             ci[j, t] = 0
+    W = 16
+    nchunk = m // W
     for i in range(n):
+        crow = C[i]
+        if cold:
+            best = np.inf
+            for j in range(m):
+                best = min(best, crow[j] - g0[j])
+            f0[i] = best
         fi = f0[i]
         row_v = lv[i]
         row_j = lj[i]
-        for j in range(m):
-            r = C[i, j] - fi - g0[j]
-            if r < row_v[K - 1]:
-                _insert_sorted(row_v, row_j, K, r, j)
-            if r < cv[j, kc - 1]:
-                _insert_sorted(cv[j], ci[j], kc, r, i)
         for t in range(K):
-            lc[i, t] = C[i, row_j[t]]
+            row_v[t] = np.inf
+            row_j[t] = 0
+        theta = np.inf  # the K-th smallest of the row so far
+        for c in range(nchunk + 1):
+            lo = c * W
+            if c < nchunk:
+                hi = lo + W
+                cnt = 0
+                for t in range(W):
+                    r = crow[lo + t] - fi - g0[lo + t]
+                    cnt += (r < theta) | (r < cthr[lo + t])
+                if cnt == 0:
+                    continue
+            else:
+                hi = m
+            for j in range(lo, hi):
+                r = crow[j] - fi - g0[j]
+                if r < theta:
+                    _insert_sorted(row_v, row_j, K, r, j)
+                    theta = row_v[K - 1]
+                if r < cthr[j]:
+                    _insert_sorted(cv[j], ci[j], kc, r, i)
+                    cthr[j] = cv[j, kc - 1]
+        for t in range(K):
+            lc[i, t] = crow[row_j[t]]
 
 
 @jit
