@@ -1,5 +1,9 @@
 """ottools: optimal transport numerics with a Numba core and a SciPy-style API.
 
+Exact OT
+--------
+emd               Exact OT (earth mover's distance): network simplex, sparse plan, duals.
+
 Entropic OT
 -----------
 sinkhorn          Entropic OT: Sinkhorn (log domain, scaling form), Sinkhorn-Newton-Sparse.
@@ -45,6 +49,7 @@ from ._geometry import PointCloud
 from ._mesh import mesh_measure
 from ._onedim import wasserstein_1d
 from ._divergence import sinkhorn_divergence
+from ._emd import emd
 from ._monge_gap import monge_gap
 from ._result import OTConvergenceWarning, OTWarning
 from ._sinkhorn import sinkhorn
@@ -66,6 +71,7 @@ __all__ = [
     "PointCloud",
     "cost_matrix",
     "distributional_sliced_wasserstein",
+    "emd",
     "max_sliced_wasserstein",
     "mesh_measure",
     "monge_gap",

@@ -1,0 +1,551 @@
+"""Network simplex kernels for exact OT on the complete bipartite graph (``ottools.emd``).
+
+The graph has ``n`` source nodes (``0 .. n-1``, supplies ``a``), ``m`` sink nodes
+(``n .. n+m-1``, demands ``b``), one arc ``i -> j`` per cost entry, and an artificial
+root ``R = n + m``. A basis is a spanning tree of the ``n + m + 1`` nodes stored by
+node: ``parent[u]``, ``flow[u]`` and ``cost_up[u]`` (the flow and the cost of the arc
+between ``u`` and its parent: no pivot reads the cost matrix for the tree),
+``depth[u]``, the children as doubly linked lists (``first_child``, ``next_sib``,
+``prev_sib``) and the potentials ``pi`` with ``pi[n + j] - pi[i] = C[i, j]`` on every
+tree arc, so that the reduced cost of an arc is ``C[i, j] + pi[i] - pi[n + j]``
+(``f = -pi[:n]``, ``g = pi[n:n + m]``). A pivot re-hangs the subtree below the leaving
+arc from the entering arc (reversing the parent pointers on the path between them) and
+recomputes that subtree's depths and potentials from the parents, so the potentials
+carry no rounding accumulated over pivots.
+
+Artificial arcs ``u -> R`` join the components of the starting forest to the root. They
+start with zero flow, are oriented towards the root (upward), and never carry flow: a
+cycle through ``R`` traverses one of them forwards and another one backwards, so its
+flow change is 0. Once one leaves the tree it is gone for good (it is never priced).
+Their only role is to let the starting forest be any forest; their "cost" is the free
+offset of each component's potentials, chosen to match the guide potentials.
+
+Degenerate pivots (most pivots on assignment-like problems) cannot cycle: every tree arc
+with zero flow points upward (the tree is *strongly feasible*: the starting tree has
+positive flows on real arcs and zero-flow arcs pointing up), and the leaving arc is the
+last blocking arc met when the cycle is traversed from its apex in the direction of the
+entering arc (Cunningham's rule), which keeps the tree strongly feasible.
+
+Pricing, in two levels. Each row keeps a list of ``K`` candidate arcs (its ``K``
+smallest reduced costs when the list was last filled, with their costs). The entering
+arc comes from a block search (Grigoriadis; the rule of LEMON and of POT's solver) over
+these lists: blocks of ``block`` list entries, from where the last search stopped; the
+most negative reduced cost of the first block that has one below ``-eps`` enters. When
+a whole pass over the lists finds none, a full sweep over the cost matrix refills every
+row's list; a sweep that finds no reduced cost below ``-eps`` ends the solve: the basis
+is then optimal to ``eps``, certified on every entry.
+
+The kernels never raise and allocate only at entry; the state persists in the arrays the
+caller owns, so the pivot loop can run in bounded calls.
+"""
+
+import numpy as np
+
+from ._codes import BUDGET, DONE
+from ._jit import jit
+
+
+@jit
+def column_minima(C, g):
+    """``g_j = min_i C_ij``: the first half of the cold-start guide (see
+    :func:`start_lists`)."""
+    n, m = C.shape
+    for j in range(m):
+        g[j] = C[0, j]
+    for i in range(1, n):
+        crow = C[i]
+        for j in range(m):
+            g[j] = min(g[j], crow[j])
+
+
+@jit
+def start_lists(C, f0, g0, cold, lj, lc, lv, ci, cv):
+    """One pass over ``C`` ranking the cells by the guide's reduced costs
+    ``r_ij = C_ij - f0_i - g0_j``: the ``K`` smallest of every row (columns ``lj``,
+    costs ``lc``, values ``lv``, all (n, K)) and the ``kc`` smallest of every column
+    (rows ``ci``, values ``cv``, (m, kc)), each list ascending.
+
+    ``cold``: ``f0`` is computed here first, row by row, as ``f0_i = min_j C_ij - g0_j``
+    (with ``g0`` the column minima this is the double c-transform: dual feasible, a zero
+    reduced cost in every row and column). A vectorizable count over chunks of 16
+    entries skips the chunks where no entry enters a row or column list.
+    """
+    n, m = C.shape
+    K = lj.shape[1]
+    kc = ci.shape[1]
+    cthr = np.full(m, np.inf)  # the kc-th smallest of each column so far
+    for j in range(m):
+        for t in range(kc):
+            cv[j, t] = np.inf
+            ci[j, t] = 0
+    W = 16
+    nchunk = m // W
+    for i in range(n):
+        crow = C[i]
+        if cold:
+            best = np.inf
+            for j in range(m):
+                best = min(best, crow[j] - g0[j])
+            f0[i] = best
+        fi = f0[i]
+        row_v = lv[i]
+        row_j = lj[i]
+        for t in range(K):
+            row_v[t] = np.inf
+            row_j[t] = 0
+        theta = np.inf  # the K-th smallest of the row so far
+        for c in range(nchunk + 1):
+            lo = c * W
+            if c < nchunk:
+                hi = lo + W
+                cnt = 0
+                for t in range(W):
+                    r = crow[lo + t] - fi - g0[lo + t]
+                    cnt += (r < theta) | (r < cthr[lo + t])
+                if cnt == 0:
+                    continue
+            else:
+                hi = m
+            for j in range(lo, hi):
+                r = crow[j] - fi - g0[j]
+                if r < theta:
+                    _insert_sorted(row_v, row_j, K, r, j)
+                    theta = row_v[K - 1]
+                if r < cthr[j]:
+                    _insert_sorted(cv[j], ci[j], kc, r, i)
+                    cthr[j] = cv[j, kc - 1]
+        for t in range(K):
+            lc[i, t] = crow[row_j[t]]
+
+
+@jit
+def _insert_sorted(vals, idx, k, v, t):
+    """Insert ``(v, t)`` into the ascending ``vals[:k]`` (the largest entry drops out);
+    the caller has checked ``v < vals[k - 1]``."""
+    p = k - 1
+    while p > 0 and vals[p - 1] > v:
+        vals[p] = vals[p - 1]
+        idx[p] = idx[p - 1]
+        p -= 1
+    vals[p] = v
+    idx[p] = t
+
+
+@jit
+def greedy_basis(C, a, b, f0, g0, lj, lv, ci, cv, cell_i, cell_j, cell_x):
+    """A feasible starting plan whose cells form a forest (at most ``n + m - 1`` cells).
+
+    Candidates: the row lists ``(lj, lv)`` and column lists ``(ci, cv)`` of
+    :func:`start_lists`; taken in increasing reduced cost, a candidate whose row and
+    column both have mass left gets the smaller of the two, which exhausts that row or
+    column (the "matrix minimum" rule). Rows still holding mass are then served one by
+    one by the cheapest column with mass left. Every cell exhausts a row or a column that
+    was alive, so the cells are acyclic.
+
+    ``a`` and ``b`` are float64 copies (consumed). Returns the number of cells written to
+    ``cell_i``, ``cell_j``, ``cell_x`` (length >= n + m).
+    """
+    n, m = C.shape
+    K = lj.shape[1]
+    kc = ci.shape[1]
+    nc = n * K + m * kc
+    cand_v = np.empty(nc)
+    cand_i = np.empty(nc, dtype=np.int64)
+    cand_j = np.empty(nc, dtype=np.int64)
+    p = 0
+    for i in range(n):
+        for t in range(K):
+            cand_v[p] = lv[i, t]
+            cand_i[p] = i
+            cand_j[p] = lj[i, t]
+            p += 1
+    for j in range(m):
+        for t in range(kc):
+            cand_v[p] = cv[j, t]
+            cand_i[p] = ci[j, t]
+            cand_j[p] = j
+            p += 1
+    order = np.argsort(cand_v, kind="mergesort")  # stable: deterministic ties
+    ncell = 0
+    for t in range(nc):
+        p = order[t]
+        i = cand_i[p]
+        j = cand_j[p]
+        if a[i] > 0.0 and b[j] > 0.0:
+            ncell = _assign(a, b, i, j, cell_i, cell_j, cell_x, ncell)
+    # Rows with mass left: the cheapest live column, until the row is exhausted.
+    live = np.empty(m, dtype=np.int64)
+    nlive = 0
+    for j in range(m):
+        if b[j] > 0.0:
+            live[nlive] = j
+            nlive += 1
+    for i in range(n):
+        while a[i] > 0.0 and nlive > 0:
+            best = np.inf
+            bt = 0
+            fi = f0[i]
+            for t in range(nlive):
+                j = live[t]
+                r = C[i, j] - fi - g0[j]
+                if r < best:
+                    best = r
+                    bt = t
+            j = live[bt]
+            ncell = _assign(a, b, i, j, cell_i, cell_j, cell_x, ncell)
+            if not b[j] > 0.0:
+                nlive -= 1
+                live[bt] = live[nlive]
+    return ncell
+
+
+@jit
+def _assign(a, b, i, j, cell_i, cell_j, cell_x, ncell):
+    """Send ``min(a_i, b_j)`` from ``i`` to ``j``; the smaller side becomes exactly 0."""
+    if a[i] <= b[j]:
+        x = a[i]
+        b[j] -= x
+        a[i] = 0.0
+    else:
+        x = b[j]
+        a[i] -= x
+        b[j] = 0.0
+    cell_i[ncell] = i
+    cell_j[ncell] = j
+    cell_x[ncell] = x
+    return ncell + 1
+
+
+@jit
+def build_tree(C, ncell, cell_i, cell_j, cell_x, f0, g0, parent, flow, cost_up, depth,
+               first_child, next_sib, prev_sib, pi):
+    """The starting tree: the forest of cells, each component hung from the root by a
+    zero-flow artificial arc, its potentials offset to match the guide ``(f0, g0)`` on
+    average. Fills the tree arrays (length ``n + m + 1``)."""
+    n, m = C.shape
+    nn = n + m
+    root = nn
+    deg = np.zeros(nn + 1, dtype=np.int64)
+    for t in range(ncell):
+        deg[cell_i[t] + 1] += 1
+        deg[n + cell_j[t] + 1] += 1
+    for u in range(nn):
+        deg[u + 1] += deg[u]
+    fill = deg[:nn].copy()
+    adj = np.empty(2 * ncell, dtype=np.int64)
+    adj_x = np.empty(2 * ncell)
+    for t in range(ncell):
+        u = cell_i[t]
+        v = n + cell_j[t]
+        adj[fill[u]] = v
+        adj_x[fill[u]] = cell_x[t]
+        fill[u] += 1
+        adj[fill[v]] = u
+        adj_x[fill[v]] = cell_x[t]
+        fill[v] += 1
+    for u in range(nn + 1):
+        parent[u] = -1
+        first_child[u] = -1
+        next_sib[u] = -1
+        prev_sib[u] = -1
+    depth[root] = 0
+    pi[root] = 0.0
+    stack = np.empty(nn, dtype=np.int64)
+    members = np.empty(nn, dtype=np.int64)
+    for s in range(nn):
+        if parent[s] != -1:
+            continue
+        parent[s] = root
+        flow[s] = 0.0
+        cost_up[s] = 0.0
+        depth[s] = 1
+        pi[s] = 0.0
+        _add_child(root, s, first_child, next_sib, prev_sib)
+        top = 0
+        stack[0] = s
+        nmem = 0
+        while top >= 0:
+            u = stack[top]
+            top -= 1
+            members[nmem] = u
+            nmem += 1
+            for p in range(deg[u], deg[u + 1]):
+                v = adj[p]
+                if v == parent[u]:
+                    continue
+                parent[v] = u
+                flow[v] = adj_x[p]
+                cost_up[v] = C[u, v - n] if u < n else C[v, u - n]
+                depth[v] = depth[u] + 1
+                _add_child(u, v, first_child, next_sib, prev_sib)
+                pi[v] = _pi_from_parent(n, v, u, pi, cost_up)
+                top += 1
+                stack[top] = v
+        shift = 0.0
+        for t in range(nmem):
+            u = members[t]
+            guide = -f0[u] if u < n else g0[u - n]
+            shift += guide - pi[u]
+        shift /= nmem
+        for t in range(nmem):
+            pi[members[t]] += shift
+
+
+@jit
+def _pi_from_parent(n, u, p, pi, cost_up):
+    """The potential of ``u`` that gives its (real) tree arc to ``p`` reduced cost 0."""
+    if u < n:
+        return pi[p] - cost_up[u]
+    return pi[p] + cost_up[u]
+
+
+@jit
+def _add_child(p, u, first_child, next_sib, prev_sib):
+    c = first_child[p]
+    next_sib[u] = c
+    prev_sib[u] = -1
+    if c != -1:
+        prev_sib[c] = u
+    first_child[p] = u
+
+
+@jit
+def _remove_child(p, u, first_child, next_sib, prev_sib):
+    nx = next_sib[u]
+    pv = prev_sib[u]
+    if pv == -1:
+        first_child[p] = nx
+    else:
+        next_sib[pv] = nx
+    if nx != -1:
+        prev_sib[nx] = pv
+
+
+@jit
+def _price_list(pi, n, lj, lc, state, block, eps):
+    """Block search over the candidate lists from entry ``state[0]``: ``(i, j)`` of the
+    most negative reduced cost (below ``-eps``) in the first block that has one, or
+    ``(-1, -1)`` after a pass over all lists without one."""
+    nr, K = lj.shape
+    total = nr * K
+    e = state[0]
+    i = e // K
+    t = e - i * K
+    bi = -1
+    bj = -1
+    best = -eps
+    scanned = 0
+    cnt = 0
+    while scanned < total:
+        seg = min(K - t, total - scanned, block - cnt)
+        thr = best - pi[i]
+        for s in range(t, t + seg):
+            r = lc[i, s] - pi[n + lj[i, s]]
+            if r < thr:
+                thr = r
+                bi = i
+                bj = lj[i, s]
+        best = thr + pi[i]
+        scanned += seg
+        cnt += seg
+        t += seg
+        if t == K:
+            t = 0
+            i += 1
+            if i == nr:
+                i = 0
+        if cnt == block:
+            if bi >= 0:
+                break
+            cnt = 0
+    state[0] = i * K + t
+    return bi, bj
+
+
+@jit
+def _sweep(C, pi, lj, lc, lv, eps):
+    """Full pricing: every row's list becomes its ``K`` smallest current reduced costs.
+    Returns True when some reduced cost is below ``-eps``.
+
+    Within a row the order of ``C_ij - pi_{n+j}`` is that of the reduced costs. The old
+    list bounds the new ``K``-th smallest value (``theta``, the largest current value
+    of the old entries), so a vectorizable count over chunks of 16 entries skips every
+    chunk without a candidate, and only the others are scanned one by one.
+    """
+    n, m = C.shape
+    K = lj.shape[1]
+    pj = pi[n:n + m]
+    W = 16
+    nchunk = m // W
+    found = False
+    for i in range(n):
+        crow = C[i]
+        row_v = lv[i]
+        row_j = lj[i]
+        theta = -np.inf
+        for t in range(K):
+            v = crow[row_j[t]] - pj[row_j[t]]
+            if v > theta:
+                theta = v
+            row_v[t] = np.inf
+        for c in range(nchunk + 1):
+            lo = c * W
+            if c < nchunk:
+                hi = lo + W
+                cnt = 0
+                for t in range(W):
+                    cnt += crow[lo + t] - pj[lo + t] <= theta
+                if cnt == 0:
+                    continue
+            else:
+                hi = m
+            for jj in range(lo, hi):
+                r = crow[jj] - pj[jj]
+                if r <= theta:
+                    _insert_sorted(row_v, row_j, K, r, jj)
+                    if row_v[K - 1] < theta:
+                        theta = row_v[K - 1]
+        for t in range(K):
+            lc[i, t] = crow[row_j[t]]
+        if row_v[0] < -eps - pi[i]:  # the test of _price_list
+            found = True
+    return found
+
+
+@jit
+def pivots(C, parent, flow, cost_up, depth, first_child, next_sib, prev_sib, pi, lj, lc,
+           lv, state, block, eps, budget):
+    """Run at most ``budget`` pivots. Returns ``(code, pivots_done)``: ``DONE`` when no
+    reduced cost is below ``-eps`` (optimal), ``BUDGET`` otherwise. ``state[1]`` counts
+    the full sweeps."""
+    n, m = C.shape
+    root = n + m
+    for it in range(budget):
+        i, jc = _price_list(pi, n, lj, lc, state, block, eps)
+        if i < 0:
+            state[1] += 1
+            if not _sweep(C, pi, lj, lc, lv, eps):
+                return DONE, it
+            state[0] = 0
+            i, jc = _price_list(pi, n, lj, lc, state, block, eps)
+            if i < 0:  # rounding between the two passes: trust the list
+                return DONE, it
+        j = n + jc
+        # apex of the cycle
+        u = i
+        v = j
+        while u != v:
+            du = depth[u]
+            dv = depth[v]
+            if du >= dv:
+                u = parent[u]
+            if dv >= du:
+                v = parent[v]
+        join = u
+        # Leaving arc: the cycle runs join -> ... -> i -> j -> ... -> join; Cunningham's
+        # rule takes the last blocking arc in that order (strict on the i-side walked
+        # upwards, non-strict on the j-side walked upwards).
+        delta = np.inf
+        leave = -1
+        leave_iside = True
+        u = i
+        while u != join:
+            if u < n or parent[u] == root:  # traversed against its direction
+                if flow[u] < delta:
+                    delta = flow[u]
+                    leave = u
+            u = parent[u]
+        u = j
+        while u != join:
+            if u >= n and parent[u] != root:
+                if flow[u] <= delta:
+                    delta = flow[u]
+                    leave = u
+                    leave_iside = False
+            u = parent[u]
+        if leave < 0:  # cannot happen: every cycle has an arc traversed backwards
+            return DONE, it
+        if delta > 0.0:
+            u = i
+            while u != join:
+                if u < n or parent[u] == root:
+                    flow[u] -= delta
+                else:
+                    flow[u] += delta
+                u = parent[u]
+            u = j
+            while u != join:
+                if u >= n and parent[u] != root:
+                    flow[u] -= delta
+                else:
+                    flow[u] += delta
+                u = parent[u]
+        # Re-hang the subtree below the leaving arc from the entering arc, reversing
+        # the stem from the entering endpoint q up to the leaving node.
+        if leave_iside:
+            q = i
+            newp = j
+        else:
+            q = j
+            newp = i
+        prev = newp
+        prev_flow = delta
+        prev_cost = C[i, jc]
+        u = q
+        while True:
+            nxt = parent[u]
+            nxt_flow = flow[u]
+            nxt_cost = cost_up[u]
+            _remove_child(nxt, u, first_child, next_sib, prev_sib)
+            parent[u] = prev
+            flow[u] = prev_flow
+            cost_up[u] = prev_cost
+            _add_child(prev, u, first_child, next_sib, prev_sib)
+            if u == leave:
+                break
+            prev = u
+            prev_flow = nxt_flow
+            prev_cost = nxt_cost
+            u = nxt
+        # Depths and potentials of the moved subtree, from the parents (preorder).
+        u = q
+        while True:
+            p = parent[u]
+            depth[u] = depth[p] + 1
+            pi[u] = _pi_from_parent(n, u, p, pi, cost_up)
+            c = first_child[u]
+            if c != -1:
+                u = c
+                continue
+            while u != q and next_sib[u] == -1:
+                u = parent[u]
+            if u == q:
+                break
+            u = next_sib[u]
+    return BUDGET, budget
+
+
+@jit
+def is_optimal(C, pi, lj, lc, lv, eps):
+    """True when no reduced cost is below ``-eps`` (a full sweep; refreshes the lists)."""
+    return not _sweep(C, pi, lj, lc, lv, eps)
+
+
+@jit
+def tree_plan(n, m, parent, flow, rows, cols, vals):
+    """The plan's cells: real tree arcs with positive flow. Returns their number."""
+    root = n + m
+    cnt = 0
+    for u in range(n + m):
+        p = parent[u]
+        if p == root or not flow[u] > 0.0:
+            continue
+        if u < n:
+            rows[cnt] = u
+            cols[cnt] = p - n
+        else:
+            rows[cnt] = p
+            cols[cnt] = u - n
+        vals[cnt] = flow[u]
+        cnt += 1
+    return cnt
