@@ -50,13 +50,14 @@ def _check_reg(reg, cost_std):
 
 
 def _assignment(a, cost):
-    """Exact OT between two uniform measures of equal size as an ``OTResult``."""
+    """Exact OT between ``a`` and itself as an ``OTResult``: an assignment problem for
+    uniform weights (:func:`scipy.optimize.linear_sum_assignment`, the plan a permutation
+    times the weight), else the network simplex of :func:`ottools.emd`."""
     mean = float(np.mean(a, dtype=np.float64))
     if np.max(np.abs(a - mean)) > _UNIFORM_RTOL * mean:
-        raise ValueError(
-            "reg=0 (the exact Monge gap) needs uniform weights `a` (it is solved as an "
-            "assignment problem); use a positive `reg` for other weights."
-        )
+        from ._emd import emd
+
+        return emd(a, a, cost)
     from scipy.optimize import linear_sum_assignment
 
     cost64 = cost.astype(np.float64, copy=False)
@@ -97,9 +98,9 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
     reg : float or "auto", default "auto"
         Entropic regularization :math:`\varepsilon \ge 0` in cost units. ``"auto"``:
         ``0.05 * std(C)`` with ``C = cost_matrix(x, tx)`` (OTT-JAX's default). ``0``:
-        the exact gap, an assignment problem solved by
-        :func:`scipy.optimize.linear_sum_assignment`; it requires uniform weights
-        (``ValueError`` otherwise).
+        the exact gap: for uniform weights an assignment problem solved by
+        :func:`scipy.optimize.linear_sum_assignment`, for other weights exact OT by
+        :func:`ottools.emd` (network simplex).
     method : str, default "auto"
         Sinkhorn method for ``reg > 0`` (see :func:`ottools.sinkhorn`; ``"auto"``
         converges at every ``reg``). With ``reg=0`` only ``"auto"`` is accepted.
@@ -126,9 +127,11 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
         plan (OTT-JAX's ``ent_reg_cost``); for ``reg = 0`` the exact optimal cost.
         ``reg`` : float, the regularization used (resolved from ``"auto"``).
         ``ot_result`` : OTResult, the inner solve: :func:`ottools.sinkhorn`'s result for
-        ``reg > 0`` (``plan``, ``f``, ``g``, ...); for ``reg = 0`` a result with
-        ``plan`` (a permutation matrix times the weight), ``col_ind`` (the assignment
-        ``x_i -> T(x_{col_ind[i]})``), ``fun = cost``, ``method="assignment"``.
+        ``reg > 0`` (``plan``, ``f``, ``g``, ...); for ``reg = 0`` and uniform weights a
+        result with ``plan`` (a permutation matrix times the weight), ``col_ind`` (the
+        assignment ``x_i -> T(x_{col_ind[i]})``), ``fun = cost``,
+        ``method="assignment"``; for other weights :func:`ottools.emd`'s result (a
+        sparse ``plan``, ``f``, ``g``).
         ``nit``, ``err``, ``success``, ``status``, ``message``, ``method``: those of
         ``ot_result``. ``status``: 0 converged; 1 ``maxiter`` reached; 2 non-finite
         values (see :func:`ottools.sinkhorn`).

@@ -189,8 +189,6 @@ def test_bad_inputs(rng):
         monge_gap(x, x + 1, reg=[0.1])
     with pytest.raises(ValueError, match="Unknown metric 'nope'"):
         monge_gap(x, x + 1, metric="nope")
-    with pytest.raises(ValueError, match="needs uniform weights `a`"):
-        monge_gap(x, x + 1, [0.1, 0.2, 0.3, 0.2, 0.2], reg=0)
     with pytest.raises(ValueError, match="`a` must have length 5"):
         monge_gap(x, x + 1, [0.5, 0.5], reg=0.1)
     with pytest.raises(ValueError, match="`method` must be 'auto' with reg=0"):
@@ -207,3 +205,17 @@ def test_tol_is_checked_for_the_exact_gap_too():
     x = np.eye(3)
     with pytest.raises(TypeError, match="`tol` must be a real number"):
         ottools.monge_gap(x, x, reg=0, tol="abc")
+
+
+def test_exact_gap_with_weights_is_emd(rng):
+    # Non-uniform weights: exact OT by the network simplex (was a ValueError).
+    ot = pytest.importorskip("ot")
+    x = rng.normal(size=(12, 2))
+    tx = x @ _rotation(1.0).T
+    a = rng.random(12) + 0.1
+    a /= a.sum()
+    res = monge_gap(x, tx, a, reg=0)
+    assert res.success and res.method == "network_simplex"
+    ot_cost = ot.emd2(a, a, ottools.cost_matrix(x, tx))
+    assert res.ot_cost == pytest.approx(ot_cost, rel=1e-12)
+    assert res.fun == pytest.approx(float(a @ ((x - tx) ** 2).sum(1)) - ot_cost, rel=1e-10)
