@@ -426,7 +426,6 @@ def _probe(engine, m0, m1, repeat=3):
             break
         t0 = time.perf_counter()
         R = engine.prepare([m0])
-        t1 = time.perf_counter()
         C = engine.prepare([m1])
         t2 = time.perf_counter()
         engine.pairs(R, C, one, one)
@@ -529,47 +528,80 @@ def _dask_client(scheduler, n_threads):
             return distributed.get_client(), False
         except ValueError:
             cluster = distributed.LocalCluster(n_workers=n_threads, threads_per_worker=1,
-                                               processes=True, dashboard_address=None)
+                                               processes=True, dashboard_address=":0")
             return distributed.Client(cluster), True
     return distributed.Client(scheduler), True
 
 
-def _run_dask(client, engine, plan, blocks, serial, on_done):
-    """Scatter the blocks of measures once (to every worker: a lost worker loses no
-    data), submit the tiles with a bounded number in flight, and hand each result to
-    ``on_done`` as it arrives. Tasks lost with a worker are rescheduled by the scheduler;
-    a task that raises is retried twice."""
+def _run_dask(client, engine, plan, blocks, serial, on_done, max_tries=5):
+    """Scatter the blocks of measures once, submit the tiles with a bounded number in
+    flight, and hand each result to ``on_done`` as it arrives.
+
+    A tile lost with its worker is rescheduled by the Dask scheduler. Scattered data has
+    no recipe: a block whose every copy died with a worker is scattered again from this
+    process, and the tiles that needed it are resubmitted (at most ``max_tries`` times
+    each); a tile that raises is retried twice by Dask, then its error is raised here.
+    """
     from distributed import as_completed
 
-    futs = {"x": client.scatter(blocks["x"], broadcast=True, hash=False)}
-    futs["y"] = (futs["x"] if blocks["y"] is None else
-                 client.scatter(blocks["y"], broadcast=True, hash=False))
+    keys = [("x", r) for r in range(len(blocks["x"]))]
+    if blocks["y"] is not None:
+        keys += [("y", c) for c in range(len(blocks["y"]))]
+    futs = dict(zip(keys, client.scatter([blocks[w][k] for w, k in keys], hash=False)))
     threads = max(1, sum(client.nthreads().values()))
     inflight = max(16, 4 * threads)
     running = {}
+    tries = {}
+
+    def lost(ref):
+        """True when no worker holds the block any more (asks the scheduler)."""
+        fut = futs[ref]
+        return fut.status != "finished" or not client.who_has([fut]).get(fut.key)
+
+    def data(ref, check=False):
+        if ref is None:
+            return None
+        if futs[ref].status != "finished" or (check and lost(ref)):
+            futs[ref].release()
+            futs[ref] = client.scatter([blocks[ref[0]][ref[1]]], hash=False)[0]
+        return futs[ref]
 
     def submit(job):
-        key, fn, data = job
-        args = [None if ref is None else futs[ref[0]][ref[1]] for ref in data]
-        fut = client.submit(fn, engine, *args, serial, pure=False, retries=2)
-        running[fut] = key
+        key, fn, refs = job
+        inputs = [data(ref) for ref in refs]
+        fut = client.submit(fn, engine, *inputs, serial, pure=False, retries=2)
+        running[fut] = job, inputs
         return fut
+
+    def stale(refs, inputs):
+        """Some input of a tile was lost: scattered again since, or lost now."""
+        return any(ref is not None and (inp is not futs[ref] or lost(ref))
+                   for ref, inp in zip(refs, inputs))
 
     jobs = iter(plan.jobs())
     ac = as_completed([submit(job) for job in itertools.islice(jobs, inflight)])
     try:
         for fut in ac:
-            key = running.pop(fut)
-            on_done(key, fut.result())
-            fut.release()
-            job = next(jobs, None)
-            if job is not None:
+            job, inputs = running.pop(fut)
+            if fut.status == "cancelled" and stale(job[2], inputs):
+                # its measures died with a worker: scatter them again, resubmit the tile
+                tries[job[0]] = tries.get(job[0], 0) + 1
+                if tries[job[0]] > max_tries:
+                    raise RuntimeError(f"pairwise_distances: the measures of tile {job[0]} "
+                                       f"were lost with their workers {max_tries} times.")
+                for ref in job[2]:
+                    data(ref, check=True)
                 ac.add(submit(job))
+                continue
+            on_done(job[0], fut.result())
+            fut.release()
+            nxt = next(jobs, None)
+            if nxt is not None:
+                ac.add(submit(nxt))
     finally:
         if running:
             client.cancel(list(running))
-        scattered = futs["x"] + ([] if futs["y"] is futs["x"] else futs["y"])
-        client.cancel(scattered)
+        client.cancel(list(futs.values()))
 
 
 # ------------------------------------------------------------------------ public API
@@ -664,8 +696,9 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
     block of ``B`` column measures (on the diagonal of a symmetric matrix, the pairs
     ``i < j`` of one block). ``B`` comes from the measured time of a first pair,
     ``t_pair``, and of preparing one measure, ``t_prep``: ``B^2 t_pair + 2 B t_prep``
-    is about 0.5 s locally and ``max(0.5, W / 500)`` s on Dask (``W`` worker threads:
-    the scheduler handles a few thousand tasks a second), with at least four tiles per
+    is about 0.5 s locally and ``max(0.5, W / 200)`` s on Dask (``W`` worker threads:
+    at most 200 tasks a second reach the scheduler, a fifth of the ~1 ms per task it
+    costs), with at least four tiles per
     thread when the pairs allow. A tile prepares each of its measures once: for the
     sliced metrics, its projections on the shared directions, sorted; each pair then
     merges sorted projections (:math:`O(L (n_i + n_j))`), instead of projecting and
@@ -676,11 +709,12 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
     BLAS; parallel kernels are switched off inside tiles). Local threads and Dask
     return the same matrix, bit for bit.
 
-    *Dask.* The blocks of measures are scattered once to every worker
-    (``broadcast=True``: a worker that dies loses no data); tiles are submitted with at
-    most ``max(16, 4 W)`` in flight and their results gathered into the matrix as they
-    arrive. A tile lost with its worker is rescheduled by the Dask scheduler; one that
-    raises is retried twice.
+    *Dask.* The blocks of measures are scattered once (``client.scatter``; Dask copies a
+    block to the workers whose tiles need it); tiles are submitted with at most
+    ``max(16, 4 W)`` in flight and their results gathered into the matrix as they
+    arrive. A tile lost with its worker is rescheduled by the Dask scheduler; a block
+    whose every copy was lost with a worker is scattered again and its tiles
+    resubmitted; a tile that raises is retried twice.
 
     Examples
     --------
@@ -743,7 +777,7 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
     try:
         if client is not None:
             workers = max(1, sum(client.nthreads().values()))
-            target = max(0.5, workers / 500.0)
+            target = max(0.5, workers / 200.0)
         else:
             workers, target = n_threads, 0.5
         cols = mx if symmetric else my

@@ -104,14 +104,16 @@ def _metric_kwargs(args, metric):
     return kw
 
 
-def _progress_wanted(args):
+def _progress_wanted(args, err):
     if args.no_progress:
         return False
     try:
-        import tqdm  # noqa: F401
+        import tqdm
     except ImportError:
+        tqdm = None
+    if tqdm is None:
         print('ottools: no progress bar without tqdm (pip install "ottools[progress]")',
-              file=sys.stderr)
+              file=err)
         return False
     return True
 
@@ -132,7 +134,7 @@ def run_pairwise(args, *, stdout=None, stderr=None):
         if args.status is not None and not args.status.lower().endswith(".npy"):
             raise PairwiseInputError(f"--status must name a .npy file; got {args.status!r}")
         clouds = [_load(path) for path in args.files]
-        progress = _progress_wanted(args)
+        progress = _progress_wanted(args, err)
         t0 = time.perf_counter()
         try:
             D, S = pairwise_distances(clouds, metric=metric, metric_kwargs=kw,

@@ -325,7 +325,7 @@ def dask_cluster():
     # them; the kill test runs last (it leaves a restarted worker behind).
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         yield cluster, client
 
@@ -350,16 +350,22 @@ def test_dask_gives_the_local_matrix(rng, dask_cluster):
     assert not client.status == "closed"  # a given client stays open
 
 
-def test_dask_worker_killed_mid_run_gives_the_complete_matrix(rng, tmp_path, dask_cluster):
+def test_dask_worker_killed_mid_run_gives_the_complete_matrix(rng, tmp_path, dask_cluster,
+                                                              monkeypatch):
     cluster, client = dask_cluster
     xs = clouds(rng, 10, d=2, lo=10, hi=30)
     marker = tmp_path / "killed"
     kw = {"reg": 0.5, "metric": KillFirstWorkerCall(marker)}
     local = pairwise_distances(xs, metric="sinkhorn", metric_kwargs=kw)
     assert not marker.exists()  # the local run (this process) killed nothing
+    # One measure per block: 10 blocks scattered over the 2 workers, so the worker that
+    # dies at its first tile takes with it blocks that exist nowhere else.
+    monkeypatch.setattr(pw, "_block_size", lambda *args: 1)
     remote = pairwise_distances(xs, metric="sinkhorn", metric_kwargs=kw, scheduler=client)
     assert marker.exists()  # a worker died while running a tile
     np.testing.assert_array_equal(remote, local)
+    logs = "\n".join(msg for _, msg in client.get_scheduler_logs(n=200))
+    assert "lose scattered data" in logs  # blocks were lost, scattered again
 
 
 # ------------------------------------------------------------------ CLI
@@ -445,3 +451,16 @@ def test_cli_bad_input_exits_2_with_one_line(rng, tmp_path, capsys, argv, match)
 
     assert re.search(match, lines[0]), lines[0]
     assert not (tmp_path / "D.npy").exists()
+
+
+def test_cli_without_tqdm_runs_without_a_bar(rng, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    files = []
+    for k, x in enumerate(clouds(rng, 3, d=2)):
+        files.append(str(tmp_path / f"c{k}.npy"))
+        np.save(files[-1], x)
+    code, text, err = _cli(["pairwise", *files, "--metric", "sliced_wasserstein",
+                            "--out", str(tmp_path / "D.npy")], capsys)
+    assert code == 0
+    assert err.strip() == 'ottools: no progress bar without tqdm (pip install "ottools[progress]")'
+    assert np.load(tmp_path / "D.npy").shape == (3, 3)

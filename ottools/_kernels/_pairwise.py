@@ -11,8 +11,6 @@ Serial by design: the parallelism is over tiles of pairs (threads or processes),
 tile one call of :func:`sliced_pairs`.
 """
 
-import numpy as np
-
 from ._jit import jit
 from ._sliced import wpp_merge, wpp_pairs
 
