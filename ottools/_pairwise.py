@@ -367,8 +367,9 @@ def _engine(metric, kwargs, d, dtype, rng):
 # --------------------------------------------------------------------------- tiles
 class _NumbaSerial:
     """Serial kernels in this thread while it runs a tile (Numba's thread count is per
-    thread): the tiles are the parallelism, a parallel kernel inside one would
-    oversubscribe the cores."""
+    thread): the tiles are the parallelism (a parallel kernel inside one would
+    oversubscribe the cores, or use more than ``n_jobs``), and a pair's value does not
+    depend on a thread count (row blocks change the order of float sums)."""
 
     def __init__(self, on):
         self.on = on
@@ -415,23 +416,24 @@ def self_task(engine, rows, serial):
         return engine.self_terms(engine.prepare(rows))
 
 
-def _probe(engine, m0, m1, repeat=3):
+def _probe(engine, m0, m1, serial, repeat=3):
     """Seconds to prepare one measure and to compute one pair: the fastest of ``repeat``
     runs (the first may compile the kernels; the machine may be busy), two when a pair
     takes over 0.05 s."""
     one = np.zeros(1, np.int64)
     t_prep = t_pair = math.inf
-    for k in range(repeat):
-        if k == 2 and t_pair > 0.05:
-            break
-        t0 = time.perf_counter()
-        R = engine.prepare([m0])
-        C = engine.prepare([m1])
-        t2 = time.perf_counter()
-        engine.pairs(R, C, one, one)
-        t3 = time.perf_counter()
-        t_prep = min(t_prep, 0.5 * (t2 - t0))
-        t_pair = min(t_pair, t3 - t2)
+    with _NumbaSerial(serial):  # as the tiles will run
+        for k in range(repeat):
+            if k == 2 and t_pair > 0.05:
+                break
+            t0 = time.perf_counter()
+            R = engine.prepare([m0])
+            C = engine.prepare([m1])
+            t2 = time.perf_counter()
+            engine.pairs(R, C, one, one)
+            t3 = time.perf_counter()
+            t_prep = min(t_prep, 0.5 * (t2 - t0))
+            t_pair = min(t_pair, t3 - t2)
     return max(t_prep, 1e-7), max(t_pair, 1e-7)
 
 
@@ -498,7 +500,7 @@ def _run_local(plan, engine, blocks, n_threads, serial, on_done):
 
     if n_threads == 1:
         for key, fn, refs in plan.jobs():
-            on_done(key, fn(engine, *args(refs), False))
+            on_done(key, fn(engine, *args(refs), serial))
         return
     pool = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="ottools-pairwise")
     try:
@@ -696,18 +698,20 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
     block of ``B`` column measures (on the diagonal of a symmetric matrix, the pairs
     ``i < j`` of one block). ``B`` comes from the measured time of a first pair,
     ``t_pair``, and of preparing one measure, ``t_prep``: ``B^2 t_pair + 2 B t_prep``
-    is about 0.5 s locally and ``max(0.5, W / 200)`` s on Dask (``W`` worker threads:
-    at most 200 tasks a second reach the scheduler, a fifth of the ~1 ms per task it
-    costs), with at least four tiles per
-    thread when the pairs allow. A tile prepares each of its measures once: for the
-    sliced metrics, its projections on the shared directions, sorted; each pair then
-    merges sorted projections (:math:`O(L (n_i + n_j))`), instead of projecting and
-    sorting both measures for every pair.
+    is about 0.5 s locally and ``max(0.5, W / 200)`` s on Dask, ``W`` the worker
+    threads (so that at most 200 tiles end per second, a fifth of what a scheduler
+    paying about 1 ms per task can take), with at least four tiles per thread when the
+    pairs allow. A tile prepares each of its measures once: for the sliced metrics, its
+    projections on the shared directions, sorted; each pair then merges sorted
+    projections (:math:`O(L (n_i + n_j))`), instead of projecting and sorting both
+    measures for every pair.
 
-    *Identical results.* An entry depends only on its two measures and the settings:
-    not on the tiling, the thread or the machine (projections are plain loops, not
-    BLAS; parallel kernels are switched off inside tiles). Local threads and Dask
-    return the same matrix, bit for bit.
+    *Identical results.* An entry depends only on its two measures and the settings,
+    not on the tiling or the thread (projections are plain loops, not BLAS; parallel
+    kernels are switched off inside tiles): one thread, many threads and Dask return
+    the same matrix, bit for bit, on machines of one CPU type. (The Sinkhorn kernels
+    let the compiler reassociate sums, so CPUs with other vector units may differ in
+    the last bits.)
 
     *Dask.* The blocks of measures are scattered once (``client.scatter``; Dask copies a
     block to the workers whose tiles need it); tiles are submitted with at most
@@ -773,6 +777,7 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
     if diag_self:
         n_self = N  # W_eps(x_i, x_i) on the diagonal of the "sinkhorn" matrix
 
+    serial = engine.may_run_parallel() and _big(mx, my)
     client, close = (None, False) if local else _dask_client(scheduler, n_threads)
     try:
         if client is not None:
@@ -782,7 +787,7 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
             workers, target = n_threads, 0.5
         cols = mx if symmetric else my
         if n_pairs > 4 * workers and N > 1:
-            t_prep, t_pair = _probe(engine, mx[0], cols[1 if symmetric else 0])
+            t_prep, t_pair = _probe(engine, mx[0], cols[1 if symmetric else 0], serial)
             B = _block_size(t_prep, t_pair, target, n_pairs, workers, max(N, M))
         else:
             B = 1
@@ -820,7 +825,6 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
 
         blocks = {"x": [mx[s:e] for s, e in plan.rblocks],
                   "y": None if symmetric else [my[s:e] for s, e in plan.cblocks]}
-        serial = engine.may_run_parallel() and _big(mx, my)
         try:
             if client is None:
                 _run_local(plan, engine, blocks, n_threads, serial, on_done)
