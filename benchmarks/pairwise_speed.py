@@ -2,7 +2,8 @@
 threads, on a Dask LocalCluster, against a Python double loop over POT (issue 19).
 
     flock /tmp/ottools-bench.lock env PYTHONPATH=. python benchmarks/pairwise_speed.py \
-        [--quick] [--rounds R] [--div-rounds R] [--pot-pairs K] [--only sliced|divergence]
+        [--quick] [--rounds R] [--div-rounds R] [--pot-pairs K]
+        [--only sliced|divergence|scaling] [--scaling-repeats R]
 
 * ``"sliced_wasserstein"``: N = 1000 clouds of 200-500 points in 3-D (uniform weights),
   100 directions shared by all pairs;
@@ -15,6 +16,8 @@ threads, on a Dask LocalCluster, against a Python double loop over POT (issue 19
   (other jobs on a shared machine take cores: CPU / wall tells what a run got). The Dask
   cluster (``LocalCluster(n_workers=2, threads_per_worker=1)``) is
   started and warmed up (kernels loaded in the workers) before the timings;
+* a scaling part: N = 300 (sliced) and N = 40 (divergence), the three runners
+  interleaved 7 times; the fastest of the short runs is the one that had the cores;
 * the POT loop is timed on ``--pot-pairs`` random pairs and extrapolated to all pairs
   (the rate of a Python loop does not depend on which pairs it visits); the same for a
   loop of ottools' single-pair function, for comparison.
@@ -119,6 +122,37 @@ def compare(label, xs, metric, kw, rounds, client, pot_fn, ours_fn, pot_pairs, r
     return med
 
 
+def scaling(xs, metric, kw, repeats, client):
+    """Short runs, interleaved ``repeats`` times: one thread, two threads, Dask. On a
+    shared machine the fastest of several short runs is the one that had the cores
+    (timeit's rule); the medians show the load."""
+    ottools.pairwise_distances(xs[:6], metric=metric, metric_kwargs=kw, rng=0)
+    ottools.pairwise_distances(xs[:6], metric=metric, metric_kwargs=kw, rng=0,
+                               scheduler=client)
+    names = ["one thread", "two threads", "dask 2 workers x 1 thread"]
+    opts = [dict(n_jobs=1), dict(n_jobs=2), dict(scheduler=client)]
+    runs = {n: [] for n in names}
+    cpus = {n: [] for n in names}
+    for _ in range(repeats):
+        for name, o in zip(names, opts):
+            dt, cpu, _, _ = _timed(lambda: ottools.pairwise_distances(
+                xs, metric=metric, metric_kwargs=kw, rng=0, **o))
+            runs[name].append(dt)
+            cpus[name].append(cpu)
+    best = {n: min(v) for n, v in runs.items()}
+    med = {n: float(np.median(v)) for n, v in runs.items()}
+    print(f"\n== scaling, {metric}, N = {len(xs)} ({len(xs) * (len(xs) - 1) // 2:,} pairs), "
+          f"{repeats} interleaved runs each")
+    for n in names:
+        extra = "" if "dask" in n else \
+            f"; CPU/wall of the fastest {cpus[n][int(np.argmin(runs[n]))] / best[n]:.2f}"
+        print(f"  {n:<26} fastest {best[n]:7.2f} s, median {med[n]:7.2f} s{extra}")
+    print(f"  two threads / one thread: {best['one thread'] / best['two threads']:.2f}x "
+          f"(fastest runs), {med['one thread'] / med['two threads']:.2f}x (medians); dask / "
+          f"two threads (time): {best[names[2]] / best['two threads']:.2f} (fastest), "
+          f"{med[names[2]] / med['two threads']:.2f} (medians)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="N = 200 and 40, one round")
@@ -127,7 +161,9 @@ def main():
                     help="rounds of the divergence part (1: about 5 minutes per round)")
     ap.add_argument("--pot-pairs", type=int, default=200,
                     help="pairs sampled for the POT loop (200; 20 for the divergence)")
-    ap.add_argument("--only", choices=["sliced", "divergence"])
+    ap.add_argument("--only", choices=["sliced", "divergence", "scaling"])
+    ap.add_argument("--scaling-repeats", type=int, default=7,
+                    help="interleaved runs of the scaling part (7)")
     args = ap.parse_args()
     import ot
     from distributed import Client, LocalCluster
@@ -148,6 +184,11 @@ def main():
                 lambda x, y: ot.sliced_wasserstein_distance(x, y, n_projections=L, seed=0),
                 lambda x, y: ottools.sliced_wasserstein(x, y, n_projections=L, rng=0),
                 args.pot_pairs)
+        if args.only in (None, "scaling"):
+            scaling(make_clouds(300, seed=3), "sliced_wasserstein", {"n_projections": 100},
+                    args.scaling_repeats, client)
+            scaling(make_clouds(40, seed=4), "sinkhorn_divergence", {"reg": 0.5},
+                    args.scaling_repeats, client)
         if args.only in (None, "divergence"):
             xs = make_clouds(n_div, seed=2)
             reg = 0.5

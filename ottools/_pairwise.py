@@ -762,7 +762,9 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
     my = None if symmetric else _finish_measures(ys, wy, "Y", "weights[1]", dtype)
     engine = _engine(metric, metric_kwargs, d, dtype, rng)
 
-    local = scheduler is None or (isinstance(scheduler, str) and scheduler == "threads")
+    if isinstance(scheduler, str) and scheduler.lower() in ("threads", "dask"):
+        scheduler = scheduler.lower()
+    local = scheduler is None or scheduler == "threads"
     n_threads = _check_n_jobs(n_jobs) if (local or n_jobs is not None) else _cpu_count()
     if not local and not isinstance(scheduler, str) and not hasattr(scheduler, "submit"):
         raise TypeError(f"`scheduler` must be None, 'threads', 'dask', a "
