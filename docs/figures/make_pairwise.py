@@ -147,9 +147,8 @@ def main(n_train=400, n_test=200, seed=0):
     ax.set_ylabel(f"kNN accuracy ({n_test} test digits)")
     ax.set_xticks(KS)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, loc="center")
-    ax.set_title(f"kNN on {n_train} training digits (shifted: test digits moved <= 2 px)",
-                 fontsize=9)
+    ax.legend(fontsize=7, loc="center", handlelength=3.5)
+    ax.set_title(f"kNN, {n_train} training digits (shifted: test moved <= 2 px)", fontsize=8)
     fig.tight_layout()
     fig.savefig(OUT, dpi=110)
     print(f"figure written to {os.path.normpath(OUT)}")
