@@ -319,6 +319,18 @@ class KillFirstWorkerCall:
         return ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
 
 
+def same(remote, local, metric):
+    """Bit for bit for the sorting metrics. The entropic kernels, compiled afresh in this
+    process and loaded from Numba's cache in the workers, may round differently in the
+    last bit (``ottools.sinkhorn`` alone shows it): a relative 1e-14, well inside their
+    tolerance, and exactly 0 where the local entry is 0."""
+    if metric in ("sliced_wasserstein", "wasserstein_1d"):
+        np.testing.assert_array_equal(remote, local)
+    else:
+        np.testing.assert_allclose(remote, local, rtol=1e-14, atol=0)
+        np.testing.assert_array_equal(remote == 0, local == 0)
+
+
 @pytest.fixture(scope="module")
 def dask_cluster():
     # One LocalCluster (2 worker processes) for the module's two Dask tests, closed after
@@ -343,10 +355,9 @@ def test_dask_gives_the_local_matrix(rng, dask_cluster):
         local = pairwise_distances(X, metric=metric, metric_kwargs=kw, rng=2)
         remote = pairwise_distances(X, metric=metric, metric_kwargs=kw, rng=2,
                                     scheduler=sched)
-        np.testing.assert_array_equal(remote, local)
-        np.testing.assert_array_equal(
-            pairwise_distances(X, Y, metric=metric, metric_kwargs=kw, rng=2, scheduler=sched),
-            pairwise_distances(X, Y, metric=metric, metric_kwargs=kw, rng=2))
+        same(remote, local, metric)
+        same(pairwise_distances(X, Y, metric=metric, metric_kwargs=kw, rng=2, scheduler=sched),
+             pairwise_distances(X, Y, metric=metric, metric_kwargs=kw, rng=2), metric)
     assert not client.status == "closed"  # a given client stays open
 
 
@@ -363,7 +374,7 @@ def test_dask_worker_killed_mid_run_gives_the_complete_matrix(rng, tmp_path, das
     monkeypatch.setattr(pw, "_block_size", lambda *args: 1)
     remote = pairwise_distances(xs, metric="sinkhorn", metric_kwargs=kw, scheduler=client)
     assert marker.exists()  # a worker died while running a tile
-    np.testing.assert_array_equal(remote, local)
+    same(remote, local, "sinkhorn")
     logs = "\n".join(msg for _, msg in client.get_scheduler_logs(n=200))
     assert "lose scattered data" in logs  # blocks were lost, scattered again
 
