@@ -23,6 +23,10 @@ Monge gap and divergences
 monge_gap             Monge gap of a map from samples (exact or entropic).
 sinkhorn_divergence   Debiased Sinkhorn divergence between point clouds.
 
+Many measures
+-------------
+pairwise_distances    OT distance matrices over collections of measures (threads or Dask).
+
 Sparse and quadratically regularized OT
 ---------------------------------------
 sparsity_constrained_ot   Quadratic regularization, at most max_nz non-zeros per column.
@@ -48,6 +52,7 @@ from ._costs import cost_matrix
 from ._geometry import PointCloud
 from ._mesh import mesh_measure
 from ._onedim import wasserstein_1d
+from ._pairwise import pairwise_distances
 from ._divergence import sinkhorn_divergence
 from ._emd import emd
 from ._monge_gap import monge_gap
@@ -75,6 +80,7 @@ __all__ = [
     "max_sliced_wasserstein",
     "mesh_measure",
     "monge_gap",
+    "pairwise_distances",
     "projected_wasserstein",
     "quadratic_ot",
     "sample_vmf",

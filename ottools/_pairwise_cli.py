@@ -1,0 +1,179 @@
+"""Command line: ``ottools pairwise FILE... --out D.npy``, a distance matrix between the
+measures stored in files (one point cloud per .npy or .csv file).
+
+``add_pairwise_parser(subparsers)`` adds the subcommand to ``ottools``'s parser and
+``run_pairwise(args)`` runs it; it prints its own one-line errors (``ottools: error:
+...`` on stderr) and returns the exit status: 0 done, 1 some pairs did not converge,
+2 bad input.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from ._pairwise import METRICS, pairwise_distances
+
+__all__ = ["add_pairwise_parser", "run_pairwise"]
+
+
+class PairwiseInputError(Exception):
+    """Bad input of ``ottools pairwise``: one line for the user, exit status 2."""
+
+
+def add_pairwise_parser(subparsers):
+    """Add the ``pairwise`` subcommand to ``subparsers`` (from
+    ``ArgumentParser.add_subparsers``); returns its parser."""
+    p = subparsers.add_parser(
+        "pairwise", help="OT distance matrix between point clouds (.npy or .csv files)",
+        description="Distance matrix between the measures in FILE... (one point cloud per "
+                    "file: an (n, d) array in .npy, or rows of numbers in .csv; 1-D "
+                    "samples for wasserstein_1d), uniform weights. Progress on stderr, "
+                    "a summary on stdout.")
+    p.add_argument("files", metavar="FILE", nargs="+", help="point clouds, .npy or .csv")
+    p.add_argument("--out", metavar="D.npy", required=True,
+                   help="where to save the (N, N) float64 matrix (.npy)")
+    p.add_argument("--metric", default="sinkhorn_divergence",
+                   help="one of: " + ", ".join(METRICS) + " (default sinkhorn_divergence)")
+    p.add_argument("--reg", type=float, help="entropic regularization (sinkhorn metrics)")
+    p.add_argument("--cost", default="sqeuclidean",
+                   help="ground cost of the entropic metrics (see cost_matrix)")
+    p.add_argument("--p", type=float, help="order p (sliced: default 2; 1-D: default 1)")
+    p.add_argument("--n-projections", type=int, help="sliced directions (default 100)")
+    p.add_argument("--tol", type=float, help="solver tolerance (entropic metrics)")
+    p.add_argument("--maxiter", type=int, help="iteration cap of each solve")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sliced directions (0)")
+    p.add_argument("--jobs", type=int, default=-1,
+                   help="threads (default -1: all cores); workers with --scheduler dask")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="'dask' (a local Dask cluster) or a Dask scheduler address, "
+                        "e.g. tcp://10.0.0.1:8786 (needs ottools[distributed])")
+    p.add_argument("--status", metavar="S.npy", help="also save the per-pair statuses")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_pairwise)
+    return p
+
+
+def _load(path):
+    if not os.path.isfile(path):
+        raise PairwiseInputError(f"no such file: {path!r}")
+    try:
+        if path.lower().endswith(".npy"):
+            arr = np.load(path, allow_pickle=False)
+        elif path.lower().endswith(".csv"):
+            arr = np.loadtxt(path, delimiter=",", ndmin=1)
+        else:
+            raise PairwiseInputError(f"cannot read {path!r}: expected a .npy or .csv file")
+    except PairwiseInputError:
+        raise
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PairwiseInputError(f"cannot read {path!r}: {msg}") from None
+    return arr
+
+
+def _metric_kwargs(args, metric):
+    kw = {}
+    entropic = metric in ("sinkhorn_divergence", "sinkhorn")
+    if entropic:
+        if args.reg is None:
+            raise PairwiseInputError(f"--reg is required for --metric {metric}")
+        kw.update(reg=args.reg, metric=args.cost)
+        if args.tol is not None:
+            kw["tol"] = args.tol
+    elif args.reg is not None or args.tol is not None:
+        raise PairwiseInputError(f"--reg and --tol apply to the entropic metrics, not to "
+                                 f"--metric {metric}")
+    if metric == "exact":
+        kw["metric"] = args.cost
+    if args.maxiter is not None:
+        if not (entropic or metric == "exact"):
+            raise PairwiseInputError(f"--maxiter does not apply to --metric {metric}")
+        kw["maxiter"] = args.maxiter
+    if args.p is not None:
+        if metric not in ("sliced_wasserstein", "wasserstein_1d"):
+            raise PairwiseInputError(f"--p applies to sliced_wasserstein and "
+                                     f"wasserstein_1d, not to --metric {metric}")
+        kw["p"] = args.p
+    if args.n_projections is not None:
+        if metric != "sliced_wasserstein":
+            raise PairwiseInputError("--n-projections applies to sliced_wasserstein only")
+        kw["n_projections"] = args.n_projections
+    return kw
+
+
+def _progress_wanted(args, err):
+    if args.no_progress:
+        return False
+    try:
+        import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is None:
+        print('ottools: no progress bar without tqdm (pip install "ottools[progress]")',
+              file=err)
+        return False
+    return True
+
+
+def run_pairwise(args, *, stdout=None, stderr=None):
+    """Run ``ottools pairwise`` with parsed ``args``; returns the exit status (0 done,
+    1 some pairs did not converge, 2 bad input: one line on stderr)."""
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    try:
+        metric = args.metric.lower()
+        if metric not in METRICS:
+            raise PairwiseInputError(f"unknown --metric {args.metric!r}; valid: "
+                                     f"{', '.join(METRICS)}")
+        kw = _metric_kwargs(args, metric)
+        if not args.out.lower().endswith(".npy"):
+            raise PairwiseInputError(f"--out must name a .npy file; got {args.out!r}")
+        if args.status is not None and not args.status.lower().endswith(".npy"):
+            raise PairwiseInputError(f"--status must name a .npy file; got {args.status!r}")
+        clouds = [_load(path) for path in args.files]
+        progress = _progress_wanted(args, err)
+        t0 = time.perf_counter()
+        try:
+            D, S = pairwise_distances(clouds, metric=metric, metric_kwargs=kw,
+                                      n_jobs=args.jobs, scheduler=args.scheduler,
+                                      progress=progress, rng=args.seed,
+                                      return_status=True)
+        except (ValueError, TypeError, NotImplementedError, ImportError, OSError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if isinstance(exc, OSError) and args.scheduler is not None:
+                msg = f"cannot use the Dask scheduler {args.scheduler!r}: {msg}"
+            for k, path in enumerate(args.files):  # name the file, not the list index
+                msg = msg.replace(f"`X[{k}]`", f"{path!r}")
+            raise PairwiseInputError(msg) from None
+        seconds = time.perf_counter() - t0
+    except PairwiseInputError as exc:
+        print(f"ottools: error: {exc}", file=err)
+        return 2
+    np.save(args.out, D)
+    if args.status is not None:
+        np.save(args.status, S)
+    n = D.shape[0]
+    bad = np.argwhere(np.triu(S) != 0)
+    print(f"measures  {n}\npairs     {n * (n - 1) // 2}\nmetric    {metric}", file=out)
+    print(f"failures  {len(bad)} (pairs that did not converge)", file=out)
+    for i, j in bad[:10]:
+        print(f"  {args.files[i]} / {args.files[j]}: status {S[i, j]}", file=out)
+    if len(bad) > 10:
+        print(f"  ... and {len(bad) - 10} more (--status S.npy saves them all)", file=out)
+    print(f"time      {seconds:.3f} s\nwritten   {args.out} ({n}x{n} float64)", file=out)
+    return 1 if len(bad) else 0
+
+
+def _parser():
+    """A stand-alone parser (tests, and ``python -m ottools._pairwise_cli``)."""
+    parser = argparse.ArgumentParser(prog="ottools")
+    add_pairwise_parser(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+if __name__ == "__main__":  # pragma: no cover
+    ns = _parser().parse_args()
+    sys.exit(ns.func(ns))

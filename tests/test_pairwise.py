@@ -1,0 +1,477 @@
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import ottools
+from ottools import OTConvergenceWarning, pairwise_distances
+from ottools import _pairwise as pw
+from ottools._pairwise_cli import _parser
+
+
+def clouds(rng, N, d=2, lo=5, hi=25, dtype=np.float64):
+    """Ragged point clouds, shifted apart so that the distances differ."""
+    return [(rng.normal(size=(int(rng.integers(lo, hi)), d)) + 0.3 * k).astype(dtype)
+            for k in range(N)]
+
+
+def direct(fun, xs, ys=None, ws=None, vs=None, diag=False):
+    """The matrix of a single-pair function, pair by pair."""
+    ys = xs if ys is None else ys
+    ws = [None] * len(xs) if ws is None else ws
+    vs = ws if vs is None else vs
+    out = np.zeros((len(xs), len(ys)))
+    for i, x in enumerate(xs):
+        for j, y in enumerate(ys):
+            if y is not x or diag:
+                out[i, j] = fun(x, y, ws[i], vs[j])
+    return out
+
+
+# ------------------------------------------------------------------ values
+def test_sliced_matches_single_pair_calls_with_shared_directions(rng):
+    xs = clouds(rng, 7, d=3)
+    D = pairwise_distances(xs, metric="sliced_wasserstein", rng=5,
+                           metric_kwargs={"n_projections": 40, "p": 2})
+    E = direct(lambda x, y, a, b: ottools.sliced_wasserstein(x, y, n_projections=40, rng=5),
+               xs)
+    np.testing.assert_allclose(D, E, rtol=1e-12, atol=0)
+    # another seed, other directions: other values
+    D2 = pairwise_distances(xs, metric="sliced_wasserstein", rng=6,
+                            metric_kwargs={"n_projections": 40})
+    assert not np.allclose(D, D2, rtol=1e-6)
+
+
+def test_sliced_weights_with_zeros_and_given_directions(rng):
+    xs = clouds(rng, 5, d=2)
+    ws = [None if k == 2 else rng.random(len(x)) * (rng.random(len(x)) > 0.3) + 0.0
+          for k, x in enumerate(xs)]
+    for w in ws:
+        if w is not None:
+            w[0] = 1.0  # positive sum
+    theta = rng.normal(size=(9, 2))
+    theta /= np.linalg.norm(theta, axis=1, keepdims=True)
+    D = pairwise_distances(xs, metric="sliced_wasserstein", weights=ws,
+                           metric_kwargs={"directions": theta, "p": 1.5})
+    E = direct(lambda x, y, a, b: ottools.sliced_wasserstein(x, y, a, b, directions=theta,
+                                                             p=1.5), xs, ws=ws)
+    np.testing.assert_allclose(D, E, rtol=1e-12)
+    # a zero-weight point is no point at all
+    far = [np.vstack([x, [[50.0, 50.0]]]) for x in xs]
+    wf = [np.r_[np.ones(len(x)) if w is None else w, 0.0] for x, w in zip(xs, ws)]
+    Df = pairwise_distances(far, metric="sliced_wasserstein", weights=wf,
+                            metric_kwargs={"directions": theta, "p": 1.5})
+    np.testing.assert_allclose(Df, D, rtol=1e-12)
+
+
+def test_wasserstein_1d_matches_scipy_ragged_weighted(rng):
+    from scipy.stats import wasserstein_distance
+
+    xs = [rng.normal(size=int(rng.integers(1, 30))) + k for k in range(6)]
+    ws = [rng.random(len(x)) + 0.1 for x in xs]
+    ws[3][0] = 0.0
+    D = pairwise_distances(np.array(xs, dtype=object), metric="wasserstein_1d", weights=ws)
+    E = direct(lambda x, y, a, b: wasserstein_distance(x, y, a, b), xs, ws=ws)
+    np.testing.assert_allclose(D, E, rtol=1e-12, atol=1e-14)
+    A = rng.normal(size=(4, 11))  # an (N, n) array: N samples
+    D2 = pairwise_distances(A, metric="wasserstein_1d", metric_kwargs={"p": 2})
+    E2 = direct(lambda x, y, a, b: ottools.wasserstein_1d(x, y, p=2), list(A))
+    np.testing.assert_allclose(D2, E2, rtol=1e-12)
+
+
+def test_divergence_matches_single_pair_calls(rng):
+    xs = clouds(rng, 5, d=2)
+    ws = [rng.random(len(x)) for x in xs]
+    ws[1][:3] = 0.0
+    kw = {"reg": 0.2}
+    D, S = pairwise_distances(xs, weights=ws, metric_kwargs=kw, return_status=True)
+    E = direct(lambda x, y, a, b: ottools.sinkhorn_divergence(x, y, a / a.sum(),
+                                                              b / b.sum(), reg=0.2).fun,
+               xs, ws=ws)
+    # the same problems, solved to tol = 1e-9 (the cross problem in its own orientation)
+    np.testing.assert_allclose(D, E, rtol=1e-7, atol=1e-9)
+    assert np.all(S == 0)
+    assert np.all(D[~np.eye(5, dtype=bool)] > 0)
+
+
+def test_entropic_cost_matrix_has_its_self_terms_on_the_diagonal(rng):
+    xs = clouds(rng, 4, d=2, lo=5, hi=12)
+    D = pairwise_distances(xs, metric="sinkhorn", metric_kwargs={"reg": 0.5})
+
+    def w_eps(x, y, a, b):
+        return ottools.sinkhorn(None, None, ottools.cost_matrix(x, y), 0.5).fun
+
+    E = direct(w_eps, xs, diag=True)
+    np.testing.assert_allclose(D, E, rtol=1e-7)
+    assert np.all(np.diag(D) > 0)  # W_eps(x, x) is not zero: not a distance
+    assert np.array_equal(D, D.T)
+
+
+def test_rectangular_is_the_block_of_the_full_matrix(rng):
+    xs = clouds(rng, 7, d=2)
+    for metric, kw in [("sliced_wasserstein", None), ("sinkhorn_divergence", {"reg": 0.3})]:
+        full = pairwise_distances(xs, metric=metric, metric_kwargs=kw, rng=1)
+        block = pairwise_distances(xs[:3], xs[3:], metric=metric, metric_kwargs=kw, rng=1)
+        assert block.shape == (3, 4)
+        np.testing.assert_array_equal(block, full[:3, 3:])
+
+
+def test_symmetric_zero_diagonal_and_identical_measures(rng):
+    xs = clouds(rng, 5, d=2)
+    xs[4] = xs[1].copy()  # a duplicate: distance exactly 0, as sinkhorn_divergence gives
+    for metric, kw in [("sliced_wasserstein", None), ("sinkhorn_divergence", {"reg": 0.3})]:
+        D = pairwise_distances(xs, metric=metric, metric_kwargs=kw)
+        assert D.dtype == np.float64 and D.shape == (5, 5)
+        assert np.array_equal(D, D.T)
+        assert np.all(np.diag(D) == 0)
+        assert D[1, 4] == 0.0
+        assert np.all(D[np.triu_indices(5, 1)][np.arange(10) != 6] > 0)  # (1, 4) is #6
+
+
+def test_float32_measures(rng):
+    xs = clouds(rng, 4, d=3, dtype=np.float32)
+    D = pairwise_distances(xs, metric="sliced_wasserstein", rng=0)
+    assert D.dtype == np.float64
+    E = direct(lambda x, y, a, b: ottools.sliced_wasserstein(x, y, rng=0), xs)
+    np.testing.assert_allclose(D, E, rtol=2e-5)
+    D32, S = pairwise_distances(xs, metric="sinkhorn_divergence", metric_kwargs={"reg": 0.5},
+                                return_status=True)
+    D64 = pairwise_distances([x.astype(np.float64) for x in xs], metric_kwargs={"reg": 0.5})
+    assert np.all(S == 0)
+    np.testing.assert_allclose(D32, D64, rtol=1e-3, atol=1e-4)
+    assert not np.array_equal(D32, D64)  # solved in float32, not silently upcast
+
+
+@pytest.mark.parametrize("B", [1, 2, 3, 7])
+def test_tiling_and_threads_do_not_change_a_bit(rng, monkeypatch, B):
+    xs = clouds(rng, 8, d=2)
+    ys = clouds(rng, 5, d=2)
+    ref = {m: (pairwise_distances(xs, metric=m, metric_kwargs=kw, rng=3),
+               pairwise_distances(xs, ys, metric=m, metric_kwargs=kw, rng=3))
+           for m, kw in [("sliced_wasserstein", None), ("sinkhorn_divergence", {"reg": 0.3})]}
+    monkeypatch.setattr(pw, "_block_size", lambda *args: B)
+    for (m, (full, rect)), jobs in zip(ref.items(), [2, -1]):
+        kw = {"reg": 0.3} if m == "sinkhorn_divergence" else None
+        np.testing.assert_array_equal(
+            pairwise_distances(xs, metric=m, metric_kwargs=kw, rng=3, n_jobs=jobs), full)
+        np.testing.assert_array_equal(
+            pairwise_distances(xs, ys, metric=m, metric_kwargs=kw, rng=3, n_jobs=jobs), rect)
+
+
+def test_block_size_rule():
+    # a tile of B x B pairs takes about `target` seconds, prepare cost included
+    B = pw._block_size(1e-3, 1e-4, 0.5, 10**9, 2, 10**6)
+    assert abs(B * B * 1e-4 + 2 * B * 1e-3 - 0.5) < 0.5 * 0.05
+    # at least four tiles per thread
+    assert pw._block_size(1e-6, 1e-6, 0.5, 1000, 2, 1000) == 11
+    assert pw._block_size(1.0, 10.0, 0.5, 10, 2, 10) == 1
+
+
+# ------------------------------------------------------------------ statuses
+def test_status_reports_non_converged_pairs(rng):
+    xs = clouds(rng, 4, d=2)
+    kw = {"reg": 0.01, "maxiter": 2}
+    D, S = pairwise_distances(xs, metric_kwargs=kw, return_status=True)
+    assert S.dtype == np.int8 and S.shape == (4, 4)
+    assert np.all(S[np.triu_indices(4, 1)] == 1)  # maxiter reached
+    assert np.all(np.diag(S) == 0) and np.array_equal(S, S.T)
+    direct_res = ottools.sinkhorn_divergence(xs[0], xs[1], reg=0.01, maxiter=2)
+    assert direct_res.status == 1
+    with pytest.warns(OTConvergenceWarning, match=r"6 pair\(s\).*did not converge.*\(0, 1\)"):
+        D2 = pairwise_distances(xs, metric_kwargs=kw)
+    np.testing.assert_array_equal(D2, D)
+
+
+def test_divergence_status_is_the_first_failing_problem():
+    # cross statuses (upper triangle), self statuses: measure 2's self problem failed
+    D = np.zeros((4, 4))
+    S = np.zeros((4, 4), dtype=np.int8)
+    S[0, 1], S[0, 3] = 4, pw._SAME
+    selfv = {"x": np.array([1.0, 2.0, 3.0, 1.0]), "y": np.zeros(4)}
+    selfs = {"x": np.array([0, 0, 1, 0], dtype=np.int8), "y": np.zeros(4, np.int8)}
+    D, S = pw._assemble(D, S, selfv, selfs, True, "divergence")
+    expected = np.zeros((4, 4), dtype=np.int8)
+    expected[0, 1] = 4           # the cross problem first
+    expected[0, 2] = expected[1, 2] = expected[2, 3] = 1  # then the self problems
+    expected = expected + expected.T
+    np.testing.assert_array_equal(S, expected)
+    assert D[0, 3] == D[3, 0] == 0.0  # identical measures: exactly 0
+    assert D[1, 2] == -2.5 and D[2, 1] == -2.5
+
+
+# ------------------------------------------------------------------ validation
+def test_nan_cloud_named_before_any_work(rng, monkeypatch):
+    xs = clouds(rng, 6, d=2)
+    xs[3][2, 1] = np.nan
+    calls = []
+    monkeypatch.setattr(pw, "_probe", lambda *a: calls.append(a))
+    monkeypatch.setattr(pw, "tile_task", lambda *a: calls.append(a))
+    with pytest.raises(ValueError, match=r"`X\[3\]` must be finite"):
+        pairwise_distances(xs, metric="sliced_wasserstein")
+    with pytest.raises(ValueError, match=r"`Y\[3\]` must be finite"):
+        pairwise_distances(xs[:2], xs, metric="sliced_wasserstein")
+    assert calls == []
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(metric="wasserstein"), ValueError, "Unknown metric 'wasserstein'"),
+    (dict(metric="sinkhorn_divergence"), TypeError, r"needs `metric_kwargs\['reg'\]`"),
+    (dict(metric_kwargs={"reg": 0.1, "n_projections": 3}), TypeError,
+     "Unknown option.*'n_projections'.*valid: 'maxiter', 'method'"),
+    (dict(metric="sliced_wasserstein", metric_kwargs={"p": 0.5}), ValueError, "must be >= 1"),
+    (dict(metric="sliced_wasserstein", metric_kwargs={"directions": "qmc"}), ValueError,
+     "Unknown metric_kwargs"),
+    (dict(metric_kwargs={"reg": -1.0}), ValueError, r"`metric_kwargs\['reg'\]` must be a "
+                                                    "positive"),
+    (dict(metric_kwargs={"reg": 0.1, "metric": "nope"}), ValueError, "Unknown metric 'nope'"),
+    (dict(metric_kwargs=[1]), TypeError, "`metric_kwargs` must be a dict"),
+    (dict(n_jobs=0), ValueError, "`n_jobs` must be"),
+    (dict(n_jobs=1.5), TypeError, "`n_jobs` must be an integer"),
+    (dict(progress="yes"), TypeError, "`progress` must be True or False"),
+    (dict(scheduler=3), TypeError, "`scheduler` must be"),
+    (dict(rng="seed"), TypeError, "`rng` must be"),
+    (dict(weights=[None, None]), ValueError, r"one entry per measure \(4\); got 2"),
+    (dict(weights=[None, [1.0, -1.0], None, None]), ValueError, r"`weights\[1\]`"),
+])
+def test_bad_arguments(rng, kwargs, exc, match):
+    xs = clouds(rng, 4, d=2)
+    kw = dict(metric_kwargs={"reg": 0.1}) if "metric" not in kwargs else {}
+    kw.update(kwargs)
+    with pytest.raises(exc, match=match):
+        pairwise_distances(xs, **kw)
+
+
+def test_bad_collections(rng):
+    with pytest.raises(ValueError, match=r"`X\[2\]` has dimension 3 but `X\[0\]` has "
+                                         "dimension 2"):
+        pairwise_distances([np.zeros((3, 2)), np.ones((4, 2)), np.ones((2, 3))],
+                           metric="sliced_wasserstein")
+    with pytest.raises(ValueError, match="sequence of point clouds.*Wrap a single cloud"):
+        pairwise_distances(rng.random((10, 2)), metric="sliced_wasserstein")
+    with pytest.raises(ValueError, match="at least one measure"):
+        pairwise_distances([], metric="sliced_wasserstein")
+    with pytest.raises(ValueError, match=r"`X\[1\]` must not be empty"):
+        pairwise_distances([np.ones((2, 2)), np.ones((0, 2))], metric="sliced_wasserstein")
+    with pytest.raises(ValueError, match=r"`X\[0\]` must be 1-D samples"):
+        pairwise_distances([np.ones((3, 2))], metric="wasserstein_1d")
+    with pytest.raises(ValueError, match="`Y` measures have dimension 3"):
+        pairwise_distances([np.ones((3, 2))], [np.ones((3, 3))], metric="sliced_wasserstein")
+    with pytest.raises(ValueError, match=r"a pair \(weights_X, weights_Y\)"):
+        pairwise_distances([np.ones((3, 2))], [np.ones((3, 2))], weights=[None],
+                           metric="sliced_wasserstein")
+    one = pairwise_distances([np.ones((3, 2))], metric="sliced_wasserstein")
+    np.testing.assert_array_equal(one, np.zeros((1, 1)))
+
+
+def test_exact_without_emd_says_so(rng, monkeypatch):
+    monkeypatch.delattr(ottools, "emd", raising=False)
+    with pytest.raises(NotImplementedError, match="ottools.emd"):
+        pairwise_distances(clouds(rng, 3), metric="exact")
+
+
+def test_exact_uses_emd_when_present(rng, monkeypatch):
+    ot = pytest.importorskip("ot")
+    from ottools._result import make_result
+
+    def fake_emd(a, b, cost, maxiter=None):
+        return make_result(fun=float(ot.emd2(a, b, cost)), status=0, success=True)
+
+    monkeypatch.setattr(ottools, "emd", fake_emd, raising=False)
+    xs = clouds(rng, 4, d=2)
+    D = pairwise_distances(xs, metric="exact")
+    E = direct(lambda x, y, a, b: ot.emd2([], [], ot.dist(x, y)), xs)
+    np.testing.assert_allclose(D, E, rtol=1e-10)
+
+
+def test_optional_dependencies_missing(rng, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    xs = clouds(rng, 3)
+    with pytest.raises(ImportError, match=r'pip install "ottools\[distributed\]"'):
+        pairwise_distances(xs, metric="sliced_wasserstein", scheduler="dask")
+    with pytest.raises(ImportError, match=r'pip install "ottools\[progress\]"'):
+        pairwise_distances(xs, metric="sliced_wasserstein", progress=True)
+
+
+def test_progress_bar_counts_every_entry(rng, capsys):
+    pytest.importorskip("tqdm")
+    xs = clouds(rng, 5)
+    pairwise_distances(xs, metric_kwargs={"reg": 0.5}, progress=True)
+    err = capsys.readouterr().err
+    assert "pairwise" in err and "15/15" in err  # 10 pairs + 5 self terms
+
+
+# ------------------------------------------------------------------ Dask
+class KillFirstWorkerCall:
+    """A ground cost that kills the worker process running its first call (once: a marker
+    file remembers it), then behaves as the squared Euclidean cost."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+        self.parent = os.getpid()
+
+    def __call__(self, x, y):
+        if os.getpid() != self.parent and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)
+        return ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+
+
+def same(remote, local, metric):
+    """Bit for bit for the sorting metrics. The entropic kernels, compiled afresh in this
+    process and loaded from Numba's cache in the workers, may round differently in the
+    last bit (``ottools.sinkhorn`` alone shows it): a relative 1e-14, well inside their
+    tolerance, and exactly 0 where the local entry is 0."""
+    if metric in ("sliced_wasserstein", "wasserstein_1d"):
+        np.testing.assert_array_equal(remote, local)
+    else:
+        np.testing.assert_allclose(remote, local, rtol=1e-14, atol=0)
+        np.testing.assert_array_equal(remote == 0, local == 0)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    # One LocalCluster (2 worker processes) for the module's two Dask tests, closed after
+    # them; the kill test runs last (it leaves a restarted worker behind).
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        yield cluster, client
+
+
+def test_dask_gives_the_local_matrix(rng, dask_cluster):
+    cluster, client = dask_cluster
+    xs = clouds(rng, 12, d=3, lo=10, hi=40)
+    ys = clouds(rng, 3, d=3)
+    cases = [("sliced_wasserstein", None, client),
+             ("sinkhorn_divergence", {"reg": 0.3}, cluster.scheduler_address),
+             ("wasserstein_1d", None, "dask")]
+    for metric, kw, sched in cases:
+        X = [x[:, 0] for x in xs] if metric == "wasserstein_1d" else xs
+        Y = [y[:, 0] for y in ys] if metric == "wasserstein_1d" else ys
+        local = pairwise_distances(X, metric=metric, metric_kwargs=kw, rng=2)
+        remote = pairwise_distances(X, metric=metric, metric_kwargs=kw, rng=2,
+                                    scheduler=sched)
+        same(remote, local, metric)
+        same(pairwise_distances(X, Y, metric=metric, metric_kwargs=kw, rng=2, scheduler=sched),
+             pairwise_distances(X, Y, metric=metric, metric_kwargs=kw, rng=2), metric)
+    assert not client.status == "closed"  # a given client stays open
+
+
+def test_dask_worker_killed_mid_run_gives_the_complete_matrix(rng, tmp_path, dask_cluster,
+                                                              monkeypatch):
+    cluster, client = dask_cluster
+    xs = clouds(rng, 10, d=2, lo=10, hi=30)
+    marker = tmp_path / "killed"
+    kw = {"reg": 0.5, "metric": KillFirstWorkerCall(marker)}
+    local = pairwise_distances(xs, metric="sinkhorn", metric_kwargs=kw)
+    assert not marker.exists()  # the local run (this process) killed nothing
+    # One measure per block: 10 blocks scattered over the 2 workers, so the worker that
+    # dies at its first tile takes with it blocks that exist nowhere else.
+    monkeypatch.setattr(pw, "_block_size", lambda *args: 1)
+    remote = pairwise_distances(xs, metric="sinkhorn", metric_kwargs=kw, scheduler=client)
+    assert marker.exists()  # a worker died while running a tile
+    same(remote, local, "sinkhorn")
+    logs = "\n".join(msg for _, msg in client.get_scheduler_logs(n=200))
+    assert "lose scattered data" in logs  # blocks were lost, scattered again
+
+
+# ------------------------------------------------------------------ CLI
+def _cli(argv, capsys):
+    ns = _parser().parse_args(argv)
+    code = ns.func(ns)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+@pytest.mark.parametrize("fmt", ["npy", "csv"])
+def test_cli_writes_the_matrix(rng, tmp_path, capsys, fmt):
+    xs = clouds(rng, 4, d=2)
+    files = []
+    for k, x in enumerate(xs):
+        path = tmp_path / f"c{k}.{fmt}"
+        np.save(path, x) if fmt == "npy" else np.savetxt(path, x, delimiter=",")
+        files.append(str(path))
+    out = tmp_path / "D.npy"
+    code, text, err = _cli(["pairwise", *files, "--metric", "sliced_wasserstein",
+                            "--out", str(out), "--jobs", "2", "--seed", "4",
+                            "--n-projections", "30"], capsys)
+    assert code == 0, err
+    expected = pairwise_distances(xs, metric="sliced_wasserstein", rng=4,
+                                  metric_kwargs={"n_projections": 30})
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-12 if fmt == "npy" else 1e-9)
+    assert "pairs     6" in text and "failures  0" in text and "time" in text
+    if pytest.importorskip("tqdm"):
+        assert "pairwise" in err and "6/6" in err  # the bar, on stderr
+
+
+def test_cli_reports_failures_and_statuses(rng, tmp_path, capsys):
+    files = []
+    for k, x in enumerate(clouds(rng, 3, d=2)):
+        files.append(str(tmp_path / f"c{k}.npy"))
+        np.save(files[-1], x)
+    out, st = tmp_path / "D.npy", tmp_path / "S.npy"
+    code, text, _ = _cli(["pairwise", *files, "--reg", "0.01", "--maxiter", "2",
+                          "--out", str(out), "--status", str(st), "--no-progress"], capsys)
+    assert code == 1
+    assert "failures  3" in text and "c0.npy" in text and "status 1" in text
+    assert np.load(st)[0, 1] == 1
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--metric", "sinkhorn_divergence"], "--reg is required"),
+    (["--metric", "nope"], "unknown --metric 'nope'"),
+    (["--metric", "sliced_wasserstein", "--reg", "1"], "--reg and --tol apply"),
+    (["--metric", "sliced_wasserstein", "--p", "0.5"], "must be >= 1"),
+    (["--metric", "sliced_wasserstein", "--extra"], "NAN"),
+    (["--metric", "sliced_wasserstein", "--missing"], "no such file"),
+    (["--metric", "sliced_wasserstein", "--txt"], "expected a .npy or .csv"),
+    (["--metric", "sliced_wasserstein", "--badcsv"], "cannot read"),
+])
+def test_cli_bad_input_exits_2_with_one_line(rng, tmp_path, capsys, argv, match):
+    files = []
+    for k, x in enumerate(clouds(rng, 2, d=2)):
+        files.append(str(tmp_path / f"c{k}.npy"))
+        np.save(files[-1], x)
+    flag = argv[-1]
+    if flag == "--extra":
+        bad = rng.random((5, 2))
+        bad[1, 1] = np.nan
+        np.save(tmp_path / "nan.npy", bad)
+        files.append(str(tmp_path / "nan.npy"))
+        match = r"'.*nan\.npy' must be finite"
+    elif flag == "--missing":
+        files.append(str(tmp_path / "missing.npy"))
+    elif flag == "--txt":
+        (tmp_path / "c.txt").write_text("1 2\n")
+        files.append(str(tmp_path / "c.txt"))
+    elif flag == "--badcsv":
+        (tmp_path / "c.csv").write_text("1,2\n3,x\n")
+        files.append(str(tmp_path / "c.csv"))
+    if flag.startswith("--") and flag in ("--extra", "--missing", "--txt", "--badcsv"):
+        argv = argv[:-1]
+    code, text, err = _cli(["pairwise", *files, *argv, "--out", str(tmp_path / "D.npy"),
+                            "--no-progress"], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ottools: error: ")
+    import re
+
+    assert re.search(match, lines[0]), lines[0]
+    assert not (tmp_path / "D.npy").exists()
+
+
+def test_cli_without_tqdm_runs_without_a_bar(rng, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    files = []
+    for k, x in enumerate(clouds(rng, 3, d=2)):
+        files.append(str(tmp_path / f"c{k}.npy"))
+        np.save(files[-1], x)
+    code, text, err = _cli(["pairwise", *files, "--metric", "sliced_wasserstein",
+                            "--out", str(tmp_path / "D.npy")], capsys)
+    assert code == 0
+    assert err.strip() == 'ottools: no progress bar without tqdm (pip install "ottools[progress]")'
+    assert np.load(tmp_path / "D.npy").shape == (3, 3)
