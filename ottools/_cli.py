@@ -1,4 +1,4 @@
-"""Command line: ``ottools solve`` here; ``ottools demo`` in ``_cli_demo`` (loaded on use).
+"""Command line: ``ottools solve`` and ``ottools pairwise`` here; ``ottools demo`` in ``_cli_demo``.
 
 Bad arguments, unreadable files and problems too large for the memory end with exit status
 2 and one line on stderr; a solve that does not converge exits 1; success exits 0.
@@ -289,7 +289,7 @@ REG_HELP = ("entropic regularization epsilon, in the units of the cost (absolute
 def build_parser():
     p = Parser(prog="ottools", description="Optimal transport numerics.")
     p.add_argument("--version", action="version", version=f"ottools {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{demo,solve}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{demo,solve,pairwise}")
     tol_help = ("stop when err = ||P1-a||_1 + ||P'1-b||_1, relative to the total mass, is "
                 "at most TOL (default: the library's per-dtype default, 1e-9 for float64 "
                 "and 1e-4 for float32)")
@@ -343,6 +343,9 @@ def build_parser():
                    help="save the plan; the extension picks the format: "
                         f"{_ext_list(OUT_FORMATS)} (default: not saved)")
     s.set_defaults(func=cmd_solve)
+    from ._pairwise_cli import add_pairwise_parser
+
+    add_pairwise_parser(sub)
     return p
 
 

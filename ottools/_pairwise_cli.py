@@ -34,24 +34,26 @@ def add_pairwise_parser(subparsers):
                     "a summary on stdout.")
     p.add_argument("files", metavar="FILE", nargs="+", help="point clouds, .npy or .csv")
     p.add_argument("--out", metavar="D.npy", required=True,
-                   help="where to save the (N, N) float64 matrix (.npy)")
+                   help="where to save the (N, N) float64 matrix (.npy; required)")
     p.add_argument("--metric", default="sinkhorn_divergence",
                    help="one of: " + ", ".join(METRICS) + " (default sinkhorn_divergence)")
-    p.add_argument("--reg", type=float, help="entropic regularization (sinkhorn metrics)")
+    p.add_argument("--reg", type=float, help="entropic regularization (sinkhorn metrics; required there, no default)")
     p.add_argument("--cost", default="sqeuclidean",
-                   help="ground cost of the entropic metrics (see cost_matrix)")
-    p.add_argument("--p", type=float, help="order p (sliced: default 2; 1-D: default 1)")
+                   help="ground cost of the entropic metrics (see cost_matrix; default sqeuclidean)")
+    p.add_argument("--p", type=float, help="order p (default: 2 for sliced, 1 for 1-D)")
     p.add_argument("--n-projections", type=int, help="sliced directions (default 100)")
-    p.add_argument("--tol", type=float, help="solver tolerance (entropic metrics)")
-    p.add_argument("--maxiter", type=int, help="iteration cap of each solve")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sliced directions (0)")
+    p.add_argument("--tol", type=float, help="solver tolerance (entropic metrics; default: the per-dtype default)")
+    p.add_argument("--maxiter", type=int, help="iteration cap of each solve (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sliced directions (default 0)")
     p.add_argument("--jobs", type=int, default=-1,
                    help="threads (default -1: all cores); workers with --scheduler dask")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="'dask' (a local Dask cluster) or a Dask scheduler address, "
-                        "e.g. tcp://10.0.0.1:8786 (needs ottools[distributed])")
-    p.add_argument("--status", metavar="S.npy", help="also save the per-pair statuses")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+                        "e.g. tcp://10.0.0.1:8786 (needs ottools[distributed]; default: local "
+                        "threads)")
+    p.add_argument("--status", metavar="S.npy",
+                   help="also save the per-pair statuses (default: not saved)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: a bar on stderr)")
     p.set_defaults(func=run_pairwise)
     return p
 

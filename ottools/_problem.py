@@ -54,8 +54,8 @@ class LinearProblem:
         with np.errstate(divide="ignore"):
             self.loga = np.log(self.ac)
             self.logb = np.log(self.bc)
-        # Total mass (of a and b alike for balanced problems; their mean otherwise).
-        self.mass = 0.5 * float(self.ac.sum(dtype=np.float64) + self.bc.sum(dtype=np.float64))
+        # Total mass (of a; b has it too in a balanced problem): err is relative to it.
+        self.mass = float(self.ac.sum(dtype=np.float64))
         self._range = None
 
     @classmethod

@@ -717,7 +717,7 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
         ``terms`` (dict ``cost``, ``entropy``, ``relax_a``, ``relax_b``: its four terms),
         ``marginals`` (``(P 1, P^T 1)``), ``masses`` (``(sum(a), sum(b))``), ``reg_m``; ``f``,
         ``g`` are not centred (no gauge freedom); ``err`` is the L1 norm of the dual's
-        gradient relative to ``(sum(a) + sum(b)) / 2``:
+        gradient relative to ``sum(a)``:
         ``sum_i |P1_i - a_i exp(-f_i / reg_m_a)| + (same for the columns)``, the distance of
         the plan's marginals to their optimal values, equivalently a weighted change of the
         potentials over one sweep, ``sum_i t_i |exp((f_i - f_i') / (tau_a reg)) - 1|`` with

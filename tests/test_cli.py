@@ -161,7 +161,7 @@ def test_solve_mismatched_dimensions_exit_2(tmp_path, capsys):
     (["solve", "{x}", "{y}", "--reg", "0.1", "--metric", "minkowski", "--p", "0.5"],
      "`p` must be >= 1"),
     (["solve", "{x}", "{y}"], "the following arguments are required: --reg"),
-    ([], r"the following arguments are required: \{demo,solve\}"),
+    ([], r"the following arguments are required: \{demo,solve,pairwise\}"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, clouds, capsys, argv, match):
     px, py, _, _ = clouds
