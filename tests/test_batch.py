@@ -32,7 +32,9 @@ def test_batch_equals_per_problem_calls(rng, dtype):
         np.testing.assert_allclose(res.f[k], one.f, atol=atol)
         np.testing.assert_allclose(res.g[k], one.g, atol=atol)
         assert res.fun[k] == pytest.approx(one.fun, rel=1e-12)
-        assert res.err[k] == pytest.approx(one.err, rel=1e-9, abs=1e-15)
+        # the error is a float64 sum over float32 entries, summed in another order
+        rel = 1e-9 if dtype == np.float64 else 1e-5
+        assert res.err[k] == pytest.approx(one.err, rel=rel, abs=1e-15)
 
 
 def test_shared_weights_and_honest_status(rng):
