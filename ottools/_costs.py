@@ -115,7 +115,14 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
     >>> cost_matrix([[0.0, 0.0]], [[3.0, 4.0]], "minkowski_p", p=2)
     array([[25.]])
     """
-    x, y = _check_point_pair(x, y)
+    return named_cost_matrix(x, y, metric, p=p)
+
+
+def named_cost_matrix(x, y, metric="sqeuclidean", *, p=2, names=("x", "y")):
+    """:func:`cost_matrix` whose errors call the points ``names`` (internal API: the
+    functions that build their costs from other arguments, e.g. ``monge_gap``'s ``x`` and
+    ``tx``, name those)."""
+    x, y = _check_point_pair(x, y, names=names)
     dtype = _result_dtype(x, y)
     pp = _check_p(p)
     if callable(metric):
@@ -123,7 +130,8 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
     name = metric_name(metric)
     if name == "correlation" and x.shape[1] == 1:
         raise ValueError(
-            "`metric`='correlation' needs points of dimension >= 2: `x` and `y` have "
+            f"`metric`='correlation' needs points of dimension >= 2: `{names[0]}` and "
+            f"`{names[1]}` have "
             "dimension 1, where every point is a constant vector (no correlation defined)."
         )
     xx = x.astype(np.float64, copy=False)
@@ -140,7 +148,8 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
             out = _named_cost(name, xx, yy, pp)
         except (ValueError, np.linalg.LinAlgError) as exc:  # e.g. mahalanobis, too few points
             raise ValueError(
-                f"`metric`={name!r} cannot be evaluated on `x` and `y`: {exc}") from None
+                f"`metric`={name!r} cannot be evaluated on `{names[0]}` and `{names[1]}`: "
+                f"{exc}") from None
         if exponent:
             degree = pp if _DEGREE[name] == "p" else _DEGREE[name]
             shift = degree * exponent
@@ -148,7 +157,7 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
             out = np.ldexp(out * 2.0 ** (shift - whole), whole)
         out = np.ascontiguousarray(out, dtype=dtype)
     if not np.all(np.isfinite(out)):
-        _raise_nonfinite(out, name, x, y, dtype)
+        _raise_nonfinite(out, name, x, y, dtype, names)
     return out
 
 
@@ -185,9 +194,10 @@ def _unit_rows(z):
     return unit, (nw * top)[:, 0]
 
 
-def _raise_nonfinite(out, name, x, y, dtype):
+def _raise_nonfinite(out, name, x, y, dtype, names=("x", "y")):
+    nx, ny = names
     i, j = (int(k[0]) for k in np.nonzero(~np.isfinite(out)))
-    where = f"x[{i}] = {_fmt(x[i])} and y[{j}] = {_fmt(y[j])}"
+    where = f"{nx}[{i}] = {_fmt(x[i])} and {ny}[{j}] = {_fmt(y[j])}"
     if np.isnan(out[i, j]) or name not in _DEGREE:
         raise ValueError(
             f"`metric`={name!r} is undefined (got {out[i, j]}) between {where}; choose a "
@@ -195,9 +205,10 @@ def _raise_nonfinite(out, name, x, y, dtype):
         )
     top = max(np.abs(x).max(), np.abs(y).max())
     raise ValueError(
-        f"The {name!r} cost between `x` and `y` overflows {np.dtype(dtype).name} "
+        f"The {name!r} cost between `{nx}` and `{ny}` overflows {np.dtype(dtype).name} "
         f"(largest |coordinate| {top:.3g}; first at {where}): rescale the points, "
-        "e.g. divide `x` and `y` by a common factor."
+        + (f"e.g. divide `{nx}` by a constant factor." if nx == ny else
+           f"e.g. divide `{nx}` and `{ny}` by a common factor.")
     )
 
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from ._costs import cost_matrix
-from ._geometry import PointCloud, use_online
+from ._costs import cost_matrix, named_cost_matrix
+from ._geometry import point_cloud, use_online
 from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, make_result
 from ._sinkhorn import method_options, solve
@@ -81,23 +81,27 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
     if online is not None:
         online = _check_bool(online, "online")
 
-    def solve_pair(u, v, wu, wv, self_transport=False):
+    names = {"x": "y", "y": "x"} if swap else {"x": "x", "y": "y"}  # the user's names
+
+    def solve_pair(u, v, wu, wv, self_transport=False, pair=("x", "y")):
         if use_online(u.shape[0], v.shape[0], dtype, metric, online):
             if rho is not None:
                 raise ValueError("`reg_m` with point clouds above the dense memory budget "
                                  "is not supported; pass online=False.")
-            cost = PointCloud(u, v, metric)
+            cost = point_cloud(u, v, metric)
             symmetric = self_transport
         else:
-            cost = np.ascontiguousarray(cost_matrix(u, v, metric), dtype=dtype)
+            cost = np.ascontiguousarray(
+                named_cost_matrix(u, v, metric, names=(names[pair[0]], names[pair[1]])),
+                dtype=dtype)
             symmetric = False
         if self_transport and not symmetric:
             cost, symmetric = _symmetrized(cost)
         return solve(LinearProblem(wu, wv, cost, dtype), reg, settings, name,
                      symmetric=symmetric, rho=rho)
 
-    xx = solve_pair(x, x, a, a, True)
-    yy = solve_pair(y, y, b, b, True)
+    xx = solve_pair(x, x, a, a, True, ("x", "x"))
+    yy = solve_pair(y, y, b, b, True, ("y", "y"))
     if x.shape == y.shape and np.array_equal(x, y) and np.array_equal(a, b):
         xy = xx  # the same problem: S(x, x) = 0 exactly
     else:
@@ -264,7 +268,7 @@ def divergence_value_and_grad(x, y, a=None, b=None, *, reg, reg_m=None,
         settings = Settings.from_args(tol, maxiter, None, dtype, opts)
         if online is not None:
             online = _check_bool(online, "online")
-        cost = (PointCloud(x, y, metric) if use_online(x.shape[0], y.shape[0], dtype, metric,
+        cost = (point_cloud(x, y, metric) if use_online(x.shape[0], y.shape[0], dtype, metric,
                                                        online)
                 else np.ascontiguousarray(cost_matrix(x, y, metric), dtype=dtype))
         xy = solve(LinearProblem(a, b, cost, dtype), reg, settings, name, rho=rho)

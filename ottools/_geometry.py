@@ -39,6 +39,14 @@ def use_online(n, m, dtype, metric, online):
     return bool(online)
 
 
+def point_cloud(x, y, metric):
+    """The :class:`PointCloud` of ``cost_matrix(x, y, metric)`` with its defaults: for the
+    functions that switch between a dense cost and an online one (``"minkowski"`` is the
+    distance with ``p = 2``, as in :func:`ottools.cost_matrix`)."""
+    p = 2.0 if isinstance(metric, str) and metric.lower() == "minkowski" else None
+    return PointCloud(x, y, metric, p=p)
+
+
 def _work(chunks, m, rows=1):
     """Per-block float64 work rows: shape (chunks, m) or (chunks, rows, m)."""
     return np.empty((chunks, m) if rows == 1 else (chunks, rows, m))

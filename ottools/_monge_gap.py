@@ -1,9 +1,11 @@
 """Monge gap of a map given by samples: how far ``x -> T(x)`` is from optimal transport."""
 
+import math
+
 import numpy as np
 
-from ._costs import cost_matrix
-from ._geometry import PointCloud, use_online
+from ._costs import named_cost_matrix
+from ._geometry import point_cloud, use_online
 from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, make_result
 from ._sinkhorn import method_options, solve
@@ -42,11 +44,26 @@ def _check_reg(reg, cost_std):
         if reg.lower() != "auto":
             raise ValueError(f"`reg` must be a non-negative number or 'auto'; got {reg!r}.")
         val = _AUTO_REG_FRACTION * float(cost_std())
+        if not math.isfinite(val):
+            raise ValueError(f"reg='auto': the standard deviation of the costs c(x_i, tx_j) "
+                             f"is not finite ({val / _AUTO_REG_FRACTION}): the points `x` "
+                             f"and `tx` are too large for this metric; rescale them or pass "
+                             f"`reg` explicitly.")
         if not val > 0:
             raise ValueError("reg='auto' gives 0: every cost c(x_i, tx_j) is the same (are "
                              "the points `x` and `tx` all equal?); pass `reg` explicitly.")
         return val
     return _check_positive(reg, "reg", allow_zero=True)
+
+
+def _dense_std(cost):
+    """``std(cost)`` in float64, computed on ``cost / max|cost|`` (a power of two) so that
+    no square overflows: costs near 1e160 have a finite standard deviation."""
+    top = float(np.max(np.abs(cost)))
+    if not (top > 0 and math.isfinite(top)):
+        return 0.0 if top == 0 else math.nan
+    e = math.frexp(top)[1]
+    return math.ldexp(float(np.std(np.ldexp(cost.astype(np.float64), -e))), e)
 
 
 def _assignment(a, cost):
@@ -185,12 +202,13 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
     online = (not (isinstance(reg, (int, float)) and reg == 0)
               and use_online(n, n, dtype, metric, online))
     if online:
-        cost = PointCloud(x, tx, metric)
+        cost = point_cloud(x, tx, metric)
         reg = _check_reg(reg, cost.cost_std)
         diag = cost.diagonal()
     else:
-        cost = np.ascontiguousarray(cost_matrix(x, tx, metric), dtype=dtype)
-        reg = _check_reg(reg, lambda: float(np.std(cost, dtype=np.float64)))
+        cost = np.ascontiguousarray(named_cost_matrix(x, tx, metric, names=("x", "tx")),
+                                    dtype=dtype)
+        reg = _check_reg(reg, lambda: _dense_std(cost))
         diag = np.diagonal(cost)
     if reg == 0:
         if not (isinstance(method, str) and method.lower() == "auto"):

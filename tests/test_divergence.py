@@ -212,3 +212,29 @@ def test_envelope_gradients_of_parts(rng):
     fd_a = (sinkhorn_divergence(x, y, a + h * d, reg=reg, tol=1e-13).fun
             - sinkhorn_divergence(x, y, a - h * d, reg=reg, tol=1e-13).fun) / (2 * h)
     np.testing.assert_allclose((xy.f - 0.5 * (xx.f + xx.g)) @ d, fd_a, atol=1e-6)
+
+
+def test_overflowing_points_are_named(rng):
+    # The self terms name the cloud that overflows; the cross term names both in the
+    # user's order, whichever orientation the cross problem is solved in.
+    x, y = _clouds(rng, 6, 5)
+    with pytest.raises(ValueError, match=r"cost between `x` and `x` overflows .* divide `x` "):
+        sinkhorn_divergence(x * 1e200, y, reg=1.0)
+    with pytest.raises(ValueError, match=r"cost between `y` and `y` overflows .* divide `y` "):
+        sinkhorn_divergence(x, y * 1e200, reg=1.0)
+    big = 1.5e154 + x  # self costs finite (the offsets cancel), cross costs ~4.5e308
+    with pytest.raises(ValueError, match=r"between `[xy]` and `[xy]` overflows .* "
+                                         r"x\[\d+\] = \[1\.5e\+154"):
+        sinkhorn_divergence(big, y, reg=1.0)
+    with pytest.raises(ValueError, match=r"between `[xy]` and `[xy]` overflows .* "
+                                         r"y\[\d+\] = \[1\.5e\+154"):
+        sinkhorn_divergence(y, big, reg=1.0)
+
+
+@pytest.mark.parametrize("online", [False, True])
+def test_minkowski_is_the_euclidean_distance_on_both_paths(rng, online):
+    x, y = _clouds(rng, 12, 10)
+    mink = sinkhorn_divergence(x, y, reg=0.1, metric="minkowski", online=online)
+    eucl = sinkhorn_divergence(x, y, reg=0.1, metric="euclidean", online=online)
+    assert mink.success
+    assert mink.fun == eucl.fun

@@ -219,3 +219,47 @@ def test_exact_gap_with_weights_is_emd(rng):
     ot_cost = ot.emd2(a, a, ottools.cost_matrix(x, tx))
     assert res.ot_cost == pytest.approx(ot_cost, rel=1e-12)
     assert res.fun == pytest.approx(float(a @ ((x - tx) ** 2).sum(1)) - ot_cost, rel=1e-10)
+
+
+def test_overflowing_points_are_named_x_and_tx(rng):
+    x = rng.normal(size=(10, 2))
+    with pytest.raises(ValueError, match=r"'sqeuclidean' cost between `x` and `tx` overflows "
+                                         r"float64 .* first at x\[\d+\] = .* and tx\[\d+\]"):
+        monge_gap(x * 1e200, (x + 1.0) * 1e200)
+
+
+def test_auto_reg_with_huge_finite_costs_is_the_scaled_one(rng):
+    # Costs near 1e160 are finite but their squares overflow: np.std gave inf, reg=inf.
+    # Scaling the points by 2**266 scales every cost by 2**532 exactly, so reg='auto'
+    # and the gap scale exactly too.
+    x = _cloud(rng, 30)
+    tx = x @ _rotation(np.pi / 2).T
+    s = 2.0**266
+    res, res0 = monge_gap(x * s, tx * s), monge_gap(x, tx)
+    assert res.success and res0.success
+    assert res.reg == res0.reg * s * s
+    assert res.fun == res0.fun * s * s
+    assert res.ot_cost == res0.ot_cost * s * s
+
+
+def test_nonfinite_metric_is_refused(rng):
+    x = rng.normal(size=(6, 2))
+
+    def inf_diagonal(u, v):
+        return np.where(np.eye(len(u), len(v)) > 0, np.inf, 1.0)
+
+    for reg in (0, 0.5, "auto"):
+        with pytest.raises(ValueError, match=r"`metric` returned a non-finite cost \(inf\)"):
+            monge_gap(x, x + 1.0, metric=inf_diagonal, reg=reg)
+
+
+@pytest.mark.parametrize("online", [False, True])
+def test_minkowski_is_the_euclidean_distance_on_both_paths(rng, online):
+    # cost_matrix's "minkowski" defaults to p = 2; the online path used to raise
+    # "`p` is required".
+    x = _cloud(rng, 20)
+    tx = x @ _rotation(1.0).T
+    mink = monge_gap(x, tx, metric="minkowski", online=online)
+    eucl = monge_gap(x, tx, metric="euclidean", online=online)
+    assert mink.success
+    assert mink.fun == eucl.fun and mink.reg == eucl.reg
