@@ -468,6 +468,27 @@ def test_sliced_module_draws_new_directions(unequal):
     assert v.dtype == torch.float32 and x32.grad.dtype == torch.float32
 
 
+@pytest.mark.filterwarnings("ignore::ottools.OTConvergenceWarning")  # maxiter=5: cheap
+def test_rng_accepts_torch_generator_and_names_rng(unequal):
+    x, y, a, b = unequal
+    tx, ty = _t(x), _t(y)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    for fn, kw in ((ott.sliced_wasserstein, dict(n_projections=10)),
+                   (ott.max_sliced_wasserstein, dict(maxiter=5)),
+                   (ott.distributional_sliced_wasserstein, dict(kappa=5.0, n_projections=10,
+                                                               maxiter=5))):
+        assert fn(tx, ty, rng=gen(), **kw).item() == fn(tx, ty, rng=gen(), **kw).item()
+        with pytest.raises(TypeError, match=r"`rng` must be None, an int seed, .*torch"
+                                            r"\.Generator; got str"):
+            fn(tx, ty, rng="abc", **kw)
+    loss1 = ott.SlicedWassersteinLoss(n_projections=10, rng=gen())
+    loss2 = ott.SlicedWassersteinLoss(n_projections=10, rng=gen())
+    assert [loss1(tx, ty).item() for _ in range(2)] == [loss2(tx, ty).item() for _ in range(2)]
+    for bad in ("abc", 1.5):
+        with pytest.raises(TypeError, match=r"`rng` must be None, .*torch\.Generator; got"):
+            ott.SlicedWassersteinLoss(rng=bad)
+
+
 
 def test_distributional_sliced_with_huge_kappa_returns(unequal):
     """kappa >= 1e16 made Wood's rejection loop spin forever; a daemon thread bounds it."""

@@ -110,12 +110,19 @@ def scalar(v, name):
 
 
 def numpy_rng(rng):
-    """``rng`` for the NumPy API: a ``torch.Generator`` seeds a NumPy generator from its
-    state (so that a seeded torch generator gives reproducible directions); anything else
-    is passed on (and checked there, naming ``rng``)."""
+    """``rng`` for the NumPy API as a ``numpy.random.Generator``: a ``torch.Generator``
+    seeds one from its state (so that a seeded torch generator gives reproducible
+    directions); anything else goes through ``numpy.random.default_rng`` (SPEC 7), with a
+    TypeError naming ``rng`` and what it accepts."""
     if isinstance(rng, torch.Generator):
         return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=rng)))
-    return rng
+    try:
+        return np.random.default_rng(rng)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"`rng` must be None, an int seed, a numpy.random.SeedSequence, BitGenerator or "
+            f"Generator, or a torch.Generator; got {type(rng).__name__} ({exc})."
+        ) from None
 
 
 class Envelope(torch.autograd.Function):

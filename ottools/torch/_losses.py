@@ -1,8 +1,8 @@
 """``torch.nn.Module`` wrappers of the differentiable OT functions."""
 
-import numpy as np
 from torch import nn
 
+from ._convert import numpy_rng
 from ._entropic import monge_gap, sinkhorn_loss
 from ._sliced import sliced_wasserstein
 
@@ -62,7 +62,7 @@ class SlicedWassersteinLoss(nn.Module):
     p : float, default 2
     n_projections : int, default 100
     directions : {"random", "qmc", "orthogonal"} or array_like, default "random"
-    rng : {None, int, numpy.random.Generator}, optional
+    rng : {None, int, numpy.random.Generator, torch.Generator}, optional
         Seeds one ``numpy.random.Generator`` kept by the module: every call draws new
         directions from it (an unbiased stochastic gradient in training), reproducibly.
 
@@ -83,7 +83,7 @@ class SlicedWassersteinLoss(nn.Module):
         self.p = p
         self.n_projections = n_projections
         self.directions = directions
-        self.rng = np.random.default_rng(rng)
+        self.rng = numpy_rng(rng)
 
     def forward(self, x, y, a=None, b=None):
         """The sliced distance between ``x`` (weights ``a``) and ``y`` (weights ``b``)."""

@@ -73,7 +73,7 @@ def sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, directio
     estimator : {"mc"}, default "mc"
         Only the plain Monte Carlo mean (the control-variate estimators of the NumPy API
         have no gradient here).
-    rng : {None, int, numpy.random.Generator}, optional
+    rng : {None, int, numpy.random.Generator, torch.Generator}, optional
         Randomness of the directions (SPEC 7). Pass a ``Generator`` (or use
         :class:`SlicedWassersteinLoss`) to draw new directions at every call in training.
 
@@ -133,7 +133,8 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
     a, b : Tensor, shape (n,) and (m,), or None
         Weights; not differentiable yet (refused if they require grad).
     p, n_projections, n_restarts, maxiter, tol, rng
-        As in :func:`ottools.max_sliced_wasserstein`.
+        As in :func:`ottools.max_sliced_wasserstein`; ``rng`` may also be a
+        ``torch.Generator``.
 
     Returns
     -------
@@ -190,7 +191,8 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     a, b : Tensor, shape (n,) and (m,), or None
         Weights; not differentiable yet (refused if they require grad).
     p, kappa, n_projections, maxiter, tol, rng
-        As in :func:`ottools.distributional_sliced_wasserstein`.
+        As in :func:`ottools.distributional_sliced_wasserstein`; ``rng`` may also be a
+        ``torch.Generator``.
 
     Returns
     -------
