@@ -3,6 +3,9 @@
 Every problem runs the log-stable sweeps of ``method="log"`` inside one Numba kernel,
 problems in parallel (``ottools._kernels._batch``): the iterates, iteration counts and
 statuses of one call per problem, without the Python driver's overhead per problem.
+The kernel runs on groups of problems (:func:`batch_group`), so that Ctrl-C gets through
+between groups; a forked child runs the serial twin; a problem whose costs round away at
+``reg`` (``max |C| * eps / reg > 1``) gets status 2, as with one problem.
 Internal API: :func:`solve_batch`, called by :func:`ottools.sinkhorn`.
 """
 
@@ -88,14 +91,26 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
     P = allocate((B, n, m), dtype, "The plans of the batch")
     nit, code = np.zeros(B, dtype=np.int64), np.zeros(B, dtype=np.int64)
     err, lin, plogr, pmass = (np.zeros(B) for _ in range(4))
-    _kb.sinkhorn_batch(a64, b64, cost, reg, settings.tol, settings.maxiter,
-                                 ABSORB_BOUND[dtype], f, g, P, nit, code, err, lin, plogr,
-                                 pmass)
+    # exp((f + g - C) / reg) without a correct digit (as in ottools.sinkhorn): status 2.
+    with np.errstate(over="ignore"):
+        floor = np.finfo(dtype).eps * np.abs(cost).reshape(B, -1).max(1) / reg
+    hopeless = floor > 1.0
+    # Groups of problems per kernel call, so that Ctrl-C gets through between calls; in a
+    # process forked after a parallel kernel ran, the serial twin (OpenMP is not
+    # fork-safe). A problem's result never depends on its group.
+    kernel = (_kb.sinkhorn_batch if lazy("_jit").parallel_ok()
+              else _kb.sinkhorn_batch_serial)
+    step = batch_group(B, n, m, settings.maxiter)
+    for k0 in range(0, B, step):
+        k1 = min(B, k0 + step)
+        kernel(a64[k0:k1], b64[k0:k1], cost[k0:k1], reg, settings.tol, settings.maxiter,
+               ABSORB_BOUND[dtype], f[k0:k1], g[k0:k1], P[k0:k1], nit[k0:k1], code[k0:k1],
+               err[k0:k1], lin[k0:k1], plogr[k0:k1], pmass[k0:k1])
     status = np.where(code == KernelStatus.DONE, CONVERGED,
                       np.where(code == KernelStatus.NONFINITE, NONFINITE, MAXITER))
     status = np.where((status == MAXITER) & (err <= settings.tol), CONVERGED, status)
     status = np.where((status == CONVERGED) & (err > settings.tol), STALLED, status)
-    status = np.where(~(np.isfinite(err) & np.isfinite(lin)), NONFINITE, status)
+    status = np.where(~(np.isfinite(err) & np.isfinite(lin)) | hopeless, NONFINITE, status)
     ma, mb = a64.sum(1), b64.sum(1)
     fun = lin + reg * (plogr - pmass + ma * mb)
     # Zero-weight entries: their c-transform, then the gauge, as for one problem.
@@ -110,10 +125,33 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
     summary = ", ".join(f"{c} {label}" for c, label in zip(
         counts, ("converged", "at maxiter", "non-finite", "stopped", "stalled",
                  "certified")) if c)
+    message = (f"Batch of {B} problems: {summary}. See `status` per problem (table of "
+               f"ottools.sinkhorn).")
+    if hopeless.any():
+        k = int(np.flatnonzero(hopeless)[0])
+        message += (f" Non-finite values: in {int(hopeless.sum())} problem(s) (first: "
+                    f"{k}), reg={reg:.3g} is below the rounding of the costs (max |C| * "
+                    f"eps / reg = {floor[k]:.3g}): exp((f + g - C) / reg) under/overflows "
+                    f"without a correct digit. Rescale the costs or increase reg.")
     return make_result(
         fun=fun, cost=lin.copy(), plan=P, f=f.astype(dtype), g=g.astype(dtype), nit=nit,
         err=err, success=status == CONVERGED, status=status.astype(np.int64),
-        message=f"Batch of {B} problems: {summary}. See `status` per problem (table of "
-                f"ottools.sinkhorn).", method=name, reg=reg)
+        message=message, method=name, reg=reg)
+
+
+# Entries times iterations one kernel call may visit at most (a few tenths of a second),
+# and the fewest problems per call per thread (keeps the threads' loads balanced).
+_GROUP_WORK = 1 << 27
+_GROUP_PER_THREAD = 8
+
+
+def batch_group(B, n, m, maxiter):
+    """Problems per kernel call: the worst case (every problem at ``maxiter``) bounded by
+    ``_GROUP_WORK`` entry-iterations, but at least ``_GROUP_PER_THREAD`` problems per
+    thread (a single problem runs to its end inside one call)."""
+    import numba
+
+    least = _GROUP_PER_THREAD * numba.get_num_threads()
+    return int(min(B, max(least, _GROUP_WORK // max(1, n * m * max(1, maxiter)))))
 
 

@@ -265,17 +265,62 @@ def test_fork_after_a_parallel_solve():
     assert out.stdout.split() == ["True", "True"]
 
 
+# (cost shape, reg, method): one long problem per method, and a long batch of short
+# problems (3200 of 20 x 20 at 20,000 iterations each: half a minute in one kernel call
+# before the batch ran in groups of problems).
+_LONG_SOLVES = {
+    "log": ((400, 400), 1e-5, "log", 10**8),
+    "scaling": ((400, 400), 0.05, "scaling", 10**8),  # a reg at which K does not underflow
+    "batch": ((3200, 20, 20), 1e-3, "auto", 20_000),
+}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+def test_fork_after_parallel_batch_and_sparse_kernels():
+    # The batch kernel (prange over problems) and sparse OT's column blocks (threshold
+    # lowered) run on threads in the parent; a forked child must run their serial twins
+    # (OpenMP is not fork-safe) and get the same results bit for bit. A child that
+    # hangs fails the test through the timeout.
+    out = _python("""
+        import multiprocessing as mp
+        import numpy as np, ottools
+        from ottools._kernels import _sparse
+        _sparse.PARALLEL_MIN_ENTRIES = 1 << 10   # 40 x 96: three column blocks
+        rng = np.random.default_rng(0)
+        batch = rng.random((8, 20, 30))
+        a, b = rng.random(40) + 0.1, rng.random(96) + 0.1
+        b *= a.sum() / b.sum()
+        C = rng.random((40, 96))
+
+        def run(_):
+            r = ottools.sinkhorn(None, None, batch, 0.05, tol=1e-8)
+            s = ottools.sparsity_constrained_ot(a, b, C, 0.1, 3, maxiter=15)
+            return (r.nit.tolist(), r.plan.tobytes(), s.dual_value, s.f.tobytes(),
+                    s.plan.data.tobytes())
+
+        parent = run(0)
+        with mp.get_context("fork").Pool(1) as pool:
+            child = pool.map(run, [0])[0]
+        print([p == c for p, c in zip(parent, child)])
+        """, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["[True,", "True,", "True,", "True,", "True]"]
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_interrupts_a_long_solve():
+@pytest.mark.parametrize("case", list(_LONG_SOLVES))
+def test_ctrl_c_interrupts_a_long_solve(case):
+    shape, reg, method, maxiter = _LONG_SOLVES[case]
     proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent("""
+        [sys.executable, "-c", textwrap.dedent(f"""
             import sys, numpy as np, ottools
             rng = np.random.default_rng(0)
-            cost = rng.random((400, 400))
-            ottools.sinkhorn(None, None, cost, 0.01, maxiter=10)  # compile first
+            cost = rng.random({shape!r})
+            ottools.sinkhorn(None, None, cost[:16], 0.05, method={method!r},
+                             maxiter=10)  # compile first
             print("ready", flush=True)
-            ottools.sinkhorn(None, None, cost, 1e-5, method="log", tol=0.0,
-                             maxiter=10**8)
+            ottools.sinkhorn(None, None, cost, {reg!r}, method={method!r}, tol=0.0,
+                             maxiter={maxiter})
             """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd())
     try:
         assert proc.stdout.readline().strip() == "ready"

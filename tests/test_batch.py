@@ -60,3 +60,32 @@ def test_batch_errors_name_the_problem(rng):
         ottools.sinkhorn(a, b, cost, 0.1, init=(a, b))
     with pytest.raises(ValueError, match="method='sns' is not available for a batch"):
         ottools.sinkhorn(a, b, cost, 0.1, method="sns")
+
+
+def test_overflow_is_status_2_as_for_one_problem(rng):
+    a, b, cost = _batch(rng)
+    cost[3] *= 1e300  # max |C| * eps / reg ~ 1e286: no correct digit in exp(-C / reg)
+    res = ottools.sinkhorn(a, b, cost, 0.02)
+    one = ottools.sinkhorn(a[3], b[3], cost[3], 0.02, method="log")
+    assert one.status == 2
+    assert res.status[3] == 2 and not res.success[3]
+    assert np.all(np.delete(res.status, 3) == 0)
+    assert "1 non-finite" in res.message
+    assert "in 1 problem(s) (first: 3), reg=0.02 is below the rounding" in res.message
+    tiny = ottools.sinkhorn(a, b, np.ones_like(cost), 1e-300)
+    assert np.all(tiny.status == 2) and "in 12 problem(s) (first: 0)" in tiny.message
+
+
+def test_groups_of_problems_give_the_same_results(rng, monkeypatch):
+    # The batch runs in groups of problems per kernel call (Ctrl-C gets through between
+    # them); a problem's result must not depend on its group.
+    a, b, cost = _batch(rng)
+    whole = ottools.sinkhorn(a, b, cost, 0.02)
+    import ottools._batch as batch
+
+    monkeypatch.setattr(batch, "_GROUP_WORK", 1)
+    monkeypatch.setattr(batch, "_GROUP_PER_THREAD", 1)
+    assert batch.batch_group(12, 9, 7, 10_000) < 12
+    grouped = ottools.sinkhorn(a, b, cost, 0.02)
+    for key in ("plan", "f", "g", "nit", "status", "err", "fun"):
+        np.testing.assert_array_equal(grouped[key], whole[key])

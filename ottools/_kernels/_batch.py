@@ -131,3 +131,14 @@ def sinkhorn_batch(a, b, cost, reg, tol, maxiter, bound, f, g, P, nit, code, err
     for k in prange(cost.shape[0]):
         out = _solve_one(a[k], b[k], cost[k], reg, tol, maxiter, bound, f[k], g[k], P[k])
         nit[k], code[k], err[k], lin[k], plogr[k], mass[k] = out
+
+
+@jit
+def sinkhorn_batch_serial(a, b, cost, reg, tol, maxiter, bound, f, g, P, nit, code, err, lin,
+                          plogr, mass):
+    """:func:`sinkhorn_batch` one problem after the other (no thread launch): the twin for
+    a process forked after a parallel kernel ran (``_jit.parallel_ok``). The same
+    per-problem results."""
+    for k in range(cost.shape[0]):
+        out = _solve_one(a[k], b[k], cost[k], reg, tol, maxiter, bound, f[k], g[k], P[k])
+        nit[k], code[k], err[k], lin[k], plogr[k], mass[k] = out

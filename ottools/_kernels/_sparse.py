@@ -311,6 +311,25 @@ def dual_value_grad_blocks(f, g, a, b, cost_t, reg, k, grad_f, grad_g, vals, idx
 
 
 @jit
+def dual_value_grad_blocks_serial(f, g, a, b, cost_t, reg, k, grad_f, grad_g, vals, idx,
+                                  acc):
+    """:func:`dual_value_grad_blocks` with its blocks one after the other (no thread
+    launch; the same sums in the same order, hence the same result): the twin for a
+    process forked after a parallel kernel ran (``_jit.parallel_ok``)."""
+    m = g.shape[0]
+    nc = acc.shape[0]
+    gb = 0.0
+    sq = 0.0
+    for c in range(nc):
+        acc[c, :] = 0.0
+        gbc, sqc = _dual_cols(f, g, cost_t, reg, k, acc[c], grad_g, b, vals[c], idx[c],
+                              c * m // nc, (c + 1) * m // nc)
+        gb += gbc
+        sq += sqc
+    return _rows_finish(f, a, acc, nc, grad_f) + gb - 0.5 * sq / reg
+
+
+@jit
 def semi_dual_value_grad(f, a, b, cost_t, reg, k, grad_f, tau, vals, idx, acc):
     """Semi-dual objective ``<f,a> - sum_j b_j max_{y in D_k} (<y, x_j> - reg b_j |y|^2 / 2)``
     with ``x_j = f - c_j``, and its gradient ``a - T 1`` (in place; serial twin).
@@ -335,6 +354,20 @@ def semi_dual_value_grad_blocks(f, a, b, cost_t, reg, k, grad_f, tau, vals, idx,
     obj = 0.0
     for c in range(nc):
         obj += S[c]
+    return _rows_finish(f, a, acc, nc, grad_f) + obj
+
+
+@jit
+def semi_dual_value_grad_blocks_serial(f, a, b, cost_t, reg, k, grad_f, tau, vals, idx, acc):
+    """:func:`semi_dual_value_grad_blocks` with its blocks one after the other (the twin
+    for a forked process, as :func:`dual_value_grad_blocks_serial`)."""
+    m = b.shape[0]
+    nc = acc.shape[0]
+    obj = 0.0
+    for c in range(nc):
+        acc[c, :] = 0.0
+        obj += _semi_cols(f, b, cost_t, reg, k, acc[c], tau, vals[c], idx[c],
+                          c * m // nc, (c + 1) * m // nc)
     return _rows_finish(f, a, acc, nc, grad_f) + obj
 
 

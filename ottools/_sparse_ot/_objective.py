@@ -81,12 +81,18 @@ class SparseDual:
         self.k = min(k, sp.nr)
         self.nr, self.mc = sp.nr, sp.mc
         self.nx = sp.nr if semi else sp.nr + sp.mc
+        from .._kernels._jit import parallel_ok
+
         nb = _sparse.column_blocks(sp.mc, sp.nr)
+        # Blocks on threads, or (in a process forked after a parallel kernel ran, where
+        # OpenMP is not fork-safe) the same blocks one after the other: the same result.
+        twin = "" if parallel_ok() else "_serial"
         if semi:
-            self._fn = (_sparse.semi_dual_value_grad_blocks if nb > 1
+            self._fn = (getattr(_sparse, "semi_dual_value_grad_blocks" + twin) if nb > 1
                         else _sparse.semi_dual_value_grad)
         else:
-            self._fn = _sparse.dual_value_grad_blocks if nb > 1 else _sparse.dual_value_grad
+            self._fn = (getattr(_sparse, "dual_value_grad_blocks" + twin) if nb > 1
+                        else _sparse.dual_value_grad)
         self._vals = np.empty((nb, sp.nr))
         self._idx = np.empty((nb, sp.nr), dtype=np.int64)
         self._acc = np.empty((nb, sp.nr))
