@@ -49,14 +49,24 @@ class LinearProblem:
         if self.geometry:
             self.costc = cost.subset(self.rows, self.cols) if self.compressed else cost
         else:
-            self.costc = (np.ascontiguousarray(cost[np.ix_(self.rows, self.cols)])
-                          if self.compressed else cost)
+            self.costc = self._compressed_cost(cost) if self.compressed else cost
         with np.errstate(divide="ignore"):
             self.loga = np.log(self.ac)
             self.logb = np.log(self.bc)
         # Total mass (of a; b has it too in a balanced problem): err is relative to it.
         self.mass = float(self.ac.sum(dtype=np.float64))
         self._range = None
+
+    def _compressed_cost(self, cost):
+        """``cost[rows][:, cols]`` (C-contiguous) through :func:`allocate`, copied in
+        blocks of rows (no full-size temporary)."""
+        rows, cols = self.rows, self.cols
+        out = allocate((rows.size, cols.size), cost.dtype,
+                       "The cost restricted to the positive weights")
+        step = max(1, (1 << 22) // max(1, cost.shape[1]))
+        for i0 in range(0, rows.size, step):
+            out[i0:i0 + step] = cost[rows[i0:i0 + step]][:, cols]
+        return out
 
     @classmethod
     def from_args(cls, a, b, cost, *, balanced=True, mass_rtol=1e-6, hint=""):

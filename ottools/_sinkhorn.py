@@ -102,7 +102,14 @@ class _Run:
     @property
     def cost64(self):
         if self._cost64 is None:
-            self._cost64 = np.ascontiguousarray(self.prob.costc, dtype=np.float64)
+            costc = self.prob.costc
+            if costc.dtype == np.float64 and costc.flags.c_contiguous:
+                self._cost64 = costc
+            else:  # a float32 problem's Newton stage: the memory edge's largest array
+                self._cost64 = allocate(costc.shape, np.float64,
+                                        "The float64 copy of the cost (Newton stage of a "
+                                        "float32 problem)")
+                self._cost64[...] = costc
         return self._cost64
 
     def remaining(self):

@@ -43,3 +43,33 @@ def random_problem(rng, n, m, *, d=2, zeros=0, dtype=np.float64, scale=True):
     a /= a.sum()
     b /= b.sum()
     return a.astype(dtype), b.astype(dtype), cost.astype(dtype)
+
+
+@pytest.fixture
+def refuse_allocation(monkeypatch):
+    """``refuse_allocation(shape, dtype)``: from then on, ``ottools._problem.allocate``
+    fails for that request as ``np.empty`` does when memory runs out (other requests and
+    every other module are untouched). Returns the list of refused requests."""
+    import ottools._problem as problem
+
+    refused = []
+
+    def arm(shape, dtype):
+        want = (tuple(shape), np.dtype(dtype))
+
+        class _NumPy:
+            def __getattr__(self, name):
+                return getattr(np, name)
+
+            @staticmethod
+            def empty(s, dtype=None, **kwargs):
+                got = (tuple(np.atleast_1d(s).tolist()), np.dtype(dtype))
+                if got == want:
+                    refused.append(got)
+                    raise MemoryError("refused by the test")
+                return np.empty(s, dtype=dtype, **kwargs)
+
+        monkeypatch.setattr(problem, "np", _NumPy())
+        return refused
+
+    return arm

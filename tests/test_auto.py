@@ -219,6 +219,36 @@ def test_allocation_failure_says_how_much(rng):
         allocate((10**7, 10**7), np.float64, "The test array")
 
 
+def test_float32_newton_copy_memory_error_says_how_much(rng, refuse_allocation):
+    # The float64 copy of a float32 cost (SNS's Newton stage) went around allocate():
+    # NumPy's bare _ArrayMemoryError at the memory edge.
+    a, b, cost = random_problem(rng, 30, 20, dtype=np.float32)
+    refused = refuse_allocation((30, 20), np.float64)
+    with pytest.raises(MemoryError, match=r"^The float64 copy of the cost \(Newton stage "
+                                          r"of a float32 problem\) needs 4.47e-06 GiB"):
+        ottools.sinkhorn(a, b, cost, 0.05, method="sns")
+    assert refused == [((30, 20), np.dtype(np.float64))]
+
+
+def test_compressed_cost_memory_error_says_how_much(rng, refuse_allocation):
+    a, b, cost = random_problem(rng, 30, 20, zeros=3)
+    refused = refuse_allocation((27, 17), np.float64)
+    with pytest.raises(MemoryError, match=r"^The cost restricted to the positive weights "
+                                          r"needs 3.42e-06 GiB \(an array of shape \(27, "
+                                          r"17\) in float64\)"):
+        ottools.sinkhorn(a, b, cost, 0.05)
+    assert refused
+
+
+def test_compressed_cost_is_the_submatrix(rng):
+    a, b, cost = random_problem(rng, 300, 20, zeros=40)
+    from ottools._problem import LinearProblem
+
+    prob = LinearProblem(a, b, cost, cost.dtype)
+    assert prob.costc.flags.c_contiguous
+    np.testing.assert_array_equal(prob.costc, cost[np.ix_(a > 0, b > 0)])
+
+
 # ---------------------------------------------------------------- threads, fork, Ctrl-C
 def test_threads_give_the_serial_results(rng):
     # Large enough for the parallel row blocks (2**18 entries).

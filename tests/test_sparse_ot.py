@@ -690,6 +690,18 @@ def test_threads_and_history_do_not_change_results(monkeypatch):
             np.testing.assert_array_equal(u, w)
 
 
+def test_transposed_cost_memory_error_says_how_much(rng, refuse_allocation):
+    a, b, cost = random_problem(rng, 30, 20, dtype=np.float32)
+    refused = refuse_allocation((20, 30), np.float64)
+    for f in (ottools.sparsity_constrained_ot, ottools.quadratic_ot):
+        args = (a, b, cost, 0.1, 3) if f is ottools.sparsity_constrained_ot else (a, b, cost,
+                                                                                  0.1)
+        with pytest.raises(MemoryError, match=r"^The transposed float64 cost of sparse OT "
+                                              r"needs 4.47e-06 GiB"):
+            f(*args)
+    assert len(refused) == 2
+
+
 # --- bad input --------------------------------------------------------------------------
 
 def test_bad_inputs(rng):

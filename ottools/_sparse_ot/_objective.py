@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from .._problem import allocate
+
 __all__ = []
 
 
@@ -50,7 +52,10 @@ class ScaledProblem:
                 f"the total mass {prob.mass:.3g}: reg * mass / max|cost| = {reg_s:.3g} is "
                 f"beyond float64's range; rescale `cost` or change `reg`.")
         self.reg = reg_s
-        self.cost_t = np.ascontiguousarray(costc.T, dtype=np.float64) / self.s
+        self.cost_t = allocate((costc.shape[1], costc.shape[0]), np.float64,
+                               "The transposed float64 cost of sparse OT")
+        self.cost_t[...] = costc.T
+        self.cost_t /= self.s  # a power of two: exact
         self.ac = prob.ac.astype(np.float64) / self.M
         bc = prob.bc.astype(np.float64) / self.M
         # Equal masses in float64: float32 weights differ by their rounding (~1e-8), and
