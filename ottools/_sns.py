@@ -108,6 +108,7 @@ class NewtonStage:
         self.armijo, self.backtrack, self.ls_maxiter = armijo, backtrack, ls_maxiter
         self.fallback_iters = fallback_iters
         self.j0 = int(np.argmax(run.prob.bc))  # gauge: Delta g_j0 = 0, heaviest column
+        self.unit = math.ldexp(1.0, -round(math.log2(run.prob.mass)))  # 1 / mass, rounded
         f64 = np.float64
         what = "The Newton stage (three float64 arrays of the cost's shape)"
         self.P = allocate((n, m), f64, what)
@@ -143,8 +144,7 @@ class NewtonStage:
         if not (np.all(self.rows > 0) and np.all(self.cols > 0)):
             return None
         keep = min(full, int(math.ceil(self.density * max(n, m))))
-        self.work[:] = self.P.reshape(-1)
-        rho, keep = _kn.select_by_mass(self.work, keep, self.mass_tol)
+        rho, keep = _kn.mass_threshold(self.P, keep, self.mass_tol)
         indptr, indices, data = _kn.sparsify_csr(self.P, rho)
         gf = run.a64 - self.rows
         gg = run.b64 - self.cols
@@ -153,8 +153,14 @@ class NewtonStage:
         # Inexact Newton: the sparsified Hessian limits the rate to linear anyway, so a
         # CG residual of 1e-2 loses little and saves most CG iterations.
         cg_tol = self.cg_tol if self.cg_tol is not None else 1e-2
-        _kn.newton_cg(indptr, indices, data, self.rows, self.cols, shift, self.j0,
-                      run.reg * gf, run.reg * gg, cg_tol, self.cg_maxiter, self.xf,
+        # The system in units of the mass (a power of two: exact, and nothing changes for
+        # probability weights): CG's squared norms underflow for masses below ~1e-150.
+        s = self.unit
+        rows, cols = (self.rows, self.cols) if s == 1.0 else (self.rows * s, self.cols * s)
+        if s != 1.0:
+            data = data * s
+        _kn.newton_cg(indptr, indices, data, rows, cols, shift, self.j0,
+                      run.reg * s * gf, run.reg * s * gg, cg_tol, self.cg_maxiter, self.xf,
                       self.xg)
         alpha = 1.0
         inv = 1.0 / run.reg

@@ -188,15 +188,22 @@ def test_overflowing_costs_are_status_2_with_a_message(rng):
         assert np.all(np.isfinite(res.plan))
 
 
-def test_err_is_relative_to_the_total_mass(rng):
+@pytest.mark.parametrize("method", ["auto", "log", "scaling", "sns"])
+def test_err_is_relative_to_the_total_mass(rng, method):
     a, b, cost = random_problem(rng, 8, 7)
+    unit = ottools.sinkhorn(a, b, cost, 0.1, method=method, tol=1e-9)
+    assert unit.success and unit.method == method
     for scale in (1e-300, 1.0, 1e200):
-        res = ottools.sinkhorn(a * scale, b * scale, cost, 0.1, tol=1e-9)
-        assert res.success
+        res = ottools.sinkhorn(a * scale, b * scale, cost, 0.1, method=method, tol=1e-9)
+        assert res.success and res.method == method
+        assert res.err <= 1e-9
         # success means the plan's marginals are right relative to the mass
         assert ref.marginal_error(res.plan, a * scale, b * scale) <= 1e-9 * scale
-        np.testing.assert_allclose(res.plan / scale, ottools.sinkhorn(a, b, cost, 0.1).plan,
-                                   atol=1e-9)
+        # The same iterations (SNS's Newton system used to underflow below mass 1e-150 and
+        # fall back to sweeps); the plans differ by the rounding of log(a * scale).
+        assert (res.nit, res.nit_newton) == (unit.nit, unit.nit_newton)
+        atol = 16 * np.finfo(float).eps * (1 + abs(np.log(scale))) * unit.plan.max()
+        np.testing.assert_allclose(res.plan / scale, unit.plan, rtol=0, atol=atol)
 
 
 def test_warm_starts_from_shifted_or_large_potentials(rng):
