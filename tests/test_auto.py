@@ -66,7 +66,9 @@ def test_newton_stage_engages_on_the_assignment_problem(rng):
     # err_history: NaN while annealing, then measured; the last entry is the final err.
     h = res.err_history
     assert np.all(np.isnan(h[:3])) and np.isfinite(h[-1])
-    assert h[-1] == pytest.approx(res.err, rel=0.5, abs=1e-12)
+    # the Newton stage's err and the final one come from the same plan, summed in another
+    # order: they agree to the rounding of a sum of n + m terms of size <= 1
+    np.testing.assert_allclose(h[-1], res.err, rtol=0, atol=400 * np.finfo(float).eps)
 
 
 def test_newton_can_be_switched_off(rng):

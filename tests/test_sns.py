@@ -89,6 +89,31 @@ def test_select_by_mass_equals_twin(values, k_min, mass_tol):
     assert rho == rho0
 
 
+@pytest.mark.parametrize("spread", [1.0, 30.0, 300.0])
+@pytest.mark.parametrize("k_min", [1, 50, 700, 10**6])
+@pytest.mark.parametrize("mass_tol", [0.0, 1e-12, 1e-6, 1e-2])
+def test_mass_threshold_is_the_largest_admissible(rng, spread, k_min, mass_tol):
+    P = np.exp(-spread * rng.random((300, 200)))
+    P[5] = 0.0
+    P[7, :50] = P[7, 50]  # ties
+    rho, k = kn.mass_threshold(P, k_min, mass_tol)
+    pos = P[P > 0]
+    total = pos.sum()
+
+    def admissible(t):
+        kept = pos[pos >= t]
+        return (kept.size >= min(k_min, pos.size)
+                and total - kept.sum() <= mass_tol * total * (1 + 1e-12))
+
+    assert k == np.count_nonzero(pos >= rho) and admissible(rho)
+    if rho > 0:  # the next threshold up (a quarter octave) is not admissible
+        e = np.floor(np.log2(rho))
+        q = round((rho / 2**e - 1) * 4)
+        up = 2**e * (1 + (q + 1) / 4) if q < 3 else 2 ** (e + 1)
+        assert not admissible(up)
+    assert kn.mass_threshold(np.zeros((3, 4)), 2, 1e-6) == (0.0, 0)
+
+
 def test_sparsify_csr_equals_twin(rng):
     a, b, cost, reg, f, g = _state(rng, 30, 20)
     P = ref.plan(a, b, cost, reg, f, g)
@@ -364,3 +389,30 @@ def test_unknown_option():
 def test_bad_options(opt, val, err, match):
     with pytest.raises(err, match=match):
         ottools.sinkhorn(None, None, np.eye(3), 0.1, method="sns", options={opt: val})
+
+
+def test_threads_give_the_serial_results(rng):
+    # 600 x 600: past the size where the sweeps run parallel row blocks; both solves end
+    # in the Newton stage. Concurrent solves must not see each other (shared buffers,
+    # thread-count dependent sums).
+    import threading
+
+    a, b, cost = _assignment(rng, 600)
+    regs = (1 / 1200, 1 / 600)
+    serial = [ottools.sinkhorn(a, b, cost, reg, method="sns") for reg in regs]
+    out = [None, None]
+
+    def work(k):
+        out[k] = ottools.sinkhorn(a, b, cost, regs[k], method="sns")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for s, r in zip(serial, out):
+        assert s.success and s.nit_newton > 0
+        assert r is not None, "a thread did not finish"
+        assert (r.nit, r.nit_newton, r.status) == (s.nit, s.nit_newton, s.status)
+        np.testing.assert_array_equal(r.plan, s.plan)
+        np.testing.assert_array_equal(r.f, s.f)
