@@ -73,3 +73,26 @@ def refuse_allocation(monkeypatch):
         return refused
 
     return arm
+
+
+def returns_within(fn, timeout=60.0):
+    """``fn()`` run in a daemon thread: a hang (the kernels release the GIL) fails the test
+    after ``timeout`` seconds instead of blocking the suite."""
+    import threading
+
+    out = {}
+
+    def target():
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 (re-raised below)
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        pytest.fail(f"did not return within {timeout} s")
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
