@@ -56,7 +56,7 @@ _OPTIONS = {
              "anneal_sweeps": _Option("int", 3, lo=1),
              "overrelaxation": _Option("bool", True),
              "newton": _Option("bool", True),
-             "newton_after": _Option("float", 150.0, lo=0.0, lo_open=True),
+             "newton_after": _Option("float", 500.0, lo=0.0, lo_open=True),
              **NEWTON_OPTIONS},
 }
 METHODS = ("auto", "log", "scaling", "sns")
@@ -674,7 +674,7 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
           ``epsilon_decay`` (0.5: the factor between two regularizations of the
           schedule), ``anneal_sweeps`` (3: sweeps per regularization above ``reg``,
           fewer once the relative error is ``1e-2``), ``overrelaxation`` (True),
-          ``newton`` (True: allow the Newton finish), ``newton_after`` (150: switch to
+          ``newton`` (True: allow the Newton finish), ``newton_after`` (500: switch to
           Newton steps when the rate of the last block of sweeps predicts more further
           sweeps than this, or when the error stalls), and the Newton options of
           ``"sns"`` below.
@@ -691,8 +691,8 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
           ``warmup_start`` (0.1: the first warm-up iteration runs at this fraction of the
           cost range, the regularization then decreases geometrically to ``reg``; 0, or a
           warm start ``init``: all at ``reg``), ``density`` (6.0: minimum kept plan entries, as a multiple of
-          ``max(n, m)``), ``mass_tol`` (1e-6: the kept count doubles until the dropped plan
-          mass is at most this fraction), ``density_growth`` (2.0: ``density`` factor
+          ``max(n, m)``), ``mass_tol`` (1e-6: the kept threshold falls until the dropped
+          plan mass is at most this fraction), ``density_growth`` (2.0: ``density`` factor
           after a failed Newton step), ``shift_max`` (1e-3: initial relative damping of
           the Hessian diagonal, adapted Levenberg-Marquardt style and capped by ``err``),
           ``cg_tol`` (1e-8: relative residual of the conjugate gradient), ``cg_maxiter``
@@ -824,4 +824,7 @@ def _self_transport(prob):
         return False
     if prob.geometry:
         return np.array_equal(prob.cost.x, prob.cost.y)
-    return np.array_equal(prob.cost, prob.cost.T)
+    C = prob.cost
+    # the first row against the first column rules out most costs without a full
+    # (transposed, cache-unfriendly) pass over C
+    return np.array_equal(C[0], C[:, 0]) and np.array_equal(C, C.T)

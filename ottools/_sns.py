@@ -85,7 +85,7 @@ class NewtonStage:
     """Sparse Newton steps on the dual of the compressed problem of ``run``.
 
     ``density`` (kept plan entries as a multiple of ``max(n, m)``, plus each row's and
-    column's largest entry), ``mass_tol`` (the kept count doubles until the dropped mass is
+    column's largest entry), ``mass_tol`` (the threshold falls until the dropped mass is
     at most this fraction), ``density_growth`` (after a failed step), ``shift_max``
     (Levenberg-Marquardt damping of the Hessian diagonal, adapted, capped by the relative
     error), ``cg_tol``, ``cg_maxiter`` (default ``10 (n + m)``), ``armijo``,

@@ -153,6 +153,52 @@ def select_by_mass(values, k_min, mass_tol):
     return rho, k
 
 
+_BIN_SHIFT = 50  # a float64's exponent and the top two bits of its mantissa
+
+
+@jit
+def mass_threshold(P, k_min, mass_tol):
+    """Threshold ``rho`` for the sparsified Hessian: the largest value of the form
+    ``2**e * (1 + q / 4)`` (``q`` in 0..3: four thresholds per octave) such that the
+    entries of ``P`` (non-negative) at or above it are at least ``k_min`` and their
+    dropped mass is at most ``mass_tol * sum(P)``. One pass over ``P`` (a histogram of
+    counts and mass by the leading bits of the entries' float64 representations, whose
+    order is the values' order), no copy, no reordering: O(size) with a small constant,
+    where selecting the exact ``k``-th largest (:func:`select_by_mass`) reorders a
+    copy of every entry. Returns ``(rho, k)``, ``k`` the count at or above ``rho``
+    (``rho = 0`` keeps every positive entry).
+    """
+    N = P.size
+    flat = P.reshape(N)
+    bits = flat.view(np.int64)
+    nb = 1 << (63 - _BIN_SHIFT)
+    cnt = np.zeros(nb, dtype=np.int64)
+    mass = np.zeros(nb, dtype=np.float64)
+    total = 0.0
+    npos = 0
+    for t in range(N):
+        v = flat[t]
+        if v > 0.0:
+            b = bits[t] >> _BIN_SHIFT
+            cnt[b] += 1
+            mass[b] += v
+            total += v
+            npos += 1
+    if npos == 0:
+        return 0.0, 0
+    k0 = min(k_min, npos)
+    kept = 0.0
+    c = 0
+    out = np.zeros(1, dtype=np.int64)
+    for b in range(nb - 1, 0, -1):
+        c += cnt[b]
+        kept += mass[b]
+        if c >= k0 and total - kept <= mass_tol * total:
+            out[0] = b << _BIN_SHIFT
+            return out.view(np.float64)[0], c
+    return 0.0, npos
+
+
 @jit
 def sparsify_csr(P, rho):
     """CSR arrays of the kept entries of ``P``: ``P_ij >= rho``, plus each row's and
