@@ -305,13 +305,35 @@ def _schedule(run, opts, start=None):
     return out
 
 
-def _solve_scaling(run, f0, g0):
+# Exact log-domain iterations a warm start of the scaling form may take before its kernel
+# is built for good (each one balances the potentials: one is enough unless init is wild).
+_WARM_LOG_STEPS = 5
+
+
+def _solve_scaling(run, f0, g0, warm=False):
     """The plain scaling form ``u <- a / (K v)``, ``v <- b / (K^T u)``: the kernel is built
     once around the starting potentials and never rebuilt; an under/overflow ends the solve
-    (status 2)."""
+    (status 2). A warm start (``warm``) whose kernel under/overflows before the first sweep
+    (potentials far from balanced, e.g. ``g = 0`` with costs of 1000 at ``reg`` 0.1) is
+    first moved by exact log-domain iterations (at most ``_WARM_LOG_STEPS``), then the
+    scaling form starts around the balanced potentials."""
     sw = run.sweeps(f0, g0, math.inf)
     sw.set_reg(run.reg)
+    start = run.nit
     status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs, fallback=False)
+    steps = 0
+    while (warm and status == NONFINITE and run.nit == start and steps < _WARM_LOG_STEPS
+           and run.remaining() > 0):
+        k, code, e = sw.log_step(run.tol_abs)
+        steps += 1
+        if code == KernelStatus.DONE:
+            run.amend(e)
+            return sw.potentials() + (CONVERGED, None)
+        if code == KernelStatus.NONFINITE:
+            break
+        run.record(math.nan, "sweeps", pending=True)
+        start = run.nit
+        status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs, fallback=False)
     if status == NONFINITE:
         return sw.potentials() + (NONFINITE, None)
     return sw.potentials() + (status, sw)
@@ -454,6 +476,8 @@ def solve(prob, reg, settings, method, init=None, symmetric=False, rho=None):
         f, g, status, sw = _solve_auto(run, f0, g0, init is not None)
     elif method == "sns":
         f, g, status, sw = _solve_sns(run, f0, g0, init is not None)
+    elif method == "scaling":
+        f, g, status, sw = _solve_scaling(run, f0, g0, init is not None)
     else:
         f, g, status, sw = _SOLVERS[method](run, f0, g0)
     if run.stopped:
@@ -641,7 +665,9 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
         Sinkhorn, stable for every ``reg``: the iterates of log-domain Sinkhorn, computed
         by absorption-stabilized scaling (see Notes). ``"scaling"``: the plain
         matrix-scaling form; it under/overflows when ``(max(cost) - min(cost)) / reg``
-        exceeds a few hundred (status 2). ``"sns"``: Sinkhorn-Newton-Sparse, 20 annealed
+        exceeds a few hundred (status 2); from a warm start ``init`` whose kernel would
+        under/overflow, it first takes (at most 5) exact log-domain iterations, then
+        scales around the balanced potentials. ``"sns"``: Sinkhorn-Newton-Sparse, 20 annealed
         log-domain iterations then Newton steps with a sparsified Hessian.
     tol : float, optional
         Stop when the relative marginal error

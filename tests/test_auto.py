@@ -223,6 +223,25 @@ def test_warm_starts_from_shifted_or_large_potentials(rng):
     assert res.success and res.nit <= 2
 
 
+def test_scaling_warm_start_far_from_the_solution(rng):
+    # Costs around 1000 at reg 0.1: a kernel built around (f, 0), (0, g) or f shifted by
+    # a thousand reg per row under/overflows before the first sweep (status 2 after 0
+    # iterations); the scaling form now starts from exact log-domain iterations.
+    a, b, cost = random_problem(rng, 30, 25)
+    big = cost * 100 + 1000.0
+    sol = ottools.sinkhorn(a, b, big, 0.1, method="log", tol=1e-10, maxiter=100_000)
+    cold = ottools.sinkhorn(a, b, big, 0.1, method="scaling", tol=1e-10, maxiter=100_000)
+    assert sol.success and cold.success
+    far = sol.f + 100.0 * rng.standard_normal(30)
+    for init, most in (((np.zeros(30), sol.g), 2), ((far, sol.g), 2),
+                       ((sol.f, np.zeros(25)), cold.nit + 1)):
+        res = ottools.sinkhorn(a, b, big, 0.1, method="scaling", tol=1e-10, init=init,
+                               maxiter=100_000)
+        assert res.success and res.err <= 1e-10, res.message
+        assert 0 < res.nit <= most
+        np.testing.assert_allclose(res.plan, sol.plan, rtol=0, atol=1e-10)
+
+
 def test_allocation_failure_says_how_much(rng):
     with pytest.raises(MemoryError, match=r"The test array needs 7.45e\+05 GiB"):
         allocate((10**7, 10**7), np.float64, "The test array")
