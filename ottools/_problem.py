@@ -12,6 +12,7 @@ problems of a divergence).
 """
 
 import math
+import sys
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -230,9 +231,24 @@ class Settings:
         return replace(self, **changes)
 
 
+def load_solver_modules():
+    """Load what a solve needs besides NumPy (SciPy's result class, Numba) now: at the
+    memory edge, the first ``import scipy.optimize`` after the large arrays started
+    OpenBLAS, which spun in mmap for minutes, and a late Numba import failed to load
+    ``libllvmlite.so``."""
+    if "numba" not in sys.modules or "scipy.optimize" not in sys.modules:
+        import numba  # noqa: F401
+
+        from ._result import _define_result_class
+
+        _define_result_class()
+
+
 def allocate(shape, dtype, what):
     """``np.empty(shape, dtype)``, or a ``MemoryError`` that says what needed how much and
-    how to need less."""
+    how to need less. The solver's modules are loaded first (:func:`load_solver_modules`),
+    so that every large array of a solve comes after them."""
+    load_solver_modules()
     try:
         return np.empty(shape, dtype=dtype)
     except MemoryError:

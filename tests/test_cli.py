@@ -344,3 +344,55 @@ def test_cli_module_loads_neither_pot_nor_matplotlib_nor_the_demo():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == ""
+
+
+_LOAD_ORDER = """
+import sys
+import numpy as np
+import ottools, ottools._costs as costs, ottools._problem as problem
+assert "scipy.optimize" not in sys.modules and "numba" not in sys.modules
+seen = []
+def loaded():
+    return ("scipy.optimize" in sys.modules, "numba" in sys.modules)
+def spy(real, name):
+    def wrapper(*args, **kwargs):
+        seen.append((name, loaded()))
+        return real(*args, **kwargs)
+    return wrapper
+costs.cost_matrix = spy(costs.cost_matrix, "cost_matrix")
+problem.allocate = spy(problem.allocate, "allocate")
+{body}
+print(seen)
+"""
+
+
+def _load_order(body, tmp_path):
+    out = subprocess.run([sys.executable, "-c", _LOAD_ORDER.format(body=body)],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return eval(out.stdout.strip().splitlines()[-1])
+
+
+def test_solve_loads_scipy_and_numba_before_the_cost(tmp_path):
+    # At the memory edge the first `import scipy.optimize` after the large arrays spun in
+    # mmap for minutes: the CLI loads SciPy and Numba before it builds the cost.
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.random((30, 2)))
+    np.save(tmp_path / "y.npy", rng.random((20, 2)))
+    seen = _load_order("from ottools._cli import main\n"
+                       "assert main(['solve', 'x.npy', 'y.npy', '--reg', '0.1', "
+                       "'--out', 'p.npy']) == 0", tmp_path)
+    assert seen[0] == ("cost_matrix", (True, True))
+
+
+def test_the_first_large_array_of_a_solve_comes_after_scipy_and_numba(tmp_path):
+    # Zero weights: the problem restricted to the positive weights is the first large
+    # array, allocated before the solver proper started.
+    seen = _load_order(
+        "import ottools._sinkhorn as s, ottools._sweeps as w\n"
+        "s.allocate = w.allocate = problem.allocate\n"
+        "rng = np.random.default_rng(0)\n"
+        "a = np.r_[0.0, np.full(29, 1 / 29)]\n"
+        "r = ottools.sinkhorn(a, None, rng.random((30, 20)), 0.1)\n"
+        "assert r.success", tmp_path)
+    assert seen and all(state == (True, True) for _, state in seen), seen
