@@ -131,15 +131,9 @@ def test_api_reference_lists_every_public_name_under_a_heading_with_no_empty_hea
     assert len(flat) == len(set(zip([m for _, m, ns in sections for _ in ns], flat)))
 
 
-# Modules being rewritten concurrently whose docstrings still cite a file that is not in
-# the repository; remove each from this set when its rewrite lands.
-_PENDING = {"_sparse_ot.py"}
-
-
 def test_docs_cite_papers_not_missing_files_or_internal_issue_numbers():
     texts = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.rst")),
-             *sorted(p for p in (ROOT / "ottools").rglob("*.py")
-                     if p.relative_to(ROOT / "ottools").as_posix() not in _PENDING)]
+             *sorted((ROOT / "ottools").rglob("*.py"))]
     for path in texts:
         text = path.read_text()
         assert "algorithms.md" not in text, path
