@@ -88,7 +88,7 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
             if rho is not None:
                 raise ValueError("`reg_m` with point clouds above the dense memory budget "
                                  "is not supported; pass online=False.")
-            cost = point_cloud(u, v, metric)
+            cost = point_cloud(u, v, metric, names=(names[pair[0]], names[pair[1]]))
             symmetric = self_transport
         else:
             cost = np.ascontiguousarray(

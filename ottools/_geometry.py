@@ -39,10 +39,20 @@ def use_online(n, m, dtype, metric, online):
     return bool(online)
 
 
-def point_cloud(x, y, metric):
+def point_cloud(x, y, metric, names=("x", "y")):
     """The :class:`PointCloud` of ``cost_matrix(x, y, metric)`` with its defaults: for the
     functions that switch between a dense cost and an online one (``"minkowski"`` is the
-    distance with ``p = 2``, as in :func:`ottools.cost_matrix`)."""
+    distance with ``p = 2``, as in :func:`ottools.cost_matrix`). Points whose squared
+    norms overflow are refused naming the caller's argument (``names``)."""
+    for z, name in zip((x, y), names):
+        z64 = np.asarray(z, dtype=np.float64)
+        with np.errstate(over="ignore"):
+            sq = np.einsum("ij,ij->i", z64, z64)
+        if not np.all(np.isfinite(sq)):
+            i = int(np.flatnonzero(~np.isfinite(sq))[0])
+            raise ValueError(f"`{name}` is too large for a cost computed on the fly: the "
+                             f"squared norm of {name}[{i}] overflows float64; rescale the "
+                             f"points.")
     p = 2.0 if isinstance(metric, str) and metric.lower() == "minkowski" else None
     return PointCloud(x, y, metric, p=p)
 

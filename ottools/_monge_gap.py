@@ -202,7 +202,7 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
     online = (not (isinstance(reg, (int, float)) and reg == 0)
               and use_online(n, n, dtype, metric, online))
     if online:
-        cost = point_cloud(x, tx, metric)
+        cost = point_cloud(x, tx, metric, names=("x", "tx"))
         reg = _check_reg(reg, cost.cost_std)
         diag = cost.diagonal()
     else:

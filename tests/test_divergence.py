@@ -229,6 +229,10 @@ def test_overflowing_points_are_named(rng):
     with pytest.raises(ValueError, match=r"between `[xy]` and `[xy]` overflows .* "
                                          r"y\[\d+\] = \[1\.5e\+154"):
         sinkhorn_divergence(y, big, reg=1.0)
+    # the online path names the cloud whose squared norms overflow
+    for first, second, name in ((x * 1e200, y, "x"), (x, y * 1e200, "y")):
+        with pytest.raises(ValueError, match=rf"`{name}` is too large .* of {name}\[0\]"):
+            sinkhorn_divergence(first, second, reg=1.0, online=True)
 
 
 @pytest.mark.parametrize("online", [False, True])

@@ -226,6 +226,9 @@ def test_overflowing_points_are_named_x_and_tx(rng):
     with pytest.raises(ValueError, match=r"'sqeuclidean' cost between `x` and `tx` overflows "
                                          r"float64 .* first at x\[\d+\] = .* and tx\[\d+\]"):
         monge_gap(x * 1e200, (x + 1.0) * 1e200)
+    # the online path (costs computed on the fly) names them too
+    with pytest.raises(ValueError, match=r"`tx` is too large .* squared norm of tx\[0\]"):
+        monge_gap(x, x * 1e200, online=True)
 
 
 def test_auto_reg_with_huge_finite_costs_is_the_scaled_one(rng):
