@@ -214,13 +214,27 @@ class PointCloud:
         if self._extremes is None:
             n, m = self.shape
             nc = _chunks(n, m)
+            kernel = _ko.cost_extremes_par if nc > 1 else _ko.cost_extremes
             args = (self.x, self.y, self._sqx, self._sqy, self.code, self.p, _work(nc, m))
-            lo, hi, s1, s2 = (_ko.cost_extremes_par(*args) if nc > 1
-                              else _ko.cost_extremes(*args))
+            lo, hi, s1, s2 = kernel(*args)
+            e = 0
+            if not (math.isfinite(s1) and math.isfinite(s2)):
+                # Finite costs whose squares overflow (above ~1e154): the same pass on
+                # points scaled by a power of two (every metric here is homogeneous, of
+                # degree 2 for "sqeuclidean", else 1), the statistics scaled back exactly.
+                top = max(float(np.abs(self.x).max()), float(np.abs(self.y).max()))
+                e = math.frexp(top)[1]
+                x = np.ldexp(self.x.astype(np.float64), -e)
+                y = np.ldexp(self.y.astype(np.float64), -e)
+                lo, hi, s1, s2 = kernel(x, y, np.einsum("ij,ij->i", x, x),
+                                        np.einsum("ij,ij->i", y, y), self.code, self.p,
+                                        _work(nc, m))
+                e *= 2 if self.metric == "sqeuclidean" else 1
             k = float(n) * m
             mean = s1 / k
             std = math.sqrt(max(s2 / k - mean * mean, 0.0))
-            self._extremes = tuple(v / self.scale for v in (lo, hi, mean, std))
+            self._extremes = tuple(math.ldexp(v, e) / self.scale
+                                   for v in (lo, hi, mean, std))
         return self._extremes
 
     def cost_extremes(self):

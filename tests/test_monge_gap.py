@@ -231,18 +231,23 @@ def test_overflowing_points_are_named_x_and_tx(rng):
         monge_gap(x, x * 1e200, online=True)
 
 
-def test_auto_reg_with_huge_finite_costs_is_the_scaled_one(rng):
-    # Costs near 1e160 are finite but their squares overflow: np.std gave inf, reg=inf.
-    # Scaling the points by 2**266 scales every cost by 2**532 exactly, so reg='auto'
-    # and the gap scale exactly too.
+@pytest.mark.parametrize("online, metric, e", [(False, "sqeuclidean", 266),
+                                               (True, "sqeuclidean", 266),
+                                               (True, "euclidean", 508)])
+def test_auto_reg_with_huge_finite_costs_is_the_scaled_one(rng, online, metric, e):
+    # Costs near 1e160 (or 1e153 for a distance) are finite but the sum of their squares
+    # overflows: np.std gave inf (reg=inf), the online pass NaN. Scaling the points by
+    # 2**e scales every cost by a power of two exactly, so reg='auto' and the gap scale
+    # exactly too.
     x = _cloud(rng, 30)
     tx = x @ _rotation(np.pi / 2).T
-    s = 2.0**266
-    res, res0 = monge_gap(x * s, tx * s), monge_gap(x, tx)
+    c = 2.0 ** (2 * e if metric == "sqeuclidean" else e)
+    res = monge_gap(x * 2.0**e, tx * 2.0**e, metric=metric, online=online)
+    res0 = monge_gap(x, tx, metric=metric, online=online)
     assert res.success and res0.success
-    assert res.reg == res0.reg * s * s
-    assert res.fun == res0.fun * s * s
-    assert res.ot_cost == res0.ot_cost * s * s
+    assert res.reg == res0.reg * c
+    assert res.fun == res0.fun * c
+    assert res.ot_cost == res0.ot_cost * c
 
 
 def test_nonfinite_metric_is_refused(rng):
