@@ -51,7 +51,7 @@ _OPTIONS = {
             **NEWTON_OPTIONS},
     "auto": {"check_every": _CHECK_EVERY,
              "epsilon_scaling": _Option("bool", None, none_ok=True),
-             "anneal_below": _Option("float", 1e-2, lo=0.0, lo_open=True),
+             "anneal_below": _Option("float", 1e-3, lo=0.0, lo_open=True),
              **_ANNEAL_OPTIONS,
              "anneal_sweeps": _Option("int", 3, lo=1),
              "overrelaxation": _Option("bool", True),
@@ -696,7 +696,7 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
         - every method: ``check_every`` (10: sweeps between two callback calls).
         - ``"auto"``: ``epsilon_scaling`` (None: anneal when
           ``reg < anneal_below * (max(cost) - min(cost))``; True / False force it),
-          ``anneal_below`` (1e-2), ``epsilon_start`` (default the range of the cost),
+          ``anneal_below`` (1e-3), ``epsilon_start`` (default the range of the cost),
           ``epsilon_decay`` (0.5: the factor between two regularizations of the
           schedule), ``anneal_sweeps`` (3: sweeps per regularization above ``reg``,
           fewer once the relative error is ``1e-2``), ``overrelaxation`` (True),
