@@ -24,6 +24,10 @@ every plan), and the ratios to ottools in the same run:
   a method whose plan under/overflows is skipped). When plain Sinkhorn itself would run
   past ``--plain-cap`` iterations, ``N`` is extrapolated from the rate of its last 1000
   iterations (marked ``**``).
+- OTT-JAX (``--peers ott``): ``ott.solvers.linear.sinkhorn.Sinkhorn(threshold=1e-6)``
+  on a ``PointCloud`` of the scaled points, float64, jitted (compiled before timing);
+  its plan's err is checked with ours; a run that does not converge within
+  ``--ott-cap`` iterations is reported with its time (a lower bound).
 - GeomLoss: ``SamplesLoss("sinkhorn", p=2, blur=sqrt(reg), debias=False)`` on the points
   scaled by ``sqrt(2 / max C)`` (GeomLoss's cost is ``|x - y|^2 / 2`` and its epsilon
   ``blur**p``), so that its value is our entropic cost ``fun``; the fastest ``scaling``
@@ -109,6 +113,33 @@ def geomloss_solver(x, y, cmax, reg, ours_fun, scalings):
     return None, None
 
 
+def ott_solver(x, y, cmax, reg, cap):
+    """OTT-JAX's Sinkhorn (float64, jitted, PointCloud on the points scaled by
+    ``1 / sqrt(max C)`` so that its squared Euclidean cost is ours, absolute epsilon,
+    ``threshold = TOL`` on its marginal error, at most ``cap`` iterations):
+    ``(fn, out)``, ``fn()`` a timed solve returning the plan."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from ott.geometry import pointcloud
+    from ott.problems.linear import linear_problem
+    from ott.solvers.linear import sinkhorn
+
+    s = 1.0 / math.sqrt(cmax)
+    geom = pointcloud.PointCloud(jax.numpy.asarray(x * s), jax.numpy.asarray(y * s),
+                                 epsilon=reg)
+    solver = sinkhorn.Sinkhorn(threshold=TOL, max_iterations=cap)
+    run = jax.jit(lambda g: solver(linear_problem.LinearProblem(g)))
+    out = run(geom)  # compile
+
+    def fn():
+        o = run(geom)
+        o.f.block_until_ready()
+        return o
+
+    return fn, out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, nargs="+", default=[1000])
@@ -116,6 +147,9 @@ def main():
     ap.add_argument("--reg", type=float, nargs="+", default=[1e-1, 1e-2, 1e-3, 1e-4])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--peers", default="relaxed,pot,geomloss")
+    ap.add_argument("--ott-cap", type=int, default=3000,
+                    help="iteration cap of OTT-JAX's Sinkhorn (the time to it is reported "
+                         "when it does not converge: a lower bound)")
     ap.add_argument("--plain-cap", type=int, default=200_000,
                     help="iterations of plain Sinkhorn before extrapolating from its rate")
     ap.add_argument("--relaxed-cap", type=int, default=100_000,
@@ -135,6 +169,13 @@ def main():
             has_geomloss = True
         except ImportError:
             print("GeomLoss not installed: skipped")
+    has_ott = False
+    if "ott" in peers:
+        try:
+            import ott  # noqa: F401
+            has_ott = True
+        except ImportError:
+            print("OTT-JAX not installed: skipped")
     small = np.random.default_rng(1).random((40, 40))
     ottools.sinkhorn(None, None, small, 1e-3, tol=TOL)  # compile
     print(f"time to err <= {TOL:g} (relative L1 marginal error), median [min-max] of "
@@ -160,6 +201,15 @@ def main():
                         t = pot_time(ot, method, a, cost, reg, N)
                         mark = "**" if extra else "*"
                         pot_rows.append((f"POT {method} ({N:.0f} it){mark}", t))
+                if has_ott:
+                    fn, out = ott_solver(x, y, cmax, reg, args.ott_cap)
+                    e = marginal_error(np.asarray(out.matrix), a, a)
+                    if bool(out.converged) and e <= 1.5 * TOL:
+                        runs[f"OTT-JAX ({int(out.n_iters)} it)"] = fn
+                    else:
+                        t_ott, _ = timed(fn)
+                        notes["OTT-JAX"] = (f"not converged after {int(out.n_iters)} iterations "
+                                            f"({t_ott:.2f} s, our err {e:.1e})")
                 if has_geomloss:
                     sc, fn = geomloss_solver(x, y, cmax, reg, ref.fun,
                                              (0.9, 0.99, 0.995, 0.999, 0.9995))

@@ -8,7 +8,9 @@ Usage (from the repository root)::
 ``divergence``: ``ottools.sinkhorn_divergence`` on two clouds of n uniform points in
 [0, 1]^3 (the second shifted by 0.1), squared Euclidean cost, eps = 0.01, at
 ``tol`` = 1e-6 and 1e-9, against POT's ``ot.bregman.empirical_sinkhorn_divergence``
-(which combines the linear costs of its three plans: another quantity, see the docs).
+(which combines the linear costs of its three plans: another quantity, see the docs)
+and OTT-JAX's ``ott.tools.sinkhorn_divergence`` (float64, jitted; skipped when not
+installed; its converged value is compared with ours).
 Each library's value is compared with its own value at a much tighter tolerance (ours:
 tol 1e-11; POT: stopThr 1e-12), so "value to 1e-6 relative" means each reaches its own
 converged value to 1e-6.
@@ -78,6 +80,48 @@ def divergence(args):
                       flush=True)
                 if err <= 1e-6:
                     break
+        ott_divergence(x, y, reg, args.repeat)
+
+
+def ott_divergence(x, y, reg, repeat):
+    """OTT-JAX's ``sinkhorn_divergence`` (float64, jitted, PointCloud geometry with its
+    squared Euclidean cost, absolute epsilon), tightened until its value is within 1e-6
+    of its own value at threshold 1e-11; skipped when OTT-JAX is not installed."""
+    try:
+        import jax
+        from ott.geometry import pointcloud
+        from ott.tools import sinkhorn_divergence as ott_sd
+    except ImportError:
+        print("OTT-JAX not installed: skipped", flush=True)
+        return
+    jax.config.update("jax_enable_x64", True)
+    xj, yj = jax.numpy.asarray(x), jax.numpy.asarray(y)
+
+    def make(thr):
+        kw = {"threshold": thr, "max_iterations": 100_000}
+        return jax.jit(lambda u, v: ott_sd.sinkhorn_divergence(
+            pointcloud.PointCloud, u, v, epsilon=reg, solve_kwargs=kw)[0])
+
+    n = x.shape[0]
+    ref_fn = make(1e-11)
+    ref = float(ref_fn(xj, yj))
+    ours = ottools.sinkhorn_divergence(x, y, reg=reg, tol=1e-11).fun
+    print(f"n={n} OTT-JAX {ott_version()} converged value vs ours: rel. diff "
+          f"{abs(ref - ours) / abs(ours):.1e}", flush=True)
+    for thr in (1e-4, 1e-5, 1e-6, 1e-7, 1e-9):
+        fn = make(thr)
+        float(fn(xj, yj))  # compile
+        t, lo, hi, val = timed(lambda: float(fn(xj, yj).block_until_ready()), repeat)
+        err = abs(val - ref) / abs(ref)
+        print(f"n={n} OTT-JAX threshold={thr:g}: {t:.2f} s [{lo:.2f}-{hi:.2f}] value rel. "
+              f"error {err:.1e}", flush=True)
+        if err <= 1e-6:
+            break
+
+
+def ott_version():
+    import ott
+    return getattr(ott, "__version__", "?")
 
 
 def torch_loss(args):
