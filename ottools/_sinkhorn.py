@@ -266,9 +266,12 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
                 if lam >= 1.0:
                     return None  # stalled: Newton steps finish
                 err = float(block_errs[-1]) if block_errs.size else math.inf
-                if lam > 0.0 and err > tol_abs and \
-                        math.log(tol_abs / err) / math.log(lam) > newton_after:
-                    return None
+                if lam > 0.0 and err > tol_abs:
+                    # tol = 0 (run to maxiter): no finite count of sweeps reaches it
+                    more = (math.log(tol_abs / err) / math.log(lam) if tol_abs > 0
+                            else math.inf)
+                    if more > newton_after:
+                        return None
         if callback and done >= next_cb:
             next_cb = done + every
             if run.notify(*sw.potentials(), run.last_err(), stage):
