@@ -109,11 +109,9 @@ def _metric_kwargs(args, metric):
 def _progress_wanted(args, err):
     if args.no_progress:
         return False
-    try:
-        import tqdm
-    except ImportError:
-        tqdm = None
-    if tqdm is None:
+    import importlib.util
+
+    if importlib.util.find_spec("tqdm") is None:  # the bar is drawn by pairwise_distances
         print('ottools: no progress bar without tqdm (pip install "ottools[progress]")',
               file=err)
         return False
