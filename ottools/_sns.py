@@ -110,10 +110,9 @@ class NewtonStage:
         self.j0 = int(np.argmax(run.prob.bc))  # gauge: Delta g_j0 = 0, heaviest column
         self.unit = math.ldexp(1.0, -round(math.log2(run.prob.mass)))  # 1 / mass, rounded
         f64 = np.float64
-        what = "The Newton stage (three float64 arrays of the cost's shape)"
+        what = "The Newton stage (two float64 arrays of the cost's shape)"
         self.P = allocate((n, m), f64, what)
         self.P_new = allocate((n, m), f64, what)
-        self.work = allocate(n * m, f64, what)
         self.rows = np.empty(n, dtype=f64)
         self.cols = np.empty(m, dtype=f64)
         self.rows_new = np.empty(n, dtype=f64)

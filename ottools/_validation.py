@@ -196,14 +196,17 @@ def _check_tol(tol, dtype):
     return _check_positive(tol, "tol", allow_zero=True)
 
 
-def _check_rng(rng, name="rng"):
-    """``numpy.random.default_rng(rng)`` (SPEC 7), with a TypeError naming ``rng``."""
+def _check_rng(rng, name="rng", *, also=()):
+    """``numpy.random.default_rng(rng)`` (SPEC 7), with a TypeError naming ``rng`` and what
+    it accepts (``also``: further accepted types, listed last)."""
     try:
         return np.random.default_rng(rng)
     except (TypeError, ValueError) as exc:
+        kinds = ["None", "an int seed", "a SeedSequence", "a BitGenerator", "a Generator",
+                 *also]
         raise TypeError(
-            f"`{name}` must be None, an int seed, a SeedSequence, a BitGenerator or a "
-            f"Generator; got {type(rng).__name__} ({exc})."
+            f"`{name}` must be {', '.join(kinds[:-1])} or {kinds[-1]}; got "
+            f"{type(rng).__name__} ({exc})."
         ) from None
 
 

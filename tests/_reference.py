@@ -163,16 +163,6 @@ def kth_largest(values, k):
     return np.sort(np.ravel(values))[::-1][k - 1]
 
 
-def select_by_mass(values, k_min, mass_tol):
-    """Smallest ``k = k_min * 2**s`` whose top-``k`` entries hold all but ``mass_tol``."""
-    v = np.sort(np.ravel(values))[::-1]
-    total = v.sum()
-    k = min(k_min, v.size)
-    while total - v[:k].sum() > mass_tol * total and k < v.size:
-        k = min(2 * k, v.size)
-    return v[k - 1], k
-
-
 def sparsify(P, rho):
     """Kept entries (>= rho, or a row's / column's maximum; never zeros) as CSR."""
     import scipy.sparse as sp

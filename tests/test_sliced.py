@@ -14,6 +14,7 @@ from ottools import (
 from ottools._sliced import _projected_wpp_and_grad
 
 from _reference import sliced_pp
+from conftest import returns_within
 
 
 def _unit(z):
@@ -429,37 +430,14 @@ def test_sliced_large_p_is_finite(rng):
 
 # -------------------------------------------------------------- vMF: limits and inputs
 
-def _returns_within(fn, timeout=60.0):
-    """Run ``fn`` in a daemon thread: a hang (the kernels release the GIL) fails the test
-    after ``timeout`` seconds instead of blocking the suite."""
-    import threading
-
-    out = {}
-
-    def target():
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 (re-raised below)
-            out["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        pytest.fail(f"did not return within {timeout} s")
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
-
-
 @pytest.mark.parametrize("kappa", [1e16, 1e20, 1e300])
 def test_huge_kappa_returns(kappa):
     mu = np.array([1.0, 2.0, 2.0]) / 3.0
-    z = _returns_within(lambda: sample_vmf(mu, kappa, 200, rng=0))
+    z = returns_within(lambda: sample_vmf(mu, kappa, 200, rng=0))
     assert np.all(z @ mu >= 1 - 1e-15)
     x = np.random.default_rng(0).normal(size=(30, 3))
     y = x * [2.0, 1.0, 1.0]
-    res = _returns_within(lambda: distributional_sliced_wasserstein(x, y, kappa=kappa, rng=0))
+    res = returns_within(lambda: distributional_sliced_wasserstein(x, y, kappa=kappa, rng=0))
     msw = max_sliced_wasserstein(x, y, rng=0)
     assert res.success and abs(res.fun - msw.fun) <= 1e-3 * msw.fun
     assert np.abs(res.directions - res.location).max() <= 1e-7  # all directions at eps

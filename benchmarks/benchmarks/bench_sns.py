@@ -80,7 +80,6 @@ class SNSKernels:
         self.args = (np.log(a), np.log(b), cost, reg, res.f, res.g)
         self.P = np.empty((n, n))
         self.rows, self.cols, _, _ = ks.plan_from_potentials(*self.args, self.P)
-        self.work = np.empty(n * n)
         self.rhs = (a - self.rows) / 1200, (b - self.cols) / 1200
         self.x = np.empty(n), np.empty(n)
         self.time_select()
@@ -91,8 +90,7 @@ class SNSKernels:
         self.ks.plan_from_potentials(*self.args, self.P)
 
     def time_select(self, *_):
-        self.work[:] = self.P.ravel()
-        self.kn.select_by_mass(self.work, 6 * self.P.shape[0], 1e-6)
+        self.kn.mass_threshold(self.P, 6 * self.P.shape[0], 1e-6)
 
     def time_cg(self, *_):
         self.kn.newton_cg(*self.csr, self.rows, self.cols, 1e-3, 0, *self.rhs, 1e-8,

@@ -123,36 +123,6 @@ def kth_largest(values, k):
     return _select(values, 0, N - 1, N - k)
 
 
-@jit
-def select_by_mass(values, k_min, mass_tol):
-    """Threshold keeping the ``k`` largest entries of the non-negative ``values``, with
-    ``k = k_min * 2**s`` the smallest such count whose dropped mass is at most
-    ``mass_tol * sum(values)`` (or ``k = size``).
-
-    Each doubling quickselects only among the entries not yet kept, so the whole
-    search is expected O(size). Reorders ``values`` in place (pass a copy).
-    Returns ``(rho, k)``: ``rho`` is the ``k``-th largest entry.
-    """
-    N = values.size
-    total = 0.0
-    for t in range(N):
-        total += values[t]
-    k = min(k_min, N)
-    hi = N  # values[hi:] are already kept
-    kept = 0.0
-    rho = 0.0
-    while True:
-        target = N - k
-        rho = _select(values, 0, hi - 1, target)
-        for t in range(target, hi):
-            kept += values[t]
-        hi = target
-        if total - kept <= mass_tol * total or k >= N:
-            break
-        k = min(2 * k, N)
-    return rho, k
-
-
 _BIN_SHIFT = 50  # a float64's exponent and the top two bits of its mantissa
 
 
@@ -164,8 +134,8 @@ def mass_threshold(P, k_min, mass_tol):
     dropped mass is at most ``mass_tol * sum(P)``. One pass over ``P`` (a histogram of
     counts and mass by the leading bits of the entries' float64 representations, whose
     order is the values' order), no copy, no reordering: O(size) with a small constant,
-    where selecting the exact ``k``-th largest (:func:`select_by_mass`) reorders a
-    copy of every entry. Returns ``(rho, k)``, ``k`` the count at or above ``rho``
+    where selecting the exact ``k``-th largest (:func:`kth_largest`) reorders a copy of
+    every entry. Returns ``(rho, k)``, ``k`` the count at or above ``rho``
     (``rho = 0`` keeps every positive entry).
     """
     N = P.size

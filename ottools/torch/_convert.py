@@ -17,6 +17,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .._result import OTConvergenceWarning
+from .._validation import _check_rng
 
 __all__ = []
 
@@ -116,13 +117,7 @@ def numpy_rng(rng):
     TypeError naming ``rng`` and what it accepts."""
     if isinstance(rng, torch.Generator):
         return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=rng)))
-    try:
-        return np.random.default_rng(rng)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"`rng` must be None, an int seed, a numpy.random.SeedSequence, BitGenerator or "
-            f"Generator, or a torch.Generator; got {type(rng).__name__} ({exc})."
-        ) from None
+    return _check_rng(rng, also=("a torch.Generator",))
 
 
 class Envelope(torch.autograd.Function):
