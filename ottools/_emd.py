@@ -61,8 +61,12 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
         smaller gap is taken as rounding and ``b`` is rescaled onto the mass of ``a``.
     b : array_like, shape (m,), or None
         Target weights, as ``a``.
-    cost : array_like, shape (n, m)
-        Ground cost, finite (any sign). Rectangular problems are fine.
+    cost : array_like, shape (n, m), or ottools.PointCloud
+        Ground cost, finite (any sign). Rectangular problems are fine. A
+        :class:`~ottools.PointCloud` is solved without the dense matrix: the solver
+        computes a row of costs when it prices it and an arc's cost when it enters the
+        tree, so memory is O((n + m) (d + K)) (the candidate lists, see ``options``)
+        instead of ``8 n m`` bytes; the result is the dense solve's to the bit.
     maxiter : int, optional
         Maximum number of pivots (simplex iterations). Default ``None``:
         ``max(100_000, 200 (n + m))`` with ``n``, ``m`` the numbers of positive
@@ -143,6 +147,13 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     reduced costs, and the solver stops when that pass finds none. The final pass
     certifies dual feasibility: it covers every entry of ``cost``.
 
+    *Point clouds.* With ``cost=PointCloud(x, y, ...)`` every pass over the costs
+    computes them from the points (one row at a time, the same arithmetic as
+    ``PointCloud.dense()``), and the pivots read only the lists and the tree, so no
+    ``n x m`` array exists; at n = m = 10,000 in 2-D the solve's memory stays in the tens
+    of megabytes (``benchmarks/emd_speed.py --cloud``), where the dense cost alone
+    takes 800 MB.
+
     *Warm starts.* ``init`` changes only the guide. Measured on uniform 2-D points with
     the squared Euclidean cost (benchmarks/emd_speed.py), the potentials of an
     optimal solve cut the pivots about 2-3 fold, but :func:`ottools.sinkhorn` at any
@@ -183,14 +194,17 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     maxiter = _check_int(maxiter, "maxiter", minimum=0)
     guide = None if init is None else prob.init_potentials(init)
 
-    C = np.ascontiguousarray(prob.costc, dtype=np.float64)
+    if prob.geometry:  # costs computed when a row or an arc needs them
+        src = _k.cloud_source(*prob.costc.kernel_args())
+    else:
+        src = _k.dense_source(prob.costc)
     a64 = prob.ac.astype(np.float64)
     b64 = prob.bc.astype(np.float64)
     b64 *= a64.sum() / b64.sum()  # equal masses in float64 (float32 sums differ)
     if guide is None:  # the double c-transform of the cost, finished in start_lists
         f0 = np.empty(n)
         g0 = np.empty(m)
-        _k.column_minima(C, g0)
+        _k.column_minima(src, g0)
     else:
         f0, g0 = guide
     K = min(opts["candidates"], m)
@@ -200,30 +214,30 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     lv = np.empty((n, K))
     ci = np.empty((m, kc), dtype=np.int64)
     cv = np.empty((m, kc))
-    _k.start_lists(C, f0, g0, guide is None, lj, lc, lv, ci, cv)
+    _k.start_lists(src, f0, g0, guide is None, lj, lc, lv, ci, cv)
     cell_i = np.empty(n + m, dtype=np.int64)
     cell_j = np.empty(n + m, dtype=np.int64)
     cell_x = np.empty(n + m)
-    ncell = _k.greedy_basis(C, a64, b64, f0, g0, lj, lv, ci, cv, cell_i, cell_j, cell_x)
+    ncell = _k.greedy_basis(src, a64, b64, f0, g0, lj, lv, ci, cv, cell_i, cell_j, cell_x)
 
     nodes = n + m + 1
     tree = _Tree(nodes)
-    _k.build_tree(C, ncell, cell_i, cell_j, cell_x, f0, g0, *tree.arrays())
-    eps = opts["rc_tol"] * float(np.abs(C).max())
+    _k.build_tree(src, ncell, cell_i, cell_j, cell_x, f0, g0, *tree.arrays())
+    eps = opts["rc_tol"] * prob.cost_scale
     block = opts["block_size"] or int(np.ceil(np.sqrt(n * K)))
     state = np.zeros(2, dtype=np.int64)  # list position, number of full sweeps
     nit = 0
     optimal = False
     while nit < maxiter:
         budget = min(_PIVOTS_PER_CALL, maxiter - nit)
-        code, done = _k.pivots(C, *tree.arrays(), lj, lc, lv, state, block, eps, budget)
+        code, done = _k.pivots(src, *tree.arrays(), lj, lc, lv, state, block, eps, budget)
         nit += int(done)
         if code == KernelStatus.DONE:
             optimal = True
             break
     if not optimal:  # maxiter pivots done (or maxiter=0): a full pass decides
-        optimal = bool(_k.is_optimal(C, tree.pi, lj, lc, lv, eps))
-    return _result(prob, tree, C, optimal, nit, n, m)
+        optimal = bool(_k.is_optimal(src, tree.pi, lj, lc, lv, eps))
+    return _result(prob, tree, src, optimal, nit, n, m)
 
 
 class _Tree:
@@ -244,7 +258,7 @@ class _Tree:
                 self.next_sib, self.prev_sib, self.pi)
 
 
-def _result(prob, tree, C, optimal, nit, n, m):
+def _result(prob, tree, src, optimal, nit, n, m):
     import scipy.sparse
 
     rows = np.empty(n + m, dtype=np.int64)
@@ -252,7 +266,9 @@ def _result(prob, tree, C, optimal, nit, n, m):
     vals = np.empty(n + m)
     cnt = _k.tree_plan(n, m, tree.parent, tree.flow, rows, cols, vals)
     rows, cols, vals = rows[:cnt], cols[:cnt], vals[:cnt]
-    fun = float(vals @ C[rows, cols])
+    costs = np.empty(cnt)
+    _k.entries(src, rows, cols, costs)
+    fun = float(vals @ costs)
     err = prob.marginal_error(np.bincount(rows, vals, minlength=n),
                               np.bincount(cols, vals, minlength=m))
     f, g = prob.expand(-tree.pi[:n], tree.pi[n:n + m], reg=0.0)
@@ -279,5 +295,5 @@ def _fix_zero_block(prob, f, g):
         return
     zr = np.setdiff1d(np.arange(n), prob.rows)
     zc = np.setdiff1d(np.arange(m), prob.cols)
-    block = prob.cost[np.ix_(zr, zc)].astype(np.float64) - f[zr, None].astype(np.float64)
+    block = prob.block(zr, zc).astype(np.float64) - f[zr, None].astype(np.float64)
     g[zc] = np.minimum(g[zc], block.min(axis=0).astype(g.dtype))

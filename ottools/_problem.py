@@ -166,17 +166,17 @@ class LinearProblem:
             zr = np.setdiff1d(np.arange(n), self.rows)
             zc = np.setdiff1d(np.arange(m), self.cols)
             if zr.size:
-                f[zr] = tau[0] * self._c_transform(self._block(zr, self.cols), gc,
+                f[zr] = tau[0] * self._c_transform(self.block(zr, self.cols), gc,
                                                    self.logb, reg)
             if zc.size:
-                g[zc] = tau[1] * self._c_transform(self._block(self.rows, zc).T, fc,
+                g[zc] = tau[1] * self._c_transform(self.block(self.rows, zc).T, fc,
                                                    self.loga, reg)
         if not centre:
             return f.astype(self.dtype), g.astype(self.dtype)
         shift = self.gauge_shift(f, g, self.a, self.b)
         return (f + shift).astype(self.dtype), (g - shift).astype(self.dtype)
 
-    def _block(self, rows, cols):
+    def block(self, rows, cols):
         """The dense cost block ``C[rows][:, cols]``."""
         if self.geometry:
             return self.cost.block(rows, cols)

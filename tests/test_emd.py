@@ -169,6 +169,67 @@ def test_float32_keeps_dtype(rng):
     _assert_certificate(res, a, b, cost, tol=1e-6)
 
 
+_CLOUD_METRICS = [("sqeuclidean", None), ("euclidean", None), ("cityblock", None),
+                  ("minkowski", 1.5), ("minkowski", 3.0)]
+
+
+@given(n=st.integers(1, 30), m=st.integers(1, 30), d=st.integers(1, 4),
+       metric=st.sampled_from(_CLOUD_METRICS), zeros=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**32 - 1))
+def test_point_cloud_is_the_dense_solve(n, m, d, metric, zeros, dtype, seed):
+    """``cost=PointCloud``: the costs computed on the fly are those of ``dense()`` to the
+    bit, so the pivots, the plan and the potentials are the dense solve's; the
+    certificate holds against the dense cost (weights with zeros, float32 included)."""
+    r = np.random.default_rng(seed)
+    x, y = r.normal(size=(n, d)).astype(dtype), r.normal(size=(m, d)).astype(dtype)
+    a, b = r.random(n) + 0.05, r.random(m) + 0.05
+    if zeros and n > 1:
+        a[r.random(n) < 0.3] = 0.0
+        a[0] = max(a[0], 0.05)
+    if zeros and m > 1:
+        b[r.random(m) < 0.3] = 0.0
+        b[-1] = max(b[-1], 0.05)
+    a, b = a / a.sum(), b / b.sum()
+    a, b = a.astype(dtype), b.astype(dtype)
+    geom = ottools.PointCloud(x, y, metric[0], p=metric[1], scale="max")
+    res = ottools.emd(a, b, geom)
+    dense = geom.dense()
+    assert res.plan.dtype == res.f.dtype == dense.dtype == np.dtype(dtype)
+    if dtype == np.float32:  # dense() rounds the costs to float32, the solver does not
+        ref = ottools.emd(a, b, dense)
+        assert res.fun == pytest.approx(ref.fun, rel=1e-6, abs=1e-7)
+        _assert_certificate(res, a, b, dense, tol=1e-6)
+        return
+    ref = ottools.emd(a, b, dense)
+    assert res.nit == ref.nit and res.fun == ref.fun
+    np.testing.assert_array_equal(res.plan.toarray(), ref.plan.toarray())
+    np.testing.assert_array_equal(res.f, ref.f)
+    np.testing.assert_array_equal(res.g, ref.g)
+    _assert_certificate(res, a, b, dense)
+
+
+def test_point_cloud_never_forms_the_cost(rng, monkeypatch):
+    """Without zero weights nothing asks the point cloud for a dense matrix or block
+    (the solve holds O((n + m) d) memory besides the (n, K) candidate lists), and the
+    optimum is POT's."""
+    ot = pytest.importorskip("ot")
+    x, y = rng.random((400, 2)), rng.random((300, 2))
+    a, b = rng.random(400) + 0.1, rng.random(300) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    geom = ottools.PointCloud(x, y)
+    dense = geom.dense()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a dense cost was formed")
+
+    monkeypatch.setattr(ottools.PointCloud, "dense", refuse)
+    monkeypatch.setattr(ottools.PointCloud, "block", refuse)
+    res = ottools.emd(a, b, geom)
+    monkeypatch.undo()
+    assert res.fun == pytest.approx(ot.emd2(a, b, dense, numItermax=10**8), rel=1e-12)
+    _assert_certificate(res, a, b, dense)
+
+
 def test_zero_weights_give_empty_rows_and_feasible_potentials(rng):
     a, b, cost = random_problem(rng, 25, 20, zeros=8)
     res = ottools.emd(a, b, cost)
@@ -320,11 +381,11 @@ def test_cold_guide_is_the_double_c_transform(rng):
     n, m, K, kc = 13, 40, 4, 2
     cost = rng.standard_normal((n, m))
     f, g = np.empty(n), np.empty(m)
-    _k.column_minima(cost, g)
+    _k.column_minima(_k.dense_source(cost), g)
     np.testing.assert_array_equal(g, cost.min(0))
     lj, lc, lv = np.empty((n, K), np.int64), np.empty((n, K)), np.empty((n, K))
     ci, cv = np.empty((m, kc), np.int64), np.empty((m, kc))
-    _k.start_lists(cost, f, g, True, lj, lc, lv, ci, cv)
+    _k.start_lists(_k.dense_source(cost), f, g, True, lj, lc, lv, ci, cv)
     np.testing.assert_array_equal(f, (cost - g).min(1))
     r = cost - f[:, None] - g[None, :]
     np.testing.assert_array_equal(lv, np.sort(r, axis=1)[:, :K])
@@ -339,14 +400,14 @@ def test_lists_and_sweep_kernels(rng):
     f0, g0 = rng.random(n), rng.random(m)
     lj, lc, lv = np.empty((n, K), np.int64), np.empty((n, K)), np.empty((n, K))
     ci, cv = np.empty((m, kc), np.int64), np.empty((m, kc))
-    _k.start_lists(cost, f0, g0, False, lj, lc, lv, ci, cv)
+    _k.start_lists(_k.dense_source(cost), f0, g0, False, lj, lc, lv, ci, cv)
     r0 = cost - f0[:, None] - g0[None, :]
     np.testing.assert_array_equal(lj, np.argsort(r0, axis=1, kind="stable")[:, :K])
     np.testing.assert_array_equal(lv, np.sort(r0, axis=1)[:, :K])
     np.testing.assert_array_equal(lc, np.take_along_axis(cost, lj, axis=1))
     np.testing.assert_array_equal(ci.T, np.argsort(r0, axis=0, kind="stable")[:kc])
     pi = np.concatenate([rng.random(n), rng.random(m), [0.0]])
-    found = _k._sweep(cost, pi, lj, lc, lv, 0.0)
+    found = _k._sweep(_k.dense_source(cost), pi, lj, lc, lv, 0.0)
     r = cost + pi[:n, None] - pi[None, n:n + m]
     expected = np.sort(r, axis=1)[:, :K]
     np.testing.assert_allclose(lv + pi[:n, None], expected, atol=1e-14)
@@ -354,7 +415,7 @@ def test_lists_and_sweep_kernels(rng):
     np.testing.assert_array_equal(lc, np.take_along_axis(cost, lj, axis=1))
     assert found == bool(r.min() < 0)
     pi[n:n + m] = -10.0  # every reduced cost positive
-    assert not _k._sweep(cost, pi, lj, lc, lv, 0.0)
+    assert not _k._sweep(_k.dense_source(cost), pi, lj, lc, lv, 0.0)
 
 
 @given(n=st.integers(1, 25), m=st.integers(1, 25), seed=st.integers(0, 2**32 - 1))
@@ -365,13 +426,14 @@ def test_greedy_basis_is_a_feasible_forest(n, m, seed):
     a /= a.sum()
     b *= a.sum() / b.sum()
     f0, g0 = np.empty(n), np.empty(m)
-    _k.column_minima(cost, g0)
+    _k.column_minima(_k.dense_source(cost), g0)
     K, kc = min(3, m), min(2, n)
     lj, lc, lv = np.empty((n, K), np.int64), np.empty((n, K)), np.empty((n, K))
     ci, cv = np.empty((m, kc), np.int64), np.empty((m, kc))
-    _k.start_lists(cost, f0, g0, True, lj, lc, lv, ci, cv)
+    _k.start_lists(_k.dense_source(cost), f0, g0, True, lj, lc, lv, ci, cv)
     ci_, cj_, cx_ = np.empty(n + m, np.int64), np.empty(n + m, np.int64), np.empty(n + m)
-    cnt = _k.greedy_basis(cost, a.copy(), b.copy(), f0, g0, lj, lv, ci, cv, ci_, cj_, cx_)
+    src = _k.dense_source(cost)
+    cnt = _k.greedy_basis(src, a.copy(), b.copy(), f0, g0, lj, lv, ci, cv, ci_, cj_, cx_)
     assert 1 <= cnt <= n + m - 1
     assert np.all(cx_[:cnt] > 0)
     P = np.zeros((n, m))

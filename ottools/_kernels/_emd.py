@@ -35,6 +35,13 @@ a whole pass over the lists finds none, a full sweep over the cost matrix refill
 row's list; a sweep that finds no reduced cost below ``-eps`` ends the solve: the basis
 is then optimal to ``eps``, certified on every entry.
 
+Costs come from a *source* (:func:`dense_source` or :func:`cloud_source`): a dense
+matrix read in place, or two point clouds whose costs are computed when a row or an
+arc needs them (``_online.cost_row``; :func:`_entry` repeats its arithmetic, so an arc
+has the same cost whichever way it is read). Nothing of size ``n m`` is stored for a
+point cloud: the lists are ``(n, K)``, the tree ``O(n + m)``, and a full sweep computes
+each row into one work row.
+
 The kernels never raise and allocate only at entry; the state persists in the arrays the
 caller owns, so the pivot loop can run in bounded calls.
 """
@@ -43,23 +50,98 @@ import numpy as np
 
 from ._codes import BUDGET, DONE
 from ._jit import jit
+from ._online import EUCLIDEAN, SQEUCLIDEAN, CITYBLOCK, cost_row
+
+DENSE = -1
+_NO_MATRIX = np.empty((1, 1))
+_NO_POINTS = np.empty((1, 1))
+_NO_NORMS = np.empty(1)
+
+
+def dense_source(C):
+    """The cost source of a dense float64 matrix (read in place)."""
+    C = np.ascontiguousarray(C, dtype=np.float64)
+    return (C, _NO_POINTS, _NO_POINTS, _NO_NORMS, _NO_NORMS, DENSE, 0.0, 1.0)
+
+
+def cloud_source(x, y, sqx, sqy, metric, p, inv_scale):
+    """The cost source of two point clouds (the arguments of ``_online.cost_row``);
+    points are taken in float64."""
+    f64 = np.float64
+    return (_NO_MATRIX, np.ascontiguousarray(x, dtype=f64),
+            np.ascontiguousarray(y, dtype=f64), np.ascontiguousarray(sqx, dtype=f64),
+            np.ascontiguousarray(sqy, dtype=f64), int(metric), float(p), float(inv_scale))
 
 
 @jit
-def column_minima(C, g):
+def source_shape(src):
+    """``(n, m)`` of a cost source."""
+    if src[5] == DENSE:
+        return src[0].shape[0], src[0].shape[1]
+    return src[1].shape[0], src[2].shape[0]
+
+
+@jit
+def _row(src, i, buf):
+    """Row ``i`` of the costs: a view of the matrix, or computed into ``buf``."""
+    C, x, y, sqx, sqy, metric, p, inv_scale = src
+    if metric == DENSE:
+        return C[i]
+    cost_row(x, y, i, sqx, sqy, metric, p, inv_scale, buf)
+    return buf
+
+
+@jit
+def _entry(src, i, j):
+    """``C_ij``, with the arithmetic of ``_online.cost_row`` for point clouds."""
+    C, x, y, sqx, sqy, metric, p, inv_scale = src
+    if metric == DENSE:
+        return C[i, j]
+    d = x.shape[1]
+    s = 0.0
+    if metric == SQEUCLIDEAN:
+        for k in range(d):
+            s += x[i, k] * y[j, k]
+        c = sqx[i] + sqy[j] - 2.0 * s
+        return (c if c > 0.0 else 0.0) * inv_scale
+    if metric == EUCLIDEAN:
+        for k in range(d):
+            t = x[i, k] - y[j, k]
+            s += t * t
+        return np.sqrt(s) * inv_scale
+    if metric == CITYBLOCK:
+        for k in range(d):
+            s += abs(x[i, k] - y[j, k])
+        return s * inv_scale
+    for k in range(d):
+        s += abs(x[i, k] - y[j, k]) ** p
+    return s ** (1.0 / p) * inv_scale
+
+
+@jit
+def entries(src, rows, cols, out):
+    """``out[t] = C[rows[t], cols[t]]``."""
+    for t in range(rows.size):
+        out[t] = _entry(src, rows[t], cols[t])
+
+
+@jit
+def column_minima(src, g):
     """``g_j = min_i C_ij``: the first half of the cold-start guide (see
     :func:`start_lists`)."""
-    n, m = C.shape
+    n, m = source_shape(src)
+    buf = np.empty(m)
+    crow = _row(src, 0, buf)
     for j in range(m):
-        g[j] = C[0, j]
+        g[j] = crow[j]
     for i in range(1, n):
-        crow = C[i]
+        crow = _row(src, i, buf)
         for j in range(m):
             g[j] = min(g[j], crow[j])
 
 
 @jit
-def start_lists(C, f0, g0, cold, lj, lc, lv, ci, cv):
+def start_lists(src, f0, g0, cold, lj, lc, lv, ci, cv):
     """One pass over ``C`` ranking the cells by the guide's reduced costs
     ``r_ij = C_ij - f0_i - g0_j``: the ``K`` smallest of every row (columns ``lj``,
     costs ``lc``, values ``lv``, all (n, K)) and the ``kc`` smallest of every column
@@ -70,9 +152,10 @@ def start_lists(C, f0, g0, cold, lj, lc, lv, ci, cv):
     reduced cost in every row and column). A vectorizable count over chunks of 16
     entries skips the chunks where no entry enters a row or column list.
     """
-    n, m = C.shape
+    n, m = source_shape(src)
     K = lj.shape[1]
     kc = ci.shape[1]
+    buf = np.empty(m)
     cthr = np.full(m, np.inf)  # the kc-th smallest of each column so far
     for j in range(m):
         for t in range(kc):
@@ -81,7 +164,7 @@ def start_lists(C, f0, g0, cold, lj, lc, lv, ci, cv):
     W = 16
     nchunk = m // W
     for i in range(n):
-        crow = C[i]
+        crow = _row(src, i, buf)
         if cold:
             best = np.inf
             for j in range(m):
@@ -132,7 +215,7 @@ def _insert_sorted(vals, idx, k, v, t):
 
 
 @jit
-def greedy_basis(C, a, b, f0, g0, lj, lv, ci, cv, cell_i, cell_j, cell_x):
+def greedy_basis(src, a, b, f0, g0, lj, lv, ci, cv, cell_i, cell_j, cell_x):
     """A feasible starting plan whose cells form a forest (at most ``n + m - 1`` cells).
 
     Candidates: the row lists ``(lj, lv)`` and column lists ``(ci, cv)`` of
@@ -145,7 +228,7 @@ def greedy_basis(C, a, b, f0, g0, lj, lv, ci, cv, cell_i, cell_j, cell_x):
     ``a`` and ``b`` are float64 copies (consumed). Returns the number of cells written to
     ``cell_i``, ``cell_j``, ``cell_x`` (length >= n + m).
     """
-    n, m = C.shape
+    n, m = source_shape(src)
     K = lj.shape[1]
     kc = ci.shape[1]
     nc = n * K + m * kc
@@ -187,7 +270,7 @@ def greedy_basis(C, a, b, f0, g0, lj, lv, ci, cv, cell_i, cell_j, cell_x):
             fi = f0[i]
             for t in range(nlive):
                 j = live[t]
-                r = C[i, j] - fi - g0[j]
+                r = _entry(src, i, j) - fi - g0[j]
                 if r < best:
                     best = r
                     bt = t
@@ -217,12 +300,12 @@ def _assign(a, b, i, j, cell_i, cell_j, cell_x, ncell):
 
 
 @jit
-def build_tree(C, ncell, cell_i, cell_j, cell_x, f0, g0, parent, flow, cost_up, depth,
+def build_tree(src, ncell, cell_i, cell_j, cell_x, f0, g0, parent, flow, cost_up, depth,
                first_child, next_sib, prev_sib, pi):
     """The starting tree: the forest of cells, each component hung from the root by a
     zero-flow artificial arc, its potentials offset to match the guide ``(f0, g0)`` on
     average. Fills the tree arrays (length ``n + m + 1``)."""
-    n, m = C.shape
+    n, m = source_shape(src)
     nn = n + m
     root = nn
     deg = np.zeros(nn + 1, dtype=np.int64)
@@ -275,7 +358,7 @@ def build_tree(C, ncell, cell_i, cell_j, cell_x, f0, g0, parent, flow, cost_up, 
                     continue
                 parent[v] = u
                 flow[v] = adj_x[p]
-                cost_up[v] = C[u, v - n] if u < n else C[v, u - n]
+                cost_up[v] = _entry(src, u, v - n) if u < n else _entry(src, v, u - n)
                 depth[v] = depth[u] + 1
                 _add_child(u, v, first_child, next_sib, prev_sib)
                 pi[v] = _pi_from_parent(n, v, u, pi, cost_up)
@@ -363,7 +446,7 @@ def _price_list(pi, n, lj, lc, state, block, eps):
 
 
 @jit
-def _sweep(C, pi, lj, lc, lv, eps):
+def _sweep(src, pi, lj, lc, lv, eps):
     """Full pricing: every row's list becomes its ``K`` smallest current reduced costs.
     Returns True when some reduced cost is below ``-eps``.
 
@@ -372,14 +455,15 @@ def _sweep(C, pi, lj, lc, lv, eps):
     of the old entries), so a vectorizable count over chunks of 16 entries skips every
     chunk without a candidate, and only the others are scanned one by one.
     """
-    n, m = C.shape
+    n, m = source_shape(src)
     K = lj.shape[1]
+    buf = np.empty(m)
     pj = pi[n:n + m]
     W = 16
     nchunk = m // W
     found = False
     for i in range(n):
-        crow = C[i]
+        crow = _row(src, i, buf)
         row_v = lv[i]
         row_j = lj[i]
         theta = -np.inf
@@ -413,18 +497,18 @@ def _sweep(C, pi, lj, lc, lv, eps):
 
 
 @jit
-def pivots(C, parent, flow, cost_up, depth, first_child, next_sib, prev_sib, pi, lj, lc,
+def pivots(src, parent, flow, cost_up, depth, first_child, next_sib, prev_sib, pi, lj, lc,
            lv, state, block, eps, budget):
     """Run at most ``budget`` pivots. Returns ``(code, pivots_done)``: ``DONE`` when no
     reduced cost is below ``-eps`` (optimal), ``BUDGET`` otherwise. ``state[1]`` counts
     the full sweeps."""
-    n, m = C.shape
+    n, m = source_shape(src)
     root = n + m
     for it in range(budget):
         i, jc = _price_list(pi, n, lj, lc, state, block, eps)
         if i < 0:
             state[1] += 1
-            if not _sweep(C, pi, lj, lc, lv, eps):
+            if not _sweep(src, pi, lj, lc, lv, eps):
                 return DONE, it
             state[0] = 0
             i, jc = _price_list(pi, n, lj, lc, state, block, eps)
@@ -490,7 +574,7 @@ def pivots(C, parent, flow, cost_up, depth, first_child, next_sib, prev_sib, pi,
             newp = i
         prev = newp
         prev_flow = delta
-        prev_cost = C[i, jc]
+        prev_cost = _entry(src, i, jc)
         u = q
         while True:
             nxt = parent[u]
@@ -526,9 +610,9 @@ def pivots(C, parent, flow, cost_up, depth, first_child, next_sib, prev_sib, pi,
 
 
 @jit
-def is_optimal(C, pi, lj, lc, lv, eps):
+def is_optimal(src, pi, lj, lc, lv, eps):
     """True when no reduced cost is below ``-eps`` (a full sweep; refreshes the lists)."""
-    return not _sweep(C, pi, lj, lc, lv, eps)
+    return not _sweep(src, pi, lj, lc, lv, eps)
 
 
 @jit
