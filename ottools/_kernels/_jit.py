@@ -11,6 +11,16 @@ import os
 
 import numba
 
+# GNU OpenMP (Numba's threading layer here) keeps its idle workers spinning for about
+# 300,000 iterations after each parallel region. Between two kernel launches (Python
+# work, the serial parts of a solve) the spinning worker takes a core, and when another
+# process needs that core too, it slows the thread doing the work: the torch loss at
+# n = 2000 ran 0.32-0.46 s beside one CPU-bound process, 0.22-0.24 s with sleeping
+# workers (0.17-0.19 s either way on an idle machine: benchmarks/divergence_speed.py).
+# So idle workers sleep, unless the user chose otherwise. libgomp reads the variable when
+# Numba loads it, at the first parallel launch, after this module is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 JIT_OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 
 # Reassociation and contraction only: NaN/inf semantics are kept.
