@@ -204,12 +204,18 @@ def _check_values(arr, name, axis):
     n = arr.shape[axis] if arr.ndim == 2 else arr.shape[0]
     if n == 0 or arr.size == 0:
         raise ValueError(f"`{name}` must not be empty; got shape {arr.shape}.")
-    ok = np.isfinite(arr)
-    if not ok.all():
+    # Two reductions, no temporary: NaN propagates into both, an infinity reaches one.
+    ax = None if arr.ndim == 1 else axis
+    lo, hi = np.min(arr, axis=ax), np.max(arr, axis=ax)
+    if np.issubdtype(arr.dtype, np.integer):
+        lo, hi = lo.astype(np.float64), hi.astype(np.float64)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
         if arr.ndim == 1:
             raise ValueError(f"`{name}` must be finite; got NaN or inf.")
-        k = int(np.flatnonzero(~ok.all(axis=axis))[0])
+        k = int(np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi)))[0])
         raise ValueError(f"{_axis_name(name, True, axis, k)} must be finite; got NaN or inf.")
+    # The largest magnitude per problem (float64): decides the exact rescaling.
+    return np.maximum(np.abs(lo), np.abs(hi)).astype(np.float64)
 
 
 def _check_batch_weights(w, name, values, vname, axis, dtype):
@@ -329,8 +335,7 @@ def wasserstein_1d(u_values, v_values, u_weights=None, v_weights=None, *, p=1, a
             f"`u_values` and `v_values` must have the same number of {what}; got "
             f"shapes {u.shape} and {v.shape}."
         )
-    _check_values(u, "u_values", axis)
-    _check_values(v, "v_values", axis)
+    big = np.maximum(_check_values(u, "u_values", axis), _check_values(v, "v_values", axis))
     p = check_p(p)
     uw = None if u_weights is None else _as_float_array(u_weights, "u_weights")
     vw = None if v_weights is None else _as_float_array(v_weights, "v_weights")
@@ -350,8 +355,7 @@ def wasserstein_1d(u_values, v_values, u_weights=None, v_weights=None, *, p=1, a
         V = np.ascontiguousarray(v, dtype=dtype)
     # Differences of values beyond 2**1000 could overflow: such rows are scaled by a power
     # of two (exact), the distance scaled back.
-    big = np.maximum(np.abs(U).max(axis=1), np.abs(V).max(axis=1)).astype(np.float64)
-    e = np.where(big > 2.0**1000, 4, 0)
+    e = np.where(np.atleast_1d(big) > 2.0**1000, 4, 0)
     if e.any():
         U = np.ldexp(U, -e[:, None]).astype(dtype, copy=False)
         V = np.ldexp(V, -e[:, None]).astype(dtype, copy=False)
