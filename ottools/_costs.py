@@ -137,12 +137,19 @@ def named_cost_matrix(x, y, metric="sqeuclidean", *, p=2, names=("x", "y")):
     xx = x.astype(np.float64, copy=False)
     yy = y.astype(np.float64, copy=False)
     exponent = 0
+    top = None
     if name in _DEGREE:
         top = max(np.abs(xx).max(), np.abs(yy).max())
         if top > _EXTREME or 0 < top < 1 / _EXTREME:
             exponent = math.frexp(top)[1]
             xx = np.ldexp(xx, -exponent)
             yy = np.ldexp(yy, -exponent)
+    if name == "sqeuclidean" and not exponent and x.shape[1] <= _VJP_MAX_D:
+        out = _sqeuclidean_dense(xx, yy, dtype)
+        if not _surely_finite(name, top, exponent, x.shape[1], dtype) and \
+                not np.all(np.isfinite(out)):
+            _raise_nonfinite(out, name, x, y, dtype, names)
+        return out
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
             out = _named_cost(name, xx, yy, pp)
@@ -156,9 +163,22 @@ def named_cost_matrix(x, y, metric="sqeuclidean", *, p=2, names=("x", "y")):
             whole = math.floor(shift)
             out = np.ldexp(out * 2.0 ** (shift - whole), whole)
         out = np.ascontiguousarray(out, dtype=dtype)
-    if not np.all(np.isfinite(out)):
+    if not _surely_finite(name, top, exponent, x.shape[1], dtype) and \
+            not np.all(np.isfinite(out)):
         _raise_nonfinite(out, name, x, y, dtype, names)
     return out
+
+
+def _surely_finite(name, top, exponent, d, dtype):
+    """True when the costs of a distance-like metric are bounded below the dtype's
+    largest value by the points' largest magnitude ``top`` (finite points, no rescaling):
+    ``d (2 top)^2`` for sqeuclidean, ``d 2 top`` for the others. Saves a pass over the
+    cost matrix."""
+    degree = _DEGREE.get(name)
+    if top is None or exponent or degree not in (1, 2):
+        return False
+    bound = d * (2.0 * float(top)) ** degree
+    return bound < 0.5 * float(np.finfo(dtype).max)
 
 
 def _named_cost(name, x, y, p):
@@ -246,7 +266,7 @@ def _callable_cost(metric, x, y, dtype):
 VJP_BLOCK_ENTRIES = 1 << 18
 
 
-def cost_vjp(P, x, y, metric, p=None, *, block_rows=None):
+def cost_vjp(P, x, y, metric, p=None, *, block_rows=None, need_y=True):
     """Gradients of ``sum_ij P_ij c(x_i, y_j)`` with respect to ``x`` and ``y``.
 
     Internal API (not exported; the torch layer's backward pass). ``P`` is an (n, m)
@@ -263,6 +283,9 @@ def cost_vjp(P, x, y, metric, p=None, *, block_rows=None):
     subgradient: 0 for ``x_i = y_j`` (Euclidean, Minkowski) and for zero coordinates of
     ``x_i - y_j`` (cityblock); the first largest coordinate for ``"chebyshev"``; 0 for a
     zero vector (cosine) or a constant one (correlation), whose cost is the constant 1.
+
+    ``need_y=False``: ``grad_y`` is None and is not computed (squared Euclidean; the other
+    metrics compute it anyway).
 
     Raises NotImplementedError for callables and for the other SciPy metrics.
     """
@@ -284,6 +307,12 @@ def cost_vjp(P, x, y, metric, p=None, *, block_rows=None):
         y = y[:, None]
     sparse = sp.issparse(P)
     out_dtype = _result_dtype(x, y, None if sparse else np.asarray(P))
+    if (name == "sqeuclidean" and not sparse and x.shape[1] == y.shape[1] <= _VJP_MAX_D
+            and np.asarray(P).ndim == 2 and x.shape[0] == np.shape(P)[0]
+            and y.shape[0] == np.shape(P)[1]):
+        gx, gy = _sqeuclidean_vjp(np.asarray(P), x, y, need_y)
+        return gx.astype(out_dtype, copy=False), (None if gy is None else
+                                                   gy.astype(out_dtype, copy=False))
     if sparse:
         P = sp.csr_matrix(P, dtype=np.float64)
     else:
@@ -315,6 +344,58 @@ def cost_vjp(P, x, y, metric, p=None, *, block_rows=None):
             gx[i0:i0 + step] = np.einsum("ij,ijk->ik", Pb, G)
             gy -= np.einsum("ij,ijk->jk", Pb, G)
     return gx.astype(out_dtype, copy=False), gy.astype(out_dtype, copy=False)
+
+
+# Up to this dimension the squared Euclidean VJP runs as one pass over the plan (its
+# column accumulators take (threads, d, m) floats); above, as matrix products.
+_VJP_MAX_D = 16
+
+
+def exactly_symmetric(metric, d):
+    """True when ``cost_matrix(x, x, metric)`` of points of dimension ``d`` is exactly
+    symmetric by construction (no check needed): the squared Euclidean cost of the
+    one-pass kernel."""
+    return isinstance(metric, str) and metric_name(metric) == "sqeuclidean" and \
+        d <= _VJP_MAX_D
+
+
+def _sqeuclidean_dense(x, y, dtype):
+    """The (n, m) squared Euclidean cost in ``dtype`` from float64 points (kernel)."""
+    from ._kernels import lazy
+
+    out = np.empty((x.shape[0], y.shape[0]), dtype=dtype)
+    yT = np.ascontiguousarray(y.T)
+    x = np.ascontiguousarray(x)
+    chunks = lazy("_jit").row_chunks(*out.shape)
+    if chunks > 1:
+        lazy("_vjp").sqeuclidean_cost_par(x, yT, out, chunks)
+    else:
+        lazy("_vjp").sqeuclidean_cost(x, yT, out)
+    return out
+
+
+def _sqeuclidean_vjp(P, x, y, need_y):
+    """``(grad_x, grad_y)`` in float64 by the one-pass kernel (``grad_y`` None unless
+    ``need_y``)."""
+    from ._kernels import lazy
+
+    k = lazy("_vjp")
+    P = P if P.dtype in (np.float32, np.float64) else P.astype(np.float64)
+    if not P.flags.c_contiguous and P.T.flags.c_contiguous:  # a transposed plan: no copy
+        gy, gx = _sqeuclidean_vjp(P.T, y, x, True)
+        return gx, (gy if need_y else None)
+    P = np.ascontiguousarray(P)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    yT = np.ascontiguousarray(y.T)
+    gx = np.empty_like(x)
+    gy = np.empty_like(y) if need_y else np.empty((0, y.shape[1]))
+    chunks = lazy("_jit").row_chunks(*P.shape)
+    if chunks > 1:
+        k.sqeuclidean_vjp_par(P, x, yT, y, need_y, gx, gy, chunks)
+    else:
+        k.sqeuclidean_vjp(P, x, yT, y, need_y, gx, gy)
+    return gx, (gy if need_y else None)
 
 
 def _scaled(diff):

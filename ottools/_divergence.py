@@ -2,8 +2,9 @@
 
 import numpy as np
 
-from ._costs import cost_matrix, named_cost_matrix
+from ._costs import cost_matrix, exactly_symmetric, named_cost_matrix
 from ._geometry import point_cloud, use_online
+from ._kernels import lazy
 from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, make_result
 from ._sinkhorn import method_options, solve
@@ -20,12 +21,14 @@ def _swapped(x, y, a, b):
     ky = (y.shape, y.tobytes(), b"" if b is None else b.tobytes())
     return ky < kx
 
+_k_sym = lazy("_symmetric")
+
 
 def _symmetrized(cost):
     """``(cost, True)`` for a symmetric cost, ``((C + C^T) / 2, True)`` when it is symmetric
     up to 16 ulps of ``max|C|`` (e.g. a callable computing ``|x|^2 + |y|^2 - 2 x.y``),
     else ``(cost, False)``: only a symmetric cost gets the symmetric iterations."""
-    if np.array_equal(cost, cost.T):
+    if _k_sym.is_symmetric(cost):
         return cost, True
     atol = 16 * np.finfo(cost.dtype).eps * float(np.max(np.abs(cost)))
     if np.all(np.abs(cost - cost.T) <= atol):
@@ -37,7 +40,7 @@ def _transposed(res):
     """The result of the transposed problem (plan^T, f and g exchanged)."""
     out = make_result(**res)
     if isinstance(res.plan, np.ndarray):
-        out.plan = np.ascontiguousarray(res.plan.T)
+        out.plan = res.plan.T  # a view (the gradients read it in place)
     else:  # an operator (PointCloud problems)
         out.plan = res.plan.T
         out.plan_dense = lambda: res.plan_dense().T
@@ -94,7 +97,7 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
             cost = np.ascontiguousarray(
                 named_cost_matrix(u, v, metric, names=(names[pair[0]], names[pair[1]])),
                 dtype=dtype)
-            symmetric = False
+            symmetric = self_transport and exactly_symmetric(metric, u.shape[1])
         if self_transport and not symmetric:
             cost, symmetric = _symmetrized(cost)
         return solve(LinearProblem(wu, wv, cost, dtype), reg, settings, name,
@@ -288,7 +291,7 @@ def divergence_value_and_grad(x, y, a=None, b=None, *, reg, reg_m=None,
     need_x, need_y, need_a, need_b = need
     gx = gy = ga = gb = None
     if need_x or need_y:
-        gx, gy = cost_vjp(xy.plan, x, y, metric)
+        gx, gy = cost_vjp(xy.plan, x, y, metric, need_y=need_y)
         if debias:
             if need_x:
                 u, v = cost_vjp(xx.plan, x, x, metric)
@@ -312,13 +315,13 @@ def divergence_value_and_grad(x, y, a=None, b=None, *, reg, reg_m=None,
     return value, results, (cast(gx), cast(gy), cast(ga), cast(gb))
 
 
-def cost_vjp(P, x, y, metric):
+def cost_vjp(P, x, y, metric, need_y=True):
     """:func:`ottools._costs.cost_vjp`, also for a plan given as an operator (point-cloud
     problems; squared Euclidean cost: ``2 (diag(P 1) x - P y)`` by matrix products)."""
     from ._costs import cost_vjp as dense_vjp
 
     if isinstance(P, np.ndarray) or hasattr(P, "tocsr"):
-        return dense_vjp(P, x, y, metric)
+        return dense_vjp(P, x, y, metric, need_y=need_y)
     if not (isinstance(metric, str) and metric.lower() == "sqeuclidean"):
         raise NotImplementedError("gradients of point-cloud (online) problems are available "
                                   "for metric='sqeuclidean'; use online=False.")

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
@@ -244,3 +244,52 @@ def test_cost_vjp_memory_stays_in_blocks(rng):
         finally:
             tracemalloc.stop()
         assert peak < 0.5 * n * m * d * 8, (metric, peak)
+
+
+@given(n=st.integers(1, 40), m=st.integers(1, 40), d=st.integers(1, 18),
+       dtype=st.sampled_from([np.float32, np.float64]), transposed=st.booleans(),
+       need_y=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@settings(deadline=None, max_examples=40)
+def test_sqeuclidean_vjp_one_pass_is_the_formula(n, m, d, dtype, transposed, need_y, seed):
+    """The one-pass VJP (d <= 16; matrix products above) equals 2 (diag(P1) x - P y) and
+    2 (diag(P^T 1) y - P^T x) computed in float64, for C- and F-ordered plans, in the
+    input dtype; ``need_y=False`` skips grad_y (None) where the kernel runs."""
+
+
+    r = np.random.default_rng(seed)
+    P = r.random((n, m)).astype(dtype)
+    if transposed:
+        P = np.ascontiguousarray(P.T).T
+    x, y = r.normal(size=(n, d)).astype(dtype), r.normal(size=(m, d)).astype(dtype)
+    gx, gy = cost_vjp(P, x, y, "sqeuclidean", need_y=need_y)
+    P64, x64, y64 = P.astype(np.float64), x.astype(np.float64), y.astype(np.float64)
+    rx = 2 * (P64.sum(1)[:, None] * x64 - P64 @ y64)
+    ry = 2 * (P64.sum(0)[:, None] * y64 - P64.T @ x64)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    assert gx.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(gx, rx, rtol=tol, atol=tol * np.abs(rx).max())
+    if gy is None:
+        assert not need_y and d <= 16
+    else:
+        assert gy.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(gy, ry, rtol=tol, atol=tol * np.abs(ry).max())
+
+
+@given(n=st.integers(1, 60), d=st.integers(1, 20),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**32 - 1))
+@settings(deadline=None, max_examples=30)
+def test_sqeuclidean_self_cost_is_exactly_symmetric(n, d, dtype, seed):
+    """cost_matrix(x, x) has an exactly zero diagonal and, where ``exactly_symmetric``
+    says so, C == C.T to the bit (what lets the divergence skip its symmetry check);
+    it equals SciPy's cdist in float64."""
+    from ottools._costs import exactly_symmetric
+
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(dtype)
+    C = cost_matrix(x, x)
+    assert C.dtype == np.dtype(dtype)
+    assert np.all(np.diag(C) == 0)
+    if exactly_symmetric("sqeuclidean", d):
+        np.testing.assert_array_equal(C, C.T)
+    ref = cdist(x.astype(np.float64), x.astype(np.float64), "sqeuclidean")
+    np.testing.assert_allclose(C, ref, rtol=1e-12 if dtype == np.float64 else 1e-6,
+                               atol=1e-300)

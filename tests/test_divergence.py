@@ -3,7 +3,7 @@ import warnings
 import _reference as ref
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import ottools
@@ -242,3 +242,20 @@ def test_minkowski_is_the_euclidean_distance_on_both_paths(rng, online):
     eucl = sinkhorn_divergence(x, y, reg=0.1, metric="euclidean", online=online)
     assert mink.success
     assert mink.fun == eucl.fun
+
+
+@given(n=st.integers(1, 150), flip=st.booleans(), seed=st.integers(0, 2**32 - 1),
+       dtype=st.sampled_from([np.float32, np.float64]))
+@settings(deadline=None, max_examples=40)
+def test_is_symmetric_kernel_is_array_equal_to_transpose(n, flip, seed, dtype):
+    """The tiled symmetry test (64 x 64 tiles, sizes across tile borders) answers
+    ``np.array_equal(C, C.T)``, for a difference anywhere and for NaN."""
+    from ottools._kernels import _symmetric
+
+    r = np.random.default_rng(seed)
+    C = r.random((n, n))
+    C = (C + C.T).astype(dtype)
+    if flip and n > 1:
+        i, j = r.choice(n, 2, replace=False)
+        C[i, j] = np.nextafter(C[i, j], np.inf) if r.random() < 0.5 else np.nan
+    assert _symmetric.is_symmetric(C) == np.array_equal(C, C.T)

@@ -26,6 +26,23 @@ from ._lse import c_transform_rows
 
 
 @jit
+def is_symmetric(C):
+    """``C == C.T`` exactly (square ``C``), compared in 64 x 64 tiles so that the
+    transposed reads stay in cache; stops at the first difference (NaN never equals)."""
+    n = C.shape[0]
+    T = 64
+    for i0 in range(0, n, T):
+        i1 = min(i0 + T, n)
+        for j0 in range(i0, n, T):
+            j1 = min(j0 + T, n)
+            for i in range(i0, i1):
+                for j in range(max(j0, i + 1), j1):
+                    if not C[i, j] == C[j, i]:
+                        return False
+    return True
+
+
+@jit
 def sinkhorn_symmetric(a, loga, cost, reg, f, tol, maxiter, first_full):
     """Averaged symmetric Sinkhorn ``f <- (f + T(f)) / 2`` in the log domain, in place
     on ``f``.
