@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from ._kernels import adapts_threads
 from ._validation import _check_point_pair, _check_positive, _reject_tensor, _result_dtype
 
 __all__ = ["cost_matrix"]
@@ -118,6 +119,7 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
     return named_cost_matrix(x, y, metric, p=p)
 
 
+@adapts_threads
 def named_cost_matrix(x, y, metric="sqeuclidean", *, p=2, names=("x", "y")):
     """:func:`cost_matrix` whose errors call the points ``names`` (internal API: the
     functions that build their costs from other arguments, e.g. ``monge_gap``'s ``x`` and
@@ -266,6 +268,7 @@ def _callable_cost(metric, x, y, dtype):
 VJP_BLOCK_ENTRIES = 1 << 18
 
 
+@adapts_threads
 def cost_vjp(P, x, y, metric, p=None, *, block_rows=None, need_y=True):
     """Gradients of ``sum_ij P_ij c(x_i, y_j)`` with respect to ``x`` and ``y``.
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from ._costs import cost_matrix, exactly_symmetric, named_cost_matrix
 from ._geometry import point_cloud, use_online
-from ._kernels import lazy
+from ._kernels import adapts_threads, lazy
 from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, make_result
 from ._sinkhorn import method_options, solve
@@ -55,6 +55,7 @@ def _transposed(res):
     return out
 
 
+@adapts_threads
 def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
                      method="auto", tol=None, maxiter=10_000, options=None, online=None):
     """Validate, build the three cost matrices and solve: ``(xy, xx, yy, dtype)``, the
@@ -243,6 +244,7 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
         message=message, method=xy.method, reg=xy.reg)
 
 
+@adapts_threads
 def divergence_value_and_grad(x, y, a=None, b=None, *, reg, reg_m=None,
                               metric="sqeuclidean", debias=True, need=(True,) * 4,
                               method="auto", tol=None, maxiter=10_000, options=None,

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from ._geometry import PlanOperator, _plan_stats, barycentric_map, dense_plan
-from ._kernels import KernelStatus, lazy
+from ._kernels import KernelStatus, adapts_threads, lazy
 from ._problem import LinearProblem, Settings, allocate, budget_blocks, rate
 from ._result import (CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED,
                       _define_result_class, make_result, solver_result)
@@ -443,6 +443,7 @@ def _solve_symmetric(run, f0, cold):
 _SOLVERS = {"scaling": _solve_scaling, "log": _solve_log}
 
 
+@adapts_threads
 def solve(prob, reg, settings, method, init=None, symmetric=False, rho=None):
     """Solve the entropic problem ``prob`` at ``reg`` with ``method`` (checked options in
     ``settings.options``); the :class:`OTResult` of :func:`sinkhorn`.

@@ -5,6 +5,7 @@ validate, cast and build the results.
 """
 
 import enum
+import functools
 import importlib
 
 from . import _codes
@@ -29,3 +30,16 @@ class lazy:
 
     def __getattr__(self, attr):
         return getattr(importlib.import_module(self._name), attr)
+
+
+def adapts_threads(fn):
+    """Run ``fn`` under ``_jit.threads_for_load()``: its parallel kernels use only the
+    cores that other processes leave free (results unchanged). Numba loads on the first
+    call, not at decoration."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with importlib.import_module(f"{__name__}._jit").threads_for_load():
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -7,7 +7,10 @@ checks. A reduction that needs reassociation uses ``FASTMATH_SAFE``, a flag set
 without ``nnan``, ``ninf`` and ``afn``.
 """
 
+import contextlib
 import os
+import threading
+import time
 
 import numba
 
@@ -60,9 +63,122 @@ def parallel_ok():
 def row_chunks(n, m):
     """Number of row blocks for the kernels that run ``parallel=True`` over rows of an
     (n, m) array: 1 (serial, no thread launch) under 2**18 entries or in a forked child,
-    else Numba's thread count (``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``), at most
+    else the caller's Numba thread count (``numba.set_num_threads`` /
+    ``NUMBA_NUM_THREADS``; not the count :func:`threads_for_load` lowered it to), at most
     one block per 32 rows. The results depend on it only through the order of float
     sums."""
     if n * m < _PARALLEL_MIN_ENTRIES or _FORKED[0]:
         return 1
-    return max(1, min(numba.get_num_threads(), n // 32))
+    return max(1, min(user_threads(), n // 32))
+
+
+# ------------------------------------------------------------------- shared machines
+# A parallel region ends when its slowest block does. When another process keeps one of
+# the cores busy, a block on that core waits for the scheduler at every region (a
+# sweep is one region), and two threads end up slower than one: the torch loss at
+# n = 2000 took 0.17-0.23 s on two threads beside one CPU-bound process, 0.11 s on one.
+# So the solvers run on as many threads as there are cores that other processes leave
+# free, measured over the last fraction of a second from the busy time of the cores
+# this process may use (/proc/stat) minus this process's own CPU time. The row blocks
+# (and so every result) stay those of the caller's thread count: only who runs them
+# changes.
+
+_local = threading.local()
+
+
+def user_threads():
+    """The calling thread's Numba thread count before :func:`threads_for_load` lowered
+    it."""
+    return getattr(_local, "user", None) or numba.get_num_threads()
+
+
+class LoadProbe:
+    """Cores left free by other processes, from two samples at least ``window`` seconds
+    apart of (wall time, busy seconds of this process's cores, this process's CPU
+    seconds). ``read_busy`` returns the busy seconds of the cores (None: unknown)."""
+
+    def __init__(self, cpus, read_busy, window=0.2, clock=time.monotonic,
+                 cpu_time=time.process_time):
+        self.cpus, self.read_busy, self.window = cpus, read_busy, window
+        self.clock, self.cpu_time = clock, cpu_time
+        self.prev = self._sample()
+        self.free = None
+
+    def _sample(self):
+        busy = self.read_busy(self.cpus)
+        return None if busy is None else (self.clock(), busy, self.cpu_time())
+
+    def threads(self, want):
+        """``want`` or fewer: at most the number of cores other processes left free
+        (rounded, at least 1). Unknown load, or no full window yet: the last answer
+        (``want`` at first)."""
+        if want <= 1 or self.prev is None:
+            return want
+        if self.clock() - self.prev[0] >= self.window:
+            now = self._sample()
+            if now is None:
+                return want
+            dt = now[0] - self.prev[0]
+            others = max(0.0, (now[1] - self.prev[1]) - (now[2] - self.prev[2])) / dt
+            self.free = len(self.cpus) - others
+            self.prev = now
+        if self.free is None:
+            return want
+        return max(1, min(want, int(self.free + 0.5)))
+
+
+def _proc_stat_busy(cpus):
+    """Busy seconds (all but idle and iowait; steal counts as busy) of the given cores
+    since boot, from
+    /proc/stat (Linux); None where it cannot be read."""
+    try:
+        with open("/proc/stat") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    want = {f"cpu{c}" for c in cpus}
+    busy = 0
+    seen = 0
+    for line in lines:
+        parts = line.split()
+        if parts and parts[0] in want:
+            vals = [int(v) for v in parts[1:9]]  # ... idle, iowait, irq, softirq, steal
+            busy += sum(vals) - vals[3] - vals[4]
+            seen += 1
+    if seen != len(want):
+        return None
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _make_probe():
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    return LoadProbe(cpus, _proc_stat_busy)
+
+
+_PROBE = [_make_probe()]
+
+
+@contextlib.contextmanager
+def threads_for_load():
+    """Run the block with Numba's thread count lowered to the cores other processes
+    leave free (see above); restored after. Nested uses keep the outer decision."""
+    probe = _PROBE[0]
+    if getattr(_local, "active", False) or probe is None or _FORKED[0]:
+        yield
+        return
+    user = numba.get_num_threads()
+    k = probe.threads(user)
+    _local.active = True
+    if k < user:
+        _local.user = user
+        numba.set_num_threads(k)
+    try:
+        yield
+    finally:
+        if k < user:
+            numba.set_num_threads(user)
+            _local.user = None
+        _local.active = False

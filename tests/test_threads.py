@@ -1,0 +1,86 @@
+"""Thread count under load (``ottools._kernels._jit.threads_for_load``): the probe's
+arithmetic, and results that do not depend on how many threads ran the row blocks."""
+
+import numba
+import numpy as np
+import pytest
+
+import ottools
+from ottools._divergence import divergence_value_and_grad
+from ottools._kernels import _jit
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def _probe(busy, own, clock, cpus=(0, 1)):
+    return _jit.LoadProbe(list(cpus), lambda c: busy[0], window=0.2, clock=clock,
+                          cpu_time=lambda: own[0])
+
+
+def test_probe_counts_the_cores_other_processes_use():
+    clock, busy, own = _Clock(), [100.0], [5.0]
+    p = _probe(busy, own, clock)
+    assert p.threads(2) == 2  # no full window yet: the caller's count
+    # 1 s: the cores were busy 1.9 s, 0.9 s of it this process: others took one core
+    clock.t, busy[0], own[0] = 1.0, 101.9, 5.9
+    assert p.threads(2) == 1 and p.free == pytest.approx(1.0)
+    assert p.threads(1) == 1
+    # a short interval keeps the last answer without reading the counters
+    clock.t, busy[0] = 1.05, float("nan")
+    assert p.threads(2) == 1
+    # next full window: only this process was busy
+    clock.t, busy[0], own[0] = 2.0, 103.8, 7.8
+    assert p.threads(2) == 2 and p.free == pytest.approx(2.0)
+    # half a core taken by others rounds to the two threads
+    clock.t, busy[0], own[0] = 3.0, 105.3, 8.8
+    assert p.threads(2) == 2 and p.free == pytest.approx(1.5)
+    assert p.threads(8) == 2  # never more than the free cores
+
+
+def test_probe_without_counters_keeps_the_callers_count():
+    p = _jit.LoadProbe([0, 1], lambda c: None)
+    assert p.threads(2) == 2
+    assert _jit._proc_stat_busy([10**6]) is None  # a core that does not exist
+
+
+class _Stub:
+    """A probe that always says one core is free, counting its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def threads(self, want):
+        self.calls += 1
+        return 1
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
+def test_results_do_not_depend_on_the_threads_that_ran_the_blocks(rng, monkeypatch):
+    """Under load the row blocks of the caller's thread count run on fewer threads: the
+    plans, potentials and gradients are the same to the bit, the caller's thread count
+    is restored, and nested entry points probe once."""
+    x, y = rng.random((700, 3)), rng.random((600, 3)) + 0.1  # above 2**18 entries
+    cost = ottools.cost_matrix(x, y)
+    assert _jit.row_chunks(*cost.shape) > 1
+    ref = ottools.sinkhorn(None, None, cost, 0.01)
+    ref_v, _, ref_g = divergence_value_and_grad(x, y, reg=0.01, need=(True, True, False,
+                                                                       False))
+    stub = _Stub()
+    monkeypatch.setattr(_jit, "_PROBE", [stub])
+    before = numba.get_num_threads()
+    res = ottools.sinkhorn(None, None, cost, 0.01)
+    assert stub.calls == 1 and numba.get_num_threads() == before
+    np.testing.assert_array_equal(res.plan, ref.plan)
+    np.testing.assert_array_equal(res.f, ref.f)
+    assert res.nit == ref.nit
+    v, _, g = divergence_value_and_grad(x, y, reg=0.01, need=(True, True, False, False))
+    assert stub.calls == 2 and numba.get_num_threads() == before
+    assert v == ref_v
+    np.testing.assert_array_equal(g[0], ref_g[0])
+    np.testing.assert_array_equal(g[1], ref_g[1])
