@@ -371,9 +371,9 @@ def _sqeuclidean_dense(x, y, dtype):
     x = np.ascontiguousarray(x)
     chunks = lazy("_jit").row_chunks(*out.shape)
     if chunks > 1:
-        lazy("_vjp").sqeuclidean_cost_par(x, yT, out, chunks)
+        lazy("_sqeuclidean").sqeuclidean_cost_par(x, yT, out, chunks)
     else:
-        lazy("_vjp").sqeuclidean_cost(x, yT, out)
+        lazy("_sqeuclidean").sqeuclidean_cost(x, yT, out)
     return out
 
 
@@ -382,7 +382,7 @@ def _sqeuclidean_vjp(P, x, y, need_y):
     ``need_y``)."""
     from ._kernels import lazy
 
-    k = lazy("_vjp")
+    k = lazy("_sqeuclidean")
     P = P if P.dtype in (np.float32, np.float64) else P.astype(np.float64)
     if not P.flags.c_contiguous and P.T.flags.c_contiguous:  # a transposed plan: no copy
         gy, gx = _sqeuclidean_vjp(P.T, y, x, True)
