@@ -146,19 +146,16 @@ def named_cost_matrix(x, y, metric="sqeuclidean", *, p=2, names=("x", "y")):
             exponent = math.frexp(top)[1]
             xx = np.ldexp(xx, -exponent)
             yy = np.ldexp(yy, -exponent)
-    if name == "sqeuclidean" and not exponent and x.shape[1] <= _VJP_MAX_D:
-        out = _sqeuclidean_dense(xx, yy, dtype)
-        if not _surely_finite(name, top, exponent, x.shape[1], dtype) and \
-                not np.all(np.isfinite(out)):
-            _raise_nonfinite(out, name, x, y, dtype, names)
-        return out
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        try:
-            out = _named_cost(name, xx, yy, pp)
-        except (ValueError, np.linalg.LinAlgError) as exc:  # e.g. mahalanobis, too few points
-            raise ValueError(
-                f"`metric`={name!r} cannot be evaluated on `{names[0]}` and `{names[1]}`: "
-                f"{exc}") from None
+        if exactly_symmetric(name, x.shape[1]):  # the kernel; in dtype unless rescaled
+            out = _sqeuclidean_dense(xx, yy, np.float64 if exponent else dtype)
+        else:
+            try:
+                out = _named_cost(name, xx, yy, pp)
+            except (ValueError, np.linalg.LinAlgError) as exc:  # e.g. too few points
+                raise ValueError(
+                    f"`metric`={name!r} cannot be evaluated on `{names[0]}` and "
+                    f"`{names[1]}`: {exc}") from None
         if exponent:
             degree = pp if _DEGREE[name] == "p" else _DEGREE[name]
             shift = degree * exponent
@@ -310,7 +307,7 @@ def cost_vjp(P, x, y, metric, p=None, *, block_rows=None, need_y=True):
         y = y[:, None]
     sparse = sp.issparse(P)
     out_dtype = _result_dtype(x, y, None if sparse else np.asarray(P))
-    if (name == "sqeuclidean" and not sparse and x.shape[1] == y.shape[1] <= _VJP_MAX_D
+    if (name == "sqeuclidean" and not sparse and x.shape[1] == y.shape[1] <= _KERNEL_MAX_D
             and np.asarray(P).ndim == 2 and x.shape[0] == np.shape(P)[0]
             and y.shape[0] == np.shape(P)[1]):
         gx, gy = _sqeuclidean_vjp(np.asarray(P), x, y, need_y)
@@ -349,17 +346,18 @@ def cost_vjp(P, x, y, metric, p=None, *, block_rows=None, need_y=True):
     return gx.astype(out_dtype, copy=False), gy.astype(out_dtype, copy=False)
 
 
-# Up to this dimension the squared Euclidean VJP runs as one pass over the plan (its
-# column accumulators take (threads, d, m) floats); above, as matrix products.
-_VJP_MAX_D = 16
+# Up to this dimension the squared Euclidean cost and its VJP run as Numba kernels (one
+# pass over the matrix; the VJP's column accumulators take (threads, d, m) floats);
+# above, as cdist and matrix products.
+_KERNEL_MAX_D = 16
 
 
 def exactly_symmetric(metric, d):
     """True when ``cost_matrix(x, x, metric)`` of points of dimension ``d`` is exactly
-    symmetric by construction (no check needed): the squared Euclidean cost of the
-    one-pass kernel."""
+    symmetric by construction (no check needed): the squared Euclidean cost, computed by
+    the kernel (rescaled points included: the rescaling is entrywise)."""
     return isinstance(metric, str) and metric_name(metric) == "sqeuclidean" and \
-        d <= _VJP_MAX_D
+        d <= _KERNEL_MAX_D
 
 
 def _sqeuclidean_dense(x, y, dtype):

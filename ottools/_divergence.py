@@ -13,6 +13,8 @@ from ._validation import (_check_balanced, _check_bool, _check_positive, _check_
 
 __all__ = ["sinkhorn_divergence"]
 
+_k_sym = lazy("_symmetric")
+
 
 def _swapped(x, y, a, b):
     """True when ``(y, b)`` sorts before ``(x, a)``: the cross problem is always solved in
@@ -20,8 +22,6 @@ def _swapped(x, y, a, b):
     kx = (x.shape, x.tobytes(), b"" if a is None else a.tobytes())
     ky = (y.shape, y.tobytes(), b"" if b is None else b.tobytes())
     return ky < kx
-
-_k_sym = lazy("_symmetric")
 
 
 def _symmetrized(cost):

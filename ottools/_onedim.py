@@ -207,8 +207,6 @@ def _check_values(arr, name, axis):
     # Two reductions, no temporary: NaN propagates into both, an infinity reaches one.
     ax = None if arr.ndim == 1 else axis
     lo, hi = np.min(arr, axis=ax), np.max(arr, axis=ax)
-    if np.issubdtype(arr.dtype, np.integer):
-        lo, hi = lo.astype(np.float64), hi.astype(np.float64)
     if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
         if arr.ndim == 1:
             raise ValueError(f"`{name}` must be finite; got NaN or inf.")

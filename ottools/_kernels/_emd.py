@@ -53,22 +53,21 @@ from ._jit import jit
 from ._online import EUCLIDEAN, SQEUCLIDEAN, CITYBLOCK, cost_row
 
 DENSE = -1
-_NO_MATRIX = np.empty((1, 1))
-_NO_POINTS = np.empty((1, 1))
-_NO_NORMS = np.empty(1)
+_UNUSED_2D = np.empty((1, 1))  # the fields a source does not use
+_UNUSED_1D = np.empty(1)
 
 
 def dense_source(C):
     """The cost source of a dense float64 matrix (read in place)."""
     C = np.ascontiguousarray(C, dtype=np.float64)
-    return (C, _NO_POINTS, _NO_POINTS, _NO_NORMS, _NO_NORMS, DENSE, 0.0, 1.0)
+    return (C, _UNUSED_2D, _UNUSED_2D, _UNUSED_1D, _UNUSED_1D, DENSE, 0.0, 1.0)
 
 
 def cloud_source(x, y, sqx, sqy, metric, p, inv_scale):
     """The cost source of two point clouds (the arguments of ``_online.cost_row``);
     points are taken in float64."""
     f64 = np.float64
-    return (_NO_MATRIX, np.ascontiguousarray(x, dtype=f64),
+    return (_UNUSED_2D, np.ascontiguousarray(x, dtype=f64),
             np.ascontiguousarray(y, dtype=f64), np.ascontiguousarray(sqx, dtype=f64),
             np.ascontiguousarray(sqy, dtype=f64), int(metric), float(p), float(inv_scale))
 
