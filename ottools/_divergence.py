@@ -1,5 +1,7 @@
 """Sinkhorn divergence between point clouds: three entropic problems, one driver."""
 
+import os
+
 import numpy as np
 
 from ._costs import cost_matrix, exactly_symmetric, named_cost_matrix
@@ -7,7 +9,7 @@ from ._geometry import point_cloud, use_online
 from ._kernels import adapts_threads, lazy
 from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, make_result
-from ._sinkhorn import method_options, solve
+from ._sinkhorn import method_options, sinkhorn, solve
 from ._validation import (_check_balanced, _check_bool, _check_positive, _check_reg_m,
                           _check_samples, _check_weights)
 
@@ -244,11 +246,39 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
         message=message, method=xy.method, reg=xy.reg)
 
 
+def divergence_value_and_grad(x, y, a=None, b=None, **kwargs):
+    """:func:`_value_and_grad` of one pair, or of each pair of a batch ``x`` (B, n, d),
+    ``y`` (B, m, d) (weights (B, n), (B, m) or None) on a thread pool (the kernels release
+    the GIL): values (B,), the results of every pair, gradients stacked over the batch."""
+    if np.ndim(x) != 3:
+        return _value_and_grad(x, y, a, b, **kwargs)
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(k):
+        return _value_and_grad(x[k], y[k], None if a is None else a[k],
+                               None if b is None else b[k], **kwargs)
+
+    with ThreadPoolExecutor(max_workers=min(len(x), os.cpu_count() or 1)) as pool:
+        outs = list(pool.map(one, range(len(x))))
+    grads = tuple(None if outs[0][2][i] is None else np.stack([o[2][i] for o in outs])
+                  for i in range(4))
+    return np.array([o[0] for o in outs]), [r for o in outs for r in o[1]], grads
+
+
+def sinkhorn_value_and_grad(a, b, cost, reg, **kwargs):
+    """``(res, (d fun / d a, d fun / d b, d fun / d cost))`` of ``ottools.sinkhorn``: the
+    potentials (:func:`weight_grad`; ``None`` weights are uniform) and the plan."""
+    res = sinkhorn(a, b, cost, reg, **kwargs)
+    n, m = res.plan.shape
+    a = np.full(n, 1.0 / n) if a is None else a
+    b = np.full(m, 1.0 / m) if b is None else b
+    return res, (weight_grad(res, a, b, 0), weight_grad(res, a, b, 1), res.plan)
+
+
 @adapts_threads
-def divergence_value_and_grad(x, y, a=None, b=None, *, reg, reg_m=None,
-                              metric="sqeuclidean", debias=True, need=(True,) * 4,
-                              method="auto", tol=None, maxiter=10_000, options=None,
-                              online=None):
+def _value_and_grad(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
+                    debias=True, need=(True,) * 4, method="auto", tol=None, maxiter=10_000,
+                    options=None, online=None):
     """The differentiable layer's entry point (NumPy in and out): the entropic cost
     ``W(a, b)`` (``debias=False``) or the divergence ``S`` and their gradients with respect
     to ``x``, ``y``, ``a``, ``b`` (those flagged in ``need``; None elsewhere), by the

@@ -1,30 +1,11 @@
 """Differentiable optimal transport for PyTorch, over the ottools Numba core.
 
-Functions
----------
-sinkhorn          Entropic OT cost (0-d tensor), differentiable in ``a``, ``b``, ``cost``.
-sinkhorn_loss     Entropic OT / Sinkhorn divergence between point clouds,
-                  differentiable in ``x``, ``y``, ``a``, ``b``.
-sliced_wasserstein                 Sliced Wasserstein distance, differentiable in x, y.
-max_sliced_wasserstein             Max-sliced Wasserstein distance, differentiable in x, y.
-distributional_sliced_wasserstein  v-DSW, differentiable in x, y.
-monge_gap         Monge gap of a map x -> tx, differentiable in ``tx`` and ``x``.
-
-Modules (``torch.nn.Module``)
------------------------------
-SinkhornLoss            ``sinkhorn_loss`` as a module.
-SlicedWassersteinLoss   ``sliced_wasserstein`` as a module (fresh directions per call).
-MongeGapRegularizer     ``monge_gap`` as a module.
-
-Each function takes and returns tensors; the forward pass detaches its inputs, runs
-the NumPy solver on the CPU (a CUDA tensor makes a round trip through host memory) and
-returns the value on the input's device and dtype; the backward pass uses the envelope
-theorem (plans and dual potentials of the solved problem), never unrolled iterations.
-``sinkhorn_loss`` takes batches of pairs (B, N, D). A solver that does not
-converge emits :class:`ottools.OTConvergenceWarning`.
-
-This subpackage is the only part of ottools that imports torch; ``import ottools``
-does not load it.
+The functions (``sinkhorn``, ``sinkhorn_loss``, ``monge_gap`` and the sliced family) and
+modules (``SinkhornLoss``, ``SlicedWassersteinLoss``, ``MongeGapRegularizer``) have the
+names, parameters and values of the NumPy API, with tensors in and out: the solve runs
+on the CPU in the forward pass, which also computes the gradients (envelope theorem;
+nothing is unrolled). See the guide "Differentiable OT with PyTorch". This subpackage is
+the only part of ottools that imports torch.
 """
 
 try:

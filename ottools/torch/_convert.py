@@ -89,6 +89,32 @@ def check_ndim(t, name, ndims, expected):
     return t
 
 
+def clouds(names, x, y, a, b, batch=False):
+    """Point tensors ``(x, y, a, b, batched)``: points (n, d) (1-D input: n points in
+    1-D; with ``batch``, also a batch (B, n, d) of both) and their weights (or None), all
+    on one device; ``names`` of the two point arguments for the messages."""
+    nx, ny = names
+    x = as_tensor(x, nx)
+    y = as_tensor(y, ny, x)
+    if x is None or y is None:
+        raise TypeError(f"`{nx}` and `{ny}` must be tensors; got None.")
+    batched = batch and x.ndim == 3
+    pts = []
+    for t, name in ((x, nx), (y, ny)):
+        t = t[:, None] if t.ndim == 1 else t
+        check_ndim(t, name, (2, 3) if batch else (2,),
+                   "a tensor (n, d) or a batch (B, n, d)" if batch else "a 2-D tensor (n, d)")
+        if (t.ndim == 3) != batched:
+            raise ValueError(f"`{name}` must be {'a batch (B, n, d)' if batched else '(n, d)'}"
+                             f" like `{nx}`; got shape {tuple(t.shape)}.")
+        pts.append(t)
+    wd = (2,) if batched else (1,)
+    a = check_ndim(as_tensor(a, "a", x), "a", wd, f"weights of shape {nx}.shape[:-1]")
+    b = check_ndim(as_tensor(b, "b", x), "b", wd, f"weights of shape {ny}.shape[:-1]")
+    same_device((*pts, a, b), (nx, ny, "a", "b"))
+    return (*pts, a, b, batched)
+
+
 def numpy(t, np_dtype):
     """A detached CPU NumPy copy (or view) of ``t`` in ``np_dtype``; None stays None."""
     if t is None:
@@ -163,6 +189,20 @@ class Envelope(torch.autograd.Function):
         return tuple(out)
 
 
-def apply(fn, *inputs):
-    """:class:`Envelope` applied: the value tensor."""
-    return Envelope.apply(fn, *inputs)[0]
+def apply(where, fn, *inputs):
+    """The value tensor of ``fn`` through :class:`Envelope`, in the inputs' promoted dtype:
+    ``fn(need, *arrays) -> (value, grads, results)`` receives the inputs as NumPy arrays in
+    the computation dtype and which of them need a gradient; a result that did not
+    converge gives one warning naming ``where``."""
+    dtype, np_dtype = dtypes(*inputs)
+    results = []
+
+    def run(*tensors):
+        need = tuple(t is not None and t.requires_grad for t in tensors)
+        value, grads, res = fn(need, *(numpy(t, np_dtype) for t in tensors))
+        results.extend(res)
+        return value, grads
+
+    value = Envelope.apply(run, *inputs)[0].to(dtype)
+    warn_unconverged(where, results)
+    return value

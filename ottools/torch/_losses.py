@@ -1,4 +1,5 @@
-"""``torch.nn.Module`` wrappers of the differentiable OT functions."""
+"""``torch.nn.Module`` wrappers of the differentiable OT functions (no parameters, no
+state but the sliced loss's random generator)."""
 
 from torch import nn
 
@@ -9,18 +10,18 @@ from ._sliced import sliced_wasserstein
 __all__ = ["MongeGapRegularizer", "SinkhornLoss", "SlicedWassersteinLoss"]
 
 
-class SinkhornLoss(nn.Module):
-    """:func:`ottools.torch.sinkhorn_loss` as a module (no parameters, no state).
+def _solver_kwargs(owner, kwargs):
+    unknown = set(kwargs) - {"method", "tol", "maxiter"}
+    if unknown:
+        raise TypeError(f"Unknown argument(s) {sorted(unknown)} for {owner}; valid: "
+                        "'method', 'tol', 'maxiter'.")
+    return kwargs
 
-    Parameters
-    ----------
-    reg : float
-        Entropic regularization.
-    metric : str or callable, default "sqeuclidean"
-    debias : bool, default True
-        Sinkhorn divergence (True) or entropic OT cost (False).
-    **solver_kwargs
-        ``method``, ``tol``, ``maxiter``, passed to every solve.
+
+class SinkhornLoss(nn.Module):
+    """``SinkhornLoss(reg, metric, debias, **solver_kwargs)(x, y, a=None, b=None)`` is
+    :func:`ottools.torch.sinkhorn_loss` (``solver_kwargs``: ``method``, ``tol``,
+    ``maxiter``).
 
     Examples
     --------
@@ -36,17 +37,10 @@ class SinkhornLoss(nn.Module):
 
     def __init__(self, reg, metric="sqeuclidean", debias=True, **solver_kwargs):
         super().__init__()
-        unknown = set(solver_kwargs) - {"method", "tol", "maxiter"}
-        if unknown:
-            raise TypeError(f"Unknown argument(s) {sorted(unknown)} for SinkhornLoss; valid: "
-                            "'method', 'tol', 'maxiter'.")
-        self.reg = reg
-        self.metric = metric
-        self.debias = debias
-        self.solver_kwargs = solver_kwargs
+        self.solver_kwargs = _solver_kwargs("SinkhornLoss", solver_kwargs)
+        self.reg, self.metric, self.debias = reg, metric, debias
 
     def forward(self, x, y, a=None, b=None):
-        """The loss between ``x`` (weights ``a``) and ``y`` (weights ``b``)."""
         return sinkhorn_loss(x, y, a, b, reg=self.reg, metric=self.metric,
                              debias=self.debias, **self.solver_kwargs)
 
@@ -55,16 +49,10 @@ class SinkhornLoss(nn.Module):
 
 
 class SlicedWassersteinLoss(nn.Module):
-    """:func:`ottools.torch.sliced_wasserstein` as a module, with fresh directions per call.
-
-    Parameters
-    ----------
-    p : float, default 2
-    n_projections : int, default 100
-    directions : {"random", "qmc", "orthogonal"} or array_like, default "random"
-    rng : {None, int, numpy.random.Generator, torch.Generator}, optional
-        Seeds one ``numpy.random.Generator`` kept by the module: every call draws new
-        directions from it (an unbiased stochastic gradient in training), reproducibly.
+    """``SlicedWassersteinLoss(p, n_projections, directions, rng)(x, y, a=None, b=None)``
+    is :func:`ottools.torch.sliced_wasserstein` with fresh directions at every call,
+    drawn from one generator seeded by ``rng`` (an unbiased stochastic gradient in
+    training, reproducibly).
 
     Examples
     --------
@@ -80,13 +68,10 @@ class SlicedWassersteinLoss(nn.Module):
 
     def __init__(self, p=2, n_projections=100, directions="random", rng=None):
         super().__init__()
-        self.p = p
-        self.n_projections = n_projections
-        self.directions = directions
+        self.p, self.n_projections, self.directions = p, n_projections, directions
         self.rng = numpy_rng(rng)
 
     def forward(self, x, y, a=None, b=None):
-        """The sliced distance between ``x`` (weights ``a``) and ``y`` (weights ``b``)."""
         return sliced_wasserstein(x, y, a, b, p=self.p, n_projections=self.n_projections,
                                   directions=self.directions, rng=self.rng)
 
@@ -95,15 +80,9 @@ class SlicedWassersteinLoss(nn.Module):
 
 
 class MongeGapRegularizer(nn.Module):
-    """:func:`ottools.torch.monge_gap` as a module: ``module(x, tx)`` is the Monge gap of
-    the map sampled as ``x -> tx``, to add (times a weight) to a fitting loss.
-
-    Parameters
-    ----------
-    metric : str or callable, default "sqeuclidean"
-    reg : float or "auto", default "auto"
-    **solver_kwargs
-        ``method``, ``tol``, ``maxiter``.
+    """``MongeGapRegularizer(metric, reg, **solver_kwargs)(x, tx, a=None)`` is
+    :func:`ottools.torch.monge_gap` of the map sampled as ``x -> tx``, to add (times a
+    weight) to a fitting loss (``solver_kwargs``: ``method``, ``tol``, ``maxiter``).
 
     Examples
     --------
@@ -117,16 +96,10 @@ class MongeGapRegularizer(nn.Module):
 
     def __init__(self, metric="sqeuclidean", reg="auto", **solver_kwargs):
         super().__init__()
-        unknown = set(solver_kwargs) - {"method", "tol", "maxiter"}
-        if unknown:
-            raise TypeError(f"Unknown argument(s) {sorted(unknown)} for MongeGapRegularizer; "
-                            "valid: 'method', 'tol', 'maxiter'.")
-        self.metric = metric
-        self.reg = reg
-        self.solver_kwargs = solver_kwargs
+        self.solver_kwargs = _solver_kwargs("MongeGapRegularizer", solver_kwargs)
+        self.metric, self.reg = metric, reg
 
     def forward(self, x, tx, a=None):
-        """The Monge gap of ``x -> tx`` (weights ``a``)."""
         return monge_gap(x, tx, a, metric=self.metric, reg=self.reg, **self.solver_kwargs)
 
     def extra_repr(self):
