@@ -137,11 +137,78 @@ def test_buffered_selection_keeps_k_largest(n, k, seed):
     r = np.random.default_rng(seed)
     x = r.standard_normal(n)
     vals, idx = np.empty(n), np.empty(n, np.int64)
-    cnt = _k._dual_column(x, 0.0, np.zeros(n), min(k, n), vals, idx)
     expect = np.sort(x[x > 0])[::-1][:k]
-    assert cnt == expect.size
-    np.testing.assert_array_equal(np.sort(vals[:cnt])[::-1], expect)
-    np.testing.assert_array_equal(x[idx[:cnt]], vals[:cnt])
+    # the full column, and a working set: a subset of the rows holding the positive ones
+    rows = np.flatnonzero((x > 0) | (r.random(n) < 0.5))
+    for crow, rws, ws in ((np.zeros(n), np.empty(0, np.int64), False),
+                          (np.zeros(rows.size), rows, True)):
+        cnt = _k._dual_column(x, 0.0, crow, rws, ws, min(k, n), vals, idx)
+        assert cnt == expect.size
+        np.testing.assert_array_equal(np.sort(vals[:cnt])[::-1], expect)
+        np.testing.assert_array_equal(x[idx[:cnt]], vals[:cnt])
+
+
+@settings(deadline=None, max_examples=40)
+@given(n=st.integers(1, 60), m=st.integers(1, 40), k=st.integers(1, 6),
+       semi=st.booleans(), seed=st.integers(0, 2**31), frac=st.floats(0.0, 1.0))
+def test_working_sets_give_the_full_evaluation_to_the_bit(n, m, k, semi, seed, frac):
+    """Sets built at (f0, g0) with a margin serve every point whose potentials moved by
+    at most the margin's bound (semi-dual: margin / 2 in f; dual: margin for the move of f
+    plus that of g): value, gradient and thresholds equal the full kernels' bit for bit."""
+    r = np.random.default_rng(seed)
+    a, b, cost, f0, g0 = _kernel_inputs(r, n, m)
+    b = b * (a.sum() / b.sum())
+    ct = np.ascontiguousarray(cost.T)
+    reg, k = 0.05, min(k, n)
+    margin = 0.05 + 0.3 * r.random()
+    ptr, rows, costs = np.empty(m + 1, np.int64), np.empty(n * m, np.int64), np.empty(n * m)
+    nnz = _k.working_set(f0, g0, ct, reg, b, semi, margin, ptr, rows, costs)
+    assert nnz >= (m if semi else 0)  # a semi-dual column keeps at least its maximum
+    # a move at the bound, split between f and g for the dual
+    step = frac * margin * (0.5 if semi else 1.0)
+    sf = step if semi else step * r.random()
+    f = f0 + sf * r.uniform(-1.0, 1.0, n)
+    g = g0 + (step - sf) * r.uniform(-1.0, 1.0, m)
+    ws = (ptr, rows[:ptr[-1]], costs[:ptr[-1]])
+    none = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+    out = []
+    for sets in (none, ws):
+        gf, gg = np.empty(n), np.empty(m)
+        scratch = (np.empty((1, n)), np.empty((1, n), np.int64), np.empty((1, n)))
+        if semi:
+            val = _k.semi_dual_value_grad_blocks_serial(f, a, b, ct, reg, k, gf, gg,
+                                                        *scratch, sets)
+        else:
+            val = _k.dual_value_grad_blocks_serial(f, g, a, b, ct, reg, k, gf, gg,
+                                                   *scratch, sets)
+        out.append(np.concatenate([[val], gf, gg]))
+    np.testing.assert_array_equal(out[1], out[0])
+
+
+@pytest.mark.parametrize("formulation", ["semi-dual", "dual"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_working_sets_do_not_change_the_solve(formulation, dtype, monkeypatch):
+    """The solver with working sets (on from 2**15 entries) returns the result of the
+    full evaluations to the bit: same iterates, plan, potentials and counts."""
+    from ottools._sparse_ot import _objective
+
+    r = np.random.default_rng(3)
+    x, y = r.random((260, 2)), r.random((240, 2))
+    cost = ottools.cost_matrix(x, y).astype(dtype)
+    a = r.random(260).astype(dtype)
+    a[::7] = 0
+    b = np.full(240, a.sum() / 240, dtype=dtype)
+    results = []
+    for on in (True, False):
+        monkeypatch.setattr(_objective, "_WS_MIN_ENTRIES", 1 << 15 if on else 1 << 62)
+        results.append(ottools.sparsity_constrained_ot(a, b, cost, 0.05, 3,
+                                                       formulation=formulation))
+    ws, full = results
+    assert ws.nit == full.nit and ws.nfev == full.nfev and ws.status == full.status
+    assert ws.dual_value == full.dual_value
+    np.testing.assert_array_equal(ws.f, full.f)
+    np.testing.assert_array_equal(ws.g, full.g)
+    assert (ws.plan != full.plan).nnz == 0
 
 
 def test_column_tops_matches_sort(rng):

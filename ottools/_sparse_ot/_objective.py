@@ -9,6 +9,7 @@ units of ``s``. Costs near 1e300 or masses near 1e-300 therefore run at the scal
 Everything is computed in float64 (the optimiser's precision), also for float32 input.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -66,6 +67,73 @@ class ScaledProblem:
         self.mc = self.bc.size
 
 
+# Working sets (:func:`ottools._kernels._sparse.working_set`) from this many entries on.
+_WS_MIN_ENTRIES = 1 << 15
+_NO_WS = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0))
+
+
+class _WorkingSets:
+    """The rows that can carry mass in each column, valid while the potentials stay
+    within a margin of those they were built at; the evaluations on them equal the full
+    ones to the bit (see :func:`ottools._kernels._sparse.working_set`), at the cost of
+    the sets' entries instead of all ``n m``.
+
+    Near the solution the iterates move by much less than the scale ``reg b_j`` of a
+    column's support, and a set holds a few entries per column. After a full evaluation
+    the sets are rebuilt there with a margin of 8 times the last move of the potentials
+    (sup norm), at least 4 ``max_j reg b_j``; sets over ``max(64, 4 k)`` entries per
+    column on average are given up for the next 16 evaluations."""
+
+    def __init__(self, sp, k, semi):
+        self.sp, self.semi = sp, semi
+        self.margin0 = 4.0 * float(np.max(sp.reg * sp.bc))
+        self.margin = self.margin0
+        cap = min(sp.nr * sp.mc // 4, max(64, 4 * k) * sp.mc)
+        self.ptr = np.empty(sp.mc + 1, dtype=np.int64)
+        self.rows = np.empty(cap, dtype=np.int64)
+        self.costs = np.empty(cap)
+        self.at = None  # (f, g) the sets were built at
+        self.last = None  # the last point evaluated
+        self.move = 0.0
+        self.pause = 0
+
+    def _dist(self, f, g, ref):
+        d = float(np.max(np.abs(f - ref[0]))) if f.size else 0.0
+        if g is not None and g.size:
+            d += float(np.max(np.abs(g - ref[1])))
+        return d
+
+    def covering(self, f, g):
+        """``(ptr, rows, costs)`` if the sets hold every entry that matters at ``(f, g)``,
+        else None."""
+        self.move = 0.0 if self.last is None else self._dist(f, g, self.last)
+        self.last = (f.copy(), None if g is None else g.copy())
+        if self.at is None:
+            return None
+        # semi-dual: twice the move of f; dual: the move of f plus that of g
+        if (2.0 if self.semi else 1.0) * self._dist(f, g, self.at) > self.margin:
+            return None
+        p = self.ptr[-1]
+        return self.ptr, self.rows[:p], self.costs[:p]
+
+    def rebuild(self, f, g):
+        """New sets at ``(f, g)`` (after a full evaluation there)."""
+        if self.pause:
+            self.pause -= 1
+            return
+        from .._kernels import _sparse
+
+        sp = self.sp
+        self.margin = max(self.margin0, 8.0 * self.move)
+        nnz = _sparse.working_set(f, np.zeros(sp.mc) if g is None else g, sp.cost_t, sp.reg,
+                                  sp.bc, self.semi, self.margin, self.ptr, self.rows,
+                                  self.costs)
+        if nnz < 0:
+            self.at, self.pause = None, 16
+        else:
+            self.at = self.last
+
+
 class SparseDual:
     """Dual (``semi=False``, variables ``(f, g)``) or semi-dual (``f`` only) of
     sparsity-constrained OT with at most ``k`` non-zeros per column.
@@ -91,13 +159,15 @@ class SparseDual:
         nb = _sparse.column_blocks(sp.mc, sp.nr)
         # Blocks on threads, or (in a process forked after a parallel kernel ran, where
         # OpenMP is not fork-safe) the same blocks one after the other: the same result.
-        twin = "" if parallel_ok() else "_serial"
-        if semi:
-            self._fn = (getattr(_sparse, "semi_dual_value_grad_blocks" + twin) if nb > 1
-                        else _sparse.semi_dual_value_grad)
+        name = "semi_dual_value_grad" if semi else "dual_value_grad"
+        self._fn_ws = getattr(_sparse, name + "_blocks_serial")
+        if nb == 1:
+            self._fn = getattr(_sparse, name)
+        elif parallel_ok():
+            self._fn = getattr(_sparse, name + "_blocks")
         else:
-            self._fn = (getattr(_sparse, "dual_value_grad_blocks" + twin) if nb > 1
-                        else _sparse.dual_value_grad)
+            self._fn = functools.partial(self._fn_ws, ws=_NO_WS)
+        self._ws = None if sp.nr * sp.mc < _WS_MIN_ENTRIES else _WorkingSets(sp, self.k, semi)
         self._vals = np.empty((nb, sp.nr))
         self._idx = np.empty((nb, sp.nr), dtype=np.int64)
         self._acc = np.empty((nb, sp.nr))
@@ -117,17 +187,21 @@ class SparseDual:
             return self._val, self._grad.copy()
         sp = self.sp
         f = np.ascontiguousarray(x[:self.nr])
+        g = None if self.semi else np.ascontiguousarray(x[self.nr:])
         self.nfev += 1
+        ws = None if self._ws is None else self._ws.covering(f, g)
+        fn = self._fn if ws is None else functools.partial(self._fn_ws, ws=ws)
         if self.semi:
-            val = self._fn(f, sp.ac, sp.bc, sp.cost_t, sp.reg, self.k, self._gf, self._tau,
+            val = fn(f, sp.ac, sp.bc, sp.cost_t, sp.reg, self.k, self._gf, self._tau,
                      self._vals, self._idx, self._acc)
             self._grad[:] = self._gf
         else:
-            g = np.ascontiguousarray(x[self.nr:])
-            val = self._fn(f, g, sp.ac, sp.bc, sp.cost_t, sp.reg, self.k, self._gf, self._gg,
+            val = fn(f, g, sp.ac, sp.bc, sp.cost_t, sp.reg, self.k, self._gf, self._gg,
                      self._vals, self._idx, self._acc)
             self._grad[:self.nr] = self._gf
             self._grad[self.nr:] = self._gg
+        if ws is None and self._ws is not None:
+            self._ws.rebuild(f, g)
         self._x = np.array(x, dtype=np.float64, copy=True)
         self._val = float(val)
         return self._val, self._grad.copy()
