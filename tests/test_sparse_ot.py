@@ -631,8 +631,9 @@ def test_tighter_tol_is_never_worse():
     """A tighter tol gave a worse plan (dual, max_nz = 2, 100 points, unit reg: row error
     5.3e-4 at tol 1e-8, 2.1e-3 at 1e-10): tol steered the restarts. Now tol only stops
     the iterations: the tighter run continues the looser one (the same iterates) and
-    returns a dual value at least as high. Here tol 1e-5 stops at a certified maximum,
-    1e-9 goes on until the stall budget ends."""
+    returns a dual value at least as high. Here tol 1e-5 stops at a certified maximum;
+    1e-9 goes on until the stall budget ends or the certificate holds within it (status
+    5 again, since the first trial steps follow the accepted ones)."""
     a, b, cost = random_problem(np.random.default_rng(1), 15, 20)
     runs = []
     for tol in (1e-5, 1e-9):
@@ -641,7 +642,7 @@ def test_tighter_tol_is_never_worse():
                                               callback=lambda r: seen.append(r.dual_value))
         runs.append((res, seen))
     (loose, s1), (tight, s2) = runs
-    assert loose.status == 5 and tight.status == 4 and tight.nit > loose.nit
+    assert loose.status == 5 and tight.status in (4, 5) and tight.nit >= loose.nit
     assert s2[:len(s1)] == s1
     assert tight.dual_value >= loose.dual_value
 

@@ -114,6 +114,7 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
                 if ls.ok:
                     xn, vn, gn = ls.x, ls.v, ls.g
                     lb.update(xn - x, g - gn, d, gn)
+                    lb.accepted(ls.t)
                     out.nit_bfgs += 1
                 elif lb.count > 0:  # restart from the steepest ascent direction
                     lb.reset()

@@ -72,6 +72,9 @@ class LBFGS:
         self._k.lbfgs_direction(g, self.S, self.Y, self.rho, order, self.count, self._d)
         return self._d.copy(), 1.0
 
+    def accepted(self, t):
+        """The step the line search accepted (unused: L-BFGS always tries 1 first)."""
+
     def update(self, s, y, d=None, g_new=None):
         """Store the pair if its curvature ``s . y`` is positive (else skip it)."""
         sy = self._k.dot(s, y)
@@ -105,20 +108,30 @@ class BFGS:
         self._next_for = None  # the gradient _next belongs to
         self._u = np.empty(nx)
         self._Hy = np.empty(nx)
+        self.t_first = 1.0
+        self._from_h = False
 
     def reset(self):
         self.count = 0
         self._next_for = None
+        self.t_first = 1.0
 
     def direction(self, g):
+        self._from_h = self.count > 0
         if self.count == 0:
             norm = math.sqrt(self._k.dot(g, g))
             return g.copy(), (1.0 / norm if norm > 0 else 1.0)
         if self._next_for is g:
-            return self._next.copy(), 1.0
+            return self._next.copy(), self.t_first
         d = np.empty_like(g)
         self._k.matvec(self.H, g, d)
-        return d, 1.0
+        return d, self.t_first
+
+    def accepted(self, t):
+        """The first trial step of the next search: twice the step just accepted, at
+        most 1 (on the kinked duals the full quasi-Newton step often overshoots); 1 after
+        a steepest-ascent step, whose length has other units."""
+        self.t_first = min(1.0, 2.0 * t) if self._from_h else 1.0
 
     def update(self, s, y, d, g_new):
         """Update with the pair ``(s, y)`` taken along direction ``d`` (``= H g_old``
