@@ -152,11 +152,20 @@ class _Run:
         e = np.where(np.isfinite(errs[:k + 1]), errs[:k + 1], np.nan)
         if measured and np.isfinite(e[0]):
             self.amend(e[0])
+        if k <= 0:
+            return
         end_known = code in (KernelStatus.DONE, KernelStatus.NONFINITE)
-        for t in range(1, k + 1):
-            known = measured and (t < k or end_known)
-            self.record(e[t] if known else math.nan, stage,
-                        pending=measured and t == k and not end_known)
+        # the k iterations at once: what k calls of ``record`` would store
+        vals = e[1:] / self.prob.mass if measured else np.full(k, np.nan)
+        if not end_known:
+            vals[-1] = np.nan
+        start = self.nit + 1
+        while start + k > self.hist.size:
+            self.hist = np.concatenate([self.hist, np.full(self.hist.size, np.nan)])
+        self.hist[start:start + k] = vals
+        self.nit += k
+        self._pending = measured and not end_known
+        self._stage(stage)
 
     def last_err(self):
         """The most recent known relative error (inf if none)."""

@@ -475,3 +475,20 @@ def test_cli_without_tqdm_runs_without_a_bar(rng, tmp_path, capsys, monkeypatch)
     assert code == 0
     assert err.strip() == 'ottools: no progress bar without tqdm (pip install "ottools[progress]")'
     assert np.load(tmp_path / "D.npy").shape == (3, 3)
+
+
+def _malloc_trim_env():
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_own_cluster_keeps_malloc_adaptive(monkeypatch):
+    """The cluster that scheduler="dask" starts runs its workers without the
+    MALLOC_TRIM_THRESHOLD_ that Dask's nanny sets (per-pair work 1.5x slower with it), even
+    when an earlier cluster leaked it into this process; the leaked value is restored."""
+    distributed = pytest.importorskip("distributed")
+    from ottools._pairwise import _local_cluster
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as a nanny leaves it
+    with _local_cluster(distributed, 1) as cluster, distributed.Client(cluster) as client:
+        assert list(client.run(_malloc_trim_env).values()) == [None]
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"
