@@ -364,7 +364,7 @@ def _solve_log(run, f0, g0):
             return sw.potentials() + (status, None)
     sw.set_reg(run.reg)
     status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
-                          relax=Relaxation(opts["overrelaxation"] and run.rho is None))
+                          relax=Relaxation(opts["overrelaxation"]))
     return sw.potentials() + (status, sw)
 
 
@@ -398,7 +398,7 @@ def _solve_auto(run, f0, g0, warm):
     prob = run.prob
     spread = prob.spread
     sw = run.sweeps(f0, g0, ABSORB_BOUND[prob.dtype])
-    # Over-relaxation needs balanced marginals, the Newton stage also the dense plan.
+    # The Newton stage needs balanced marginals and the dense plan.
     balanced = run.rho is None
     anneal = opts["epsilon_scaling"]
     if anneal is None:
@@ -419,7 +419,7 @@ def _solve_auto(run, f0, g0, warm):
             return sw.potentials() + (status, None)
     sw.set_reg(run.reg)
     status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
-                          relax=Relaxation(opts["overrelaxation"] and balanced),
+                          relax=Relaxation(opts["overrelaxation"]),
                           newton_after=(opts["newton_after"] if opts["newton"] and balanced
                                         and not prob.geometry else None))
     if status is not None:

@@ -325,8 +325,8 @@ class UbSweeps(Sweeps):
                 self.bound, tol, maxiter, self.exact, self.cerr, errs, self.s, self.t,
                 self.unew, self.vk)
         if self.chunks > 1:
-            return _kub.unbalanced_sweep_par(*args, self.T, self.E)
-        return _kub.unbalanced_sweep(*args)
+            return _kub.unbalanced_sweep_par(*args, self.T, self.E, omega)
+        return _kub.unbalanced_sweep(*args, omega)
 
     def log_step(self, tol):
         """One exact damped log-domain iteration (the fallback)."""

@@ -42,6 +42,22 @@ def test_plan_equals_pot(rng, reg, reg_m):
     np.testing.assert_allclose(res.marginals[1], b * np.exp(-res.g / rb), rtol=1e-9)
 
 
+@pytest.mark.parametrize("reg, reg_m", [(1e-3, 1.0), (1e-2, (0.5, np.inf))])
+def test_over_relaxed_sweeps_reach_the_plain_plan_in_fewer_sweeps(rng, reg, reg_m):
+    """`auto` over-relaxes the unbalanced sweeps too (omega from the observed rate): the
+    same plan as plain damped sweeps, to the tolerance, in fewer sweeps."""
+    x, y = rng.random((300, 2)), rng.random((250, 2))
+    cost = ottools.cost_matrix(x, y)
+    cost /= cost.max()
+    a, b = np.full(300, 1 / 300), np.full(250, 1.3 / 250)
+    plain = ottools.sinkhorn(a, b, cost, reg, reg_m=reg_m, tol=1e-11, maxiter=100_000,
+                             options={"overrelaxation": False})
+    fast = ottools.sinkhorn(a, b, cost, reg, reg_m=reg_m, tol=1e-11, maxiter=100_000)
+    assert plain.success and fast.success
+    assert fast.nit < plain.nit / 2
+    np.testing.assert_allclose(fast.plan, plain.plan, rtol=0, atol=1e-9 * plain.plan.max())
+
+
 def test_zero_weights_rectangular_and_float32(rng):
     a, b, cost = _problem(rng, 12, 9, zeros=2)
     res = ottools.sinkhorn(a, b, cost, 0.05, reg_m=0.5, tol=1e-12, maxiter=100_000)

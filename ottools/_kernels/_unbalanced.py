@@ -28,11 +28,12 @@ from ._sinkhorn import commit_scalings
 
 
 @jit(fastmath=FASTMATH_SAFE)
-def _ub_rows(K, vk, u, a, pa, qa, tau, kr, unew, t, r0, r1):
-    """Rows ``r0:r1`` of one unbalanced sweep: ``unew`` and ``t = sum_i unew_i K_i``
-    (overwritten). Returns ``(e, ok)``: the row error of the entry state and whether every
-    new scaling is finite and positive."""
+def _ub_rows(K, vk, u, a, pa, qa, tau, kr, unew, t, r0, r1, omega):
+    """Rows ``r0:r1`` of one unbalanced sweep: ``unew`` (over-relaxed when
+    ``omega != 1``) and ``t = sum_i unew_i K_i`` (overwritten). Returns ``(e, ok)``: the
+    row error of the entry state and whether every new scaling is finite and positive."""
     m = K.shape[1]
+    relax = omega != 1.0
     uk = np.empty(1, dtype=K.dtype)
     for j in range(m):
         t[j] = 0.0
@@ -46,6 +47,8 @@ def _ub_rows(K, vk, u, a, pa, qa, tau, kr, unew, t, r0, r1):
         lu = np.log(u[i] / a[i])
         e += abs(u[i] * acc - a[i] * np.exp(qa[i] - kr * lu))
         ui = a[i] * np.exp(pa[i] - tau * np.log(acc))
+        if relax:
+            ui = u[i] * (ui / u[i]) ** omega
         unew[i] = ui
         uk[0] = ui
         uki = uk[0]
@@ -58,13 +61,13 @@ def _ub_rows(K, vk, u, a, pa, qa, tau, kr, unew, t, r0, r1):
 
 
 @jit(parallel=True)
-def _ub_blocks(K, vk, u, a, pa, qa, tau, kr, unew, t, T, E):
+def _ub_blocks(K, vk, u, a, pa, qa, tau, kr, unew, t, T, E, omega):
     """:func:`_ub_rows` in ``T.shape[0]`` parallel row blocks, summed into ``t``."""
     n, m = K.shape
     nc = T.shape[0]
     for c in prange(nc):
         ec, okc = _ub_rows(K, vk, u, a, pa, qa, tau, kr, unew, T[c], c * n // nc,
-                           (c + 1) * n // nc)
+                           (c + 1) * n // nc, omega)
         E[c, 0] = ec
         E[c, 1] = 1.0 if okc else 0.0
     e = 0.0
@@ -81,13 +84,17 @@ def _ub_blocks(K, vk, u, a, pa, qa, tau, kr, unew, t, T, E):
 
 
 @jit
-def _ub_columns(b, t, s, pb, qb, tau, kc):
-    """Column half: ``s_j = b_j exp(pb_j - tau log t_j)``; returns ``(ok, ce)`` with the
-    column error of the new state (zero up to rounding: the damped c-transform is exact)."""
+def _ub_columns(b, t, s, pb, qb, tau, kc, v, omega):
+    """Column half: ``s_j = b_j exp(pb_j - tau log t_j)`` (over-relaxed from ``v`` when
+    ``omega != 1``); returns ``(ok, ce)`` with the column error of the new state (zero up
+    to rounding without relaxation: the damped c-transform is exact)."""
+    relax = omega != 1.0
     ok = True
     ce = 0.0
     for j in range(b.shape[0]):
         sj = b[j] * np.exp(pb[j] - tau * np.log(t[j]))
+        if relax:
+            sj = v[j] * (sj / v[j]) ** omega
         if not (np.isfinite(sj) and sj > 0.0):
             ok = False
         s[j] = sj
@@ -125,7 +132,7 @@ def _translate(u, v, a, b, qa, qb, ka, kb, ia, ib, reg):
 
 @jit
 def _ub_tail(e, ok, it, check_first, cerr, errs, tol, b, t, s, pa, qa, pb, qb, tau_b, ka, kb,
-             ia, ib, reg, u, unew, v, a, bound):
+             ia, ib, reg, u, unew, v, a, bound, omega):
     checked = it > 0 or check_first
     e += cerr[0]
     errs[it] = e if checked else np.inf
@@ -133,7 +140,7 @@ def _ub_tail(e, ok, it, check_first, cerr, errs, tol, b, t, s, pa, qa, pb, qb, t
         return DONE
     if not ok:
         return NONFINITE
-    ok, ce = _ub_columns(b, t, s, pb, qb, tau_b, kb)
+    ok, ce = _ub_columns(b, t, s, pb, qb, tau_b, kb, v, omega)
     if not ok:
         return NONFINITE
     out = commit_scalings(u, unew, v, s, a, b, bound)
@@ -152,9 +159,9 @@ def _ub_tail(e, ok, it, check_first, cerr, errs, tol, b, t, s, pa, qa, pb, qb, t
 
 @jit
 def unbalanced_sweep(K, a, b, u, v, pa, qa, pb, qb, tau_a, ka, tau_b, kb, ia, ib, reg, bound,
-                     tol, maxiter, check_first, cerr, errs, s, t, unew, vk):
+                     tol, maxiter, check_first, cerr, errs, s, t, unew, vk, omega):
     """Unbalanced sweeps in place (serial; :func:`unbalanced_sweep_par` runs row blocks in
-    parallel). Arguments and returns as ``_sinkhorn.scaling_sweep`` (no over-relaxation),
+    parallel). Arguments and returns as ``_sinkhorn.scaling_sweep`` (``omega`` last),
     plus the per-row/column constants of the module note: ``pa``, ``qa`` (n,), ``pb``,
     ``qb`` (m,), ``tau_a``, ``tau_b``, ``ka = eps / rho_a``, ``kb = eps / rho_b``,
     ``ia = 1 / rho_a``, ``ib = 1 / rho_b`` and ``reg = eps``; each iteration ends with the
@@ -164,9 +171,9 @@ def unbalanced_sweep(K, a, b, u, v, pa, qa, pb, qb, tau_a, ka, tau_b, kb, ia, ib
     for it in range(maxiter):
         for j in range(m):
             vk[j] = v[j]
-        e, ok = _ub_rows(K, vk, u, a, pa, qa, tau_a, ka, unew, t, 0, n)
+        e, ok = _ub_rows(K, vk, u, a, pa, qa, tau_a, ka, unew, t, 0, n, omega)
         code = _ub_tail(e, ok, it, check_first, cerr, errs, tol, b, t, s, pa, qa, pb, qb,
-                        tau_b, ka, kb, ia, ib, reg, u, unew, v, a, bound)
+                        tau_b, ka, kb, ia, ib, reg, u, unew, v, a, bound, omega)
         if code == DONE or code == NONFINITE:
             return it, code
         if code == OUT_OF_RANGE:
@@ -176,15 +183,16 @@ def unbalanced_sweep(K, a, b, u, v, pa, qa, pb, qb, tau_a, ka, tau_b, kb, ia, ib
 
 @jit
 def unbalanced_sweep_par(K, a, b, u, v, pa, qa, pb, qb, tau_a, ka, tau_b, kb, ia, ib, reg,
-                         bound, tol, maxiter, check_first, cerr, errs, s, t, unew, vk, T, E):
+                         bound, tol, maxiter, check_first, cerr, errs, s, t, unew, vk, T, E,
+                         omega):
     """:func:`unbalanced_sweep` with each pass in ``T.shape[0]`` parallel row blocks."""
     m = K.shape[1]
     for it in range(maxiter):
         for j in range(m):
             vk[j] = v[j]
-        e, ok = _ub_blocks(K, vk, u, a, pa, qa, tau_a, ka, unew, t, T, E)
+        e, ok = _ub_blocks(K, vk, u, a, pa, qa, tau_a, ka, unew, t, T, E, omega)
         code = _ub_tail(e, ok, it, check_first, cerr, errs, tol, b, t, s, pa, qa, pb, qb,
-                        tau_b, ka, kb, ia, ib, reg, u, unew, v, a, bound)
+                        tau_b, ka, kb, ia, ib, reg, u, unew, v, a, bound, omega)
         if code == DONE or code == NONFINITE:
             return it, code
         if code == OUT_OF_RANGE:
