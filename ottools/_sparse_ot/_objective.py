@@ -81,14 +81,15 @@ class _WorkingSets:
     Near the solution the iterates move by much less than the scale ``reg b_j`` of a
     column's support, and a set holds a few entries per column. After a full evaluation
     the sets are rebuilt there with a margin of 8 times the last move of the potentials
-    (sup norm), at least 4 ``max_j reg b_j``; sets over ``max(64, 4 k)`` entries per
-    column on average are given up for the next 16 evaluations."""
+    (sup norm), at least 4 ``max_j reg b_j``. Sets are kept to ``max(64, 4 min(k, 16))``
+    entries per column on average (and an eighth of the matrix): larger ones are given up
+    for the next 16 evaluations, twice as many after each further failure."""
 
     def __init__(self, sp, k, semi):
         self.sp, self.semi = sp, semi
         self.margin0 = 4.0 * float(np.max(sp.reg * sp.bc))
         self.margin = self.margin0
-        cap = min(sp.nr * sp.mc // 4, max(64, 4 * k) * sp.mc)
+        cap = min(sp.nr * sp.mc // 8, max(64, 4 * min(k, 16)) * sp.mc)
         self.ptr = np.empty(sp.mc + 1, dtype=np.int64)
         self.rows = np.empty(cap, dtype=np.int64)
         self.costs = np.empty(cap)
@@ -96,6 +97,7 @@ class _WorkingSets:
         self.last = None  # the last point evaluated
         self.move = 0.0
         self.pause = 0
+        self.backoff = 16
 
     def _dist(self, f, g, ref):
         d = float(np.max(np.abs(f - ref[0]))) if f.size else 0.0
@@ -129,7 +131,8 @@ class _WorkingSets:
                                   sp.bc, self.semi, self.margin, self.ptr, self.rows,
                                   self.costs)
         if nnz < 0:
-            self.at, self.pause = None, 16
+            self.at, self.pause = None, self.backoff
+            self.backoff *= 2
         else:
             self.at = self.last
 
