@@ -25,10 +25,11 @@ depends on the problem size only (:func:`column_blocks`), never on the thread co
 results are the same whatever ``numba.set_num_threads`` says and whatever other threads
 do; small problems use the serial twin and never compile the parallel one.
 
-The column helpers are inlined into the kernels at Numba's IR level (``inline="always"``):
-called as separate functions, their code loaded from Numba's cache ran a 1000 x 1000
-semi-dual evaluation in 0.74-0.75 ms against 0.48 ms inlined (4 of 5 fresh processes
-each; freshly compiled, both took about 0.5 ms).
+The column helpers (``_prune`` and the column and block functions; not the quickselect
+and the sort, whose inlining doubled the compile time) are inlined into the kernels at
+Numba's IR level (``inline="always"``): called as separate functions, their code loaded
+from Numba's cache ran a 1000 x 1000 semi-dual evaluation in 0.74-0.75 ms against
+0.48 ms with every helper inlined (4 of 5 fresh processes each).
 
 The quasi-Newton helpers (:func:`lbfgs_direction`, :func:`bfgs_update`, :func:`matvec`,
 :func:`dot`) keep the optimiser's vector
@@ -42,7 +43,7 @@ from numba import prange
 from ._jit import FASTMATH_SAFE, jit
 
 
-@jit(inline="always")
+@jit
 def _quickselect(vals, idx, cnt, k):
     """Reorder ``vals[:cnt]`` (and ``idx``) so that the first ``k`` are the ``k`` largest.
 
@@ -80,7 +81,7 @@ def _quickselect(vals, idx, cnt, k):
             lo = store + 1
 
 
-@jit(inline="always")
+@jit
 def _sort_pairs(vals, idx, cnt, by_idx):
     """Sort ``(vals, idx)[:cnt]`` together: descending ``vals``, or ascending ``idx``
     with ``by_idx`` (canonical sparse column order). Insertion sort for short runs."""
