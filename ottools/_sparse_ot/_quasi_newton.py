@@ -90,12 +90,14 @@ class LBFGS:
 
 
 class BFGS:
-    """Dense BFGS inverse-Hessian estimate ``H`` (nx, nx), for maximisation.
+    """Dense BFGS inverse-Hessian estimate ``H`` (nx, nx; its upper triangle), for
+    maximisation.
 
     Pairs as in :class:`LBFGS`. The first pair seeds ``H`` with ``(s . y) / (y . y)``
     times the identity before its update; :meth:`reset` drops ``H`` (a restart). An
-    iteration costs two passes over ``H`` (:func:`ottools._kernels._sparse.bfgs_update`),
-    which also leaves the next direction.
+    iteration costs one pass over the triangle
+    (:func:`ottools._kernels._sparse.bfgs_update`, which adds the previous update's
+    correction while it computes ``H g``), and leaves the next direction.
     """
 
     def __init__(self, nx):
@@ -107,13 +109,16 @@ class BFGS:
         self._next = np.empty(nx)
         self._next_for = None  # the gradient _next belongs to
         self._u = np.empty(nx)
-        self._Hy = np.empty(nx)
+        self._ps = np.empty(nx)  # the correction not yet added to H: s, H y,
+        self._phy = np.empty(nx)
+        self._pending = np.zeros(3)  # rho, c, and whether there is one
         self.t_first = 1.0
         self._from_h = False
 
     def reset(self):
         self.count = 0
         self._next_for = None
+        self._pending[2] = 0.0
         self.t_first = 1.0
 
     def direction(self, g):
@@ -124,7 +129,7 @@ class BFGS:
         if self._next_for is g:
             return self._next.copy(), self.t_first
         d = np.empty_like(g)
-        self._k.matvec(self.H, g, d)
+        self._k.sym_matvec(self.H, g, d, self._ps, self._phy, self._pending)
         return d, self.t_first
 
     def accepted(self, t):
@@ -137,7 +142,7 @@ class BFGS:
         """Update with the pair ``(s, y)`` taken along direction ``d`` (``= H g_old``
         when the memory is not empty), ``g_new`` the new gradient."""
         ok = self._k.bfgs_update(self.H, s, y, d, g_new, self.count == 0, self._next,
-                                 self._u, self._Hy)
+                                 self._u, self._ps, self._phy, self._pending)
         self._next_for = g_new if ok else None
         self.count += bool(ok)
         return ok
