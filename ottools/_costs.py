@@ -125,8 +125,15 @@ def named_cost_matrix(x, y, metric="sqeuclidean", *, p=2, names=("x", "y")):
     functions that build their costs from other arguments, e.g. ``monge_gap``'s ``x`` and
     ``tx``, name those)."""
     x, y = _check_point_pair(x, y, names=names)
+    return checked_cost_matrix(x, y, metric, _check_p(p), names)
+
+
+def checked_cost_matrix(x, y, metric, p=2, names=("x", "y")):
+    """:func:`cost_matrix` of points already validated (float arrays (n, d), (m, d),
+    finite) and a checked ``p``: the internal API of loops over many pairs of measures
+    checked once (``pairwise_distances``)."""
     dtype = _result_dtype(x, y)
-    pp = _check_p(p)
+    pp = p
     if callable(metric):
         return _callable_cost(metric, x, y, dtype)
     name = metric_name(metric)

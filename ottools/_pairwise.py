@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import numpy as np
 
-from ._costs import cost_matrix
+from ._costs import checked_cost_matrix, cost_matrix
 from ._kernels import lazy
 from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, OTConvergenceWarning
@@ -241,7 +241,8 @@ class _Entropic:
         return out
 
     def _solve(self, x, a, y, b, self_transport=False):
-        cost = np.ascontiguousarray(cost_matrix(x, y, self.metric), dtype=self.dtype)
+        cost = np.ascontiguousarray(checked_cost_matrix(x, y, self.metric),
+                                        dtype=self.dtype)
         symmetric = self_transport and np.array_equal(cost, cost.T)
         res = solve(LinearProblem(a, b, cost, self.dtype), self.reg, self.settings,
                     self.method, symmetric=symmetric)
@@ -290,7 +291,8 @@ class _Exact:
         for t in range(ii.shape[0]):
             x, a = R[ii[t]]
             y, b = C[jj[t]]
-            cost = np.ascontiguousarray(cost_matrix(x, y, self.metric), dtype=self.dtype)
+            cost = np.ascontiguousarray(checked_cost_matrix(x, y, self.metric),
+                                        dtype=self.dtype)
             res = emd(a, b, cost, **kw)
             vals[t], stat[t] = float(res.fun), int(res.status)
         return vals, stat
@@ -437,13 +439,14 @@ def _probe(engine, m0, m1, serial, repeat=3):
     return max(t_prep, 1e-7), max(t_pair, 1e-7)
 
 
-def _block_size(t_prep, t_pair, target, n_pairs, workers, nmax):
+def _block_size(t_prep, t_pair, target, n_pairs, workers, nmax, per_worker=4):
     """Measures per block: a tile of ``B x B`` pairs takes about ``target`` seconds
-    (``B^2 t_pair + 2 B t_prep``), and there are at least 4 tiles per worker thread when
-    the pairs allow it (load balance)."""
+    (``B^2 t_pair + 2 B t_prep``), and there are at least ``per_worker`` tiles per worker
+    thread when the pairs allow it (load balance: the last tiles run while other workers
+    have nothing left)."""
     # B^2 t_pair + 2 B t_prep = target
     B = (-t_prep + math.sqrt(t_prep * t_prep + t_pair * target)) / t_pair
-    balance = math.sqrt(max(n_pairs, 1) / (4.0 * workers))
+    balance = math.sqrt(max(n_pairs, 1) / (per_worker * workers))
     return int(max(1, min(nmax, math.floor(min(B, balance)))))
 
 
@@ -470,6 +473,19 @@ class _Plan:
             if not symmetric:
                 self.selfs += [("y", c) for c in range(len(self.cblocks))]
         self.col = "x" if symmetric else "y"
+
+    def size(self, job):
+        """The number of problems a job of :meth:`jobs` solves."""
+        (what, k), _, _ = job
+        if what == "self":
+            which, r = k
+            s, e = (self.rblocks if which == "x" else self.cblocks)[r]
+            return e - s
+        r, c = k
+        nr = self.rblocks[r][1] - self.rblocks[r][0]
+        if c is None:
+            return nr * (nr - 1) // 2
+        return nr * (self.cblocks[c][1] - self.cblocks[c][0])
 
     def jobs(self):
         """``(key, fn, refs)``: the self-term blocks first, then the tiles; ``refs`` name
@@ -503,9 +519,12 @@ def _run_local(plan, engine, blocks, n_threads, serial, on_done):
             on_done(key, fn(engine, *args(refs), serial))
         return
     pool = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="ottools-pairwise")
+    # the largest jobs first (full tiles, then the half-full diagonal ones, then the self
+    # terms): the threads' last jobs are small ones
+    jobs = sorted(plan.jobs(), key=lambda job: -plan.size(job))
     try:
         pending = {pool.submit(fn, engine, *args(refs), serial): key
-                   for key, fn, refs in plan.jobs()}
+                   for key, fn, refs in jobs}
         while pending:
             done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -810,13 +829,16 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
     try:
         if client is not None:
             workers = max(1, sum(client.nthreads().values()))
-            target = max(0.5, workers / 200.0)
+            target, per_worker = max(0.5, workers / 200.0), 4
         else:
-            workers, target = n_threads, 0.5
+            # a thread pool schedules a tile in microseconds: small tiles, and many per
+            # thread, so that the threads finish together
+            workers, target, per_worker = n_threads, 0.1, 16
         cols = mx if symmetric else my
         if n_pairs > 4 * workers and N > 1:
             t_prep, t_pair = _probe(engine, mx[0], cols[1 if symmetric else 0], serial)
-            B = _block_size(t_prep, t_pair, target, n_pairs, workers, max(N, M))
+            B = _block_size(t_prep, t_pair, target, n_pairs, workers, max(N, M),
+                            per_worker)
         else:
             B = 1
         plan = _Plan(N, M, symmetric, B, engine.needs_self or diag_self)

@@ -141,7 +141,8 @@ class LinearProblem:
     def gauge_shift(self, f, g, a, b):
         """The ``c`` that centres ``(f + c, g - c)`` so that ``<f, a> = <g, b>``."""
         ma = float(a.sum(dtype=np.float64))
-        return (float(g @ b.astype(np.float64)) - float(f @ a.astype(np.float64))) / (2 * ma)
+        return ((float(g @ b.astype(np.float64, copy=False))
+                 - float(f @ a.astype(np.float64, copy=False))) / (2 * ma))
 
     def expand(self, fc, gc, reg=0.0, tau=(1.0, 1.0), centre=True):
         """Full, centred potentials in the problem's dtype from compressed ones.

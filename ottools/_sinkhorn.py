@@ -149,20 +149,25 @@ class _Run:
         errors of the states after 0..k iterations of the block; see
         :func:`ottools._kernels._sinkhorn.scaling_sweep`). ``measured``: the sweeps ran at
         ``reg`` (at another regularization the errors measure another problem: NaN)."""
-        e = np.where(np.isfinite(errs[:k + 1]), errs[:k + 1], np.nan)
-        if measured and np.isfinite(e[0]):
-            self.amend(e[0])
+        e0 = float(errs[0])
+        if measured and math.isfinite(e0):
+            self.amend(e0)
         if k <= 0:
             return
         end_known = code in (KernelStatus.DONE, KernelStatus.NONFINITE)
-        # the k iterations at once: what k calls of ``record`` would store
-        vals = e[1:] / self.prob.mass if measured else np.full(k, np.nan)
-        if not end_known:
-            vals[-1] = np.nan
+        # the k iterations at once: what k calls of ``record`` would store (inf, the
+        # kernel's "unknown", becomes NaN)
         start = self.nit + 1
         while start + k > self.hist.size:
             self.hist = np.concatenate([self.hist, np.full(self.hist.size, np.nan)])
-        self.hist[start:start + k] = vals
+        vals = self.hist[start:start + k]
+        if measured:
+            np.divide(errs[1:k + 1], self.prob.mass, out=vals)
+            vals[np.isinf(vals)] = np.nan
+        else:
+            vals[:] = np.nan
+        if not end_known:
+            vals[-1] = np.nan
         self.nit += k
         self._pending = measured and not end_known
         self._stage(stage)
@@ -244,7 +249,8 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
         run.record_block(errs, k, code, stage, measured=at_reg)
         if code == KernelStatus.DONE:
             return CONVERGED
-        window.extend(e for e in errs[:k] if math.isfinite(e))
+        if decide:
+            window.append(errs[:k][np.isfinite(errs[:k])])
         if code == KernelStatus.NONFINITE:
             if not fallback:
                 return NONFINITE
@@ -265,10 +271,10 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
             next_decision = done + _DECIDE
             continue
         if decide and done >= next_decision:
-            block_errs = np.array(window)
+            block_errs = np.concatenate(window) if window else np.empty(0)
             relax.update(block_errs)
             next_decision = done + _DECIDE
-            window = window[-1:]
+            window = [block_errs[-1:]]
             if newton and done >= 40 and (not relax.enabled or relax.omega == 1.0
                                           or relax.settled >= 1):
                 # Predicted further sweeps at the rate of this block.

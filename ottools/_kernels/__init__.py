@@ -27,9 +27,13 @@ class lazy:
 
     def __init__(self, name):
         self._name = f"{__name__}.{name}"
+        self._module = None
 
     def __getattr__(self, attr):
-        return getattr(importlib.import_module(self._name), attr)
+        mod = self._module
+        if mod is None:  # imported once, then read without the import machinery
+            mod = self._module = importlib.import_module(self._name)
+        return getattr(mod, attr)
 
 
 def adapts_threads(fn):
