@@ -928,3 +928,20 @@ def test_bad_method_and_options(rng):
             options={"maxcor": 3})
     assert res.method == "lbfgs"
     assert ottools.quadratic_ot(a, b, cost, 0.1, method="bfgs").method == "bfgs"
+
+
+def test_kink_certificate_has_a_work_budget(monkeypatch):
+    """The exact least-norm mix of a kink step (a dense NNLS) runs only within a work
+    budget set by the evaluations so far (counts, not a clock: a 0.55 s NNLS once took
+    most of a stalled n = 200 solve). With no budget, nothing is certified: the stall is
+    reported as such, never as a certificate."""
+    from ottools._sparse_ot import _kinks
+
+    a, b, cost = random_problem(np.random.default_rng(0), 15, 20)
+    res = ottools.sparsity_constrained_ot(a, b, cost, 1.0, 4, tol=1e-5)
+    assert res.status == 5
+    monkeypatch.setattr(_kinks, "_NNLS_FLOOR", 0.0)
+    monkeypatch.setattr(_kinks, "_NNLS_WORK", 0.0)
+    res = ottools.sparsity_constrained_ot(a, b, cost, 1.0, 4, tol=1e-5)
+    assert res.status in (1, 4) and not res.success and res.err > 1e-5
+    assert "not certified" in res.message or res.status == 1

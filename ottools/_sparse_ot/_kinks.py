@@ -28,6 +28,15 @@ __all__ = []
 CERTIFY_EPS = 1e-7
 STEP_EPS = (1e-10, 1e-7, 1e-4, 1e-2, 1.0)
 
+# The exact least-norm mix (a dense NNLS) of one kink step may cost, in units of
+# ``(rows + columns) * (swaps + columns)**2``, at most this many times the entries the
+# evaluations so far have read (``nfev * n * m``), and never less than _NNLS_FLOOR; beyond,
+# the plain gradient is the direction of that tie tolerance, and it certifies nothing. A
+# count, not a clock: the iterates do not depend on the machine's load. (Measured: a
+# unit of the first costs about 2.5 times an entry of an evaluation.)
+_NNLS_WORK = 0.5
+_NNLS_FLOOR = 1e7
+
 
 def _simplex_threshold(w, z):
     """Row-wise simplex thresholds: ``tau`` with ``sum_r [w_r - tau]_+ = z`` for rows of
@@ -47,14 +56,17 @@ def _column_plans(W, z, reg, semi):
     return np.maximum(W, 0.0) / reg
 
 
-def supergradient(obj, x, eps):
+def supergradient(obj, x, eps, budget=None, memo=None):
     """Least-norm supergradient at ``x`` over the swaps tied within ``eps`` (absolute, in
     the units of ``x``): ``(d, stationarity)`` with ``d`` of length ``obj.nx`` and
     ``stationarity = ||d||_1 / mass``. Without ties ``d`` is the gradient.
 
     A swap exchanges one of the ``L = 4`` smallest kept entries of a column for one of
     the ``L`` largest others (``p < k <= q`` in decreasing order), when the two are
-    within ``eps`` and the swap changes the plan."""
+    within ``eps`` and the swap changes the plan. ``budget``: a one-element list, the
+    work left for the exact mix (see :data:`_NNLS_WORK`; None: no limit), decreased by
+    what it costs. ``memo``: a dict kept between calls at the same ``x``; a set of swaps
+    already solved is not solved again."""
     import scipy.sparse
 
     sp, k, nr, mc, semi = obj.sp, obj.k, obj.nr, obj.mc, obj.semi
@@ -100,15 +112,21 @@ def supergradient(obj, x, eps):
     if not col_of:
         return grad, obj.err(grad)
     col_of = np.concatenate(col_of)
-    E = scipy.sparse.csr_array(
-        (np.concatenate(v_all), (np.concatenate(r_all), np.concatenate(c_all))),
-        shape=(obj.nx, col_of.size))
-    lam = _mix_weights(E, grad, col_of)
+    parts = (col_of, np.concatenate(r_all), np.concatenate(c_all), np.concatenate(v_all))
+    if memo is not None and "swaps" in memo and all(
+            np.array_equal(p, q) for p, q in zip(parts, memo["swaps"])):
+        return memo["result"]
+    E = scipy.sparse.csr_array((parts[3], (parts[1], parts[2])),
+                               shape=(obj.nx, col_of.size))
+    lam = _mix_weights(E, grad, col_of, budget)
     d = grad - E @ lam
-    return d, float(np.abs(d).sum()) / sp.mass
+    out = d, float(np.abs(d).sum()) / sp.mass
+    if memo is not None:
+        memo["swaps"], memo["result"] = parts, out
+    return out
 
 
-def _mix_weights(E, grad, col_of):
+def _mix_weights(E, grad, col_of, budget=None):
     """``argmin ||grad - E lam||`` over ``lam >= 0`` with sum at most 1 per column
     (``col_of[l]`` the column of swap ``l``).
 
@@ -116,12 +134,20 @@ def _mix_weights(E, grad, col_of):
     and its slack; the equality constraints enter as heavily weighted rows of a
     non-negative least-squares problem (Lawson and Hanson, "Solving Least Squares
     Problems", ch. 22), solved exactly by SciPy's active-set ``nnls``. Up to 1500 swaps;
-    beyond, the first swap of each column with box bounds (``lsq_linear``).
+    beyond, the first swap of each column with box bounds (``lsq_linear``). An exact
+    problem over ``budget`` (see :func:`supergradient`) is not solved: no mix.
     """
     from scipy.optimize import lsq_linear, nnls
 
     uniq, inv = np.unique(col_of, return_inverse=True)
     nl, ng = E.shape[1], uniq.size
+    Ec = E.tocsr()
+    rows = np.flatnonzero(np.diff(Ec.indptr))
+    if nl <= 1500 and budget is not None:
+        work = float(rows.size + ng) * float(nl + ng) ** 2
+        if work > budget[0]:
+            return np.zeros(nl)  # over budget: no mix (the plain gradient)
+        budget[0] -= work
     if nl > 1500:
         first = np.zeros(nl, dtype=bool)
         first[np.unique(inv, return_index=True)[1]] = True
@@ -130,8 +156,6 @@ def _mix_weights(E, grad, col_of):
                                 tol=1e-12, lsmr_tol="auto").x
         return lam
     # rows no swap touches keep their residual whatever lam is: leave them out
-    Ec = E.tocsr()
-    rows = np.flatnonzero(np.diff(Ec.indptr))
     Es = Ec[rows].toarray()
     nr = rows.size
     w = 1e3 * max(1.0, float(np.abs(Es).max()) * np.sqrt(nr))
@@ -162,8 +186,10 @@ def kink_step(obj, x, v0, tol, max_ls=30):
     width = obj.sp.reg * float(obj.sp.bc.max())
     tried = []
     best_measure = np.inf
+    budget = [max(_NNLS_FLOOR, _NNLS_WORK * obj.nfev * obj.nr * obj.mc)]
+    memo = {}
     for rel in STEP_EPS:
-        d, measure = supergradient(obj, x, rel * width)
+        d, measure = supergradient(obj, x, rel * width, budget, memo)
         best_measure = min(best_measure, measure)
         if measure <= tol and rel <= CERTIFY_EPS:
             v, g = obj.value_grad(x)
