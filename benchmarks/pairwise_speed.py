@@ -14,8 +14,9 @@ threads, on a Dask LocalCluster, against a Python double loop over POT (issue 19
   timed whole (tile sizing and, for Dask, scattering included); medians and ranges over
   the rounds, with the CPU time of the process and the load average before each run
   (other jobs on a shared machine take cores: CPU / wall tells what a run got). The Dask
-  cluster (``LocalCluster(n_workers=2, threads_per_worker=1)``) is
-  started and warmed up (kernels loaded in the workers) before the timings;
+  cluster (``LocalCluster(n_workers=2, threads_per_worker=1)``) is started and warmed up
+  (kernels loaded in the workers) before each Dask run and closed after it: its scheduler
+  runs in this process, and its event loop would take the GIL during the thread runs;
 * a scaling part: N = 300 (sliced) and N = 40 (divergence), the three runners
   interleaved 7 times; the fastest of the short runs is the one that had the cores;
 * the POT loop is timed on ``--pot-pairs`` random pairs and extrapolated to all pairs
@@ -27,6 +28,7 @@ in one run mean anything.
 """
 
 import argparse
+import contextlib
 import os
 import time
 import warnings
@@ -72,21 +74,50 @@ def _summary(name, times):
            f"{len(t)} run{'s' if len(t) > 1 else ''})"
 
 
-def compare(label, xs, metric, kw, rounds, client, pot_fn, ours_fn, pot_pairs, rng=0):
+def _run(xs, metric, kw, rng, opts, **extra):
+    """``_timed`` of one ``pairwise_distances`` run; ``opts["scheduler"] == "cluster"``:
+    on a fresh ``_cluster()``, started (and its workers' kernels loaded) before the clock
+    starts and closed after it stops."""
+    if opts.get("scheduler") != "cluster":
+        return _timed(lambda: ottools.pairwise_distances(
+            xs, metric=metric, metric_kwargs=kw, rng=rng, **opts, **extra))
+    with _cluster() as client:
+        ottools.pairwise_distances(xs[:6], metric=metric, metric_kwargs=kw, rng=rng,
+                                   scheduler=client)  # workers load the kernels
+        return _timed(lambda: ottools.pairwise_distances(
+            xs, metric=metric, metric_kwargs=kw, rng=rng, scheduler=client, **extra))
+
+
+@contextlib.contextmanager
+def _cluster():
+    """A ``LocalCluster(n_workers=2, threads_per_worker=1)`` and its client. Its scheduler
+    runs in this process (an event loop thread that takes the GIL for heartbeats): it
+    lives only around the Dask runs, so that it never competes with the thread runs.
+    As ``pairwise_distances(scheduler="dask")`` starts its own cluster: workers without
+    Dask's MALLOC_TRIM_THRESHOLD_ (1.5x slower per pair with it; docs' Pairwise page)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_":
+                          None}):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                               dashboard_address=":0")
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+def compare(label, xs, metric, kw, rounds, pot_fn, ours_fn, pot_pairs, rng=0):
     N = len(xs)
     n_pairs = N * (N - 1) // 2
     print(f"\n== {label}: N = {N} clouds ({n_pairs:,} pairs), metric={metric!r}, "
           f"metric_kwargs={kw}")
     ottools.pairwise_distances(xs[:6], metric=metric, metric_kwargs=kw, rng=rng)  # compile
-    ottools.pairwise_distances(xs[:6], metric=metric, metric_kwargs=kw, rng=rng,
-                               scheduler=client)  # workers load the kernels
     runs = {"one thread": [], "two threads": [], "dask 2 workers x 1 thread": []}
     mats = {}
     for r in range(rounds):
         for name, opts in [("one thread", dict(n_jobs=1)), ("two threads", dict(n_jobs=2)),
-                           ("dask 2 workers x 1 thread", dict(scheduler=client))]:
-            dt, cpu, load, (D, S) = _timed(lambda: ottools.pairwise_distances(
-                xs, metric=metric, metric_kwargs=kw, rng=rng, return_status=True, **opts))
+                           ("dask 2 workers x 1 thread", dict(scheduler="cluster"))]:
+            dt, cpu, load, (D, S) = _run(xs, metric, kw, rng, opts, return_status=True)
             runs[name].append(dt)
             mats[name] = (D, S)
             where = "in workers" if "dask" in name else f"{cpu:7.2f} s"
@@ -122,21 +153,18 @@ def compare(label, xs, metric, kw, rounds, client, pot_fn, ours_fn, pot_pairs, r
     return med
 
 
-def scaling(xs, metric, kw, repeats, client):
+def scaling(xs, metric, kw, repeats):
     """Short runs, interleaved ``repeats`` times: one thread, two threads, Dask. On a
     shared machine the fastest of several short runs is the one that had the cores
     (timeit's rule); the medians show the load."""
     ottools.pairwise_distances(xs[:6], metric=metric, metric_kwargs=kw, rng=0)
-    ottools.pairwise_distances(xs[:6], metric=metric, metric_kwargs=kw, rng=0,
-                               scheduler=client)
     names = ["one thread", "two threads", "dask 2 workers x 1 thread"]
-    opts = [dict(n_jobs=1), dict(n_jobs=2), dict(scheduler=client)]
+    opts = [dict(n_jobs=1), dict(n_jobs=2), dict(scheduler="cluster")]
     runs = {n: [] for n in names}
     cpus = {n: [] for n in names}
     for _ in range(repeats):
         for name, o in zip(names, opts):
-            dt, cpu, _, _ = _timed(lambda: ottools.pairwise_distances(
-                xs, metric=metric, metric_kwargs=kw, rng=0, **o))
+            dt, cpu, _, _ = _run(xs, metric, kw, 0, o)
             runs[name].append(dt)
             cpus[name].append(cpu)
     best = {n: min(v) for n, v in runs.items()}
@@ -166,46 +194,33 @@ def main():
                     help="interleaved runs of the scaling part (7)")
     args = ap.parse_args()
     import ot
-    from distributed import Client, LocalCluster
 
     n_sw, n_div = (200, 40) if args.quick else (1000, 200)
     rounds = 1 if args.quick else args.rounds
     div_rounds = 1 if args.quick else args.div_rounds
     print(f"ottools {ottools.__version__}, POT {ot.__version__}, {os.cpu_count()} cores "
           f"(shared machine: medians, ratios within one run)")
-    import dask
-
-    # As pairwise_distances(scheduler="dask") starts its own cluster: workers without
-    # Dask's MALLOC_TRIM_THRESHOLD_ (1.5x slower per pair with it; docs' Pairwise page).
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_":
-                          None}):
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               dashboard_address=":0")
-    with cluster, Client(cluster) as client:
-        if args.only in (None, "sliced"):
-            xs = make_clouds(n_sw)
-            L = 100
-            compare(
-                "sliced Wasserstein", xs, "sliced_wasserstein", {"n_projections": L},
-                rounds, client,
-                lambda x, y: ot.sliced_wasserstein_distance(x, y, n_projections=L, seed=0),
-                lambda x, y: ottools.sliced_wasserstein(x, y, n_projections=L, rng=0),
-                args.pot_pairs)
-        if args.only in (None, "scaling"):
-            scaling(make_clouds(300, seed=3), "sliced_wasserstein", {"n_projections": 100},
-                    args.scaling_repeats, client)
-            scaling(make_clouds(40, seed=4), "sinkhorn_divergence", {"reg": 0.5},
-                    args.scaling_repeats, client)
-        if args.only in (None, "divergence"):
-            xs = make_clouds(n_div, seed=2)
-            reg = 0.5
-            compare(
-                "Sinkhorn divergence", xs, "sinkhorn_divergence", {"reg": reg}, div_rounds,
-                client,
-                lambda x, y: ot.bregman.empirical_sinkhorn_divergence(x, y, reg),
-                lambda x, y: ottools.sinkhorn_divergence(x, y, reg=reg).fun,
-                max(5, args.pot_pairs // 10))
-
+    if args.only in (None, "sliced"):
+        xs = make_clouds(n_sw)
+        L = 100
+        compare(
+            "sliced Wasserstein", xs, "sliced_wasserstein", {"n_projections": L}, rounds,
+            lambda x, y: ot.sliced_wasserstein_distance(x, y, n_projections=L, seed=0),
+            lambda x, y: ottools.sliced_wasserstein(x, y, n_projections=L, rng=0),
+            args.pot_pairs)
+    if args.only in (None, "scaling"):
+        scaling(make_clouds(300, seed=3), "sliced_wasserstein", {"n_projections": 100},
+                args.scaling_repeats)
+        scaling(make_clouds(40, seed=4), "sinkhorn_divergence", {"reg": 0.5},
+                args.scaling_repeats)
+    if args.only in (None, "divergence"):
+        xs = make_clouds(n_div, seed=2)
+        reg = 0.5
+        compare(
+            "Sinkhorn divergence", xs, "sinkhorn_divergence", {"reg": reg}, div_rounds,
+            lambda x, y: ot.bregman.empirical_sinkhorn_divergence(x, y, reg),
+            lambda x, y: ottools.sinkhorn_divergence(x, y, reg=reg).fun,
+            max(5, args.pot_pairs // 10))
 
 if __name__ == "__main__":
     main()
