@@ -11,7 +11,10 @@ Usage (from the repository root; each part runs alone)::
 squared Euclidean cost, reg = 1e-2 * the squared diameter) against POT's
 ``ot.bregman.empirical_sinkhorn(..., isLazy=True)``, both to the same relative marginal
 error (ours computed on POT's plan; POT runs plain log-domain Sinkhorn, given the
-iteration count our plain ``method="log"`` needs, rounded up to its check period).
+iteration count our plain ``method="log"`` needs, rounded up to its check period), and
+against OTT-JAX's ``PointCloud(batch_size=1000)`` Sinkhorn in float64 (``--peers``;
+skipped when not installed). GeomLoss's online backend needs KeOps (pykeops), which
+does not build here: not run.
 
 ``online-50k``: ``sinkhorn_divergence`` at n = m = 50,000 (the dense cost alone: 20 GB),
 peak RSS of the process, and the time per sweep against ``(n m) x`` the per-entry time
@@ -74,25 +77,75 @@ def online(args):
                                   args.repeat)
         plain = ottools.sinkhorn(None, None, geom, reg, method="log", tol=1e-6)
         iters = int(np.ceil(plain.nit / 10) * 10)
+        run = iters if n <= args.pot_full else 10
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            f, g = ot.bregman.empirical_sinkhorn(x, y, reg, a, a, numIterMax=iters,
+            f, g = ot.bregman.empirical_sinkhorn(x, y, reg, a, a, numIterMax=run,
                                                  stopThr=0.0, isLazy=True,
                                                  batchSize=1000)
-        t_pot = time.perf_counter() - t0
+        t_pot = (time.perf_counter() - t0) * iters / run
+        if run < iters:  # POT's iterates are those of our plain log sweeps: their err
+            print(f"n={n}: POT lazy timed over {run} iterations, extrapolated to {iters}; "
+                  f"the err below is our plain log sweeps' after {plain.nit} (the same "
+                  f"iterates)", flush=True)
+            f = g = None
         # POT's plan is exp(f_i + g_j - C_ij / reg) in its convention: our err on it.
         Pv_rows = np.zeros(n)
         Pv_cols = np.zeros(n)
-        for i0 in range(0, n, 2000):
+        for i0 in range(0, n if f is not None else 0, 2000):
             C = ottools.cost_matrix(x[i0:i0 + 2000], y)
             P = np.exp(f[i0:i0 + 2000, None] + g[None, :] - C / reg)
             Pv_rows[i0:i0 + 2000] = P.sum(1)
             Pv_cols += P.sum(0)
-        err_pot = float(np.abs(Pv_rows - a).sum() + np.abs(Pv_cols - a).sum())
-        print(f"n={n}: ottools PointCloud auto {t_ours:.2f} s [{lo:.2f}-{hi:.2f}] nit "
-              f"{res.nit} err {res.err:.1e} | POT lazy {iters} it {t_pot:.1f} s err "
-              f"{err_pot:.1e} | ratio {t_pot / t_ours:.1f}x", flush=True)
+        err_pot = (float(np.abs(Pv_rows - a).sum() + np.abs(Pv_cols - a).sum())
+                   if f is not None else plain.err)
+        line = (f"n={n}: ottools PointCloud auto {t_ours:.2f} s [{lo:.2f}-{hi:.2f}] nit "
+                f"{res.nit} err {res.err:.1e} | POT lazy {iters} it {t_pot:.1f} s err "
+                f"{err_pot:.1e} | ratio {t_pot / t_ours:.1f}x")
+        if "ott" in args.peers:
+            line += " | " + ott_online(x, y, reg, a, t_ours)
+        print(line, flush=True)
+
+
+def ott_version():
+    import ott
+
+    return getattr(ott, "__version__", "?")
+
+
+def ott_online(x, y, reg, a, t_ours):
+    """OTT-JAX ``PointCloud(batch_size=...)`` Sinkhorn (float64, log-domain), its threshold
+    tightened until our err on its plan is <= 1e-6; each setting run once to compile,
+    then timed. Skipped when OTT-JAX is not installed."""
+    try:
+        import jax
+        from ott.geometry import pointcloud
+        from ott.problems.linear import linear_problem
+        from ott.solvers.linear import sinkhorn
+    except ImportError:
+        return "OTT-JAX not installed (skipped)"
+    jax.config.update("jax_enable_x64", True)
+    xj, yj, aj = jax.numpy.asarray(x), jax.numpy.asarray(y), jax.numpy.asarray(a)
+    for thr in (5e-7, 5e-8, 5e-9):
+        geom = pointcloud.PointCloud(xj, yj, epsilon=reg, batch_size=1000)
+        solver = jax.jit(sinkhorn.Sinkhorn(threshold=thr, max_iterations=100_000))
+        prob = linear_problem.LinearProblem(geom, aj, aj)
+        try:
+            solver(prob).f.block_until_ready()  # compile
+        except Exception as exc:  # OTT 0.6's batched path against a newer JAX
+            return (f"OTT-JAX {ott_version()} online path failed with JAX {jax.__version__} "
+                    f"({type(exc).__name__}: {str(exc)[:80]}) (skipped)")
+        t0 = time.perf_counter()
+        out = solver(prob)
+        out.f.block_until_ready()
+        t_ott = time.perf_counter() - t0
+        err = float(np.abs(np.asarray(out.marginal(1)) - a).sum()
+                    + np.abs(np.asarray(out.marginal(0)) - a).sum())
+        if err <= 1e-6:
+            break
+    return (f"OTT-JAX threshold {thr:g} {int(out.n_iters)} it {t_ott:.1f} s err {err:.1e} "
+            f"({t_ott / t_ours:.1f}x)")
 
 
 def online_50k(args):
@@ -224,6 +277,11 @@ def main():
     ap.add_argument("--n", type=int, nargs="+", default=[10_000, 20_000])
     ap.add_argument("--big", type=int, default=50_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--pot-full", type=int, default=10_000,
+                    help="online: above this n, POT is timed over 10 iterations and "
+                         "extrapolated")
+    ap.add_argument("--peers", default="pot,ott",
+                    help="online: peers besides POT (ott: OTT-JAX, when installed)")
     args = ap.parse_args()
     {"online": online, "online-50k": online_50k, "batch": batch,
      "torch": torch_bench}[args.what](args)

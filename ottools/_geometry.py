@@ -284,7 +284,7 @@ def _plan_stats(geom, loga, logb, f, g, reg, v):
     n, m = geom.shape
     nc = _chunks(n, m)
     args = geom.kernel_args() + (loga, logb, f, g, reg, np.ascontiguousarray(v),
-                                 _work(nc, m, rows=4))
+                                 _work(nc, m, rows=5))
     return _ko.plan_stats_par(*args) if nc > 1 else _ko.plan_stats(*args)
 
 

@@ -196,8 +196,8 @@ class OnlineSweeps:
         self.f, self.g = f.copy(), g.copy()
         self.fnew, self.gnew = np.empty(n), np.empty(m)
         nc_r, nc_c = _k.row_chunks(n, m), _k.row_chunks(m, n)
-        self.rows_args = (np.empty((nc_r, m)), np.empty((nc_r, m)))
-        self.cols_args = (np.empty((nc_c, n)), np.empty((nc_c, n)))
+        self.rows_args = (np.empty((nc_r, m)), np.empty((nc_r, 2, m)))
+        self.cols_args = (np.empty((nc_c, n)), np.empty((nc_c, 2, n)))
         self.par = (nc_r > 1, nc_c > 1)
         self.reg = None
         self.exact = False
