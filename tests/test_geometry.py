@@ -52,7 +52,7 @@ def test_transposed_cost_rows_are_the_cost_rows_to_the_bit(n, m, d, metric, dtyp
 @given(z=st.lists(st.one_of(st.floats(-1e300, 1e300), st.just(np.nan), st.just(-np.inf)),
                   max_size=23))
 def test_row_max_and_row_sum(z):
-    from ottools._kernels import _online as ko
+    from ottools._kernels import _lse as ko
 
     z = np.array(z, dtype=np.float64)
     finite = z[~np.isnan(z)]

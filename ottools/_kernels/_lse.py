@@ -2,24 +2,52 @@
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import FASTMATH_SAFE, jit
 
 
 @jit
-def row_lse(logw, pot, cost, inv_reg, i):
-    """``log sum_j exp(logw_j + (pot_j - cost[i, j]) * inv_reg)`` for row ``i``."""
-    m = cost.shape[1]
-    mx = -np.inf
-    for j in range(m):
-        t = logw[j] + (pot[j] - cost[i, j]) * inv_reg
-        if t > mx:
-            mx = t
+def row_max(z):
+    """The largest entry of ``z`` other than NaN (``-inf`` if none): four running maxima,
+    which the compiler vectorizes (one running maximum does not: without ``nnan`` a
+    maximum is not reassociated). Exact, so the same as the plain loop's."""
+    m = z.shape[0]
+    m0 = m1 = m2 = m3 = -np.inf
+    j = 0
+    while j + 4 <= m:
+        a, b, c, d = z[j], z[j + 1], z[j + 2], z[j + 3]
+        m0 = a if a > m0 else m0
+        m1 = b if b > m1 else m1
+        m2 = c if c > m2 else m2
+        m3 = d if d > m3 else m3
+        j += 4
+    mx = max(max(m0, m1), max(m2, m3))
+    while j < m:
+        mx = z[j] if z[j] > mx else mx
+        j += 1
+    return mx
+
+
+@jit(fastmath=FASTMATH_SAFE)
+def row_sum(z):
+    """The sum of ``z``, reassociated (vectorized partial sums)."""
+    s = 0.0
+    for j in range(z.shape[0]):
+        s += z[j]
+    return s
+
+
+@jit
+def shifted_lse(z, ez, work):
+    """``log sum_j exp(z_j)`` by the largest entry and the vectorized exponential (``z``
+    is shifted in place; ``ez``, ``work``: float64 rows of its length). A non-finite
+    maximum is returned as it is."""
+    mx = row_max(z)
     if not np.isfinite(mx):
         return mx
-    s = 0.0
-    for j in range(m):
-        s += np.exp(logw[j] + (pot[j] - cost[i, j]) * inv_reg - mx)
-    return mx + np.log(s)
+    for j in range(z.shape[0]):
+        z[j] -= mx
+    exp_into(z, ez, work)
+    return mx + np.log(row_sum(ez))
 
 
 @jit
@@ -27,7 +55,8 @@ def col_lse(logw, pot, cost, inv_reg, out_max, out_sum, out):
     """Column log-sum-exp ``out_j = log sum_i exp(logw_i + (pot_i - cost[i, j]) * inv_reg)``.
 
     Streams the rows of the C-contiguous ``cost`` twice (max, then sum), using
-    ``out_max`` and ``out_sum`` (length m) as work space.
+    ``out_max`` and ``out_sum`` (length m) as work space; the exponentials of a row are
+    taken together (``exp_into``).
     """
     n, m = cost.shape
     for j in range(m):
@@ -39,10 +68,14 @@ def col_lse(logw, pot, cost, inv_reg, out_max, out_sum, out):
             t = r - cost[i, j] * inv_reg
             if t > out_max[j]:
                 out_max[j] = t
+    z, ez, work = np.empty(m), np.empty(m), np.empty(m)
     for i in range(n):
         r = logw[i] + pot[i] * inv_reg
         for j in range(m):
-            out_sum[j] += np.exp(r - cost[i, j] * inv_reg - out_max[j])
+            z[j] = r - cost[i, j] * inv_reg - out_max[j]
+        exp_into(z, ez, work)
+        for j in range(m):
+            out_sum[j] += ez[j]
     for j in range(m):
         out[j] = out_max[j] + np.log(out_sum[j])
 
@@ -109,8 +142,12 @@ def c_transform_rows(a, logw, pot, cost, reg, prev, out):
     """
     inv = 1.0 / reg
     e = 0.0
+    m = cost.shape[1]
+    z, ez, work = np.empty(m), np.empty(m), np.empty(m)
     for i in range(cost.shape[0]):
-        oi = -reg * row_lse(logw, pot, cost, inv, i)
+        for j in range(m):
+            z[j] = logw[j] + (pot[j] - cost[i, j]) * inv
+        oi = -reg * shifted_lse(z, ez, work)
         if not np.isfinite(oi):
             return False, e
         out[i] = oi

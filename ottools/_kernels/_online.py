@@ -16,8 +16,8 @@ in-place ``exp_into`` does not vectorize (its output aliases its input). Kernels
 import numpy as np
 from numba import prange
 
-from ._jit import FASTMATH_SAFE, jit
-from ._lse import exp_into
+from ._jit import jit
+from ._lse import exp_into, row_max, row_sum
 
 SQEUCLIDEAN, EUCLIDEAN, CITYBLOCK, MINKOWSKI = 0, 1, 2, 3
 
@@ -53,37 +53,6 @@ def cost_row(x, y, i, sqx, sqy, metric, p, inv_scale, out):
             for k in range(d):
                 s += abs(x[i, k] - y[j, k]) ** p
             out[j] = s ** (1.0 / p) * inv_scale
-
-
-@jit
-def row_max(z):
-    """The largest entry of ``z`` other than NaN (``-inf`` if none): four running maxima,
-    which the compiler vectorizes (one running maximum does not: without ``nnan`` a
-    maximum is not reassociated). Exact, so the same as the plain loop's."""
-    m = z.shape[0]
-    m0 = m1 = m2 = m3 = -np.inf
-    j = 0
-    while j + 4 <= m:
-        a, b, c, d = z[j], z[j + 1], z[j + 2], z[j + 3]
-        m0 = a if a > m0 else m0
-        m1 = b if b > m1 else m1
-        m2 = c if c > m2 else m2
-        m3 = d if d > m3 else m3
-        j += 4
-    mx = max(max(m0, m1), max(m2, m3))
-    while j < m:
-        mx = z[j] if z[j] > mx else mx
-        j += 1
-    return mx
-
-
-@jit(fastmath=FASTMATH_SAFE)
-def row_sum(z):
-    """The sum of ``z``, reassociated (vectorized partial sums)."""
-    s = 0.0
-    for j in range(z.shape[0]):
-        s += z[j]
-    return s
 
 
 @jit

@@ -86,13 +86,15 @@ def _plan_rows(loga, logb, cost, inv, f, g, P, rows, cols, z, r0, r1):
     m = cost.shape[1]
     lin = 0.0
     plogr = 0.0
+    w, work = np.empty(m), np.empty(m)
     for i in range(r0, r1):
         fi = f[i]
         lai = loga[i]
         for j in range(m):
             zj = (fi + g[j] - cost[i, j]) * inv
             z[j] = zj
-            P[i, j] = np.exp(lai + logb[j] + zj)
+            w[j] = lai + logb[j] + zj
+        exp_into(w, P[i], work)
         r = 0.0
         lr = 0.0
         pr = 0.0
