@@ -1,13 +1,21 @@
 """Batches of entropic problems: ``sinkhorn`` with a cost of shape (B, n, m).
 
-Every problem runs the log-stable sweeps of ``method="log"`` inside one Numba kernel,
-problems in parallel (``ottools._kernels._batch``): the iterates, iteration counts and
-statuses of one call per problem, without the Python driver's overhead per problem.
-The kernel runs on groups of problems (:func:`batch_group`), so that Ctrl-C gets through
-between groups; a forked child runs the serial twin; a problem whose costs round away at
-``reg`` (``max |C| * eps / reg > 1``) gets status 2, as with one problem.
+Every problem runs the log-stable sweeps inside one Numba kernel, problems in parallel
+(``ottools._kernels._batch``), without the Python driver's overhead per problem. With
+``method="log"`` they are plain Sinkhorn: the iterates, iteration counts and statuses of
+one ``method="log"`` call per problem. With ``method="auto"`` (the default) they are
+over-relaxed by the rule of one problem's driver (the rate of the first 20 sweeps, then
+a decision every 10; ``options={"overrelaxation": False}`` turns it off); the batch
+does not anneal or take Newton steps, so a problem's iterates are not those of one
+``auto`` call, but its result meets the same ``tol``.
+The kernel runs on groups of problems (:func:`batch_group`, then groups sized to about
+0.2 s at the pace of the first), so that Ctrl-C gets through between groups; a forked
+child runs the serial twin; a problem whose costs round away at ``reg``
+(``max |C| * eps / reg > 1``) gets status 2, as with one problem.
 Internal API: :func:`solve_batch`, called by :func:`ottools.sinkhorn`.
 """
+
+import time
 
 import numpy as np
 
@@ -55,26 +63,51 @@ def _check_batch(a, b, cost, reg_m, method, init, callback):
             raise ValueError(f"`{name}` holds {arr.shape[0]} problems but `cost` holds {B}.")
         weights.append(arr)
     dtype = _result_dtype(cost, *weights)
+    against = f"`cost` has shape {cost.shape}"
     out = []
     for arr, name, size in zip(weights, ("a", "b"), (n, m)):
-        rows = []
-        for k in range(B):
-            wk = None if arr is None else (arr if arr.ndim == 1 else arr[k])
+        if arr is None or arr.ndim == 1:  # one vector for every problem: checked once
             try:
-                rows.append(_check_weights(wk, size, name, dtype,
-                                           against=f"`cost` has shape {cost.shape}"))
+                w = _check_weights(arr, size, name, dtype, against=against)
             except ValueError as exc:
-                raise ValueError(f"problem {k} of the batch: {exc}") from None
-        out.append(np.stack(rows))
+                raise ValueError(f"problem 0 of the batch: {exc}") from None
+            out.append(np.repeat(w[None], B, axis=0))
+            continue
+        if not (arr.shape[1] == size and size > 0 and np.all(np.isfinite(arr))
+                and not np.any(arr < 0) and np.all(arr.sum(axis=1) > 0)):
+            for k in range(B):  # the first bad problem, with the one-problem message
+                try:
+                    _check_weights(arr[k], size, name, dtype, against=against)
+                except ValueError as exc:
+                    raise ValueError(f"problem {k} of the batch: {exc}") from None
+        out.append(np.ascontiguousarray(arr, dtype=dtype))
     aw, bw = out
-    for k in range(B):
-        try:
-            bw[k] = _check_balanced(aw[k], bw[k])
-        except ValueError as exc:
-            raise ValueError(f"problem {k} of the batch: {exc}") from None
+    bw = _balanced_rows(aw, bw)
     # float64 copies of the dtype-rounded weights: what one problem's solver uses.
     return (aw.astype(np.float64), bw.astype(np.float64),
             np.ascontiguousarray(cost, dtype=dtype), np.dtype(dtype))
+
+
+def _balanced_rows(aw, bw, rtol=1e-6):
+    """:func:`ottools._validation._check_balanced` for every problem (rows of ``aw``,
+    ``bw``) at once; the rows to rescale, and the first that fails, go through it one
+    by one (the same rescaled weights and message); errors name the problem."""
+    sa, sb = aw.sum(axis=1, dtype=np.float64), bw.sum(axis=1, dtype=np.float64)
+    big = np.maximum(sa, sb)
+    gap = np.abs(sa - sb)
+    bad = np.flatnonzero(gap > rtol * big)
+    if bad.size:
+        k = int(bad[0])
+        try:
+            _check_balanced(aw[k], bw[k])
+        except ValueError as exc:
+            raise ValueError(f"problem {k} of the batch: {exc}") from None
+    fix = np.flatnonzero(gap > 64 * np.finfo(np.float64).eps * big)
+    if fix.size:
+        bw = bw.copy()
+        for k in fix:
+            bw[k] = _check_balanced(aw[k], bw[k])
+    return bw
 
 
 def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback, options):
@@ -83,7 +116,11 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
     name = _check_method(method, METHODS)
     a64, b64, cost, dtype = _check_batch(a, b, cost, reg_m, name, init, callback)
     reg = _check_positive(reg, "reg")
-    _check_option_table(options, {"check_every": _Option("int", 10, lo=1)}, f"a batch (method={name!r})")
+    table = {"check_every": _Option("int", 10, lo=1)}
+    if name == "auto":
+        table["overrelaxation"] = _Option("bool", True)
+    opts = _check_option_table(options, table, f"a batch (method={name!r})")
+    relax = bool(opts.get("overrelaxation", False))
     settings = Settings.from_args(tol, maxiter, None, dtype)
     _define_result_class()
     B, n, m = cost.shape
@@ -101,11 +138,18 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
     kernel = (_kb.sinkhorn_batch if lazy("_jit").parallel_ok()
               else _kb.sinkhorn_batch_serial)
     step = batch_group(B, n, m, settings.maxiter)
-    for k0 in range(0, B, step):
+    k0 = 0
+    while k0 < B:
         k1 = min(B, k0 + step)
+        t0 = time.perf_counter()
         kernel(a64[k0:k1], b64[k0:k1], cost[k0:k1], reg, settings.tol, settings.maxiter,
-               ABSORB_BOUND[dtype], f[k0:k1], g[k0:k1], P[k0:k1], nit[k0:k1], code[k0:k1],
+               ABSORB_BOUND[dtype], relax, f[k0:k1], g[k0:k1], P[k0:k1], nit[k0:k1], code[k0:k1],
                err[k0:k1], lin[k0:k1], plogr[k0:k1], pmass[k0:k1])
+        elapsed = time.perf_counter() - t0
+        # the next groups: as many problems as this group's pace runs in _GROUP_SECONDS
+        if elapsed > 0:
+            step = max(step, int(_GROUP_SECONDS * (k1 - k0) / elapsed))
+        k0 = k1
     status = np.where(code == KernelStatus.DONE, CONVERGED,
                       np.where(code == KernelStatus.NONFINITE, NONFINITE, MAXITER))
     status = np.where((status == MAXITER) & (err <= settings.tol), CONVERGED, status)
@@ -139,10 +183,13 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
         message=message, method=name, reg=reg)
 
 
-# Entries times iterations one kernel call may visit at most (a few tenths of a second),
-# and the fewest problems per call per thread (keeps the threads' loads balanced).
+# Entries times iterations the first kernel call may visit at most (a few tenths of a
+# second), and the fewest problems per call per thread (keeps the threads' loads
+# balanced). Later calls take as many problems as the first ran in _GROUP_SECONDS: a
+# kernel launch and its Python call cost tens of microseconds, as much as a small problem.
 _GROUP_WORK = 1 << 27
 _GROUP_PER_THREAD = 8
+_GROUP_SECONDS = 0.2
 
 
 def batch_group(B, n, m, maxiter):

@@ -20,7 +20,7 @@ def _batch(rng, B=12, n=9, m=7, dtype=np.float64):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_batch_equals_per_problem_calls(rng, dtype):
     a, b, cost = _batch(rng, dtype=dtype)
-    res = ottools.sinkhorn(a, b, cost, 0.02)
+    res = ottools.sinkhorn(a, b, cost, 0.02, method="log")
     assert res.plan.shape == cost.shape and res.plan.dtype == dtype
     assert res.f.dtype == dtype and res.nit.shape == res.status.shape == (12,)
     for k in range(12):
@@ -35,6 +35,31 @@ def test_batch_equals_per_problem_calls(rng, dtype):
         # the error is a float64 sum over float32 entries, summed in another order
         rel = 1e-9 if dtype == np.float64 else 1e-5
         assert res.err[k] == pytest.approx(one.err, rel=rel, abs=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_auto_batch_is_over_relaxed_and_meets_tol(rng, dtype):
+    # method="auto" over-relaxes each problem's sweeps (the rule of one problem's
+    # driver): fewer sweeps than plain Sinkhorn, the same plans up to the tolerance.
+    a, b, cost = _batch(rng, B=6, n=40, m=30, dtype=dtype)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    auto = ottools.sinkhorn(a, b, cost, 0.004, tol=tol)
+    plain = ottools.sinkhorn(a, b, cost, 0.004, tol=tol, method="log")
+    off = ottools.sinkhorn(a, b, cost, 0.004, tol=tol,
+                           options={"overrelaxation": False})
+    assert np.all(auto.success) and np.all(plain.success)
+    assert np.all(auto.err <= tol)
+    assert auto.nit.sum() < 0.7 * plain.nit.sum()
+    np.testing.assert_array_equal(off.nit, plain.nit)
+    np.testing.assert_array_equal(off.plan, plain.plan)
+    atol = 1e-9 if dtype == np.float64 else 2e-5
+    for k in range(6):
+        one = ottools.sinkhorn(a[k], b[k], cost[k], 0.004, tol=tol)
+        np.testing.assert_allclose(auto.plan[k], one.plan, atol=atol * a[k].max())
+        assert auto.fun[k] == pytest.approx(one.fun, rel=1e-8 if dtype == np.float64
+                                            else 1e-4)
+    with pytest.raises(TypeError, match="overrelaxation"):
+        ottools.sinkhorn(a, b, cost, 0.1, method="log", options={"overrelaxation": True})
 
 
 def test_shared_weights_and_honest_status(rng):
@@ -85,6 +110,7 @@ def test_groups_of_problems_give_the_same_results(rng, monkeypatch):
 
     monkeypatch.setattr(batch, "_GROUP_WORK", 1)
     monkeypatch.setattr(batch, "_GROUP_PER_THREAD", 1)
+    monkeypatch.setattr(batch, "_GROUP_SECONDS", 0.0)  # every group as small as the first
     assert batch.batch_group(12, 9, 7, 10_000) < 12
     grouped = ottools.sinkhorn(a, b, cost, 0.02)
     for key in ("plan", "f", "g", "nit", "status", "err", "fun"):
