@@ -17,7 +17,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit
-from ._lse import exp_into, row_max, row_sum
+from ._lse import exp_into, shifted_lse
 
 SQEUCLIDEAN, EUCLIDEAN, CITYBLOCK, MINKOWSKI = 0, 1, 2, 3
 
@@ -114,13 +114,7 @@ def _ctransform_rows(x, yt, sqx, sqy, metric, p, inv_scale, logw, pot, reg, prev
         cost_row_t(x, yt, i, sqx, sqy, metric, p, inv_scale, z)
         for j in range(m):
             z[j] = logw[j] + (pot[j] - z[j]) * inv
-        mx = row_max(z)
-        if not np.isfinite(mx):
-            return False, e
-        for j in range(m):
-            z[j] -= mx
-        exp_into(z, ez, work)
-        oi = -reg * (mx + np.log(row_sum(ez)))
+        oi = -reg * shifted_lse(z, ez, work)
         if not np.isfinite(oi):
             return False, e
         out[i] = oi
