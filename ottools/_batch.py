@@ -35,8 +35,9 @@ _kb = lazy("_batch")
 
 
 def _check_batch(a, b, cost, reg_m, method, init, callback):
-    """Validated ``(a, b, cost, dtype)`` of a batch: ``cost`` (B, n, m); ``a`` (B, n) or (n,)
-    or None; ``b`` likewise; equal masses per problem (errors name the batch index)."""
+    """Validated ``(a, b, cost, dtype, cmax)`` of a batch: ``cost`` (B, n, m); ``a`` (B, n)
+    or (n,) or None; ``b`` likewise; equal masses per problem (errors name the batch
+    index); ``cmax`` the largest ``|C|`` of each problem (of the input ``cost``)."""
     if reg_m is not None or init is not None or callback is not None:
         bad = [k for k, v in (("reg_m", reg_m), ("init", init), ("callback", callback))
                if v is not None]
@@ -49,8 +50,13 @@ def _check_batch(a, b, cost, reg_m, method, init, callback):
     B, n, m = cost.shape
     if cost.size == 0:
         raise ValueError(f"`cost` must not be empty; got shape {cost.shape}.")
-    if not np.all(np.isfinite(cost)):
-        k = int(np.flatnonzero(~np.isfinite(cost).reshape(B, -1).all(1))[0])
+    # Per-problem extremes in two reductions without temporaries: NaN propagates into
+    # the maximum, inf and -inf show in it or in the minimum.
+    flat = cost.reshape(B, -1)
+    with np.errstate(invalid="ignore"):
+        cmax = np.maximum(flat.max(axis=1), -flat.min(axis=1))
+    if not np.all(np.isfinite(cmax)):
+        k = int(np.flatnonzero(~np.isfinite(cmax))[0])
         raise ValueError(f"`cost` must be finite; problem {k} of the batch holds NaN or "
                          f"inf.")
     weights = []
@@ -85,7 +91,7 @@ def _check_batch(a, b, cost, reg_m, method, init, callback):
     bw = _balanced_rows(aw, bw)
     # float64 copies of the dtype-rounded weights: what one problem's solver uses.
     return (aw.astype(np.float64), bw.astype(np.float64),
-            np.ascontiguousarray(cost, dtype=dtype), np.dtype(dtype))
+            np.ascontiguousarray(cost, dtype=dtype), np.dtype(dtype), cmax)
 
 
 def _balanced_rows(aw, bw, rtol=1e-6):
@@ -114,7 +120,7 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
     """``sinkhorn`` on a batch (B, n, m): every problem by the log-stable sweeps, in
     parallel over problems (``ottools._kernels._batch``); one result of arrays."""
     name = _check_method(method, METHODS)
-    a64, b64, cost, dtype = _check_batch(a, b, cost, reg_m, name, init, callback)
+    a64, b64, cost, dtype, cmax = _check_batch(a, b, cost, reg_m, name, init, callback)
     reg = _check_positive(reg, "reg")
     table = {"check_every": _Option("int", 10, lo=1)}
     if name == "auto":
@@ -130,7 +136,7 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
     err, lin, plogr, pmass = (np.zeros(B) for _ in range(4))
     # exp((f + g - C) / reg) without a correct digit (as in ottools.sinkhorn): status 2.
     with np.errstate(over="ignore"):
-        floor = np.finfo(dtype).eps * np.abs(cost).reshape(B, -1).max(1) / reg
+        floor = np.finfo(dtype).eps * cmax.astype(dtype).astype(np.float64) / reg
     hopeless = floor > 1.0
     # Groups of problems per kernel call, so that Ctrl-C gets through between calls; in a
     # process forked after a parallel kernel ran, the serial twin (OpenMP is not

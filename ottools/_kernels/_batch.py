@@ -95,10 +95,18 @@ def _solve_one(a, b, cost, reg, tol, maxiter, bound, relax, f_out, g_out, P_out)
         ac[i] = a[ri[i]]
     for j in range(mc):
         bc[j] = b[ci[j]]
-    costc = np.empty((nr, mc), dtype=cost.dtype)
-    for i in range(nr):
-        for j in range(mc):
-            costc[i, j] = cost[ri[i], ci[j]]
+    # Every weight positive (the common case): no compressed copy, and the kernel (then
+    # the plan written over it) lives in P_out. Else compressed copies, scattered back.
+    full = nr == n and mc == m
+    if full:
+        costc = cost
+        K = P_out
+    else:
+        costc = np.empty((nr, mc), dtype=cost.dtype)
+        for i in range(nr):
+            for j in range(mc):
+                costc[i, j] = cost[ri[i], ci[j]]
+        K = np.empty((nr, mc), dtype=cost.dtype)
     loga = np.log(ac)
     logb = np.log(bc)
     mass = 0.5 * (ac.sum() + bc.sum())
@@ -107,7 +115,6 @@ def _solve_one(a, b, cost, reg, tol, maxiter, bound, relax, f_out, g_out, P_out)
     g = np.zeros(mc)
     u = ac.copy()
     v = bc.copy()
-    K = np.empty((nr, mc), dtype=cost.dtype)
     x = np.empty(mc)
     w = np.empty(mc)
     s, t, unew = np.empty(mc), np.empty(mc), np.empty(nr)
@@ -179,26 +186,38 @@ def _solve_one(a, b, cost, reg, tol, maxiter, bound, relax, f_out, g_out, P_out)
         rows, cols, lin, plogr = plan_from_scalings(K, u, v, ac, bc, costc, f, g, reg)
         P = K
     else:
-        P = np.empty((nr, mc), dtype=cost.dtype)
+        P = K if full else np.empty((nr, mc), dtype=cost.dtype)
         rows, cols, lin, plogr = plan_from_potentials(loga, logb, costc, reg, fp, gp, P)
-    for i in range(n):
-        f_out[i] = np.nan
-        for j in range(m):
-            P_out[i, j] = 0.0
-    for j in range(m):
-        g_out[j] = np.nan
-    for i in range(nr):
-        f_out[ri[i]] = fp[i]
-        for j in range(mc):
-            P_out[ri[i], ci[j]] = P[i, j]
-    for j in range(mc):
-        g_out[ci[j]] = gp[j]
+    if full:  # P is P_out
+        f_out[:] = fp
+        g_out[:] = gp
+    else:
+        _scatter(ri, ci, fp, gp, P, f_out, g_out, P_out)
     e = 0.0
     for i in range(nr):
         e += abs(rows[i] - ac[i])
     for j in range(mc):
         e += abs(cols[j] - bc[j])
     return nit, code, e / mass, lin, plogr, rows.sum()
+
+
+@jit
+def _scatter(ri, ci, fp, gp, P, f_out, g_out, P_out):
+    """The compressed potentials and plan at their rows ``ri`` and columns ``ci`` of the
+    full-size outputs (NaN potentials and zero plan entries elsewhere)."""
+    n, m = P_out.shape
+    for i in range(n):
+        f_out[i] = np.nan
+        for j in range(m):
+            P_out[i, j] = 0.0
+    for j in range(m):
+        g_out[j] = np.nan
+    for i in range(ri.size):
+        f_out[ri[i]] = fp[i]
+        for j in range(ci.size):
+            P_out[ri[i], ci[j]] = P[i, j]
+    for j in range(ci.size):
+        g_out[ci[j]] = gp[j]
 
 
 @jit(parallel=True)
