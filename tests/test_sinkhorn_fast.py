@@ -46,6 +46,21 @@ def test_exp_into_float32(rng):
 
 # --- kernels against NumPy twins --------------------------------------------------------
 
+@pytest.mark.parametrize("omega", [1.0, 1.05, 1.5, 1.9])
+def test_relaxed_power_is_pow_to_rounding(rng, omega):
+    """The binomial series inside its band, pow outside; NaN and inf pass through."""
+    c = k.relax_coefficients(omega)
+    old = rng.random(2000) + 0.1
+    d = np.concatenate([rng.uniform(-1, 1, 1000) * 2.0 ** -10,  # the series
+                        rng.uniform(-0.9, 3, 1000)])            # pow
+    new = old * (1 + d)
+    got = np.array([k.relaxed(o, x, omega, c) for o, x in zip(old, new)])
+    want = old * (new / old) ** omega
+    assert np.max(np.abs(got - want) / want) <= 4 * np.finfo(float).eps
+    assert np.isnan(k.relaxed(1.0, np.nan, omega, c))
+    assert k.relaxed(1.0, np.inf, omega, c) == np.inf
+
+
 def test_build_kernel_and_plan_from_potentials(rng):
     a, b, cost = random_problem(rng, 13, 9)
     f, g = rng.normal(size=13) * 0.1, rng.normal(size=9) * 0.1

@@ -24,7 +24,7 @@ from numba import prange
 
 from ._codes import BUDGET, DONE, NONFINITE, OUT_OF_RANGE
 from ._jit import FASTMATH_SAFE, jit
-from ._sinkhorn import commit_scalings
+from ._sinkhorn import commit_scalings, relax_coefficients, relaxed
 
 
 @jit(fastmath=FASTMATH_SAFE)
@@ -34,6 +34,7 @@ def _ub_rows(K, vk, u, a, pa, qa, tau, kr, unew, t, r0, r1, omega):
     row error of the entry state and whether every new scaling is finite and positive."""
     m = K.shape[1]
     relax = omega != 1.0
+    c = relax_coefficients(omega)
     uk = np.empty(1, dtype=K.dtype)
     for j in range(m):
         t[j] = 0.0
@@ -48,7 +49,7 @@ def _ub_rows(K, vk, u, a, pa, qa, tau, kr, unew, t, r0, r1, omega):
         e += abs(u[i] * acc - a[i] * np.exp(qa[i] - kr * lu))
         ui = a[i] * np.exp(pa[i] - tau * np.log(acc))
         if relax:
-            ui = u[i] * (ui / u[i]) ** omega
+            ui = relaxed(u[i], ui, omega, c)
         unew[i] = ui
         uk[0] = ui
         uki = uk[0]
@@ -89,12 +90,13 @@ def _ub_columns(b, t, s, pb, qb, tau, kc, v, omega):
     ``omega != 1``); returns ``(ok, ce)`` with the column error of the new state (zero up
     to rounding without relaxation: the damped c-transform is exact)."""
     relax = omega != 1.0
+    c = relax_coefficients(omega)
     ok = True
     ce = 0.0
     for j in range(b.shape[0]):
         sj = b[j] * np.exp(pb[j] - tau * np.log(t[j]))
         if relax:
-            sj = v[j] * (sj / v[j]) ** omega
+            sj = relaxed(v[j], sj, omega, c)
         if not (np.isfinite(sj) and sj > 0.0):
             ok = False
         s[j] = sj
