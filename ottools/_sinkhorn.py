@@ -32,10 +32,10 @@ __all__ = ["sinkhorn"]
 _k = lazy("_sinkhorn")
 _lse = lazy("_lse")
 _k_sym = lazy("_symmetric")
+_kr = lazy("_relax")  # the over-relaxation rule and its schedule (FIRST, DECIDE)
 
 
 _CHECK_EVERY = _Option("int", 10, lo=1)
-_DECIDE = 10  # sweeps between two decisions of the driver (over-relaxation, Newton)
 _ANNEAL_OPTIONS = {
     "epsilon_decay": _Option("float", 0.5, lo=0.0, hi=1.0, lo_open=True, hi_open=True),
     "epsilon_start": _Option("float", None, lo=0.0, lo_open=True, none_ok=True),
@@ -218,7 +218,8 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
     the next stage).
 
     Decisions (the over-relaxation parameter, the switch to Newton steps) are taken every
-    ``_DECIDE`` sweeps (the first after 20 plain sweeps, the rate estimate) whatever the
+    ``DECIDE`` sweeps of ``ottools._kernels._relax`` (the first after its ``FIRST`` plain
+    sweeps, the rate estimate) whatever the
     callback's period, so that a callback never changes the iterates; kernel calls are
     bounded (Ctrl-C lands between two of them).
     """
@@ -234,7 +235,7 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
     errs = np.empty(max(big, every or 0, 20) + 2)
     done = 0
     window = []
-    next_decision = 20 if relax.enabled and relax.omega == 1.0 else _DECIDE
+    next_decision = _kr.FIRST if relax.enabled and relax.omega == 1.0 else _kr.DECIDE
     next_cb = every
     while budget > 0:
         size = min(budget, big)
@@ -268,12 +269,12 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
             budget -= 1
             done += 1
             window = []
-            next_decision = done + _DECIDE
+            next_decision = done + _kr.DECIDE
             continue
         if decide and done >= next_decision:
             block_errs = np.concatenate(window) if window else np.empty(0)
             relax.update(block_errs)
-            next_decision = done + _DECIDE
+            next_decision = done + _kr.DECIDE
             window = [block_errs[-1:]]
             if newton and done >= 40 and (not relax.enabled or relax.omega == 1.0
                                           or relax.settled >= 1):

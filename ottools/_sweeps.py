@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from ._kernels import KernelStatus, lazy
-from ._problem import allocate, rate
+from ._problem import allocate
 
 __all__ = []
 
@@ -24,6 +24,7 @@ _ko = lazy("_online")
 _kub = lazy("_unbalanced")
 _ksym = lazy("_symmetric")
 _lse = lazy("_lse")
+_kr = lazy("_relax")
 
 # Absorption bound of the log-stable sweeps: scalings u / a, v / b stay in
 # [1 / bound, bound]; an underflowed kernel entry (< tiny) times bound**2 stays far below
@@ -356,67 +357,30 @@ class UbSweeps(Sweeps):
 
 
 class Relaxation:
-    """The over-relaxation parameter ``omega`` from the observed rates of the error.
+    """The over-relaxation parameter ``omega`` from the observed rates of the error: the
+    rule of ``ottools._kernels._relax`` (one copy, shared with the batches' kernel) on
+    its state array."""
 
-    Plain sweeps first; their linear rate ``kappa`` sets
-    ``omega = min(omega_max, 2 / (1 + sqrt(1 - kappa)))`` (Thibault et al. 2021). While
-    relaxed, each block's rate ``lam`` refines ``kappa`` through Young's relation for
-    2-cyclic iterations, ``kappa = (lam + omega - 1)**2 / (lam omega**2)``, and ``omega``
-    grows to its optimum. Safeguard: if the error grows 100-fold, or has not decreased
-    over the last 5 blocks, plain Sinkhorn resumes and the rate is estimated again (after
-    the third failure, plain Sinkhorn for good).
-    """
+    def __init__(self, enabled):
+        self.state, self.checks = _kr.new_state(bool(enabled))
 
-    def __init__(self, enabled, omega_max=1.9):
-        self.enabled = enabled
-        self.omega = 1.0
-        self.omega_max = omega_max
-        self.fails = 0
-        self.best = math.inf   # smallest error since relaxing
-        self.checks = []       # block-end errors since relaxing
-        self.settled = 0
+    @property
+    def omega(self):
+        return float(self.state[_kr.OMEGA])
 
-    @staticmethod
-    def from_rate(kappa, omega_max):
-        if not (0.0 < kappa < 1.0):
-            return 1.0
-        return min(omega_max, 2.0 / (1.0 + math.sqrt(1.0 - kappa)))
+    @property
+    def enabled(self):
+        return bool(self.state[_kr.ENABLED])
+
+    @property
+    def settled(self):
+        return int(self.state[_kr.SETTLED])
 
     def update(self, errs):
         """Adjust ``omega`` after a block whose known errors (in order) are ``errs``."""
-        if not self.enabled:
-            return
-        errs = errs[np.isfinite(errs)]
-        if errs.size < 2:
-            return
-        last = float(errs[-1])
-        if self.omega == 1.0:
-            kappa = rate(errs[-min(errs.size, 11):])
-            w = self.from_rate(kappa, self.omega_max)
-            if w > 1.0:
-                self.omega, self.best, self.checks, self.settled = w, last, [last], 0
-            return
-        self.checks.append(last)
-        bad = not (last <= 100.0 * self.best)
-        if len(self.checks) > 5 and not last < self.checks[-6]:
-            bad = True
-        self.best = min(self.best, last)
-        if bad:
-            self.omega = 1.0
-            self.fails += 1
-            self.enabled = self.fails < 3
-            return
-        self.settled += 1
-        lam = rate(errs)
-        if self.settled >= 2 and 0.0 < lam < 1.0:
-            w = self.omega
-            kap = (lam + w - 1.0) ** 2 / (lam * w * w)
-            w_new = self.from_rate(kap, self.omega_max)
-            if w_new > w + 1e-3:
-                self.omega = w_new
-                self.settled = 0
+        errs = np.ascontiguousarray(errs[np.isfinite(errs)], dtype=np.float64)
+        _kr.update(self.state, self.checks, errs, errs.size)
 
     def fail(self):
         """A relaxed step under/overflowed: plain Sinkhorn from here on."""
-        self.omega = 1.0
-        self.enabled = False
+        _kr.fail(self.state)

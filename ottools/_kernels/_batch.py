@@ -14,66 +14,11 @@ from numba import prange
 
 from ._codes import BUDGET, DONE, NONFINITE, OUT_OF_RANGE
 from ._jit import jit
+from ._relax import DECIDE, ENABLED, FIRST, OMEGA, fail, new_state, update
 from ._sinkhorn import (absorb, build_kernel, plan_from_potentials, plan_from_scalings,
                         scaling_sweep, sinkhorn_log)
 
 _CHUNK = 1024  # iterations per sweep call: bounds the error buffer, not the iterates
-
-
-_FIRST = 20    # plain sweeps before the first rate estimate (as ottools.sinkhorn's driver)
-_DECIDE = 10   # sweeps between two decisions
-_OMEGA_MAX = 1.9
-
-
-@jit
-def _rate(e, i0, i1):
-    """``(e[i1-1] / e[i0]) ** (1 / (i1 - i0 - 1))`` (NaN when not computable)."""
-    if i1 - i0 < 2 or not (e[i0] > 0.0 and e[i1 - 1] > 0.0):
-        return np.nan
-    return (e[i1 - 1] / e[i0]) ** (1.0 / (i1 - i0 - 1))
-
-
-@jit
-def _from_rate(kappa):
-    if not (0.0 < kappa < 1.0):
-        return 1.0
-    return min(_OMEGA_MAX, 2.0 / (1.0 + np.sqrt(1.0 - kappa)))
-
-
-@jit
-def _relax_update(st, chk, win, nw):
-    """``ottools._sweeps.Relaxation.update`` on the finite errors ``win[:nw]`` of the
-    block. ``st``: [omega, enabled, fails, best, settled, nchecks]; ``chk``: the last 6
-    block-end errors since relaxing (a ring)."""
-    if st[1] == 0.0 or nw < 2:
-        return
-    last = win[nw - 1]
-    if st[0] == 1.0:
-        w = _from_rate(_rate(win, max(0, nw - 11), nw))
-        if w > 1.0:
-            st[0], st[3], st[4], st[5] = w, last, 0.0, 1.0
-            chk[0] = last
-        return
-    nc = int(st[5])
-    bad = not (last <= 100.0 * st[3])
-    if nc >= 5 and not last < chk[(nc - 5) % 6]:
-        bad = True
-    chk[nc % 6] = last
-    st[5] = nc + 1
-    st[3] = min(st[3], last)
-    if bad:
-        st[0] = 1.0
-        st[2] += 1.0
-        st[1] = 1.0 if st[2] < 3.0 else 0.0
-        return
-    st[4] += 1.0
-    lam = _rate(win, 0, nw)
-    if st[4] >= 2.0 and 0.0 < lam < 1.0:
-        w = st[0]
-        w_new = _from_rate((lam + w - 1.0) ** 2 / (lam * w * w))
-        if w_new > w + 1e-3:
-            st[0] = w_new
-            st[4] = 0.0
 
 
 @jit
@@ -126,30 +71,29 @@ def _solve_one(a, b, cost, reg, tol, maxiter, bound, relax, f_out, g_out, P_out)
     fresh = True
     nit = 0
     code = BUDGET
-    st = np.array([1.0, 1.0 if relax else 0.0, 0.0, np.inf, 0.0, 0.0])
-    chk = np.empty(6)
+    st, chk = new_state(relax)
     win = np.empty(2 * _CHUNK + 2)  # the finite errors since the last decision
     nw = 0
-    decide_at = _FIRST
+    decide_at = FIRST
     while nit < maxiter:
         size = min(_CHUNK, maxiter - nit)
-        if st[1] != 0.0:
+        if st[ENABLED] != 0.0:
             size = min(size, decide_at - nit)
-        k, code = scaling_sweep(K, ac, bc, u, v, bound, st[0], tol_abs, size, exact, cerr,
-                                errs, s, t, unew, vk)
+        k, code = scaling_sweep(K, ac, bc, u, v, bound, st[OMEGA], tol_abs, size, exact,
+                                cerr, errs, s, t, unew, vk)
         if k > 0 or code == DONE:
             exact = True
         nit += k
         if code == DONE:
             break
-        if st[1] != 0.0:
+        if st[ENABLED] != 0.0:
             for i in range(k):
                 if np.isfinite(errs[i]) and nw < win.size:
                     win[nw] = errs[i]
                     nw += 1
             if nit >= decide_at and code != NONFINITE:
-                _relax_update(st, chk, win, nw)
-                decide_at = nit + _DECIDE
+                update(st, chk, win, nw)
+                decide_at = nit + DECIDE
                 if nw > 0:
                     win[0] = win[nw - 1]
                     nw = 1
@@ -159,7 +103,7 @@ def _solve_one(a, b, cost, reg, tol, maxiter, bound, relax, f_out, g_out, P_out)
             code = BUDGET
             continue
         if code == NONFINITE:
-            st[0], st[1] = 1.0, 0.0  # plain Sinkhorn from here on (Relaxation.fail)
+            fail(st)  # plain Sinkhorn from here on
             if nit >= maxiter:
                 code = BUDGET
                 break
