@@ -143,8 +143,12 @@ class NewtonStage:
         if not (np.all(self.rows > 0) and np.all(self.cols > 0)):
             return None
         keep = min(full, int(math.ceil(self.density * max(n, m))))
-        rho, keep = _kn.mass_threshold(self.P, keep, self.mass_tol)
-        indptr, indices, data = _kn.sparsify_csr(self.P, rho)
+        if run.chunks > 1:
+            rho, keep = _kn.mass_threshold_par(self.P, keep, self.mass_tol, run.chunks)
+            indptr, indices, data = _kn.sparsify_csr_par(self.P, rho, run.chunks)
+        else:
+            rho, keep = _kn.mass_threshold(self.P, keep, self.mass_tol)
+            indptr, indices, data = _kn.sparsify_csr(self.P, rho)
         gf = run.a64 - self.rows
         gg = run.b64 - self.cols
         rel = err / run.prob.mass
@@ -171,9 +175,12 @@ class NewtonStage:
             lin = float(df @ gf + dg @ gg)
             if not lin > 0.0:
                 return None
-            S = _kn.trial_plan(run.loga64, run.logb64, run.cost64, inv, f_new, g_new, df,
-                               dg, self.P, self.P_new, self.rows_new, self.cols_new,
-                               self.zrow, self.wrow)
+            args = (run.loga64, run.logb64, run.cost64, inv, f_new, g_new, df, dg, self.P,
+                    self.P_new, self.rows_new, self.cols_new)
+            if run.chunks > 1:
+                S = _kn.trial_plan_par(*args, run.chunks)
+            else:
+                S = _kn.trial_plan(*args, self.zrow, self.wrow)
             if math.isfinite(S) and lin - run.reg * S >= self.armijo * lin:
                 return f_new, g_new, alpha
             alpha *= self.backtrack

@@ -40,8 +40,17 @@ def test_plan_from_potentials_equals_twin(rng):
     np.testing.assert_allclose(cols, c0, rtol=1e-12)
 
 
+def _trial(chunks, *args):
+    """``trial_plan`` (chunks 0) or its parallel twin in ``chunks`` row blocks."""
+    if chunks:
+        return kn.trial_plan_par(*args, chunks)
+    m = args[2].shape[1]
+    return kn.trial_plan(*args, np.empty(m), np.empty(m))
+
+
+@pytest.mark.parametrize("chunks", [0, 1, 3])
 @pytest.mark.parametrize("step", [1e-2, 1e-5, 1e-9])
-def test_trial_plan_gives_the_exact_dual_increase(rng, step):
+def test_trial_plan_gives_the_exact_dual_increase(rng, step, chunks):
     a, b, cost, reg, f, g = _state(rng)
     n, m = cost.shape
     la, lb = np.log(a), np.log(b)
@@ -50,8 +59,9 @@ def test_trial_plan_gives_the_exact_dual_increase(rng, step):
     g_new = g + step * rng.standard_normal(m)
     df, dg = f_new - f, g_new - g
     P_new, r_new, c_new = np.empty((n, m)), np.empty(n), np.empty(m)
-    S = kn.trial_plan(la, lb, cost, 1 / reg, f_new, g_new, df, dg, P, P_new, r_new, c_new,
-                      np.empty(m), np.empty(m))
+    S = _trial(chunks, la, lb, cost, 1 / reg, f_new, g_new, df, dg, P, P_new, r_new, c_new)
+    np.testing.assert_allclose(r_new, P_new.sum(1), rtol=1e-13)
+    np.testing.assert_allclose(c_new, P_new.sum(0), rtol=1e-13)
     inc = df @ (a - rows) + dg @ (b - cols) - reg * S
     exact = ref.dual_objective(a, b, cost, reg, f_new, g_new) - ref.dual_objective(
         a, b, cost, reg, f, g)
@@ -60,14 +70,15 @@ def test_trial_plan_gives_the_exact_dual_increase(rng, step):
     assert abs(inc - float(exact)) <= 1e-6 * abs(float(exact)) + 1e-17
 
 
-def test_trial_plan_reports_overflow(rng):
+@pytest.mark.parametrize("chunks", [0, 3])
+def test_trial_plan_reports_overflow(rng, chunks):
     a, b, cost, reg, f, g = _state(rng)
     n, m = cost.shape
     P, _, _ = ref.plan_marginals(a, b, cost, reg, f, g)
     f_new = f + 1e3
-    out = np.empty((n, m)), np.empty(n), np.empty(m), np.empty(m), np.empty(m)
-    S = kn.trial_plan(np.log(a), np.log(b), cost, 1 / reg, f_new, g, f_new - f,
-                      np.zeros(m), P, *out)
+    out = np.empty((n, m)), np.empty(n), np.empty(m)
+    S = _trial(chunks, np.log(a), np.log(b), cost, 1 / reg, f_new, g, f_new - f,
+               np.zeros(m), P, *out)
     assert S == np.inf
 
 
@@ -82,11 +93,15 @@ def test_kth_largest_equals_sort(values, data):
 @pytest.mark.parametrize("spread", [1.0, 30.0, 300.0])
 @pytest.mark.parametrize("k_min", [1, 50, 700, 10**6])
 @pytest.mark.parametrize("mass_tol", [0.0, 1e-12, 1e-6, 1e-2])
-def test_mass_threshold_is_the_largest_admissible(rng, spread, k_min, mass_tol):
+@pytest.mark.parametrize("chunks", [0, 3])
+def test_mass_threshold_is_the_largest_admissible(rng, spread, k_min, mass_tol, chunks):
     P = np.exp(-spread * rng.random((300, 200)))
     P[5] = 0.0
     P[7, :50] = P[7, 50]  # ties
-    rho, k = kn.mass_threshold(P, k_min, mass_tol)
+    if chunks:
+        rho, k = kn.mass_threshold_par(P, k_min, mass_tol, chunks)
+    else:
+        rho, k = kn.mass_threshold(P, k_min, mass_tol)
     pos = P[P > 0]
     total = pos.sum()
 
@@ -102,6 +117,7 @@ def test_mass_threshold_is_the_largest_admissible(rng, spread, k_min, mass_tol):
         up = 2**e * (1 + (q + 1) / 4) if q < 3 else 2 ** (e + 1)
         assert not admissible(up, slack=-1e-14)
     assert kn.mass_threshold(np.zeros((3, 4)), 2, 1e-6) == (0.0, 0)
+    assert kn.mass_threshold_par(np.zeros((3, 4)), 2, 1e-6, 2) == (0.0, 0)
 
 
 def test_sparsify_csr_equals_twin(rng):
@@ -117,6 +133,9 @@ def test_sparsify_csr_equals_twin(rng):
     # every non-empty row and column keeps at least its largest entry
     assert np.all(np.diff(indptr)[P.max(1) > 0] >= 1)
     assert set(indices) == set(np.flatnonzero(P.max(0) > 0))
+    for chunks in (1, 4):  # the parallel twin gives the same arrays
+        for got, want in zip(kn.sparsify_csr_par(P, rho, chunks), (indptr, indices, data)):
+            np.testing.assert_array_equal(got, want)
 
 
 def _sparse_system(rng, n=25, m=18, keep=60):
@@ -127,19 +146,23 @@ def _sparse_system(rng, n=25, m=18, keep=60):
 
 
 @pytest.mark.parametrize("shift", [0.0, 1e-3])
-def test_hess_matvec_equals_dense_twin(rng, shift):
+def test_schur_matvec_equals_dense_complement(rng, shift):
     a, b, P, rows, cols, indptr, indices, data = _sparse_system(rng)
     n, m = P.shape
     j0 = 4
-    xf, xg = rng.standard_normal(n), rng.standard_normal(m)
-    yf, yg = np.empty(n), np.empty(m)
-    kn.hess_matvec(indptr, indices, data, rows, cols, shift, j0, xf, xg, yf, yg)
+    y = rng.standard_normal(m)
+    out, z = np.empty(m), np.empty(n)
+    kn.schur_matvec(indptr, indices, data, (1 + shift) * rows, (1 + shift) * cols, j0, y,
+                    z, out)
     import scipy.sparse as sp
     H = ref.newton_matrix(sp.csr_array((data, indices, indptr), shape=(n, m)), rows, cols,
                           shift, j0)
-    y0 = H @ np.r_[xf, np.delete(xg, j0)]
-    np.testing.assert_allclose(np.r_[yf, np.delete(yg, j0)], y0, rtol=1e-12, atol=1e-15)
-    assert yg[j0] == 0.0
+    # the complement of the f block of the gauge-fixed matrix, by dense algebra
+    S = H[n:, n:] - H[n:, :n] @ np.linalg.solve(H[:n, :n], H[:n, n:])
+    want = S @ np.delete(y, j0)
+    np.testing.assert_allclose(np.delete(out, j0), want, rtol=1e-12,
+                               atol=1e-14 * np.abs(want).max())
+    assert out[j0] == 0.0
 
 
 @pytest.mark.parametrize("cg_tol", [1e-4, 1e-10])
