@@ -741,8 +741,9 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
           ``max(n, m)``), ``mass_tol`` (1e-6: the kept threshold falls until the dropped
           plan mass is at most this fraction), ``density_growth`` (2.0: ``density`` factor
           after a failed Newton step), ``shift_max`` (1e-3: initial relative damping of
-          the Hessian diagonal, adapted Levenberg-Marquardt style and capped by ``err``),
-          ``cg_tol`` (1e-8: relative residual of the conjugate gradient), ``cg_maxiter``
+          the Hessian diagonal, adapted Levenberg-Marquardt style and capped by ``err**2``),
+          ``cg_tol`` (1e-2: relative residual of the conjugate gradient, on the Schur
+          complement of the ``f`` block), ``cg_maxiter``
           (``10 (n + m)``), ``armijo`` (1e-4), ``backtrack`` (0.5), ``ls_maxiter`` (10:
           trial steps of the line search), ``fallback_iters`` (10: Sinkhorn iterations
           after a failed Newton step). The Newton stage works in float64 (float32 input

@@ -2,7 +2,8 @@
 
 Tang et al., "Accelerating Sinkhorn Algorithm with Sparse Newton Iterations", ICLR 2024.
 :class:`NewtonStage` takes Newton steps on the dual with a sparsified Hessian, solved by
-Jacobi-preconditioned CG, and a line search on the exact dual increase; :func:`warmup`
+CG on its Schur complement (``_kernels._newton.newton_cg``), and a line search on the
+exact dual increase; :func:`warmup`
 runs SNS's stage 1 (annealed log-domain Sinkhorn iterations). Both are stages run by the
 driver of :mod:`ottools._sinkhorn`, which owns the iteration count, the error history and
 the callback: a stage reports every iteration through the driver's ``record`` and
@@ -87,8 +88,8 @@ class NewtonStage:
     ``density`` (kept plan entries as a multiple of ``max(n, m)``, plus each row's and
     column's largest entry), ``mass_tol`` (the threshold falls until the dropped mass is
     at most this fraction), ``density_growth`` (after a failed step), ``shift_max``
-    (Levenberg-Marquardt damping of the Hessian diagonal, adapted, capped by the relative
-    error), ``cg_tol``, ``cg_maxiter`` (default ``10 (n + m)``), ``armijo``,
+    (Levenberg-Marquardt damping of the Hessian diagonal, adapted, capped by the squared
+    relative error), ``cg_tol``, ``cg_maxiter`` (default ``10 (n + m)``), ``armijo``,
     ``backtrack``, ``ls_maxiter`` (line search), ``fallback_iters`` (Sinkhorn iterations
     after a failed step): see :func:`ottools.sinkhorn`. Works in float64.
     """
@@ -152,7 +153,12 @@ class NewtonStage:
         gf = run.a64 - self.rows
         gg = run.b64 - self.cols
         rel = err / run.prob.mass
-        shift = min(self.damp, rel)
+        # Levenberg-Marquardt damping capped by err**2 (Yamashita-Fukushima): a cap of err
+        # itself damps the near-singular modes of near-permutation plans by as much as
+        # the error and the steps converged linearly (129 Newton steps on the
+        # anisotropic Monge-gap example against 20; 47 against 17 at n = 4000, 10-D,
+        # reg 1e-4).
+        shift = min(self.damp, rel * rel)
         # Inexact Newton: the sparsified Hessian limits the rate to linear anyway, so a
         # CG residual of 1e-2 loses little and saves most CG iterations.
         cg_tol = self.cg_tol if self.cg_tol is not None else 1e-2
