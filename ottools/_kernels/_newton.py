@@ -353,12 +353,12 @@ def sparsify_csr_par(P, rho, chunks):
 
 
 @jit
-def schur_matvec(indptr, indices, data, d1, d2, j0, y, z, out):
+def schur_matvec(indptr, indices, data, d1, d2, j0, y, out):
     """``out = S y`` for the Schur complement of the Newton matrix on ``g``,
     ``S = diag(d2) - Ps^T diag(1 / d1) Ps`` (``d1 = (1 + shift) rows``,
     ``d2 = (1 + shift) cols``, ``Ps`` in CSR), gauge-fixed: ``y[j0]`` is read as 0 and
     ``out[j0]`` set to 0. One pass over the CSR arrays (row ``i`` gives ``(Ps y)_i``, then
-    scatters ``Ps_i (Ps y)_i / d1_i``); ``z`` (length n) receives ``Ps y / d1``."""
+    scatters ``Ps_i (Ps y)_i / d1_i``)."""
     m = d2.size
     for j in range(m):
         out[j] = d2[j] * y[j]
@@ -370,7 +370,6 @@ def schur_matvec(indptr, indices, data, d1, d2, j0, y, z, out):
             if j != j0:
                 s += data[k] * y[j]
         zi = s / d1[i]
-        z[i] = zi
         for k in range(indptr[i], indptr[i + 1]):
             out[indices[k]] -= data[k] * zi
     out[j0] = 0.0
@@ -422,14 +421,13 @@ def newton_cg(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, maxiter
     bn = np.sqrt(bn)
     for j in range(m):
         xg[j] = 0.0
-    for i in range(n):
-        xf[i] = bf[i] / d1[i]
     if bn == 0.0:
+        for i in range(n):
+            xf[i] = 0.0
         return 0, 0.0
     z = np.empty(m, dtype=np.float64)
     p = np.empty(m, dtype=np.float64)
     q = np.empty(m, dtype=np.float64)
-    zr = np.empty(n, dtype=np.float64)
     rz = 0.0
     rn = 0.0
     for j in range(m):
@@ -440,7 +438,7 @@ def newton_cg(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, maxiter
     relres = np.sqrt(rn) / bn
     it = 0
     while it < maxiter and relres > tol:
-        schur_matvec(indptr, indices, data, d1, d2, j0, p, zr, q)
+        schur_matvec(indptr, indices, data, d1, d2, j0, p, q)
         pq = 0.0
         for j in range(m):
             pq += p[j] * q[j]
