@@ -170,7 +170,7 @@ class NewtonStage:
             data = data * s
         _kn.newton_cg(indptr, indices, data, rows, cols, shift, self.j0,
                       run.reg * s * gf, run.reg * s * gg, cg_tol, self.cg_maxiter, self.xf,
-                      self.xg)
+                      self.xg, run.chunks)
         alpha = 1.0
         inv = 1.0 / run.reg
         for _ in range(self.ls_maxiter):

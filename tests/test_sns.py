@@ -145,6 +145,29 @@ def _sparse_system(rng, n=25, m=18, keep=60):
     return a, b, P, rows, cols, indptr, indices, data
 
 
+@pytest.mark.parametrize("chunks", [2, 3])
+def test_newton_cg_in_parallel_blocks_solves_the_same_system(rng, chunks):
+    # every entry kept: 400 x 400 > _CG_PARALLEL_MIN_NNZ, so the blocks run
+    n = m = 400
+    assert n * m >= kn._CG_PARALLEL_MIN_NNZ
+    a, b, P, rows, cols, indptr, indices, data = _sparse_system(rng, n, m, keep=n * m)
+    bf, bg = a - rows, b - cols
+    j0, shift = 7, 1e-4
+    out = []
+    for c in (1, chunks):
+        xf, xg = np.empty(n), np.empty(m)
+        it, relres = kn.newton_cg(indptr, indices, data, rows, cols, shift, j0, bf, bg,
+                                  1e-11, 10 * (n + m), xf, xg, c)
+        assert relres <= 1e-11 and xg[j0] == 0.0
+        out.append(np.r_[xf, xg])
+    np.testing.assert_allclose(out[1], out[0], rtol=1e-8, atol=1e-9 * np.abs(out[0]).max())
+    # the blocks split the entries evenly and cover every row once
+    bounds = kn._entry_blocks(indptr, chunks)
+    assert bounds[0] == 0 and bounds[-1] == n and np.all(np.diff(bounds) >= 0)
+    per = np.diff(indptr[bounds])
+    assert per.max() - per.min() <= 2 * np.diff(indptr).max()
+
+
 @pytest.mark.parametrize("shift", [0.0, 1e-3])
 def test_schur_matvec_equals_dense_complement(rng, shift):
     a, b, P, rows, cols, indptr, indices, data = _sparse_system(rng)

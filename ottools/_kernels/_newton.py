@@ -359,11 +359,18 @@ def schur_matvec(indptr, indices, data, d1, d2, j0, y, out):
     ``d2 = (1 + shift) cols``, ``Ps`` in CSR), gauge-fixed: ``y[j0]`` is read as 0 and
     ``out[j0]`` set to 0. One pass over the CSR arrays (row ``i`` gives ``(Ps y)_i``, then
     scatters ``Ps_i (Ps y)_i / d1_i``)."""
-    m = d2.size
-    for j in range(m):
+    for j in range(d2.size):
         out[j] = d2[j] * y[j]
     out[j0] = 0.0
-    for i in range(d1.size):
+    _scatter_rows(indptr, indices, data, d1, j0, y, out, 0, d1.size)
+    out[j0] = 0.0
+
+
+@jit
+def _scatter_rows(indptr, indices, data, d1, j0, y, acc, r0, r1):
+    """``acc -= Ps_r^T diag(1 / d1_r) Ps_r y`` over the rows ``r0:r1`` (``y[j0]`` read
+    as 0)."""
+    for i in range(r0, r1):
         s = 0.0
         for k in range(indptr[i], indptr[i + 1]):
             j = indices[k]
@@ -371,12 +378,47 @@ def schur_matvec(indptr, indices, data, d1, d2, j0, y, out):
                 s += data[k] * y[j]
         zi = s / d1[i]
         for k in range(indptr[i], indptr[i + 1]):
-            out[indices[k]] -= data[k] * zi
+            acc[indices[k]] -= data[k] * zi
+
+
+@jit(parallel=True)
+def _schur_matvec_blocks(indptr, indices, data, d1, d2, j0, y, out, bounds, T):
+    """:func:`schur_matvec` in parallel row blocks ``bounds[c]:bounds[c + 1]`` (of about
+    equal entry counts), each scattering into its row of ``T`` (nc, m)."""
+    nc, m = T.shape
+    for c in prange(nc):
+        for j in range(m):
+            T[c, j] = 0.0
+        _scatter_rows(indptr, indices, data, d1, j0, y, T[c], bounds[c], bounds[c + 1])
+    for j in range(m):
+        acc = d2[j] * y[j]
+        for c in range(nc):
+            acc += T[c, j]
+        out[j] = acc
     out[j0] = 0.0
 
 
 @jit
-def newton_cg(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, maxiter, xf, xg):
+def _entry_blocks(indptr, nc):
+    """Row boundaries of ``nc`` blocks holding about equal numbers of CSR entries."""
+    n = indptr.size - 1
+    bounds = np.empty(nc + 1, dtype=np.int64)
+    bounds[0] = 0
+    bounds[nc] = n
+    nnz = indptr[n]
+    for c in range(1, nc):
+        bounds[c] = min(n, max(bounds[c - 1], np.searchsorted(indptr, c * nnz // nc)))
+    return bounds
+
+
+# Fewest kept entries for which newton_cg runs its products in parallel blocks (a
+# parallel region per CG iteration costs microseconds).
+_CG_PARALLEL_MIN_NNZ = 1 << 17
+
+
+@jit
+def newton_cg(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, maxiter, xf, xg,
+              chunks=1):
     """The gauge-fixed Newton system ``H x = b``,
     ``H = [[(1 + shift) diag(rows), Ps], [Ps^T, (1 + shift) diag(cols)]]`` without the
     unknown ``xg[j0]`` (= 0; ``bg[j0]`` is ignored), by conjugate gradients on the Schur
@@ -389,7 +431,10 @@ def newton_cg(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, maxiter
     thousands of times more iterations where the sparsified plan's graph is nearly
     disconnected (10-D points, small reg: 50,000 against 12 at n = 2000). Writes ``xf``,
     ``xg``; returns ``(iterations, relres)`` with ``relres`` the final relative residual
-    (of the recursively updated residual).
+    (of the recursively updated residual). ``chunks > 1``: the complement's products in
+    that many parallel row blocks of about equal entry counts, once the kept entries
+    number at least ``_CG_PARALLEL_MIN_NNZ`` (the iterates then differ from the serial
+    ones in the order of the sums only).
     """
     n = rows.size
     m = cols.size
@@ -437,8 +482,14 @@ def newton_cg(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, maxiter
         rn += r[j] * r[j]
     relres = np.sqrt(rn) / bn
     it = 0
+    nc = chunks if indptr[n] >= _CG_PARALLEL_MIN_NNZ else 1
+    bounds = _entry_blocks(indptr, max(1, nc))
+    T = np.empty((max(1, nc), m), dtype=np.float64)
     while it < maxiter and relres > tol:
-        schur_matvec(indptr, indices, data, d1, d2, j0, p, q)
+        if nc > 1:
+            _schur_matvec_blocks(indptr, indices, data, d1, d2, j0, p, q, bounds, T)
+        else:
+            schur_matvec(indptr, indices, data, d1, d2, j0, p, q)
         pq = 0.0
         for j in range(m):
             pq += p[j] * q[j]
