@@ -219,9 +219,8 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
 
     Decisions (the over-relaxation parameter, the switch to Newton steps) are taken every
     ``DECIDE`` sweeps of ``ottools._kernels._relax`` (the first after its ``FIRST`` plain
-    sweeps, the rate estimate) whatever the
-    callback's period, so that a callback never changes the iterates; kernel calls are
-    bounded (Ctrl-C lands between two of them).
+    sweeps, the rate estimate) whatever the callback's period, so that a callback never
+    changes the iterates; kernel calls are bounded (Ctrl-C lands between two of them).
     """
     n, m = run.prob.costc.shape
     callback = run.settings.callback is not None
