@@ -21,7 +21,7 @@ from ._kernels import KernelStatus, adapts_threads, lazy
 from ._problem import LinearProblem, Settings, allocate, budget_blocks, rate
 from ._result import (CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED,
                       _define_result_class, make_result, solver_result)
-from ._sns import NEWTON_OPTIONS, NewtonStage, warmup
+from ._sns import NEWTON_OPTIONS, NewtonStage, OnlineNewtonStage, warmup
 from ._sweeps import (ABSORB_BOUND, OnlineSweeps, OnlineSymSweeps, Relaxation, Sweeps,
                       SymSweeps, UbSweeps, tau)
 from ._validation import (_check_method, _check_option_table, _check_positive, _check_reg_m,
@@ -376,7 +376,8 @@ def _solve_log(run, f0, g0):
 
 def _newton_stage(run, f, g):
     opts = run.settings.options
-    stage = NewtonStage(run, **{k: opts[k] for k in NEWTON_OPTIONS})
+    kind = OnlineNewtonStage if run.prob.geometry else NewtonStage
+    stage = kind(run, **{k: opts[k] for k in NEWTON_OPTIONS})
     f = np.ascontiguousarray(f, dtype=np.float64)
     g = np.ascontiguousarray(g, dtype=np.float64)
     status = stage.run_steps(f, g)
@@ -404,7 +405,7 @@ def _solve_auto(run, f0, g0, warm):
     prob = run.prob
     spread = prob.spread
     sw = run.sweeps(f0, g0, ABSORB_BOUND[prob.dtype])
-    # The Newton stage needs balanced marginals and the dense plan.
+    # The Newton stage needs balanced marginals.
     balanced = run.rho is None
     anneal = opts["epsilon_scaling"]
     if anneal is None:
@@ -427,7 +428,7 @@ def _solve_auto(run, f0, g0, warm):
     status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
                           relax=Relaxation(opts["overrelaxation"]),
                           newton_after=(opts["newton_after"] if opts["newton"] and balanced
-                                        and not prob.geometry else None))
+                                        else None))
     if status is not None:
         return sw.potentials() + (status, sw)
     f, g = sw.potentials()
@@ -481,9 +482,9 @@ def solve(prob, reg, settings, method, init=None, symmetric=False, rho=None):
         return _finish(run, f0, g0, NONFINITE, None)
     if init is None and method == "scaling":
         f0 = f0 + prob.cost_range[0]  # K = exp(-(C - min C) / reg): no row underflows
-    if prob.geometry and method in ("scaling", "sns"):
-        raise ValueError(f"method={method!r} needs the dense cost matrix; a PointCloud cost "
-                         f"is solved by 'auto' or 'log' (or pass cost.dense()).")
+    if prob.geometry and method == "scaling":
+        raise ValueError("method='scaling' needs the dense cost matrix; a PointCloud cost "
+                         "is solved by 'auto', 'log' or 'sns' (or pass cost.dense()).")
     if prob.geometry and rho is not None:
         raise ValueError("`reg_m` (unbalanced OT) with a PointCloud cost is not supported; "
                          "pass cost.dense().")
@@ -663,7 +664,8 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
         Newton stage, ``init``, ``callback`` or ``reg_m``): the result's fields are arrays
         over the batch (``plan`` (B, n, m), ``f``, ``g``, ``fun``, ``cost``, ``nit``,
         ``err``, ``success``, ``status``). A :class:`ottools.PointCloud` computes the costs
-        on the fly (O((n + m) d) memory; ``method`` "auto" or "log"): ``plan`` is then a
+        on the fly (O((n + m) d) memory; ``method`` "auto", "log" or "sns", the Newton
+        stage keeping only the sparsified plan's entries): ``plan`` is then a
         :class:`scipy.sparse.linalg.LinearOperator`, and the result adds ``plan_dense()``
         and ``barycentric_map()`` (``T(x_i) = sum_j P_ij y_j / a_i``).
     reg : float

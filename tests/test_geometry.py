@@ -73,8 +73,9 @@ def test_online_equals_dense(n, m, zeros, logreg, seed):
     a, b = a / a.sum(), b / b.sum()
     reg = 10.0**logreg
     geom = PointCloud(x, y)
-    on = ottools.sinkhorn(a, b, geom, reg, tol=1e-11)
-    de = ottools.sinkhorn(a, b, geom.dense(), reg, tol=1e-11, options={"newton": False})
+    sweeps = {"newton": False}  # (the Newton stage: test_online_newton_stage_equals_...)
+    on = ottools.sinkhorn(a, b, geom, reg, tol=1e-11, options=sweeps)
+    de = ottools.sinkhorn(a, b, geom.dense(), reg, tol=1e-11, options=sweeps)
     assert on.success and de.success
     if n != m:  # (a 1 x 1 or other symmetric dense problem takes the symmetric path)
         assert on.nit == de.nit  # the same iterations, online
@@ -140,9 +141,8 @@ def test_bad_point_clouds(args, kwargs, exc, match):
 
 def test_methods_that_need_the_dense_cost_are_refused(rng):
     geom = PointCloud(rng.random((5, 2)), rng.random((4, 2)))
-    for method in ("scaling", "sns"):
-        with pytest.raises(ValueError, match="needs the dense cost matrix"):
-            ottools.sinkhorn(None, None, geom, 0.1, method=method)
+    with pytest.raises(ValueError, match="'scaling' needs the dense cost matrix"):
+        ottools.sinkhorn(None, None, geom, 0.1, method="scaling")
     with pytest.raises(ValueError, match="`a` must have length 5"):
         ottools.sinkhorn(np.ones(4) / 4, None, geom, 0.1)
 
@@ -177,3 +177,135 @@ def test_online_solve_allocates_no_n_by_m_array():
     grown_mb, nit = out.stdout.split()
     assert int(nit) == 20
     assert float(grown_mb) < 20.0
+
+
+def test_online_newton_stage_allocates_no_n_by_m_array():
+    # n = m = 3000, 2-D, reg 1e-4 of the largest cost: the sweeps alone need thousands of
+    # iterations; the Newton stage's trial plans and sparsified plan are recomputed from
+    # the clouds (the dense stage holds two 72 MB plans and the 72 MB cost).
+    code = textwrap.dedent("""
+        import resource, numpy as np, ottools
+        rng = np.random.default_rng(0)
+        small = ottools.PointCloud(rng.random((600, 2)), rng.random((600, 2)))
+        ottools.sinkhorn(None, None, small, 2e-4)  # compile (parallel too)
+        x, y = rng.random((3000, 2)), rng.random((3000, 2))
+        geom = ottools.PointCloud(x, y)
+        reg = 1e-4 * geom.cost_extremes()[1]
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        res = ottools.sinkhorn(None, None, geom, reg)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print((after - before) / 1024.0, res.nit_newton, res.success)
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=os.getcwd())
+    assert out.returncode == 0, out.stderr[-2000:]
+    grown_mb, nit_newton, success = out.stdout.split()
+    assert success == "True" and int(nit_newton) > 0
+    assert float(grown_mb) < 30.0
+
+
+# ------------------------------------------------------------- online Newton stage
+
+
+def _newton_state(rng, n=23, m=17, reg=0.02, step=1e-3):
+    """Weights, a point cloud, potentials off the optimum and a step from them."""
+    x, y = rng.random((n, 2)), rng.random((m, 2))
+    a, b = rng.random(n) + 0.1, rng.random(m) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    geom = PointCloud(x, y)
+    res = ottools.sinkhorn(a, b, geom, reg, method="log", maxiter=3, tol=0.0)
+    f = res.f + 1e-3 * rng.standard_normal(n)
+    g = res.g
+    return a, b, geom, reg, f, g, f + step * rng.standard_normal(n), g + step * rng.standard_normal(m)
+
+
+def _online_trial(par, blocks, geom, a, b, reg, f_new, g_new, f, g, old):
+    from ottools._kernels import _online_newton as kon
+    n, m = geom.shape
+    nb = 1 << (63 - kn._BIN_SHIFT)
+    out = (np.empty(n), np.empty(m), np.empty(m), np.zeros((blocks, nb), dtype=np.int64),
+           np.zeros((blocks, nb)))
+    kernel = kon.trial_par if par else kon.trial
+    S, total, npos = kernel(*geom.kernel_args(), np.log(a), np.log(b), 1.0 / reg, f_new,
+                            g_new, f, g, old, *out)
+    return (S, total, npos) + out
+
+
+from ottools._kernels import _newton as kn  # noqa: E402
+
+
+@pytest.mark.parametrize("par, blocks", [(False, 1), (False, 3), (True, 1), (True, 3)])
+@pytest.mark.parametrize("step", [1e-2, 1e-6])
+def test_online_trial_pass_equals_the_dense_trial_plan(rng, par, blocks, step):
+    a, b, geom, reg, f, g, f_new, g_new = _newton_state(rng, step=step)
+    C = geom.dense()
+    n, m = C.shape
+    la, lb = np.log(a), np.log(b)
+    P = np.empty((n, m))
+    ottools._kernels._sinkhorn.plan_from_potentials(la, lb, C, reg, f, g, P)
+    P_new, r_new, c_new = np.empty((n, m)), np.empty(n), np.empty(m)
+    S0 = kn.trial_plan(la, lb, C, 1 / reg, f_new, g_new, f_new - f, g_new - g, P, P_new,
+                       r_new, c_new, np.empty(m), np.empty(m))
+    S, total, npos, rows, cols, cmax, cnt, mass = _online_trial(par, blocks, geom, a, b,
+                                                                reg, f_new, g_new, f, g, True)
+    assert S == pytest.approx(S0, rel=1e-12)
+    np.testing.assert_allclose(rows, r_new, rtol=1e-14)
+    np.testing.assert_allclose(cols, c_new, rtol=1e-14)
+    # (the dense kernel reassociates its exponents: the same entries to rounding)
+    np.testing.assert_allclose(cmax, P_new.max(0), rtol=1e-13)
+    assert npos == np.count_nonzero(P_new) and total == pytest.approx(P_new.sum(), rel=1e-14)
+    # the blocks' histograms are the dense threshold's
+    for k_min, mass_tol in [(40, 1e-6), (5, 1e-2), (10**4, 0.0)]:
+        rho0, k0 = kn.mass_threshold(P_new, k_min, mass_tol)
+        from ottools._kernels import _online_newton as kon
+        rho, k = kon.threshold(cnt, mass, total, npos, k_min, mass_tol, 10**9)
+        assert (rho, k) == (rho0, k0)
+        # the sparsified plan in one pass equals the dense sparsification
+        kernel = kon.kept_entries_par if par else kon.kept_entries
+        ok, indptr, indices, data = kernel(*geom.kernel_args(), np.log(a), np.log(b),
+                                           1 / reg, f_new, g_new, rho, cmax, cnt)
+        want = kn.sparsify_csr(P_new, rho)
+        assert ok
+        np.testing.assert_array_equal(indptr, want[0])
+        np.testing.assert_array_equal(indices, want[1])
+        np.testing.assert_allclose(data, want[2], rtol=1e-13)
+        assert set(indices) == set(range(cmax.size))  # every column's largest is kept
+    # without the old plan: the marginals only, S = 0
+    S1, *_ = _online_trial(par, blocks, geom, a, b, reg, f, g, f, g, False)
+    assert S1 == 0.0
+
+
+def test_online_threshold_cap_and_overflowing_block(rng):
+    from ottools._kernels import _online_newton as kon
+    a, b, geom, reg, f, g, _, _ = _newton_state(rng, reg=0.5)
+    S, total, npos, rows, cols, cmax, cnt, mass = _online_trial(False, 2, geom, a, b, reg,
+                                                                f, g, f, g, False)
+    C = geom.dense()
+    P = a[:, None] * b[None, :] * np.exp((f[:, None] + g[None, :] - C) / reg)
+    free, k_free = kon.threshold(cnt, mass, total, npos, 10**4, 0.0, 10**9)
+    assert k_free == npos and free <= P.min()  # mass_tol 0 keeps everything
+    # at most `cap` entries: the threshold rises above the mass rule's
+    rho, k = kon.threshold(cnt, mass, total, npos, 10**4, 0.0, 100)
+    assert 0 < k <= 100 < npos == P.size and rho > 0
+    assert k == np.count_nonzero(P >= rho)
+    # a histogram that undercounts the plan: the block overflows and says so
+    ok, indptr, indices, data = kon.kept_entries(*geom.kernel_args(), np.log(a), np.log(b),
+                                                 1 / reg, f, g, 0.0, cmax, np.zeros_like(cnt))
+    assert not ok and indices.size == 0
+
+
+@pytest.mark.parametrize("n, m", [(300, 260), (600, 520)])  # serial, parallel passes
+def test_online_newton_stage_equals_the_dense_one(n, m):
+    rng = np.random.default_rng(7)
+    geom = PointCloud(rng.random((n, 2)), rng.random((m, 2)))
+    C = geom.dense()
+    reg = 1e-4 * C.max()
+    for method in ("auto", "sns"):
+        de = ottools.sinkhorn(None, None, C, reg, method=method)
+        on = ottools.sinkhorn(None, None, geom, reg, method=method)
+        assert de.success and on.success and on.nit_newton > 0
+        assert (on.nit, on.nit_newton) == (de.nit, de.nit_newton)
+        np.testing.assert_allclose(on.f, de.f, rtol=0, atol=1e-10 * C.max())
+        np.testing.assert_allclose(on.g, de.g, rtol=0, atol=1e-10 * C.max())
+        assert on.fun == pytest.approx(de.fun, rel=1e-10)
+        assert on.stages[-1] == "newton"
