@@ -4,6 +4,7 @@ Usage (from the repository root; each part runs alone)::
 
     PYTHONPATH=. python benchmarks/scale_speed.py online --n 10000 20000
     PYTHONPATH=. python benchmarks/scale_speed.py online-50k          # RSS and per sweep
+    PYTHONPATH=. python benchmarks/scale_speed.py online-small --n 3000 10000
     PYTHONPATH=. python benchmarks/scale_speed.py batch
     PYTHONPATH=. python benchmarks/scale_speed.py torch
 
@@ -20,6 +21,13 @@ online (KeOps) backend at the fastest epsilon-scaling that reaches our value to 
 peak RSS of the process, and the time per sweep against ``(n m) x`` the per-entry time
 of the dense log-domain kernel (same algorithm, stored cost) measured at n = 4000 in the
 same run.
+
+``online-small``: small ``reg`` on a point cloud (uniform points in [0, 1]^d, d = 2 and
+10, squared Euclidean cost divided by its max, reg 1e-3 and 1e-4), default tolerance:
+``auto`` online (with its Newton stage) against ``auto`` on the dense cost and against
+the online sweeps alone (``options={"newton": False}``, the online default before the
+Newton stage), capped at ``--sweep-cap`` sweeps: their time and the err they reached
+(memory: ``tests/test_geometry.py::test_online_newton_stage_allocates_no_n_by_m_array``).
 
 ``batch``: B = 1000 problems of 64 x 64 and B = 100 of 256 x 256 (uniform 2-D points,
 squared Euclidean cost, reg 0.05): one batched call against a Python loop over
@@ -304,9 +312,42 @@ def torch_bench(args):
           f"value {loss.item():.6g}", flush=True)
 
 
+def online_small(args):
+    rng = np.random.default_rng(0)
+    for n in args.n:
+        for d in (2, 10):
+            x, y = rng.random((n, d)), rng.random((n, d))
+            geom = ottools.PointCloud(x, y, scale="max")
+            ottools.sinkhorn(None, None, ottools.PointCloud(x[:700], y[:700], scale="max"),
+                             1e-4)  # compile, parallel kernels too
+            for reg in (1e-3, 1e-4):
+                line = f"n={n} d={d} reg={reg:g}:"
+                t, lo, hi, res = med(lambda: ottools.sinkhorn(None, None, geom, reg),
+                                     args.repeat)
+                line += (f" online auto {t:.2f} s [{lo:.2f}-{hi:.2f}] nit {res.nit} "
+                         f"(newton {res.nit_newton}) err {res.err:.1e} ok {res.success}")
+                if n <= args.dense_max:
+                    C = geom.dense()
+                    td, _, _, rd = med(lambda: ottools.sinkhorn(None, None, C, reg),
+                                       args.repeat)
+                    line += (f" | dense auto {td:.2f} s nit {rd.nit} err {rd.err:.1e} "
+                             f"ok {rd.success} |fun diff| {abs(rd.fun - res.fun):.1e}")
+                    del C
+                t0 = time.perf_counter()
+                rs = ottools.sinkhorn(None, None, geom, reg, maxiter=args.sweep_cap,
+                                      options={"newton": False})
+                ts = time.perf_counter() - t0
+                line += (f" | online sweeps only {ts:.2f} s nit {rs.nit} err {rs.err:.1e} "
+                         f"ok {rs.success}")
+                if rs.success:
+                    line += f" ({ts / t:.1f}x)"
+                print(line, flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["online", "online-50k", "batch", "torch"])
+    ap.add_argument("what", choices=["online", "online-50k", "online-small", "batch",
+                                     "torch"])
     ap.add_argument("--n", type=int, nargs="+", default=[10_000, 20_000])
     ap.add_argument("--big", type=int, default=50_000)
     ap.add_argument("--repeat", type=int, default=3)
@@ -315,9 +356,13 @@ def main():
                          "extrapolated")
     ap.add_argument("--peers", default="pot,ott,geomloss",
                     help="online: peers besides POT (ott: OTT-JAX, when installed)")
+    ap.add_argument("--sweep-cap", type=int, default=1000,
+                    help="online-small: most sweeps of the sweeps-only run")
+    ap.add_argument("--dense-max", type=int, default=10_000,
+                    help="online-small: largest n also solved on the dense cost")
     args = ap.parse_args()
-    {"online": online, "online-50k": online_50k, "batch": batch,
-     "torch": torch_bench}[args.what](args)
+    {"online": online, "online-50k": online_50k, "online-small": online_small,
+     "batch": batch, "torch": torch_bench}[args.what](args)
 
 
 if __name__ == "__main__":

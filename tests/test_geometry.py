@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 import ottools
 from ottools import PointCloud
+from ottools._kernels import _newton as kn
+from ottools._kernels import _online_newton as kon
 
 
 @pytest.mark.parametrize("metric, p", [("sqeuclidean", None), ("euclidean", None),
@@ -220,7 +222,6 @@ def _newton_state(rng, n=23, m=17, reg=0.02, step=1e-3):
 
 
 def _online_trial(par, blocks, geom, a, b, reg, f_new, g_new, f, g, old):
-    from ottools._kernels import _online_newton as kon
     n, m = geom.shape
     nb = 1 << (63 - kn._BIN_SHIFT)
     out = (np.empty(n), np.empty(m), np.empty(m), np.zeros((blocks, nb), dtype=np.int64),
@@ -229,9 +230,6 @@ def _online_trial(par, blocks, geom, a, b, reg, f_new, g_new, f, g, old):
     S, total, npos = kernel(*geom.kernel_args(), np.log(a), np.log(b), 1.0 / reg, f_new,
                             g_new, f, g, old, *out)
     return (S, total, npos) + out
-
-
-from ottools._kernels import _newton as kn  # noqa: E402
 
 
 @pytest.mark.parametrize("par, blocks", [(False, 1), (False, 3), (True, 1), (True, 3)])
@@ -257,7 +255,6 @@ def test_online_trial_pass_equals_the_dense_trial_plan(rng, par, blocks, step):
     # the blocks' histograms are the dense threshold's
     for k_min, mass_tol in [(40, 1e-6), (5, 1e-2), (10**4, 0.0)]:
         rho0, k0 = kn.mass_threshold(P_new, k_min, mass_tol)
-        from ottools._kernels import _online_newton as kon
         rho, k = kon.threshold(cnt, mass, total, npos, k_min, mass_tol, 10**9)
         assert (rho, k) == (rho0, k0)
         # the sparsified plan in one pass equals the dense sparsification
@@ -276,7 +273,6 @@ def test_online_trial_pass_equals_the_dense_trial_plan(rng, par, blocks, step):
 
 
 def test_online_threshold_cap_and_overflowing_block(rng):
-    from ottools._kernels import _online_newton as kon
     a, b, geom, reg, f, g, _, _ = _newton_state(rng, reg=0.5)
     S, total, npos, rows, cols, cmax, cnt, mass = _online_trial(False, 2, geom, a, b, reg,
                                                                 f, g, f, g, False)

@@ -120,6 +120,25 @@ def test_mass_threshold_is_the_largest_admissible(rng, spread, k_min, mass_tol, 
     assert kn.mass_threshold_par(np.zeros((3, 4)), 2, 1e-6, 2) == (0.0, 0)
 
 
+@pytest.mark.parametrize("chunks", [0, 3])
+def test_mass_threshold_floor_leaves_out_only_tiny_mass(rng, chunks):
+    P = np.exp(-300.0 * rng.random((300, 200)))  # most entries tiny, all positive
+    total, mass_tol = P.sum(), 1e-6
+    floor = 1e-3 * mass_tol * total / P.size
+    lo = kn.hist_floor(floor)
+    assert floor / 1.25 < lo <= floor and kn.hist_floor(0.0) == 0.0
+    if chunks:
+        rho, k = kn.mass_threshold_par(P, 50, mass_tol, chunks, floor)
+    else:
+        rho, k = kn.mass_threshold(P, 50, mass_tol, floor)
+    kept = P[P >= rho]
+    assert k == kept.size >= 50 and rho >= lo
+    # the mass rule holds to within the left-out mass (at most 1e-3 mass_tol)
+    assert total - kept.sum() <= 1.001 * mass_tol * total
+    # a weaker rule than the exact one: never a lower threshold
+    assert rho >= kn.mass_threshold(P, 50, mass_tol)[0]
+
+
 def test_sparsify_csr_equals_twin(rng):
     a, b, cost, reg, f, g = _state(rng, 30, 20)
     P = ref.plan(a, b, cost, reg, f, g)

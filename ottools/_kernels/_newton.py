@@ -176,15 +176,15 @@ _BIN_SHIFT = 50  # a float64's exponent and the top two bits of its mantissa
 
 
 @jit
-def _hist_block(flat, bits, t0, t1, cnt, mass):
-    """Counts and mass of the positive entries ``flat[t0:t1]`` by the leading bits of
-    their float64 representations, added into ``cnt``/``mass``; returns their sum and
-    count."""
+def _hist_block(flat, bits, t0, t1, cnt, mass, floor):
+    """Counts and mass of the positive entries ``flat[t0:t1]`` at or above ``floor`` (a
+    bin boundary: :func:`hist_floor`) by the leading bits of their float64 representations, added into ``cnt``/``mass``;
+    returns their sum and count."""
     total = 0.0
     npos = 0
     for t in range(t0, t1):
         v = flat[t]
-        if v > 0.0:
+        if v >= floor and v > 0.0:  # (rarely true first: predicted)
             b = bits[t] >> _BIN_SHIFT
             cnt[b] += 1
             mass[b] += v
@@ -213,11 +213,24 @@ def _threshold_from_hist(cnt, mass, total, npos, k_min, mass_tol):
 
 
 @jit
-def mass_threshold(P, k_min, mass_tol):
+def hist_floor(floor):
+    """``floor`` rounded down to a bin boundary (0 for ``floor <= 0``): the histograms
+    count whole bins, so that every entry at or above a threshold they give is counted."""
+    if not floor > 0.0:
+        return 0.0
+    b = (np.array([floor]).view(np.int64)[0] >> _BIN_SHIFT) << _BIN_SHIFT
+    return np.array([b]).view(np.float64)[0]
+
+
+@jit
+def mass_threshold(P, k_min, mass_tol, floor=0.0):
     """Threshold ``rho`` for the sparsified Hessian: the largest value of the form
     ``2**e * (1 + q / 4)`` (``q`` in 0..3: four thresholds per octave) such that the
     entries of ``P`` (non-negative) at or above it are at least ``k_min`` and their
-    dropped mass is at most ``mass_tol * sum(P)``. One pass over ``P`` (a histogram of
+    dropped mass is at most ``mass_tol * sum(P)``. Entries below ``floor`` are left out
+    of the counts and sums (their scattered bin updates cost most of the pass where the
+    plan has many tiny entries): a floor of ``delta * mass_tol * sum(P) / P.size`` keeps
+    the rule within a relative ``delta`` of ``mass_tol``. One pass over ``P`` (a histogram of
     counts and mass by the leading bits of the entries' float64 representations, whose
     order is the values' order), no copy, no reordering: O(size) with a small constant,
     where selecting the exact ``k``-th largest (:func:`kth_largest`) reorders a copy of
@@ -230,12 +243,12 @@ def mass_threshold(P, k_min, mass_tol):
     nb = 1 << (63 - _BIN_SHIFT)
     cnt = np.zeros(nb, dtype=np.int64)
     mass = np.zeros(nb, dtype=np.float64)
-    total, npos = _hist_block(flat, flat.view(np.int64), 0, N, cnt, mass)
+    total, npos = _hist_block(flat, flat.view(np.int64), 0, N, cnt, mass, hist_floor(floor))
     return _threshold_from_hist(cnt, mass, total, npos, k_min, mass_tol)
 
 
 @jit(parallel=True)
-def mass_threshold_par(P, k_min, mass_tol, chunks):
+def mass_threshold_par(P, k_min, mass_tol, chunks, floor=0.0):
     """:func:`mass_threshold` with the histogram pass in ``chunks`` parallel blocks
     (the same bins; the mass sums in another order)."""
     N = P.size
@@ -247,9 +260,10 @@ def mass_threshold_par(P, k_min, mass_tol, chunks):
     mass = np.zeros((nc, nb), dtype=np.float64)
     tot = np.zeros(nc, dtype=np.float64)
     npc = np.zeros(nc, dtype=np.int64)
+    lo = hist_floor(floor)
     for c in prange(nc):
         tot[c], npc[c] = _hist_block(flat, bits, c * N // nc, (c + 1) * N // nc, cnt[c],
-                                     mass[c])
+                                     mass[c], lo)
     for c in range(1, nc):
         for b in range(nb):
             cnt[0, b] += cnt[c, b]
@@ -268,7 +282,10 @@ def _col_max_rows(P, cm, r0, r1):
 
 @jit
 def _kept(p, rho, ri, cj):
-    return p > 0.0 and (p >= rho or p == ri or p == cj)
+    # The rarely true tests first: the branches are predicted (at n = 4000, 2-D, reg 1e-4
+    # about 40 % of the entries are positive, in no pattern; testing p > 0 first made the
+    # count and fill passes 3x slower).
+    return (p >= rho or p == ri or p == cj) and p > 0.0
 
 
 @jit

@@ -25,7 +25,7 @@ from numba import prange
 
 from ._jit import FASTMATH_SAFE, jit
 from ._lse import exp_into, row_max
-from ._newton import _BIN_SHIFT, _kept, _phi_series
+from ._newton import _BIN_SHIFT, _kept, _phi_series, hist_floor
 from ._online import cost_row_t
 
 _NBINS = 1 << (63 - _BIN_SHIFT)
@@ -60,7 +60,7 @@ def _curvature_row(pn, po, dfi, dgi):
 
 @jit
 def _trial_rows(x, yt, sqx, sqy, metric, p, inv_scale, loga, gb_new, gb_old, inv_reg,
-                f_new, f_old, df, dgi, old, rows, cols, cmax, cnt, mass, B, r0, r1):
+                f_new, f_old, df, dgi, old, rows, cols, cmax, cnt, mass, floor, B, r0, r1):
     """Rows ``r0:r1`` of :func:`trial` (``B``: (5, m) work rows); returns
     ``(S, total, npos)`` of these rows."""
     m = yt.shape[1]
@@ -84,7 +84,7 @@ def _trial_rows(x, yt, sqx, sqy, metric, p, inv_scale, loga, gb_new, gb_old, inv
             s += v
             cols[j] += v
             cmax[j] = v if v > cmax[j] else cmax[j]
-            if v > 0.0:
+            if v >= floor and v > 0.0:  # (rarely true first: predicted)
                 b = bits[j] >> _BIN_SHIFT
                 cnt[b] += 1
                 mass[b] += v
@@ -133,28 +133,30 @@ def _trial_reduce(rows, cols, cmax, C, CM, out):
 
 @jit
 def trial(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f_new, g_new, f_old,
-          g_old, old, rows, cols, cmax, cnt, mass):
+          g_old, old, rows, cols, cmax, cnt, mass, floor=0.0):
     """One pass over the plan at ``(f_new, g_new)``: writes its marginals ``rows``,
     ``cols``, the column maxima ``cmax`` and, per row block ``c``, the histogram
     ``cnt[c]``, ``mass[c]`` (``(blocks, 2**13)``; the blocks are ``cnt.shape[0]``) of its
-    positive entries. With ``old``, also the curvature
-    ``S = sum_ij P_old_ij (exp(t_ij) - 1 - t_ij)`` of the step from ``(f_old, g_old)``
-    (``t_ij = (df_i + dg_j) / reg``, the steps taken), so that the exact dual increase is
-    ``<df, a - P_old 1> + <dg, b - P_old^T 1> - reg S`` (see ``_newton.trial_plan``).
+    positive entries at or above ``floor`` (see ``_newton.mass_threshold``). With
+    ``old``, also the curvature ``S = sum_ij P_old_ij (exp(t_ij) - 1 - t_ij)`` of the
+    step from ``(f_old, g_old)`` (``t_ij = (df_i + dg_j) / reg``, the steps taken), so
+    that the exact dual increase is ``<df, a - P_old 1> + <dg, b - P_old^T 1> - reg S``
+    (see ``_newton.trial_plan``).
     Returns ``(S, total, npos)``: ``S`` is ``inf`` when it or a marginal is not finite;
-    ``total`` and ``npos`` the sum and count of the positive entries. Serial;
+    ``total`` and ``npos`` the sum and count of the entries in the histogram. Serial;
     :func:`trial_par` runs the blocks in parallel.
     """
     n = x.shape[0]
     nc = cnt.shape[0]
     yt, gb_new, gb_old, df, dgi, C, CM, B, out = _trial_setup(y, logb, inv_reg, f_new,
                                                               g_new, f_old, g_old, nc)
+    lo = hist_floor(floor)
     for c in range(nc):
         cnt[c] = 0
         mass[c] = 0.0
         s, t, k = _trial_rows(x, yt, sqx, sqy, metric, p, inv_scale, loga, gb_new, gb_old,
                               inv_reg, f_new, f_old, df, dgi, old, rows, C[c], CM[c], cnt[c],
-                              mass[c], B[c], c * n // nc, (c + 1) * n // nc)
+                              mass[c], lo, B[c], c * n // nc, (c + 1) * n // nc)
         out[c, 0] = s
         out[c, 1] = t
         out[c, 2] = k
@@ -163,18 +165,19 @@ def trial(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f_new, g_ne
 
 @jit(parallel=True)
 def trial_par(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f_new, g_new,
-              f_old, g_old, old, rows, cols, cmax, cnt, mass):
+              f_old, g_old, old, rows, cols, cmax, cnt, mass, floor=0.0):
     """:func:`trial` with its row blocks in parallel."""
     n = x.shape[0]
     nc = cnt.shape[0]
     yt, gb_new, gb_old, df, dgi, C, CM, B, out = _trial_setup(y, logb, inv_reg, f_new,
                                                               g_new, f_old, g_old, nc)
+    lo = hist_floor(floor)
     for c in prange(nc):
         cnt[c] = 0
         mass[c] = 0.0
         s, t, k = _trial_rows(x, yt, sqx, sqy, metric, p, inv_scale, loga, gb_new, gb_old,
                               inv_reg, f_new, f_old, df, dgi, old, rows, C[c], CM[c], cnt[c],
-                              mass[c], B[c], c * n // nc, (c + 1) * n // nc)
+                              mass[c], lo, B[c], c * n // nc, (c + 1) * n // nc)
         out[c, 0] = s
         out[c, 1] = t
         out[c, 2] = k
