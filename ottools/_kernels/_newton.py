@@ -282,10 +282,10 @@ def _col_max_rows(P, cm, r0, r1):
 
 @jit
 def _kept(p, rho, ri, cj):
-    # The rarely true tests first: the branches are predicted (at n = 4000, 2-D, reg 1e-4
-    # about 40 % of the entries are positive, in no pattern; testing p > 0 first made the
-    # count and fill passes 3x slower).
-    return (p >= rho or p == ri or p == cj) and p > 0.0
+    """Whether a plan entry ``p`` is kept: at or above ``rho``, or its row's largest
+    ``ri`` or its column's ``cj``, and positive. Bitwise, no short-circuit branches (about
+    40 % of the entries are positive at n = 4000, 2-D, reg 1e-4, in no pattern)."""
+    return ((p >= rho) | (p == ri) | (p == cj)) & (p > 0.0)
 
 
 @jit
@@ -296,23 +296,37 @@ def _count_rows(P, rho, cmax, rmax, counts, r0, r1):
         rmax[i] = ri
         c = 0
         for j in range(P.shape[1]):
-            if _kept(P[i, j], rho, ri, cmax[j]):
-                c += 1
+            c += 1 if _kept(P[i, j], rho, ri, cmax[j]) else 0
         counts[i] = c
+
+
+@jit
+def compact_row(row, rho, ri, cmax, bi, bd):
+    """The kept entries of ``row`` (row maximum ``ri``) into ``bi``, ``bd`` (length
+    ``m + 1``); returns their count. Every entry is written and the count advances only
+    for kept ones: no branch (the fill pass at n = 4000, 2-D, reg 1e-4 took 55 ms with a
+    branch per entry, 18 ms without)."""
+    k = 0
+    for j in range(row.size):
+        p = row[j]
+        bi[k] = j
+        bd[k] = p
+        k += 1 if _kept(p, rho, ri, cmax[j]) else 0
+    return k
 
 
 @jit
 def _fill_rows(P, rho, cmax, rmax, indptr, indices, data, r0, r1):
     """The kept entries of rows ``r0:r1`` at their CSR positions."""
+    m = P.shape[1]
+    bi = np.empty(m + 1, dtype=np.int64)
+    bd = np.empty(m + 1, dtype=np.float64)
     for i in range(r0, r1):
-        ri = rmax[i]
-        k = indptr[i]
-        for j in range(P.shape[1]):
-            p = P[i, j]
-            if _kept(p, rho, ri, cmax[j]):
-                indices[k] = j
-                data[k] = p
-                k += 1
+        k = compact_row(P[i], rho, rmax[i], cmax, bi, bd)
+        s = indptr[i]
+        for t in range(k):
+            indices[s + t] = bi[t]
+            data[s + t] = bd[t]
 
 
 @jit

@@ -25,7 +25,7 @@ from numba import prange
 
 from ._jit import FASTMATH_SAFE, jit
 from ._lse import exp_into, row_max
-from ._newton import _BIN_SHIFT, _kept, _phi_series, hist_floor
+from ._newton import _BIN_SHIFT, _phi_series, compact_row, hist_floor
 from ._online import cost_row_t
 
 _NBINS = 1 << (63 - _BIN_SHIFT)
@@ -224,20 +224,18 @@ def _kept_rows(x, yt, sqx, sqy, metric, p, inv_scale, loga, gb, inv_reg, f, rho,
     first fit)."""
     m = yt.shape[1]
     c, z, pn, work = B[0], B[1], B[2], B[3]
+    bi = np.empty(m + 1, dtype=np.int64)
+    bd = np.empty(m + 1, dtype=np.float64)
     k = k0
     for i in range(r0, r1):
         _plan_row(x, yt, i, sqx, sqy, metric, p, inv_scale, loga[i] + f[i] * inv_reg, gb,
                   inv_reg, c, z, pn, work)
-        ri = row_max(pn)
-        start = k
-        for j in range(m):
-            v = pn[j]
-            if _kept(v, rho, ri, cmax[j]):
-                if k < k1:
-                    indices[k] = j
-                    data[k] = v
-                k += 1
-        counts[i] = k - start
+        kr = compact_row(pn, rho, row_max(pn), cmax, bi, bd)
+        for t in range(min(kr, max(0, k1 - k))):
+            indices[k + t] = bi[t]
+            data[k + t] = bd[t]
+        counts[i] = kr
+        k += kr
     return k - k0
 
 
