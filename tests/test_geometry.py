@@ -291,11 +291,18 @@ def test_online_threshold_cap_and_overflowing_block(rng):
 
 
 @pytest.mark.parametrize("n, m", [(300, 260), (600, 520)])  # serial, parallel passes
-def test_online_newton_stage_equals_the_dense_one(n, m):
+def test_online_newton_stage_equals_the_dense_one(n, m, monkeypatch):
     rng = np.random.default_rng(7)
     geom = PointCloud(rng.random((n, 2)), rng.random((m, 2)))
     C = geom.dense()
     reg = 1e-4 * C.max()
+    # online, auto's Newton stage may start after fewer sweeps: the same value
+    on = ottools.sinkhorn(None, None, geom, reg)
+    de = ottools.sinkhorn(None, None, C, reg)
+    assert on.success and on.nit_newton > 0 and on.fun == pytest.approx(de.fun, rel=1e-10)
+    # with the dense stage's switch, the same iterations
+    import ottools._sinkhorn as sk
+    monkeypatch.setattr(sk, "_NEWTON_MIN_SWEEPS_ONLINE", sk._NEWTON_MIN_SWEEPS)
     for method in ("auto", "sns"):
         de = ottools.sinkhorn(None, None, C, reg, method=method)
         on = ottools.sinkhorn(None, None, geom, reg, method=method)
