@@ -312,3 +312,25 @@ def test_online_newton_stage_equals_the_dense_one(n, m, monkeypatch):
         np.testing.assert_allclose(on.g, de.g, rtol=0, atol=1e-10 * C.max())
         assert on.fun == pytest.approx(de.fun, rel=1e-10)
         assert on.stages[-1] == "newton"
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 40), m=st.integers(1, 40), zeros=st.integers(0, 3),
+       d=st.sampled_from([1, 3]), seed=st.integers(0, 2**32 - 1))
+def test_online_sns_equals_dense_sns(n, m, zeros, d, seed):
+    # The whole Newton stage (warm-up, steps, fallbacks) online against the dense one,
+    # with zero weights (the compressed cloud) and shapes down to 1 x 1.
+    rng = np.random.default_rng(seed)
+    x, y = rng.random((n, d)), rng.random((m, d))
+    a, b = rng.random(n) + 0.1, rng.random(m) + 0.1
+    a[:min(zeros, n - 1)] = 0
+    b[:min(zeros, m - 1)] = 0
+    a, b = a / a.sum(), b / b.sum()
+    geom = PointCloud(x, y, scale="max")
+    reg = 1e-3
+    on = ottools.sinkhorn(a, b, geom, reg, method="sns")
+    de = ottools.sinkhorn(a, b, geom.dense(), reg, method="sns")
+    assert on.success == de.success and on.success
+    assert (on.nit, on.nit_newton) == (de.nit, de.nit_newton)
+    np.testing.assert_allclose(on.plan_dense(), de.plan, rtol=0, atol=1e-10)
+    assert on.fun == pytest.approx(de.fun, rel=1e-10, abs=1e-12)

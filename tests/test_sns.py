@@ -426,6 +426,25 @@ def test_failed_newton_falls_back_to_sinkhorn(rng):
     np.testing.assert_allclose(res.plan, log.plan, atol=1e-9)
 
 
+@pytest.mark.parametrize("method, reg", [("sns", 1e-4), ("sns", 1e-5), ("auto", 1e-5)])
+def test_failed_steps_raise_the_damping_cap(method, reg):
+    # A near-singular mode of a small near-permutation plan: with the damping capped by
+    # (err / mass)**2 alone, every step failed from err 2e-5 on, until maxiter.
+    rng = np.random.default_rng(256)
+    n, m = rng.integers(1, 60), rng.integers(1, 60)
+    rng.integers(0, 4), rng.choice([1, 3])  # (the draws of the search that found it)
+    x, y = rng.random((n, 3)), rng.random((m, 3))
+    a, b = rng.random(n) + 0.1, rng.random(m) + 0.1
+    a[:2], b[:2] = 0.0, 0.0
+    a, b = a / a.sum(), b / b.sum()
+    C = ottools.cost_matrix(x, y)
+    C /= C.max()
+    res = ottools.sinkhorn(a, b, C, reg, method=method)
+    assert res.success and res.nit < 1000 and res.nit_newton > 0
+    P = res.plan
+    assert np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - b).sum() <= 1e-9
+
+
 def test_unknown_option():
     with pytest.raises(TypeError, match="Unknown option.*'densty'.*'density'"):
         ottools.sinkhorn(None, None, np.eye(3), 0.1, method="sns", options={"densty": 2})
