@@ -115,7 +115,7 @@ class NewtonStage:
     column's largest entry), ``mass_tol`` (the threshold falls until the dropped mass is
     at most this fraction), ``density_growth`` (after a failed step), ``shift_max``
     (Levenberg-Marquardt damping of the Hessian diagonal, adapted, capped by the squared
-    relative error), ``cg_tol``, ``cg_maxiter`` (default ``10 (n + m)``), ``armijo``,
+    relative error times a factor raised by failed steps), ``cg_tol``, ``cg_maxiter`` (default ``10 (n + m)``), ``armijo``,
     ``backtrack``, ``ls_maxiter`` (line search), ``fallback_iters`` (Sinkhorn iterations
     after a failed step): see :func:`ottools.sinkhorn`. Works in float64.
     """
