@@ -318,8 +318,9 @@ def online_small(args):
         for d in (2, 10):
             x, y = rng.random((n, d)), rng.random((n, d))
             geom = ottools.PointCloud(x, y, scale="max")
-            ottools.sinkhorn(None, None, ottools.PointCloud(x[:700], y[:700], scale="max"),
-                             1e-4)  # compile, parallel kernels too
+            small = ottools.PointCloud(x[:700], y[:700], scale="max")
+            ottools.sinkhorn(None, None, small, 1e-4)  # compile, parallel kernels too
+            ottools.sinkhorn(None, None, small.dense(), 1e-4)
             for reg in (1e-3, 1e-4):
                 line = f"n={n} d={d} reg={reg:g}:"
                 t, lo, hi, res = med(lambda: ottools.sinkhorn(None, None, geom, reg),
