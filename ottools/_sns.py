@@ -115,9 +115,10 @@ class NewtonStage:
     column's largest entry), ``mass_tol`` (the threshold falls until the dropped mass is
     at most this fraction), ``density_growth`` (after a failed step), ``shift_max``
     (Levenberg-Marquardt damping of the Hessian diagonal, adapted, capped by the squared
-    relative error times a factor raised by failed steps), ``cg_tol``, ``cg_maxiter`` (default ``10 (n + m)``), ``armijo``,
-    ``backtrack``, ``ls_maxiter`` (line search), ``fallback_iters`` (Sinkhorn iterations
-    after a failed step): see :func:`ottools.sinkhorn`. Works in float64.
+    relative error times a factor raised by failed steps), ``cg_tol``, ``cg_maxiter``
+    (default ``10 (n + m)``), ``armijo``, ``backtrack``, ``ls_maxiter`` (line search),
+    ``fallback_iters`` (Sinkhorn iterations after a failed step): see
+    :func:`ottools.sinkhorn`. Works in float64.
     """
 
     def __init__(self, run, *, density, mass_tol, density_growth, shift_max, cg_tol,
@@ -271,7 +272,8 @@ class NewtonStage:
                 self.damp = max(self.damp * 0.1, self.shift_max * 1e-3)
             else:
                 self.damp = min(self.damp * 10.0, 1.0) if self.shift_max > 0 else 0.0
-            self.theta = max(1.0, self.theta * 0.01) if step is not None else self.theta * 100.0
+            self.theta = (max(1.0, self.theta * 0.01) if step is not None
+                          else self.theta * 100.0)
             if step is not None:
                 f[:] = step[0]
                 g[:] = step[1]

@@ -218,7 +218,8 @@ def _newton_state(rng, n=23, m=17, reg=0.02, step=1e-3):
     res = ottools.sinkhorn(a, b, geom, reg, method="log", maxiter=3, tol=0.0)
     f = res.f + 1e-3 * rng.standard_normal(n)
     g = res.g
-    return a, b, geom, reg, f, g, f + step * rng.standard_normal(n), g + step * rng.standard_normal(m)
+    f_new = f + step * rng.standard_normal(n)
+    return a, b, geom, reg, f, g, f_new, g + step * rng.standard_normal(m)
 
 
 def _online_trial(par, blocks, geom, a, b, reg, f_new, g_new, f, g, old):
@@ -244,14 +245,15 @@ def test_online_trial_pass_equals_the_dense_trial_plan(rng, par, blocks, step):
     P_new, r_new, c_new = np.empty((n, m)), np.empty(n), np.empty(m)
     S0 = kn.trial_plan(la, lb, C, 1 / reg, f_new, g_new, f_new - f, g_new - g, P, P_new,
                        r_new, c_new, np.empty(m), np.empty(m))
-    S, total, npos, rows, cols, cmax, cnt, mass = _online_trial(par, blocks, geom, a, b,
-                                                                reg, f_new, g_new, f, g, True)
+    S, total, npos, rows, cols, cmax, cnt, mass = _online_trial(
+        par, blocks, geom, a, b, reg, f_new, g_new, f, g, True)
     assert S == pytest.approx(S0, rel=1e-12)
     np.testing.assert_allclose(rows, r_new, rtol=1e-14)
     np.testing.assert_allclose(cols, c_new, rtol=1e-14)
     # (the dense kernel reassociates its exponents: the same entries to rounding)
     np.testing.assert_allclose(cmax, P_new.max(0), rtol=1e-13)
-    assert npos == np.count_nonzero(P_new) and total == pytest.approx(P_new.sum(), rel=1e-14)
+    assert npos == np.count_nonzero(P_new)
+    assert total == pytest.approx(P_new.sum(), rel=1e-14)
     # the blocks' histograms are the dense threshold's
     for k_min, mass_tol in [(40, 1e-6), (5, 1e-2), (10**4, 0.0)]:
         rho0, k0 = kn.mass_threshold(P_new, k_min, mass_tol)
@@ -286,7 +288,8 @@ def test_online_threshold_cap_and_overflowing_block(rng):
     assert k == np.count_nonzero(P >= rho)
     # a histogram that undercounts the plan: the block overflows and says so
     ok, indptr, indices, data = kon.kept_entries(*geom.kernel_args(), np.log(a), np.log(b),
-                                                 1 / reg, f, g, 0.0, cmax, np.zeros_like(cnt))
+                                                 1 / reg, f, g, 0.0, cmax,
+                                                 np.zeros_like(cnt))
     assert not ok and indices.size == 0
 
 

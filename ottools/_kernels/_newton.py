@@ -178,8 +178,8 @@ _BIN_SHIFT = 50  # a float64's exponent and the top two bits of its mantissa
 @jit
 def _hist_block(flat, bits, t0, t1, cnt, mass, floor):
     """Counts and mass of the positive entries ``flat[t0:t1]`` at or above ``floor`` (a
-    bin boundary: :func:`hist_floor`) by the leading bits of their float64 representations, added into ``cnt``/``mass``;
-    returns their sum and count."""
+    bin boundary: :func:`hist_floor`) by the leading bits of their float64
+    representations, added into ``cnt``/``mass``; returns their sum and count."""
     total = 0.0
     npos = 0
     for t in range(t0, t1):
@@ -230,13 +230,13 @@ def mass_threshold(P, k_min, mass_tol, floor=0.0):
     dropped mass is at most ``mass_tol * sum(P)``. Entries below ``floor`` are left out
     of the counts and sums (their scattered bin updates cost most of the pass where the
     plan has many tiny entries): a floor of ``delta * mass_tol * sum(P) / P.size`` keeps
-    the rule within a relative ``delta`` of ``mass_tol``. One pass over ``P`` (a histogram of
-    counts and mass by the leading bits of the entries' float64 representations, whose
-    order is the values' order), no copy, no reordering: O(size) with a small constant,
-    where selecting the exact ``k``-th largest (:func:`kth_largest`) reorders a copy of
-    every entry. Returns ``(rho, k)``, ``k`` the count at or above ``rho``
-    (``rho = 0`` keeps every positive entry). Serial; :func:`mass_threshold_par` splits
-    the pass in blocks.
+    the rule within a relative ``delta`` of ``mass_tol``. One pass over ``P`` (a
+    histogram of counts and mass by the leading bits of the entries' float64
+    representations, whose order is the values' order), no copy, no reordering: O(size)
+    with a small constant, where selecting the exact ``k``-th largest
+    (:func:`kth_largest`) reorders a copy of every entry. Returns ``(rho, k)``, ``k`` the
+    count at or above ``rho`` (``rho = 0`` keeps every positive entry). Serial;
+    :func:`mass_threshold_par` splits the pass in blocks.
     """
     N = P.size
     flat = P.reshape(N)

@@ -155,8 +155,8 @@ def trial(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f_new, g_ne
         cnt[c] = 0
         mass[c] = 0.0
         s, t, k = _trial_rows(x, yt, sqx, sqy, metric, p, inv_scale, loga, gb_new, gb_old,
-                              inv_reg, f_new, f_old, df, dgi, old, rows, C[c], CM[c], cnt[c],
-                              mass[c], lo, B[c], c * n // nc, (c + 1) * n // nc)
+                              inv_reg, f_new, f_old, df, dgi, old, rows, C[c], CM[c],
+                              cnt[c], mass[c], lo, B[c], c * n // nc, (c + 1) * n // nc)
         out[c, 0] = s
         out[c, 1] = t
         out[c, 2] = k
@@ -176,8 +176,8 @@ def trial_par(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f_new, 
         cnt[c] = 0
         mass[c] = 0.0
         s, t, k = _trial_rows(x, yt, sqx, sqy, metric, p, inv_scale, loga, gb_new, gb_old,
-                              inv_reg, f_new, f_old, df, dgi, old, rows, C[c], CM[c], cnt[c],
-                              mass[c], lo, B[c], c * n // nc, (c + 1) * n // nc)
+                              inv_reg, f_new, f_old, df, dgi, old, rows, C[c], CM[c],
+                              cnt[c], mass[c], lo, B[c], c * n // nc, (c + 1) * n // nc)
         out[c, 0] = s
         out[c, 1] = t
         out[c, 2] = k
