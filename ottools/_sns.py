@@ -334,7 +334,7 @@ class OnlineNewtonStage(NewtonStage):
         n, m = self.n, self.m
         run = self.run
         self.geom = run.prob.costc
-        nb = 1 << (63 - _kn._BIN_SHIFT)
+        nb = 1 << (63 - _kn.BIN_SHIFT)
         nc = max(1, min(run.chunks, n))
         self.par = nc > 1
         self.hist = [np.zeros((nc, nb), dtype=np.int64), np.zeros((nc, nb))]

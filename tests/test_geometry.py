@@ -224,7 +224,7 @@ def _newton_state(rng, n=23, m=17, reg=0.02, step=1e-3):
 
 def _online_trial(par, blocks, geom, a, b, reg, f_new, g_new, f, g, old):
     n, m = geom.shape
-    nb = 1 << (63 - kn._BIN_SHIFT)
+    nb = 1 << (63 - kn.BIN_SHIFT)
     out = (np.empty(n), np.empty(m), np.empty(m), np.zeros((blocks, nb), dtype=np.int64),
            np.zeros((blocks, nb)))
     kernel = kon.trial_par if par else kon.trial

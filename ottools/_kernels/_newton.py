@@ -16,7 +16,7 @@ from ._lse import exp_into, row_max
 
 
 @jit
-def _phi_series(t):
+def phi_series(t):
     """``exp(t) - 1 - t`` for ``|t| < 0.05``, relative error below 1e-16."""
     return t * t * 0.5 * (1.0 + t / 3.0 * (1.0 + t / 4.0 * (1.0 + t / 5.0 * (
         1.0 + t / 6.0 * (1.0 + t / 7.0 * (1.0 + t / 8.0 * (1.0 + t / 9.0)))))))
@@ -44,7 +44,7 @@ def _trial_rows(loga, gb, cost, inv_reg, f_new, df, dgi, P_old, P_new, rows, col
             cols[j] += p
             t = dfi + dgi[j]
             q = P_old[i, j]
-            near = q * _phi_series(t)
+            near = q * phi_series(t)
             far = p - q - q * t
             si += near if abs(t) < 0.05 else far
         rows[i] = s
@@ -172,11 +172,11 @@ def kth_largest(values, k):
     return _select(values, 0, N - 1, N - k)
 
 
-_BIN_SHIFT = 50  # a float64's exponent and the top two bits of its mantissa
+BIN_SHIFT = 50  # a float64's exponent and the top two bits of its mantissa
 
 
 @jit
-def _hist_block(flat, bits, t0, t1, cnt, mass, floor):
+def hist_block(flat, bits, t0, t1, cnt, mass, floor):
     """Counts and mass of the positive entries ``flat[t0:t1]`` at or above ``floor`` (a
     bin boundary: :func:`hist_floor`) by the leading bits of their float64
     representations, added into ``cnt``/``mass``; returns their sum and count."""
@@ -185,7 +185,7 @@ def _hist_block(flat, bits, t0, t1, cnt, mass, floor):
     for t in range(t0, t1):
         v = flat[t]
         if v >= floor and v > 0.0:  # (rarely true first: predicted)
-            b = bits[t] >> _BIN_SHIFT
+            b = bits[t] >> BIN_SHIFT
             cnt[b] += 1
             mass[b] += v
             total += v
@@ -207,7 +207,7 @@ def _threshold_from_hist(cnt, mass, total, npos, k_min, mass_tol):
         c += cnt[b]
         kept += mass[b]
         if c >= k0 and total - kept <= mass_tol * total:
-            out[0] = b << _BIN_SHIFT
+            out[0] = b << BIN_SHIFT
             return out.view(np.float64)[0], c
     return 0.0, npos
 
@@ -218,7 +218,7 @@ def hist_floor(floor):
     count whole bins, so that every entry at or above a threshold they give is counted."""
     if not floor > 0.0:
         return 0.0
-    b = (np.array([floor]).view(np.int64)[0] >> _BIN_SHIFT) << _BIN_SHIFT
+    b = (np.array([floor]).view(np.int64)[0] >> BIN_SHIFT) << BIN_SHIFT
     return np.array([b]).view(np.float64)[0]
 
 
@@ -240,10 +240,10 @@ def mass_threshold(P, k_min, mass_tol, floor=0.0):
     """
     N = P.size
     flat = P.reshape(N)
-    nb = 1 << (63 - _BIN_SHIFT)
+    nb = 1 << (63 - BIN_SHIFT)
     cnt = np.zeros(nb, dtype=np.int64)
     mass = np.zeros(nb, dtype=np.float64)
-    total, npos = _hist_block(flat, flat.view(np.int64), 0, N, cnt, mass, hist_floor(floor))
+    total, npos = hist_block(flat, flat.view(np.int64), 0, N, cnt, mass, hist_floor(floor))
     return _threshold_from_hist(cnt, mass, total, npos, k_min, mass_tol)
 
 
@@ -254,7 +254,7 @@ def mass_threshold_par(P, k_min, mass_tol, chunks, floor=0.0):
     N = P.size
     flat = P.reshape(N)
     bits = flat.view(np.int64)
-    nb = 1 << (63 - _BIN_SHIFT)
+    nb = 1 << (63 - BIN_SHIFT)
     nc = max(1, min(chunks, N))
     cnt = np.zeros((nc, nb), dtype=np.int64)
     mass = np.zeros((nc, nb), dtype=np.float64)
@@ -262,7 +262,7 @@ def mass_threshold_par(P, k_min, mass_tol, chunks, floor=0.0):
     npc = np.zeros(nc, dtype=np.int64)
     lo = hist_floor(floor)
     for c in prange(nc):
-        tot[c], npc[c] = _hist_block(flat, bits, c * N // nc, (c + 1) * N // nc, cnt[c],
+        tot[c], npc[c] = hist_block(flat, bits, c * N // nc, (c + 1) * N // nc, cnt[c],
                                      mass[c], lo)
     for c in range(1, nc):
         for b in range(nb):

@@ -25,10 +25,10 @@ from numba import prange
 
 from ._jit import FASTMATH_SAFE, jit
 from ._lse import exp_into, row_max
-from ._newton import _BIN_SHIFT, _phi_series, compact_row, hist_floor
+from ._newton import BIN_SHIFT, compact_row, hist_block, hist_floor, phi_series
 from ._online import cost_row_t
 
-_NBINS = 1 << (63 - _BIN_SHIFT)
+_NBINS = 1 << (63 - BIN_SHIFT)
 
 
 @jit
@@ -52,31 +52,37 @@ def _curvature_row(pn, po, dfi, dgi):
     for j in range(pn.size):
         t = dfi + dgi[j]
         q = po[j]
-        near = q * _phi_series(t)
+        near = q * phi_series(t)
         far = pn[j] - q - q * t
         si += near if abs(t) < 0.05 else far
     return si
 
 
 @jit
-def _trial_rows(x, yt, sqx, sqy, metric, p, inv_scale, loga, gb_new, gb_old, inv_reg,
-                f_new, f_old, df, dgi, old, rows, cols, cmax, cnt, mass, floor, B, r0, r1):
-    """Rows ``r0:r1`` of :func:`trial` (``B``: (5, m) work rows); returns
-    ``(S, total, npos)`` of these rows."""
-    m = yt.shape[1]
-    c, z, pn, po, work = B[0], B[1], B[2], B[3], B[4]
+def _trial_block(c, work, cloud, loga, inv_reg, f_new, f_old, old, rows, cnt, mass, floor):
+    """Row block ``c`` of :func:`trial`: its rows' marginals, its column sums and maxima
+    (``C[c]``, ``CM[c]`` of ``work``), its histogram (``cnt[c]``, ``mass[c]``) and
+    ``out[c] = (S, total, npos)`` (``work`` from :func:`_trial_setup`)."""
+    x, yt, sqx, sqy, metric, p, inv_scale = cloud
+    gb_new, gb_old, df, dgi, C, CM, B, out = work
+    n, m = x.shape[0], yt.shape[1]
+    nc = cnt.shape[0]
+    cols, cmax, hc, hm = C[c], CM[c], cnt[c], mass[c]
+    hc[:] = 0
+    hm[:] = 0.0
+    cr, z, pn, po, tmp = B[c, 0], B[c, 1], B[c, 2], B[c, 3], B[c, 4]
     bits = pn.view(np.int64)
     S = 0.0
     total = 0.0
     npos = 0
-    for i in range(r0, r1):
+    for i in range(c * n // nc, (c + 1) * n // nc):
         _plan_row(x, yt, i, sqx, sqy, metric, p, inv_scale, loga[i] + f_new[i] * inv_reg,
-                  gb_new, inv_reg, c, z, pn, work)
+                  gb_new, inv_reg, cr, z, pn, tmp)
         if old:
             base = loga[i] + f_old[i] * inv_reg
             for j in range(m):
-                z[j] = base + gb_old[j] - c[j] * inv_reg
-            exp_into(z, po, work)
+                z[j] = base + gb_old[j] - cr[j] * inv_reg
+            exp_into(z, po, tmp)
             S += _curvature_row(pn, po, df[i] * inv_reg, dgi)
         s = 0.0
         for j in range(m):
@@ -84,31 +90,32 @@ def _trial_rows(x, yt, sqx, sqy, metric, p, inv_scale, loga, gb_new, gb_old, inv
             s += v
             cols[j] += v
             cmax[j] = v if v > cmax[j] else cmax[j]
-            if v >= floor and v > 0.0:  # (rarely true first: predicted)
-                b = bits[j] >> _BIN_SHIFT
-                cnt[b] += 1
-                mass[b] += v
-                total += v
-                npos += 1
         rows[i] = s
-    return S, total, npos
+        t, k = hist_block(pn, bits, 0, m, hc, hm, floor)
+        total += t
+        npos += k
+    out[c, 0] = S
+    out[c, 1] = total
+    out[c, 2] = npos
 
 
 @jit
 def _trial_setup(y, logb, inv_reg, f_new, g_new, f_old, g_old, nc):
+    """``(yt, work)``: the transposed cloud and the work of :func:`_trial_block`."""
     m = y.shape[0]
     yt = np.ascontiguousarray(y.T)
     gb_new = logb + g_new * inv_reg
     gb_old = logb + g_old * inv_reg
     df = f_new - f_old
     dgi = (g_new - g_old) * inv_reg
-    return (yt, gb_new, gb_old, df, dgi, np.zeros((nc, m)), np.zeros((nc, m)),
-            np.empty((nc, 5, m)), np.zeros((nc, 3)))
+    return yt, (gb_new, gb_old, df, dgi, np.zeros((nc, m)), np.zeros((nc, m)),
+                np.empty((nc, 5, m)), np.zeros((nc, 3)))
 
 
 @jit
-def _trial_reduce(rows, cols, cmax, C, CM, out):
+def _trial_reduce(rows, cols, cmax, work):
     """Sums the blocks' results into ``cols``, ``cmax``; returns ``(S, total, npos)``."""
+    C, CM, out = work[4], work[5], work[7]
     S = 0.0
     total = 0.0
     npos = 0
@@ -146,42 +153,24 @@ def trial(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f_new, g_ne
     ``total`` and ``npos`` the sum and count of the entries in the histogram. Serial;
     :func:`trial_par` runs the blocks in parallel.
     """
-    n = x.shape[0]
-    nc = cnt.shape[0]
-    yt, gb_new, gb_old, df, dgi, C, CM, B, out = _trial_setup(y, logb, inv_reg, f_new,
-                                                              g_new, f_old, g_old, nc)
+    yt, work = _trial_setup(y, logb, inv_reg, f_new, g_new, f_old, g_old, cnt.shape[0])
+    cloud = (x, yt, sqx, sqy, metric, p, inv_scale)
     lo = hist_floor(floor)
-    for c in range(nc):
-        cnt[c] = 0
-        mass[c] = 0.0
-        s, t, k = _trial_rows(x, yt, sqx, sqy, metric, p, inv_scale, loga, gb_new, gb_old,
-                              inv_reg, f_new, f_old, df, dgi, old, rows, C[c], CM[c],
-                              cnt[c], mass[c], lo, B[c], c * n // nc, (c + 1) * n // nc)
-        out[c, 0] = s
-        out[c, 1] = t
-        out[c, 2] = k
-    return _trial_reduce(rows, cols, cmax, C, CM, out)
+    for c in range(cnt.shape[0]):
+        _trial_block(c, work, cloud, loga, inv_reg, f_new, f_old, old, rows, cnt, mass, lo)
+    return _trial_reduce(rows, cols, cmax, work)
 
 
 @jit(parallel=True)
 def trial_par(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f_new, g_new,
               f_old, g_old, old, rows, cols, cmax, cnt, mass, floor=0.0):
     """:func:`trial` with its row blocks in parallel."""
-    n = x.shape[0]
-    nc = cnt.shape[0]
-    yt, gb_new, gb_old, df, dgi, C, CM, B, out = _trial_setup(y, logb, inv_reg, f_new,
-                                                              g_new, f_old, g_old, nc)
+    yt, work = _trial_setup(y, logb, inv_reg, f_new, g_new, f_old, g_old, cnt.shape[0])
+    cloud = (x, yt, sqx, sqy, metric, p, inv_scale)
     lo = hist_floor(floor)
-    for c in prange(nc):
-        cnt[c] = 0
-        mass[c] = 0.0
-        s, t, k = _trial_rows(x, yt, sqx, sqy, metric, p, inv_scale, loga, gb_new, gb_old,
-                              inv_reg, f_new, f_old, df, dgi, old, rows, C[c], CM[c],
-                              cnt[c], mass[c], lo, B[c], c * n // nc, (c + 1) * n // nc)
-        out[c, 0] = s
-        out[c, 1] = t
-        out[c, 2] = k
-    return _trial_reduce(rows, cols, cmax, C, CM, out)
+    for c in prange(cnt.shape[0]):
+        _trial_block(c, work, cloud, loga, inv_reg, f_new, f_old, old, rows, cnt, mass, lo)
+    return _trial_reduce(rows, cols, cmax, work)
 
 
 @jit
@@ -210,56 +199,61 @@ def threshold(cnt, mass, total, npos, k_min, mass_tol, cap):
             break  # the previous boundary (out) stands
         count += cb
         kept += mb
-        out[0] = b << _BIN_SHIFT
+        out[0] = b << BIN_SHIFT
         if count >= k0 and total - kept <= mass_tol * total:
             break
     return out.view(np.float64)[0], count
 
 
 @jit
-def _kept_rows(x, yt, sqx, sqy, metric, p, inv_scale, loga, gb, inv_reg, f, rho, cmax,
-               counts, indices, data, k0, k1, B, r0, r1):
-    """The kept entries of rows ``r0:r1`` written at ``k0:k1`` (``B``: (4, m) work rows);
-    returns the number found (more than ``k1 - k0``: the block overflowed and only the
-    first fit)."""
-    m = yt.shape[1]
-    c, z, pn, work = B[0], B[1], B[2], B[3]
+def _kept_block(c, work, cloud, loga, inv_reg, f, rho, cmax):
+    """The kept entries of row block ``c`` of :func:`kept_entries`, written in its room
+    ``idx[room[c]:room[c + 1]]`` (``work`` from :func:`_kept_setup`); ``found[c]``: the
+    number found (more than the room: the block overflowed and only the first fit)."""
+    x, yt, sqx, sqy, metric, p, inv_scale = cloud
+    gb, room, idx, val, counts, found, B = work
+    n, m = x.shape[0], yt.shape[1]
+    nc = found.size
+    cr, z, pn, tmp = B[c, 0], B[c, 1], B[c, 2], B[c, 3]
     bi = np.empty(m + 1, dtype=np.int64)
     bd = np.empty(m + 1, dtype=np.float64)
-    k = k0
-    for i in range(r0, r1):
+    k, k1 = room[c], room[c + 1]
+    for i in range(c * n // nc, (c + 1) * n // nc):
         _plan_row(x, yt, i, sqx, sqy, metric, p, inv_scale, loga[i] + f[i] * inv_reg, gb,
-                  inv_reg, c, z, pn, work)
+                  inv_reg, cr, z, pn, tmp)
         kr = compact_row(pn, rho, row_max(pn), cmax, bi, bd)
         for t in range(min(kr, max(0, k1 - k))):
-            indices[k + t] = bi[t]
-            data[k + t] = bd[t]
+            idx[k + t] = bi[t]
+            val[k + t] = bd[t]
         counts[i] = kr
         k += kr
-    return k - k0
+    found[c] = k - room[c]
 
 
 @jit
 def _kept_setup(n, y, logb, inv_reg, g, rho, cnt):
-    """Work arrays of :func:`kept_entries`: each row block's room (its entries at or
-    above ``rho``, its rows' and all the columns' maxima)."""
+    """``(yt, work)``: the transposed cloud and the work of :func:`_kept_block`, each row
+    block's room (its entries at or above ``rho``, its rows' and all the columns'
+    maxima)."""
     nc, m = cnt.shape[0], y.shape[0]
     yt = np.ascontiguousarray(y.T)
     gb = logb + g * inv_reg
     lo = 0
     if rho > 0.0:
-        lo = np.array([rho]).view(np.int64)[0] >> _BIN_SHIFT
+        lo = np.array([rho]).view(np.int64)[0] >> BIN_SHIFT
     room = np.zeros(nc + 1, dtype=np.int64)
     for c in range(nc):
         rows_c = (c + 1) * n // nc - c * n // nc
         room[c + 1] = room[c] + cnt[c, lo:].sum() + rows_c + m
-    return (yt, gb, room, np.empty(room[nc], dtype=np.int64),
-            np.empty(room[nc], dtype=np.float64), np.zeros(n, dtype=np.int64),
-            np.zeros(nc, dtype=np.int64), np.empty((nc, 4, m)))
+    return yt, (gb, room, np.empty(room[nc], dtype=np.int64),
+                np.empty(room[nc], dtype=np.float64), np.zeros(n, dtype=np.int64),
+                np.zeros(nc, dtype=np.int64), np.empty((nc, 4, m)))
 
 
 @jit
-def _kept_finish(room, idx, val, counts, found):
+def _kept_finish(work):
+    """The CSR arrays from the blocks' rooms, ``ok`` False if one overflowed."""
+    gb, room, idx, val, counts, found, B = work
     nc = found.size
     n = counts.size
     ok = True
@@ -291,25 +285,19 @@ def kept_entries(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f, g
     at or above ``rho``, its rows' and all the columns' maxima; returns ``ok`` False
     (arrays empty) if a block found more (a plan other than the histogram's). Serial;
     :func:`kept_entries_par` runs the blocks in parallel."""
-    n = x.shape[0]
-    nc = cnt.shape[0]
-    yt, gb, room, idx, val, counts, found, B = _kept_setup(n, y, logb, inv_reg, g, rho, cnt)
-    for c in range(nc):
-        found[c] = _kept_rows(x, yt, sqx, sqy, metric, p, inv_scale, loga, gb, inv_reg, f,
-                              rho, cmax, counts, idx, val, room[c], room[c + 1], B[c],
-                              c * n // nc, (c + 1) * n // nc)
-    return _kept_finish(room, idx, val, counts, found)
+    yt, work = _kept_setup(x.shape[0], y, logb, inv_reg, g, rho, cnt)
+    cloud = (x, yt, sqx, sqy, metric, p, inv_scale)
+    for c in range(cnt.shape[0]):
+        _kept_block(c, work, cloud, loga, inv_reg, f, rho, cmax)
+    return _kept_finish(work)
 
 
 @jit(parallel=True)
 def kept_entries_par(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f, g, rho,
                      cmax, cnt):
     """:func:`kept_entries` with its row blocks in parallel."""
-    n = x.shape[0]
-    nc = cnt.shape[0]
-    yt, gb, room, idx, val, counts, found, B = _kept_setup(n, y, logb, inv_reg, g, rho, cnt)
-    for c in prange(nc):
-        found[c] = _kept_rows(x, yt, sqx, sqy, metric, p, inv_scale, loga, gb, inv_reg, f,
-                              rho, cmax, counts, idx, val, room[c], room[c + 1], B[c],
-                              c * n // nc, (c + 1) * n // nc)
-    return _kept_finish(room, idx, val, counts, found)
+    yt, work = _kept_setup(x.shape[0], y, logb, inv_reg, g, rho, cnt)
+    cloud = (x, yt, sqx, sqy, metric, p, inv_scale)
+    for c in prange(cnt.shape[0]):
+        _kept_block(c, work, cloud, loga, inv_reg, f, rho, cmax)
+    return _kept_finish(work)
