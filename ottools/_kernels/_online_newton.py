@@ -2,9 +2,10 @@
 
 The dense Newton stage (``_newton``) keeps the plan ``P`` (n, m) between its passes; here
 each pass recomputes the rows of ``P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg)`` from
-the clouds (``_online.cost_row_t``), in the same arithmetic as the dense trial plan, so
-that a row computed twice at the same potentials has the same bits. A Newton step makes
-two kinds of pass:
+the clouds (``_online.cost_row_t``) by one function (:func:`_plan_row`), so that a row
+computed twice at the same potentials has the same bits (the dense trial plan's
+exponents are reassociated: the same entries to rounding). A Newton step makes two kinds
+of pass:
 
 - :func:`trial` at the trial potentials: the marginals, the curvature part ``S`` of the
   dual increase (as ``_newton.trial_plan``; the plan at the current potentials is
