@@ -22,7 +22,7 @@ from ._lse import exp_into, shifted_lse
 SQEUCLIDEAN, EUCLIDEAN, CITYBLOCK, MINKOWSKI = 0, 1, 2, 3
 
 
-@jit(fastmath={"contract"})
+@jit
 def cost_row(x, y, i, sqx, sqy, metric, p, inv_scale, out):
     """``out[j] = c(x_i, y_j) * inv_scale`` for every ``j``."""
     m, d = y.shape
@@ -55,7 +55,7 @@ def cost_row(x, y, i, sqx, sqy, metric, p, inv_scale, out):
             out[j] = s ** (1.0 / p) * inv_scale
 
 
-@jit(fastmath={"contract"})
+@jit
 def cost_row_t(x, yt, i, sqx, sqy, metric, p, inv_scale, out):
     """:func:`cost_row` from the transposed cloud ``yt`` (d, m): the same arithmetic per
     entry (the same sums in the same order, so the same bits), with the loop over the
