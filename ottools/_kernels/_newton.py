@@ -194,9 +194,11 @@ def hist_block(flat, bits, t0, t1, cnt, mass, floor):
 
 
 @jit
-def _threshold_from_hist(cnt, mass, total, npos, k_min, mass_tol):
+def threshold_from_hist(cnt, mass, total, npos, k_min, mass_tol, cap=1 << 62):
     """The largest bin boundary with at least ``k_min`` entries at or above it and at
-    most ``mass_tol * total`` mass below it: ``(rho, k)``."""
+    most ``mass_tol * total`` mass below it, but with at most ``cap`` entries at or
+    above it (at least the top bin's): ``(rho, k)``. When no boundary meets the mass
+    rule (its sums rounded), the lowest counted one: every entry of the histogram."""
     if npos == 0:
         return 0.0, 0
     k0 = min(k_min, npos)
@@ -204,12 +206,18 @@ def _threshold_from_hist(cnt, mass, total, npos, k_min, mass_tol):
     c = 0
     out = np.zeros(1, dtype=np.int64)
     for b in range(cnt.size - 1, 0, -1):
+        if cnt[b] == 0:
+            continue  # (the rule cannot newly hold at an empty bin)
+        if c > 0 and c + cnt[b] > cap:
+            return out.view(np.float64)[0], c  # the previous boundary
         c += cnt[b]
         kept += mass[b]
+        out[0] = b << BIN_SHIFT
         if c >= k0 and total - kept <= mass_tol * total:
-            out[0] = b << BIN_SHIFT
             return out.view(np.float64)[0], c
-    return 0.0, npos
+    if c == 0:
+        return 0.0, npos  # (every positive entry in bin 0)
+    return out.view(np.float64)[0], c
 
 
 @jit
@@ -243,8 +251,9 @@ def mass_threshold(P, k_min, mass_tol, floor=0.0):
     nb = 1 << (63 - BIN_SHIFT)
     cnt = np.zeros(nb, dtype=np.int64)
     mass = np.zeros(nb, dtype=np.float64)
-    total, npos = hist_block(flat, flat.view(np.int64), 0, N, cnt, mass, hist_floor(floor))
-    return _threshold_from_hist(cnt, mass, total, npos, k_min, mass_tol)
+    total, npos = hist_block(flat, flat.view(np.int64), 0, N, cnt, mass,
+                             hist_floor(floor))
+    return threshold_from_hist(cnt, mass, total, npos, k_min, mass_tol)
 
 
 @jit(parallel=True)
@@ -263,12 +272,12 @@ def mass_threshold_par(P, k_min, mass_tol, chunks, floor=0.0):
     lo = hist_floor(floor)
     for c in prange(nc):
         tot[c], npc[c] = hist_block(flat, bits, c * N // nc, (c + 1) * N // nc, cnt[c],
-                                     mass[c], lo)
+                                    mass[c], lo)
     for c in range(1, nc):
         for b in range(nb):
             cnt[0, b] += cnt[c, b]
             mass[0, b] += mass[c, b]
-    return _threshold_from_hist(cnt[0], mass[0], tot.sum(), npc.sum(), k_min, mass_tol)
+    return threshold_from_hist(cnt[0], mass[0], tot.sum(), npc.sum(), k_min, mass_tol)
 
 
 @jit

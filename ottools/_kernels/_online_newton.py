@@ -26,10 +26,10 @@ from numba import prange
 
 from ._jit import FASTMATH_SAFE, jit
 from ._lse import exp_into, row_max
-from ._newton import BIN_SHIFT, compact_row, hist_block, hist_floor, phi_series
+from ._newton import (BIN_SHIFT, compact_row, hist_block, hist_floor, phi_series,
+                      threshold_from_hist)
 from ._online import cost_row_t
 
-_NBINS = 1 << (63 - BIN_SHIFT)
 
 
 @jit
@@ -176,34 +176,12 @@ def trial_par(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f_new, 
 
 @jit
 def threshold(cnt, mass, total, npos, k_min, mass_tol, cap):
-    """``_newton.mass_threshold``'s rule on the block histograms ``cnt``, ``mass``: the
-    largest bin boundary ``rho`` with at least ``k_min`` entries at or above it and at
-    most ``mass_tol * total`` mass below it, but with at most ``cap`` entries at or above
-    it (the memory bound of the online stage; at least the top bin). Returns
+    """``_newton.mass_threshold``'s rule (``_newton.threshold_from_hist``) on the block
+    histograms ``cnt``, ``mass`` summed, with at most ``cap`` entries at or above the
+    threshold (the memory bound of the online stage; at least the top bin's). Returns
     ``(rho, count)``."""
-    if npos == 0:
-        return 0.0, 0
-    nc = cnt.shape[0]
-    k0 = min(k_min, npos)
-    kept = 0.0
-    count = 0
-    out = np.zeros(1, dtype=np.int64)
-    for b in range(_NBINS - 1, 0, -1):
-        cb = 0
-        mb = 0.0
-        for c in range(nc):
-            cb += cnt[c, b]
-            mb += mass[c, b]
-        if cb == 0:
-            continue
-        if count > 0 and count + cb > cap:
-            break  # the previous boundary (out) stands
-        count += cb
-        kept += mb
-        out[0] = b << BIN_SHIFT
-        if count >= k0 and total - kept <= mass_tol * total:
-            break
-    return out.view(np.float64)[0], count
+    return threshold_from_hist(cnt.sum(axis=0), mass.sum(axis=0), total, npos, k_min,
+                               mass_tol, cap)
 
 
 @jit
