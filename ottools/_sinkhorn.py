@@ -749,7 +749,8 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
           cost range, the regularization then decreases geometrically to ``reg``; 0, or a
           warm start ``init``: all at ``reg``), ``density`` (6.0: minimum kept plan entries, as a multiple of
           ``max(n, m)``), ``mass_tol`` (1e-6: the kept threshold falls until the dropped
-          plan mass is at most this fraction), ``density_growth`` (2.0: ``density`` factor
+          plan mass is at most this fraction, and at most the current relative ``err``),
+          ``density_growth`` (2.0: ``density`` factor
           after a failed Newton step), ``shift_max`` (1e-3: initial relative damping of
           the Hessian diagonal, adapted Levenberg-Marquardt style and capped by ``err**2``),
           ``cg_tol`` (1e-2: relative residual of the conjugate gradient, on the Schur

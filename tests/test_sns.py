@@ -426,6 +426,41 @@ def test_failed_newton_falls_back_to_sinkhorn(rng):
     np.testing.assert_allclose(res.plan, log.plan, atol=1e-9)
 
 
+@pytest.mark.parametrize("online", [False, True])
+def test_dropped_mass_stays_below_the_error(monkeypatch, online):
+    """The sparsified Hessian drops at most min(mass_tol, err / mass) of the plan's mass:
+    with mass_tol alone the steps converged linearly once err fell below it."""
+    from ottools import _sns
+
+    rng = np.random.default_rng(7)
+    x, y = rng.random((300, 10)), rng.random((300, 10))
+    geom = ottools.PointCloud(x, y, scale="max")
+    seen = []
+    cls = _sns.OnlineNewtonStage if online else _sns.NewtonStage
+    step, sparsify = cls._step, cls._sparsify
+
+    def spy_step(self, f, g, err):
+        self.err_seen = err
+        return step(self, f, g, err)
+
+    def spy_sparsify(self, f, g, keep):
+        csr = sparsify(self, f, g, keep)
+        total = float(self.rows.sum())
+        seen.append((total - float(csr[2].sum()), total, self.err_seen / total))
+        return csr
+
+    monkeypatch.setattr(cls, "_step", spy_step)
+    monkeypatch.setattr(cls, "_sparsify", spy_sparsify)
+    mass_tol = 1e-6
+    res = ottools.sinkhorn(None, None, geom if online else geom.dense(), 1e-3,
+                           method="sns", tol=1e-12,
+                           options={"density": 0.5, "mass_tol": mass_tol})
+    assert res.success
+    assert min(rel for _, _, rel in seen) < 1e-3 * mass_tol  # the rule was exercised
+    for dropped, total, rel in seen:
+        assert dropped <= 1.001 * min(mass_tol, rel) * total + 1e-15 * total
+
+
 @pytest.mark.parametrize("method, reg", [("sns", 1e-4), ("sns", 1e-5), ("auto", 1e-5)])
 def test_failed_steps_raise_the_damping_cap(method, reg):
     # A near-singular mode of a small near-permutation plan: with the damping capped by
