@@ -113,7 +113,8 @@ class NewtonStage:
 
     ``density`` (kept plan entries as a multiple of ``max(n, m)``, plus each row's and
     column's largest entry), ``mass_tol`` (the threshold falls until the dropped mass is
-    at most this fraction, and at most the relative marginal error), ``density_growth`` (after a failed step), ``shift_max``
+    at most this fraction, and at most the relative marginal error), ``density_growth``
+    (after a failed step), ``shift_max``
     (Levenberg-Marquardt damping of the Hessian diagonal, adapted, capped by the squared
     relative error times a factor raised by failed steps), ``cg_tol``, ``cg_maxiter``
     (default ``10 (n + m)``), ``armijo``, ``backtrack``, ``ls_maxiter`` (line search),
