@@ -128,6 +128,42 @@ def test_scaling_sweep_matches_log_domain_twin(rng, omega):
     np.testing.assert_allclose(cerr[0], np.abs(P.sum(0) - b).sum(), rtol=1e-6, atol=1e-15)
 
 
+@pytest.mark.parametrize("n", range(1, 10))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_scaling_sweep_rows_in_fours_and_remainders(rng, n, dtype):
+    """The row pass takes rows four at a time plus a remainder: one sweep equals the
+    formula for every row count, and a zero row anywhere (a scaling of inf) reports
+    NONFINITE with the entry state kept."""
+    m = 6
+    K = (rng.random((n, m)) + 0.1).astype(dtype)
+    a, b = rng.random(n) + 0.5, rng.random(m) + 0.5
+    a, b = a / a.sum(), b / b.sum()
+    u0, v0 = rng.random(n) + 0.5, rng.random(m) + 0.5
+    for omega in (1.0, 1.4):
+        u, v = u0.copy(), v0.copy()
+        errs, cerr = np.empty(2), np.zeros(1)
+        nit, code = k.scaling_sweep(K, a, b, u, v, np.inf, omega, 0.0, 1, False, cerr, errs,
+                                    np.empty(m), np.empty(m), np.empty(n),
+                                    np.empty(m, dtype=dtype))
+        assert (nit, code) == (1, KernelStatus.BUDGET)
+        K64 = K.astype(np.float64)
+        un = u0 * (a / (u0 * (K64 @ v0))) ** omega
+        vn = v0 * (b / (v0 * (K64.T @ un))) ** omega
+        rtol = 1e-13 if dtype == np.float64 else 1e-5
+        np.testing.assert_allclose(u, un, rtol=rtol)
+        np.testing.assert_allclose(v, vn, rtol=rtol)
+    for zero in range(n):
+        Kz = K.copy()
+        Kz[zero] = 0.0
+        u, v = u0.copy(), v0.copy()
+        nit, code = k.scaling_sweep(Kz, a, b, u, v, np.inf, 1.0, 0.0, 1, False, np.zeros(1),
+                                    np.empty(2), np.empty(m), np.empty(m), np.empty(n),
+                                    np.empty(m, dtype=dtype))
+        assert (nit, code) == (0, KernelStatus.NONFINITE)
+        np.testing.assert_array_equal(u, u0)
+        np.testing.assert_array_equal(v, v0)
+
+
 @pytest.mark.parametrize("bound", [1e50, 10.0])
 def test_stabilized_iterates_are_log_domain_iterates(rng, bound, monkeypatch):
     # reg = 1e-3 on a unit cost: exp(-C / reg) underflows; bound=10 absorbs constantly.
