@@ -23,42 +23,17 @@ import numpy as np
 from numba import prange
 
 from ._codes import BUDGET, DONE, NONFINITE, OUT_OF_RANGE
-from ._jit import FASTMATH_SAFE, jit
-from ._sinkhorn import commit_scalings, relax_coefficients, relaxed
+from ._jit import jit
+from ._sinkhorn import commit_scalings, relax_coefficients, relaxed, row_pass
 
 
-@jit(fastmath=FASTMATH_SAFE)
+@jit
 def _ub_rows(K, vk, u, a, pa, qa, tau, kr, unew, t, r0, r1, omega):
-    """Rows ``r0:r1`` of one unbalanced sweep: ``unew`` (over-relaxed when
-    ``omega != 1``) and ``t = sum_i unew_i K_i`` (overwritten). Returns ``(e, ok)``: the
-    row error of the entry state and whether every new scaling is finite and positive."""
-    m = K.shape[1]
-    relax = omega != 1.0
-    c = relax_coefficients(omega)
-    uk = np.empty(1, dtype=K.dtype)
-    for j in range(m):
-        t[j] = 0.0
-    e = 0.0
-    ok = True
-    for i in range(r0, r1):
-        acc = K[i, 0] * vk[0]
-        for j in range(1, m):
-            acc += K[i, j] * vk[j]
-        acc = np.float64(acc)
-        lu = np.log(u[i] / a[i])
-        e += abs(u[i] * acc - a[i] * np.exp(qa[i] - kr * lu))
-        ui = a[i] * np.exp(pa[i] - tau * np.log(acc))
-        if relax:
-            ui = relaxed(u[i], ui, omega, c)
-        unew[i] = ui
-        uk[0] = ui
-        uki = uk[0]
-        if np.isfinite(ui) and ui > 0.0 and uki > 0.0 and np.isfinite(uki):
-            for j in range(m):
-                t[j] += K[i, j] * uki
-        else:
-            ok = False
-    return e, ok
+    """Rows ``r0:r1`` of one unbalanced sweep (``_sinkhorn.row_pass`` with the damped
+    update): ``unew`` (over-relaxed when ``omega != 1``) and ``t = sum_i unew_i K_i``
+    (overwritten). Returns ``(e, ok)``: the row error of the entry state and whether
+    every new scaling is finite and positive."""
+    return row_pass(K, vk, u, a, unew, t, r0, r1, omega, True, pa, qa, tau, kr)
 
 
 @jit(parallel=True)
