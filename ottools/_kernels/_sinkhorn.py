@@ -268,6 +268,35 @@ def relaxed(old, new, omega, c):
 
 
 @jit(inline="always")
+def dots4(K, vk, i):
+    """``(K v)_i`` for rows ``i`` to ``i + 3``, in K's dtype: four chains in one pass
+    over ``v`` (one row's chain alone is bound by its latency). The caller's fastmath
+    flags apply (inlined)."""
+    m = K.shape[1]
+    v0 = vk[0]
+    acc0 = K[i, 0] * v0
+    acc1 = K[i + 1, 0] * v0
+    acc2 = K[i + 2, 0] * v0
+    acc3 = K[i + 3, 0] * v0
+    for j in range(1, m):
+        v = vk[j]
+        acc0 += K[i, j] * v
+        acc1 += K[i + 1, j] * v
+        acc2 += K[i + 2, j] * v
+        acc3 += K[i + 3, j] * v
+    return acc0, acc1, acc2, acc3
+
+
+@jit(inline="always")
+def dot_row(K, vk, i):
+    """``(K v)_i`` in K's dtype (the rows left over by :func:`dots4`)."""
+    acc = K[i, 0] * vk[0]
+    for j in range(1, K.shape[1]):
+        acc += K[i, j] * vk[j]
+    return acc
+
+
+@jit(inline="always")
 def _new_scaling(u, a, unew, i, acc, relax, omega, c, uk, damped, pa, qa, tau, kr):
     """Row ``i``'s new scaling from ``acc = (K v)_i``: writes ``unew[i]``; returns the
     row's error term, the scaling in K's dtype, and whether it is finite and positive.
@@ -314,17 +343,7 @@ def row_pass(K, vk, u, a, unew, t, r0, r1, omega, damped, pa, qa, tau, kr):
     ok = True
     i = r0
     while i + 4 <= r1:
-        v0 = vk[0]
-        acc0 = K[i, 0] * v0
-        acc1 = K[i + 1, 0] * v0
-        acc2 = K[i + 2, 0] * v0
-        acc3 = K[i + 3, 0] * v0
-        for j in range(1, m):
-            v = vk[j]
-            acc0 += K[i, j] * v
-            acc1 += K[i + 1, j] * v
-            acc2 += K[i + 2, j] * v
-            acc3 += K[i + 3, j] * v
+        acc0, acc1, acc2, acc3 = dots4(K, vk, i)
         e0, w0, g0 = _new_scaling(u, a, unew, i, np.float64(acc0), relax, omega, c, uk,
                                   damped, pa, qa, tau, kr)
         e1, w1, g1 = _new_scaling(u, a, unew, i + 1, np.float64(acc1), relax, omega, c, uk,
@@ -345,11 +364,8 @@ def row_pass(K, vk, u, a, unew, t, r0, r1, omega, damped, pa, qa, tau, kr):
             ok = False
         i += 4
     while i < r1:
-        acc = K[i, 0] * vk[0]
-        for j in range(1, m):
-            acc += K[i, j] * vk[j]
-        ei, wi, gi = _new_scaling(u, a, unew, i, np.float64(acc), relax, omega, c, uk,
-                                  damped, pa, qa, tau, kr)
+        ei, wi, gi = _new_scaling(u, a, unew, i, np.float64(dot_row(K, vk, i)), relax,
+                                  omega, c, uk, damped, pa, qa, tau, kr)
         e += ei
         if gi:
             for j in range(m):

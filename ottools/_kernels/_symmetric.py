@@ -23,6 +23,7 @@ from numba import prange
 from ._codes import BUDGET, DONE, NONFINITE, OUT_OF_RANGE
 from ._jit import FASTMATH_SAFE, jit
 from ._lse import c_transform_rows
+from ._sinkhorn import dot_row, dots4
 
 
 @jit
@@ -84,19 +85,27 @@ def _sym_rows(K, uk, u, a, unew, r0, r1, full):
     holding ``u``), ``unew_i = sqrt(u_i a_i / t_i)`` (``a_i / t_i`` when ``full``).
     Returns ``(e, ok)``: ``sum_i |u_i t_i - a_i|`` over the rows and whether every new
     scaling is finite and positive."""
-    m = K.shape[1]
     e = 0.0
     ok = True
-    for i in range(r0, r1):
-        acc = K[i, 0] * uk[0]
-        for j in range(1, m):
-            acc += K[i, j] * uk[j]
-        t = np.float64(acc)
-        e += abs(u[i] * t - a[i])
-        ui = a[i] / t if full else np.sqrt(u[i] * a[i] / t)
-        unew[i] = ui
-        if not (np.isfinite(ui) and ui > 0.0):
-            ok = False
+    i = r0
+    while i < r1:
+        # four rows at a time (``_sinkhorn.dots4``), then one by one
+        if i + 4 <= r1:
+            acc0, acc1, acc2, acc3 = dots4(K, uk, i)
+            count = 4
+        else:
+            acc0 = dot_row(K, uk, i)
+            acc1 = acc2 = acc3 = acc0
+            count = 1
+        for r in range(count):
+            acc = acc0 if r == 0 else (acc1 if r == 1 else (acc2 if r == 2 else acc3))
+            t = np.float64(acc)
+            e += abs(u[i] * t - a[i])
+            ui = a[i] / t if full else np.sqrt(u[i] * a[i] / t)
+            unew[i] = ui
+            if not (np.isfinite(ui) and ui > 0.0):
+                ok = False
+            i += 1
     return e, ok
 
 
