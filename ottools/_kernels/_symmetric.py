@@ -88,25 +88,33 @@ def _sym_rows(K, uk, u, a, unew, r0, r1, full):
     e = 0.0
     ok = True
     i = r0
+    while i + 4 <= r1:  # four rows at a time (``_sinkhorn.dots4``), then one by one
+        acc0, acc1, acc2, acc3 = dots4(K, uk, i)
+        e0, g0 = _sym_scaling(u, a, unew, i, np.float64(acc0), full)
+        e1, g1 = _sym_scaling(u, a, unew, i + 1, np.float64(acc1), full)
+        e2, g2 = _sym_scaling(u, a, unew, i + 2, np.float64(acc2), full)
+        e3, g3 = _sym_scaling(u, a, unew, i + 3, np.float64(acc3), full)
+        e += e0
+        e += e1
+        e += e2
+        e += e3
+        ok = ok and g0 and g1 and g2 and g3
+        i += 4
     while i < r1:
-        # four rows at a time (``_sinkhorn.dots4``), then one by one
-        if i + 4 <= r1:
-            acc0, acc1, acc2, acc3 = dots4(K, uk, i)
-            count = 4
-        else:
-            acc0 = dot_row(K, uk, i)
-            acc1 = acc2 = acc3 = acc0
-            count = 1
-        for r in range(count):
-            acc = acc0 if r == 0 else (acc1 if r == 1 else (acc2 if r == 2 else acc3))
-            t = np.float64(acc)
-            e += abs(u[i] * t - a[i])
-            ui = a[i] / t if full else np.sqrt(u[i] * a[i] / t)
-            unew[i] = ui
-            if not (np.isfinite(ui) and ui > 0.0):
-                ok = False
-            i += 1
+        ei, gi = _sym_scaling(u, a, unew, i, np.float64(dot_row(K, uk, i)), full)
+        e += ei
+        ok = ok and gi
+        i += 1
     return e, ok
+
+
+@jit(inline="always")
+def _sym_scaling(u, a, unew, i, t, full):
+    """Row ``i``'s new scaling from ``t = (K u)_i``: writes ``unew[i]``; returns the
+    row's error term and whether the scaling is finite and positive."""
+    ui = a[i] / t if full else np.sqrt(u[i] * a[i] / t)
+    unew[i] = ui
+    return abs(u[i] * t - a[i]), np.isfinite(ui) and ui > 0.0
 
 
 @jit(parallel=True)
