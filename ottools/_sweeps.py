@@ -325,9 +325,15 @@ class UbSweeps(Sweeps):
                 self.tau[0], self.k[0], self.tau[1], self.k[1], 1.0 / ra, 1.0 / rb, eps,
                 self.bound, tol, maxiter, self.exact, self.cerr, errs, self.s, self.t,
                 self.unew, self.vk)
+        shift = np.zeros(1)
         if self.chunks > 1:
-            return _kub.unbalanced_sweep_par(*args, self.T, self.E, omega)
-        return _kub.unbalanced_sweep(*args, omega)
+            out = _kub.unbalanced_sweep_par(*args, self.T, self.E, omega, shift)
+        else:
+            out = _kub.unbalanced_sweep(*args, omega, shift)
+        # The translation steps moved the absorbed potentials (K and the scalings kept).
+        self.f += shift[0]
+        self.g -= shift[0]
+        return out
 
     def log_step(self, tol):
         """One exact damped log-domain iteration (the fallback)."""

@@ -58,6 +58,40 @@ def test_over_relaxed_sweeps_reach_the_plain_plan_in_fewer_sweeps(rng, reg, reg_
     np.testing.assert_allclose(fast.plan, plain.plan, rtol=0, atol=1e-9 * plain.plan.max())
 
 
+@pytest.mark.parametrize("method", ["auto", "log"])
+@pytest.mark.parametrize("reg_m", [10.0, (10.0, np.inf), (np.inf, 10.0)])
+def test_large_translation_of_the_potentials(rng, method, reg_m):
+    """Masses 1 and 1.3, reg_m = 10, reg = 1e-3 of the largest cost: the optimal
+    potentials sit about rho log(1.14) = 1.3 = 1300 reg away from the balanced ones, a
+    translation no scaling can hold (exp(1300) overflows). The translation-invariant step
+    moves the absorbed potentials; the solve converges to the optimum (the first-order
+    conditions and strong duality hold), where it used to stall and end non-finite."""
+    n, m = 60, 50
+    x, y = rng.random((n, 2)), rng.random((m, 2)) + 0.1
+    cost = ottools.cost_matrix(x, y)
+    cost /= cost.max()
+    a, b = rng.random(n) + 0.1, np.full(m, 1.3 / m)
+    a /= a.sum()
+    reg = 1e-3
+    res = ottools.sinkhorn(a, b, cost, reg, reg_m=reg_m, tol=1e-10, maxiter=50_000,
+                           method=method)
+    assert res.success, res.message
+    ra, rb = (reg_m, reg_m) if np.isscalar(reg_m) else reg_m
+    P = a[:, None] * b[None, :] * np.exp((res.f[:, None] + res.g[None, :] - cost) / reg)
+    np.testing.assert_allclose(res.plan, P, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(P.sum(1), a * np.exp(-res.f / ra), rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(P.sum(0), b * np.exp(-res.g / rb), rtol=1e-8, atol=1e-14)
+    assert res.fun == pytest.approx(res.dual_value, rel=1e-9)
+    # The mass moved: between the two masses, at the hard side's mass when one is hard.
+    mass = P.sum()
+    if np.isinf(ra):
+        assert mass == pytest.approx(1.0, rel=1e-9)
+    elif np.isinf(rb):
+        assert mass == pytest.approx(1.3, rel=1e-9)
+    else:
+        assert 1.0 < mass < 1.3
+
+
 def test_zero_weights_rectangular_and_float32(rng):
     a, b, cost = _problem(rng, 12, 9, zeros=2)
     res = ottools.sinkhorn(a, b, cost, 0.05, reg_m=0.5, tol=1e-12, maxiter=100_000)

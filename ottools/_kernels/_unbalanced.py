@@ -80,13 +80,20 @@ def _ub_columns(b, t, s, pb, qb, tau, kc, v, omega):
 
 
 @jit
-def _translate(u, v, a, b, qa, qb, ka, kb, ia, ib, reg):
+def _translate(u, v, a, b, pa, qa, pb, qb, ka, kb, ia, ib, reg, shift):
     """The translation-invariant step (Séjourné, Vialard, Peyré 2022): the dual is
     maximised exactly along ``(f + t, g - t)``, which leaves ``f_i + g_j`` and so the
     entropic term unchanged: ``t = log(A / B) / (1 / rho_a + 1 / rho_b)`` with
     ``A = sum_i a_i exp(-f_i / rho_a)`` and ``B = sum_j b_j exp(-g_j / rho_b)``
     (``ia = 1 / rho_a``, ``ib = 1 / rho_b``; ``A = sum(a)`` for a hard side). It removes
-    the slow mode of the damped iterations when ``rho`` is large against ``eps``."""
+    the slow mode of the damped iterations when ``rho`` is large against ``eps``.
+
+    The step moves the absorbed potentials, ``F + t`` and ``G - t``: ``K`` and the
+    scalings stay as they are (``t / eps`` may be far beyond what a scaling holds: masses
+    1 and 1.3 with ``rho = 10`` give ``t = -1.31``, ``exp(t / eps) = 0`` at ``eps = 1e-3``),
+    the constants ``pa``, ``qa``, ``pb``, ``qb`` follow, and ``shift[0]`` accumulates
+    ``t`` for the caller, which adds it to ``F`` and subtracts it from ``G``. Returns
+    ``t`` (0 when not finite)."""
     A = 0.0
     for i in range(u.shape[0]):
         A += a[i] * np.exp(qa[i] - ka * np.log(u[i] / a[i]))
@@ -95,21 +102,24 @@ def _translate(u, v, a, b, qa, qb, ka, kb, ia, ib, reg):
         B += b[j] * np.exp(qb[j] - kb * np.log(v[j] / b[j]))
     t = np.log(A / B) / (ia + ib)
     if not np.isfinite(t):
-        return 1.0
-    su = np.exp(t / reg)
-    if not (np.isfinite(su) and su > 0.0):
-        return 1.0
-    sv = 1.0 / su
-    for i in range(u.shape[0]):
-        u[i] *= su
-    for j in range(v.shape[0]):
-        v[j] *= sv
-    return su
+        return 0.0
+    if ia > 0.0:
+        da, dq = t / (1.0 / ia + reg), t * ia
+        for i in range(u.shape[0]):
+            pa[i] -= da
+            qa[i] -= dq
+    if ib > 0.0:
+        db, dq = t / (1.0 / ib + reg), t * ib
+        for j in range(v.shape[0]):
+            pb[j] += db
+            qb[j] += dq
+    shift[0] += t
+    return t
 
 
 @jit
 def _ub_tail(e, ok, it, check_first, cerr, errs, tol, b, t, s, pa, qa, pb, qb, tau_b, ka, kb,
-             ia, ib, reg, u, unew, v, a, bound, omega):
+             ia, ib, reg, u, unew, v, a, bound, omega, shift):
     checked = it > 0 or check_first
     e += cerr[0]
     errs[it] = e if checked else np.inf
@@ -122,12 +132,12 @@ def _ub_tail(e, ok, it, check_first, cerr, errs, tol, b, t, s, pa, qa, pb, qb, t
         return NONFINITE
     out = commit_scalings(u, unew, v, s, a, b, bound)
     if ia > 0.0 or ib > 0.0:
-        su = _translate(u, v, a, b, qa, qb, ka, kb, ia, ib, reg)
-        # The plan's column sums are unchanged (u scaled by su, v by 1 / su); their
-        # targets moved with g: the column error of the new state is recomputed.
-        ce = 0.0
-        for j in range(v.shape[0]):
-            ce += abs(v[j] * su * t[j] - b[j] * np.exp(qb[j] - kb * np.log(v[j] / b[j])))
+        if _translate(u, v, a, b, pa, qa, pb, qb, ka, kb, ia, ib, reg, shift) != 0.0:
+            # The plan is unchanged; the column targets moved with g: the column error
+            # of the new state is recomputed.
+            ce = 0.0
+            for j in range(v.shape[0]):
+                ce += abs(v[j] * t[j] - b[j] * np.exp(qb[j] - kb * np.log(v[j] / b[j])))
     cerr[0] = ce
     if out:
         return OUT_OF_RANGE
@@ -136,13 +146,16 @@ def _ub_tail(e, ok, it, check_first, cerr, errs, tol, b, t, s, pa, qa, pb, qb, t
 
 @jit
 def unbalanced_sweep(K, a, b, u, v, pa, qa, pb, qb, tau_a, ka, tau_b, kb, ia, ib, reg, bound,
-                     tol, maxiter, check_first, cerr, errs, s, t, unew, vk, omega):
+                     tol, maxiter, check_first, cerr, errs, s, t, unew, vk, omega, shift):
     """Unbalanced sweeps in place (serial; :func:`unbalanced_sweep_par` runs row blocks in
-    parallel). Arguments and returns as ``_sinkhorn.scaling_sweep`` (``omega`` last),
-    plus the per-row/column constants of the module note: ``pa``, ``qa`` (n,), ``pb``,
-    ``qb`` (m,), ``tau_a``, ``tau_b``, ``ka = eps / rho_a``, ``kb = eps / rho_b``,
-    ``ia = 1 / rho_a``, ``ib = 1 / rho_b`` and ``reg = eps``; each iteration ends with the
-    translation-invariant step (:func:`_translate`) when a marginal is relaxed."""
+    parallel). Arguments and returns as ``_sinkhorn.scaling_sweep`` (``omega`` and
+    ``shift`` last), plus the per-row/column constants of the module note: ``pa``, ``qa``
+    (n,), ``pb``, ``qb`` (m,), ``tau_a``, ``tau_b``, ``ka = eps / rho_a``,
+    ``kb = eps / rho_b``, ``ia = 1 / rho_a``, ``ib = 1 / rho_b`` and ``reg = eps``; each
+    iteration ends with the translation-invariant step (:func:`_translate`) when a
+    marginal is relaxed, which updates the constants in place and adds its translation
+    to ``shift[0]`` (the caller's absorbed potentials become ``F + shift``,
+    ``G - shift``)."""
     n = K.shape[0]
     m = K.shape[1]
     for it in range(maxiter):
@@ -150,7 +163,7 @@ def unbalanced_sweep(K, a, b, u, v, pa, qa, pb, qb, tau_a, ka, tau_b, kb, ia, ib
             vk[j] = v[j]
         e, ok = _ub_rows(K, vk, u, a, pa, qa, tau_a, ka, unew, t, 0, n, omega)
         code = _ub_tail(e, ok, it, check_first, cerr, errs, tol, b, t, s, pa, qa, pb, qb,
-                        tau_b, ka, kb, ia, ib, reg, u, unew, v, a, bound, omega)
+                        tau_b, ka, kb, ia, ib, reg, u, unew, v, a, bound, omega, shift)
         if code == DONE or code == NONFINITE:
             return it, code
         if code == OUT_OF_RANGE:
@@ -161,7 +174,7 @@ def unbalanced_sweep(K, a, b, u, v, pa, qa, pb, qb, tau_a, ka, tau_b, kb, ia, ib
 @jit
 def unbalanced_sweep_par(K, a, b, u, v, pa, qa, pb, qb, tau_a, ka, tau_b, kb, ia, ib, reg,
                          bound, tol, maxiter, check_first, cerr, errs, s, t, unew, vk, T, E,
-                         omega):
+                         omega, shift):
     """:func:`unbalanced_sweep` with each pass in ``T.shape[0]`` parallel row blocks."""
     m = K.shape[1]
     for it in range(maxiter):
@@ -169,7 +182,7 @@ def unbalanced_sweep_par(K, a, b, u, v, pa, qa, pb, qb, tau_a, ka, tau_b, kb, ia
             vk[j] = v[j]
         e, ok = _ub_blocks(K, vk, u, a, pa, qa, tau_a, ka, unew, t, T, E, omega)
         code = _ub_tail(e, ok, it, check_first, cerr, errs, tol, b, t, s, pa, qa, pb, qb,
-                        tau_b, ka, kb, ia, ib, reg, u, unew, v, a, bound, omega)
+                        tau_b, ka, kb, ia, ib, reg, u, unew, v, a, bound, omega, shift)
         if code == DONE or code == NONFINITE:
             return it, code
         if code == OUT_OF_RANGE:
