@@ -463,7 +463,10 @@ def test_returns_the_best_point_visited():
     seen = []
     res = ottools.sparsity_constrained_ot(a, b, cost, 0.1, 2,
                                           callback=lambda r: seen.append(r.dual_value))
-    assert res.dual_value >= max(seen) and res.dual_value >= 0.1662582
+    # Within the value's rounding floor (1e-15 relative) the point of smaller marginal
+    # error counts as the best (ottools._sparse_ot._stall): a value 1 ulp below the
+    # largest seen is the same point for this test (a fresh environment gave one).
+    assert res.dual_value >= max(seen) * (1 - 1e-15) and res.dual_value >= 0.1662582
     # stalled, certified, or still climbing (by 1e-12 relative) at maxiter
     assert not res.success and res.status in (1, 4, 5)
 
