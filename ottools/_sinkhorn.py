@@ -23,7 +23,7 @@ from ._result import (CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED,
                       _define_result_class, make_result, solver_result)
 from ._sns import NEWTON_OPTIONS, NewtonStage, OnlineNewtonStage, warmup
 from ._sweeps import (ABSORB_BOUND, OnlineSweeps, OnlineSymSweeps, Relaxation, Sweeps,
-                      SymSweeps, UbSweeps, tau)
+                      SymSweeps, UbSweeps, relaxed_target, tau)
 from ._validation import (_check_method, _check_option_table, _check_positive, _check_reg_m,
                           _Option)
 
@@ -414,8 +414,6 @@ def _solve_auto(run, f0, g0, warm):
     prob = run.prob
     spread = prob.spread
     sw = run.sweeps(f0, g0, ABSORB_BOUND[prob.dtype])
-    # The Newton stage needs balanced marginals.
-    balanced = run.rho is None
     anneal = opts["epsilon_scaling"]
     if anneal is None:
         anneal = spread > 0 and run.reg < opts["anneal_below"] * spread
@@ -436,8 +434,7 @@ def _solve_auto(run, f0, g0, warm):
     sw.set_reg(run.reg)
     status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
                           relax=Relaxation(opts["overrelaxation"]),
-                          newton_after=(opts["newton_after"] if opts["newton"] and balanced
-                                        else None))
+                          newton_after=opts["newton_after"] if opts["newton"] else None)
     if status is not None:
         return sw.potentials() + (status, sw)
     f, g = sw.potentials()
@@ -497,9 +494,6 @@ def solve(prob, reg, settings, method, init=None, symmetric=False, rho=None):
     if prob.geometry and rho is not None:
         raise ValueError("`reg_m` (unbalanced OT) with a PointCloud cost is not supported; "
                          "pass cost.dense().")
-    if method == "sns" and rho is not None:
-        raise ValueError("method='sns' solves balanced problems only; use 'auto', 'log' or "
-                         "'scaling' with `reg_m`.")
     if method == "auto" and symmetric and rho is None:
         f, g, status, sw = _solve_symmetric(run, 0.5 * (f0 + g0), init is None)
     elif method == "auto":
@@ -537,11 +531,6 @@ def _rebalance(run, f, g):
                  out)
     tau_b = 1.0 if run.rho is None else tau(run.rho[1], run.reg)
     return f, -tau_b * run.reg * out
-
-
-def _relaxed_target(w, pot, rho):
-    """The optimal marginal ``w exp(-pot / rho)`` of a KL-relaxed side (``w`` if hard)."""
-    return w if math.isinf(rho) else w * np.exp(-pot / rho)
 
 
 def _kl_term(p, w, rho):
@@ -601,7 +590,7 @@ def _finish(run, fc, gc, status, planned):
         fun = float(lin + reg * kl)
     else:
         (ra, rb), a64, b64 = run.rho, run.a64, run.b64
-        ta, tb = _relaxed_target(a64, fc, ra), _relaxed_target(b64, gc, rb)
+        ta, tb = relaxed_target(a64, fc, ra), relaxed_target(b64, gc, rb)
         err = float(np.abs(rows - ta).sum() + np.abs(cols - tb).sum()) / prob.mass
         f, g = prob.expand(fc, gc, reg, tau=(tau(ra, reg), tau(rb, reg)), centre=False)
         terms = {"cost": float(lin), "entropy": float(reg * kl),
@@ -805,8 +794,12 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
     C_ij) / reg)``, run in the same absorption-stabilized form, each sweep followed by the
     translation-invariant step [8]_ (the dual maximised exactly along ``(f + t, g - t)``, in
     closed form), which removes the slow mode of the damped iterations when ``reg_m`` is
-    large against ``reg``. ``"auto"`` anneals as for balanced problems, without
-    over-relaxation or Newton stage; ``"sns"`` is for balanced problems only.
+    large against ``reg``. ``"auto"`` anneals, over-relaxes and takes Newton steps as for
+    balanced problems, and ``"sns"`` applies too: the gradient of the dual is
+    ``(a exp(-f / reg_m_a) - P 1, b exp(-g / reg_m_b) - P^T 1)``, the Newton matrix gains
+    the penalties' curvature on its diagonal (``reg / reg_m_a * a exp(-f / reg_m_a)``;
+    definite, so no gauge), and the line search adds their curvature terms to the exact
+    dual increase; the log-domain iterations (warm-up, fallback) are the damped ones.
 
     Log-domain updates:
     ``f_i <- -reg log sum_j b_j exp((g_j - C_ij) / reg)``, then the same for ``g``.

@@ -17,7 +17,7 @@ import numpy as np
 from ._kernels import KernelStatus, lazy
 from ._problem import allocate
 from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE
-from ._sweeps import OnlineSweeps
+from ._sweeps import OnlineSweeps, relaxed_target, ub_log_iteration
 from ._validation import _Option
 
 __all__ = []
@@ -55,6 +55,8 @@ class LogIterations:
     def __call__(self, eps, exact):
         run, f, g = self.run, self.f, self.g
         sw = self.sw
+        if sw is None and run.rho is not None:
+            return ub_log_iteration(run, eps, f, g, exact)
         if sw is None:
             return _ks.sinkhorn_log(run.a64, run.loga64, run.logb64, run.cost64, eps, f, g,
                                     run.tol_abs, 1, exact)
@@ -137,7 +139,12 @@ class NewtonStage:
         self.cg_maxiter = 10 * (n + m) if cg_maxiter is None else cg_maxiter
         self.armijo, self.backtrack, self.ls_maxiter = armijo, backtrack, ls_maxiter
         self.fallback_iters = fallback_iters
-        self.j0 = int(np.argmax(run.prob.bc))  # gauge: Delta g_j0 = 0, heaviest column
+        # Unbalanced problems (run.rho): the targets of the marginals move with the
+        # potentials, the Hessian's diagonal carries the penalties' curvature and is
+        # definite (no gauge), the line search adds their curvature terms.
+        self.rho = run.rho
+        # gauge: Delta g_j0 = 0, heaviest column (balanced problems only)
+        self.j0 = int(np.argmax(run.prob.bc)) if self.rho is None else -1
         self.unit = math.ldexp(1.0, -round(math.log2(run.prob.mass)))  # 1 / mass, rounded
         f64 = np.float64
         self.rows = np.empty(n, dtype=f64)
@@ -167,6 +174,21 @@ class NewtonStage:
         self.zrow = np.empty(m, dtype=f64)
         self.wrow = np.empty(m, dtype=f64)
 
+    def _targets(self, f, g):
+        """The marginals of the optimal plan as functions of ``(f, g)``: ``a`` and ``b``,
+        or ``a exp(-f / rho_a)`` and ``b exp(-g / rho_b)`` for relaxed sides."""
+        run = self.run
+        if self.rho is None:
+            return run.a64, run.b64
+        return (relaxed_target(run.a64, f, self.rho[0]),
+                relaxed_target(run.b64, g, self.rho[1]))
+
+    def _error(self, f, g):
+        """The absolute err of the current marginals at ``(f, g)``: the L1 norm of the
+        dual's gradient."""
+        ta, tb = self._targets(f, g)
+        return float(np.abs(self.rows - ta).sum() + np.abs(self.cols - tb).sum())
+
     def _dense(self, f, g):
         """The plan and marginals at ``(f, g)``; returns its absolute err (inf if not
         finite)."""
@@ -177,7 +199,7 @@ class NewtonStage:
         self.cols[:] = c
         if not (np.all(np.isfinite(r)) and np.all(np.isfinite(c))):
             return math.inf
-        return float(np.abs(r - run.a64).sum() + np.abs(c - run.b64).sum())
+        return self._error(f, g)
 
     def _sparsify(self, f, g, keep):
         """CSR of the sparsified plan at ``(f, g)``: at least ``keep`` entries (see
@@ -226,8 +248,14 @@ class NewtonStage:
         if csr is None:
             return None
         indptr, indices, data = csr
-        gf = run.a64 - self.rows
-        gg = run.b64 - self.cols
+        ta, tb = self._targets(f, g)
+        gf = ta - self.rows
+        gg = tb - self.cols
+        rows, cols = self.rows, self.cols
+        if self.rho is not None:
+            # reg times the penalties' Hessian: diag(reg / rho_a * ta) (0 for a hard side)
+            rows = rows + (run.reg / self.rho[0]) * ta
+            cols = cols + (run.reg / self.rho[1]) * tb
         # Levenberg-Marquardt damping capped by err**2 (Yamashita-Fukushima): a cap of err
         # itself damps the near-singular modes of near-permutation plans by as much as
         # the error and the steps converged linearly (129 Newton steps on the
@@ -243,9 +271,8 @@ class NewtonStage:
         # The system in units of the mass (a power of two: exact, and nothing changes for
         # probability weights): CG's squared norms underflow for masses below ~1e-150.
         s = self.unit
-        rows, cols = (self.rows, self.cols) if s == 1.0 else (self.rows * s, self.cols * s)
         if s != 1.0:
-            data = data * s
+            rows, cols, data = rows * s, cols * s, data * s
         _kn.newton_cg(indptr, indices, data, rows, cols, shift, self.j0,
                       run.reg * s * gf, run.reg * s * gg, cg_tol, self.cg_maxiter, self.xf,
                       self.xg, run.chunks)
@@ -259,6 +286,9 @@ class NewtonStage:
             if not lin > 0.0:
                 return None
             S = self._trial(f, g, f_new, g_new, df, dg)
+            if self.rho is not None:
+                S += (_kn.kl_curvature(ta, df, self.rho[0])
+                      + _kn.kl_curvature(tb, dg, self.rho[1])) / run.reg
             if math.isfinite(S) and lin - run.reg * S >= self.armijo * lin:
                 return f_new, g_new, alpha
             alpha *= self.backtrack
@@ -290,8 +320,7 @@ class NewtonStage:
                 f[:] = step[0]
                 g[:] = step[1]
                 self._accept()
-                err = float(np.abs(self.rows - run.a64).sum()
-                            + np.abs(self.cols - run.b64).sum())
+                err = self._error(f, g)
                 run.record(err, stage="newton", newton=True)
             else:
                 self.density = min(self.density * self.density_growth,
@@ -371,7 +400,7 @@ class OnlineNewtonStage(NewtonStage):
         r, c = self.rows, self.cols
         if not (np.all(np.isfinite(r)) and np.all(np.isfinite(c))):
             return math.inf
-        return float(np.abs(r - self.run.a64).sum() + np.abs(c - self.run.b64).sum())
+        return self._error(f, g)
 
     def _sparsify(self, f, g, keep):
         run = self.run

@@ -301,6 +301,43 @@ def tau(rho, eps):
     return 1.0 if math.isinf(rho) else rho / (rho + eps)
 
 
+def relaxed_target(w, pot, rho):
+    """The optimal marginal ``w exp(-pot / rho)`` of a KL-relaxed side (``w`` if hard)."""
+    return w if math.isinf(rho) else w * np.exp(-pot / rho)
+
+
+def ub_log_iteration(run, eps, f, g, exact):
+    """One exact damped log-domain iteration of the unbalanced problem of ``run`` at
+    ``eps`` on the float64 potentials ``(f, g)``, in place: ``f <- tau_a c(g)``, then
+    ``g <- tau_b c(f)`` (``c`` the c-transforms at ``eps``). Returns ``(k, code, e)`` as
+    ``_kernels._sinkhorn.sinkhorn_log`` with one iteration: with ``exact`` (``g`` is the
+    damped column update of ``f``, whose column error is zero) ``e`` is the error of the
+    entry state, ``sum_i |P1_i - a_i exp(-f_i / rho_a)|``, and a state within the
+    driver's tolerance is left unchanged (``k = 0``, DONE). Nothing changes when a value
+    is not finite (NONFINITE)."""
+    (ra, rb), cost = run.rho, run.prob.costc
+    n, m = cost.shape
+    fnew = np.empty(n)
+    finite, _ = _lse.c_transform_rows(run.a64, run.logb64, g, cost, eps, f, fnew)
+    if not finite:
+        return 0, KernelStatus.NONFINITE, math.inf
+    e = math.inf
+    if exact:
+        e = float(np.abs(run.a64 * np.exp((f - fnew) / eps)
+                         - relaxed_target(run.a64, f, ra)).sum())
+        if e <= run.tol_abs:
+            return 0, KernelStatus.DONE, e
+    fnew *= tau(ra, eps)
+    out = np.empty(m)
+    _lse.col_lse(run.loga64, fnew, cost, 1.0 / eps, np.empty(m), np.empty(m), out)
+    gnew = -tau(rb, eps) * eps * out
+    if not np.all(np.isfinite(gnew)):
+        return 0, KernelStatus.NONFINITE, e
+    f[:] = fnew
+    g[:] = gnew
+    return 1, KernelStatus.BUDGET, e
+
+
 class UbSweeps(Sweeps):
     """Unbalanced sweeps: the damped updates of ``ottools._kernels._unbalanced`` on the
     same absorbed kernel; ``run.rho = (rho_a, rho_b)``."""
@@ -336,30 +373,14 @@ class UbSweeps(Sweeps):
         return out
 
     def log_step(self, tol):
-        """One exact damped log-domain iteration (the fallback)."""
+        """One exact damped log-domain iteration (the fallback): :func:`ub_log_iteration`."""
         self.absorb()
-        run = self.run
-        cost = run.prob.costc
-        n, m = cost.shape
-        fnew = np.empty(n)
-        finite, _ = _lse.c_transform_rows(self.a, run.logb64, self.g, cost, self.reg, self.f,
-                                          fnew)
-        if not finite:
-            self.rebuild()
-            return 0, KernelStatus.NONFINITE, math.inf
-        self.f[:] = self.tau[0] * fnew
-        out = np.empty(m)
-        _lse.col_lse(run.loga64, self.f, cost, 1.0 / self.reg, np.empty(m), np.empty(m),
-                     out)
-        gnew = -self.tau[1] * self.reg * out
-        if not np.all(np.isfinite(gnew)):
-            self.rebuild()
-            return 1, KernelStatus.NONFINITE, math.inf
-        self.g[:] = gnew
-        self.cerr[0] = 0.0
-        self.exact = True
+        k, code, _ = ub_log_iteration(self.run, self.reg, self.f, self.g, False)
+        if code != KernelStatus.NONFINITE:
+            self.cerr[0] = 0.0
+            self.exact = True
         self.rebuild()
-        return 1, KernelStatus.BUDGET, math.inf
+        return k, code, math.inf
 
 
 class Relaxation:

@@ -22,6 +22,21 @@ def phi_series(t):
         1.0 + t / 6.0 * (1.0 + t / 7.0 * (1.0 + t / 8.0 * (1.0 + t / 9.0)))))))
 
 
+@jit
+def kl_curvature(t, d, rho):
+    """``rho sum_i t_i phi(-d_i / rho)``, ``phi(x) = exp(x) - 1 - x``: the curvature part
+    of the change of a KL-relaxed marginal's dual term ``-rho <w, exp(-f / rho) - 1>``
+    along a step ``d`` of ``f``, with ``t = w exp(-f / rho)`` (the increase is
+    ``<t, d>`` minus this). 0 for a hard marginal (``rho = inf``)."""
+    if not np.isfinite(rho):
+        return 0.0
+    c = 0.0
+    for i in range(t.size):
+        x = -d[i] / rho
+        c += t[i] * (phi_series(x) if abs(x) < 0.05 else np.expm1(x) - x)
+    return rho * c
+
+
 @jit(fastmath=FASTMATH_SAFE)
 def _trial_rows(loga, gb, cost, inv_reg, f_new, df, dgi, P_old, P_new, rows, cols, z, work,
                 r0, r1):
@@ -397,13 +412,13 @@ def schur_matvec(indptr, indices, data, d1, d2, j0, y, out):
     """``out = S y`` for the Schur complement of the Newton matrix on ``g``,
     ``S = diag(d2) - Ps^T diag(1 / d1) Ps`` (``d1 = (1 + shift) rows``,
     ``d2 = (1 + shift) cols``, ``Ps`` in CSR), gauge-fixed: ``y[j0]`` is read as 0 and
-    ``out[j0]`` set to 0. One pass over the CSR arrays (row ``i`` gives ``(Ps y)_i``, then
-    scatters ``Ps_i (Ps y)_i / d1_i``)."""
+    ``out[j0]`` set to 0 (no gauge when ``j0 < 0``). One pass over the CSR arrays (row
+    ``i`` gives ``(Ps y)_i``, then scatters ``Ps_i (Ps y)_i / d1_i``)."""
     for j in range(d2.size):
         out[j] = d2[j] * y[j]
-    out[j0] = 0.0
     _scatter_rows(indptr, indices, data, d1, j0, y, out, 0, d1.size)
-    out[j0] = 0.0
+    if j0 >= 0:
+        out[j0] = 0.0
 
 
 @jit
@@ -435,7 +450,8 @@ def _schur_matvec_blocks(indptr, indices, data, d1, d2, j0, y, out, bounds, T):
         for c in range(nc):
             acc += T[c, j]
         out[j] = acc
-    out[j0] = 0.0
+    if j0 >= 0:
+        out[j0] = 0.0
 
 
 @jit
@@ -463,7 +479,9 @@ def newton_cg(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, maxiter
     ``H = [[(1 + shift) diag(rows), Ps], [Ps^T, (1 + shift) diag(cols)]]`` without the
     unknown ``xg[j0]`` (= 0; ``bg[j0]`` is ignored), by conjugate gradients on the Schur
     complement of its ``f`` block (:func:`schur_matvec`), preconditioned by that
-    complement's diagonal, then ``xf = (bf - Ps xg) / ((1 + shift) rows)``.
+    complement's diagonal, then ``xf = (bf - Ps xg) / ((1 + shift) rows)``. ``j0 < 0``:
+    no gauge, for unbalanced problems, whose ``rows`` and ``cols`` carry the curvature of
+    the marginal penalties and make ``H`` definite.
 
     The back-substitution zeroes the ``f`` rows of the residual, so the residual of the
     complement is that of the whole system: CG runs from ``x = 0`` until
@@ -499,7 +517,8 @@ def newton_cg(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, maxiter
         zi = bf[i] / d1[i]
         for k in range(indptr[i], indptr[i + 1]):
             r[indices[k]] -= data[k] * zi
-    r[j0] = 0.0
+    if j0 >= 0:
+        r[j0] = 0.0
     for j in range(m):
         if j != j0:
             bn += bg[j] * bg[j]
@@ -553,7 +572,8 @@ def newton_cg(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, maxiter
         rz = rz_new
         for j in range(m):
             p[j] = z[j] + beta * p[j]
-    xg[j0] = 0.0
+    if j0 >= 0:
+        xg[j0] = 0.0
     # back-substitution: xf = (bf - Ps xg) / d1
     for i in range(n):
         s = bf[i]
