@@ -125,6 +125,58 @@ def test_newton_steps_finish_where_the_sweeps_crawl():
     assert res.fun == pytest.approx(res.dual_value, rel=1e-9)
 
 
+def _far_problem(reg, dtype=np.float64, n=50, m=40, d=2):
+    """Masses 1 and 100 with reg_m = 100: the optimal potentials sit near -230 and 230."""
+    rng = np.random.default_rng(7)
+    x, y = rng.random((n, d)), rng.random((m, d))
+    cost = ottools.cost_matrix(x, y)
+    a, b = rng.random(n) + 0.1, rng.random(m) + 0.1
+    a /= a.sum()
+    b *= 100.0 / b.sum()
+    return a.astype(dtype), b.astype(dtype), cost.astype(dtype)
+
+
+def test_newton_steps_translate_the_potentials():
+    """method='sns' from its warm-up (no translation step there): the Newton stage takes
+    the translation-invariant step before each step; it used to fail every step and end
+    at maxiter with err 40 (200 x 150, 5-D)."""
+    a, b, cost = _far_problem(1e-3, n=200, m=150, d=5)
+    res = ottools.sinkhorn(a, b, cost, 1e-3, reg_m=100.0, method="sns")
+    assert res.success and res.nit < 200, (res.nit, res.message)
+    # (tol 3e-10: the rounding of potentials near 230 at reg 1e-3 is about 1e-10)
+    ref = ottools.sinkhorn(a, b, cost, 1e-3, reg_m=100.0, tol=3e-10,
+                           options={"newton": False}, maxiter=100_000)
+    assert ref.success
+    np.testing.assert_allclose(res.plan, ref.plan, rtol=0, atol=1e-8 * ref.plan.max())
+    assert res.f.mean() == pytest.approx(-230, abs=5)
+
+
+def test_float32_plan_of_far_potentials():
+    """float32 at reg 1e-3 with potentials near +-230: the plan is computed from centred
+    potentials (the float32 rounding of 230 is 1.5 % of an entry at reg 1e-3: err was
+    0.1 against tol 1e-4, the plan 6e-3 away from float64's), and matches the float64
+    plan to its tolerance."""
+    a, b, cost = _far_problem(1e-3, np.float32)
+    res = ottools.sinkhorn(a, b, cost, 1e-3, reg_m=100.0)
+    assert res.success and res.plan.dtype == np.float32, res.message
+    ref = ottools.sinkhorn(a.astype(np.float64), b.astype(np.float64),
+                           cost.astype(np.float64), 1e-3, reg_m=100.0)
+    assert np.abs(res.plan - ref.plan).sum() <= 1e-4 * ref.plan.sum()
+
+
+def test_newton_stage_stops_at_the_rounding_floor():
+    """reg 1e-4 with potentials near +-230: their float64 rounding alone is ~5e-10 reg and
+    the error stalls near 3e-9 > tol = 1e-9. The Newton stage stops after 50 steps
+    without halving the error (status 4, a message naming the floor) instead of running
+    to maxiter (9980 Newton steps before)."""
+    a, b, cost = _far_problem(1e-4)
+    for method in ("auto", "sns"):
+        res = ottools.sinkhorn(a, b, cost, 1e-4, reg_m=100.0, method=method)
+        assert res.status == 4 and not res.success
+        assert res.nit < 500 and "rounding error" in res.message, res.message
+        assert res.err < 1e-8 and np.all(np.isfinite(res.plan))
+
+
 def test_zero_weights_rectangular_and_float32(rng):
     a, b, cost = _problem(rng, 12, 9, zeros=2)
     res = ottools.sinkhorn(a, b, cost, 0.05, reg_m=0.5, tol=1e-12, maxiter=100_000)
