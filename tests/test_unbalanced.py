@@ -177,6 +177,44 @@ def test_newton_stage_stops_at_the_rounding_floor():
         assert res.err < 1e-8 and np.all(np.isfinite(res.plan))
 
 
+@pytest.mark.parametrize("reg, reg_m", [(0.1, 1.0), (0.05, (0.3, 2.0)), (0.05, (np.inf, 0.5))])
+def test_plan_equals_ott_after_mapping(rng, reg, reg_m):
+    """OTT-JAX's unbalanced Sinkhorn (``tau = reg_m / (reg_m + reg)``) takes its entropy
+    relative to the counting measure: its plan is ours for the cost
+    ``C + reg log(a_i b_j)`` (the mapping of the docs), and the balanced plans agree on
+    the cost itself."""
+    pytest.importorskip("ott")
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    from ott.geometry import geometry
+    from ott.problems.linear import linear_problem
+    from ott.solvers.linear import sinkhorn as ott_sinkhorn
+
+    a, b, cost = _problem(rng)
+    ra, rb = (reg_m, reg_m) if np.isscalar(reg_m) else reg_m
+    tau = [1.0 if np.isinf(r) else r / (r + reg) for r in (ra, rb)]
+    if np.isinf(ra):
+        a *= b.sum() / a.sum() * 0.8
+    geom = geometry.Geometry(cost_matrix=jnp.asarray(cost), epsilon=reg)
+    solver = ott_sinkhorn.Sinkhorn(threshold=1e-13, max_iterations=200_000)
+    out = solver(linear_problem.LinearProblem(geom, a=jnp.asarray(a), b=jnp.asarray(b),
+                                              tau_a=tau[0], tau_b=tau[1]))
+    assert bool(out.converged)
+    mapped = cost + reg * np.log(np.outer(a, b))
+    res = ottools.sinkhorn(a, b, mapped, reg, reg_m=reg_m, tol=1e-13, maxiter=100_000)
+    assert res.success
+    np.testing.assert_allclose(res.plan, np.asarray(out.matrix), rtol=0, atol=1e-11)
+    # Without the mapping the plans differ (by a few percent here): the convention matters.
+    plain = ottools.sinkhorn(a, b, cost, reg, reg_m=reg_m, tol=1e-13, maxiter=100_000)
+    assert np.abs(plain.plan - np.asarray(out.matrix)).max() > 1e-4
+    a1, b1 = a / a.sum(), b / b.sum()
+    out = solver(linear_problem.LinearProblem(geom, a=jnp.asarray(a1), b=jnp.asarray(b1)))
+    bal = ottools.sinkhorn(a1, b1, cost, reg, tol=1e-13)
+    np.testing.assert_allclose(bal.plan, np.asarray(out.matrix), rtol=0, atol=1e-11)
+
+
 def test_zero_weights_rectangular_and_float32(rng):
     a, b, cost = _problem(rng, 12, 9, zeros=2)
     res = ottools.sinkhorn(a, b, cost, 0.05, reg_m=0.5, tol=1e-12, maxiter=100_000)
