@@ -91,9 +91,6 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
 
     def solve_pair(u, v, wu, wv, self_transport=False, pair=("x", "y")):
         if use_online(u.shape[0], v.shape[0], dtype, metric, online):
-            if rho is not None:
-                raise ValueError("`reg_m` with point clouds above the dense memory budget "
-                                 "is not supported; pass online=False.")
             cost = point_cloud(u, v, metric, names=(names[pair[0]], names[pair[1]]))
             symmetric = self_transport
         else:

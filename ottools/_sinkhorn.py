@@ -23,7 +23,7 @@ from ._result import (CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED,
                       _define_result_class, make_result, solver_result)
 from ._sns import NEWTON_OPTIONS, NewtonStage, OnlineNewtonStage, warmup
 from ._sweeps import (ABSORB_BOUND, OnlineSweeps, OnlineSymSweeps, Relaxation, Sweeps,
-                      SymSweeps, UbSweeps, relaxed_target, tau)
+                      SymSweeps, UbOnlineSweeps, UbSweeps, relaxed_target, tau)
 from ._validation import (_check_method, _check_option_table, _check_positive, _check_reg_m,
                           _Option)
 
@@ -119,7 +119,7 @@ class _Run:
     def sweeps(self, f0, g0, bound):
         """The sweeps object of this problem (balanced, unbalanced, or online)."""
         if self.prob.geometry:
-            return OnlineSweeps(self, f0, g0)
+            return (OnlineSweeps if self.rho is None else UbOnlineSweeps)(self, f0, g0)
         return (Sweeps if self.rho is None else UbSweeps)(self, f0, g0, bound)
 
     # ---------------------------------------------------------------- history
@@ -491,9 +491,6 @@ def solve(prob, reg, settings, method, init=None, symmetric=False, rho=None):
     if prob.geometry and method == "scaling":
         raise ValueError("method='scaling' needs the dense cost matrix; a PointCloud cost "
                          "is solved by 'auto', 'log' or 'sns' (or pass cost.dense()).")
-    if prob.geometry and rho is not None:
-        raise ValueError("`reg_m` (unbalanced OT) with a PointCloud cost is not supported; "
-                         "pass cost.dense().")
     if method == "auto" and symmetric and rho is None:
         f, g, status, sw = _solve_symmetric(run, 0.5 * (f0 + g0), init is None)
     elif method == "auto":
@@ -520,16 +517,16 @@ def _rebalance(run, f, g):
     f = np.asarray(f, dtype=np.float64)
     if not np.all(np.isfinite(f)):
         return f, g
+    tau_b = 1.0 if run.rho is None else tau(run.rho[1], run.reg)
     if run.prob.geometry:
         sw = OnlineSweeps(run, f, np.asarray(g, dtype=np.float64))
         sw.set_reg(run.reg)
         sw._ctransform(True, sw.f, sw.g, sw.gnew)
-        return f, sw.gnew.copy()
+        return f, tau_b * sw.gnew
     m = run.prob.costc.shape[1]
     out = np.empty(m)
     _lse.col_lse(run.loga64, f, run.prob.costc, 1.0 / run.reg, np.empty(m), np.empty(m),
                  out)
-    tau_b = 1.0 if run.rho is None else tau(run.rho[1], run.reg)
     return f, -tau_b * run.reg * out
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from ._kernels import KernelStatus, lazy
 from ._problem import allocate
 from ._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED
-from ._sweeps import OnlineSweeps, relaxed_target, ub_log_iteration
+from ._sweeps import relaxed_target, translation, ub_log_iteration
 from ._validation import _Option
 
 __all__ = []
@@ -50,7 +50,7 @@ class LogIterations:
 
     def __init__(self, run, f, g):
         self.run, self.f, self.g = run, f, g
-        self.sw = OnlineSweeps(run, f, g) if run.prob.geometry else None
+        self.sw = run.sweeps(f, g, None) if run.prob.geometry else None
 
     def __call__(self, eps, exact):
         run, f, g = self.run, self.f, self.g
@@ -121,18 +121,6 @@ _STALL_STEPS = 50
 # steps, err 0.15 after the first 50).
 _STALL_FLOOR = 1000.0
 _MOVED = " (unbalanced potentials move by about reg_m log of the masses' ratio)"
-
-
-def _translation(a, b, f, g, rho):
-    """The ``t`` maximising the unbalanced dual along ``(f + t, g - t)``:
-    ``log(A / B) / (1 / rho_a + 1 / rho_b)``, ``A = sum_i a_i exp(-f_i / rho_a)`` (``sum(a)``
-    for a hard side), ``B`` the same for ``g`` (as ``_kernels._unbalanced._translate``);
-    0 when not finite."""
-    (ra, rb) = rho
-    A, B = relaxed_target(a, f, ra).sum(), relaxed_target(b, g, rb).sum()
-    with np.errstate(all="ignore"):
-        t = math.log(A / B) / (1.0 / ra + 1.0 / rb) if A > 0 and B > 0 else math.nan
-    return t if math.isfinite(t) else 0.0
 
 
 class NewtonStage:
@@ -217,7 +205,7 @@ class NewtonStage:
         optimum (``method="sns"``, whose warm-up has no such step; masses 1 and 100
         with ``reg_m = 100`` put it 230 away) failed until maxiter."""
         if self.rho is not None:
-            t = _translation(self.run.a64, self.run.b64, f, g, self.rho)
+            t = translation(self.run.a64, self.run.b64, f, g, self.rho)
             f += t
             g -= t
         ta, tb = self._targets(f, g)

@@ -306,6 +306,69 @@ def relaxed_target(w, pot, rho):
     return w if math.isinf(rho) else w * np.exp(-pot / rho)
 
 
+def translation(a, b, f, g, rho):
+    """The ``t`` maximising the unbalanced dual along ``(f + t, g - t)``, which leaves the
+    plan as it is: ``log(A / B) / (1 / rho_a + 1 / rho_b)``,
+    ``A = sum_i a_i exp(-f_i / rho_a)`` (``sum(a)`` for a hard side), ``B`` the same for
+    ``g`` (as ``_kernels._unbalanced._translate``); 0 when not finite."""
+    (ra, rb) = rho
+    A, B = relaxed_target(a, f, ra).sum(), relaxed_target(b, g, rb).sum()
+    with np.errstate(all="ignore"):
+        t = math.log(A / B) / (1.0 / ra + 1.0 / rb) if A > 0 and B > 0 else math.nan
+    return t if math.isfinite(t) else 0.0
+
+
+class UbOnlineSweeps(OnlineSweeps):
+    """The damped log-domain sweeps of an unbalanced problem on a point-cloud cost:
+    ``f <- tau_a T(g)``, ``g <- tau_b T(f)`` (``T`` the online c-transform, over-relaxed in
+    the log domain when ``omega > 1``), each followed by the translation step
+    (:func:`translation`), as the dense sweeps of ``_kernels._unbalanced``.
+
+    The error of a state is that of the dense sweeps, ``sum_i |P1_i - a_i exp(-f_i /
+    rho_a)| + (columns)``: its row part comes with the next row pass (``P1_i = a_i
+    exp((f_i - T(g)_i) / reg)``), its column part when ``g`` is updated (the plan's columns
+    from ``T(f)``, unchanged by the translation; their targets moved with ``g``)."""
+
+    def __init__(self, run, f, g, bound=None):
+        super().__init__(run, f, g)
+        self.rho = run.rho
+
+    def sweep(self, maxiter, tol, omega, errs):
+        run = self.run
+        (ra, rb), eps = self.rho, self.reg
+        a, b = run.a64, run.b64
+        ta, tb = tau(ra, eps), tau(rb, eps)
+        for it in range(maxiter):
+            ok, _ = self._ctransform(False, self.g, self.f, self.fnew)
+            checked = it > 0 or self.exact
+            with np.errstate(over="ignore", invalid="ignore"):
+                e = float(np.abs(a * np.exp((self.f - self.fnew) / eps)
+                                 - relaxed_target(a, self.f, ra)).sum()) + self.cerr
+            errs[it] = e if checked else np.inf
+            if checked and e <= tol:
+                return it, KernelStatus.DONE
+            if not ok:
+                return it, KernelStatus.NONFINITE
+            self.fnew *= ta
+            if omega != 1.0:
+                self.fnew += (omega - 1.0) * (self.fnew - self.f)
+            ok, _ = self._ctransform(True, self.fnew, self.g, self.gnew)
+            if not ok:
+                return it, KernelStatus.NONFINITE
+            cf = self.gnew.copy()  # T(f) at the new f: the plan's columns
+            g = tb * cf
+            if omega != 1.0:
+                g -= (omega - 1.0) * (self.g - g)
+            self.f[:] = self.fnew
+            t = translation(a, b, self.f, g, self.rho)
+            cols = b * np.exp((g - cf) / eps)
+            self.f += t
+            self.g[:] = g - t
+            self.cerr = float(np.abs(cols - relaxed_target(b, self.g, rb)).sum())
+            self.exact = True
+        return maxiter, KernelStatus.BUDGET
+
+
 def ub_log_iteration(run, eps, f, g, exact):
     """One exact damped log-domain iteration of the unbalanced problem of ``run`` at
     ``eps`` on the float64 potentials ``(f, g)``, in place: ``f <- tau_a c(g)``, then
