@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -15,6 +18,15 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile("ottools")
+
+
+def python_output(code, timeout=300):
+    """The stdout of ``code`` (dedented) run by this interpreter in a fresh process, split
+    into words; a failure shows the end of its stderr."""
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, timeout=timeout, cwd=os.getcwd())
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split()
 
 
 @pytest.fixture

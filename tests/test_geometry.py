@@ -1,8 +1,5 @@
 """``ottools.PointCloud``: costs computed on the fly, solved without the dense matrix."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -11,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ottools
+from conftest import python_output
 from ottools import PointCloud
 from ottools._kernels import _newton as kn
 from ottools._kernels import _online_newton as kon
@@ -173,10 +171,7 @@ def test_online_solve_allocates_no_n_by_m_array():
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print((after - before) / 1024.0, res.nit)
         """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, cwd=os.getcwd())
-    assert out.returncode == 0, out.stderr[-2000:]
-    grown_mb, nit = out.stdout.split()
+    grown_mb, nit = python_output(code)
     assert int(nit) == 20
     assert float(grown_mb) < 20.0
 
@@ -198,10 +193,7 @@ def test_online_newton_stage_allocates_no_n_by_m_array():
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print((after - before) / 1024.0, res.nit_newton, res.success)
         """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, cwd=os.getcwd())
-    assert out.returncode == 0, out.stderr[-2000:]
-    grown_mb, nit_newton, success = out.stdout.split()
+    grown_mb, nit_newton, success = python_output(code)
     assert success == "True" and int(nit_newton) > 0
     assert float(grown_mb) < 30.0
 

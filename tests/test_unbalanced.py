@@ -1,14 +1,12 @@
 """Unbalanced entropic OT: ``sinkhorn(..., reg_m=...)`` and the unbalanced divergence."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
 import ottools
+from conftest import python_output
 
 
 def _problem(rng, n=20, m=15, zeros=0, scale_b=1.7):
@@ -265,10 +263,7 @@ def test_online_unbalanced_solve_allocates_no_n_by_m_array():
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print((after - before) / 1024.0, res.success)
         """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, cwd=os.getcwd())
-    assert out.returncode == 0, out.stderr[-2000:]
-    grown_mb, success = out.stdout.split()
+    grown_mb, success = python_output(code)
     assert success == "True" and float(grown_mb) < 20.0
 
 
