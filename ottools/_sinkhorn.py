@@ -678,9 +678,9 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
         both sides: the balanced problem. Conventions of the peers: POT's ``reg_m`` is the
         same; OTT-JAX's ``tau_a = reg_m_a / (reg_m_a + reg)``, but its entropy is relative
         to the counting measure, not ``a x b``: its plan is ours for the cost
-        ``C_ij + reg log(a_i b_j)`` (the two agree only when balanced); GeomLoss's ``reach`` is
-        ``reg_m ** (1 / p)`` (and its ``blur`` is ``reg ** (1 / p)``, its cost
-        ``|x - y|^p / p``). See Notes.
+        ``C_ij + reg log(a_i b_j)`` (the two agree only when balanced); GeomLoss's
+        ``reach`` is ``reg_m ** (1 / p)`` (and its ``blur`` is ``reg ** (1 / p)``, its
+        cost ``|x - y|^p / p``). See Notes.
     method : {"auto", "log", "scaling", "sns"}, default "auto"
         ``"auto"``: the hybrid below, which converges at every ``reg``: epsilon-scaling
         when ``reg`` is small against the range of the cost, over-relaxed log-stable
