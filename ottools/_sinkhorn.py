@@ -32,7 +32,7 @@ __all__ = ["sinkhorn"]
 _k = lazy("_sinkhorn")
 _lse = lazy("_lse")
 _k_sym = lazy("_symmetric")
-_kr = lazy("_relax")  # the over-relaxation rule and its schedule (FIRST, DECIDE)
+_kr = lazy("_relax")  # the over-relaxation rule and its schedule (EARLY, FIRST, DECIDE)
 
 
 _CHECK_EVERY = _Option("int", 10, lo=1)
@@ -226,9 +226,10 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
     the next stage).
 
     Decisions (the over-relaxation parameter, the switch to Newton steps) are taken every
-    ``DECIDE`` sweeps of ``ottools._kernels._relax`` (the first after its ``FIRST`` plain
-    sweeps, the rate estimate) whatever the callback's period, so that a callback never
-    changes the iterates; kernel calls are bounded (Ctrl-C lands between two of them).
+    ``DECIDE`` sweeps of ``ottools._kernels._relax`` (the first after its ``EARLY`` plain
+    sweeps, then ``FIRST`` if the rate had not settled) whatever the callback's period, so
+    that a callback never changes the iterates; kernel calls are bounded (Ctrl-C lands
+    between two of them).
     """
     n, m = run.prob.costc.shape
     callback = run.settings.callback is not None
@@ -243,7 +244,8 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
     errs = np.empty(max(big, every or 0, 20) + 2)
     done = 0
     window = []
-    next_decision = _kr.FIRST if relax.enabled and relax.omega == 1.0 else _kr.DECIDE
+    early = relax.enabled and relax.omega == 1.0
+    next_decision = _kr.EARLY if early else _kr.DECIDE
     next_cb = every
     while budget > 0:
         size = min(budget, big)
@@ -281,8 +283,8 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
             continue
         if decide and done >= next_decision:
             block_errs = np.concatenate(window) if window else np.empty(0)
-            relax.update(block_errs)
-            next_decision = done + _kr.DECIDE
+            next_decision = done + relax.update(block_errs, early)
+            early = False
             window = [block_errs[-1:]]
             if newton and done >= least and (
                     not relax.enabled or relax.omega == 1.0 or relax.settled >= 1):

@@ -466,10 +466,12 @@ class Relaxation:
     def settled(self):
         return int(self.state[_kr.SETTLED])
 
-    def update(self, errs):
-        """Adjust ``omega`` after a block whose known errors (in order) are ``errs``."""
+    def update(self, errs, early=False):
+        """Adjust ``omega`` after a block whose known errors (in order) are ``errs``
+        (``early``: the first decision of a stage, after ``EARLY`` plain sweeps); returns
+        the number of sweeps before the next decision."""
         errs = np.ascontiguousarray(errs[np.isfinite(errs)], dtype=np.float64)
-        _kr.update(self.state, self.checks, errs, errs.size)
+        return int(_kr.update(self.state, self.checks, errs, errs.size, early))
 
     def fail(self):
         """A relaxed step under/overflowed: plain Sinkhorn from here on."""

@@ -371,3 +371,37 @@ def test_refined_overrelaxation_cuts_iterations(rng, reg):
     assert res.success and plain.success
     assert res.nit * (2.5 if reg == 1e-2 else 8) <= plain.nit
     np.testing.assert_allclose(res.plan, plain.plan, atol=1e-8)
+
+
+# --- the schedule of the over-relaxation rule -----------------------------------------
+
+def _decide(errs, early):
+    from ottools._kernels import _relax
+    st, chk = _relax.new_state(True)
+    win = np.ascontiguousarray(errs, dtype=np.float64)
+    wait = _relax.update(st, chk, win, win.size, early)
+    return st[_relax.OMEGA], wait
+
+
+@given(st.floats(0.3, 0.995))
+def test_early_decision_relaxes_on_a_settled_rate(kappa):
+    from ottools._kernels import _relax
+    errs = kappa ** np.arange(_relax.EARLY - 1)
+    omega, wait = _decide(errs, True)
+    assert wait == _relax.DECIDE
+    assert omega == pytest.approx(min(1.9, 2 / (1 + np.sqrt(1 - kappa))), rel=1e-9)
+
+
+@pytest.mark.parametrize("growth", [0.05, 0.3])
+def test_early_decision_waits_while_the_rate_grows(growth):
+    # Rates creeping towards 1 (small reg: the transient of the first sweeps) would give
+    # too small an omega: the rule waits for FIRST sweeps and then uses the rate of the
+    # last 10 errors.
+    from ottools._kernels import _relax
+    rates = 1 - 0.2 * (1 - growth) ** np.arange(_relax.EARLY - 2)
+    errs = np.concatenate([[1.0], np.cumprod(rates)])
+    omega, wait = _decide(errs, True)
+    assert omega == 1.0 and wait == _relax.FIRST - _relax.EARLY
+    # Not early: the rate over the window decides at once.
+    omega, wait = _decide(errs, False)
+    assert omega > 1.0 and wait == _relax.DECIDE

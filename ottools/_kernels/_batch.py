@@ -14,7 +14,7 @@ from numba import prange
 
 from ._codes import BUDGET, DONE, NONFINITE, OUT_OF_RANGE
 from ._jit import jit
-from ._relax import DECIDE, ENABLED, FIRST, OMEGA, fail, new_state, update
+from ._relax import EARLY, ENABLED, OMEGA, fail, new_state, update
 from ._sinkhorn import (absorb, build_kernel, plan_from_potentials, plan_from_scalings,
                         scaling_sweep, sinkhorn_log)
 
@@ -28,7 +28,7 @@ def _solve_one(a, b, cost, reg, tol, maxiter, bound, relax, f_out, g_out, P_out)
     plan into ``P_out``. Returns ``(nit, code, rows_err, lin, plogr, mass)``.
 
     ``relax``: over-relaxed sweeps with ``ottools.sinkhorn``'s rule for ``omega``
-    (``ottools._sweeps.Relaxation``: rate after 20 plain sweeps, decisions every 10);
+    (``ottools._sweeps.Relaxation``, the schedule of ``_relax``: EARLY, FIRST, DECIDE);
     else plain Sinkhorn, the iterates of ``method="log"``."""
     n, m = cost.shape
     ri = np.flatnonzero(a > 0)
@@ -74,7 +74,7 @@ def _solve_one(a, b, cost, reg, tol, maxiter, bound, relax, f_out, g_out, P_out)
     st, chk = new_state(relax)
     win = np.empty(2 * _CHUNK + 2)  # the finite errors since the last decision
     nw = 0
-    decide_at = FIRST
+    decide_at = EARLY
     while nit < maxiter:
         size = min(_CHUNK, maxiter - nit)
         if st[ENABLED] != 0.0:
@@ -92,8 +92,7 @@ def _solve_one(a, b, cost, reg, tol, maxiter, bound, relax, f_out, g_out, P_out)
                     win[nw] = errs[i]
                     nw += 1
             if nit >= decide_at and code != NONFINITE:
-                update(st, chk, win, nw)
-                decide_at = nit + DECIDE
+                decide_at = nit + update(st, chk, win, nw, decide_at == EARLY)
                 if nw > 0:
                     win[0] = win[nw - 1]
                     nw = 1

@@ -2,9 +2,14 @@
 Python driver of ``ottools._sinkhorn`` (through ``ottools._sweeps.Relaxation``) and the
 batches' kernel (``_batch._solve_one``).
 
-Plain sweeps first (``FIRST`` of them); the linear rate ``kappa`` of their errors sets
-``omega = min(OMEGA_MAX, 2 / (1 + sqrt(1 - kappa)))`` (Thibault et al. 2021). Decisions
-follow every ``DECIDE`` sweeps. While relaxed, each block's rate ``lam`` refines ``kappa``
+Plain sweeps first; the linear rate ``kappa`` of their errors sets
+``omega = min(OMEGA_MAX, 2 / (1 + sqrt(1 - kappa)))`` (Thibault et al. 2021). The first
+decision comes after ``EARLY`` plain sweeps and relaxes only if the rate has settled (the
+rates of the last two 3-sweep spans agree: their ``1 - kappa`` within ``SETTLED_WITHIN``
+relative); otherwise the next comes after ``FIRST`` sweeps, on the rate of the last 10.
+(A rate still growing would give too small an ``omega``: safe, but slower; the early
+decision is for the easy problems, whose rate settles within a few sweeps.) Decisions
+then follow every ``DECIDE`` sweeps: :func:`update` returns the sweeps to wait. While relaxed, each block's rate ``lam`` refines ``kappa``
 through Young's relation for 2-cyclic iterations,
 ``kappa = (lam + omega - 1)**2 / (lam omega**2)``, and ``omega`` grows to its optimum.
 Safeguard: if the error grows 100-fold, or has not decreased over the last 5 blocks,
@@ -19,7 +24,9 @@ import numpy as np
 
 from ._jit import jit
 
-FIRST = 20     # plain sweeps before the first rate estimate
+EARLY = 10     # plain sweeps before the first decision (relax if the rate has settled)
+FIRST = 20     # plain sweeps before the rate estimate when it had not settled at EARLY
+SETTLED_WITHIN = 0.1
 DECIDE = 10    # sweeps between two decisions
 OMEGA_MAX = 1.9
 
@@ -53,17 +60,38 @@ def from_rate(kappa):
 
 
 @jit
-def update(st, chk, win, nw):
-    """Adjust the state after a block whose finite errors (in order) are ``win[:nw]``."""
+def settled_rate(win, nw):
+    """The rate of the last 3 steps of ``win[:nw]`` if it agrees with that of the 3 before
+    (``1 - kappa`` within ``SETTLED_WITHIN`` relative), else NaN."""
+    if nw < 7:
+        return np.nan
+    r1 = rate(win, nw - 7, nw - 3)
+    r2 = rate(win, nw - 4, nw)
+    if 0.0 < r1 < 1.0 and 0.0 < r2 < 1.0 and abs(r2 - r1) <= SETTLED_WITHIN * (1.0 - r2):
+        return r2
+    return np.nan
+
+
+@jit
+def update(st, chk, win, nw, early):
+    """Adjust the state after a block whose finite errors (in order) are ``win[:nw]``;
+    ``early``: the decision after the first ``EARLY`` plain sweeps of a driver's stage.
+    Returns the number of sweeps before the next decision."""
     if st[1] == 0.0 or nw < 2:
-        return
+        return DECIDE
     last = win[nw - 1]
     if st[0] == 1.0:
-        w = from_rate(rate(win, max(0, nw - 11), nw))
+        if early and st[2] == 0.0:
+            kappa = settled_rate(win, nw)
+            if not kappa > 0.0:
+                return FIRST - EARLY
+        else:
+            kappa = rate(win, max(0, nw - 11), nw)
+        w = from_rate(kappa)
         if w > 1.0:
             st[0], st[3], st[4], st[5] = w, last, 0.0, 1.0
             chk[0] = last
-        return
+        return DECIDE
     nc = int(st[5])
     bad = not (last <= 100.0 * st[3])
     if nc >= 5 and not last < chk[(nc - 5) % 6]:
@@ -75,7 +103,7 @@ def update(st, chk, win, nw):
         st[0] = 1.0
         st[2] += 1.0
         st[1] = 1.0 if st[2] < 3.0 else 0.0
-        return
+        return DECIDE
     st[4] += 1.0
     lam = rate(win, 0, nw)
     if st[4] >= 2.0 and 0.0 < lam < 1.0:
@@ -84,6 +112,7 @@ def update(st, chk, win, nw):
         if w_new > w + 1e-3:
             st[0] = w_new
             st[4] = 0.0
+    return DECIDE
 
 
 @jit
