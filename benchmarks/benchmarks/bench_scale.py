@@ -1,0 +1,149 @@
+"""Unbalanced OT, batches of small problems and point clouds (costs on the fly), beside
+POT where its solver finishes within asv's limits.
+
+The scripts give the ratios of the issues' targets in one process (``benchmarks/
+unbalanced_speed.py``, ``benchmarks/scale_speed.py batch`` and ``online``); here each
+configuration is timed on its own, so that a regression shows per solver.
+"""
+
+import warnings
+
+import numpy as np
+
+import ottools
+
+from .common import import_pot, sizes, uniform_2d_problem
+
+REG_M = 1.0
+
+
+class UnbalancedToTolerance:
+    """KL-relaxed marginals (masses 1 and 1.5, ``reg_m = 1``): ours at ``tol = 1e-6``,
+    POT's ``sinkhorn_unbalanced`` at the ``stopThr`` that ``unbalanced_speed.py`` found to
+    reach the same plan accuracy at n = 4000 (translation invariant: 1e-8; stabilized:
+    1e-12). ``track_plan_error``: ``|P - P*|_1 / |P*|_1`` against our plan at tol 1e-12
+    (the script's accuracy is 1e-6)."""
+
+    params = (sizes([1000, 4000], [500]), [1e-2, 1e-3],
+              ["ottools-auto", "pot-sinkhorn_translation_invariant",
+               "pot-sinkhorn_stabilized"])
+    param_names = ["n", "reg", "solver"]
+    timeout = 600
+
+    def setup(self, n, reg, solver):
+        a, b, cost = uniform_2d_problem(n)
+        b = 1.5 * b
+        lib, method = solver.split("-", 1)
+        if lib == "pot":
+            ot = import_pot()
+            if method == "sinkhorn_stabilized" and n > 1000:
+                raise NotImplementedError("POT's stabilized method takes minutes here")
+            thr = 1e-8 if method == "sinkhorn_translation_invariant" else 1e-12
+
+            def run():
+                with warnings.catch_warnings(), np.errstate(all="ignore"):
+                    warnings.simplefilter("ignore")
+                    return ot.unbalanced.sinkhorn_unbalanced(
+                        a, b, cost, reg, REG_M, method=method, stopThr=thr,
+                        numItermax=200_000)
+
+            try:
+                with warnings.catch_warnings(), np.errstate(all="ignore"):
+                    warnings.simplefilter("ignore")
+                    ot.unbalanced.sinkhorn_unbalanced(a[:5], b[:5], cost[:5, :5], reg,
+                                                      REG_M, method=method)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise NotImplementedError(f"this POT lacks {method}") from exc
+        else:
+            def run():
+                return ottools.sinkhorn(a, b, cost, reg, reg_m=REG_M, tol=1e-6,
+                                        maxiter=200_000).plan
+        self.ref = ottools.sinkhorn(a, b, cost, reg, reg_m=REG_M, tol=1e-12,
+                                    maxiter=200_000).plan
+        self.run = run
+        self.run()  # compile / warm up
+
+    def time_solve(self, n, reg, solver):
+        self.run()
+
+    def track_plan_error(self, n, reg, solver):
+        P = np.asarray(self.run(), dtype=np.float64)
+        return float(np.abs(P - self.ref).sum() / np.abs(self.ref).sum())
+
+
+class SinkhornBatch:
+    """B problems of n x n (uniform points in the unit square, ``reg = 0.05``, tol 1e-6):
+    one batched call against a Python loop over ``sinkhorn`` (the same iterates)."""
+
+    params = (["1000x64", "100x256"], ["ottools-batch", "ottools-loop"])
+    param_names = ["shape", "solver"]
+    timeout = 300
+
+    def setup(self, shape, solver):
+        B, n = (int(s) for s in shape.split("x"))
+        rng = np.random.default_rng(0)
+        x, y = rng.random((B, n, 2)), rng.random((B, n, 2))
+        cost = ((x[:, :, None] - y[:, None]) ** 2).sum(-1)
+        if solver == "ottools-batch":
+            def run():
+                return ottools.sinkhorn(None, None, cost, 0.05, tol=1e-6).nit.mean()
+        else:
+            def run():
+                return np.mean([ottools.sinkhorn(None, None, cost[k], 0.05, tol=1e-6).nit
+                                for k in range(B)])
+        self.run = run
+        self.run()
+
+    def time_solve(self, shape, solver):
+        self.run()
+
+    def track_mean_nit(self, shape, solver):
+        return float(self.run())
+
+
+class OnlineSinkhorn:
+    """n uniform points in the unit cube on each side, ``reg = 1e-2`` times the squared
+    diameter, tol 1e-6 (our err): ``PointCloud`` costs computed on the fly, beside the dense
+    cost (ours) and POT's lazy ``empirical_sinkhorn`` for our plain sweeps' iteration
+    count (n <= 2000: it is about 10x slower than ours)."""
+
+    params = (sizes([2000, 10000], [1000]),
+              ["ottools-online", "ottools-dense", "pot-empirical_sinkhorn_lazy"])
+    param_names = ["n", "solver"]
+    timeout = 600
+
+    def setup(self, n, solver):
+        rng = np.random.default_rng(0)
+        x, y = rng.random((n, 3)), rng.random((n, 3))
+        reg = 1e-2 * 3.0
+        geom = ottools.PointCloud(x, y)
+        if solver == "ottools-online":
+            def run():
+                return ottools.sinkhorn(None, None, geom, reg, tol=1e-6).nit
+        elif solver == "ottools-dense":
+            cost = ottools.cost_matrix(x, y)
+
+            def run():
+                return ottools.sinkhorn(None, None, cost, reg, tol=1e-6).nit
+        else:
+            ot = import_pot()
+            if n > 2000:
+                raise NotImplementedError("POT's lazy solver takes minutes here")
+            plain = ottools.sinkhorn(None, None, geom, reg, method="log", tol=1e-6)
+            iters = int(np.ceil(plain.nit / 10) * 10)
+            a = np.full(n, 1.0 / n)
+
+            def run():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ot.bregman.empirical_sinkhorn(x, y, reg, a, a, numIterMax=iters,
+                                                  stopThr=0.0, isLazy=True, batchSize=1000)
+                return iters
+        self.run = run
+        self.run()
+
+    def time_solve(self, n, solver):
+        self.run()
+
+    def track_nit(self, n, solver):
+        return float(self.run())
