@@ -107,9 +107,10 @@ def main():
                                                       numItermax=200_000)
                     t_pot.append(time.perf_counter() - t0)
             mo, mp = np.median(t_ours), np.median(t_pot)
-            print(f"  {args.repeat} runs round-robin: ottools {mo:.3f} s [{min(t_ours):.3f}-"
-                  f"{max(t_ours):.3f}], POT {method} {mp:.2f} s [{min(t_pot):.2f}-"
-                  f"{max(t_pot):.2f}]: {mp / mo:.1f}x (medians)", flush=True)
+            print(f"  {args.repeat} runs round-robin: ottools {mo:.3f} s "
+                  f"[{min(t_ours):.3f}-{max(t_ours):.3f}], POT {method} {mp:.2f} s "
+                  f"[{min(t_pot):.2f}-{max(t_pot):.2f}]: {mp / mo:.1f}x (medians)",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ rates of the last two 3-sweep spans agree: their ``1 - kappa`` within ``SETTLED_
 relative); otherwise the next comes after ``FIRST`` sweeps, on the rate of the last 10.
 (A rate still growing would give too small an ``omega``: safe, but slower; the early
 decision is for the easy problems, whose rate settles within a few sweeps.) Decisions
-then follow every ``DECIDE`` sweeps: :func:`update` returns the sweeps to wait. While relaxed, each block's rate ``lam`` refines ``kappa``
-through Young's relation for 2-cyclic iterations,
+then follow every ``DECIDE`` sweeps: :func:`update` returns the sweeps to wait. While
+relaxed, each block's rate ``lam`` refines ``kappa`` through Young's relation for 2-cyclic
+iterations,
 ``kappa = (lam + omega - 1)**2 / (lam omega**2)``, and ``omega`` grows to its optimum.
 Safeguard: if the error grows 100-fold, or has not decreased over the last 5 blocks,
 plain Sinkhorn resumes and the rate is estimated again (after the third failure, plain
