@@ -24,7 +24,7 @@ class UnbalancedToTolerance:
     1e-12). ``track_plan_error``: ``|P - P*|_1 / |P*|_1`` against our plan at tol 1e-12
     (the script's accuracy is 1e-6)."""
 
-    params = (sizes([1000, 4000], [500]), [1e-2, 1e-3],
+    params = (sizes([1000, 4000], [500]), sizes([1e-2, 1e-3], [1e-2]),
               ["ottools-auto", "pot-sinkhorn_translation_invariant",
                "pot-sinkhorn_stabilized"])
     param_names = ["n", "reg", "solver"]
