@@ -22,8 +22,9 @@ from ._problem import LinearProblem, Settings, allocate, budget_blocks, rate
 from ._result import (CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED,
                       _define_result_class, make_result, solver_result)
 from ._sns import NEWTON_OPTIONS, NewtonStage, OnlineNewtonStage, warmup
-from ._sweeps import (ABSORB_BOUND, OnlineSweeps, OnlineSymSweeps, Relaxation, Sweeps,
-                      SymSweeps, UbOnlineSweeps, UbSweeps, relaxed_target, tau)
+from ._sweeps import (ABSORB_BOUND, LOW_MIN_ENTRIES, OnlineSweeps, OnlineSymSweeps,
+                      Relaxation, Sweeps, SymSweeps, UbOnlineSweeps, UbSweeps,
+                      relaxed_target, tau)
 from ._validation import (_check_method, _check_option_table, _check_positive, _check_reg_m,
                           _Option)
 
@@ -58,6 +59,7 @@ _OPTIONS = {
              "overrelaxation": _Option("bool", True),
              "newton": _Option("bool", True),
              "newton_after": _Option("float", 500.0, lo=0.0, lo_open=True),
+             "float32_sweeps": _Option("bool", None, none_ok=True),
              **NEWTON_OPTIONS},
 }
 METHODS = ("auto", "log", "scaling", "sns")
@@ -116,11 +118,12 @@ class _Run:
     def remaining(self):
         return self.settings.maxiter - self.nit
 
-    def sweeps(self, f0, g0, bound):
-        """The sweeps object of this problem (balanced, unbalanced, or online)."""
+    def sweeps(self, f0, g0, bound, low=False):
+        """The sweeps object of this problem (balanced, unbalanced, or online); ``low``:
+        float32 sweeps first on a float64 dense cost (``ottools._sweeps.Sweeps``)."""
         if self.prob.geometry:
             return (OnlineSweeps if self.rho is None else UbOnlineSweeps)(self, f0, g0)
-        return (Sweeps if self.rho is None else UbSweeps)(self, f0, g0, bound)
+        return (Sweeps if self.rho is None else UbSweeps)(self, f0, g0, bound, low)
 
     # ---------------------------------------------------------------- history
     def _stage(self, stage):
@@ -415,7 +418,11 @@ def _solve_auto(run, f0, g0, warm):
     opts = run.settings.options
     prob = run.prob
     spread = prob.spread
-    sw = run.sweeps(f0, g0, ABSORB_BOUND[prob.dtype])
+    low = opts["float32_sweeps"]
+    if low is None:
+        n, m = prob.costc.shape
+        low = not prob.geometry and n * m >= LOW_MIN_ENTRIES
+    sw = run.sweeps(f0, g0, ABSORB_BOUND[prob.dtype], low)
     anneal = opts["epsilon_scaling"]
     if anneal is None:
         anneal = spread > 0 and run.reg < opts["anneal_below"] * spread
@@ -728,8 +735,12 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
           fewer once the relative error is ``1e-2``), ``overrelaxation`` (True),
           ``newton`` (True: allow the Newton finish), ``newton_after`` (500: switch to
           Newton steps when the rate of the last block of sweeps predicts more further
-          sweeps than this, or when the error stalls), and the Newton options of
-          ``"sns"`` below.
+          sweeps than this, or when the error stalls), ``float32_sweeps`` (None: True
+          for float64 dense costs of at least ``2**22`` entries: the sweeps read a
+          float32 copy of the kernel, half the memory traffic, until the relative error
+          is ``max(tol, 1e-6)``; then float64 sweeps from the same state decide
+          convergence, so results keep float64 accuracy; 14-17 % faster at n = 4000),
+          and the Newton options of ``"sns"`` below.
         - ``"log"``: ``epsilon_scaling`` (False: solve at decreasing regularizations from
           ``epsilon_start`` (the cost range) down to ``reg``, multiplying by
           ``epsilon_decay`` (0.5) per stage and stopping each stage at a relative error
