@@ -72,9 +72,14 @@ class LinearProblem:
     @classmethod
     def from_args(cls, a, b, cost, *, balanced=True, mass_rtol=1e-6, hint=""):
         """Validate the public arguments (errors name them) and build the problem."""
+        extremes = []
         a, b, cost, dtype = _check_linear_problem(a, b, cost, balanced=balanced,
-                                                  mass_rtol=mass_rtol, hint=hint)
-        return cls(a, b, cost, dtype)
+                                                  mass_rtol=mass_rtol, hint=hint,
+                                                  extremes=extremes)
+        prob = cls(a, b, cost, dtype)
+        if extremes and not (prob.compressed or prob.geometry):
+            prob._range = extremes[0]  # the checked cost is costc (up to a cast)
+        return prob
 
     @property
     def shape(self):

@@ -36,10 +36,12 @@ ABSORB_BOUND = {np.dtype(np.float64): 1e50, np.dtype(np.float32): 1e10}
 # is read once per sweep, and in float32 that read is half as long (n = 4000: 2.8 ms
 # against 4.5 ms a sweep on 2 cores). Float32 row sums reach relative errors of about 1e-7
 # (the marginal error floor of float32 solves, 6e-8 to 9e-8 at n = 3000 to 10,000), so at
-# LOW_SWITCH (relative to the mass) the float64 kernel takes over from the same state and
-# decides convergence.
+# LOW_SWITCH (relative to the mass), or half the tolerance if larger, the float64 kernel
+# takes over from the same state and decides convergence; LOW_PATIENCE float32 sweeps
+# without progress (a floor above the switch) hand over too.
 LOW_MIN_ENTRIES = 1 << 22
-LOW_SWITCH = 1e-6
+LOW_SWITCH = 3e-7
+LOW_PATIENCE = 30
 
 
 class Sweeps:
@@ -63,6 +65,10 @@ class Sweeps:
         self.low_switch = LOW_SWITCH * prob.mass
         self.low_rebuilds = 0
         self.low_sweeps = 0
+        self.low_best = math.inf  # the best float32 error, and the sweep count then
+        self.low_best_at = 0
+        # One float64 array holds the kernel: in the float32 phase its first half.
+        self.buf = allocate((n, m), prob.dtype, "The kernel of the scaling iterations")
         self._allocate(np.float32 if self.low else prob.dtype)
         self.chunks = run.chunks
         self.s, self.t, self.unew = np.empty(m), np.empty(m), np.empty(n)
@@ -73,27 +79,79 @@ class Sweeps:
         self.exact = False  # cerr[0] holds the column error of the current state
         self.reg = None
         self.fresh = False  # K matches (f, g): the plan can be taken from the scalings
+        self.planned = None  # (rows, cols, lin, plogr) while K holds the current plan
 
     def _allocate(self, dtype):
-        """The kernel ``K`` (and ``vk``) in ``dtype``, with its absorption bound."""
-        n, m = self.run.prob.costc.shape
-        self.K = None  # the old kernel is freed first: one kernel at a time
-        self.K = allocate((n, m), dtype, "The kernel of the scaling iterations")
+        """The kernel ``K`` (and ``vk``) in ``dtype``, with its absorption bound: ``buf``
+        itself, or a float32 view of its first half (the pages touched by the float32
+        phase are reused by the float64 kernel)."""
+        n, m = self.buf.shape
+        if np.dtype(dtype) == self.buf.dtype:
+            self.K = self.buf
+        else:
+            self.K = self.buf.reshape(-1).view(dtype)[:n * m].reshape(n, m)
         self.vk = np.empty(m, dtype=dtype)
         self.bound = ABSORB_BOUND[np.dtype(dtype)] if self.low else self.bound64
 
     def to_float64(self):
-        """End the float32 phase: absorb, and rebuild the kernel in float64 from the
-        potentials. The column error held in ``cerr`` was measured in float32, so the
-        first float64 sweep does not trust it (``exact = False``)."""
+        """End the float32 phase; returns the float64 error of the current state (None
+        if already in float64).
+
+        One pass of exponentials writes the float64 plan of the current potentials
+        ``(f, g)`` with its marginals (``run.plan_kernel``): they give the state's exact
+        error (:meth:`errors`), and the plan is the float64 kernel of that state with
+        unit scalings, ``K = P = exp((F + G - C) / reg)`` for the absorbed potentials
+        ``F = f + reg log a``, ``G = g + reg log b``: no separate rebuild, the column error
+        is known (``cerr``, so the next sweep measures the state exactly), and a state
+        already within tolerance keeps this plan as the result (:meth:`plan`)."""
         if not self.low:
-            return
-        self.absorb()
+            return None
+        run = self.run
+        f, g = self.potentials()
         self.low = False
-        self._allocate(self.run.prob.dtype)
-        self.exact = False
-        if self.reg is not None:
-            self.rebuild()
+        self._allocate(run.prob.dtype)
+        rows, cols, lin, plogr = run.plan_kernel(run.loga64, run.logb64, run.prob.costc,
+                                                 self.reg, f, g, self.K)
+        row_err, col_err = self.errors(f, g, rows, cols)
+        self.f = f + self.reg * run.loga64
+        self.g = g + self.reg * run.logb64
+        self.u[:] = 1.0
+        self.v[:] = 1.0
+        self.cerr[0] = col_err
+        self.exact = True
+        self.fresh = True
+        self._derived()
+        self.planned = (rows, cols, lin, plogr)
+        return row_err + col_err
+
+    def _low_progress(self, errs, k, code):
+        """After a float32 kernel call of ``k`` sweeps ending with ``code`` (``errs``: its
+        errors): True when the float64 kernel should take over. That is at the problem's
+        ``reg`` when the errors reached the switch (DONE), after a non-finite float32
+        scaling, when absorptions (each a rebuild) come more often than every 8 sweeps,
+        or when the error has not dropped below 0.9 times its best for LOW_PATIENCE
+        sweeps (a float32 floor above the switch)."""
+        self.low_sweeps += k
+        if code == KernelStatus.OUT_OF_RANGE:
+            self.low_rebuilds += 1
+        final = self.reg == self.run.reg
+        if (final and code == KernelStatus.DONE) or code == KernelStatus.NONFINITE:
+            return True
+        if self.low_rebuilds > 2 + self.low_sweeps // 8:
+            return True
+        e = errs[np.isfinite(errs)]
+        if e.size and e.min() < 0.9 * self.low_best:
+            self.low_best = float(e.min())
+            self.low_best_at = self.low_sweeps
+        return final and self.low_sweeps - self.low_best_at > LOW_PATIENCE
+
+    def errors(self, f, g, rows, cols):
+        """``(row error, column error)`` (absolute) of the plan of potentials ``(f, g)``
+        with marginals ``rows``, ``cols``: the sweeps' own measure."""
+        return (float(np.abs(rows - self.a).sum()), float(np.abs(cols - self.b).sum()))
+
+    def _derived(self):
+        """Quantities derived from the absorbed potentials (after each rebuild)."""
 
     def set_reg(self, reg):
         """Absorb the scalings and build ``K`` for ``reg`` (a new problem if it changed)."""
@@ -101,11 +159,13 @@ class Sweeps:
             self.absorb()
         if reg != self.reg:
             self.exact = False
+            self.low_best, self.low_best_at = math.inf, self.low_sweeps
         self.reg = reg
         self.rebuild()
 
     def absorb(self):
         _k.absorb(self.f, self.g, self.u, self.v, self.a, self.b, self.reg)
+        self.planned = None
 
     def rebuild(self):
         cost = self.run.prob.costc
@@ -114,6 +174,8 @@ class Sweeps:
         else:
             _k.build_kernel(cost, self.f, self.g, self.reg, self.K, self.X[0], self.W[0])
         self.fresh = True
+        self.planned = None
+        self._derived()
 
     def sweep(self, maxiter, tol, omega, errs):
         """Up to ``maxiter`` iterations, absorbing as needed; ``errs`` (length maxiter)
@@ -121,28 +183,30 @@ class Sweeps:
         where unknown). Returns ``(nit, code)``: DONE, BUDGET or NONFINITE.
 
         In the float32 phase (``low``) at the problem's ``reg``, the kernel stops at
-        ``max(tol, LOW_SWITCH * mass)``, and then, or after a non-finite float32 scaling,
-        or when absorptions come too often (each costs a rebuild), the float64 kernel
-        takes over from the same state; DONE is only ever decided by float64 sweeps. At
-        an annealing level (another ``reg``) the float32 errors decide."""
+        ``max(tol / 2, LOW_SWITCH * mass)``; then (or see :meth:`_low_progress`) the
+        float64 plan of the state measures its error (:meth:`to_float64`), and float64
+        sweeps go on from the same state unless it is within ``tol``: DONE is only ever
+        decided in float64. At an annealing level (another ``reg``) the float32 errors
+        decide."""
         done = 0
         while True:
             final = self.low and self.reg == self.run.reg
-            stop = max(tol, self.low_switch) if final else tol
+            stop = max(0.5 * tol, self.low_switch) if final else tol
             k, code = self._kernel(maxiter - done, stop, omega, errs[done:])
             if k > 0 or code == KernelStatus.DONE:
                 self.exact = True
+            if k > 0:
+                self.planned = None
+            if self.low and self._low_progress(errs[done:done + k + 1], k, code):
+                e = self.to_float64()
+                done += k
+                errs[done] = e
+                if e <= tol:
+                    return done, KernelStatus.DONE
+                if done < maxiter:
+                    continue
+                return done, KernelStatus.BUDGET
             done += k
-            if self.low:
-                self.low_sweeps += k
-                if code == KernelStatus.OUT_OF_RANGE:
-                    self.low_rebuilds += 1
-                if ((final and code == KernelStatus.DONE) or code == KernelStatus.NONFINITE
-                        or self.low_rebuilds > 2 + self.low_sweeps // 8):
-                    self.to_float64()
-                    if done < maxiter:
-                        continue
-                    return done, KernelStatus.BUDGET
             if code == KernelStatus.OUT_OF_RANGE:
                 self.absorb()
                 self.rebuild()
@@ -181,6 +245,10 @@ class Sweeps:
         """``(P, rows, cols, lin, plogr)`` from the scalings, written over ``K``; None if
         ``K`` is stale or a scaling is not positive and finite."""
         self.to_float64()
+        if self.planned is not None:  # K holds the plan of the current state
+            out, self.planned = self.planned, None
+            self.fresh = False
+            return (self.K,) + out
         if not (self.fresh and np.all(self.u > 0) and np.all(self.v > 0)
                 and np.all(np.isfinite(self.u)) and np.all(np.isfinite(self.v))):
             return None
@@ -463,8 +531,12 @@ class UbSweeps(Sweeps):
         super().__init__(run, f, g, bound, low)
         self.rho = run.rho
 
-    def rebuild(self):
-        super().rebuild()
+    def errors(self, f, g, rows, cols):
+        (ra, rb) = self.rho
+        return (float(np.abs(rows - relaxed_target(self.a, f, ra)).sum()),
+                float(np.abs(cols - relaxed_target(self.b, g, rb)).sum()))
+
+    def _derived(self):
         (ra, rb), eps = self.rho, self.reg
         self.tau = (tau(ra, eps), tau(rb, eps))
         self.k = (0.0 if math.isinf(ra) else eps / ra, 0.0 if math.isinf(rb) else eps / rb)

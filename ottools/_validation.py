@@ -89,11 +89,26 @@ def _check_balanced(a, b, names=("a", "b"), rtol=1e-6, hint=""):
     return np.ascontiguousarray(b.astype(np.float64) * (sa / sb), dtype=b.dtype)
 
 
-def _check_cost(cost, name="cost"):
-    """A non-empty, finite 2-D float array."""
+# From this many entries, one kernel pass checks a cost and gives its range.
+_EXTREMES_MIN_ENTRIES = 1 << 20
+
+
+def _check_cost(cost, name="cost", extremes=None):
+    """A non-empty, finite 2-D float array. ``extremes``: a list that receives the
+    ``(min, max)`` of the array as floats when they came with the check (large
+    C-contiguous arrays: one kernel pass instead of ``isfinite``, ``min`` and ``max``)."""
     arr = _as_float_array(cost, name, ndim=2)
     if arr.size == 0:
         raise ValueError(f"`{name}` must not be empty; got shape {arr.shape}.")
+    if arr.size >= _EXTREMES_MIN_ENTRIES and arr.flags.c_contiguous:
+        from ._kernels import _extremes, _jit
+
+        lo, hi, nan = _extremes.extremes(arr, _jit.row_chunks(*arr.shape))
+        if nan or not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"`{name}` must be finite; got {'NaN' if nan else 'inf'}.")
+        if extremes is not None:
+            extremes.append((float(lo), float(hi)))
+        return arr
     if not np.all(np.isfinite(arr)):
         bad = "NaN" if np.isnan(arr).any() else "inf"
         raise ValueError(f"`{name}` must be finite; got {bad}.")
@@ -219,19 +234,20 @@ def _check_bool(x, name):
 
 
 def _check_linear_problem(a, b, cost, *, balanced=True, mass_rtol=1e-6,
-                          names=("a", "b", "cost"), hint=""):
+                          names=("a", "b", "cost"), hint="", extremes=None):
     """The data of a linear OT problem: ``(a, b, cost, dtype)``, validated once.
 
     ``cost`` a non-empty finite (n, m) array; ``a``, ``b`` weights of lengths n and m
     (``None``: uniform) that are finite, non-negative with positive sums; ``dtype`` the
     common float dtype (float32 stays float32, ints become float64). With ``balanced``
     the masses must agree to ``mass_rtol`` (relative) and ``b`` is rescaled onto the mass
-    of ``a`` when they differ by rounding (see :func:`_check_balanced`).
+    of ``a`` when they differ by rounding (see :func:`_check_balanced`). ``extremes``:
+    see :func:`_check_cost`.
     """
     na, nb, nc = names
     geometry = getattr(cost, "_ottools_geometry", False)  # a PointCloud: validated already
     if not geometry:
-        cost = _check_cost(cost, nc)
+        cost = _check_cost(cost, nc, extremes)
     n, m = cost.shape
     a_arr = None if a is None else _as_float_array(a, na, ndim=1)
     b_arr = None if b is None else _as_float_array(b, nb, ndim=1)

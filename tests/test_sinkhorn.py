@@ -322,3 +322,32 @@ def test_auto_has_its_own_checked_options(rng):
     assert res.success
     with pytest.raises(TypeError, match="'warmup' for method='auto'"):
         sinkhorn(a, b, cost, 0.1, options={"warmup": 2})
+
+
+# ----------------------------------------------------------- large costs: one checking pass
+@pytest.mark.parametrize("bad, name", [(np.nan, "NaN"), (np.inf, "inf"), (-np.inf, "inf")])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_large_cost_nonfinite_named(bad, name, order):
+    # From 2**20 entries a kernel pass checks the cost (C order); F order takes NumPy's.
+    rng = np.random.default_rng(0)
+    cost = np.asarray(rng.random((1030, 1020)), order=order)
+    cost[1029, 3] = bad
+    with pytest.raises(ValueError, match=f"`cost` must be finite; got {name}"):
+        ottools.sinkhorn(None, None, cost, 0.1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_large_cost_range_from_the_check(dtype):
+    from ottools._problem import LinearProblem
+
+    rng = np.random.default_rng(1)
+    cost = (rng.random((1024, 1025)) * 7 - 3).astype(dtype)
+    prob = LinearProblem.from_args(None, None, cost)
+    assert prob._range == (float(cost.min()), float(cost.max()))
+    assert prob.cost_range == (float(cost.min()), float(cost.max()))
+    # with a zero weight the range is that of the compressed cost
+    a = np.full(1024, 1.0 / 1023)
+    a[np.argmin(cost.min(1))] = 0.0
+    prob = LinearProblem.from_args(a, None, cost, balanced=False)
+    assert prob.cost_range == (float(prob.costc.min()), float(prob.costc.max()))
+    assert prob.cost_range[0] > float(cost.min())
