@@ -456,8 +456,12 @@ def _solve_symmetric(run, f0, cold):
     ``options["epsilon_scaling"] = True``)."""
     opts = run.settings.options
     spread = run.prob.spread
+    n, m = run.prob.costc.shape
+    low = opts.get("float32_sweeps")
+    if low is None:
+        low = not run.prob.geometry and n * m >= LOW_MIN_ENTRIES
     sw = (OnlineSymSweeps(run, f0, cold) if run.prob.geometry
-          else SymSweeps(run, f0, ABSORB_BOUND[run.prob.dtype], cold))
+          else SymSweeps(run, f0, ABSORB_BOUND[run.prob.dtype], cold, low))
     # The averaged iterations converge in tens of sweeps from a cold start at every reg
     # (measured: 14-22 sweeps at reg / range from 1e-2 down to 2e-6); annealing costs a
     # kernel rebuild per level for nothing, so it runs only when asked for.

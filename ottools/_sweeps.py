@@ -269,11 +269,19 @@ class SymSweeps(Sweeps):
     (see ``ottools._kernels._symmetric``); the exact log-domain averaged update is the
     fallback."""
 
-    def __init__(self, run, f, bound, cold):
-        super().__init__(run, f, f, bound)
+    def __init__(self, run, f, bound, cold, low=False):
+        super().__init__(run, f, f, bound, low)
         self.g, self.v = self.f, self.u  # one measure, one potential
         self.cold = cold
-        self.uk = np.empty(self.u.shape[0], dtype=run.prob.dtype)
+
+    def _allocate(self, dtype):
+        super()._allocate(dtype)
+        self.uk = np.empty(self.buf.shape[0], dtype=dtype)
+
+    def to_float64(self):
+        e = super().to_float64()
+        self.g, self.v = self.f, self.u  # tied again (F = G, unit scalings)
+        return e
 
     def absorb(self):
         self.f += self.reg * np.log(self.u / self.a)

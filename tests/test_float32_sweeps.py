@@ -137,3 +137,21 @@ def test_hypothesis_shapes_and_zero_weights(n, m, zeros, reg_m, seed):
     assert r32.plan.shape == (n, m) and r32.plan.dtype == np.float64
     assert np.abs(r32.plan - r64.plan).sum() <= 1e-7
     assert np.all(r32.plan[a == 0] == 0) and np.all(r32.plan[:, b == 0] == 0)
+
+
+@pytest.mark.parametrize("tol", [1e-6, 1e-10])
+def test_symmetric_self_transport(tol, kernel_dtypes):
+    # W(a, a) with a symmetric cost: the averaged symmetric sweeps, float32 first.
+    rng = np.random.default_rng(8)
+    x = rng.random((80, 3))
+    cost = ((x[:, None] - x[None]) ** 2).sum(-1)
+    a = rng.random(80) + 0.1
+    a /= a.sum()
+    r64 = ottools.sinkhorn(a, a, cost, 0.02, tol=tol, options={"float32_sweeps": False})
+    assert np.float32 not in kernel_dtypes
+    r32 = ottools.sinkhorn(a, a, cost, 0.02, tol=tol, options={"float32_sweeps": True})
+    assert np.float32 in kernel_dtypes
+    assert r32.success and r64.success and r32.err <= tol
+    assert np.abs(r32.plan - r64.plan).sum() <= 20 * tol
+    np.testing.assert_allclose(r32.plan, r32.plan.T, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(r32.f, r32.g, rtol=0, atol=1e-12)
