@@ -258,13 +258,18 @@ def relax_coefficients(omega):
 
 
 @jit
-def relaxed(old, new, omega, c):
-    """``old * (new / old) ** omega`` (``c``: :func:`relax_coefficients` of ``omega``)."""
-    r = new / old
+def relaxed_ratio(old, r, omega, c):
+    """``old * r ** omega`` (``c``: :func:`relax_coefficients` of ``omega``)."""
     d = r - 1.0
     if abs(d) <= _SERIES_BAND:
         return old * (1.0 + d * (c[0] + d * (c[1] + d * (c[2] + d * (c[3] + d * c[4])))))
     return old * r ** omega
+
+
+@jit
+def relaxed(old, new, omega, c):
+    """``old * (new / old) ** omega``."""
+    return relaxed_ratio(old, new / old, omega, c)
 
 
 @jit(inline="always")
@@ -305,11 +310,15 @@ def _new_scaling(u, a, unew, i, acc, relax, omega, c, uk, damped, pa, qa, tau, k
     if damped:
         e = abs(u[i] * acc - a[i] * np.exp(qa[i] - kr * np.log(u[i] / a[i])))
         ui = a[i] * np.exp(pa[i] - tau * np.log(acc))
+        if relax:
+            ui = relaxed(u[i], ui, omega, c)
     else:
-        e = abs(u[i] * acc - a[i])
-        ui = a[i] / acc
-    if relax:
-        ui = relaxed(u[i], ui, omega, c)
+        p = u[i] * acc
+        e = abs(p - a[i])
+        if relax:  # one division: the ratio a / (u K v) itself
+            ui = relaxed_ratio(u[i], a[i] / p, omega, c)
+        else:
+            ui = a[i] / acc
     unew[i] = ui
     uk[0] = ui
     uki = uk[0]
@@ -420,9 +429,10 @@ def _update_columns(b, v, t, s, omega):
     ok = True
     ce = 0.0
     for j in range(b.shape[0]):
-        vj = b[j] / t[j]
         if relax:
-            vj = relaxed(v[j], vj, omega, c)
+            vj = relaxed_ratio(v[j], b[j] / (v[j] * t[j]), omega, c)
+        else:
+            vj = b[j] / t[j]
         if not (np.isfinite(vj) and vj > 0.0):
             ok = False
         s[j] = vj
@@ -438,13 +448,11 @@ def commit_scalings(u, unew, v, s, a, b, bound):
     out = False
     for i in range(u.shape[0]):
         u[i] = unew[i]
-        r = unew[i] / a[i]
-        if r > bound or r < lo:
+        if unew[i] > bound * a[i] or unew[i] < lo * a[i]:  # (no division)
             out = True
     for j in range(v.shape[0]):
         v[j] = s[j]
-        r = s[j] / b[j]
-        if r > bound or r < lo:
+        if s[j] > bound * b[j] or s[j] < lo * b[j]:
             out = True
     return out
 
