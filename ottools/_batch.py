@@ -50,11 +50,18 @@ def _check_batch(a, b, cost, reg_m, method, init, callback):
     B, n, m = cost.shape
     if cost.size == 0:
         raise ValueError(f"`cost` must not be empty; got shape {cost.shape}.")
-    # Per-problem extremes in two reductions without temporaries: NaN propagates into
-    # the maximum, inf and -inf show in it or in the minimum.
+    # Per-problem extremes in one pass (a kernel over C-contiguous batches; else two
+    # NumPy reductions without temporaries): NaN is flagged or propagates into the
+    # maximum, inf and -inf show in the largest |C|.
     flat = cost.reshape(B, -1)
-    with np.errstate(invalid="ignore"):
-        cmax = np.maximum(flat.max(axis=1), -flat.min(axis=1))
+    if flat.flags.c_contiguous and cost.size >= (1 << 20):
+        ke = lazy("_extremes")
+        kernel = ke.row_extremes if lazy("_jit").parallel_ok() else ke.row_extremes_serial
+        cmax, nan = kernel(flat)
+        cmax[nan] = np.nan
+    else:
+        with np.errstate(invalid="ignore"):
+            cmax = np.maximum(flat.max(axis=1), -flat.min(axis=1))
     if not np.all(np.isfinite(cmax)):
         k = int(np.flatnonzero(~np.isfinite(cmax))[0])
         raise ValueError(f"`cost` must be finite; problem {k} of the batch holds NaN or "

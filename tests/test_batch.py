@@ -87,6 +87,20 @@ def test_batch_errors_name_the_problem(rng):
         ottools.sinkhorn(a, b, cost, 0.1, method="sns")
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_large_batch_nonfinite_names_the_problem(rng, bad):
+    # From 2**20 entries one kernel pass gives every problem's largest |C| and NaN flag.
+    cost = rng.random((260, 64, 64))
+    cost[203, 63, 1] = bad
+    with pytest.raises(ValueError, match="problem 203 of the batch holds NaN or inf"):
+        ottools.sinkhorn(None, None, cost, 0.1)
+    cost[203, 63, 1] = -7.5  # the largest |C| of that problem, as the floor test sees it
+    from ottools._batch import _check_batch
+
+    cmax = _check_batch(None, None, cost, None, "auto", None, None)[4]
+    np.testing.assert_array_equal(cmax, np.abs(cost).reshape(260, -1).max(1))
+
+
 def test_overflow_is_status_2_as_for_one_problem(rng):
     a, b, cost = _batch(rng)
     cost[3] *= 1e300  # max |C| * eps / reg ~ 1e286: no correct digit in exp(-C / reg)

@@ -27,11 +27,8 @@ def _rows_extremes(C, r0, r1):
 
 
 @jit(parallel=True)
-def extremes(C, chunks):
-    """``(min, max, has_nan)`` of a non-empty C-contiguous 2-D array, in ``chunks``
-    parallel row blocks (``_jit.row_chunks``); min and max as float64."""
+def _extremes_par(C, nc):
     n = C.shape[0]
-    nc = max(1, min(chunks, n))
     out = np.empty((nc, 3))
     for c in prange(nc):
         lo, hi, nan = _rows_extremes(C, c * n // nc, (c + 1) * n // nc)
@@ -46,3 +43,45 @@ def extremes(C, chunks):
         hi = max(hi, out[c, 1])
         nan = nan or out[c, 2] != 0.0
     return lo, hi, nan
+
+
+@jit
+def extremes(C, chunks):
+    """``(min, max, has_nan)`` of a non-empty C-contiguous 2-D array, in ``chunks``
+    parallel row blocks (``_jit.row_chunks``: 1 runs serially, no thread launch, as in a
+    forked process); min and max as float64."""
+    nc = max(1, min(chunks, C.shape[0]))
+    if nc == 1:
+        lo, hi, nan = _rows_extremes(C, 0, C.shape[0])
+        return np.float64(lo), np.float64(hi), nan
+    return _extremes_par(C, nc)
+
+
+@jit
+def _row(C, i, big, nan):
+    lo, hi, bad = _rows_extremes(C, i, i + 1)
+    big[i] = max(abs(lo), abs(hi))
+    nan[i] = bad
+
+
+@jit(parallel=True)
+def row_extremes(C):
+    """Per row of a 2-D C-contiguous array: ``(max |x|, has_nan)`` as two (n,) arrays,
+    rows in parallel (a batch of problems, one per row); :func:`row_extremes_serial` is
+    its twin for a forked process."""
+    n = C.shape[0]
+    big = np.empty(n)
+    nan = np.zeros(n, dtype=np.bool_)
+    for i in prange(n):
+        _row(C, i, big, nan)
+    return big, nan
+
+
+@jit
+def row_extremes_serial(C):
+    n = C.shape[0]
+    big = np.empty(n)
+    nan = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        _row(C, i, big, nan)
+    return big, nan
