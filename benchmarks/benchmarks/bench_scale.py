@@ -71,6 +71,32 @@ class UnbalancedToTolerance:
         return float(np.abs(P - self.ref).sum() / np.abs(self.ref).sum())
 
 
+class Float32Sweeps:
+    """``sinkhorn`` (``auto``, tol 1e-6) on float64 dense costs of at least 2**22 entries,
+    with the float32 first phase (``options["float32_sweeps"]``, the default there) and
+    without; ``benchmarks/float32_sweeps.py`` alternates both in one process."""
+
+    params = (sizes([2048, 4000], [2048]), [1e-2, 1e-3], [True, False])
+    param_names = ["n", "reg", "float32_sweeps"]
+    timeout = 300
+
+    def setup(self, n, reg, low):
+        a, b, cost = uniform_2d_problem(n)
+
+        def run():
+            return ottools.sinkhorn(a, b, cost, reg, tol=1e-6,
+                                    options={"float32_sweeps": low})
+
+        self.run = run
+        self.run()
+
+    def time_solve(self, n, reg, low):
+        self.run()
+
+    def track_nit(self, n, reg, low):
+        return int(self.run().nit)
+
+
 class SinkhornBatch:
     """B problems of n x n (uniform points in the unit square, ``reg = 0.05``, tol 1e-6):
     one batched call against a Python loop over ``sinkhorn`` (the same iterates)."""
