@@ -36,9 +36,10 @@ ABSORB_BOUND = {np.dtype(np.float64): 1e50, np.dtype(np.float32): 1e10}
 # is read once per sweep, and in float32 that read is half as long (n = 4000: 2.8 ms
 # against 4.5 ms a sweep on 2 cores). Float32 row sums reach relative errors of about 1e-7
 # (the marginal error floor of float32 solves, 6e-8 to 9e-8 at n = 3000 to 10,000), so at
-# LOW_SWITCH (relative to the mass), or half the tolerance if larger, the float64 kernel
-# takes over from the same state and decides convergence; LOW_PATIENCE float32 sweeps
-# without progress (a floor above the switch) hand over too.
+# LOW_SWITCH (relative to the mass), or a fraction of the tolerance if larger
+# (:meth:`Sweeps.sweep`), the float64 plan of the state measures its error and float64
+# sweeps, if any are needed, go on from it; LOW_PATIENCE float32 sweeps without progress
+# (a floor above the switch) hand over too.
 LOW_MIN_ENTRIES = 1 << 22
 LOW_SWITCH = 3e-7
 LOW_PATIENCE = 30
