@@ -16,6 +16,7 @@ from scipy.optimize import linear_sum_assignment
 
 import ottools
 from ottools._kernels import _sparse as _k
+from ottools._validation import DEFAULT_TOL
 
 import _reference as ref
 from conftest import random_problem, returns_within
@@ -739,7 +740,7 @@ def test_stall_budget_and_stage_counts(rng):
     a, b, cost = random_problem(rng, 40, 40)
     res = ottools.sparsity_constrained_ot(a, b, cost, 0.1, 2, options={"stall_window": 30})
     assert res.status in (4, 5)
-    assert res.nit == res.nit_bfgs + res.n_kink_steps + res.n_newton
+    assert res.nit == res.nit_bfgs + res.n_kink_steps + res.n_newton + res.n_kkt
     assert res.n_newton == 0 and res.nfev >= res.nit
     assert 0 <= res.time_to_best <= res.time
     if res.status == 4:
@@ -937,14 +938,90 @@ def test_kink_certificate_has_a_work_budget(monkeypatch):
     """The exact least-norm mix of a kink step (a dense NNLS) runs only within a work
     budget set by the evaluations so far (counts, not a clock: a 0.55 s NNLS once took
     most of a stalled n = 200 solve). With no budget, nothing is certified: the stall is
-    reported as such, never as a certificate."""
+    reported as such, never as a certificate. (``method="bfgs"``: without the
+    active-set finish, which certifies by its own solve.)"""
     from ottools._sparse_ot import _kinks
 
     a, b, cost = random_problem(np.random.default_rng(0), 15, 20)
-    res = ottools.sparsity_constrained_ot(a, b, cost, 1.0, 4, tol=1e-5)
+    res = ottools.sparsity_constrained_ot(a, b, cost, 1.0, 4, tol=1e-5, method="bfgs")
     assert res.status == 5
     monkeypatch.setattr(_kinks, "_NNLS_FLOOR", 0.0)
     monkeypatch.setattr(_kinks, "_NNLS_WORK", 0.0)
-    res = ottools.sparsity_constrained_ot(a, b, cost, 1.0, 4, tol=1e-5)
+    res = ottools.sparsity_constrained_ot(a, b, cost, 1.0, 4, tol=1e-5, method="bfgs")
     assert res.status in (1, 4) and not res.success and res.err > 1e-5
     assert "not certified" in res.message or res.status == 1
+
+
+# --- the active-set finish (max_nz < n) -------------------------------------------------
+
+def _uniform_cloud(n, seed):
+    """Uniform weights on random points: columns tie at the maximum (a relaxation that is
+    not tight, the case where quasi-Newton iterations crawl)."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.random((n, 2)), rng.random((n, 2))
+    cost = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    cost /= cost.max()  # max 1 and mass 1: the scaled problem is the problem
+    a = np.full(n, 1.0 / n)
+    return a, a.copy(), cost
+
+
+@pytest.mark.parametrize("formulation", FORMS)
+@pytest.mark.parametrize("reg,k", [(0.1, 2), (1.0, 3)])
+def test_active_set_finish_certifies_the_maximum(formulation, reg, k):
+    """The finish certifies the maximum by an exact solve of the KKT system. Checked
+    independently: the least-norm mix of the kink module (an NNLS over the swaps) meets
+    the marginals at the returned potentials, BFGS alone reaches no higher value, and
+    POT's value is lower (it stops early)."""
+    from ottools._sparse_ot._kinks import CERTIFY_EPS, supergradient
+
+    a, b, cost = _uniform_cloud(80, 3)
+    res = ottools.sparsity_constrained_ot(a, b, cost, reg, k, formulation=formulation)
+    _assert_done(res, DEFAULT_TOL[np.dtype(np.float64)])
+    assert res.status in (0, 5) and res.kkt_solves > 0 and res.time_kkt > 0
+    assert res.nit == res.nit_bfgs + res.n_kink_steps + res.n_newton + res.n_kkt
+    semi = formulation == "semi-dual"
+    obj = _objective(a, b, cost, reg, k, semi)
+    x = res.f if semi else np.concatenate([res.f, res.g])
+    _, measure = supergradient(obj, x, CERTIFY_EPS * reg * b.max())
+    assert measure <= 1e-8
+    slow = ottools.sparsity_constrained_ot(a, b, cost, reg, k, formulation=formulation,
+                                           method="bfgs")
+    assert slow.kkt_solves == 0
+    assert res.dual_value >= slow.dual_value - 1e-12 * abs(slow.dual_value)
+    ot = pytest.importorskip("ot")
+    pot_value = _pot_solve(ot, a, b, cost, reg, k, formulation)[1]
+    assert res.dual_value >= pot_value - 1e-9 * abs(pot_value)
+
+
+@settings(deadline=None, max_examples=25)
+@given(n=st.integers(3, 40), m=st.integers(3, 40), k=st.integers(2, 4),
+       zeros=st.integers(0, 2), seed=st.integers(0, 2**31),
+       dtype=st.sampled_from([np.float64, np.float32]), formulation=st.sampled_from(FORMS))
+def test_active_set_finish_shapes_zero_weights_dtypes(n, m, k, zeros, seed, dtype,
+                                                      formulation):
+    """Rectangular problems, zero weights (the compressed problem) and float32: the
+    default (with the finish) is honest about its status and reaches at least the value
+    of BFGS alone."""
+    a, b, cost = random_problem(np.random.default_rng(seed), n, m, zeros=zeros, dtype=dtype)
+    assume(k * np.count_nonzero(b) >= np.count_nonzero(a))
+    res = ottools.sparsity_constrained_ot(a, b, cost, 0.3, k, formulation=formulation)
+    slow = ottools.sparsity_constrained_ot(a, b, cost, 0.3, k, formulation=formulation,
+                                           method="bfgs")
+    assert res.f.dtype == dtype and res.plan.dtype == dtype
+    _assert_done(res, DEFAULT_TOL[np.dtype(dtype)])
+    rtol = 1e-9 if dtype == np.float64 else 1e-5
+    assert res.dual_value >= slow.dual_value - rtol * abs(slow.dual_value)
+
+
+def test_active_set_attempt_from_far_gives_up():
+    """From the starting point the structure guessed is wrong: the attempt stops without
+    a certificate, and a point it returns never has a lower value."""
+    from ottools._sparse_ot import _active_set
+
+    a, b, cost = _uniform_cloud(60, 1)
+    obj = _objective(a, b, cost, 0.1, 2, True)
+    x0 = np.zeros(60)
+    v0 = obj.value_grad(x0)[0]
+    x, v, g, cert, _, solves = _active_set.finish(obj, x0, v0, 1e-9, 1e-4)
+    assert not cert and 1 <= solves <= _active_set.MAX_SOLVES
+    assert x is None or v > v0

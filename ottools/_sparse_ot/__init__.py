@@ -241,15 +241,16 @@ def _solve(a, b, cost, reg, max_nz, formulation, method, tol, maxiter, init, cal
         plan=plan, f=f, g=g, formulation=formulation, reg=reg, max_nz=max_nz,
         stationarity=out.stationarity, nfev=obj.nfev, nit_bfgs=out.nit_bfgs,
         n_restarts=out.n_restarts, n_kink_steps=out.n_kink_steps, n_newton=out.n_newton,
+        n_kkt=out.n_kkt, kkt_solves=out.kkt_solves,
         time=time.perf_counter() - t_start, time_to_best=out.time_to_best,
-        time_kink=out.time_kink, time_newton=out.time_newton)
+        time_kink=out.time_kink, time_newton=out.time_newton, time_kkt=out.time_kkt)
 
 
 class _LPOutcome:
     """An :class:`._ascent.Outcome`-like record of the LP route."""
 
-    nit_bfgs = n_restarts = n_kink_steps = n_newton = 0
-    time_to_best = time_kink = time_newton = 0.0
+    nit_bfgs = n_restarts = n_kink_steps = n_newton = n_kkt = kkt_solves = 0
+    time_to_best = time_kink = time_newton = time_kkt = 0.0
     window = 0
 
     def __init__(self, lp_status, x, value, grad, nit, plan, sp):

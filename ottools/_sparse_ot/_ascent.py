@@ -13,6 +13,13 @@ Stages, for a (semi-)dual ``obj`` (:class:`._objective.SparseDual`):
    (:mod:`._newton`) replace BFGS once ``err <= newton_switch`` (or, for
    ``max_nz >= n``, when BFGS fails); when they keep failing (a kink), BFGS takes over
    for good.
+4. With ``newton_switch`` set and ``max_nz < n``: attempts of the exact active-set
+   finish (:mod:`._active_set`) when the objective's progress over the last
+   :data:`_KKT_SPAN` iterations falls below a threshold (relative; 1e-5, then a quarter
+   after each attempt that does not certify, and at most once per span), and before a
+   kink step or a stall is accepted. A certified attempt ends the ascent. Before a kink
+   step, an attempt that only increases the objective replaces the step (the memory is
+   cleared either way); elsewhere such a point is not taken.
 
 Every accepted iterate goes through the :class:`._stall.StallMonitor`, which stops the
 ascent when the objective has not increased by more than 1e-12 (relative) over its
@@ -22,17 +29,62 @@ The driver returns an :class:`Outcome`; the public layer turns it into a result.
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from .._result import CALLBACK, CONVERGED, MAXITER, NONFINITE, STALLED
+from . import _active_set
 from ._kinks import kink_step
 from ._quasi_newton import BFGS, LBFGS, search
 from ._newton import DELTA0, newton_step
 from ._stall import StallMonitor
 
 __all__ = []
+
+_KKT_SPAN = 32      # iterations over which progress is measured for the finish
+_KKT_FIRST = 1e-5   # relative progress over the span that triggers the first attempt
+_KKT_DELTA = 1e-3   # tie tolerance of an attempt, relative to ``reg * max(b)``
+
+
+class _Finisher:
+    """When to try the exact active-set finish (:mod:`._active_set`), and its counts."""
+
+    def __init__(self, obj, tol, out):
+        self.obj, self.tol, self.out = obj, tol, out
+        self.values = deque(maxlen=_KKT_SPAN + 1)
+        self.threshold = _KKT_FIRST
+        self.wait_until = _KKT_SPAN
+        self.tried = None  # the point of the last attempt
+        self.width = obj.sp.reg * float(obj.sp.bc.max())
+
+    def due(self, nit, v):
+        """Record the value of iteration ``nit``; True when an attempt is due."""
+        self.values.append(v)
+        if nit < self.wait_until or len(self.values) <= _KKT_SPAN:
+            return False
+        return v - self.values[0] <= self.threshold * max(abs(v), 1e-300)
+
+    def attempt(self, x, v, nit):
+        """``(status, x, v, g)``: CONVERGED (certified), or ``None`` with the point that
+        increased the objective, or ``None`` and ``x`` None."""
+        if self.tried is not None and np.array_equal(x, self.tried):
+            return None, None, v, None
+        self.tried = x
+        out = self.out
+        t = time.perf_counter()
+        xn, vn, gn, cert, stat, solves = _active_set.finish(self.obj, x, v, self.tol,
+                                                            _KKT_DELTA * self.width)
+        out.time_kkt += time.perf_counter() - t
+        out.kkt_solves += solves
+        if cert:
+            out.certified = True
+            out.stationarity = stat
+            return CONVERGED, xn, vn, gn
+        self.threshold *= 0.25
+        self.wait_until = nit + _KKT_SPAN
+        return None, xn, vn, gn
 
 
 @dataclass
@@ -52,9 +104,12 @@ class Outcome:
     n_restarts: int = 0
     n_kink_steps: int = 0
     n_newton: int = 0
+    n_kkt: int = 0
+    kkt_solves: int = 0
     stationarity: float = math.nan
     time_kink: float = 0.0
     time_newton: float = 0.0
+    time_kkt: float = 0.0
     time_to_best: float = 0.0
     window: int = 0
 
@@ -79,6 +134,7 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
     newton = use_newton and obj.err(g) <= newton_switch
     delta = DELTA0
     status = None
+    fin = _Finisher(obj, tol, out) if use_newton and obj.k < obj.nr else None
     kinked_at = -1  # the improvement a window stall last tried a kink step from
     try:
         while status is None:
@@ -94,8 +150,10 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
                 kinked_at = mon.nfev_best
                 x = mon.best_x
                 v, g = obj.value_grad(x)
-                status, xn, vn, gn = _kink(obj, x, v, tol, out)
+                status, xn, vn, gn = _kink(obj, x, v, tol, out, fin)
                 if status is not None:
+                    if gn is not None:  # certified by the finish at its own point
+                        x, v, g = xn, vn, gn
                     break
                 lb.reset()
             elif newton:
@@ -127,8 +185,10 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
                     status, out.why = STALLED, "floor"
                     break
                 else:
-                    status, xn, vn, gn = _kink(obj, x, v, tol, out)
+                    status, xn, vn, gn = _kink(obj, x, v, tol, out, fin)
                     if status is not None:
+                        if gn is not None:  # certified by the finish at its own point
+                            x, v, g = xn, vn, gn
                         break
                     lb.reset()
             x, v, g = xn, vn, gn
@@ -139,6 +199,13 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
                 notify(x, v, err, out.nit)
             if err <= tol:
                 status = CONVERGED
+            elif fin is not None and fin.due(out.nit, v):
+                # only a certified point is taken here: moving to a merely better one
+                # would clear the quasi-Newton memory, which cost more than it gained
+                # on the benchmark grid
+                status, xn, vn, gn = fin.attempt(x, v, out.nit)
+                if status is not None:
+                    x, v, g = xn, vn, gn
             elif use_newton and not newton and err <= newton_switch:
                 newton = True
     except StopIteration:
@@ -152,10 +219,18 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
     return _close(out, mon)
 
 
-def _kink(obj, x, v, tol, out):
+def _kink(obj, x, v, tol, out, fin=None):
     """A kink step from ``x`` (k < n): ``(status, x, v, g)`` with ``status`` CONVERGED
     (certified; ``out.certified`` set), STALLED (no direction increases the objective) or
-    ``None`` (a step was taken: ``x, v, g`` the new point)."""
+    ``None`` (a step was taken: ``x, v, g`` the new point). With a finisher ``fin``, an
+    active-set attempt from ``x`` comes first (once per point)."""
+    if fin is not None:
+        status, xn, vn, gn = fin.attempt(x, v, out.nit)
+        if status is not None:
+            return status, xn, vn, gn
+        if xn is not None:
+            out.n_kkt += 1
+            return None, xn, vn, gn
     t = time.perf_counter()
     xn, vn, gn, out.stationarity, cert = kink_step(obj, x, v, tol)
     out.time_kink += time.perf_counter() - t
