@@ -53,32 +53,49 @@ class SparsityConstrained:
 
 class SparsityConstrainedDefaults:
     """A full solve with the defaults (to convergence, a certificate or the stall
-    budget): time, dual value, evaluations and the time to the best value."""
+    budget), beside POT's full solve with its defaults: time, dual value, and for
+    ottools the evaluations, the active-set solves and the time to the best value."""
 
-    params = (sizes([200, 400], [200]), [2, 5], ["semi-dual", "dual"])
-    param_names = ["n", "max_nz", "formulation"]
+    params = (sizes([200, 400], [200]), [2, 5], ["semi-dual", "dual"], ["ottools", "pot"])
+    param_names = ["n", "max_nz", "formulation", "library"]
     timeout = 300
 
-    def setup(self, n, max_nz, formulation):
+    def setup(self, n, max_nz, formulation, library):
         self.a, self.b, self.cost = uniform_2d_problem(n)
-        self.args = (max_nz, formulation)
+        self.args = (max_nz, formulation, library)
         self.res = self.solve()
 
     def solve(self):
-        max_nz, formulation = self.args
+        max_nz, formulation, library = self.args
+        if library == "pot":
+            ot = import_pot()
+            fn = (ot.smooth.smooth_ot_semi_dual if formulation == "semi-dual"
+                  else ot.smooth.smooth_ot_dual)
+            with contextlib.redirect_stdout(io.StringIO()):
+                _, log = fn(self.a, self.b, self.cost, 0.1,
+                            reg_type="sparsity_constrained", max_nz=max_nz, log=True)
+            return {"dual_value": -float(log["res"].fun)}
         return ottools.sparsity_constrained_ot(self.a, self.b, self.cost, 0.1, max_nz,
                                                formulation=formulation)
 
-    def time_solve(self, n, max_nz, formulation):
+    def time_solve(self, n, max_nz, formulation, library):
         self.solve()
 
-    def track_dual_value(self, n, max_nz, formulation):
-        return self.res.dual_value
+    def track_dual_value(self, n, max_nz, formulation, library):
+        return self.res["dual_value"]
 
-    def track_nfev(self, n, max_nz, formulation):
-        return self.res.nfev
+    def _ours(self, name, library):
+        return float(self.res[name]) if library == "ottools" else float("nan")
 
-    def track_time_to_best_fraction(self, n, max_nz, formulation):
+    def track_nfev(self, n, max_nz, formulation, library):
+        return self._ours("nfev", library)
+
+    def track_kkt_solves(self, n, max_nz, formulation, library):
+        return self._ours("kkt_solves", library)
+
+    def track_time_to_best_fraction(self, n, max_nz, formulation, library):
+        if library != "ottools":
+            return float("nan")
         return self.res.time_to_best / self.res.time
 
 

@@ -45,7 +45,7 @@ __all__ = []
 
 _KKT_SPAN = 32      # iterations over which progress is measured for the finish
 _KKT_FIRST = 1e-5   # relative progress over the span that triggers the first attempt
-_KKT_DELTA = 1e-3   # tie tolerance of an attempt, relative to ``reg * max(b)``
+_KKT_DELTAS = (1e-3, 1e-4)  # tie tolerances an attempt tries, relative to ``reg * max(b)``
 
 
 class _Finisher:
@@ -74,16 +74,22 @@ class _Finisher:
         self.tried = x
         out = self.out
         t = time.perf_counter()
-        xn, vn, gn, cert, stat, solves = _active_set.finish(self.obj, x, v, self.tol,
-                                                            _KKT_DELTA * self.width)
+        best = (None, v, None)
+        for rel in _KKT_DELTAS:
+            xn, vn, gn, cert, stat, solves = _active_set.finish(
+                self.obj, x, v, self.tol, rel * self.width)
+            out.kkt_solves += solves
+            if cert:
+                out.time_kkt += time.perf_counter() - t
+                out.certified = True
+                out.stationarity = stat
+                return CONVERGED, xn, vn, gn
+            if xn is not None and vn > best[1]:
+                best = (xn, vn, gn)
         out.time_kkt += time.perf_counter() - t
-        out.kkt_solves += solves
-        if cert:
-            out.certified = True
-            out.stationarity = stat
-            return CONVERGED, xn, vn, gn
+        xn, vn, gn = best
         self.threshold *= 0.25
-        self.wait_until = nit + _KKT_SPAN
+        self.wait_until = nit + max(_KKT_SPAN, nit // 2)  # attempts spaced geometrically
         return None, xn, vn, gn
 
 
