@@ -1025,3 +1025,24 @@ def test_active_set_attempt_from_far_gives_up():
     x, v, g, cert, _, solves = _active_set.finish(obj, x0, v0, 1e-9, 1e-4)
     assert not cert and 1 <= solves <= _active_set.MAX_SOLVES
     assert x is None or v > v0
+
+
+@pytest.mark.parametrize("reg,k", [(0.1, 2), (1.0, 2), (0.3, 3)])
+def test_dual_through_the_semi_dual(reg, k):
+    """``formulation="dual"`` (max_nz < n, the default method) goes through the
+    semi-dual, whose maximum bounds the dual's from above: the dual's value at the
+    result equals the semi-dual's maximum, the result's ``g`` is the dual's potential
+    there (checked by re-evaluating the dual), and the dual's own ascent (the same
+    method with ``init``, which skips the semi-dual) reaches no higher value."""
+    a, b, cost = _uniform_cloud(70, 5)
+    semi = ottools.sparsity_constrained_ot(a, b, cost, reg, k)
+    dual = ottools.sparsity_constrained_ot(a, b, cost, reg, k, formulation="dual")
+    assert semi.status in (0, 5) and dual.status in (0, 5)
+    np.testing.assert_allclose(dual.dual_value, semi.dual_value, rtol=1e-12)
+    obj = _objective(a, b, cost, reg, k, False)
+    v = obj.value_grad(np.concatenate([dual.f, dual.g]))[0]
+    np.testing.assert_allclose(v, dual.dual_value, rtol=1e-12)
+    assert dual.nfev > semi.nfev - 1  # the semi-dual's evaluations are counted
+    own = ottools.sparsity_constrained_ot(a, b, cost, reg, k, formulation="dual",
+                                          init=(np.zeros(70), np.zeros(70)))
+    assert own.dual_value <= dual.dual_value + 1e-12 * abs(dual.dual_value)

@@ -116,6 +116,7 @@ class Outcome:
     time_kink: float = 0.0
     time_newton: float = 0.0
     time_kkt: float = 0.0
+    nfev_other: int = 0  # evaluations of another objective (the dual through the semi-dual)
     time_to_best: float = 0.0
     window: int = 0
 
