@@ -16,8 +16,9 @@ Stages, for a (semi-)dual ``obj`` (:class:`._objective.SparseDual`):
 4. With ``newton_switch`` set and ``max_nz < n``: attempts of the exact active-set
    finish (:mod:`._active_set`) when the objective's progress over the last
    :data:`_KKT_SPAN` iterations falls below a threshold (relative; 1e-5, then a quarter
-   after each attempt that does not certify, and at most once per span), and before a
-   kink step or a stall is accepted. A certified attempt ends the ascent. Before a kink
+   after each attempt that does not certify, and the next attempt no sooner than
+   ``max(_KKT_SPAN, nit // 2)`` iterations later), and before a kink step or a stall is
+   accepted. An attempt tries the tie tolerances of :data:`_KKT_DELTAS` in turn. A certified attempt ends the ascent. Before a kink
    step, an attempt that only increases the objective replaces the step (the memory is
    cleared either way); elsewhere such a point is not taken.
 
