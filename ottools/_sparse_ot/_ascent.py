@@ -46,7 +46,7 @@ __all__ = []
 
 _KKT_SPAN = 32      # iterations over which progress is measured for the finish
 _KKT_FIRST = 1e-5   # relative progress over the span that triggers the first attempt
-_KKT_DELTAS = (1e-3, 1e-4)  # tie tolerances an attempt tries, relative to ``reg * max(b)``
+_KKT_DELTAS = (1e-3, 1e-4, 1e-6)  # tie tolerances an attempt tries, relative to ``reg * max(b)``
 
 
 class _Finisher:
