@@ -217,7 +217,8 @@ def _solve(a, b, cost, reg, max_nz, formulation, method, tol, maxiter, init, cal
             if switch is None:  # smooth: early; k < n: where the relaxation looks tight
                 switch = 1e-3 if k >= nr else 1e-6
         if method == "newton" and not semi and k < nr and init is None and callback is None:
-            out = _dual_through_semi(obj, x0, tol, maxiter, opts["stall_window"], switch)
+            out = _dual_through_semi(obj, x0, tol, maxiter, memory, opts["stall_window"],
+                                     switch)
         else:
             out = ascend(obj, x0, tol=tol, maxiter=maxiter, notify=notify, memory=memory,
                          stall_window=opts["stall_window"], newton_switch=switch)
@@ -253,7 +254,7 @@ _COUNTS = ("nit", "nit_bfgs", "n_restarts", "n_kink_steps", "n_newton", "n_kkt",
            "kkt_solves", "time_kink", "time_newton", "time_kkt")
 
 
-def _dual_through_semi(obj, x0, tol, maxiter, stall_window, switch):
+def _dual_through_semi(obj, x0, tol, maxiter, memory, stall_window, switch):
     """The dual (``max_nz < n``, method "newton") through the semi-dual first.
 
     The semi-dual is the tighter relaxation: its maximum bounds the dual's from above.
@@ -271,24 +272,21 @@ def _dual_through_semi(obj, x0, tol, maxiter, stall_window, switch):
                    memory=None if _dense(nr, nr, mc) else 10, stall_window=stall_window,
                    newton_switch=switch)
     if out_s.status == NONFINITE:
-        out = ascend(obj, x0, tol=tol, maxiter=maxiter,
-                     memory=None if _dense(obj.nx, nr, mc) else 10,
+        out = ascend(obj, x0, tol=tol, maxiter=maxiter, memory=memory,
                      stall_window=stall_window, newton_switch=switch)
         out.nfev_other = semi.nfev
         return out
     fc, gc = semi.potentials(out_s.x)
     x = np.concatenate([fc, gc])
     v, g = obj.value_grad(x)
-    floor = 64 * np.finfo(np.float64).eps * (abs(v) + sp.mass * float(np.max(np.abs(x))))
-    if out_s.certified and obj.finite(v, g) and v >= out_s.value - floor:
+    if out_s.certified and obj.finite(v, g) and v >= out_s.value - obj.value_floor(v, x):
         out = out_s
         out.x, out.value, out.grad = x, v, g
         out.nfev_other = semi.nfev
         return out
     t_semi = time.perf_counter() - t0
-    out = ascend(obj, x, tol=tol, maxiter=max(0, maxiter - out_s.nit),
-                 memory=None if _dense(obj.nx, nr, mc) else 10, stall_window=stall_window,
-                 newton_switch=switch)
+    out = ascend(obj, x, tol=tol, maxiter=max(0, maxiter - out_s.nit), memory=memory,
+                 stall_window=stall_window, newton_switch=switch)
     for name in _COUNTS:
         setattr(out, name, getattr(out, name) + getattr(out_s, name))
     out.time_to_best += t_semi  # the dual's ascent starts after the semi-dual's

@@ -347,9 +347,7 @@ def finish(obj, x, v, tol, delta):
         st_new, changes = correct(obj, st, sol)
         if changes == 0:
             stationarity = residual(obj, st, sol)
-            # the value's rounding: terms as large as mass * max|x| cancel
-            floor = 64 * np.finfo(np.float64).eps * (
-                abs(v) + obj.sp.mass * float(np.max(np.abs(xn))))
+            floor = obj.value_floor(v, xn)
             if stationarity <= tol and vn >= v - floor:
                 return xn, vn, gn, True, stationarity, solves
             break

@@ -75,9 +75,7 @@ def newton_step(obj, x, v, g, delta):
         return None, v, g, min(1.0, delta * 100.0)
     dg = _k.dot(d, g)
     err0 = obj.err(g)
-    # the value's rounding: sums of terms as large as mass * max|x| (potentials in the
-    # scaled units), not only |v| (the terms cancel at the optimum)
-    floor = 64 * np.finfo(np.float64).eps * (abs(v) + obj.sp.mass * float(np.max(np.abs(x))))
+    floor = obj.value_floor(v, x)
     t = 1.0
     for _ in range(_MAX_LS):
         xt = x + t * d

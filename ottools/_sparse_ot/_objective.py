@@ -209,6 +209,12 @@ class SparseDual:
         self._val = float(val)
         return self._val, self._grad.copy()
 
+    def value_floor(self, v, x):
+        """The rounding floor of the value ``v`` at ``x``: sums of terms as large as
+        ``mass * max|x|`` (potentials in the scaled units), not only ``|v|`` (the terms
+        cancel at the optimum)."""
+        return 64 * np.finfo(np.float64).eps * (abs(v) + self.sp.mass * float(np.max(np.abs(x))))
+
     def finite(self, val, grad):
         return math.isfinite(val) and bool(np.all(np.isfinite(grad)))
 
