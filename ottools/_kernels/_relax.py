@@ -5,14 +5,20 @@ batches' kernel (``_batch._solve_one``).
 Plain sweeps first; the linear rate ``kappa`` of their errors sets
 ``omega = min(OMEGA_MAX, 2 / (1 + sqrt(1 - kappa)))`` (Thibault et al. 2021). The first
 decision comes after ``EARLY`` plain sweeps and relaxes only if the rate has settled (the
-rates of the last two 3-sweep spans agree: their ``1 - kappa`` within ``SETTLED_WITHIN``
-relative); otherwise the next comes after ``FIRST`` sweeps, on the rate of the last 10.
-(A rate still growing would give too small an ``omega``: safe, but slower; the early
-decision is for the easy problems, whose rate settles within a few sweeps.) Decisions
-then follow every ``DECIDE`` sweeps: :func:`update` returns the sweeps to wait. While
-relaxed, each block's rate ``lam`` refines ``kappa`` through Young's relation for 2-cyclic
-iterations,
-``kappa = (lam + omega - 1)**2 / (lam omega**2)``, and ``omega`` grows to its optimum.
+last two single-step rates agree: their ``1 - r`` within ``SETTLED_WITHIN`` relative);
+the rate of the first sweeps still grows towards the asymptotic one, so the decision takes
+``1 - kappa = EARLY_BOOST (1 - r)``: a larger ``omega`` than ``r`` gives, on the side of
+the optimum where the relaxed rate degrades gently (``omega - 1``), not steeply. Otherwise
+the next decision comes after ``FIRST`` sweeps, on the rate of the last 10. Relaxing
+early matters: each sweep before it removes less error than a relaxed one, and the
+switch itself costs a transient of a few sweeps wherever it happens (at n = 4000,
+reg 1e-2 with KL-relaxed marginals: 25 sweeps to 1e-6 instead of 33 with a decision after
+10 sweeps on the rate of 3-sweep spans; on a grid of 75 balanced and unbalanced
+problems, none took more sweeps, and a batch of 200 took 24 % fewer). Decisions then
+follow every ``DECIDE`` sweeps: :func:`update` returns the sweeps to wait. While relaxed,
+each block's rate ``lam`` refines ``kappa`` through Young's relation for 2-cyclic
+iterations, ``kappa = (lam + omega - 1)**2 / (lam omega**2)``, and ``omega`` grows to its
+optimum.
 Safeguard: if the error grows 100-fold, or has not decreased over the last 5 blocks,
 plain Sinkhorn resumes and the rate is estimated again (after the third failure, plain
 Sinkhorn for good).
@@ -25,9 +31,10 @@ import numpy as np
 
 from ._jit import jit
 
-EARLY = 10     # plain sweeps before the first decision (relax if the rate has settled)
+EARLY = 7      # plain sweeps before the first decision (relax if the rate has settled)
 FIRST = 20     # plain sweeps before the rate estimate when it had not settled at EARLY
 SETTLED_WITHIN = 0.1
+EARLY_BOOST = 0.7  # the first decision's 1 - kappa, as a fraction of the observed 1 - r
 DECIDE = 10    # sweeps between two decisions
 OMEGA_MAX = 1.9
 
@@ -61,15 +68,16 @@ def from_rate(kappa):
 
 
 @jit
-def settled_rate(win, nw):
-    """The rate of the last 3 steps of ``win[:nw]`` if it agrees with that of the 3 before
-    (``1 - kappa`` within ``SETTLED_WITHIN`` relative), else NaN."""
-    if nw < 7:
+def early_rate(win, nw):
+    """The rate ``r`` of the last step of ``win[:nw]``, raised to
+    ``1 - EARLY_BOOST (1 - r)``, if the step before had the same rate (``1 - r`` within
+    ``SETTLED_WITHIN`` relative), else NaN."""
+    if nw < 3:
         return np.nan
-    r1 = rate(win, nw - 7, nw - 3)
-    r2 = rate(win, nw - 4, nw)
+    r1 = rate(win, nw - 3, nw - 1)
+    r2 = rate(win, nw - 2, nw)
     if 0.0 < r1 < 1.0 and 0.0 < r2 < 1.0 and abs(r2 - r1) <= SETTLED_WITHIN * (1.0 - r2):
-        return r2
+        return 1.0 - EARLY_BOOST * (1.0 - r2)
     return np.nan
 
 
@@ -83,7 +91,7 @@ def update(st, chk, win, nw, early):
     last = win[nw - 1]
     if st[0] == 1.0:
         if early and st[2] == 0.0:
-            kappa = settled_rate(win, nw)
+            kappa = early_rate(win, nw)
             if not kappa > 0.0:
                 return FIRST - EARLY
         else:
