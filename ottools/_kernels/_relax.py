@@ -7,8 +7,8 @@ Plain sweeps first; the linear rate ``kappa`` of their errors sets
 decision comes after ``EARLY`` plain sweeps and relaxes only if the rate has settled (the
 last two single-step rates agree: their ``1 - r`` within ``SETTLED_WITHIN`` relative);
 the rate of the first sweeps still grows towards the asymptotic one, so the decision takes
-``1 - kappa = EARLY_BOOST (1 - r)``: a larger ``omega`` than ``r`` gives, on the side of
-the optimum where the relaxed rate degrades gently (``omega - 1``), not steeply. Otherwise
+``1 - kappa = EARLY_BOOST (1 - r)``, erring towards a larger ``omega``: past the optimum
+the relaxed rate degrades gently (as ``omega - 1``), below it steeply. Otherwise
 the next decision comes after ``FIRST`` sweeps, on the rate of the last 10. Relaxing
 early matters: each sweep before it removes less error than a relaxed one, and the
 switch itself costs a transient of a few sweeps wherever it happens (at n = 4000,
@@ -69,9 +69,9 @@ def from_rate(kappa):
 
 @jit
 def early_rate(win, nw):
-    """The rate ``r`` of the last step of ``win[:nw]``, raised to
-    ``1 - EARLY_BOOST (1 - r)``, if the step before had the same rate (``1 - r`` within
-    ``SETTLED_WITHIN`` relative), else NaN."""
+    """``1 - EARLY_BOOST (1 - r)`` for the rate ``r`` of the last step of ``win[:nw]``,
+    if the step before had the same rate (``1 - r`` within ``SETTLED_WITHIN`` relative),
+    else NaN."""
     if nw < 3:
         return np.nan
     r1 = rate(win, nw - 3, nw - 1)
