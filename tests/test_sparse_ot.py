@@ -1013,11 +1013,22 @@ def test_active_set_finish_shapes_zero_weights_dtypes(n, m, k, zeros, seed, dtyp
     assert res.dual_value >= slow.dual_value - rtol * abs(slow.dual_value)
 
 
-def test_active_set_attempt_from_far_gives_up():
+def test_active_set_attempt_from_far_gives_up(monkeypatch):
     """From the starting point the structure guessed is wrong: the attempt stops without
-    a certificate, and a point it returns never has a lower value."""
+    a certificate, and a point it returns never has a lower value. Its first correction
+    changes every column (a cascade): no system is solved after it, since the next one
+    would tie nearly every column (the costly fill-in of the sparse LU)."""
     from ottools._sparse_ot import _active_set
 
+    changes = []
+    correct = _active_set.correct
+
+    def spy(obj, st, sol):
+        out = correct(obj, st, sol)
+        changes.append(out[1])
+        return out
+
+    monkeypatch.setattr(_active_set, "correct", spy)
     a, b, cost = _uniform_cloud(60, 1)
     obj = _objective(a, b, cost, 0.1, 2, True)
     x0 = np.zeros(60)
@@ -1025,6 +1036,7 @@ def test_active_set_attempt_from_far_gives_up():
     x, v, g, cert, _, solves = _active_set.finish(obj, x0, v0, 1e-9, 1e-4)
     assert not cert and 1 <= solves <= _active_set.MAX_SOLVES
     assert x is None or v > v0
+    assert changes[0] > 60 // _active_set._CASCADE and solves == 1
 
 
 @pytest.mark.parametrize("reg,k", [(0.1, 2), (1.0, 2), (0.3, 3)])
