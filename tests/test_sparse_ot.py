@@ -82,7 +82,7 @@ def test_dual_kernel_matches_reference(rng, k):
     np.testing.assert_allclose(gg, rgg, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("k", [1, 2, 5, 40, 100])
+@pytest.mark.parametrize("k", [1, 2, 5, 16, 17, 40, 100])  # sorted insertion to k = 16
 def test_semi_dual_kernel_matches_reference(rng, k):
     n, m = 40, 30
     a, b, cost, f, _ = _kernel_inputs(rng, n, m)
@@ -212,8 +212,9 @@ def test_working_sets_do_not_change_the_solve(formulation, dtype, monkeypatch):
     assert (ws.plan != full.plan).nnz == 0
 
 
-def test_column_tops_matches_sort(rng):
-    n, m, kk = 50, 7, 5
+@pytest.mark.parametrize("kk", [1, 5, 16, 17, 50])  # sorted insertion up to 16
+def test_column_tops_matches_sort(rng, kk):
+    n, m = 50, 7
     _, _, cost, f, g = _kernel_inputs(rng, n, m)
     V, R = np.empty((m, kk)), np.empty((m, kk), np.int64)
     _k.column_tops(f, g, np.ascontiguousarray(cost.T), kk, V, R, np.empty(n),

@@ -141,10 +141,8 @@ def solve(obj, st, f0, h0):
                         np.ones(nw),
                         np.full(nr + mc, mu), np.full(nt, -mu)])
     rhs = np.zeros(N)
-    rhs[:nr] = sp.ac + mu * f0
-    rhs[nr:nr + mc] = sp.bc + mu * h0
-    np.add.at(rhs, pi, cP)
-    np.add.at(rhs, nr + pj, cP)
+    rhs[:nr] = sp.ac + mu * f0 + _sums(pi, cP, nr)
+    rhs[nr:nr + mc] = sp.bc + mu * h0 + _sums(pj, cP, mc)
     rhs[eT:eT + nw] = ct[tj[gt], gi]
     if nt:
         beta0 = _sums(gt, f0[gi] - ct[tj[gt], gi], nt)
@@ -231,42 +229,39 @@ def _clean(obj, st, sol, E, R, slack):
 
 
 def correct(obj, st, sol):
-    """The corrected structure after a solve and the number of columns it changes."""
+    """The corrected structure after a solve and the number of columns it changes.
+
+    Columns that :func:`_clean` passes keep their entries as they are (vectorised);
+    only the others are visited in Python. The entries come out in column order, as
+    :func:`detect` writes them, so that a structure and its system do not depend on
+    which columns were visited."""
     f, h, beta, w = sol
     k, reg = obj.k, obj.sp.reg
     ct = obj.sp.cost_t
     kk = min(obj.nr, k + _POOL)
     E, R = _tops(obj, f, h, kk)
     mc = obj.mc
-    # old supports as padded sorted rows per column
-    tie_of = np.full(mc, -1)
-    tie_of[st.tj] = np.arange(st.tj.size)
-    P_old = [[] for _ in range(mc)]
-    for j, i in zip(st.pj.tolist(), st.pi.tolist()):
-        P_old[j].append(i)
-    G_old = [[] for _ in range(st.tj.size)]
-    W_old = [[] for _ in range(st.tj.size)]
-    for t, i, wi in zip(st.gt.tolist(), st.gi.tolist(), w.tolist()):
-        G_old[t].append(i)
-        W_old[t].append(wi)
-    pj, pi, tj, tr, gt, gi = [], [], [], [], [], []
-    changes = 0
     # entries within ``slack`` of zero mass may be in or out (the smooth boundary)
     slack = _TIE_TOL * reg * float(obj.sp.bc.max())
     strong = E[:, :k] > slack
     clean = _clean(obj, st, sol, E, R, slack)
-    for j in range(mc):
-        t = tie_of[j]
+    tie_of = np.full(mc, -1)
+    tie_of[st.tj] = np.arange(st.tj.size)
+    # the old supports and tie groups of the columns to visit
+    visit = np.flatnonzero(~clean)
+    P_old = {j: [] for j in visit.tolist()}
+    for q in np.flatnonzero(~clean[st.pj]).tolist():
+        P_old[int(st.pj[q])].append(int(st.pi[q]))
+    G_old, W_old = {}, {}
+    for q in np.flatnonzero(~clean[st.tj[st.gt]]).tolist():
+        t = int(st.gt[q])
+        G_old.setdefault(t, []).append(int(st.gi[q]))
+        W_old.setdefault(t, []).append(float(w[q]))
+    pj, pi, tj, tr, gt, gi = [], [], [], [], [], []  # entries of the visited columns
+    changes = 0
+    for j in visit.tolist():
+        t = int(tie_of[j])
         Pj = P_old[j]
-        if clean[j]:  # the structure holds here: keep it as it is
-            pj += [j] * len(Pj)
-            pi += Pj
-            if t >= 0:
-                gt += [len(tj)] * len(G_old[t])
-                gi += G_old[t]
-                tj.append(j)
-                tr.append(int(st.tr[t]))
-            continue
         if t < 0:
             top = R[j, :k][E[j, :k] > 0].tolist()
             topk = set(R[j, :k].tolist())
@@ -289,8 +284,8 @@ def correct(obj, st, sol):
             bh = beta[t] + h[j]
             v = bh / reg
             inP = set(Pj)
-            wj = dict(zip(G_old[t], W_old[t]))
-            cand = set(R[j].tolist()) | inP | set(G_old[t])
+            wj = dict(zip(G_old.get(t, []), W_old.get(t, [])))
+            cand = set(R[j].tolist()) | inP | set(G_old.get(t, []))
             if v <= 0:  # the slots carry no mass: no kink, the positive entries stay
                 new_P = sorted(i for i in cand if f[i] + h[j] - ct[j, i] > 0)
                 new_P = sorted(new_P, key=lambda i: ct[j, i] - f[i])[:k]
@@ -311,7 +306,7 @@ def correct(obj, st, sol):
                 else:
                     new_P, new_G = up, mid
                 if sorted(new_P) != sorted(Pj) or new_G is None or \
-                        sorted(new_G) != sorted(G_old[t]):
+                        sorted(new_G) != sorted(G_old.get(t, [])):
                     changes += 1
         pj += [j] * len(new_P)
         pi += list(new_P)
@@ -320,10 +315,33 @@ def correct(obj, st, sol):
             gi += sorted(new_G)
             tj.append(j)
             tr.append(r)
+    return _merge(st, clean, pj, pi, tj, tr, gt, gi), changes
+
+
+def _merge(st, clean, pj, pi, tj, tr, gt, gi):
+    """The kept entries of the clean columns of ``st`` and the new entries of the
+    visited ones, in column order (stable: a column's entries keep their order)."""
     arr = np.asarray
-    return Structure(arr(pj, dtype=np.int64), arr(pi, dtype=np.int64),
-                     arr(tj, dtype=np.int64), arr(tr, dtype=np.int64),
-                     arr(gt, dtype=np.int64), arr(gi, dtype=np.int64)), changes
+    keep = clean[st.pj]
+    pj = np.concatenate([st.pj[keep], arr(pj, dtype=np.int64)])
+    pi = np.concatenate([st.pi[keep], arr(pi, dtype=np.int64)])
+    order = np.argsort(pj, kind="stable")
+    pj, pi = pj[order], pi[order]
+    kept_t = np.flatnonzero(clean[st.tj])  # old group ids kept
+    tj = np.concatenate([st.tj[kept_t], arr(tj, dtype=np.int64)])
+    tr = np.concatenate([st.tr[kept_t], arr(tr, dtype=np.int64)])
+    order_t = np.argsort(tj, kind="stable")
+    new_id = np.empty(tj.size, dtype=np.int64)
+    new_id[order_t] = np.arange(tj.size)
+    old_to_new = np.full(st.tj.size, -1, dtype=np.int64)
+    old_to_new[kept_t] = new_id[:kept_t.size]
+    keep_m = clean[st.tj[st.gt]]
+    gt = np.concatenate([old_to_new[st.gt[keep_m]],
+                         new_id[kept_t.size + arr(gt, dtype=np.int64)]])
+    gi = np.concatenate([st.gi[keep_m], arr(gi, dtype=np.int64)])
+    order_m = np.argsort(gt, kind="stable")
+    return Structure(pj, pi, tj[order_t], tr[order_t].astype(np.int64), gt[order_m],
+                     gi[order_m])
 
 
 def finish(obj, x, v, tol, delta):

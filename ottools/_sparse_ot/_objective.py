@@ -108,6 +108,11 @@ class _WorkingSets:
     def covering(self, f, g):
         """``(ptr, rows, costs)`` if the sets hold every entry that matters at ``(f, g)``,
         else None."""
+        if self.at is None and self.pause > 1:
+            # no sets, and none built after this evaluation or the next: the move that
+            # sizes the margin is not needed yet
+            self.last = None
+            return None
         self.move = 0.0 if self.last is None else self._dist(f, g, self.last)
         self.last = (f.copy(), None if g is None else g.copy())
         if self.at is None:
