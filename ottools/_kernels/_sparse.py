@@ -494,6 +494,15 @@ def semi_dual_value_grad_blocks_serial(f, a, b, cost_t, reg, k, grad_f, tau, val
 
 
 # ------------------------------------------------------------------------- L-BFGS
+@jit
+def all_finite(x):
+    """Whether every entry of ``x`` is finite (stops at the first that is not)."""
+    for i in range(x.shape[0]):
+        if not np.isfinite(x[i]):
+            return False
+    return True
+
+
 @jit(fastmath=FASTMATH_SAFE)
 def dot(x, y):
     """``sum_i x_i y_i`` (no BLAS: the same rounding whatever the thread count). The

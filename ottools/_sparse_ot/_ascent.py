@@ -176,7 +176,7 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
                 out.n_newton += 1
             else:
                 d, t0 = lb.direction(g)
-                ls = search(obj.value_grad, obj.finite, x, v, g, d, t0)
+                ls = search(obj.trial, obj.finite, x, v, g, d, t0)
                 if ls.ok:
                     xn, vn, gn = ls.x, ls.v, ls.g
                     lb.update(xn - x, g - gn, d, gn)

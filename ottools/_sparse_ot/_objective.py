@@ -193,6 +193,11 @@ class SparseDual:
         fresh array. Non-finite values are returned as they are (the caller decides)."""
         if self._x is not None and np.array_equal(x, self._x):
             return self._val, self._grad.copy()
+        return self.trial(x)
+
+    def trial(self, x):
+        """:meth:`value_grad` without looking up the cache first (it is updated): for the
+        line search's trial points ``x + t d``, which are new points."""
         sp = self.sp
         f = np.ascontiguousarray(x[:self.nr])
         g = None if self.semi else np.ascontiguousarray(x[self.nr:])
@@ -221,7 +226,7 @@ class SparseDual:
         return 64 * np.finfo(np.float64).eps * (abs(v) + self.sp.mass * float(np.max(np.abs(x))))
 
     def finite(self, val, grad):
-        return math.isfinite(val) and bool(np.all(np.isfinite(grad)))
+        return math.isfinite(val) and self._k.all_finite(grad)
 
     def err(self, grad):
         """The marginal error of the plan at the gradient's point, relative to the mass:
