@@ -158,6 +158,21 @@ _INSERT_K = 16
 
 
 @jit(inline="always")
+def _insert_sorted(vals, idx, cnt, k, x, i):
+    """Insert ``x`` (row ``i``) into ``vals[:cnt]``, ``idx[:cnt]``, kept in decreasing
+    order with at most ``k`` entries (when full, the smallest drops; ``x`` goes after
+    entries equal to it); returns the new count."""
+    p = cnt if cnt < k else k - 1
+    while p > 0 and vals[p - 1] < x:
+        vals[p] = vals[p - 1]
+        idx[p] = idx[p - 1]
+        p -= 1
+    vals[p] = x
+    idx[p] = i
+    return cnt + 1 if cnt < k else cnt
+
+
+@jit(inline="always")
 def _insert_top(f, crow, rows, ws, k, z, vals, idx):
     """The (at most) ``k`` largest entries ``x = f[i] - crow[r]`` above ``max(x) - z``
     into ``vals[:cnt]``, ``idx[:cnt]``, in decreasing order (an entry equal to one
@@ -176,15 +191,7 @@ def _insert_top(f, crow, rows, ws, k, z, vals, idx):
                 xmax = x
                 if xmax - z > thr:
                     thr = xmax - z
-            p = cnt if cnt < k else k - 1
-            while p > 0 and vals[p - 1] < x:
-                vals[p] = vals[p - 1]
-                idx[p] = idx[p - 1]
-                p -= 1
-            vals[p] = x
-            idx[p] = i
-            if cnt < k:
-                cnt += 1
+            cnt = _insert_sorted(vals, idx, cnt, k, x, i)
             if cnt == k and vals[k - 1] > thr:
                 thr = vals[k - 1]
     return cnt, xmax
@@ -619,15 +626,7 @@ def column_tops(f, g, cost_t, kk, top_vals, top_rows, vals, idx):
             for i in range(n):
                 x = f[i] + gj - crow[i]
                 if x > thr or cnt < kk:
-                    p = cnt if cnt < kk else kk - 1
-                    while p > 0 and vals[p - 1] < x:
-                        vals[p] = vals[p - 1]
-                        idx[p] = idx[p - 1]
-                        p -= 1
-                    vals[p] = x
-                    idx[p] = i
-                    if cnt < kk:
-                        cnt += 1
+                    cnt = _insert_sorted(vals, idx, cnt, kk, x, i)
                     if cnt == kk:
                         thr = vals[kk - 1]
         else:
