@@ -173,13 +173,21 @@ def _insert_sorted(vals, idx, cnt, k, x, i):
 
 
 @jit(inline="always")
-def _insert_top(f, crow, rows, ws, k, z, vals, idx):
-    """The (at most) ``k`` largest entries ``x = f[i] - crow[r]`` above ``max(x) - z``
-    into ``vals[:cnt]``, ``idx[:cnt]``, in decreasing order (an entry equal to one
-    already kept goes after it); returns ``(cnt, max(x))``. One pass: an entry costs a
-    compare unless it beats both the running ``max(x) - z`` and the k-th kept entry, then
-    an insertion of O(k). Entries kept before the maximum rose may have fallen below
-    ``max(x) - z``: the caller drops them."""
+def _semi_column(f, crow, rows, ws, z, k, vals, idx):
+    """One semi-dual column: ``vals[:cnt] = x - tau > 0`` at rows ``idx[:cnt]``; returns
+    ``(cnt, tau, xt)`` with ``xt = sum_r x_r (x_r - tau)`` (for the objective).
+    ``crow``, ``rows``, ``ws`` as in :func:`_dual_column`.
+
+    ``z = reg * b_j``: ``sum_r (x_r - tau) = z``, i.e. the column sums to ``b_j`` once
+    divided by ``reg``. One pass: an entry is kept while it exceeds both the running
+    ``max(x) - z`` and the k-th largest value so far. For ``k <= 16`` the kept entries
+    stay sorted (:func:`_insert_sorted`: an entry equal to one kept goes after it);
+    larger ``k`` buffer them as in ``_dual_column`` and select and sort at the end. The insertion took 27 us against 36 us for a
+    200 x 200 evaluation with k = 2 (8 candidates per column): the buffer's
+    quickselect and sort cost more than the scan.
+    """
+    insert = k <= _INSERT_K
+    cap = min(f.shape[0], max(2 * k, k + 64))
     xmax = -np.inf
     thr = -np.inf
     cnt = 0
@@ -191,51 +199,22 @@ def _insert_top(f, crow, rows, ws, k, z, vals, idx):
                 xmax = x
                 if xmax - z > thr:
                     thr = xmax - z
-            cnt = _insert_sorted(vals, idx, cnt, k, x, i)
-            if cnt == k and vals[k - 1] > thr:
-                thr = vals[k - 1]
-    return cnt, xmax
-
-
-@jit(inline="always")
-def _semi_column(f, crow, rows, ws, z, k, vals, idx):
-    """One semi-dual column: ``vals[:cnt] = x - tau > 0`` at rows ``idx[:cnt]``; returns
-    ``(cnt, tau, xt)`` with ``xt = sum_r x_r (x_r - tau)`` (for the objective).
-    ``crow``, ``rows``, ``ws`` as in :func:`_dual_column`.
-
-    ``z = reg * b_j``: ``sum_r (x_r - tau) = z``, i.e. the column sums to ``b_j`` once
-    divided by ``reg``. One pass: an entry is kept while it exceeds both the running
-    ``max(x) - z`` and the k-th largest value so far. For ``k <= 16`` the kept entries
-    stay sorted (:func:`_insert_top`); larger ``k`` buffer them as in ``_dual_column``
-    and select and sort at the end. The insertion took 27 us against 36 us for a
-    200 x 200 evaluation with k = 2 (8 candidates per column): the buffer's
-    quickselect and sort cost more than the scan.
-    """
-    if k <= _INSERT_K:
-        cnt, xmax = _insert_top(f, crow, rows, ws, k, z, vals, idx)
-        floor = xmax - z
-        while cnt > 0 and not vals[cnt - 1] > floor:
-            cnt -= 1
-    else:
-        cap = min(f.shape[0], max(2 * k, k + 64))
-        xmax = -np.inf
-        thr = -np.inf
-        cnt = 0
-        for r in range(crow.shape[0]):
-            i = rows[r] if ws else r
-            x = f[i] - crow[r]
-            if x > thr:
-                if x > xmax:
-                    xmax = x
-                    if xmax - z > thr:
-                        thr = xmax - z
+            if insert:
+                cnt = _insert_sorted(vals, idx, cnt, k, x, i)
+                if cnt == k and vals[k - 1] > thr:
+                    thr = vals[k - 1]
+            else:
                 vals[cnt] = x
                 idx[cnt] = i
                 cnt += 1
                 if cnt == cap:
                     cnt, kth = _prune(vals, idx, cnt, k, xmax - z)
                     thr = max(kth, xmax - z)
-        floor = xmax - z
+    floor = xmax - z
+    if insert:  # entries kept before the maximum rose may have fallen below the floor
+        while cnt > 0 and not vals[cnt - 1] > floor:
+            cnt -= 1
+    else:
         cnt, kth = _prune(vals, idx, cnt, k, floor)
     if cnt == 0:  # z underflows against xmax: all mass on the argmax
         for r in range(crow.shape[0]):
@@ -622,7 +601,7 @@ def column_tops(f, g, cost_t, kk, top_vals, top_rows, vals, idx):
         gj = g[j]
         thr = -np.inf
         cnt = 0
-        if kk <= _INSERT_K:  # kept sorted while scanning, as in _insert_top
+        if kk <= _INSERT_K:  # kept sorted while scanning, as in _semi_column
             for i in range(n):
                 x = f[i] + gj - crow[i]
                 if x > thr or cnt < kk:
