@@ -182,9 +182,9 @@ def _semi_column(f, crow, rows, ws, z, k, vals, idx):
     divided by ``reg``. One pass: an entry is kept while it exceeds both the running
     ``max(x) - z`` and the k-th largest value so far. For ``k <= 16`` the kept entries
     stay sorted (:func:`_insert_sorted`: an entry equal to one kept goes after it);
-    larger ``k`` buffer them as in ``_dual_column`` and select and sort at the end. The insertion took 27 us against 36 us for a
-    200 x 200 evaluation with k = 2 (8 candidates per column): the buffer's
-    quickselect and sort cost more than the scan.
+    larger ``k`` buffer them as in ``_dual_column`` and select and sort at the end. The
+    insertion took 27 us against 36 us for a 200 x 200 evaluation with k = 2 (8
+    candidates per column): the buffer's quickselect and sort cost more than the scan.
     """
     insert = k <= _INSERT_K
     cap = min(f.shape[0], max(2 * k, k + 64))
