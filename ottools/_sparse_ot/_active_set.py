@@ -50,7 +50,7 @@ _POOL = 6        # entries looked at beyond the k-th, per column
 _MU = 1e-10      # proximal regularisation, relative to 1 / reg (potentials) and reg (w)
 _TIE_TOL = 1e-9  # relative slack of the multiplier bounds in the corrections
 MAX_SOLVES = 16
-_CASCADE = 4     # an attempt stops when a correction changes more than 1/_CASCADE of the columns
+_CASCADE = 4     # an attempt stops at a correction changing over 1/_CASCADE of the columns
 
 
 class Structure:
