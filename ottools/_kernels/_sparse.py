@@ -596,27 +596,26 @@ def column_tops(f, g, cost_t, kk, top_vals, top_rows, vals, idx):
     m = cost_t.shape[0]
     n = cost_t.shape[1]
     cap = min(n, max(2 * kk, kk + 64))
+    insert = kk <= _INSERT_K
     for j in range(m):
         crow = cost_t[j]
         gj = g[j]
         thr = -np.inf
         cnt = 0
-        if kk <= _INSERT_K:  # kept sorted while scanning, as in _semi_column
-            for i in range(n):
-                x = f[i] + gj - crow[i]
-                if x > thr or cnt < kk:
+        for i in range(n):
+            x = f[i] + gj - crow[i]
+            if x > thr or cnt < kk:
+                if insert:  # kept sorted while scanning, as in _semi_column
                     cnt = _insert_sorted(vals, idx, cnt, kk, x, i)
                     if cnt == kk:
                         thr = vals[kk - 1]
-        else:
-            for i in range(n):
-                x = f[i] + gj - crow[i]
-                if x > thr or cnt < kk:
+                else:
                     vals[cnt] = x
                     idx[cnt] = i
                     cnt += 1
                     if cnt == cap:
                         cnt, thr = _prune(vals, idx, cnt, kk, -np.inf)
+        if not insert:
             if cnt > kk:
                 cnt, thr = _prune(vals, idx, cnt, kk, -np.inf)
             _sort_pairs(vals, idx, cnt, False)

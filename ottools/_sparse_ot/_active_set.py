@@ -284,8 +284,9 @@ def correct(obj, st, sol):
             bh = beta[t] + h[j]
             v = bh / reg
             inP = set(Pj)
-            wj = dict(zip(G_old.get(t, []), W_old.get(t, [])))
-            cand = set(R[j].tolist()) | inP | set(G_old.get(t, []))
+            Gt = G_old.get(t, [])
+            wj = dict(zip(Gt, W_old.get(t, [])))
+            cand = set(R[j].tolist()) | inP | set(Gt)
             if v <= 0:  # the slots carry no mass: no kink, the positive entries stay
                 new_P = sorted(i for i in cand if f[i] + h[j] - ct[j, i] > 0)
                 new_P = sorted(new_P, key=lambda i: ct[j, i] - f[i])[:k]
@@ -306,7 +307,7 @@ def correct(obj, st, sol):
                 else:
                     new_P, new_G = up, mid
                 if sorted(new_P) != sorted(Pj) or new_G is None or \
-                        sorted(new_G) != sorted(G_old.get(t, [])):
+                        sorted(new_G) != sorted(Gt):
                     changes += 1
         pj += [j] * len(new_P)
         pi += list(new_P)
@@ -340,8 +341,7 @@ def _merge(st, clean, pj, pi, tj, tr, gt, gi):
                          new_id[kept_t.size + arr(gt, dtype=np.int64)]])
     gi = np.concatenate([st.gi[keep_m], arr(gi, dtype=np.int64)])
     order_m = np.argsort(gt, kind="stable")
-    return Structure(pj, pi, tj[order_t], tr[order_t].astype(np.int64), gt[order_m],
-                     gi[order_m])
+    return Structure(pj, pi, tj[order_t], tr[order_t], gt[order_m], gi[order_m])
 
 
 def finish(obj, x, v, tol, delta):
