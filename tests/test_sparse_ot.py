@@ -2,6 +2,7 @@
 2023; Blondel, Seguy and Rolet, AISTATS 2018)."""
 
 import concurrent.futures
+import functools
 import json
 import os
 import subprocess
@@ -82,6 +83,9 @@ def test_dual_kernel_matches_reference(rng, k):
     np.testing.assert_allclose(gg, rgg, rtol=1e-10, atol=1e-12)
 
 
+_NO_HINTS = np.empty((0, 1), np.int64)
+
+
 @pytest.mark.parametrize("k", [1, 2, 5, 16, 17, 40, 100])  # sorted insertion to k = 16
 def test_semi_dual_kernel_matches_reference(rng, k):
     n, m = 40, 30
@@ -90,10 +94,41 @@ def test_semi_dual_kernel_matches_reference(rng, k):
     gf, tau = np.empty(n), np.empty(m)
     vals, idx, acc = np.empty((1, n)), np.empty((1, n), np.int64), np.empty((1, n))
     val = _k.semi_dual_value_grad(f, a, b, np.ascontiguousarray(cost.T), reg, min(k, n),
-                                  gf, tau, vals, idx, acc)
+                                  gf, tau, vals, idx, acc, _NO_HINTS)
     rval, rgf = ref.sparse_semi_dual_value_grad(f, a, b, cost, reg, k)
     np.testing.assert_allclose(val, rval, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(gf, rgf, rtol=1e-10, atol=1e-12)
+
+
+@settings(deadline=None, max_examples=60)
+@given(n=st.integers(2, 40), m=st.integers(1, 30), k=st.integers(1, 16),
+       ties=st.booleans(), steps=st.lists(st.sampled_from([0.0, 1e-9, 1e-4, 1e-2, 1.0]),
+                                          min_size=1, max_size=6),
+       seed=st.integers(0, 2**16))
+def test_semi_dual_hints_give_the_same_evaluation(n, m, k, ties, steps, seed):
+    """Hints carried from point to point (the rows of each column's k + 1 largest
+    entries at the last point) give the evaluation without hints to the bit: value,
+    gradient and thresholds, also with tied costs and potentials, and for moves from
+    none to large."""
+    assume(k < n)
+    r = np.random.default_rng(seed)
+    cost = (r.integers(0, 4, (n, m)) if ties else r.random((n, m))).astype(np.float64)
+    a, b = np.full(n, 1.0 / n), r.random(m) + 0.1
+    b /= b.sum()
+    ct = np.ascontiguousarray(cost.T)
+    reg = 10.0 ** r.uniform(-4, 1) / n
+    f = np.round(r.standard_normal(n), 1) if ties else r.standard_normal(n) * 0.1
+    hints = np.full((m, k + 1), -1, np.int64)
+    scratch = [np.empty((1, n)), np.empty((1, n), np.int64), np.empty((1, n))]
+    for step in [0.0] + steps:
+        f = f + step * r.standard_normal(n)
+        outs = []
+        for h in (_NO_HINTS, hints):
+            gf, tau = np.empty(n), np.empty(m)
+            val = _k.semi_dual_value_grad(f, a, b, ct, reg, k, gf, tau, *scratch, h)
+            outs.append(np.concatenate([[val], gf, tau]))
+        np.testing.assert_array_equal(outs[1], outs[0])
+        assert ((hints >= -1) & (hints < n)).all()
 
 
 def test_block_kernels_match_serial(rng):
@@ -107,7 +142,8 @@ def test_block_kernels_match_serial(rng):
         val = fn(f, g, a, b, ct, reg, k, gf, gg, np.empty((nb, n)),
                  np.empty((nb, n), np.int64), np.empty((nb, n)))
         out.append(np.concatenate([[val], gf, gg]))
-    for fn, nb in [(_k.semi_dual_value_grad, 1), (_k.semi_dual_value_grad_blocks, 3)]:
+    for fn, nb in [(functools.partial(_k.semi_dual_value_grad, hints=_NO_HINTS), 1),
+                   (_k.semi_dual_value_grad_blocks, 3)]:
         gf, tau = np.empty(n), np.empty(m)
         val = fn(f, a, b, ct, reg, k, gf, tau, np.empty((nb, n)),
                  np.empty((nb, n), np.int64), np.empty((nb, n)))
@@ -189,8 +225,11 @@ def test_working_sets_give_the_full_evaluation_to_the_bit(n, m, k, semi, seed, f
 @pytest.mark.parametrize("formulation", ["semi-dual", "dual"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_working_sets_do_not_change_the_solve(formulation, dtype, monkeypatch):
-    """The solver with working sets (on from 2**15 entries) returns the result of the
-    full evaluations to the bit: same iterates, plan, potentials and counts."""
+    """The solver with working sets returns the result of the full evaluations to the
+    bit: same iterates, plan, potentials and counts. With working sets the ascent runs in
+    the Python loop, without them in the compiled loop
+    (``ottools._kernels._sparse_ascent.run``): this also checks that the two loops take
+    the same iterates."""
     from ottools._sparse_ot import _objective
 
     r = np.random.default_rng(3)

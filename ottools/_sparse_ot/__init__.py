@@ -220,7 +220,8 @@ def _solve(a, b, cost, reg, max_nz, formulation, method, tol, maxiter, init, cal
             out = _dual_through_semi(obj, x0, tol, maxiter, memory, opts["stall_window"],
                                      switch)
         else:
-            out = ascend(obj, x0, tol=tol, maxiter=maxiter, notify=notify, memory=memory,
+            out = ascend(obj, x0, tol=tol, maxiter=maxiter,
+                         notify=None if callback is None else notify, memory=memory,
                          stall_window=opts["stall_window"], newton_switch=switch)
     x = out.x
     if lp_plan is not None:

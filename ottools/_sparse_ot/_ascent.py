@@ -26,11 +26,19 @@ Every accepted iterate goes through the :class:`._stall.StallMonitor`, which sto
 ascent when the objective has not increased by more than 1e-12 (relative) over its
 window; once per improvement a window stall first tries a kink step (``max_nz < n``).
 The driver returns an :class:`Outcome`; the public layer turns it into a result.
+
+Dense BFGS on an objective without working sets or column blocks (``obj.compiled``:
+fewer than 2**16 entries), and without a callback, runs stage 1 and the monitor's and
+the finisher's bookkeeping in one compiled call
+(:func:`ottools._kernels._sparse_ascent.run`) until something above is due: the same
+iterates as the Python loop (tested), without its cost per iteration (the line search
+loop, the objective's wrapper, and Numba's dispatch of each kernel, about as much as
+the evaluations themselves at 200 x 200). The stall monitor's time of the best value
+is then interpolated by evaluations within the call.
 """
 
 import math
 import time
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,29 +58,34 @@ _KKT_DELTAS = (1e-3, 1e-4, 1e-6)  # tie tolerances an attempt tries, relative to
 
 
 class _Finisher:
-    """When to try the exact active-set finish (:mod:`._active_set`), and its counts."""
+    """When to try the exact active-set finish (:mod:`._active_set`), and its counts. The
+    progress test's state is the array ``state`` and the ring of values ``ring``
+    (:mod:`ottools._kernels._sparse_ascent`'s ``F_*`` fields and :func:`due`), shared
+    with the compiled loop."""
 
     def __init__(self, obj, tol, out):
+        from .._kernels import _sparse_ascent as K
+
+        self._k = K
         self.obj, self.tol, self.out = obj, tol, out
-        self.values = deque(maxlen=_KKT_SPAN + 1)
-        self.threshold = _KKT_FIRST
-        self.wait_until = _KKT_SPAN
+        self.state = np.zeros(K.F_SIZE)
+        self.state[K.F_THR] = _KKT_FIRST
+        self.state[K.F_WAIT] = _KKT_SPAN
+        self.state[K.F_ON] = 1.0
+        self.ring = np.empty(_KKT_SPAN + 1)
         self.tried = None  # the point of the last attempt
         self.width = obj.sp.reg * float(obj.sp.bc.max())
 
     def due(self, nit, v):
         """Record the value of iteration ``nit``; True when an attempt is due."""
-        self.values.append(v)
-        if nit < self.wait_until or len(self.values) <= _KKT_SPAN:
-            return False
-        return v - self.values[0] <= self.threshold * max(abs(v), 1e-300)
+        return self._k.due(self.state, self.ring, nit, v)
 
     def attempt(self, x, v, nit):
         """``(status, x, v, g)``: CONVERGED (certified), or ``None`` with the point that
         increased the objective, or ``None`` and ``x`` None."""
         if self.tried is not None and np.array_equal(x, self.tried):
             return None, None, v, None
-        self.tried = x
+        self.tried = x.copy()
         out = self.out
         t = time.perf_counter()
         best = (None, v, None)
@@ -89,8 +102,10 @@ class _Finisher:
                 best = (xn, vn, gn)
         out.time_kkt += time.perf_counter() - t
         xn, vn, gn = best
-        self.threshold *= 0.25
-        self.wait_until = nit + max(_KKT_SPAN, nit // 2)  # attempts spaced geometrically
+        K = self._k
+        self.state[K.F_THR] *= 0.25
+        # attempts spaced geometrically
+        self.state[K.F_WAIT] = nit + max(_KKT_SPAN, nit // 2)
         return None, xn, vn, gn
 
 
@@ -126,7 +141,11 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
            newton_switch=None):
     """Maximise ``obj`` from ``x0``; see the module docstring. ``memory``: ``None`` for
     dense BFGS, else the number of L-BFGS pairs. ``notify(x, value, err, nit)`` is called
-    after every iteration and may raise ``StopIteration``."""
+    after every iteration and may raise ``StopIteration``.
+
+    Dense BFGS on an objective the compiled loop can evaluate (``obj.compiled``), without
+    ``notify``, runs its iterations in :func:`ottools._kernels._sparse_ascent.run`: the
+    same iterations as the Python loop below, which handles the rest."""
     mon = StallMonitor(window=stall_window)
     v, g = obj.value_grad(x0)
     if not obj.finite(v, g):
@@ -143,6 +162,8 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
     delta = DELTA0
     status = None
     fin = _Finisher(obj, tol, out) if use_newton and obj.k < obj.nr else None
+    loop = (_Compiled(obj, lb, mon, fin, tol, maxiter, newton_switch)
+            if memory is None and notify is None and obj.compiled else None)
     kinked_at = -1  # the improvement a window stall last tried a kink step from
     try:
         while status is None:
@@ -156,7 +177,7 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
                     status, out.why = STALLED, "window"
                     break
                 kinked_at = mon.nfev_best
-                x = mon.best_x
+                x = mon.best_x.copy()
                 v, g = obj.value_grad(x)
                 status, xn, vn, gn = _kink(obj, x, v, tol, out, fin)
                 if status is not None:
@@ -171,17 +192,36 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
                 if xn is None:
                     if delta >= 1.0:  # Newton keeps failing: back to BFGS for good
                         newton = use_newton = False
+                        loop = None if loop is None else loop.without_newton()
                         lb.reset()
                     continue
                 out.n_newton += 1
             else:
-                d, t0 = lb.direction(g)
-                ls = search(obj.trial, obj.finite, x, v, g, d, t0)
-                if ls.ok:
-                    xn, vn, gn = ls.x, ls.v, ls.g
-                    lb.update(xn - x, g - gn, d, gn)
-                    lb.accepted(ls.t)
-                    out.nit_bfgs += 1
+                if loop is not None:
+                    K = loop.k
+                    ev, x, v, g = loop.run(x, v, g, out)
+                    if ev == K.CONVERGED:
+                        status = CONVERGED
+                        break
+                    if ev == K.DUE:
+                        status, x, v, g = _attempt(fin, x, v, g, out.nit)
+                        continue
+                    if ev == K.NEWTON:
+                        newton = True
+                    if ev != K.LSFAIL:
+                        continue  # MAXITER, STALL: the loop's top decides
+                    ok = False
+                else:
+                    d, t0 = lb.direction(g)
+                    ls = search(obj.trial, obj.finite, x, v, g, d, t0)
+                    ok = ls.ok
+                    if ok:
+                        xn, vn, gn = ls.x, ls.v, ls.g
+                        lb.update(xn - x, g - gn, d, gn)
+                        lb.accepted(ls.t)
+                        out.nit_bfgs += 1
+                if ok:
+                    pass  # (xn, vn, gn): the search's point
                 elif lb.count > 0:  # restart from the steepest ascent direction
                     lb.reset()
                     out.n_restarts += 1
@@ -208,12 +248,7 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
             if err <= tol:
                 status = CONVERGED
             elif fin is not None and fin.due(out.nit, v):
-                # only a certified point is taken here: moving to a merely better one
-                # would clear the quasi-Newton memory, which cost more than it gained
-                # on the benchmark grid
-                status, xn, vn, gn = fin.attempt(x, v, out.nit)
-                if status is not None:
-                    x, v, g = xn, vn, gn
+                status, x, v, g = _attempt(fin, x, v, g, out.nit)
             elif use_newton and not newton and err <= newton_switch:
                 newton = True
     except StopIteration:
@@ -222,9 +257,70 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
     if status in (CONVERGED, CALLBACK):
         out.x, out.value, out.grad = x, v, g
     else:  # the best point visited
-        out.x = mon.best_x
+        out.x = mon.best_x.copy()
         out.value, out.grad = obj.value_grad(out.x)
     return _close(out, mon)
+
+
+def _attempt(fin, x, v, g, nit):
+    """An active-set attempt that is due: ``(status, x, v, g)``, the point moved only when
+    certified: moving to a merely better one would clear the quasi-Newton memory, which
+    cost more than it gained on the benchmark grid."""
+    status, xn, vn, gn = fin.attempt(x, v, nit)
+    if status is not None:
+        return status, xn, vn, gn
+    return None, x, v, g
+
+
+class _Compiled:
+    """The arrays of :func:`ottools._kernels._sparse_ascent.run` for one ascent: the
+    current point, gradient and value, scratch, limits and counters; :meth:`run` moves
+    the point and the counts between the driver and the loop."""
+
+    def __init__(self, obj, lb, mon, fin, tol, maxiter, newton_switch):
+        from .._kernels import _sparse_ascent as K
+
+        self.k = K
+        self.obj, self.lb, self.mon = obj, lb, mon
+        nx = obj.nx
+        self.x, self.g = np.empty(nx), np.empty(nx)
+        self.val = np.zeros(1)
+        self.work = tuple(np.empty(nx) for _ in range(7))
+        if fin is None:
+            self.fin, self.ring = np.zeros(K.F_SIZE), np.zeros(1)
+        else:
+            self.fin, self.ring = fin.state, fin.ring
+        self.lim = np.array([tol, maxiter, math.inf, obj.sp.mass,
+                             -math.inf if newton_switch is None else newton_switch])
+        self.counts = np.zeros(4, dtype=np.int64)
+
+    def without_newton(self):
+        self.lim[4] = -math.inf
+        return self
+
+    def run(self, x, v, g, out):
+        """Iterations from ``(x, v, g)`` until an event: ``(event, x, v, g)``, the
+        arrays the loop's own (updated in place by the next run)."""
+        K, obj, lb, mon = self.k, self.obj, self.lb, self.mon
+        lb.before_run(g)
+        if x is not self.x:
+            self.x[:] = x
+        if g is not self.g:
+            self.g[:] = g
+        self.val[0] = v
+        c = self.counts
+        c[K.C_NIT], c[K.C_NIT_BFGS], c[K.C_NFEV] = out.nit, out.nit_bfgs, obj.nfev
+        c[K.C_LAST] = -1
+        nfev0, t0 = obj.nfev, time.perf_counter()
+        ev = K.run(self.x, self.g, self.val, obj.prob, obj.scratch, lb.state, lb.arrays,
+                   self.work, mon.state, mon.best_x, self.fin, self.ring, self.lim, c)
+        out.nit, out.nit_bfgs, obj.nfev = int(c[K.C_NIT]), int(c[K.C_NIT_BFGS]), int(c[K.C_NFEV])
+        mon.ran(nfev0, obj.nfev, t0, time.perf_counter())
+        v = float(self.val[0])
+        if c[K.C_LAST] >= 0:  # the loop evaluated: the objective's cache is its last point
+            obj.remember(self.x, v, self.g) if c[K.C_LAST] else obj.forget()
+        lb.after_run(self.g)
+        return ev, self.x, v, self.g
 
 
 def _kink(obj, x, v, tol, out, fin=None):

@@ -97,32 +97,44 @@ class BFGS:
     times the identity before its update; :meth:`reset` drops ``H`` (a restart). An
     iteration costs one pass over the triangle
     (:func:`ottools._kernels._sparse.bfgs_update`, which adds the previous update's
-    correction while it computes ``H g``), and leaves the next direction.
+    correction while it computes ``H g``), and leaves the next direction. The scalar
+    state (pairs, first trial step, ...) is the array ``state``
+    (:mod:`ottools._kernels._sparse_ascent`'s ``Q_*`` fields), shared with the compiled
+    loop, which takes ``arrays`` as its ``bfgs`` argument.
     """
 
     def __init__(self, nx):
-        from .._kernels import _sparse
+        from .._kernels import _sparse, _sparse_ascent
 
         self._k = _sparse
+        self._a = _sparse_ascent
         self.H = np.zeros((nx, nx))
-        self.count = 0
+        self.state = np.zeros(_sparse_ascent.Q_SIZE)
+        self.state[_sparse_ascent.Q_TFIRST] = 1.0
         self._next = np.empty(nx)
         self._next_for = None  # the gradient _next belongs to
         self._u = np.empty(nx)
         self._ps = np.empty(nx)  # the correction not yet added to H: s, H y,
         self._phy = np.empty(nx)
         self._pending = np.zeros(3)  # rho, c, and whether there is one
-        self.t_first = 1.0
-        self._from_h = False
+        self.arrays = (self.H, self._next, self._u, self._ps, self._phy, self._pending)
+
+    @property
+    def count(self):
+        return int(self.state[self._a.Q_COUNT])
+
+    @property
+    def t_first(self):
+        return float(self.state[self._a.Q_TFIRST])
 
     def reset(self):
-        self.count = 0
+        self.state[self._a.Q_COUNT] = 0.0
+        self.state[self._a.Q_TFIRST] = 1.0
         self._next_for = None
         self._pending[2] = 0.0
-        self.t_first = 1.0
 
     def direction(self, g):
-        self._from_h = self.count > 0
+        self.state[self._a.Q_FROMH] = self.count > 0
         if self.count == 0:
             norm = math.sqrt(self._k.dot(g, g))
             return g.copy(), (1.0 / norm if norm > 0 else 1.0)
@@ -136,17 +148,17 @@ class BFGS:
         """The first trial step of the next search, at most 1 (on the kinked duals the
         full quasi-Newton step often overshoots): 1.5 times the step just accepted when
         the search took its first trial, else that step itself; 1 after a
-        steepest-ascent step, whose length has other units.
+        steepest-ascent step, whose length has other units
+        (:func:`ottools._kernels._sparse_ascent.first_trial`).
 
         Twice the accepted step, whatever the search did, made the first trial fail the
         sufficient increase in about 60 % of the iterations on the benchmark grid (two
         evaluations each). The rule above took 18 % fewer evaluations on its 72 problems
         of n <= 400 (8,624 against 10,514, iterations 6,601 against 6,480) and 23 % fewer
         at n = 1000 (11,865 against 15,477)."""
-        if self._from_h:
-            self.t_first = min(1.0, (1.5 if t == self.t_first else 1.0) * t)
-        else:
-            self.t_first = 1.0
+        q = self.state
+        q[self._a.Q_TFIRST] = self._a.first_trial(q[self._a.Q_FROMH] != 0.0, t,
+                                                  q[self._a.Q_TFIRST])
 
     def update(self, s, y, d, g_new):
         """Update with the pair ``(s, y)`` taken along direction ``d`` (``= H g_old``
@@ -154,8 +166,17 @@ class BFGS:
         ok = self._k.bfgs_update(self.H, s, y, d, g_new, self.count == 0, self._next,
                                  self._u, self._ps, self._phy, self._pending)
         self._next_for = g_new if ok else None
-        self.count += bool(ok)
+        self.state[self._a.Q_COUNT] += bool(ok)
         return ok
+
+    def before_run(self, g):
+        """Before the compiled loop continues from gradient ``g``: whether the next
+        direction is ready."""
+        self.state[self._a.Q_NEXT] = self._next_for is g
+
+    def after_run(self, g):
+        """After the compiled loop stopped at gradient ``g`` (its array)."""
+        self._next_for = g if self.state[self._a.Q_NEXT] else None
 
 
 def search(fun, finite, x, v0, g0, d, t, c1=1e-4, c2=0.9, max_ls=40):

@@ -13,6 +13,8 @@ depend on the machine's load; the clock is only read for the reported times.
 import math
 import time
 
+import numpy as np
+
 __all__ = []
 
 
@@ -20,48 +22,56 @@ class StallMonitor:
     """Best point of an ascent and the evaluation count of its last improvement.
 
     ``window``: a fixed stall window (evaluations), or ``None`` for the default rule
-    (``max(min_window, nfev_best // 2)``).
+    (``max(min_window, nfev_best // 2)``). The state lives in the array ``state``
+    (:mod:`ottools._kernels._sparse_ascent`'s ``M_*`` fields) and the best point in
+    ``best_x`` (a copy), which the compiled loop updates with the same functions.
     """
 
     def __init__(self, *, rtol=1e-12, window=None, min_window=25):
-        self.rtol, self.fixed_window, self.min_window = rtol, window, min_window
+        from .._kernels import _sparse_ascent as K
+
+        self._k = K
+        self.state = np.zeros(K.M_SIZE)
+        self.state[K.M_BEST] = -math.inf
+        self.state[K.M_BEST_ERR] = math.inf
+        self.state[K.M_ERR_MARK] = math.inf
+        self.state[K.M_RTOL] = rtol
+        self.state[K.M_WINDOW] = -1.0 if window is None else window
+        self.state[K.M_MINWIN] = min_window
         self.t0 = time.perf_counter()
-        self.best_value = -math.inf
+        self.time_best = 0.0   # seconds from the start to the last improvement
         self.best_x = None
-        self.best_err = math.inf
-        self.nfev_best = 0     # evaluations when the last improvement was seen
-        self.time_best = 0.0   # seconds from the start to that point
-        self.n_improvements = 0
-        self.err_mark = math.inf  # the error at the last improvement
+
+    @property
+    def nfev_best(self):
+        """Evaluations when the last improvement was seen."""
+        return int(self.state[self._k.M_NFEV_BEST])
 
     def observe(self, value, x, nfev, err=math.inf):
         """Record an iterate (value, point, evaluations so far, its error); True if it is
         the best so far. The stall clock restarts only on an improvement (see the module
         docstring)."""
-        floor = 1e-15 * abs(value)
-        if not value > self.best_value - floor:
-            return False
-        gain = value - self.best_value
-        if (gain > self.rtol * max(abs(value), 1e-300) or self.best_x is None
-                or err < 0.5 * self.err_mark):
-            self.nfev_best = nfev
+        if self.best_x is None:
+            self.best_x = np.empty_like(x)
+        r = self._k.observe(self.state, self.best_x, value, x, nfev, err)
+        if r == 2:
             self.time_best = time.perf_counter() - self.t0
-            self.n_improvements += 1
-            self.err_mark = err
-        if value >= self.best_value or err < self.best_err:
-            self.best_value = max(value, self.best_value)
-            self.best_x = x
-            self.best_err = err
-        return True
+        return r > 0
+
+    def ran(self, nfev0, nfev1, t0, t1):
+        """After the compiled loop ran evaluations ``nfev0..nfev1`` from time ``t0`` to
+        ``t1`` (``perf_counter``): the time of an improvement it saw, interpolated by
+        evaluations (the loop does not read the clock)."""
+        nb = self.nfev_best
+        if nb > nfev0 and nfev1 > nfev0:
+            self.time_best = t0 - self.t0 + (t1 - t0) * (nb - nfev0) / (nfev1 - nfev0)
 
     def window(self):
-        if self.fixed_window is not None:
-            return self.fixed_window
-        return max(self.min_window, self.nfev_best // 2)
+        return int(self._k.window(self.state))
 
     def stalled(self, nfev):
         """True when ``window`` evaluations have passed since the last improvement."""
-        return nfev - self.nfev_best >= self.window()
+        return self._k.stalled(self.state, nfev)
 
     def elapsed(self):
         return time.perf_counter() - self.t0
