@@ -266,9 +266,6 @@ def run(x, g, val, prob, scratch, qn, bfgs, work, mon, best_x, fin, ring, lim, c
             return NEWTON
 
 
-
-
-
 def _load_callees():
     """Compile, or load from Numba's cache, the quasi-Newton kernels that :func:`run`
     calls, before :func:`run` itself is compiled or loaded.
