@@ -146,6 +146,33 @@ def _finite(v, g):
 
 
 @jit
+def increases(vt, v0, t, dg0, dgt, floor, c1):
+    """A line search's trial ``(t, vt, dgt)`` from ``(v0, dg0)``: sufficient increase, or,
+    within the rounding floor of the value, the approximate Wolfe test on the slope."""
+    return vt >= v0 + c1 * t * dg0 or (abs(vt - v0) <= floor and (2 * c1 - 1) * dg0 <= dgt)
+
+
+@jit
+def next_trial(t, lo, hi, v_lo, dg_lo, v_hi, interp):
+    """The line search's step after trial ``t``: doubled until a bracket ``[lo, hi]``
+    exists, then the maximiser of the quadratic through ``(lo, v_lo, slope dg_lo)`` and
+    ``(hi, v_hi)`` (when ``interp``: the last trial set ``hi`` by failing the increase)
+    kept within [0.1, 0.9] of the bracket: exact on a quadratic piece, a bisection at
+    worst. -1 once the bracket has collapsed."""
+    if hi == math.inf:
+        return 2.0 * t
+    width = hi - lo
+    if width <= 1e-14 * hi:
+        return -1.0
+    t = lo + 0.5 * width
+    if interp:
+        curv = (v_hi - v_lo - dg_lo * width) / (width * width)
+        if curv < 0:
+            t = lo + min(0.9 * width, max(0.1 * width, -dg_lo / (2.0 * curv)))
+    return t
+
+
+@jit
 def search(x, v0, g0, d, t, prob, scratch, xt, gt, xb, gb, counts, c1=1e-4, c2=0.9,
            max_ls=40):
     """The weak Wolfe line search of :mod:`ottools._sparse_ot._quasi_newton`, on the
@@ -169,8 +196,7 @@ def search(x, v0, g0, d, t, prob, scratch, xt, gt, xb, gb, counts, c1=1e-4, c2=0
             hi = t
         else:
             dgt = dot(gt, d)
-            if vt >= v0 + c1 * t * dg0 or (abs(vt - v0) <= floor
-                                            and (2 * c1 - 1) * dg0 <= dgt):
+            if increases(vt, v0, t, dg0, dgt, floor, c1):
                 if vt > v0 and (not has_best or vt > best_v):
                     has_best, best_v, best_t = True, vt, t
                     xb[:] = xt
@@ -180,17 +206,9 @@ def search(x, v0, g0, d, t, prob, scratch, xt, gt, xb, gb, counts, c1=1e-4, c2=0
                 lo, v_lo, dg_lo = t, vt, dgt
             else:
                 hi, v_hi, interp = t, vt, True
-        if hi == math.inf:
-            t = 2.0 * t
-            continue
-        width = hi - lo
-        if width <= 1e-14 * hi:
+        t = next_trial(t, lo, hi, v_lo, dg_lo, v_hi, interp)
+        if t < 0:
             break
-        t = lo + 0.5 * width
-        if interp:
-            curv = (v_hi - v_lo - dg_lo * width) / (width * width)
-            if curv < 0:
-                t = lo + min(0.9 * width, max(0.1 * width, -dg_lo / (2.0 * curv)))
     if has_best:
         return 2, best_t, best_v
     return 0, 0.0, math.nan

@@ -188,13 +188,14 @@ def search(fun, finite, x, v0, g0, d, t, c1=1e-4, c2=0.9, max_ls=40):
     ``ok`` False. ``c1``, ``c2``: the sufficient-increase and curvature constants.
     """
     from .._kernels._sparse import dot
+    from .._kernels._sparse_ascent import increases, next_trial
 
     dg0 = dot(g0, d)
     if not dg0 > 0:
         return LineSearch(False)
     floor = 1e-15 * abs(v0)  # below this an increase cannot be seen in float64
     lo, hi = 0.0, math.inf
-    v_lo, dg_lo = v0, dg0
+    v_lo, dg_lo, v_hi = v0, dg0, math.nan
     best = None
     for _ in range(max_ls):
         xt = x + t * d
@@ -204,8 +205,7 @@ def search(fun, finite, x, v0, g0, d, t, c1=1e-4, c2=0.9, max_ls=40):
             hi = t
         else:
             dgt = dot(gt, d)
-            if vt >= v0 + c1 * t * dg0 or (abs(vt - v0) <= floor
-                                            and (2 * c1 - 1) * dg0 <= dgt):
+            if increases(vt, v0, t, dg0, dgt, floor, c1):
                 if vt > v0 and (best is None or vt > best.v):
                     best = LineSearch(True, t, xt, vt, gt)
                 if dgt <= c2 * dg0:  # weak Wolfe point (or approximate Wolfe)
@@ -213,18 +213,7 @@ def search(fun, finite, x, v0, g0, d, t, c1=1e-4, c2=0.9, max_ls=40):
                 lo, v_lo, dg_lo = t, vt, dgt
             else:
                 hi, v_hi, interp = t, vt, True
-        if hi == math.inf:
-            t = 2.0 * t
-            continue
-        width = hi - lo
-        if width <= 1e-14 * hi:
+        t = next_trial(t, lo, hi, v_lo, dg_lo, v_hi, interp)
+        if t < 0:
             break
-        t = lo + 0.5 * width
-        if interp:
-            # the maximiser of the quadratic through (lo, v_lo, slope dg_lo) and
-            # (hi, v_hi), kept within [0.1, 0.9] of the bracket: exact on a quadratic
-            # piece, a bisection at worst
-            curv = (v_hi - v_lo - dg_lo * width) / (width * width)
-            if curv < 0:
-                t = lo + min(0.9 * width, max(0.1 * width, -dg_lo / (2.0 * curv)))
     return best if best is not None else LineSearch(False)
