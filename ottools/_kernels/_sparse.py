@@ -207,7 +207,8 @@ def _semi_column(f, crow, rows, ws, z, k, vals, idx, hint):
     insertion took 27 us against 36 us for a 200 x 200 evaluation with k = 2 (8
     candidates per column): the buffer's quickselect and sort cost more than the scan.
 
-    ``hint`` (full columns, ``k <= 16``; else empty): ``k + 1`` rows in increasing
+    ``hint`` (full columns, ``k <= 16`` and ``k < n``; else empty or ignored): ``k + 1``
+    rows in increasing
     order (``-1`` pads), those of the ``k + 1`` largest entries at an earlier point,
     which the call replaces with this point's. They bound the scan's threshold from
     below: ``max_hint x - z`` is at most the final ``max(x) - z``, and below the smallest
@@ -218,6 +219,9 @@ def _semi_column(f, crow, rows, ws, z, k, vals, idx, hint):
     in the same order: the same result to the bit.
     """
     insert = k <= INSERT_K
+    # hints need the sorted insertion and k + 1 <= n entries; else they are ignored
+    if not (insert and k < f.shape[0]):
+        hint = hint[:0]
     kk = k + 1 if hint.shape[0] else k  # the scan keeps k + 1 when they become the hint
     cap = min(f.shape[0], max(2 * k, k + 64))
     xmax = -np.inf

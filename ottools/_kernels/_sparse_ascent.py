@@ -21,7 +21,7 @@ from ._jit import jit
 from ._sparse import bfgs_update, dot, dual_value_grad, semi_dual_value_grad, sym_matvec
 
 # why run() returned
-STEPS, MAXITER, STALL, LSFAIL, CONVERGED, DUE, NEWTON = range(7)
+MAXITER, STALL, LSFAIL, CONVERGED, DUE, NEWTON = range(6)
 
 # monitor state: best value, its error, evaluations at the last improvement, the error
 # then, improvements, whether a best point exists, rtol, the fixed window (-1: none), the
@@ -220,28 +220,25 @@ def run(x, g, val, prob, scratch, qn, bfgs, work, mon, best_x, fin, ring, lim, c
     updated in place) until an event, which it returns: MAXITER or STALL (checked before
     an iteration), LSFAIL (the line search found no increase: the driver restarts or
     takes a kink step), CONVERGED (``err <= tol``), DUE (an active-set attempt),
-    NEWTON (``err <= newton_switch``), or STEPS (``max_steps`` iterations done).
+    or NEWTON (``err <= newton_switch``).
 
     ``qn``: BFGS state (Q_*); ``bfgs = (H, nxt, u, ps, phy, pending)`` as in
     :func:`ottools._kernels._sparse.bfgs_update`; ``work``: seven scratch vectors;
     ``mon``, ``best_x``: the monitor; ``fin``, ``ring``: the finisher (F_ON 0: none);
-    ``lim = (tol, maxiter, max_steps, mass, newton_switch)``; ``counts`` (C_*; C_LAST
+    ``lim = (tol, maxiter, mass, newton_switch)``; ``counts`` (C_*; C_LAST
     tells the driver whether the objective's scratch, ``tau`` included, belongs to the
     point returned).
     The iterations are those of the Python driver's loop, to the bit.
     """
     H, nxt, u, ps, phy, pending = bfgs
     d, xt, gt, xb, gb, s, y = work
-    tol, maxiter, max_steps, mass, nswitch = lim[0], lim[1], lim[2], lim[3], lim[4]
+    tol, maxiter, mass, nswitch = lim[0], lim[1], lim[2], lim[3]
     v = val[0]
-    steps = 0
     while True:
         if counts[C_NIT] >= maxiter:
             return MAXITER
         if stalled(mon, counts[C_NFEV]):
             return STALL
-        if steps >= max_steps:
-            return STEPS
         from_h = qn[Q_COUNT] > 0
         if not from_h:
             norm = math.sqrt(dot(g, g))
@@ -253,7 +250,6 @@ def run(x, g, val, prob, scratch, qn, bfgs, work, mon, best_x, fin, ring, lim, c
             else:
                 sym_matvec(H, g, d, ps, phy, pending)
             t0 = qn[Q_TFIRST]
-        qn[Q_FROMH] = 1.0 if from_h else 0.0
         code, t, vn = search(x, v, g, d, t0, prob, scratch, xt, gt, xb, gb, counts)
         counts[C_LAST] = 1 if code == 1 else 0
         if code == 0:
@@ -273,7 +269,6 @@ def run(x, g, val, prob, scratch, qn, bfgs, work, mon, best_x, fin, ring, lim, c
         val[0] = v
         counts[C_NIT] += 1
         counts[C_NIT_BFGS] += 1
-        steps += 1
         err = abs_sum(g) / mass
         observe(mon, best_x, v, x, counts[C_NFEV], err)
         if err <= tol:

@@ -220,19 +220,17 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
                         lb.update(xn - x, g - gn, d, gn)
                         lb.accepted(ls.t)
                         out.nit_bfgs += 1
-                if ok:
-                    pass  # (xn, vn, gn): the search's point
-                elif lb.count > 0:  # restart from the steepest ascent direction
-                    lb.reset()
-                    out.n_restarts += 1
-                    continue
-                elif use_newton and obj.k >= obj.nr:  # BFGS's floor: Newton takes over
-                    newton = True
-                    continue
-                elif obj.k >= obj.nr:
-                    status, out.why = STALLED, "floor"
-                    break
-                else:
+                if not ok:  # else (xn, vn, gn) is the search's point
+                    if lb.count > 0:  # restart from the steepest ascent direction
+                        lb.reset()
+                        out.n_restarts += 1
+                        continue
+                    if use_newton and obj.k >= obj.nr:  # BFGS's floor: Newton takes over
+                        newton = True
+                        continue
+                    if obj.k >= obj.nr:
+                        status, out.why = STALLED, "floor"
+                        break
                     status, xn, vn, gn = _kink(obj, x, v, tol, out, fin)
                     if status is not None:
                         if gn is not None:  # certified by the finish at its own point
@@ -290,12 +288,12 @@ class _Compiled:
             self.fin, self.ring = np.zeros(K.F_SIZE), np.zeros(1)
         else:
             self.fin, self.ring = fin.state, fin.ring
-        self.lim = np.array([tol, maxiter, math.inf, obj.sp.mass,
+        self.lim = np.array([tol, maxiter, obj.sp.mass,
                              -math.inf if newton_switch is None else newton_switch])
         self.counts = np.zeros(4, dtype=np.int64)
 
     def without_newton(self):
-        self.lim[4] = -math.inf
+        self.lim[3] = -math.inf
         return self
 
     def run(self, x, v, g, out):

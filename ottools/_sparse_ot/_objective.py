@@ -175,8 +175,8 @@ class SparseDual:
         name = "semi_dual_value_grad" if semi else "dual_value_grad"
         self._fn_ws = getattr(_sparse, name + "_blocks_serial")
         # the semi-dual's serial kernel keeps, per column, the rows of its k + 1 largest
-        # entries as hints for the next evaluation (same result, about 3 times faster at
-        # 200 x 200 with k = 2 once the iterates settle)
+        # entries as hints for the next evaluation (same result; 17-18 us against 29-47 us
+        # per evaluation on the iterates of a 200 x 200 problem with k = 2)
         hinted = semi and nb == 1 and self.k <= _sparse.INSERT_K and self.k < sp.nr
         self._hints = (np.full((sp.mc, self.k + 1), -1, dtype=np.int64) if hinted
                        else np.empty((0, 1), dtype=np.int64))
