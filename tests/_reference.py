@@ -217,3 +217,96 @@ def sinkhorn_overrelaxed(a, b, cost, reg, n_iter, omega, f=None, g=None):
         gt = -reg * logsumexp(la[:, None] + (f[:, None] - C) / reg, axis=0)
         g = (1 - omega) * g + omega * gt
     return f, g
+
+
+def kkt_matrix(nr, mc, ac, bc, f0, h0, ct, st, reg, mu, nu):
+    """The active-set finish's KKT system (``ottools._kernels._kkt.kkt_system``) from COO
+    triplets, duplicates summed by SciPy: ``(csc matrix, rhs)``."""
+    import scipy.sparse
+
+    nt, nw = st.tj.size, st.gi.size
+    iH, iB, iW = nr, nr + mc, nr + mc + nt
+    eT, eS = nr + mc, nr + mc + nw
+    N = nr + mc + nt + nw
+    inv = 1.0 / reg
+    pj, pi, tj, tr, gt, gi = st.pj, st.pi, st.tj, st.tr.astype(np.float64), st.gt, st.gi
+    q, tt = np.arange(nw), np.arange(nt)
+    I = np.concatenate([pi, pi, nr + pj, nr + pj, nr + tj, nr + tj, eS + tt, eS + tt,
+                        gi, eT + q, eT + q, eT + q, eS + gt, np.arange(nr + mc), eS + tt])
+    J = np.concatenate([pi, iH + pj, pi, iH + pj, iB + tt, iH + tj, iB + tt, iH + tj,
+                        iW + q, gi, iB + gt, iW + q, iW + q, np.arange(nr + mc), iB + tt])
+    one = np.ones(pj.size) * inv
+    V = np.concatenate([one, one, one, one, tr * inv, tr * inv, -tr * inv, -tr * inv,
+                        np.ones(nw), np.ones(nw), -np.ones(nw), np.full(nw, -nu),
+                        np.ones(nw), np.full(nr + mc, mu), np.full(nt, -mu)])
+    cP = ct[pj, pi].astype(np.float64) * inv
+    rhs = np.zeros(N)
+    rhs[:nr] = ac + mu * f0 + np.bincount(pi, weights=cP, minlength=nr)
+    rhs[nr:nr + mc] = bc + mu * h0 + np.bincount(pj, weights=cP, minlength=mc)
+    rhs[eT:eT + nw] = ct[tj[gt], gi]
+    if nt:
+        beta0 = np.bincount(gt, weights=f0[gi] - ct[tj[gt], gi], minlength=nt)
+        rhs[eS:] = -mu * beta0 / np.bincount(gt, minlength=nt)
+    return scipy.sparse.csc_array((V, (I, J)), shape=(N, N)), rhs
+
+
+def correct_structure(k, reg, ct, st, sol, E, R, slack, tie_tol):
+    """The corrections of the active-set finish column by column in Python (the twin of
+    ``_kkt.clean_columns`` then ``_kkt.correct_structure``): ``(clean, columns, changes)``
+    with ``columns[j] = (strict rows, (slots, members) or None)``: the members of a new
+    group sorted by row, those of a kept group in their order."""
+    f, h, beta, w = sol
+    mc = h.size
+    tie_of = {int(t): g for g, t in enumerate(st.tj)}
+    P = {j: [int(i) for i in st.pi[st.pj == j]] for j in range(mc)}
+    G = {g: [int(i) for i in st.gi[st.gt == g]] for g in range(st.tj.size)}
+    W = {g: [float(x) for x in w[st.gt == g]] for g in range(st.tj.size)}
+    e = lambda i, j: f[i] + h[j] - ct[j, i]  # noqa: E731
+    clean, columns, changes = np.zeros(mc, dtype=bool), {}, 0
+    for j in range(mc):
+        Pj, t = P[j], tie_of.get(j, -1)
+        topk = [int(i) for i in R[j, :k]]
+        strong = [int(R[j, r]) for r in range(k) if E[j, r] > slack]
+        if t < 0:
+            ok = (all(i in topk for i in Pj) and all(i in Pj for i in strong)
+                  and all(e(i, j) >= -slack for i in Pj))
+            clean[j] = ok
+            if ok:
+                columns[j] = (Pj, None)
+                continue
+            top = [int(R[j, r]) for r in range(k) if E[j, r] > 0]
+            keep = [i for i in Pj if i in top]
+            still = [i for i in sorted(set(Pj) ^ set(top)) if e(i, j) > 0]
+            r = k - len(keep)
+            columns[j] = (keep + still, None) if len(still) <= r else (keep, (r, still))
+            changes += 1
+            continue
+        bh = beta[t] + h[j]
+        v = bh / reg
+        ts = tie_tol * abs(v)
+        Gt, wj = G[t], dict(zip(G[t], W[t]))
+        qv = lambda i: (e(i, j) - bh) / reg + (v if i in Pj else wj.get(i, 0.0))  # noqa
+        others = [int(i) for i in R[j] if int(i) not in Pj and int(i) not in Gt]
+        ok = (v > 0 and all(-ts <= qv(i) <= v + ts for i in Gt)
+              and all((e(i, j) - bh) / reg > ts for i in Pj)
+              and all((E[j, list(R[j]).index(i)] - bh) / reg < -ts for i in others))
+        clean[j] = ok
+        if ok:
+            columns[j] = (Pj, (int(st.tr[t]), Gt))
+            continue
+        cand = list(dict.fromkeys([int(i) for i in R[j]] + Pj + Gt))
+        if v <= 0:
+            pos = sorted(i for i in cand if e(i, j) > 0)
+            columns[j] = (sorted(pos, key=lambda i: ct[j, i] - f[i])[:k], None)
+            changes += 1
+            continue
+        up = sorted((i for i in cand if qv(i) > v + tie_tol * v), key=lambda i: -qv(i))
+        mid = [i for i in cand if -tie_tol * v <= qv(i) <= v + tie_tol * v]
+        if len(up) >= k:
+            mid, up = up[k - 1:] + mid, up[:k - 1]
+        r = k - len(up)
+        new = (up + mid, None) if len(mid) <= r else (up, (r, sorted(mid)))
+        if new[1] is None or sorted(new[0]) != sorted(Pj) or sorted(new[1][1]) != sorted(Gt):
+            changes += 1
+        columns[j] = new
+    return clean, columns, changes

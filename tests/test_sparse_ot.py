@@ -1053,6 +1053,65 @@ def test_active_set_finish_shapes_zero_weights_dtypes(n, m, k, zeros, seed, dtyp
     assert res.dual_value >= slow.dual_value - rtol * abs(slow.dual_value)
 
 
+@settings(deadline=None, max_examples=40)
+@given(n=st.integers(3, 30), m=st.integers(3, 30), k=st.integers(2, 4),
+       reg=st.sampled_from([0.05, 0.3, 1.0]), noise=st.sampled_from([0.0, 1e-6, 1e-3, 0.1]),
+       delta=st.sampled_from([1e-6, 1e-3, 1e-1]), seed=st.integers(0, 2**31),
+       dtype=st.sampled_from([np.float64, np.float32]), formulation=st.sampled_from(FORMS))
+def test_active_set_kernels_match_their_twins(n, m, k, reg, noise, delta, seed, dtype,
+                                              formulation):
+    """The finish's compiled pieces against naive twins, on the structures it meets:
+    read from points near and far from the maximum (noise relative to ``reg``), with
+    narrow and wide tie tolerances, float64 and float32 costs. The KKT system equals the COO assembly (duplicates
+    summed by SciPy), in canonical CSC form; the clean columns, the corrected structure
+    (rows in order, slot counts, members) and the count of changed columns equal the
+    column-by-column Python corrections."""
+    from ottools._sparse_ot import _active_set as A
+
+    rng = np.random.default_rng(seed)
+    a, b, cost = random_problem(rng, n, m, dtype=dtype)
+    assume(k * m >= n and k < n)
+    semi = formulation == "semi-dual"
+    res = ottools.sparsity_constrained_ot(a, b, cost, reg, k, formulation=formulation)
+    obj = _objective(a, b, cost, reg, k, semi)
+    x = res.f if semi else np.concatenate([res.f, res.g])
+    x = x + noise * reg * rng.standard_normal(x.size)
+    sp = obj.sp
+    st_, (f0, h0) = A.detect(obj, x, delta * reg * float(sp.bc.max()))
+    indptr, indices, data, rhs = A._kkt.kkt_system(
+        sp.ac, sp.bc, f0, h0, *A._costs(sp.cost_t, st_), st_.pj, st_.pi, st_.tj,
+        st_.tr.astype(np.float64), st_.gt, st_.gi, reg, A._MU / reg, A._MU * reg)
+    N = rhs.size
+    ours = scipy.sparse.csc_array((data, indices, indptr), shape=(N, N))
+    twin, twin_rhs = ref.kkt_matrix(obj.nr, obj.mc, sp.ac, sp.bc, f0, h0, sp.cost_t, st_,
+                                    reg, A._MU / reg, A._MU * reg)
+    assert ours.has_canonical_format
+    np.testing.assert_allclose(ours.toarray(), twin.toarray(), rtol=1e-14, atol=0)
+    np.testing.assert_allclose(rhs, twin_rhs, rtol=1e-14, atol=1e-300)
+    sol = A.solve(obj, st_, f0, h0)
+    assume(sol is not None and all(np.all(np.isfinite(z)) for z in sol))
+    kk = min(obj.nr, k + A._POOL)
+    E, R = A._tops(obj, sol[0], sol[1], kk)
+    slack = A._TIE_TOL * reg * float(sp.bc.max())
+    clean = A._clean(obj, st_, sol, E, R, slack)
+    new, changes = A.correct(obj, st_, sol)
+    t_clean, columns, t_changes = ref.correct_structure(k, reg, sp.cost_t, st_, sol, E, R,
+                                                        slack, A._TIE_TOL)
+    np.testing.assert_array_equal(clean, t_clean)
+    assert changes == t_changes
+    assert np.all(np.diff(new.pj) >= 0) and np.all(np.diff(new.tj) > 0)
+    assert np.all(np.diff(new.gt) >= 0)
+    for j in range(obj.mc):
+        rows, group = columns[j]
+        assert new.pi[new.pj == j].tolist() == rows
+        t = np.flatnonzero(new.tj == j)
+        if group is None:
+            assert t.size == 0
+        else:
+            assert t.size == 1 and new.tr[t[0]] == group[0]
+            assert new.gi[new.gt == t[0]].tolist() == group[1]
+
+
 def test_active_set_attempt_from_far_gives_up(monkeypatch):
     """From the starting point the structure guessed is wrong: the attempt stops without
     a certificate, and a point it returns never has a lower value. Its first correction

@@ -43,6 +43,7 @@ import numpy as np
 from .._kernels import lazy
 
 _k = lazy("_sparse")
+_kkt = lazy("_kkt")
 
 __all__ = []
 
@@ -113,42 +114,16 @@ def solve(obj, st, f0, h0):
 
     sp = obj.sp
     nr, mc, reg = obj.nr, obj.mc, sp.reg
-    ct = sp.cost_t
     nt, nw = st.tj.size, st.gi.size
     iH, iB, iW = nr, nr + mc, nr + mc + nt  # unknowns: f, h, beta, w
-    eT, eS = nr + mc, nr + mc + nw          # equations: rows, columns, ties, slot sums
     N = nr + mc + nt + nw
-    inv = 1.0 / reg
-    mu, nu = _MU * inv, _MU * reg
-    pj, pi = st.pj, st.pi
-    cP = ct[pj, pi] * inv
-    tj, tr = st.tj, st.tr.astype(np.float64)
-    gt, gi = st.gt, st.gi
-    q = np.arange(nw)
-    tt = np.arange(nt)
-    I = np.concatenate([pi, pi, nr + pj, nr + pj,            # P entries in rows and columns
-                        nr + tj, nr + tj, eS + tt, eS + tt,  # slots in columns, slot sums
-                        gi, eT + q, eT + q, eT + q, eS + gt,  # members
-                        np.arange(nr + mc), eS + tt])         # proximal terms
-    J = np.concatenate([pi, iH + pj, pi, iH + pj,
-                        iB + tt, iH + tj, iB + tt, iH + tj,
-                        iW + q, gi, iB + gt, iW + q, iW + q,
-                        np.arange(nr + mc), iB + tt])
-    ones = np.ones(pj.size)
-    V = np.concatenate([ones * inv, ones * inv, ones * inv, ones * inv,
-                        tr * inv, tr * inv, -tr * inv, -tr * inv,
-                        np.ones(nw), np.ones(nw), -np.ones(nw), np.full(nw, -nu),
-                        np.ones(nw),
-                        np.full(nr + mc, mu), np.full(nt, -mu)])
-    rhs = np.zeros(N)
-    rhs[:nr] = sp.ac + mu * f0 + _sums(pi, cP, nr)
-    rhs[nr:nr + mc] = sp.bc + mu * h0 + _sums(pj, cP, mc)
-    rhs[eT:eT + nw] = ct[tj[gt], gi]
-    if nt:
-        beta0 = _sums(gt, f0[gi] - ct[tj[gt], gi], nt)
-        beta0 /= np.bincount(gt, minlength=nt)
-        rhs[eS:] = -mu * beta0
-    A = scipy.sparse.csc_array((V, (I, J)), shape=(N, N))
+    # equations: rows, columns, ties, slot sums (``_kernels._kkt``)
+    cp, cg = _costs(sp.cost_t, st)
+    indptr, indices, data, rhs = _kkt.kkt_system(
+        sp.ac, sp.bc, np.ascontiguousarray(f0, dtype=np.float64),
+        np.ascontiguousarray(h0, dtype=np.float64), cp, cg, st.pj, st.pi, st.tj,
+        st.tr.astype(np.float64), st.gt, st.gi, reg, _MU * (1.0 / reg), _MU * reg)
+    A = scipy.sparse.csc_array((data, indices, indptr), shape=(N, N))
     try:
         lu = splu(A)
         z = lu.solve(rhs)
@@ -158,6 +133,12 @@ def solve(obj, st, f0, h0):
     if not np.all(np.isfinite(z)):
         return None
     return z[:nr], z[iH:iB], z[iB:iW], z[iW:]
+
+
+def _costs(ct, st):
+    """The costs of the strict entries and of the members of ``st``, float64."""
+    return (ct[st.pj, st.pi].astype(np.float64),
+            ct[st.tj[st.gt], st.gi].astype(np.float64))
 
 
 def _sums(idx, w, n):
@@ -175,173 +156,41 @@ def residual(obj, st, sol):
     return float(np.abs(rows - sp.ac).sum() + np.abs(cols - sp.bc).sum()) / sp.mass
 
 
-def _padded(col, vals, n, fill):
-    """Values grouped by ``col`` into an (n, width) array padded with ``fill``, in their
-    order within each group."""
-    order = np.argsort(col, kind="stable")
-    c = col[order]
-    counts = np.bincount(c, minlength=n)
-    width = max(1, int(counts.max()) if counts.size else 1)
-    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    out = np.full((n, width), fill, dtype=np.asarray(vals).dtype)
-    out[c, np.arange(c.size) - start[c]] = vals[order]
-    return out
-
-
 def _clean(obj, st, sol, E, R, slack):
     """Columns whose structure the corrections of :func:`correct` leave as it is
-    (vectorised: the corrections then visit the others only)."""
+    (compiled, ``_kernels._kkt.clean_columns``: the corrections then visit the others
+    only)."""
     f, h, beta, w = sol
-    reg, k, mc = obj.sp.reg, obj.k, obj.mc
-    ct = obj.sp.cost_t
-    cols = np.arange(mc)[:, None]
-    P = _padded(st.pj, st.pi, mc, -1)
-    inP = P >= 0
-    eP = np.where(inP, f[P] + h[:, None] - ct[cols, np.maximum(P, 0)], np.inf)
-    topk = R[:, :k]
-    ok = np.all(~inP | (P[:, :, None] == topk[:, None, :]).any(-1), axis=1)
-    strong = E[:, :k] > slack
-    ok &= np.all(~strong | (topk[:, :, None] == P[:, None, :]).any(-1), axis=1)
-    ok &= np.all(eP >= -slack, axis=1)
-    clean = ok
-    if st.tj.size:
-        tj = st.tj
-        nt = tj.size
-        bh = beta + h[tj]
-        v = bh / reg
-        ts = _TIE_TOL * np.abs(v)
-        G = _padded(st.gt, st.gi, nt, -1)
-        W = _padded(st.gt, w, nt, 0.0)
-        inG = G >= 0
-        eG = f[np.maximum(G, 0)] + h[tj, None] - ct[tj[:, None], np.maximum(G, 0)]
-        qG = (eG - bh[:, None]) / reg + W
-        okt = (v > 0) & np.all(~inG | ((qG >= -ts[:, None]) & (qG <= (v + ts)[:, None])),
-                               axis=1)
-        Pt, inPt = P[tj], inP[tj]
-        okt &= np.all(~inPt | ((eP[tj] - bh[:, None]) / reg > ts[:, None]), axis=1)
-        pool = R[tj]
-        member = ((pool[:, :, None] == Pt[:, None, :]).any(-1)
-                  | (pool[:, :, None] == G[:, None, :]).any(-1))
-        okt &= np.all(member | ((E[tj] - bh[:, None]) / reg < -ts[:, None]), axis=1)
-        clean = ok.copy()
-        clean[tj] = okt
-    return clean
+    sp = obj.sp
+    cp, cg = _costs(sp.cost_t, st)
+    return _kkt.clean_columns(np.ascontiguousarray(f), np.ascontiguousarray(h), beta, w,
+                              cp, cg, st.pj, st.pi, st.tj, st.gt, st.gi, E, R, obj.k,
+                              sp.reg, slack, _TIE_TOL)
 
 
 def correct(obj, st, sol):
     """The corrected structure after a solve and the number of columns it changes.
 
-    Columns that :func:`_clean` passes keep their entries as they are (vectorised);
-    only the others are visited in Python. The entries come out in column order, as
-    :func:`detect` writes them, so that a structure and its system do not depend on
-    which columns were visited."""
+    Columns that :func:`_clean` passes keep their entries as they are; the others are
+    corrected as the module's docstring says (``_kernels._kkt.correct_structure``): an
+    untied column whose top k changed keeps the strict rows still in its positive top k
+    and ties the rows that swapped and keep mass, if more of them than free slots; a
+    tied column sorts its candidates by their multiplier ``q``. The entries come out in
+    column order, as :func:`detect` writes them."""
     f, h, beta, w = sol
-    k, reg = obj.k, obj.sp.reg
-    ct = obj.sp.cost_t
+    k = obj.k
     kk = min(obj.nr, k + _POOL)
     E, R = _tops(obj, f, h, kk)
-    mc = obj.mc
     # entries within ``slack`` of zero mass may be in or out (the smooth boundary)
-    slack = _TIE_TOL * reg * float(obj.sp.bc.max())
-    strong = E[:, :k] > slack
+    slack = _TIE_TOL * obj.sp.reg * float(obj.sp.bc.max())
     clean = _clean(obj, st, sol, E, R, slack)
-    tie_of = np.full(mc, -1)
-    tie_of[st.tj] = np.arange(st.tj.size)
-    # the old supports and tie groups of the columns to visit
-    visit = np.flatnonzero(~clean)
-    P_old = {j: [] for j in visit.tolist()}
-    for q in np.flatnonzero(~clean[st.pj]).tolist():
-        P_old[int(st.pj[q])].append(int(st.pi[q]))
-    G_old, W_old = {}, {}
-    for q in np.flatnonzero(~clean[st.tj[st.gt]]).tolist():
-        t = int(st.gt[q])
-        G_old.setdefault(t, []).append(int(st.gi[q]))
-        W_old.setdefault(t, []).append(float(w[q]))
-    pj, pi, tj, tr, gt, gi = [], [], [], [], [], []  # entries of the visited columns
-    changes = 0
-    for j in visit.tolist():
-        t = int(tie_of[j])
-        Pj = P_old[j]
-        if t < 0:
-            top = R[j, :k][E[j, :k] > 0].tolist()
-            topk = set(R[j, :k].tolist())
-            if (set(R[j, :k][strong[j]].tolist()) <= set(Pj) <= topk
-                    and all(f[i] + h[j] - ct[j, i] >= -slack for i in Pj)):
-                new_P, new_G, r = Pj, None, 0
-            else:
-                keep = [i for i in Pj if i in top]
-                moved = sorted(set(Pj).symmetric_difference(top))
-                still = [i for i in moved
-                         if f[i] + h[j] - ct[j, i] > 0]  # rows that keep mass
-                r = k - len(keep)
-                if len(still) <= r:
-                    new_P, new_G = keep + still, None
-                    r = 0
-                else:
-                    new_P, new_G = keep, still
-                changes += 1
-        else:
-            bh = beta[t] + h[j]
-            v = bh / reg
-            inP = set(Pj)
-            Gt = G_old.get(t, [])
-            wj = dict(zip(Gt, W_old.get(t, [])))
-            cand = set(R[j].tolist()) | inP | set(Gt)
-            if v <= 0:  # the slots carry no mass: no kink, the positive entries stay
-                new_P = sorted(i for i in cand if f[i] + h[j] - ct[j, i] > 0)
-                new_P = sorted(new_P, key=lambda i: ct[j, i] - f[i])[:k]
-                new_G, r = None, 0
-                changes += 1
-            else:
-                qv = {i: (f[i] + h[j] - ct[j, i] - bh) / reg
-                      + (v if i in inP else wj.get(i, 0.0)) for i in cand}
-                tslack = _TIE_TOL * v
-                up = sorted((i for i in cand if qv[i] > v + tslack), key=lambda i: -qv[i])
-                mid = [i for i in cand if -tslack <= qv[i] <= v + tslack]
-                if len(up) >= k:
-                    mid = up[k - 1:] + mid
-                    up = up[:k - 1]
-                r = k - len(up)
-                if len(mid) <= r:
-                    new_P, new_G, r = up + mid, None, 0
-                else:
-                    new_P, new_G = up, mid
-                if sorted(new_P) != sorted(Pj) or new_G is None or \
-                        sorted(new_G) != sorted(Gt):
-                    changes += 1
-        pj += [j] * len(new_P)
-        pi += list(new_P)
-        if new_G is not None:
-            gt += [len(tj)] * len(new_G)
-            gi += sorted(new_G)
-            tj.append(j)
-            tr.append(r)
-    return _merge(st, clean, pj, pi, tj, tr, gt, gi), changes
-
-
-def _merge(st, clean, pj, pi, tj, tr, gt, gi):
-    """The kept entries of the clean columns of ``st`` and the new entries of the
-    visited ones, in column order (stable: a column's entries keep their order)."""
-    arr = np.asarray
-    keep = clean[st.pj]
-    pj = np.concatenate([st.pj[keep], arr(pj, dtype=np.int64)])
-    pi = np.concatenate([st.pi[keep], arr(pi, dtype=np.int64)])
-    order = np.argsort(pj, kind="stable")
-    pj, pi = pj[order], pi[order]
-    kept_t = np.flatnonzero(clean[st.tj])  # old group ids kept
-    tj = np.concatenate([st.tj[kept_t], arr(tj, dtype=np.int64)])
-    tr = np.concatenate([st.tr[kept_t], arr(tr, dtype=np.int64)])
-    order_t = np.argsort(tj, kind="stable")
-    new_id = np.empty(tj.size, dtype=np.int64)
-    new_id[order_t] = np.arange(tj.size)
-    old_to_new = np.full(st.tj.size, -1, dtype=np.int64)
-    old_to_new[kept_t] = new_id[:kept_t.size]
-    keep_m = clean[st.tj[st.gt]]
-    gt = np.concatenate([old_to_new[st.gt[keep_m]],
-                         new_id[kept_t.size + arr(gt, dtype=np.int64)]])
-    gi = np.concatenate([st.gi[keep_m], arr(gi, dtype=np.int64)])
-    order_m = np.argsort(gt, kind="stable")
-    return Structure(pj, pi, tj[order_t], tr[order_t], gt[order_m], gi[order_m])
+    ct = obj.sp.cost_t
+    cp, cg = _costs(ct, st)
+    CR = np.take_along_axis(ct, R, axis=1).astype(np.float64)
+    *arrays, changes = _kkt.correct_structure(
+        np.ascontiguousarray(f), np.ascontiguousarray(h), beta, w, cp, cg, st.pj, st.pi,
+        st.tj, st.tr, st.gt, st.gi, E, R, CR, clean, k, obj.sp.reg, slack, _TIE_TOL)
+    return Structure(*arrays), int(changes)
 
 
 def finish(obj, x, v, tol, delta):
