@@ -1033,6 +1033,23 @@ def test_active_set_finish_certifies_the_maximum(formulation, reg, k):
     assert res.dual_value >= pot_value - 1e-9 * abs(pot_value)
 
 
+@pytest.mark.parametrize("formulation", FORMS)
+def test_callback_sees_the_certified_point(formulation):
+    """When the active-set finish certifies the maximum at its own point, the callback
+    is called with that point too: its last call has the returned dual value and
+    potentials (the iterations before the finish come first, in order)."""
+    a, b, cost = _uniform_cloud(80, 3)
+    seen = []
+    res = ottools.sparsity_constrained_ot(a, b, cost, 1.0, 2, formulation=formulation,
+                                          callback=seen.append)
+    assert res.status == 5 and res.kkt_solves > 0
+    assert [r.nit for r in seen[:-1]] == list(range(1, res.nit + 1))
+    assert seen[-1].nit == res.nit
+    assert seen[-1].dual_value == res.dual_value
+    np.testing.assert_array_equal(seen[-1].f, res.f)
+    assert seen[-1].dual_value > seen[-2].dual_value
+
+
 @settings(deadline=None, max_examples=25)
 @given(n=st.integers(3, 40), m=st.integers(3, 40), k=st.integers(2, 4),
        zeros=st.integers(0, 2), seed=st.integers(0, 2**31),

@@ -401,8 +401,9 @@ def sparsity_constrained_ot(a, b, cost, reg, max_nz, *, formulation="semi-dual",
     callback : callable, optional
         ``callback(intermediate_result)`` is called after every iteration with an
         :class:`OTResult` holding ``f``, ``g``, ``nit``, ``err``, ``dual_value``,
-        ``method`` and ``formulation``; raising ``StopIteration`` stops the solver
-        (status 3).
+        ``method`` and ``formulation``, and once more with the point of a certified
+        active-set finish (same ``nit``), so that its last call sees the returned dual
+        value; raising ``StopIteration`` stops the solver (status 3).
     options : dict, optional
         Method options (unknown keys raise ``TypeError``). ``"stall_window"`` (int or
         None, all but ``"lp"``): stop (status 4) after this many objective evaluations

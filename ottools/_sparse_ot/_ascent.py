@@ -141,7 +141,8 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
            newton_switch=None):
     """Maximise ``obj`` from ``x0``; see the module docstring. ``memory``: ``None`` for
     dense BFGS, else the number of L-BFGS pairs. ``notify(x, value, err, nit)`` is called
-    after every iteration and may raise ``StopIteration``.
+    after every iteration, and with the point of a certified active-set finish (not
+    counted as an iteration), and may raise ``StopIteration``.
 
     Dense BFGS on an objective the compiled loop can evaluate (``obj.compiled``), without
     ``notify``, runs its iterations in :func:`ottools._kernels._sparse_ascent.run`: the
@@ -165,6 +166,7 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
     loop = (_Compiled(obj, lb, mon, fin, tol, maxiter, newton_switch)
             if memory is None and notify is None and obj.compiled else None)
     kinked_at = -1  # the improvement a window stall last tried a kink step from
+    notified = [None]  # the last point the callback saw
     try:
         while status is None:
             if out.nit >= maxiter:
@@ -242,6 +244,7 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
             err = obj.err(g)
             mon.observe(v, x, obj.nfev, err)
             if notify is not None:
+                notified[0] = x
                 notify(x, v, err, out.nit)
             if err <= tol:
                 status = CONVERGED
@@ -249,6 +252,9 @@ def ascend(obj, x0, *, tol, maxiter, notify=None, memory=None, stall_window=None
                 status, x, v, g = _attempt(fin, x, v, g, out.nit)
             elif use_newton and not newton and err <= newton_switch:
                 newton = True
+        if status == CONVERGED and notify is not None and x is not notified[0]:
+            # the finish ended the ascent at its own point: the callback sees it too
+            notify(x, v, obj.err(g), out.nit)
     except StopIteration:
         status = CALLBACK
     out.status = status
