@@ -19,6 +19,29 @@ from ._jit import jit
 
 
 @jit
+def _offsets(keys, size):
+    """``start`` (size + 1): ``start[c]:start[c + 1]`` are the positions of key ``c`` once
+    the entries are grouped by key (counts, then their running sums)."""
+    start = np.zeros(size + 1, dtype=np.int64)
+    for q in range(keys.shape[0]):
+        start[keys[q] + 1] += 1
+    for c in range(size):
+        start[c + 1] += start[c]
+    return start
+
+
+@jit
+def _columns(pj, tj, gt, mc):
+    """``(pcol, tie_of, gstart)``: the strict entries of column ``j`` are
+    ``pcol[j]:pcol[j + 1]``, its tie group ``tie_of[j]`` (-1: none), whose members are
+    ``gstart[t]:gstart[t + 1]``."""
+    tie_of = np.full(mc, -1, dtype=np.int64)
+    for t in range(tj.shape[0]):
+        tie_of[tj[t]] = t
+    return _offsets(pj, mc), tie_of, _offsets(gt, tj.shape[0])
+
+
+@jit
 def kkt_system(ac, bc, f0, h0, cp, cg, pj, pi, tj, tr, gt, gi, reg, mu, nu):
     """The KKT system of a structure, proximal about ``(f0, h0)``:
     ``(indptr, indices, data, rhs)`` of a CSC matrix in canonical form (sorted rows, no
@@ -32,15 +55,8 @@ def kkt_system(ac, bc, f0, h0, cp, cg, pj, pi, tj, tr, gt, gi, reg, mu, nu):
     N = nr + mc + nt + nw
     inv = 1.0 / reg
     # the strict entries by row (stable: increasing column), members by row
-    prow = np.zeros(nr + 1, dtype=np.int64)
-    for q in range(np_):
-        prow[pi[q] + 1] += 1
-    grow = np.zeros(nr + 1, dtype=np.int64)
-    for q in range(nw):
-        grow[gi[q] + 1] += 1
-    for i in range(nr):
-        prow[i + 1] += prow[i]
-        grow[i + 1] += grow[i]
+    prow = _offsets(pi, nr)
+    grow = _offsets(gi, nr)
     by_row = np.empty(np_, dtype=np.int64)
     fill = prow[:-1].copy()
     for q in range(np_):
@@ -51,20 +67,7 @@ def kkt_system(ac, bc, f0, h0, cp, cg, pj, pi, tj, tr, gt, gi, reg, mu, nu):
     for q in range(nw):
         mem_row[fill[gi[q]]] = q
         fill[gi[q]] += 1
-    # the strict entries and the tie group of each column
-    pcol = np.zeros(mc + 1, dtype=np.int64)
-    for q in range(np_):
-        pcol[pj[q] + 1] += 1
-    for j in range(mc):
-        pcol[j + 1] += pcol[j]
-    tie_of = np.full(mc, -1, dtype=np.int64)
-    for t in range(nt):
-        tie_of[tj[t]] = t
-    gstart = np.zeros(nt + 1, dtype=np.int64)
-    for q in range(nw):
-        gstart[gt[q] + 1] += 1
-    for t in range(nt):
-        gstart[t + 1] += gstart[t]
+    pcol, tie_of, gstart = _columns(pj, tj, gt, mc)
 
     nnz = nr + mc + 2 * np_ + 3 * nt + 5 * nw
     indptr = np.empty(N + 1, dtype=np.int32)
@@ -185,21 +188,8 @@ def clean_columns(f, h, beta, w, cp, cg, pj, pi, tj, gt, gi, E, R, k, reg, slack
     tie by more than the tolerance, and every other top row is below it."""
     mc = h.shape[0]
     kk = R.shape[1]
-    np_, nt, nw = pj.shape[0], tj.shape[0], gi.shape[0]
     clean = np.ones(mc, dtype=np.bool_)
-    pcol = np.zeros(mc + 1, dtype=np.int64)
-    for q in range(np_):
-        pcol[pj[q] + 1] += 1
-    for j in range(mc):
-        pcol[j + 1] += pcol[j]
-    tie_of = np.full(mc, -1, dtype=np.int64)
-    for t in range(nt):
-        tie_of[tj[t]] = t
-    gstart = np.zeros(nt + 1, dtype=np.int64)
-    for q in range(nw):
-        gstart[gt[q] + 1] += 1
-    for t in range(nt):
-        gstart[t + 1] += gstart[t]
+    pcol, tie_of, gstart = _columns(pj, tj, gt, mc)
     for j in range(mc):
         p0, p1 = pcol[j], pcol[j + 1]
         t = tie_of[j]
@@ -239,17 +229,6 @@ def clean_columns(f, h, beta, w, cp, cg, pj, pi, tj, gt, gi, E, R, k, reg, slack
                 ok = False
         clean[j] = ok
     return clean
-
-
-@jit
-def _offsets(keys, size):
-    """``start`` (size + 1) of the runs of the non-decreasing ``keys`` in ``0..size-1``."""
-    start = np.zeros(size + 1, dtype=np.int64)
-    for q in range(keys.shape[0]):
-        start[keys[q] + 1] += 1
-    for c in range(size):
-        start[c + 1] += start[c]
-    return start
 
 
 @jit
@@ -321,12 +300,8 @@ def correct_structure(f, h, beta, w, cp, cg, pj, pi, tj, tr, gt, gi, E, R, CR, c
     strict rows, members (first occurrence). New members are written sorted by row."""
     mc = h.shape[0]
     kk = R.shape[1]
-    np_, nt, nw = pj.shape[0], tj.shape[0], gi.shape[0]
-    pcol = _offsets(pj, mc)
-    gstart = _offsets(gt, nt)
-    tie_of = np.full(mc, -1, dtype=np.int64)
-    for t in range(nt):
-        tie_of[tj[t]] = t
+    np_, nw = pj.shape[0], gi.shape[0]
+    pcol, tie_of, gstart = _columns(pj, tj, gt, mc)
     cap_p = np_ + mc * k
     cap_g = nw + mc * (kk + k)
     opj = np.empty(cap_p, dtype=np.int64)
