@@ -277,6 +277,21 @@ def _same_rows(x, nx, y, ny, buf1, buf2):
 
 
 @jit
+def _fill_or_tie(mid, n_mid, newp, n_p, newg, r):
+    """The ``r`` free slots of a column: the rows ``mid[:n_mid]`` become strict entries
+    (appended to ``newp[:n_p]``) if they fit, else they share the slots as a tie group
+    (``newg``). Returns ``(n_p, n_g, r)`` (``r = 0`` without a group)."""
+    if n_mid <= r:
+        for s in range(n_mid):
+            newp[n_p] = mid[s]
+            n_p += 1
+        return n_p, 0, 0
+    for s in range(n_mid):
+        newg[s] = mid[s]
+    return n_p, n_mid, r
+
+
+@jit
 def _add(cand, ce, cc, n, i, e, c):
     """Append row ``i`` (entry ``e``, cost ``c``) to the candidates unless present."""
     for s in range(n):
@@ -397,16 +412,7 @@ def correct_structure(f, h, beta, w, cp, cg, pj, pi, tj, tr, gt, gi, E, R, CR, c
                     if ce[s] > 0:
                         mid[n_still] = cand[s]
                         n_still += 1
-                r = k - n_p
-                if n_still <= r:
-                    for s in range(n_still):
-                        newp[n_p] = mid[s]
-                        n_p += 1
-                    r = 0
-                else:
-                    for s in range(n_still):
-                        newg[s] = mid[s]
-                    n_g = n_still
+                n_p, n_g, r = _fill_or_tie(mid, n_still, newp, n_p, newg, k - n_p)
                 changes += 1
         else:
             bh = beta[t] + h[j]
@@ -466,19 +472,10 @@ def correct_structure(f, h, beta, w, cp, cg, pj, pi, tj, tr, gt, gi, E, R, CR, c
                     if key[s] >= -tslack and key[s] <= v + tslack:
                         mid[n_mid] = cand[s]
                         n_mid += 1
-                r = k - n_up
                 for s in range(n_up):
                     newp[n_p] = up[s]
                     n_p += 1
-                if n_mid <= r:
-                    for s in range(n_mid):
-                        newp[n_p] = mid[s]
-                        n_p += 1
-                    r = 0
-                else:
-                    for s in range(n_mid):
-                        newg[s] = mid[s]
-                    n_g = n_mid
+                n_p, n_g, r = _fill_or_tie(mid, n_mid, newp, n_p, newg, k - n_up)
                 same = n_g > 0 and _same_rows(newp, n_p, pi[p0:p1], p1 - p0, b1, b2)
                 if same:
                     same = _same_rows(newg, n_g, gi[g0:g1], g1 - g0, b1, b2)
