@@ -84,6 +84,7 @@ def test_dual_kernel_matches_reference(rng, k):
 
 
 _NO_HINTS = np.empty((0, 1), np.int64)
+_NO_BOUNDS = np.empty(0)
 
 
 @pytest.mark.parametrize("k", [1, 2, 5, 16, 17, 40, 100])  # sorted insertion to k = 16
@@ -94,7 +95,7 @@ def test_semi_dual_kernel_matches_reference(rng, k):
     gf, tau = np.empty(n), np.empty(m)
     vals, idx, acc = np.empty((1, n)), np.empty((1, n), np.int64), np.empty((1, n))
     val = _k.semi_dual_value_grad(f, a, b, np.ascontiguousarray(cost.T), reg, min(k, n),
-                                  gf, tau, vals, idx, acc, _NO_HINTS)
+                                  gf, tau, vals, idx, acc, _NO_HINTS, _NO_BOUNDS)
     rval, rgf = ref.sparse_semi_dual_value_grad(f, a, b, cost, reg, k)
     np.testing.assert_allclose(val, rval, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(gf, rgf, rtol=1e-10, atol=1e-12)
@@ -119,16 +120,24 @@ def test_semi_dual_hints_give_the_same_evaluation(n, m, k, ties, steps, seed):
     reg = 10.0 ** r.uniform(-4, 1) / n
     f = np.round(r.standard_normal(n), 1) if ties else r.standard_normal(n) * 0.1
     hints = np.full((m, k + 1), -1, np.int64)
+    bounds = _k.new_bounds(m, n)
     scratch = [np.empty((1, n)), np.empty((1, n), np.int64), np.empty((1, n))]
     for step in [0.0] + steps:
         f = f + step * r.standard_normal(n)
         outs = []
-        for h in (_NO_HINTS, hints):
+        for h, bd in ((_NO_HINTS, _NO_BOUNDS), (hints, bounds)):
             gf, tau = np.empty(n), np.empty(m)
-            val = _k.semi_dual_value_grad(f, a, b, ct, reg, k, gf, tau, *scratch, h)
+            val = _k.semi_dual_value_grad(f, a, b, ct, reg, k, gf, tau, *scratch, h, bd)
             outs.append(np.concatenate([[val], gf, tau]))
         np.testing.assert_array_equal(outs[1], outs[0])
         assert ((hints >= -1) & (hints < n)).all()
+        # a column's bound plus the drift is at least its other rows' largest entry (to
+        # rounding: the kernel's margin is 1e-9 relative)
+        x = f[:, None] - cost
+        for j in np.flatnonzero(np.isfinite(bounds[:m])):
+            other = np.delete(x[:, j], hints[j][hints[j] >= 0])
+            top = bounds[j] + bounds[-1]
+            assert other.size == 0 or other.max() <= top + 1e-12 * (abs(top) + bounds[-1])
 
 
 def test_block_kernels_match_serial(rng):
@@ -142,7 +151,8 @@ def test_block_kernels_match_serial(rng):
         val = fn(f, g, a, b, ct, reg, k, gf, gg, np.empty((nb, n)),
                  np.empty((nb, n), np.int64), np.empty((nb, n)))
         out.append(np.concatenate([[val], gf, gg]))
-    for fn, nb in [(functools.partial(_k.semi_dual_value_grad, hints=_NO_HINTS), 1),
+    for fn, nb in [(functools.partial(_k.semi_dual_value_grad, hints=_NO_HINTS,
+                                        bounds=_NO_BOUNDS), 1),
                    (_k.semi_dual_value_grad_blocks, 3)]:
         gf, tau = np.empty(n), np.empty(m)
         val = fn(f, a, b, ct, reg, k, gf, tau, np.empty((nb, n)),
@@ -179,10 +189,30 @@ def test_buffered_selection_keeps_k_largest(n, k, seed):
     rows = np.flatnonzero((x > 0) | (r.random(n) < 0.5))
     for crow, rws, ws in ((np.zeros(n), np.empty(0, np.int64), False),
                           (np.zeros(rows.size), rows, True)):
-        cnt = _k._dual_column(x, 0.0, crow, rws, ws, min(k, n), vals, idx)
+        cnt = _k._dual_column(x, 0.0, crow, 0, crow.size, rws, ws, min(k, n), vals, idx)
         assert cnt == expect.size
         np.testing.assert_array_equal(np.sort(vals[:cnt])[::-1], expect)
         np.testing.assert_array_equal(x[idx[:cnt]], vals[:cnt])
+
+
+@settings(deadline=None, max_examples=40)
+@given(cnt=st.integers(0, 120), ties=st.booleans(), by_idx=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_sort_pairs_sorts_in_place(cnt, ties, by_idx, seed):
+    """``_sort_pairs`` (insertion up to 32 entries, an in-place heap sort above) sorts the
+    pairs together: decreasing values, or increasing rows; entries past ``cnt`` stay."""
+    r = np.random.default_rng(seed)
+    n = cnt + 3
+    vals = np.round(r.standard_normal(n), 1) if ties else r.standard_normal(n)
+    idx = r.permutation(n).astype(np.int64)
+    v0, i0 = vals.copy(), idx.copy()
+    _k._sort_pairs(vals, idx, cnt, by_idx)
+    key = i0[:cnt] if by_idx else -v0[:cnt]
+    np.testing.assert_array_equal(np.sort(key), idx[:cnt] if by_idx else -vals[:cnt])
+    # the pairs stay pairs
+    assert sorted(zip(idx[:cnt], vals[:cnt])) == sorted(zip(i0[:cnt], v0[:cnt]))
+    np.testing.assert_array_equal(vals[cnt:], v0[cnt:])
+    np.testing.assert_array_equal(idx[cnt:], i0[cnt:])
 
 
 @settings(deadline=None, max_examples=40)

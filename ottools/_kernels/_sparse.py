@@ -25,11 +25,15 @@ depends on the problem size only (:func:`column_blocks`), never on the thread co
 results are the same whatever ``numba.set_num_threads`` says and whatever other threads
 do; small problems use the serial twin and never compile the parallel one.
 
-The column helpers (``_prune`` and the column and block functions; not the quickselect
-and the sort, whose inlining doubled the compile time) are inlined into the kernels at
-Numba's IR level (``inline="always"``): called as separate functions, their code loaded
-from Numba's cache ran a 1000 x 1000 semi-dual evaluation in 0.74-0.75 ms against
-0.48 ms with every helper inlined (4 of 5 fresh processes each).
+The block helpers and ``_prune`` are inlined into the kernels at Numba's IR level
+(``inline="always"``). The column functions (``_dual_column``, ``_semi_column``), the
+quickselect, the sort and the count are compiled without Numba's runtime
+(``NO_NRT``, :mod:`._jit`) and called: they create no arrays, and without the runtime
+they no longer update the reference counts of their array arguments, atomically, on
+every call; inlined, they did too. Read by ``perf``, those updates took about 60 % of a
+200 x 200 semi-dual evaluation; without them it went from 21 us to 10-12 us. Columns
+are passed as offsets into ``cost_t`` flattened (or into the working sets), not as
+slices, for the same reason.
 
 The quasi-Newton helpers (:func:`lbfgs_direction`, :func:`bfgs_update`, :func:`sym_matvec`,
 :func:`dot`) keep the optimiser's vector
@@ -40,10 +44,10 @@ count.
 import numpy as np
 from numba import prange
 
-from ._jit import FASTMATH_SAFE, jit
+from ._jit import FASTMATH_SAFE, NO_NRT, jit
 
 
-@jit
+@jit(**NO_NRT)
 def _quickselect(vals, idx, cnt, k):
     """Reorder ``vals[:cnt]`` (and ``idx``) so that the first ``k`` are the ``k`` largest.
 
@@ -81,7 +85,7 @@ def _quickselect(vals, idx, cnt, k):
             lo = store + 1
 
 
-@jit
+@jit(**NO_NRT)
 def _sort_pairs(vals, idx, cnt, by_idx):
     """Sort ``(vals, idx)[:cnt]`` together: descending ``vals``, or ascending ``idx``
     with ``by_idx`` (canonical sparse column order). Insertion sort for short runs."""
@@ -96,24 +100,33 @@ def _sort_pairs(vals, idx, cnt, by_idx):
                 s -= 1
             vals[s + 1] = v
             idx[s + 1] = ii
-    else:
-        order = np.argsort(idx[:cnt]) if by_idx else np.argsort(-vals[:cnt])
-        v2 = vals[:cnt][order]
-        i2 = idx[:cnt][order]
-        vals[:cnt] = v2
-        idx[:cnt] = i2
+    else:  # heap sort, in place (no allocation: see NO_NRT)
+        for start in range(cnt // 2 - 1, -1, -1):
+            _sift(vals, idx, start, cnt, by_idx)
+        for end in range(cnt - 1, 0, -1):
+            vals[0], vals[end] = vals[end], vals[0]
+            idx[0], idx[end] = idx[end], idx[0]
+            _sift(vals, idx, 0, end, by_idx)
 
 
 @jit(inline="always")
-def _sort_ints(v, cnt):
-    """Sort ``v[:cnt]`` in increasing order (insertion: a few entries)."""
-    for r in range(1, cnt):
-        x = v[r]
-        s = r - 1
-        while s >= 0 and v[s] > x:
-            v[s + 1] = v[s]
-            s -= 1
-        v[s + 1] = x
+def _later(vals, idx, p, q, by_idx):
+    """Whether entry ``p`` sorts after entry ``q`` (see :func:`_sort_pairs`)."""
+    return idx[p] > idx[q] if by_idx else vals[p] < vals[q]
+
+
+@jit(inline="always")
+def _sift(vals, idx, root, end, by_idx):
+    """Sift entry ``root`` down the heap ``[0, end)`` (the entry sorting last on top)."""
+    while 2 * root + 1 < end:
+        child = 2 * root + 1
+        if child + 1 < end and _later(vals, idx, child + 1, child, by_idx):
+            child += 1
+        if not _later(vals, idx, child, root, by_idx):
+            return
+        vals[root], vals[child] = vals[child], vals[root]
+        idx[root], idx[child] = idx[child], idx[root]
+        root = child
 
 
 @jit(inline="always")
@@ -137,11 +150,13 @@ def _prune(vals, idx, cnt, k, floor):
     return k, kth
 
 
-@jit(inline="always")
-def _dual_column(f, gj, crow, rows, ws, k, vals, idx):
+@jit(**NO_NRT)
+def _dual_column(f, gj, costs, lo, hi, rows, ws, k, vals, idx):
     """Support of one dual column: ``vals[:cnt] = x`` (> 0) at rows ``idx[:cnt]``, cnt <= k.
-    ``crow`` is the column's cost, or with ``ws`` the costs of the rows ``rows`` of its
-    working set.
+    The column's costs are ``costs[lo:hi]`` (``cost_t`` flattened: all its rows), or with ``ws``
+    those of the rows ``rows[lo:hi]`` of its working set. (Offsets, not slices: a slice
+    made per column costs two atomic reference-count updates, which took most of a
+    200 x 200 evaluation's time.)
 
     Buffered selection: entries above the running threshold (0, then the k-th largest so
     far) are appended; when the buffer of ``cap`` entries is full it is cut back to the
@@ -150,9 +165,9 @@ def _dual_column(f, gj, crow, rows, ws, k, vals, idx):
     cap = min(f.shape[0], max(2 * k, k + 64))
     thr = 0.0
     cnt = 0
-    for r in range(crow.shape[0]):
-        i = rows[r] if ws else r
-        x = f[i] + gj - crow[r]
+    for r in range(hi - lo):
+        i = rows[lo + r] if ws else r
+        x = f[i] + gj - costs[lo + r]
         if x > thr:
             vals[cnt] = x
             idx[cnt] = i
@@ -184,20 +199,27 @@ def _insert_sorted(vals, idx, cnt, k, x, i):
     return cnt + 1 if cnt < k else cnt
 
 
-@jit
-def _count_above(f, crow, thr):
-    """How many ``f[r] - crow[r]`` exceed ``thr`` (vectorised)."""
-    c = 0
-    for r in range(crow.shape[0]):
-        c += f[r] - crow[r] > thr
-    return c
+@jit(**NO_NRT)
+def _count_above(f, costs, lo, thr, t1, t2):
+    """How many ``x_r = f[r] - costs[lo + r]`` exceed ``thr``, ``t1`` and ``t2``
+    (vectorised: integer counts, where a running maximum would not be without fast-math's
+    no-NaN flag)."""
+    c0 = 0
+    c1 = 0
+    c2 = 0
+    for r in range(f.shape[0]):
+        x = f[r] - costs[lo + r]
+        c0 += x > thr
+        c1 += x > t1
+        c2 += x > t2
+    return c0, c1, c2
 
 
-@jit(inline="always")
-def _semi_column(f, crow, rows, ws, z, k, vals, idx, hint):
+@jit(**NO_NRT)
+def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, drift):
     """One semi-dual column: ``vals[:cnt] = x - tau > 0`` at rows ``idx[:cnt]``; returns
     ``(cnt, tau, xt)`` with ``xt = sum_r x_r (x_r - tau)`` (for the objective).
-    ``crow``, ``rows``, ``ws`` as in :func:`_dual_column`.
+    ``costs``, ``lo``, ``hi``, ``rows``, ``ws`` as in :func:`_dual_column`.
 
     ``z = reg * b_j``: ``sum_r (x_r - tau) = z``, i.e. the column sums to ``b_j`` once
     divided by ``reg``. One pass: an entry is kept while it exceeds both the running
@@ -207,8 +229,8 @@ def _semi_column(f, crow, rows, ws, z, k, vals, idx, hint):
     insertion took 27 us against 36 us for a 200 x 200 evaluation with k = 2 (8
     candidates per column): the buffer's quickselect and sort cost more than the scan.
 
-    ``hint`` (full columns, ``k <= 16`` and ``k < n``; else empty or ignored): ``k + 1``
-    rows in increasing
+    ``hint = hints[j]`` (full columns, ``k <= 16`` and ``k < n``; else ``hints`` is empty
+    or ignored): ``k + 1`` rows in increasing
     order (``-1`` pads), those of the ``k + 1`` largest entries at an earlier point,
     which the call replaces with this point's. They bound the scan's threshold from
     below: ``max_hint x - z`` is at most the final ``max(x) - z``, and below the smallest
@@ -217,44 +239,74 @@ def _semi_column(f, crow, rows, ws, z, k, vals, idx, hint):
     iterates settle) only the hinted rows are scanned, in row order; else the whole
     column from the bound. Either way the scan keeps what a scan from ``-inf`` keeps,
     in the same order: the same result to the bit.
+
+    ``bounds[j]`` and ``drift`` (with hints; see :func:`semi_dual_value_grad`) may show
+    that no other row can exceed that bound, without the count.
     """
     insert = k <= INSERT_K
     # hints need the sorted insertion and k + 1 <= n entries; else they are ignored
-    if not (insert and k < f.shape[0]):
-        hint = hint[:0]
-    kk = k + 1 if hint.shape[0] else k  # the scan keeps k + 1 when they become the hint
+    hinted = hints.shape[0] > 0 and insert and k < f.shape[0]
+    kk = k + 1 if hinted else k  # the scan keeps k + 1 when they become the hint
     cap = min(f.shape[0], max(2 * k, k + 64))
     xmax = -np.inf
     thr = -np.inf
     cnt = 0
-    nscan = crow.shape[0]  # rows scanned: all, or only the hinted ones
+    nscan = hi - lo  # rows scanned: all, or only the hinted ones
     only_hint = False
-    if hint.shape[0] and hint[0] >= 0:
-        lo = np.inf
-        hi = -np.inf
-        nh = 0
+    nh = 0
+    fresh = np.inf  # the column's bound after this call (see below)
+    if hinted and hints[j, 0] >= 0:
+        xlo = np.inf
+        xhi = -np.inf
         for r in range(kk):
-            i = hint[r]
+            i = hints[j, r]
             if i < 0:
                 break
-            x = f[i] - crow[i]
-            lo = min(lo, x)
-            hi = max(hi, x)
+            x = f[i] - costs[lo + i]
+            xlo = min(xlo, x)
+            xhi = max(xhi, x)
             nh += 1
-        thr = hi - z
-        if nh == kk:
-            thr = max(thr, np.nextafter(lo, -np.inf))
-        above = _count_above(f, crow, thr)
-        for r in range(nh):
-            i = hint[r]
-            above -= f[i] - crow[i] > thr
-        if above == 0:  # no other row is a candidate
+        thr = xhi - z
+        if nh == kk:  # just below xlo (a double or more; libm's nextafter costs more)
+            below = xlo - (abs(xlo) * 2.3e-16 + 5e-324)
+            if not below < xlo:  # inf, nan
+                below = np.nextafter(xlo, -np.inf)
+            thr = max(thr, below)
+        # the other rows lie at most at bounds[j] + drift (inf: unknown); with a margin
+        # far above the rounding of the sums that give it
+        other = bounds[j] + drift
+        if other + 1e-9 * (abs(other) + abs(thr) + drift) < thr:
             only_hint = True
             nscan = nh
+            fresh = bounds[j]
+        else:
+            # and how far below the bound they lie: at least the column's gap, or
+            # four times that (the gap grows, stays, or shrinks fourfold)
+            m = hints.shape[0]
+            gap = bounds[m + j] if bounds[m + j] > 0.0 else z
+            t1 = thr - gap
+            t4 = thr - 4.0 * gap
+            above, near, far = _count_above(f, costs, lo, thr, t1, t4)
+            for r in range(nh):
+                i = hints[j, r]
+                x = f[i] - costs[lo + i]
+                above -= x > thr
+                near -= x > t1
+                far -= x > t4
+            if above == 0:  # no other row is a candidate
+                only_hint = True
+                nscan = nh
+                if far == 0:
+                    fresh = t4 - drift
+                    bounds[m + j] = 4.0 * gap
+                elif near == 0:
+                    fresh = t1 - drift
+                else:
+                    bounds[m + j] = 0.25 * gap
     if only_hint:  # the scan below on the hinted rows (hints imply k <= 16: insertion)
         for r in range(nscan):
-            i = hint[r]
-            x = f[i] - crow[i]
+            i = hints[j, r]
+            x = f[i] - costs[lo + i]
             if x > thr:
                 if x > xmax:
                     xmax = x
@@ -265,8 +317,8 @@ def _semi_column(f, crow, rows, ws, z, k, vals, idx, hint):
                     thr = vals[kk - 1]
     else:  # (one loop with the row source inside it ran the full scan 40 % slower)
         for r in range(nscan):
-            i = rows[r] if ws else r
-            x = f[i] - crow[r]
+            i = rows[lo + r] if ws else r
+            x = f[i] - costs[lo + r]
             if x > thr:
                 if x > xmax:
                     xmax = x
@@ -283,10 +335,18 @@ def _semi_column(f, crow, rows, ws, z, k, vals, idx, hint):
                     if cnt == cap:
                         cnt, kth = _prune(vals, idx, cnt, k, xmax - z)
                         thr = max(kth, xmax - z)
-    if hint.shape[0]:
+    if hinted:
+        # the bound stays (or becomes) valid while the hinted rows stay the same
+        bounds[j] = fresh if only_hint and cnt == nh else np.inf
         for r in range(kk):
-            hint[r] = idx[r] if r < cnt else -1
-        _sort_ints(hint, cnt)
+            hints[j, r] = idx[r] if r < cnt else -1
+        for r in range(1, cnt):  # in increasing order (insertion: a few entries)
+            i = hints[j, r]
+            s = r - 1
+            while s >= 0 and hints[j, s] > i:
+                hints[j, s + 1] = hints[j, s]
+                s -= 1
+            hints[j, s + 1] = i
         cnt = min(cnt, k)
     floor = xmax - z
     if insert:  # entries kept before the maximum rose may have fallen below the floor
@@ -295,9 +355,9 @@ def _semi_column(f, crow, rows, ws, z, k, vals, idx, hint):
     else:
         cnt, kth = _prune(vals, idx, cnt, k, floor)
     if cnt == 0:  # z underflows against xmax: all mass on the argmax
-        for r in range(crow.shape[0]):
-            i = rows[r] if ws else r
-            if f[i] - crow[r] == xmax:
+        for r in range(hi - lo):
+            i = rows[lo + r] if ws else r
+            if f[i] - costs[lo + r] == xmax:
                 vals[0] = xmax
                 idx[0] = i
                 cnt = 1
@@ -395,16 +455,17 @@ def _dual_cols(f, g, cost_t, ws, reg, k, rowsum, grad_g, b, vals, idx, j0, j1):
     the full columns of ``cost_t``, or with ``ws = (ptr, rows, costs)`` non-empty the
     working sets (:func:`working_set`)."""
     ptr, rows, costs = ws
+    flat = cost_t.reshape(-1)
+    n = cost_t.shape[1]
     inv = 1.0 / reg
     gb = 0.0
     sq_all = 0.0
     for j in range(j0, j1):
         gb += g[j] * b[j]
         if ptr.shape[0]:
-            lo, hi = ptr[j], ptr[j + 1]
-            cnt = _dual_column(f, g[j], costs[lo:hi], rows[lo:hi], True, k, vals, idx)
+            cnt = _dual_column(f, g[j], costs, ptr[j], ptr[j + 1], rows, True, k, vals, idx)
         else:
-            cnt = _dual_column(f, g[j], cost_t[j], rows, False, k, vals, idx)
+            cnt = _dual_column(f, g[j], flat, j * n, j * n + n, rows, False, k, vals, idx)
         s = 0.0
         sq = 0.0
         for r in range(cnt):
@@ -418,23 +479,25 @@ def _dual_cols(f, g, cost_t, ws, reg, k, rowsum, grad_g, b, vals, idx, j0, j1):
 
 
 @jit(inline="always")
-def _semi_cols(f, b, cost_t, ws, reg, k, rowsum, tau, vals, idx, j0, j1, hints):
+def _semi_cols(f, b, cost_t, ws, reg, k, rowsum, tau, vals, idx, j0, j1, hints, bounds,
+               drift):
     """Columns ``j0:j1`` of the semi-dual: adds the row sums of ``T`` into ``rowsum``,
     writes ``tau``; returns the columns' part of the objective. ``ws`` as in
     :func:`_dual_cols`; ``hints``: a hint per column (:func:`_semi_column`), or none
-    (shape (0, 1)), unused on working sets."""
+    (shape (0, 1)), unused on working sets; with them ``bounds`` and ``drift`` as in
+    :func:`semi_dual_value_grad`."""
     ptr, rows, costs = ws
-    nohint = hints.ravel()[:0]
+    flat = cost_t.reshape(-1)
+    n = cost_t.shape[1]
     inv = 1.0 / reg
     obj = 0.0
     for j in range(j0, j1):
         if ptr.shape[0]:
-            lo, hi = ptr[j], ptr[j + 1]
-            cnt, tj, xt = _semi_column(f, costs[lo:hi], rows[lo:hi], True, reg * b[j], k,
-                                       vals, idx, nohint)
+            cnt, tj, xt = _semi_column(f, costs, ptr[j], ptr[j + 1], rows, True, reg * b[j],
+                                       k, vals, idx, hints[:0], j, bounds, 0.0)
         else:
-            cnt, tj, xt = _semi_column(f, cost_t[j], rows, False, reg * b[j], k, vals, idx,
-                                       hints[j] if hints.shape[0] else nohint)
+            cnt, tj, xt = _semi_column(f, flat, j * n, j * n + n, rows, False, reg * b[j], k,
+                                       vals, idx, hints, j, bounds, drift)
         tau[j] = tj
         sq = 0.0
         for r in range(cnt):
@@ -515,18 +578,68 @@ def dual_value_grad_blocks_serial(f, g, a, b, cost_t, reg, k, grad_f, grad_g, va
     return _rows_finish(f, a, acc, nc, grad_f) + gb - 0.5 * sq / reg
 
 
+def new_bounds(m, n):
+    """The bounds of :func:`semi_dual_value_grad` before the first evaluation: none known
+    (``inf``), gaps not set (0: ``reg b_j`` at first), no last point (``nan``), no
+    drift."""
+    bounds = np.full(2 * m + n + 1, np.inf)
+    bounds[m:2 * m] = 0.0
+    bounds[2 * m:2 * m + n] = np.nan
+    bounds[2 * m + n] = 0.0
+    return bounds
+
+
+@jit(inline="always")
+def _drift(f, bounds, m):
+    """Add ``max(0, max_i (f_i - last_i))`` to the drift ``bounds[2m + n]`` and make ``f``
+    the last point (``last = bounds[2m:2m + n]``); returns the drift. After a non-finite move (or the first call, where
+    the last point is ``nan``) every column's bound is dropped (``inf``) instead."""
+    n = f.shape[0]
+    last = bounds[2 * m:2 * m + n]
+    rise = 0.0
+    ok = True
+    for i in range(n):
+        e = f[i] - last[i]
+        if e > rise:
+            rise = e
+        elif not e <= rise:  # nan
+            ok = False
+        last[i] = f[i]
+    if ok and rise < np.inf:
+        bounds[2 * m + n] += rise
+    else:
+        bounds[:m] = np.inf
+    return bounds[2 * m + n]
+
+
 @jit
-def semi_dual_value_grad(f, a, b, cost_t, reg, k, grad_f, tau, vals, idx, acc, hints):
+def semi_dual_value_grad(f, a, b, cost_t, reg, k, grad_f, tau, vals, idx, acc, hints,
+                         bounds):
     """Semi-dual objective ``<f,a> - sum_j b_j max_{y in D_k} (<y, x_j> - reg b_j |y|^2 / 2)``
     with ``x_j = f - c_j``, and its gradient ``a - T 1`` (in place; serial twin).
     ``tau[j]`` receives the column thresholds (``g = -tau`` gives the plan in dual form).
     Returns the value. Scratch of shape (1, n) as in :func:`dual_value_grad`. ``hints``
     (m, k + 1) for ``k <= 16`` and ``k < n`` (:func:`_semi_column`; ``-1`` at first), else
     shape (0, 1): the same result, faster when they are those of a nearby point.
+
+    ``bounds`` (with hints: length ``2 m + n + 1``, from :func:`new_bounds`; else unused)
+    lets most columns skip the count of the rows outside their hint. ``bounds[2m + n]`` is
+    the drift ``D``: the sum, over the evaluations, of ``max_i (f_i - f_prev,i)`` (and
+    ``bounds[2m:2m + n]`` the last ``f``), which bounds how much any entry ``x_ij`` rose
+    since an earlier evaluation. ``bounds[j]`` is ``t - D_then``, where every row outside
+    the hint lay at most at ``t`` when the column was last counted, ``inf`` when unknown
+    or when the hinted rows changed since. While ``bounds[j] + D`` (with a margin of
+    1e-9 relative) is below the column's threshold no other row can be a candidate, and
+    the count is skipped. ``bounds[m + j]`` is the column's gap: the count also counts the
+    rows above ``thr - gap`` and ``thr - 4 gap``, and ``t`` is the lower of the two that
+    no other row exceeds (the gap grows fourfold, stays, or shrinks fourfold when
+    neither). On the hard grid problem (200 x 200, gamma = 1, k = 2) 75 % of the column
+    evaluations skip their count.
     """
     acc[0, :] = 0.0
+    drift = _drift(f, bounds, b.shape[0]) if hints.shape[0] else 0.0
     obj = _semi_cols(f, b, cost_t, _no_ws(), reg, k, acc[0], tau, vals[0], idx[0], 0,
-                     b.shape[0], hints)
+                     b.shape[0], hints, bounds, drift)
     return _rows_finish(f, a, acc, 1, grad_f) + obj
 
 
@@ -539,7 +652,8 @@ def semi_dual_value_grad_blocks(f, a, b, cost_t, reg, k, grad_f, tau, vals, idx,
     for c in prange(nc):
         acc[c, :] = 0.0
         S[c] = _semi_cols(f, b, cost_t, _no_ws(), reg, k, acc[c], tau, vals[c], idx[c],
-                          c * m // nc, (c + 1) * m // nc, np.empty((0, 1), np.int64))
+                          c * m // nc, (c + 1) * m // nc, np.empty((0, 1), np.int64),
+                          np.empty(0), 0.0)
     obj = 0.0
     for c in range(nc):
         obj += S[c]
@@ -558,7 +672,8 @@ def semi_dual_value_grad_blocks_serial(f, a, b, cost_t, reg, k, grad_f, tau, val
     for c in range(nc):
         acc[c, :] = 0.0
         obj += _semi_cols(f, b, cost_t, ws, reg, k, acc[c], tau, vals[c], idx[c],
-                          c * m // nc, (c + 1) * m // nc, np.empty((0, 1), np.int64))
+                          c * m // nc, (c + 1) * m // nc, np.empty((0, 1), np.int64),
+                          np.empty(0), 0.0)
     return _rows_finish(f, a, acc, nc, grad_f) + obj
 
 
@@ -630,13 +745,16 @@ def plan_columns(f, g, cost_t, reg, k, semi, b, vals, idx):
     n = cost_t.shape[1]
     inv = 1.0 / reg
     none = np.empty(0, dtype=np.int64)
+    nohints = np.empty((0, 1), dtype=np.int64)
+    nobound = np.empty(0)
+    flat = cost_t.reshape(-1)
     counts = np.zeros(m, dtype=np.int64)
     for j in range(m):
         if semi:
-            cnt, tj, xt = _semi_column(f, cost_t[j], none, False, reg * b[j], k, vals, idx,
-                                       none)
+            cnt, tj, xt = _semi_column(f, flat, j * n, j * n + n, none, False, reg * b[j], k,
+                                       vals, idx, nohints, j, nobound, 0.0)
         else:
-            cnt = _dual_column(f, g[j], cost_t[j], none, False, k, vals, idx)
+            cnt = _dual_column(f, g[j], flat, j * n, j * n + n, none, False, k, vals, idx)
         counts[j] = cnt
     indptr = np.zeros(m + 1, dtype=np.int64)
     for j in range(m):
@@ -650,10 +768,10 @@ def plan_columns(f, g, cost_t, reg, k, semi, b, vals, idx):
     sq = 0.0
     for j in range(m):
         if semi:
-            cnt, tj, xt = _semi_column(f, cost_t[j], none, False, reg * b[j], k, vals, idx,
-                                       none)
+            cnt, tj, xt = _semi_column(f, flat, j * n, j * n + n, none, False, reg * b[j], k,
+                                       vals, idx, nohints, j, nobound, 0.0)
         else:
-            cnt = _dual_column(f, g[j], cost_t[j], none, False, k, vals, idx)
+            cnt = _dual_column(f, g[j], flat, j * n, j * n + n, none, False, k, vals, idx)
         _sort_pairs(vals, idx, cnt, True)
         p = indptr[j]
         crow = cost_t[j]
@@ -672,7 +790,7 @@ def plan_columns(f, g, cost_t, reg, k, semi, b, vals, idx):
     return indptr, indices, data, row_sums, col_sums, lin, sq
 
 
-@jit
+@jit(**NO_NRT)
 def column_tops(f, g, cost_t, kk, top_vals, top_rows, vals, idx):
     """The ``kk`` largest entries of ``x_j = f + g_j - c_j`` of every column, in
     decreasing order: ``top_vals[j]``, ``top_rows[j]`` (shape (m, kk)). Kept sorted while

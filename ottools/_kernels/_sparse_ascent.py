@@ -123,12 +123,12 @@ def first_trial(from_h, t, t0):
 def evaluate(x, prob, scratch, grad):
     """Objective at ``x`` (serial kernels, full columns), its gradient into ``grad``.
     ``prob = (semi, nr, a, b, cost_t, reg, k)``, ``scratch = (gf, gg, tau, vals, idx,
-    acc, hints)`` as in :class:`ottools._sparse_ot._objective.SparseDual`."""
+    acc, hints, bounds)`` as in :class:`ottools._sparse_ot._objective.SparseDual`."""
     semi, nr, a, b, cost_t, reg, k = prob
-    gf, gg, tau, vals, idx, acc, hints = scratch
+    gf, gg, tau, vals, idx, acc, hints, bounds = scratch
     if semi:
         return semi_dual_value_grad(x, a, b, cost_t, reg, k, grad, tau, vals, idx, acc,
-                                    hints)
+                                    hints, bounds)
     val = dual_value_grad(x[:nr], x[nr:], a, b, cost_t, reg, k, gf, gg, vals, idx, acc)
     grad[:nr] = gf
     grad[nr:] = gg

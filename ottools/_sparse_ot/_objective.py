@@ -180,10 +180,13 @@ class SparseDual:
         hinted = semi and nb == 1 and self.k <= _sparse.INSERT_K and self.k < sp.nr
         self._hints = (np.full((sp.mc, self.k + 1), -1, dtype=np.int64) if hinted
                        else np.empty((0, 1), dtype=np.int64))
+        # with them, bounds that let most columns skip the count of their other rows
+        self._bounds = _sparse.new_bounds(sp.mc, sp.nr) if hinted else np.empty(0)
         if nb == 1:
             self._fn = getattr(_sparse, name)
             if semi:
-                self._fn = functools.partial(self._fn, hints=self._hints)
+                self._fn = functools.partial(self._fn, hints=self._hints,
+                                             bounds=self._bounds)
         elif parallel_ok():
             self._fn = getattr(_sparse, name + "_blocks")
         else:
@@ -204,7 +207,7 @@ class SparseDual:
         self.compiled = nb == 1 and self._ws is None
         self.prob = (semi, sp.nr, sp.ac, sp.bc, sp.cost_t, sp.reg, self.k)
         self.scratch = (self._gf, self._gg, self._tau, self._vals, self._idx, self._acc,
-                        self._hints)
+                        self._hints, self._bounds)
 
     # ---------------------------------------------------------------- evaluation
     def value_grad(self, x):
