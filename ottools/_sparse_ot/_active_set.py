@@ -220,7 +220,10 @@ def finish(obj, x, v, tol, delta):
         st_new, changes = correct(obj, st, sol)
         if changes == 0:
             stationarity = residual(obj, st, sol)
-            floor = obj.value_floor(v, xn)
+            # the proximal terms move the solve's point off the maximum by a relative
+            # order of _MU: its value may lie that much below v (on the guide's
+            # routing example, 1e-12 relative: 34 times the rounding floor)
+            floor = obj.value_floor(v, xn) + _MU * abs(v)
             if stationarity <= tol and vn >= v - floor:
                 return xn, vn, gn, True, stationarity, solves
             break
