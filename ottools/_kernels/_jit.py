@@ -33,10 +33,10 @@ FASTMATH_SAFE = {"nsz", "arcp", "contract", "reassoc"}
 # without Numba's runtime (NRT) they do not update the arrays' reference counts. With it,
 # a helper increments the count of each array argument on entry and decrements it on
 # exit, atomically (about 20 cycles each), wherever LLVM cannot prove the pair redundant;
-# inlining does not help (the inlined arguments are new references too). In the
-# semi-dual's column helper (seven array arguments) those updates took about 60 % of a
-# 200 x 200 evaluation (perf). Such a helper cannot create arrays (np.empty, slices that
-# outlive it, argsort).
+# inlining into a function with the runtime does not help (the inlined arguments are new
+# references too), inlining into one without it does. In the semi-dual's column helper
+# (seven array arguments) those updates took about 60 % of a 200 x 200 evaluation (perf).
+# Such a function cannot create arrays (np.empty, slices that outlive it, argsort).
 NO_NRT = {"_nrt": False}
 
 

@@ -25,15 +25,17 @@ depends on the problem size only (:func:`column_blocks`), never on the thread co
 results are the same whatever ``numba.set_num_threads`` says and whatever other threads
 do; small problems use the serial twin and never compile the parallel one.
 
-The block helpers and ``_prune`` are inlined into the kernels at Numba's IR level
-(``inline="always"``). The column functions (``_dual_column``, ``_semi_column``), the
-quickselect, the sort and the count are compiled without Numba's runtime
-(``NO_NRT``, :mod:`._jit`) and called: they create no arrays, and without the runtime
-they no longer update the reference counts of their array arguments, atomically, on
-every call; inlined, they did too. Read by ``perf``, those updates took about 60 % of a
-200 x 200 semi-dual evaluation; without them it went from 21 us to 10-12 us. Columns
-are passed as offsets into ``cost_t`` flattened (or into the working sets), not as
-slices, for the same reason.
+The loops over columns (``_dual_cols``, ``_semi_cols``), the quickselect, the sort,
+the count and ``column_tops`` are compiled without Numba's runtime (``NO_NRT``,
+:mod:`._jit`); they create no arrays. With the runtime, every call of a helper, inlined
+or not, incremented and decremented the reference counts of its array arguments with
+atomic instructions: read by ``perf``, about 60 % of a 200 x 200 semi-dual evaluation.
+The column functions (``_dual_column``, ``_semi_column``) and ``_prune`` are inlined
+into those loops at Numba's IR level (``inline="always"``), so a column costs no call
+either: the evaluation at the hard grid problem's maximum went from 21 us to 10-12 us
+with the runtime off in called column functions, and to 8-12 us with them inlined into
+a loop without it. Columns are passed as offsets into ``cost_t`` flattened (or into the
+working sets), not as slices, for the same reason.
 
 The quasi-Newton helpers (:func:`lbfgs_direction`, :func:`bfgs_update`, :func:`sym_matvec`,
 :func:`dot`) keep the optimiser's vector
@@ -150,7 +152,7 @@ def _prune(vals, idx, cnt, k, floor):
     return k, kth
 
 
-@jit(**NO_NRT)
+@jit(inline="always")
 def _dual_column(f, gj, costs, lo, hi, rows, ws, k, vals, idx):
     """Support of one dual column: ``vals[:cnt] = x`` (> 0) at rows ``idx[:cnt]``, cnt <= k.
     The column's costs are ``costs[lo:hi]`` (``cost_t`` flattened: all its rows), or with ``ws``
@@ -215,7 +217,7 @@ def _count_above(f, costs, lo, thr, t1, t2):
     return c0, c1, c2
 
 
-@jit(**NO_NRT)
+@jit(inline="always")
 def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, drift):
     """One semi-dual column: ``vals[:cnt] = x - tau > 0`` at rows ``idx[:cnt]``; returns
     ``(cnt, tau, xt)`` with ``xt = sum_r x_r (x_r - tau)`` (for the objective).
@@ -448,7 +450,7 @@ def column_blocks(m, n):
     return max(1, min(_MAX_BLOCKS, m // _BLOCK_COLUMNS))
 
 
-@jit(inline="always")
+@jit(**NO_NRT)
 def _dual_cols(f, g, cost_t, ws, reg, k, rowsum, grad_g, b, vals, idx, j0, j1):
     """Columns ``j0:j1`` of the dual: adds the row sums of ``T`` into ``rowsum``, writes
     ``grad_g``; returns ``(sum_j g_j b_j, sum_j |x_j|^2)`` over the kept entries. Reads
@@ -478,7 +480,7 @@ def _dual_cols(f, g, cost_t, ws, reg, k, rowsum, grad_g, b, vals, idx, j0, j1):
     return gb, sq_all
 
 
-@jit(inline="always")
+@jit(**NO_NRT)
 def _semi_cols(f, b, cost_t, ws, reg, k, rowsum, tau, vals, idx, j0, j1, hints, bounds,
                drift):
     """Columns ``j0:j1`` of the semi-dual: adds the row sums of ``T`` into ``rowsum``,
