@@ -156,9 +156,10 @@ def _prune(vals, idx, cnt, k, floor):
 def _dual_column(f, gj, costs, lo, hi, rows, ws, k, vals, idx):
     """Support of one dual column: ``vals[:cnt] = x`` (> 0) at rows ``idx[:cnt]``, cnt <= k.
     The column's costs are ``costs[lo:hi]`` (``cost_t`` flattened: all its rows), or with ``ws``
-    those of the rows ``rows[lo:hi]`` of its working set. (Offsets, not slices: a slice
-    made per column costs two atomic reference-count updates, which took most of a
-    200 x 200 evaluation's time.)
+    those of the rows ``rows[lo:hi]`` of its working set. (Offsets, not slices, cross the
+    call: in a function with Numba's runtime, a slice made per column costs two atomic
+    reference-count updates. Inside, in the loops compiled without it, the column is
+    sliced again: indexed from 0, its loops vectorise.)
 
     Buffered selection: entries above the running threshold (0, then the k-th largest so
     far) are appended; when the buffer of ``cap`` entries is full it is cut back to the
@@ -167,9 +168,11 @@ def _dual_column(f, gj, costs, lo, hi, rows, ws, k, vals, idx):
     cap = min(f.shape[0], max(2 * k, k + 64))
     thr = 0.0
     cnt = 0
+    col = costs[lo:hi]  # indexed from 0: no wraparound test per entry (see _count_above)
+    rws = rows[lo:hi] if ws else rows[:0]
     for r in range(hi - lo):
-        i = rows[lo + r] if ws else r
-        x = f[i] + gj - costs[lo + r]
+        i = rws[r] if ws else r
+        x = f[i] + gj - col[r]
         if x > thr:
             vals[cnt] = x
             idx[cnt] = i
@@ -205,12 +208,14 @@ def _insert_sorted(vals, idx, cnt, k, x, i):
 def _count_above(f, costs, lo, thr, t1, t2):
     """How many ``x_r = f[r] - costs[lo + r]`` exceed ``thr``, ``t1`` and ``t2``
     (vectorised: integer counts, where a running maximum would not be without fast-math's
-    no-NaN flag)."""
+    no-NaN flag). The column is a slice indexed from 0: indexed as ``costs[lo + r]`` the
+    loop was not vectorised (Numba's test for negative indices), 5x slower."""
     c0 = 0
     c1 = 0
     c2 = 0
+    col = costs[lo:lo + f.shape[0]]
     for r in range(f.shape[0]):
-        x = f[r] - costs[lo + r]
+        x = f[r] - col[r]
         c0 += x > thr
         c1 += x > t1
         c2 += x > t2
@@ -253,6 +258,8 @@ def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, 
     xmax = -np.inf
     thr = -np.inf
     cnt = 0
+    col = costs[lo:hi]  # indexed from 0 (see _count_above)
+    rws = rows[lo:hi] if ws else rows[:0]
     nscan = hi - lo  # rows scanned: all, or only the hinted ones
     only_hint = False
     nh = 0
@@ -264,7 +271,7 @@ def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, 
             i = hints[j, r]
             if i < 0:
                 break
-            x = f[i] - costs[lo + i]
+            x = f[i] - col[i]
             xlo = min(xlo, x)
             xhi = max(xhi, x)
             nh += 1
@@ -291,7 +298,7 @@ def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, 
             above, near, far = _count_above(f, costs, lo, thr, t1, t4)
             for r in range(nh):
                 i = hints[j, r]
-                x = f[i] - costs[lo + i]
+                x = f[i] - col[i]
                 above -= x > thr
                 near -= x > t1
                 far -= x > t4
@@ -308,7 +315,7 @@ def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, 
     if only_hint:  # the scan below on the hinted rows (hints imply k <= 16: insertion)
         for r in range(nscan):
             i = hints[j, r]
-            x = f[i] - costs[lo + i]
+            x = f[i] - col[i]
             if x > thr:
                 if x > xmax:
                     xmax = x
@@ -319,8 +326,8 @@ def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, 
                     thr = vals[kk - 1]
     else:  # (one loop with the row source inside it ran the full scan 40 % slower)
         for r in range(nscan):
-            i = rows[lo + r] if ws else r
-            x = f[i] - costs[lo + r]
+            i = rws[r] if ws else r
+            x = f[i] - col[r]
             if x > thr:
                 if x > xmax:
                     xmax = x
@@ -358,8 +365,8 @@ def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, 
         cnt, kth = _prune(vals, idx, cnt, k, floor)
     if cnt == 0:  # z underflows against xmax: all mass on the argmax
         for r in range(hi - lo):
-            i = rows[lo + r] if ws else r
-            if f[i] - costs[lo + r] == xmax:
+            i = rws[r] if ws else r
+            if f[i] - col[r] == xmax:
                 vals[0] = xmax
                 idx[0] = i
                 cnt = 1
