@@ -189,7 +189,7 @@ def test_buffered_selection_keeps_k_largest(n, k, seed):
     rows = np.flatnonzero((x > 0) | (r.random(n) < 0.5))
     for crow, rws, ws in ((np.zeros(n), np.empty(0, np.int64), False),
                           (np.zeros(rows.size), rows, True)):
-        cnt = _k._dual_column(x, 0.0, crow, 0, crow.size, rws, ws, min(k, n), vals, idx)
+        cnt = _k._dual_column(x, 0.0, crow, rws, ws, min(k, n), vals, idx)
         assert cnt == expect.size
         np.testing.assert_array_equal(np.sort(vals[:cnt])[::-1], expect)
         np.testing.assert_array_equal(x[idx[:cnt]], vals[:cnt])

@@ -32,10 +32,10 @@ or not, incremented and decremented the reference counts of its array arguments 
 atomic instructions: read by ``perf``, about 60 % of a 200 x 200 semi-dual evaluation.
 The column functions (``_dual_column``, ``_semi_column``) and ``_prune`` are inlined
 into those loops at Numba's IR level (``inline="always"``), so a column costs no call
-either: the evaluation at the hard grid problem's maximum went from 21 us to 10-12 us
-with the runtime off in called column functions, and to 8-12 us with them inlined into
-a loop without it. Columns are passed as offsets into ``cost_t`` flattened (or into the
-working sets), not as slices, for the same reason.
+either: the evaluation at the hard grid problem's maximum went from 21 us to 7 us. In
+those loops a column is a slice (``cost_t[j]``, free without the runtime) indexed from
+0: indexed as ``flat[lo + r]``, Numba's test for negative indices kept the count
+scalar.
 
 The quasi-Newton helpers (:func:`lbfgs_direction`, :func:`bfgs_update`, :func:`sym_matvec`,
 :func:`dot`) keep the optimiser's vector
@@ -153,13 +153,10 @@ def _prune(vals, idx, cnt, k, floor):
 
 
 @jit(inline="always")
-def _dual_column(f, gj, costs, lo, hi, rows, ws, k, vals, idx):
+def _dual_column(f, gj, crow, rows, ws, k, vals, idx):
     """Support of one dual column: ``vals[:cnt] = x`` (> 0) at rows ``idx[:cnt]``, cnt <= k.
-    The column's costs are ``costs[lo:hi]`` (``cost_t`` flattened: all its rows), or with ``ws``
-    those of the rows ``rows[lo:hi]`` of its working set. (Offsets, not slices, cross the
-    call: in a function with Numba's runtime, a slice made per column costs two atomic
-    reference-count updates. Inside, in the loops compiled without it, the column is
-    sliced again: indexed from 0, its loops vectorise.)
+    ``crow`` is the column's cost, or with ``ws`` the costs of the rows ``rows`` of its
+    working set.
 
     Buffered selection: entries above the running threshold (0, then the k-th largest so
     far) are appended; when the buffer of ``cap`` entries is full it is cut back to the
@@ -168,11 +165,9 @@ def _dual_column(f, gj, costs, lo, hi, rows, ws, k, vals, idx):
     cap = min(f.shape[0], max(2 * k, k + 64))
     thr = 0.0
     cnt = 0
-    col = costs[lo:hi]  # indexed from 0: no wraparound test per entry (see _count_above)
-    rws = rows[lo:hi] if ws else rows[:0]
-    for r in range(hi - lo):
-        i = rws[r] if ws else r
-        x = f[i] + gj - col[r]
+    for r in range(crow.shape[0]):
+        i = rows[r] if ws else r
+        x = f[i] + gj - crow[r]
         if x > thr:
             vals[cnt] = x
             idx[cnt] = i
@@ -205,17 +200,16 @@ def _insert_sorted(vals, idx, cnt, k, x, i):
 
 
 @jit(**NO_NRT)
-def _count_above(f, costs, lo, thr, t1, t2):
-    """How many ``x_r = f[r] - costs[lo + r]`` exceed ``thr``, ``t1`` and ``t2``
-    (vectorised: integer counts, where a running maximum would not be without fast-math's
-    no-NaN flag). The column is a slice indexed from 0: indexed as ``costs[lo + r]`` the
-    loop was not vectorised (Numba's test for negative indices), 5x slower."""
+def _count_above(f, crow, thr, t1, t2):
+    """How many ``x_r = f[r] - crow[r]`` exceed ``thr``, ``t1`` and ``t2`` (vectorised:
+    integer counts, where a running maximum would not be without fast-math's no-NaN flag;
+    a loop indexed as ``flat[lo + r]`` was not, Numba's test for negative indices kept it
+    scalar, 5x slower)."""
     c0 = 0
     c1 = 0
     c2 = 0
-    col = costs[lo:lo + f.shape[0]]
-    for r in range(f.shape[0]):
-        x = f[r] - col[r]
+    for r in range(crow.shape[0]):
+        x = f[r] - crow[r]
         c0 += x > thr
         c1 += x > t1
         c2 += x > t2
@@ -223,10 +217,10 @@ def _count_above(f, costs, lo, thr, t1, t2):
 
 
 @jit(inline="always")
-def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, drift):
+def _semi_column(f, crow, rows, ws, z, k, vals, idx, hints, j, bounds, drift):
     """One semi-dual column: ``vals[:cnt] = x - tau > 0`` at rows ``idx[:cnt]``; returns
     ``(cnt, tau, xt)`` with ``xt = sum_r x_r (x_r - tau)`` (for the objective).
-    ``costs``, ``lo``, ``hi``, ``rows``, ``ws`` as in :func:`_dual_column`.
+    ``crow``, ``rows``, ``ws`` as in :func:`_dual_column`.
 
     ``z = reg * b_j``: ``sum_r (x_r - tau) = z``, i.e. the column sums to ``b_j`` once
     divided by ``reg``. One pass: an entry is kept while it exceeds both the running
@@ -258,9 +252,7 @@ def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, 
     xmax = -np.inf
     thr = -np.inf
     cnt = 0
-    col = costs[lo:hi]  # indexed from 0 (see _count_above)
-    rws = rows[lo:hi] if ws else rows[:0]
-    nscan = hi - lo  # rows scanned: all, or only the hinted ones
+    nscan = crow.shape[0]  # rows scanned: all, or only the hinted ones
     only_hint = False
     nh = 0
     fresh = np.inf  # the column's bound after this call (see below)
@@ -271,7 +263,7 @@ def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, 
             i = hints[j, r]
             if i < 0:
                 break
-            x = f[i] - col[i]
+            x = f[i] - crow[i]
             xlo = min(xlo, x)
             xhi = max(xhi, x)
             nh += 1
@@ -295,10 +287,10 @@ def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, 
             gap = bounds[m + j] if bounds[m + j] > 0.0 else z
             t1 = thr - gap
             t4 = thr - 4.0 * gap
-            above, near, far = _count_above(f, costs, lo, thr, t1, t4)
+            above, near, far = _count_above(f, crow, thr, t1, t4)
             for r in range(nh):
                 i = hints[j, r]
-                x = f[i] - col[i]
+                x = f[i] - crow[i]
                 above -= x > thr
                 near -= x > t1
                 far -= x > t4
@@ -315,7 +307,7 @@ def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, 
     if only_hint:  # the scan below on the hinted rows (hints imply k <= 16: insertion)
         for r in range(nscan):
             i = hints[j, r]
-            x = f[i] - col[i]
+            x = f[i] - crow[i]
             if x > thr:
                 if x > xmax:
                     xmax = x
@@ -326,8 +318,8 @@ def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, 
                     thr = vals[kk - 1]
     else:  # (one loop with the row source inside it ran the full scan 40 % slower)
         for r in range(nscan):
-            i = rws[r] if ws else r
-            x = f[i] - col[r]
+            i = rows[r] if ws else r
+            x = f[i] - crow[r]
             if x > thr:
                 if x > xmax:
                     xmax = x
@@ -364,9 +356,9 @@ def _semi_column(f, costs, lo, hi, rows, ws, z, k, vals, idx, hints, j, bounds, 
     else:
         cnt, kth = _prune(vals, idx, cnt, k, floor)
     if cnt == 0:  # z underflows against xmax: all mass on the argmax
-        for r in range(hi - lo):
-            i = rws[r] if ws else r
-            if f[i] - col[r] == xmax:
+        for r in range(crow.shape[0]):
+            i = rows[r] if ws else r
+            if f[i] - crow[r] == xmax:
                 vals[0] = xmax
                 idx[0] = i
                 cnt = 1
@@ -464,17 +456,16 @@ def _dual_cols(f, g, cost_t, ws, reg, k, rowsum, grad_g, b, vals, idx, j0, j1):
     the full columns of ``cost_t``, or with ``ws = (ptr, rows, costs)`` non-empty the
     working sets (:func:`working_set`)."""
     ptr, rows, costs = ws
-    flat = cost_t.reshape(-1)
-    n = cost_t.shape[1]
     inv = 1.0 / reg
     gb = 0.0
     sq_all = 0.0
     for j in range(j0, j1):
         gb += g[j] * b[j]
         if ptr.shape[0]:
-            cnt = _dual_column(f, g[j], costs, ptr[j], ptr[j + 1], rows, True, k, vals, idx)
+            lo, hi = ptr[j], ptr[j + 1]
+            cnt = _dual_column(f, g[j], costs[lo:hi], rows[lo:hi], True, k, vals, idx)
         else:
-            cnt = _dual_column(f, g[j], flat, j * n, j * n + n, rows, False, k, vals, idx)
+            cnt = _dual_column(f, g[j], cost_t[j], rows, False, k, vals, idx)
         s = 0.0
         sq = 0.0
         for r in range(cnt):
@@ -496,17 +487,16 @@ def _semi_cols(f, b, cost_t, ws, reg, k, rowsum, tau, vals, idx, j0, j1, hints, 
     (shape (0, 1)), unused on working sets; with them ``bounds`` and ``drift`` as in
     :func:`semi_dual_value_grad`."""
     ptr, rows, costs = ws
-    flat = cost_t.reshape(-1)
-    n = cost_t.shape[1]
     inv = 1.0 / reg
     obj = 0.0
     for j in range(j0, j1):
         if ptr.shape[0]:
-            cnt, tj, xt = _semi_column(f, costs, ptr[j], ptr[j + 1], rows, True, reg * b[j],
-                                       k, vals, idx, hints[:0], j, bounds, 0.0)
+            lo, hi = ptr[j], ptr[j + 1]
+            cnt, tj, xt = _semi_column(f, costs[lo:hi], rows[lo:hi], True, reg * b[j], k,
+                                       vals, idx, hints[:0], j, bounds, 0.0)
         else:
-            cnt, tj, xt = _semi_column(f, flat, j * n, j * n + n, rows, False, reg * b[j], k,
-                                       vals, idx, hints, j, bounds, drift)
+            cnt, tj, xt = _semi_column(f, cost_t[j], rows, False, reg * b[j], k, vals, idx,
+                                       hints, j, bounds, drift)
         tau[j] = tj
         sq = 0.0
         for r in range(cnt):
@@ -756,14 +746,13 @@ def plan_columns(f, g, cost_t, reg, k, semi, b, vals, idx):
     none = np.empty(0, dtype=np.int64)
     nohints = np.empty((0, 1), dtype=np.int64)
     nobound = np.empty(0)
-    flat = cost_t.reshape(-1)
     counts = np.zeros(m, dtype=np.int64)
     for j in range(m):
         if semi:
-            cnt, tj, xt = _semi_column(f, flat, j * n, j * n + n, none, False, reg * b[j], k,
-                                       vals, idx, nohints, j, nobound, 0.0)
+            cnt, tj, xt = _semi_column(f, cost_t[j], none, False, reg * b[j], k, vals, idx,
+                                       nohints, j, nobound, 0.0)
         else:
-            cnt = _dual_column(f, g[j], flat, j * n, j * n + n, none, False, k, vals, idx)
+            cnt = _dual_column(f, g[j], cost_t[j], none, False, k, vals, idx)
         counts[j] = cnt
     indptr = np.zeros(m + 1, dtype=np.int64)
     for j in range(m):
@@ -777,10 +766,10 @@ def plan_columns(f, g, cost_t, reg, k, semi, b, vals, idx):
     sq = 0.0
     for j in range(m):
         if semi:
-            cnt, tj, xt = _semi_column(f, flat, j * n, j * n + n, none, False, reg * b[j], k,
-                                       vals, idx, nohints, j, nobound, 0.0)
+            cnt, tj, xt = _semi_column(f, cost_t[j], none, False, reg * b[j], k, vals, idx,
+                                       nohints, j, nobound, 0.0)
         else:
-            cnt = _dual_column(f, g[j], flat, j * n, j * n + n, none, False, k, vals, idx)
+            cnt = _dual_column(f, g[j], cost_t[j], none, False, k, vals, idx)
         _sort_pairs(vals, idx, cnt, True)
         p = indptr[j]
         crow = cost_t[j]
