@@ -112,6 +112,18 @@ def _sort_pairs(vals, idx, cnt, by_idx):
 
 
 @jit(inline="always")
+def _sort_ints(v, cnt):
+    """Sort ``v[:cnt]`` in increasing order (insertion: a few entries)."""
+    for r in range(1, cnt):
+        x = v[r]
+        s = r - 1
+        while s >= 0 and v[s] > x:
+            v[s + 1] = v[s]
+            s -= 1
+        v[s + 1] = x
+
+
+@jit(inline="always")
 def _later(vals, idx, p, q, by_idx):
     """Whether entry ``p`` sorts after entry ``q`` (see :func:`_sort_pairs`)."""
     return idx[p] > idx[q] if by_idx else vals[p] < vals[q]
@@ -341,13 +353,7 @@ def _semi_column(f, crow, rows, ws, z, k, vals, idx, hints, j, bounds, drift):
         bounds[j] = fresh if only_hint and cnt == nh else np.inf
         for r in range(kk):
             hints[j, r] = idx[r] if r < cnt else -1
-        for r in range(1, cnt):  # in increasing order (insertion: a few entries)
-            i = hints[j, r]
-            s = r - 1
-            while s >= 0 and hints[j, s] > i:
-                hints[j, s + 1] = hints[j, s]
-                s -= 1
-            hints[j, s + 1] = i
+        _sort_ints(hints[j], cnt)
         cnt = min(cnt, k)
     floor = xmax - z
     if insert:  # entries kept before the maximum rose may have fallen below the floor
@@ -591,8 +597,9 @@ def new_bounds(m, n):
 @jit(inline="always")
 def _drift(f, bounds, m):
     """Add ``max(0, max_i (f_i - last_i))`` to the drift ``bounds[2m + n]`` and make ``f``
-    the last point (``last = bounds[2m:2m + n]``); returns the drift. After a non-finite move (or the first call, where
-    the last point is ``nan``) every column's bound is dropped (``inf``) instead."""
+    the last point (``last = bounds[2m:2m + n]``); returns the drift. After a non-finite
+    move (or the first call, where the last point is ``nan``) every column's bound is
+    dropped (``inf``) instead."""
     n = f.shape[0]
     last = bounds[2 * m:2 * m + n]
     rise = 0.0
