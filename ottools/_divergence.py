@@ -251,11 +251,17 @@ def divergence_value_and_grad(x, y, a=None, b=None, **kwargs):
         return _value_and_grad(x, y, a, b, **kwargs)
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(k):
-        return _value_and_grad(x[k], y[k], None if a is None else a[k],
-                               None if b is None else b[k], **kwargs)
+    workers = min(len(x), os.cpu_count() or 1)
+    jit = lazy("_jit")
+    user = jit.user_threads()
+    share = jit.pool_share(workers)
 
-    with ThreadPoolExecutor(max_workers=min(len(x), os.cpu_count() or 1)) as pool:
+    def one(k):
+        with jit.pool_worker(share, user):
+            return _value_and_grad(x[k], y[k], None if a is None else a[k],
+                                   None if b is None else b[k], **kwargs)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         outs = list(pool.map(one, range(len(x))))
     grads = tuple(None if outs[0][2][i] is None else np.stack([o[2][i] for o in outs])
                   for i in range(4))

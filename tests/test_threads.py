@@ -43,6 +43,17 @@ def test_probe_counts_the_cores_other_processes_use():
     assert p.threads(8) == 2  # never more than the free cores
 
 
+def test_probe_ignores_a_tenth_of_the_cores_as_noise():
+    """16 cores: 1.1 cores of others' load (an idle virtual machine's noise) keeps the 16
+    threads (15 would run 16 row blocks in two rounds); 3 cores of it lower them to 13."""
+    clock, busy, own = _Clock(), [100.0], [5.0]
+    p = _probe(busy, own, clock, cpus=range(16))
+    clock.t, busy[0], own[0] = 1.0, 100.0 + 15.0 + 1.1, 20.0
+    assert p.threads(16) == 16 and p.free == pytest.approx(16.0)
+    clock.t, busy[0], own[0] = 2.0, busy[0] + 13.0 + 3.0, 33.0
+    assert p.threads(16) == 13 and p.free == pytest.approx(13.0)
+
+
 def test_probe_without_counters_keeps_the_callers_count():
     p = _jit.LoadProbe([0, 1], lambda c: None)
     assert p.threads(2) == 2
@@ -84,3 +95,33 @@ def test_results_do_not_depend_on_the_threads_that_ran_the_blocks(rng, monkeypat
     assert v == ref_v
     np.testing.assert_array_equal(g[0], ref_g[0])
     np.testing.assert_array_equal(g[1], ref_g[1])
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
+def test_batch_pool_workers_share_the_threads_and_keep_the_blocks(rng, monkeypatch):
+    """A batch of pairs runs on a pool of threads, each with its share of the caller's
+    Numba threads (not all of them: w workers would launch w times as many), while the
+    row blocks stay the caller's: every pair's value and gradient equal, to the bit, those
+    of the same pair solved in the calling thread."""
+    import ottools._divergence as dv
+
+    x, y = rng.random((2, 700, 3)), rng.random((2, 600, 3)) + 0.1  # above 2**18 entries
+    assert _jit.row_chunks(700, 600) > 1
+    need = (True, True, False, False)
+    seen = []
+    inner = dv._value_and_grad
+
+    def spy(*args, **kwargs):
+        seen.append((numba.get_num_threads(), _jit.user_threads()))
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(dv, "_value_and_grad", spy)
+    user = numba.get_num_threads()
+    v, _, g = divergence_value_and_grad(x, y, reg=0.01, need=need)
+    assert seen == [(max(1, user // 2), user)] * 2
+    assert numba.get_num_threads() == user
+    for k in range(2):
+        vk, _, gk = inner(x[k], y[k], reg=0.01, need=need)
+        assert v[k] == vk
+        np.testing.assert_array_equal(g[0][k], gk[0])
+        np.testing.assert_array_equal(g[1][k], gk[1])

@@ -102,6 +102,14 @@ def user_threads():
     return getattr(_local, "user", None) or numba.get_num_threads()
 
 
+# On many cores the load measured for other processes carries noise (daemons; a virtual
+# machine's steal time, summed over its cores): 1.1 cores on an idle 16-core machine,
+# and 16 threads lowered to 15 ran the 16 row blocks in two rounds, twice the time (the
+# torch loss at n = 5000: 2.07 s against 1.05 s). A load under a tenth of the cores
+# counts as none (on two cores: under 0.2 of a core, which rounded away already).
+_NOISE_SHARE = 0.1
+
+
 class LoadProbe:
     """Cores left free by other processes, from two samples at least ``window`` seconds
     apart of (wall time, busy seconds of this process's cores, this process's CPU
@@ -130,6 +138,8 @@ class LoadProbe:
                 return want
             dt = now[0] - self.prev[0]
             others = max(0.0, (now[1] - self.prev[1]) - (now[2] - self.prev[2])) / dt
+            if others < _NOISE_SHARE * len(self.cpus):
+                others = 0.0
             self.free = len(self.cpus) - others
             self.prev = now
         if self.free is None:
@@ -182,13 +192,38 @@ def threads_for_load():
     user = numba.get_num_threads()
     k = probe.threads(user)
     _local.active = True
+    outer = getattr(_local, "user", None)  # set by pool_share: the blocks stay its
     if k < user:
-        _local.user = user
+        _local.user = outer or user
         numba.set_num_threads(k)
     try:
         yield
     finally:
         if k < user:
             numba.set_num_threads(user)
-            _local.user = None
+            _local.user = outer
         _local.active = False
+
+
+def pool_share(workers):
+    """The Numba threads of each of ``workers`` pool threads that run solves side by side:
+    the calling thread's count shared among them (at least 1 each)."""
+    return max(1, user_threads() // max(1, workers))
+
+
+@contextlib.contextmanager
+def pool_worker(share, user):
+    """In a pool thread that runs solves beside others: Numba's thread count ``share``
+    (a new thread starts with the process's count, so that ``w`` workers would launch
+    ``w`` times that many threads: on 16 cores, a batch of torch losses ran 2x slower
+    than on 2), while the row blocks stay those of the caller's ``user`` threads: the
+    results are those of the same solve in the caller's thread."""
+    before = numba.get_num_threads()
+    prev = getattr(_local, "user", None)
+    numba.set_num_threads(min(share, before))
+    _local.user = user
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+        _local.user = prev
