@@ -192,7 +192,7 @@ def threads_for_load():
     user = numba.get_num_threads()
     k = probe.threads(user)
     _local.active = True
-    outer = getattr(_local, "user", None)  # set by pool_share: the blocks stay its
+    outer = getattr(_local, "user", None)  # set by pool_worker: its blocks are kept
     if k < user:
         _local.user = outer or user
         numba.set_num_threads(k)
@@ -214,10 +214,9 @@ def pool_share(workers):
 @contextlib.contextmanager
 def pool_worker(share, user):
     """In a pool thread that runs solves beside others: Numba's thread count ``share``
-    (a new thread starts with the process's count, so that ``w`` workers would launch
-    ``w`` times that many threads: on 16 cores, a batch of torch losses ran 2x slower
-    than on 2), while the row blocks stay those of the caller's ``user`` threads: the
-    results are those of the same solve in the caller's thread."""
+    (a new thread starts with the process's count, so ``w`` workers would launch ``w``
+    times that many threads), while the row blocks stay those of the caller's ``user``
+    threads: the results are those of the same solve in the caller's thread."""
     before = numba.get_num_threads()
     prev = getattr(_local, "user", None)
     numba.set_num_threads(min(share, before))
