@@ -15,7 +15,11 @@ error (ours computed on POT's plan; POT runs plain log-domain Sinkhorn, given th
 iteration count our plain ``method="log"`` needs, rounded up to its check period), and
 against OTT-JAX's ``PointCloud(batch_size=1000)`` Sinkhorn in float64 and GeomLoss's
 online (KeOps) backend at the fastest epsilon-scaling that reaches our value to 1e-6
-(``--peers``; each skipped when not installed).
+(``--peers``; each skipped when not installed). OTT-JAX 0.6.0 (its latest release)
+fails on its ``batch_size`` path with JAX 0.10 (``batching.is_vmappable`` is gone):
+run that comparison in an environment with ``jax[cpu]<0.7``. KeOps is not in the
+``bench`` extra (it compiles C++ at first use): ``pip install --target DIR pykeops
+keopscore pybind11`` and ``PYTHONPATH=DIR`` bring it in for one run.
 
 ``online-50k``: ``sinkhorn_divergence`` at n = m = 50,000 (the dense cost alone: 20 GB),
 peak RSS of the process, and the time per sweep against ``(n m) x`` the per-entry time
