@@ -48,11 +48,14 @@ def test_exp_into_float32(rng):
 
 @pytest.mark.parametrize("omega", [1.0, 1.05, 1.5, 1.9])
 def test_relaxed_power_is_pow_to_rounding(rng, omega):
-    """The binomial series inside its band, pow outside; NaN and inf pass through."""
+    """The binomial series inside its bands (five and eleven terms), pow outside; NaN
+    and inf pass through."""
     c = k.relax_coefficients(omega)
-    old = rng.random(2000) + 0.1
-    d = np.concatenate([rng.uniform(-1, 1, 1000) * 2.0 ** -10,  # the series
-                        rng.uniform(-0.9, 3, 1000)])            # pow
+    old = rng.random(3000) + 0.1
+    d = np.concatenate([rng.uniform(-1, 1, 1000) * 2.0 ** -10,  # the short series
+                        rng.uniform(-1, 1, 1000) * 2.0 ** -4,   # the long series
+                        np.array([2.0 ** -4, -2.0 ** -4, 2.0 ** -10, -2.0 ** -10]),
+                        rng.uniform(-0.9, 3, 996)])              # pow
     new = old * (1 + d)
     got = np.array([k.relaxed(o, x, omega, c) for o, x in zip(old, new)])
     want = old * (new / old) ** omega
