@@ -7,6 +7,7 @@ import numpy as np
 from ._costs import cost_matrix, exactly_symmetric, named_cost_matrix
 from ._geometry import point_cloud, use_online
 from ._kernels import adapts_threads, lazy
+from ._pool import pool_map
 from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, make_result
 from ._sinkhorn import method_options, sinkhorn, solve
@@ -249,8 +250,6 @@ def divergence_value_and_grad(x, y, a=None, b=None, **kwargs):
     the GIL): values (B,), the results of every pair, gradients stacked over the batch."""
     if np.ndim(x) != 3:
         return _value_and_grad(x, y, a, b, **kwargs)
-    from concurrent.futures import ThreadPoolExecutor
-
     workers = min(len(x), os.cpu_count() or 1)
     jit = lazy("_jit")
     user = jit.user_threads()
@@ -261,8 +260,7 @@ def divergence_value_and_grad(x, y, a=None, b=None, **kwargs):
             return _value_and_grad(x[k], y[k], None if a is None else a[k],
                                    None if b is None else b[k], **kwargs)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        outs = list(pool.map(one, range(len(x))))
+    outs = pool_map(one, range(len(x)), workers, "ottools-batch")
     grads = tuple(None if outs[0][2][i] is None else np.stack([o[2][i] for o in outs])
                   for i in range(4))
     return np.array([o[0] for o in outs]), [r for o in outs for r in o[1]], grads

@@ -20,6 +20,7 @@ import numpy as np
 
 from ._costs import checked_cost_matrix, cost_matrix
 from ._kernels import lazy
+from ._pool import TICK, deferred_sigint
 from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, OTConvergenceWarning
 from ._sinkhorn import method_options, solve
@@ -522,16 +523,20 @@ def _run_local(plan, engine, blocks, n_threads, serial, on_done):
     # the largest jobs first (full tiles, then the half-full diagonal ones, then the self
     # terms): the threads' last jobs are small ones
     jobs = sorted(plan.jobs(), key=lambda job: -plan.size(job))
-    try:
-        pending = {pool.submit(fn, engine, *args(refs), serial): key
-                   for key, fn, refs in jobs}
-        while pending:
-            done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in done:
-                on_done(pending.pop(fut), fut.result())
-    finally:
-        # On an error or Ctrl-C: drop the queued tiles; the running ones end in a tile's time.
-        pool.shutdown(wait=False, cancel_futures=True)
+    # Ctrl-C sets flag.hit (ottools._pool: no KeyboardInterrupt inside the pool's locks);
+    # the block's exit raises it.
+    with deferred_sigint() as flag:
+        try:
+            pending = {pool.submit(fn, engine, *args(refs), serial): key
+                       for key, fn, refs in jobs}
+            while pending and not flag.hit:
+                done, _ = wait(pending, timeout=TICK, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    on_done(pending.pop(fut), fut.result())
+        finally:
+            # On an error or Ctrl-C: drop the queued tiles; the running ones end in a
+            # tile's time.
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _dask_client(scheduler, n_threads):

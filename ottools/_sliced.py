@@ -23,6 +23,7 @@ from ._onedim import (
     wpp_grad_rows,
     wpp_rows,
 )
+from ._pool import pool_map
 from ._result import (
     CALLBACK,
     CONVERGED,
@@ -233,14 +234,8 @@ def _projected_rows(x, y, a, b, theta, p):
     workers = _n_workers(L * (n + m), len(starts)) if small_d else 1
     if workers == 1:
         parts = [run(lo) for lo in starts]
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(max_workers=workers)
-        try:
-            parts = list(pool.map(run, starts))
-        finally:  # on Ctrl-C, drop the queued blocks: only the running ones finish
-            pool.shutdown(wait=True, cancel_futures=True)
+    else:  # on Ctrl-C, the queued blocks are dropped: only the running ones finish
+        parts = pool_map(run, starts, workers, "ottools-sliced")
     q = np.concatenate([part[0] for part in parts])
     if all(part[1] is None for part in parts):
         return q, None

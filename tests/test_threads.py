@@ -125,3 +125,100 @@ def test_batch_pool_workers_share_the_threads_and_keep_the_blocks(rng, monkeypat
         assert v[k] == vk
         np.testing.assert_array_equal(g[0][k], gk[0])
         np.testing.assert_array_equal(g[1][k], gk[1])
+
+
+# ------------------------------------------------------------ pools and Ctrl-C (_pool)
+
+def test_pool_map_keeps_the_order_and_raises_a_tasks_error():
+    import time
+
+    from ottools import _pool
+
+    assert _pool.pool_map(lambda k: k * k, range(50), 2) == [k * k for k in range(50)]
+    ran = []
+
+    def task(k):
+        if k == 0:
+            raise ValueError("task 0")
+        time.sleep(0.01)
+        ran.append(k)
+
+    with pytest.raises(ValueError, match="task 0"):
+        _pool.pool_map(task, range(200), 2)
+    time.sleep(0.05)
+    assert len(ran) < 100  # the queued tasks were dropped (all 199 take 1 s on 2 threads)
+
+
+def test_deferred_sigint_raises_at_the_end_of_the_block_only_on_the_main_thread():
+    import signal
+    import threading
+
+    from ottools import _pool
+
+    with pytest.raises(KeyboardInterrupt):
+        with _pool.deferred_sigint() as flag:
+            signal.raise_signal(signal.SIGINT)
+            assert flag.hit  # the handler ran and did not raise
+            after = True
+    assert after
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    seen = []
+
+    def other():
+        with _pool.deferred_sigint() as f:
+            seen.append((f.hit, signal.getsignal(signal.SIGINT)))
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert seen == [(False, signal.default_int_handler)]
+
+
+_CTRL_C_POOL_CHILD = r"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("_pool", sys.argv[1])
+pool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(pool)
+
+def task(k):
+    s = 0.0
+    for i in range(2000):
+        s += i * 1e-9
+    return s
+
+print("ready", flush=True)
+try:
+    while True:
+        pool.pool_map(task, range(3000), 2)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_at_any_moment_of_a_pool_never_hangs():
+    # Ctrl-C at random moments of many short pools. With ThreadPoolExecutor.map and a
+    # KeyboardInterrupt raised inside its locks, 5 runs in 40 of this loop hung for ever.
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ottools import _pool
+
+    if os.name != "posix":
+        pytest.skip("POSIX signals")
+    rnd = random.Random(0)
+    for _ in range(16):
+        proc = subprocess.Popen([sys.executable, "-c", _CTRL_C_POOL_CHILD, _pool.__file__],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(rnd.uniform(0.05, 0.25))
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=5.0)  # TimeoutExpired if it hangs
+            assert out.strip() == "interrupted", out
+        finally:
+            proc.kill()
+            proc.wait()
