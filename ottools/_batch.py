@@ -35,9 +35,10 @@ _kb = lazy("_batch")
 
 
 def _check_batch(a, b, cost, reg_m, method, init, callback):
-    """Validated ``(a, b, cost, dtype, cmax)`` of a batch: ``cost`` (B, n, m); ``a`` (B, n)
-    or (n,) or None; ``b`` likewise; equal masses per problem (errors name the batch
-    index); ``cmax`` the largest ``|C|`` of each problem (of the input ``cost``)."""
+    """Validated ``(a, b, cost, dtype)`` of a batch: ``cost`` (B, n, m); ``a`` (B, n) or
+    (n,) or None; ``b`` likewise; equal masses per problem (errors name the batch
+    index). The costs' finiteness is checked by the kernel, problem by problem, as it
+    reads them (:func:`solve_batch`)."""
     if reg_m is not None or init is not None or callback is not None:
         bad = [k for k, v in (("reg_m", reg_m), ("init", init), ("callback", callback))
                if v is not None]
@@ -50,22 +51,6 @@ def _check_batch(a, b, cost, reg_m, method, init, callback):
     B, n, m = cost.shape
     if cost.size == 0:
         raise ValueError(f"`cost` must not be empty; got shape {cost.shape}.")
-    # Per-problem extremes in one pass (a kernel over C-contiguous batches; else two
-    # NumPy reductions without temporaries): NaN is flagged or propagates into the
-    # maximum, inf and -inf show in the largest |C|.
-    flat = cost.reshape(B, -1)
-    if flat.flags.c_contiguous and cost.size >= (1 << 20):
-        ke = lazy("_extremes")
-        kernel = ke.row_extremes if lazy("_jit").parallel_ok() else ke.row_extremes_serial
-        cmax, nan = kernel(flat)
-        cmax[nan] = np.nan
-    else:
-        with np.errstate(invalid="ignore"):
-            cmax = np.maximum(flat.max(axis=1), -flat.min(axis=1))
-    if not np.all(np.isfinite(cmax)):
-        k = int(np.flatnonzero(~np.isfinite(cmax))[0])
-        raise ValueError(f"`cost` must be finite; problem {k} of the batch holds NaN or "
-                         f"inf.")
     weights = []
     for w, name, size in ((a, "a", n), (b, "b", m)):
         arr = None if w is None else _as_float_array(w, name)
@@ -98,7 +83,7 @@ def _check_batch(a, b, cost, reg_m, method, init, callback):
     bw = _balanced_rows(aw, bw)
     # float64 copies of the dtype-rounded weights: what one problem's solver uses.
     return (aw.astype(np.float64), bw.astype(np.float64),
-            np.ascontiguousarray(cost, dtype=dtype), np.dtype(dtype), cmax)
+            np.ascontiguousarray(cost, dtype=dtype), np.dtype(dtype))
 
 
 def _balanced_rows(aw, bw, rtol=1e-6):
@@ -127,7 +112,7 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
     """``sinkhorn`` on a batch (B, n, m): every problem by the log-stable sweeps, in
     parallel over problems (``ottools._kernels._batch``); one result of arrays."""
     name = _check_method(method, METHODS)
-    a64, b64, cost, dtype, cmax = _check_batch(a, b, cost, reg_m, name, init, callback)
+    a64, b64, cost, dtype = _check_batch(a, b, cost, reg_m, name, init, callback)
     reg = _check_positive(reg, "reg")
     table = {"check_every": _Option("int", 10, lo=1)}
     if name == "auto":
@@ -140,11 +125,7 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
     f, g = np.empty((B, n)), np.empty((B, m))
     P = allocate((B, n, m), dtype, "The plans of the batch")
     nit, code = np.zeros(B, dtype=np.int64), np.zeros(B, dtype=np.int64)
-    err, lin, plogr, pmass = (np.zeros(B) for _ in range(4))
-    # exp((f + g - C) / reg) without a correct digit (as in ottools.sinkhorn): status 2.
-    with np.errstate(over="ignore"):
-        floor = np.finfo(dtype).eps * cmax.astype(dtype).astype(np.float64) / reg
-    hopeless = floor > 1.0
+    err, lin, plogr, pmass, cmax = (np.zeros(B) for _ in range(5))
     # Groups of problems per kernel call, so that Ctrl-C gets through between calls; in a
     # process forked after a parallel kernel ran, the serial twin (OpenMP is not
     # fork-safe). A problem's result never depends on its group.
@@ -157,12 +138,21 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
         t0 = time.perf_counter()
         kernel(a64[k0:k1], b64[k0:k1], cost[k0:k1], reg, settings.tol, settings.maxiter,
                ABSORB_BOUND[dtype], relax, f[k0:k1], g[k0:k1], P[k0:k1], nit[k0:k1], code[k0:k1],
-               err[k0:k1], lin[k0:k1], plogr[k0:k1], pmass[k0:k1])
+               err[k0:k1], lin[k0:k1], plogr[k0:k1], pmass[k0:k1], cmax[k0:k1])
         elapsed = time.perf_counter() - t0
+        # the kernel skipped the problems whose costs hold NaN or inf: the first is named
+        bad = np.flatnonzero(~np.isfinite(cmax[k0:k1]))
+        if bad.size:
+            raise ValueError(f"`cost` must be finite; problem {k0 + int(bad[0])} of the batch "
+                             f"holds NaN or inf.")
         # the next groups: as many problems as this group's pace runs in _GROUP_SECONDS
         if elapsed > 0:
             step = max(step, int(_GROUP_SECONDS * (k1 - k0) / elapsed))
         k0 = k1
+    # exp((f + g - C) / reg) without a correct digit (as in ottools.sinkhorn): status 2.
+    with np.errstate(over="ignore"):
+        floor = np.finfo(dtype).eps * cmax / reg
+    hopeless = floor > 1.0
     status = np.where(code == KernelStatus.DONE, CONVERGED,
                       np.where(code == KernelStatus.NONFINITE, NONFINITE, MAXITER))
     status = np.where((status == MAXITER) & (err <= settings.tol), CONVERGED, status)

@@ -89,16 +89,22 @@ def test_batch_errors_name_the_problem(rng):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_large_batch_nonfinite_names_the_problem(rng, bad):
-    # From 2**20 entries one kernel pass gives every problem's largest |C| and NaN flag.
+    # The kernel checks each problem's costs as it reads them (largest |C|, NaN flag),
+    # in groups of problems: the first bad problem is named whatever its group.
     cost = rng.random((260, 64, 64))
     cost[203, 63, 1] = bad
+    cost[250, 0, 0] = np.nan
     with pytest.raises(ValueError, match="problem 203 of the batch holds NaN or inf"):
         ottools.sinkhorn(None, None, cost, 0.1)
-    cost[203, 63, 1] = -7.5  # the largest |C| of that problem, as the floor test sees it
-    from ottools._batch import _check_batch
-
-    cmax = _check_batch(None, None, cost, None, "auto", None, None)[4]
-    np.testing.assert_array_equal(cmax, np.abs(cost).reshape(260, -1).max(1))
+    with pytest.raises(ValueError, match="problem 0 of the batch holds NaN or inf"):
+        ottools.sinkhorn(None, None, cost[203:204], 0.1)
+    # The largest |C| counts negative costs: -1e300 has no correct digit in
+    # exp(-C / reg), so that problem alone gets status 2, as it would alone.
+    cost[203, 63, 1] = -1e300
+    cost[250, 0, 0] = 0.5
+    res = ottools.sinkhorn(None, None, cost, 0.1)
+    assert res.status[203] == 2 and np.flatnonzero(res.status != 0).tolist() == [203]
+    assert ottools.sinkhorn(None, None, cost[203], 0.1, method="log").status == 2
 
 
 def test_overflow_is_status_2_as_for_one_problem(rng):

@@ -13,6 +13,7 @@ import numpy as np
 from numba import prange
 
 from ._codes import BUDGET, DONE, NONFINITE, OUT_OF_RANGE
+from ._extremes import rows_range_extremes
 from ._jit import jit
 from ._relax import EARLY, ENABLED, OMEGA, fail, new_state, update
 from ._sinkhorn import (absorb, build_kernel, plan_from_potentials, plan_from_scalings,
@@ -163,25 +164,40 @@ def _scatter(ri, ci, fp, gp, P, f_out, g_out, P_out):
         g_out[ci[j]] = gp[j]
 
 
+@jit
+def _checked_solve(k, a, b, cost, reg, tol, maxiter, bound, relax, f, g, P, nit, code, err,
+                   lin, plogr, mass, cmax):
+    """Problem ``k`` of the batch: its largest ``|C|`` into ``cmax[k]`` (NaN when its costs
+    hold NaN; inf shows), then, if finite, :func:`_solve_one`. The check reads the costs
+    just before the solve reads them again from the cache, instead of a separate pass
+    over the whole batch (a tenth of the time of a batch of 256 x 256 problems)."""
+    lo, hi, nan = rows_range_extremes(cost[k], 0, cost.shape[1])
+    big = max(abs(np.float64(lo)), abs(np.float64(hi)))
+    cmax[k] = np.nan if nan else big
+    if nan or not np.isfinite(big):
+        nit[k], code[k] = 0, NONFINITE  # not solved: the caller raises
+        return
+    out = _solve_one(a[k], b[k], cost[k], reg, tol, maxiter, bound, relax, f[k], g[k], P[k])
+    nit[k], code[k], err[k], lin[k], plogr[k], mass[k] = out
+
+
 @jit(parallel=True)
 def sinkhorn_batch(a, b, cost, reg, tol, maxiter, bound, relax, f, g, P, nit, code, err,
-                   lin, plogr, mass):
-    """:func:`_solve_one` for every problem of the batch (``a`` (B, n), ``b`` (B, m),
-    ``cost`` (B, n, m), float64 weights), in parallel over problems; outputs per
+                   lin, plogr, mass, cmax):
+    """:func:`_checked_solve` for every problem of the batch (``a`` (B, n), ``b``
+    (B, m), ``cost`` (B, n, m), float64 weights), in parallel over problems; outputs per
     problem in ``f`` (B, n), ``g`` (B, m), ``P`` (B, n, m) and the (B,) arrays."""
     for k in prange(cost.shape[0]):
-        out = _solve_one(a[k], b[k], cost[k], reg, tol, maxiter, bound, relax, f[k], g[k],
-                         P[k])
-        nit[k], code[k], err[k], lin[k], plogr[k], mass[k] = out
+        _checked_solve(k, a, b, cost, reg, tol, maxiter, bound, relax, f, g, P, nit, code,
+                       err, lin, plogr, mass, cmax)
 
 
 @jit
 def sinkhorn_batch_serial(a, b, cost, reg, tol, maxiter, bound, relax, f, g, P, nit, code,
-                          err, lin, plogr, mass):
+                          err, lin, plogr, mass, cmax):
     """:func:`sinkhorn_batch` one problem after the other (no thread launch): the twin for
     a process forked after a parallel kernel ran (``_jit.parallel_ok``). The same
     per-problem results."""
     for k in range(cost.shape[0]):
-        out = _solve_one(a[k], b[k], cost[k], reg, tol, maxiter, bound, relax, f[k], g[k],
-                         P[k])
-        nit[k], code[k], err[k], lin[k], plogr[k], mass[k] = out
+        _checked_solve(k, a, b, cost, reg, tol, maxiter, bound, relax, f, g, P, nit, code,
+                       err, lin, plogr, mass, cmax)

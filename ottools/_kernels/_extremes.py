@@ -10,7 +10,7 @@ from ._jit import jit
 
 
 @jit
-def _rows_extremes(C, r0, r1):
+def rows_range_extremes(C, r0, r1):
     """``(min, max, has_nan)`` over rows ``r0:r1`` (non-empty). The selects compile to
     vector min/max; NaN is flagged separately (a select drops it)."""
     lo = C[r0, 0]
@@ -31,7 +31,7 @@ def _extremes_par(C, nc):
     n = C.shape[0]
     out = np.empty((nc, 3))
     for c in prange(nc):
-        lo, hi, nan = _rows_extremes(C, c * n // nc, (c + 1) * n // nc)
+        lo, hi, nan = rows_range_extremes(C, c * n // nc, (c + 1) * n // nc)
         out[c, 0] = lo
         out[c, 1] = hi
         out[c, 2] = 1.0 if nan else 0.0
@@ -52,36 +52,7 @@ def extremes(C, chunks):
     forked process); min and max as float64."""
     nc = max(1, min(chunks, C.shape[0]))
     if nc == 1:
-        lo, hi, nan = _rows_extremes(C, 0, C.shape[0])
+        lo, hi, nan = rows_range_extremes(C, 0, C.shape[0])
         return np.float64(lo), np.float64(hi), nan
     return _extremes_par(C, nc)
 
-
-@jit
-def _row(C, i, big, nan):
-    lo, hi, bad = _rows_extremes(C, i, i + 1)
-    big[i] = max(abs(lo), abs(hi))
-    nan[i] = bad
-
-
-@jit(parallel=True)
-def row_extremes(C):
-    """Per row of a 2-D C-contiguous array: ``(max |x|, has_nan)`` as two (n,) arrays,
-    rows in parallel (a batch of problems, one per row); :func:`row_extremes_serial` is
-    its twin for a forked process."""
-    n = C.shape[0]
-    big = np.empty(n)
-    nan = np.zeros(n, dtype=np.bool_)
-    for i in prange(n):
-        _row(C, i, big, nan)
-    return big, nan
-
-
-@jit
-def row_extremes_serial(C):
-    n = C.shape[0]
-    big = np.empty(n)
-    nan = np.zeros(n, dtype=np.bool_)
-    for i in range(n):
-        _row(C, i, big, nan)
-    return big, nan
