@@ -64,6 +64,53 @@ def test_relaxed_power_is_pow_to_rounding(rng, omega):
     assert k.relaxed(1.0, np.inf, omega, c) == np.inf
 
 
+@pytest.mark.parametrize("omega", [1.0, 1.05, 1.5, 1.9])
+def test_column_update_is_the_relaxed_power(rng, omega):
+    """The vectorized column half: the series inside |d| <= 2**-4, pow outside, to
+    rounding; the error sum; zero, negative or NaN scalings flagged."""
+    m = 301
+    b = rng.random(m) + 0.1
+    v = b * (1 + rng.normal(size=m) * 0.1)
+    d = np.concatenate([rng.uniform(-1, 1, 150) * 2.0 ** -4, rng.uniform(-0.9, 3, 150),
+                        [2.0 ** -4]])
+    rng.shuffle(d)
+    t = b / (v * (1 + d))  # b / (v t) = 1 + d
+    s = np.empty(m)
+    for sub in (slice(None), slice(0, 7), slice(0, 1)):
+        ok, ce = k._update_columns(b[sub], v[sub], t[sub], s[sub], omega)
+        want = v[sub] * (b[sub] / (v[sub] * t[sub])) ** omega
+        assert ok
+        assert np.max(np.abs(s[sub] - want) / want) <= 4 * np.finfo(float).eps
+        # (plain: ce is rounding noise, which FMA contraction rounds differently)
+        assert ce == pytest.approx(np.abs(s[sub] * t[sub] - b[sub]).sum(), rel=1e-12,
+                                   abs=8 * np.finfo(float).eps * b[sub].sum())
+    for bad in (0.0, -1.0, np.nan, np.inf):
+        t2 = t.copy()
+        t2[100] = bad
+        assert not k._update_columns(b, v, t2, s, omega)[0]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_abs_max_by_integer_bits(rng, dtype):
+    from ottools._kernels import _extremes
+
+    C = (rng.random((37, 29)) - 0.7).astype(dtype)
+    assert _extremes.abs_max(C) == (float(np.abs(C).max()), False)
+    C[5, 3] = -4.5
+    assert _extremes.abs_max(C) == (4.5, False)
+    for bad, want in ((np.inf, np.inf), (-np.inf, np.inf)):
+        D = C.copy()
+        D[36, 28] = bad
+        assert _extremes.abs_max(D) == (want, False)
+    D = C.copy()
+    D[0, 0] = np.nan
+    D[1, 1] = np.inf
+    big, nan = _extremes.abs_max(D)
+    assert nan and np.isnan(big)
+    assert _extremes.abs_max(-np.abs(D[:1, :1]))[1]  # NaN with the sign bit set
+    assert _extremes.abs_max(np.zeros((1, 1), dtype)) == (0.0, False)
+
+
 def test_build_kernel_and_plan_from_potentials(rng):
     a, b, cost = random_problem(rng, 13, 9)
     f, g = rng.normal(size=13) * 0.1, rng.normal(size=9) * 0.1

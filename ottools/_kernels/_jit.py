@@ -13,6 +13,7 @@ import threading
 import time
 
 import numba
+import numba.extending
 
 # GNU OpenMP (Numba's threading layer here) keeps its idle workers spinning for about
 # 300,000 iterations after each parallel region. Between two kernel launches (Python
@@ -38,6 +39,23 @@ FASTMATH_SAFE = {"nsz", "arcp", "contract", "reassoc"}
 # (seven array arguments) those updates took about 60 % of a 200 x 200 evaluation (perf).
 # Such a function cannot create arrays (np.empty, slices that outlive it, argsort).
 NO_NRT = {"_nrt": False}
+
+
+def cast_like(arr, x):
+    """``x`` converted to ``arr``'s dtype, in compiled code (the overload below): a
+    scalar in a kernel's storage dtype without a one-element array to round it through
+    (an allocation, which a ``NO_NRT`` function cannot make)."""
+    return arr.dtype.type(x)
+
+
+@numba.extending.overload(cast_like, inline="always")
+def _cast_like(arr, x):
+    dtype = arr.dtype
+
+    def impl(arr, x):
+        return dtype(x)
+
+    return impl
 
 
 def jit(*args, **kwargs):

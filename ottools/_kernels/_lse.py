@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._jit import FASTMATH_SAFE, jit
+from ._jit import FASTMATH_SAFE, NO_NRT, jit
 
 
 @jit
@@ -98,7 +98,7 @@ _EXP_LO = -746.0
 _EXP_HI = 710.0
 
 
-@jit(fastmath={"contract"})
+@jit(fastmath={"contract"}, **NO_NRT)
 def exp_into(x, out, work):
     """``out[j] = exp(x[j])`` for 1-D arrays, vectorizable (see the module note).
 

@@ -30,7 +30,7 @@ import numpy as np
 from numba import prange
 
 from ._codes import BUDGET, DONE, NONFINITE, OUT_OF_RANGE
-from ._jit import FASTMATH_SAFE, jit, row_chunks  # noqa: F401 (row_chunks re-exported)
+from ._jit import FASTMATH_SAFE, NO_NRT, cast_like, jit, row_chunks  # noqa: F401 (row_chunks re-exported)
 from ._lse import c_transform_rows, col_lse, exp_into
 
 
@@ -79,7 +79,7 @@ def sinkhorn_log(a, loga, logb, cost, reg, f, g, tol, maxiter, check_first):
     return nit, status, err
 
 
-@jit
+@jit(**NO_NRT)
 def _plan_args(fi, g, crow, inv, lai, logb, z, w):
     """One row's exponents ``z_j = (f_i + g_j - C_ij) / reg`` and
     ``w_j = log a_i + log b_j + z_j``, without fast-math flags: reassociated or contracted
@@ -174,7 +174,7 @@ def plan_from_potentials_par(loga, logb, cost, reg, f, g, chunks, P):
     return rows, cols, lin, plogr
 
 
-@jit
+@jit(**NO_NRT)
 def _scale_row(krow, ui, v):
     """``krow_j = u_i krow_j v_j`` without fast-math flags (as :func:`_plan_args`)."""
     for j in range(v.shape[0]):
@@ -341,7 +341,7 @@ def dot_row(K, vk, i):
 
 
 @jit(inline="always")
-def _new_scaling(u, a, unew, i, acc, relax, omega, c, uk, damped, pa, qa, tau, kr):
+def _new_scaling(u, a, unew, i, acc, relax, omega, c, K, damped, pa, qa, tau, kr):
     """Row ``i``'s new scaling from ``acc = (K v)_i``: writes ``unew[i]``; returns the
     row's error term, the scaling in K's dtype, and whether it is finite and positive.
     ``damped``: the KL-relaxed update of ``_unbalanced`` (``pa``, ``qa``, ``tau``,
@@ -359,15 +359,14 @@ def _new_scaling(u, a, unew, i, acc, relax, omega, c, uk, damped, pa, qa, tau, k
         else:
             ui = a[i] / acc
     unew[i] = ui
-    uk[0] = ui
-    uki = uk[0]
+    uki = cast_like(K, ui)
     return e, uki, np.isfinite(ui) and ui > 0.0 and uki > 0.0 and np.isfinite(uki)
 
 
 _NO_DAMP = np.empty(0)
 
 
-@jit(fastmath=FASTMATH_SAFE)
+@jit(fastmath=FASTMATH_SAFE, **NO_NRT)
 def row_pass(K, vk, u, a, unew, t, r0, r1, omega, damped, pa, qa, tau, kr):
     """Rows ``r0:r1`` of one scaling sweep: ``unew_i = a_i / (K v)_i`` (``damped``: the
     KL-relaxed update of ``_unbalanced``; over-relaxed when ``omega != 1``) and
@@ -384,7 +383,6 @@ def row_pass(K, vk, u, a, unew, t, r0, r1, omega, damped, pa, qa, tau, kr):
     m = K.shape[1]
     relax = omega != 1.0
     c = relax_coefficients(omega)
-    uk = np.empty(1, dtype=K.dtype)
     for j in range(m):
         t[j] = 0.0
     e = 0.0
@@ -392,13 +390,13 @@ def row_pass(K, vk, u, a, unew, t, r0, r1, omega, damped, pa, qa, tau, kr):
     i = r0
     while i + 4 <= r1:
         acc0, acc1, acc2, acc3 = dots4(K, vk, i)
-        e0, w0, g0 = _new_scaling(u, a, unew, i, np.float64(acc0), relax, omega, c, uk,
+        e0, w0, g0 = _new_scaling(u, a, unew, i, np.float64(acc0), relax, omega, c, K,
                                   damped, pa, qa, tau, kr)
-        e1, w1, g1 = _new_scaling(u, a, unew, i + 1, np.float64(acc1), relax, omega, c, uk,
+        e1, w1, g1 = _new_scaling(u, a, unew, i + 1, np.float64(acc1), relax, omega, c, K,
                                   damped, pa, qa, tau, kr)
-        e2, w2, g2 = _new_scaling(u, a, unew, i + 2, np.float64(acc2), relax, omega, c, uk,
+        e2, w2, g2 = _new_scaling(u, a, unew, i + 2, np.float64(acc2), relax, omega, c, K,
                                   damped, pa, qa, tau, kr)
-        e3, w3, g3 = _new_scaling(u, a, unew, i + 3, np.float64(acc3), relax, omega, c, uk,
+        e3, w3, g3 = _new_scaling(u, a, unew, i + 3, np.float64(acc3), relax, omega, c, K,
                                   damped, pa, qa, tau, kr)
         e += e0
         e += e1
@@ -413,7 +411,7 @@ def row_pass(K, vk, u, a, unew, t, r0, r1, omega, damped, pa, qa, tau, kr):
         i += 4
     while i < r1:
         ei, wi, gi = _new_scaling(u, a, unew, i, np.float64(dot_row(K, vk, i)), relax,
-                                  omega, c, uk, damped, pa, qa, tau, kr)
+                                  omega, c, K, damped, pa, qa, tau, kr)
         e += ei
         if gi:
             for j in range(m):
@@ -424,7 +422,7 @@ def row_pass(K, vk, u, a, unew, t, r0, r1, omega, damped, pa, qa, tau, kr):
     return e, ok
 
 
-@jit
+@jit(**NO_NRT)
 def _sweep_rows(K, vk, u, a, unew, t, r0, r1, omega):
     """:func:`row_pass` without damping (the balanced sweep)."""
     return row_pass(K, vk, u, a, unew, t, r0, r1, omega, False, _NO_DAMP, _NO_DAMP, 1.0,
@@ -458,28 +456,63 @@ def _sweep(K, vk, u, a, unew, t, T, E, omega):
     return e, ok
 
 
-@jit
+_FLOAT64_MAX = np.finfo(np.float64).max
+
+
+@jit(fastmath=FASTMATH_SAFE, **NO_NRT)
 def _update_columns(b, v, t, s, omega):
     """Column half of a sweep: ``s_j = b_j / (K^T u)_j`` (over-relaxed when
     ``omega != 1``). Returns ``(ok, ce)``: whether every new scaling is finite and positive,
-    and the column error ``sum_j |s_j t_j - b_j|`` of the new state."""
-    relax = omega != 1.0
-    c = relax_coefficients(omega)
-    ok = True
-    ce = 0.0
-    for j in range(b.shape[0]):
-        if relax:
-            vj = relaxed_ratio(v[j], b[j] / (v[j] * t[j]), omega, c)
-        else:
+    and the column error ``sum_j |s_j t_j - b_j|`` of the new state.
+
+    Branch-free loops, so that they vectorize: over-relaxed, every column takes the
+    eleven-term series of :func:`relaxed_ratio` (exact to rounding for
+    ``|d| <= 2**-4``), then the columns outside that band (or NaN) take ``pow`` in a
+    second, rarely entered loop; the flags are counts (a comparison that is false for
+    NaN counts it). At 64 columns the call took 0.6-0.75 us relaxed and 0.35 us plain,
+    as much as the rest of a 64 x 64 sweep. The sum ``ce`` is reassociated."""
+    m = b.shape[0]
+    if omega == 1.0:
+        bad = 0
+        ce = 0.0
+        for j in range(m):
             vj = b[j] / t[j]
-        if not (np.isfinite(vj) and vj > 0.0):
-            ok = False
-        s[j] = vj
+            s[j] = vj
+            bad += 0 if (vj > 0.0 and vj <= _FLOAT64_MAX) else 1
+            ce += abs(vj * t[j] - b[j])
+        return bad == 0, ce
+    c = relax_coefficients(omega)
+    out = 0
+    for j in range(m):
+        d = b[j] / (v[j] * t[j]) - 1.0
+        out += 0 if abs(d) <= _WIDE_BAND else 1
+        h = c[10]
+        h = c[9] + d * h
+        h = c[8] + d * h
+        h = c[7] + d * h
+        h = c[6] + d * h
+        h = c[5] + d * h
+        h = c[4] + d * h
+        h = c[3] + d * h
+        h = c[2] + d * h
+        h = c[1] + d * h
+        h = c[0] + d * h
+        s[j] = v[j] * (1.0 + d * h)
+    if out > 0:
+        for j in range(m):
+            r = b[j] / (v[j] * t[j])
+            if not abs(r - 1.0) <= _WIDE_BAND:
+                s[j] = v[j] * r ** omega
+    bad = 0
+    ce = 0.0
+    for j in range(m):
+        vj = s[j]
+        bad += 0 if (vj > 0.0 and vj <= _FLOAT64_MAX) else 1
         ce += abs(vj * t[j] - b[j])
-    return ok, ce
+    return bad == 0, ce
 
 
-@jit
+@jit(**NO_NRT)
 def commit_scalings(u, unew, v, s, a, b, bound):
     """Accept the new scalings; True if one left ``[1 / bound, bound]`` (relative to its
     weight): the caller absorbs them into the potentials."""
@@ -562,7 +595,7 @@ def scaling_sweep_par(K, a, b, u, v, bound, omega, tol, maxiter, check_first, ce
     return maxiter, BUDGET
 
 
-@jit
+@jit(**NO_NRT)
 def _after_sweep(e, ok, it, check_first, cerr, errs, tol, b, v, t, s, omega, u, unew, a,
                  bound):
     """The rest of iteration ``it`` once the row pass gave ``(e, ok)``: record the error
@@ -584,7 +617,7 @@ def _after_sweep(e, ok, it, check_first, cerr, errs, tol, b, v, t, s, omega, u, 
     return BUDGET
 
 
-@jit
+@jit(**NO_NRT)
 def _build_rows(cost, f, g, inv, K, x, work, r0, r1):
     """Rows ``r0:r1`` of :func:`build_kernel`."""
     m = cost.shape[1]
