@@ -282,6 +282,24 @@ def relax_coefficients(omega):
     return c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11
 
 
+@jit(inline="always")
+def _binomial11(d, c):
+    """``(1 + d) ** omega`` by the binomial series to ``d**11`` (``c``:
+    :func:`relax_coefficients`), Horner's scheme, no branch (vectorizes inlined)."""
+    h = c[10]
+    h = c[9] + d * h
+    h = c[8] + d * h
+    h = c[7] + d * h
+    h = c[6] + d * h
+    h = c[5] + d * h
+    h = c[4] + d * h
+    h = c[3] + d * h
+    h = c[2] + d * h
+    h = c[1] + d * h
+    h = c[0] + d * h
+    return 1.0 + d * h
+
+
 @jit
 def relaxed_ratio(old, r, omega, c):
     """``old * r ** omega`` (``c``: :func:`relax_coefficients` of ``omega``)."""
@@ -290,18 +308,7 @@ def relaxed_ratio(old, r, omega, c):
     if ad <= _SERIES_BAND:
         return old * (1.0 + d * (c[0] + d * (c[1] + d * (c[2] + d * (c[3] + d * c[4])))))
     if ad <= _WIDE_BAND:
-        h = c[10]
-        h = c[9] + d * h
-        h = c[8] + d * h
-        h = c[7] + d * h
-        h = c[6] + d * h
-        h = c[5] + d * h
-        h = c[4] + d * h
-        h = c[3] + d * h
-        h = c[2] + d * h
-        h = c[1] + d * h
-        h = c[0] + d * h
-        return old * (1.0 + d * h)
+        return old * _binomial11(d, c)
     return old * r ** omega
 
 
@@ -486,18 +493,7 @@ def _update_columns(b, v, t, s, omega):
     for j in range(m):
         d = b[j] / (v[j] * t[j]) - 1.0
         out += 0 if abs(d) <= _WIDE_BAND else 1
-        h = c[10]
-        h = c[9] + d * h
-        h = c[8] + d * h
-        h = c[7] + d * h
-        h = c[6] + d * h
-        h = c[5] + d * h
-        h = c[4] + d * h
-        h = c[3] + d * h
-        h = c[2] + d * h
-        h = c[1] + d * h
-        h = c[0] + d * h
-        s[j] = v[j] * (1.0 + d * h)
+        s[j] = v[j] * _binomial11(d, c)
     if out > 0:
         for j in range(m):
             r = b[j] / (v[j] * t[j])
