@@ -143,8 +143,9 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
         # the kernel skipped the problems whose costs hold NaN or inf: the first is named
         bad = np.flatnonzero(~np.isfinite(cmax[k0:k1]))
         if bad.size:
-            raise ValueError(f"`cost` must be finite; problem {k0 + int(bad[0])} of the batch "
-                             f"holds NaN or inf.")
+            k = k0 + int(bad[0])
+            raise ValueError(f"`cost` must be finite; problem {k} of the batch holds NaN or "
+                             f"inf.")
         # the next groups: as many problems as this group's pace runs in _GROUP_SECONDS
         if elapsed > 0:
             step = max(step, int(_GROUP_SECONDS * (k1 - k0) / elapsed))

@@ -244,6 +244,16 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
         message=message, method=xy.method, reg=xy.reg)
 
 
+# Pairs whose largest cost matrix has fewer entries run one after the other in the
+# calling thread: their solves are mostly Python (three calls of the driver and the
+# gradients, about 0.6 ms a pair at 64 x 64 against 0.1 ms of kernels), and two threads
+# running Python take turns on the GIL, slower than one (forward and backward, 2-D:
+# B = 256 pairs of 64 points 164-205 ms on one thread against 242-299 ms on two; 128
+# pairs of 96 points 98-125 against 127-156 ms; about equal at 160 points; at 256
+# points two threads win, 98 ms against 135 ms).
+_POOL_MIN_ENTRIES = 20_000
+
+
 def divergence_value_and_grad(x, y, a=None, b=None, **kwargs):
     """:func:`_value_and_grad` of one pair, or of each pair of a batch ``x`` (B, n, d),
     ``y`` (B, m, d) (weights (B, n), (B, m) or None) on a thread pool (the kernels release
@@ -251,6 +261,8 @@ def divergence_value_and_grad(x, y, a=None, b=None, **kwargs):
     if np.ndim(x) != 3:
         return _value_and_grad(x, y, a, b, **kwargs)
     workers = min(len(x), os.cpu_count() or 1)
+    if max(np.shape(x)[1], np.shape(y)[1]) ** 2 < _POOL_MIN_ENTRIES:
+        workers = 1
     jit = lazy("_jit")
     user = jit.user_threads()
     share = jit.pool_share(workers)
@@ -260,7 +272,10 @@ def divergence_value_and_grad(x, y, a=None, b=None, **kwargs):
             return _value_and_grad(x[k], y[k], None if a is None else a[k],
                                    None if b is None else b[k], **kwargs)
 
-    outs = pool_map(one, range(len(x)), workers, "ottools-batch")
+    if workers == 1:
+        outs = [one(k) for k in range(len(x))]
+    else:
+        outs = pool_map(one, range(len(x)), workers, "ottools-batch")
     grads = tuple(None if outs[0][2][i] is None else np.stack([o[2][i] for o in outs])
                   for i in range(4))
     return np.array([o[0] for o in outs]), [r for o in outs for r in o[1]], grads

@@ -127,6 +127,32 @@ def test_batch_pool_workers_share_the_threads_and_keep_the_blocks(rng, monkeypat
         np.testing.assert_array_equal(g[1][k], gk[1])
 
 
+def test_batch_of_small_pairs_runs_in_the_calling_thread(rng, monkeypatch):
+    """Pairs under _POOL_MIN_ENTRIES cost entries are solved one after the other in the
+    caller's thread (two threads of mostly-Python work only contend for the GIL), with
+    the same values and gradients as each pair alone."""
+    import threading
+
+    import ottools._divergence as dv
+
+    x, y = rng.random((3, 40, 2)), rng.random((3, 50, 2))
+    assert 50 ** 2 < dv._POOL_MIN_ENTRIES
+    threads = []
+    inner = dv._value_and_grad
+
+    def spy(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(dv, "_value_and_grad", spy)
+    v, _, g = divergence_value_and_grad(x, y, reg=0.05)
+    assert threads == [threading.current_thread()] * 3
+    for k in range(3):
+        vk, _, gk = inner(x[k], y[k], reg=0.05)
+        assert v[k] == vk
+        np.testing.assert_array_equal(g[0][k], gk[0])
+
+
 # ------------------------------------------------------------ pools and Ctrl-C (_pool)
 
 def test_pool_map_keeps_the_order_and_raises_a_tasks_error():
