@@ -7,6 +7,7 @@ Usage (from the repository root; each part runs alone)::
     PYTHONPATH=. python benchmarks/scale_speed.py online-small --n 3000 10000
     PYTHONPATH=. python benchmarks/scale_speed.py batch
     PYTHONPATH=. python benchmarks/scale_speed.py torch
+    PYTHONPATH=. python benchmarks/scale_speed.py small-pairs
 
 ``online``: ``sinkhorn`` on an ``ottools.PointCloud`` (uniform points in [0, 1]^3,
 squared Euclidean cost, reg = 1e-2 * the squared diameter) against POT's
@@ -43,6 +44,15 @@ float32 batches against GeomLoss's tensorized ``SamplesLoss("sinkhorn", debias=T
 (points scaled so that its cost ``|x - y|^2 / 2`` is ours) at the fastest ``scaling``
 whose value is within 1e-6 (relative) of ours; and a single pair at N = 20,000, where
 the dense path would not fit the default budget (the loss switches to point clouds).
+
+``small-pairs``: B = 256 pairs of 64 points (uniform in [0, 1]^2, float64, reg 0.05): the
+Sinkhorn divergence of every pair and its gradient with respect to ``x``: ottools' batch
+path (``ottools._divergence.divergence_value_and_grad``, what
+``ottools.torch.sinkhorn_loss`` runs on (B, N, D) tensors, called on NumPy arrays so that
+torch need not be installed) against OTT-JAX's jitted
+``jax.vmap(jax.value_and_grad(sinkhorn_divergence))`` at the loosest ``threshold`` whose
+values are within 1e-6 (relative) of ours, interleaved (skipped when OTT-JAX does not
+import; its environment needs NumPy, SciPy and Numba for ours).
 
 Medians over ``--repeat`` round-robin runs in one process; the machine may be busy:
 ratios are in the same run.
@@ -361,10 +371,62 @@ def online_small(args):
                 print(line, flush=True)
 
 
+def small_pairs(args):
+    from ottools._divergence import divergence_value_and_grad
+
+    rng = np.random.default_rng(0)
+    B, N, reg = 256, 64, 0.05
+    x, y = rng.random((B, N, 2)), rng.random((B, N, 2))
+    need = (True, False, False, False)
+
+    def ours():
+        return divergence_value_and_grad(x, y, reg=reg, need=need)
+
+    value = ours()[0]
+    peer = None
+    try:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        from ott.geometry import pointcloud
+        from ott.tools import sinkhorn_divergence
+    except ImportError as exc:
+        print(f"OTT-JAX not importable ({exc}): ottools only", flush=True)
+    else:
+        xj, yj = jax.numpy.asarray(x), jax.numpy.asarray(y)
+        for thr in (1e-3, 1e-4, 1e-5, 1e-6, 1e-7):
+            def div(a, b, thr=thr):
+                return sinkhorn_divergence.sinkhorn_divergence(
+                    pointcloud.PointCloud, a, b, epsilon=reg,
+                    solve_kwargs={"threshold": thr, "max_iterations": 5000})[0]
+            fn = jax.jit(jax.vmap(jax.value_and_grad(div)))
+            v = np.asarray(jax.block_until_ready(fn(xj, yj))[0])
+            rel = float(np.max(np.abs(v - value) / np.abs(value)))
+            if rel <= 1e-6:
+                peer = (thr, rel, lambda fn=fn: jax.block_until_ready(fn(xj, yj)))
+                break
+    ts, tp = [], []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        ours()
+        ts.append(time.perf_counter() - t0)
+        if peer is not None:
+            t0 = time.perf_counter()
+            peer[2]()
+            tp.append(time.perf_counter() - t0)
+    line = (f"B={B} N={N} d=2 float64: ottools {np.median(ts):.3f} s "
+            f"[{min(ts):.3f}-{max(ts):.3f}]")
+    if peer is not None:
+        line += (f" | OTT-JAX vmap threshold {peer[0]:g} (values within {peer[1]:.1e}) "
+                 f"{np.median(tp):.3f} s [{min(tp):.3f}-{max(tp):.3f}] "
+                 f"({np.median(tp) / np.median(ts):.1f}x)")
+    print(line, flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=["online", "online-50k", "online-small", "batch",
-                                     "torch"])
+                                     "torch", "small-pairs"])
     ap.add_argument("--n", type=int, nargs="+", default=[10_000, 20_000])
     ap.add_argument("--big", type=int, default=50_000)
     ap.add_argument("--repeat", type=int, default=3)
@@ -379,7 +441,7 @@ def main():
                     help="online-small: largest n also solved on the dense cost")
     args = ap.parse_args()
     {"online": online, "online-50k": online_50k, "online-small": online_small,
-     "batch": batch, "torch": torch_bench}[args.what](args)
+     "batch": batch, "torch": torch_bench, "small-pairs": small_pairs}[args.what](args)
 
 
 if __name__ == "__main__":
