@@ -3,8 +3,8 @@ finiteness check of the validation and the cost's range (annealing, rounding flo
 from one read of the array instead of three (``isfinite``, ``min``, ``max``: 17-30 ms at
 4000 x 4000 in float64; this kernel 6-9 ms on two threads)."""
 
-import numpy as np
 import numba.extending
+import numpy as np
 from numba import prange
 
 from ._jit import jit
@@ -58,7 +58,6 @@ def extremes(C, chunks):
     return _extremes_par(C, nc)
 
 
-
 def _abs_bits(C):
     """(Stub of the overload below.)"""
 
@@ -84,7 +83,7 @@ def abs_max(C):
     bit cleared, the bits of a float compare as integers in the order of ``|x|``, with
     inf above every finite value and NaN above inf: one integer max reduction, which
     vectorizes (a floating-point one keeps NaN semantics only as a serial loop: 32 us at
-    256 x 256 in float64, against about 5 us)."""
+    256 x 256 in float64, against 2.7 us)."""
     bits, mask, inf = _abs_bits(C)
     big = bits[0] & mask
     for j in range(1, bits.size):
