@@ -6,6 +6,7 @@ Usage (from the repository root; each part runs alone)::
     PYTHONPATH=. python benchmarks/scale_speed.py online-50k          # RSS and per sweep
     PYTHONPATH=. python benchmarks/scale_speed.py online-small --n 3000 10000
     PYTHONPATH=. python benchmarks/scale_speed.py batch
+    PYTHONPATH=. python benchmarks/scale_speed.py batch-small-reg
     PYTHONPATH=. python benchmarks/scale_speed.py torch
     PYTHONPATH=. python benchmarks/scale_speed.py small-pairs
 
@@ -38,6 +39,11 @@ Newton stage), capped at ``--sweep-cap`` sweeps: their time and the err they rea
 squared Euclidean cost, reg 0.05): one batched call against a Python loop over
 ``sinkhorn`` and POT's ``ot.batch.solve_batch`` (log-domain Sinkhorn), each to err
 <= 1e-6 (ours, computed on every plan).
+
+``batch-small-reg``: B = 200 problems of 64 x 64 (uniform 2-D points, squared Euclidean
+cost, default tolerance) at reg 0.05, 0.01, 2e-3 and 5e-4: one batched call against a
+Python loop over ``sinkhorn``, interleaved, with how many problems one call anneals or
+finishes by Newton steps (the batch hands those back to the one-problem driver).
 
 ``torch``: ``ottools.torch.sinkhorn_loss`` forward + backward on (B = 32, N = 1024, D = 3)
 float32 batches against GeomLoss's tensorized ``SamplesLoss("sinkhorn", debias=True)``
@@ -283,6 +289,32 @@ def batch(args):
         print(line, flush=True)
 
 
+def batch_small_reg(args):
+    rng = np.random.default_rng(0)
+    B, n = 200, 64
+    x, y = rng.random((B, n, 2)), rng.random((B, n, 2))
+    cost = ((x[:, :, None] - y[:, None]) ** 2).sum(-1)
+    for reg in (0.05, 0.01, 2e-3, 5e-4):
+        ottools.sinkhorn(None, None, cost[:4], reg)
+        tb, tl = [], []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            res = ottools.sinkhorn(None, None, cost, reg)
+            tb.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            ones = [ottools.sinkhorn(None, None, cost[k], reg) for k in range(B)]
+            tl.append(time.perf_counter() - t0)
+        same = all(o.nit == res.nit[k] and np.array_equal(o.plan, res.plan[k])
+                   for k, o in enumerate(ones))
+        newton = sum("newton" in o.stages for o in ones)
+        anneal = sum("anneal" in o.stages for o in ones)
+        print(f"B={B} n={n} reg={reg:g}: annealed {anneal}, Newton stage {newton}; batch "
+              f"{np.median(tb):.4f} s [{min(tb):.4f}-{max(tb):.4f}] | loop "
+              f"{np.median(tl):.4f} s [{min(tl):.4f}-{max(tl):.4f}] "
+              f"({np.median(tl) / np.median(tb):.1f}x) | all converged "
+              f"{bool(res.success.all())}, batch == loop {same}", flush=True)
+
+
 def torch_bench(args):
     import math
 
@@ -426,7 +458,7 @@ def small_pairs(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=["online", "online-50k", "online-small", "batch",
-                                     "torch", "small-pairs"])
+                                     "batch-small-reg", "torch", "small-pairs"])
     ap.add_argument("--n", type=int, nargs="+", default=[10_000, 20_000])
     ap.add_argument("--big", type=int, default=50_000)
     ap.add_argument("--repeat", type=int, default=3)
@@ -441,7 +473,8 @@ def main():
                     help="online-small: largest n also solved on the dense cost")
     args = ap.parse_args()
     {"online": online, "online-50k": online_50k, "online-small": online_small,
-     "batch": batch, "torch": torch_bench, "small-pairs": small_pairs}[args.what](args)
+     "batch": batch, "batch-small-reg": batch_small_reg, "torch": torch_bench,
+     "small-pairs": small_pairs}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 Every problem runs the log-stable sweeps inside one Numba kernel, problems in parallel
 (``ottools._kernels._batch``), without the Python driver's overhead per problem. With
 ``method="log"`` they are plain Sinkhorn: the iterates, iteration counts and statuses of
-one ``method="log"`` call per problem. With ``method="auto"`` (the default) they are
-over-relaxed by the rule of one problem's driver (the rate of the first 20 sweeps, then
-a decision every 10; ``options={"overrelaxation": False}`` turns it off); the batch
-does not anneal or take Newton steps, so a problem's iterates are not those of one
-``auto`` call, but its result meets the same ``tol``.
+one ``method="log"`` call per problem. With ``method="auto"`` (the default) the kernel
+takes the decisions of one problem's driver (over-relaxation; the switch to Newton steps)
+and hands back the problems that driver would solve otherwise than by over-relaxed
+sweeps (epsilon-scaling at small ``reg``, the Newton stage, self-transport problems):
+those are solved one by one by that driver (:func:`_solve_handed`). Either way each
+problem's result is that of one ``sinkhorn`` call with the same arguments.
 The kernel runs on groups of problems (:func:`batch_group`, then groups sized to about
 0.2 s at the pace of the first), so that Ctrl-C gets through between groups; a forked
 child runs the serial twin; a problem whose costs round away at ``reg``
@@ -20,11 +21,12 @@ import time
 import numpy as np
 
 from ._kernels import KernelStatus, lazy
+from ._pool import pool_map
 from ._problem import LinearProblem, Settings, allocate
 from ._result import (CONVERGED, MAXITER, NONFINITE, STALLED, _define_result_class,
                       make_result)
-from ._sinkhorn import METHODS
-from ._sweeps import ABSORB_BOUND
+from ._sinkhorn import _NEWTON_MIN_SWEEPS, METHODS, method_options, sinkhorn
+from ._sweeps import ABSORB_BOUND, LOW_MIN_ENTRIES
 from ._validation import (_as_float_array, _check_balanced, _check_method,
                           _check_option_table, _check_positive, _check_weights, _Option,
                           _result_dtype)
@@ -114,14 +116,16 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
     name = _check_method(method, METHODS)
     a64, b64, cost, dtype = _check_batch(a, b, cost, reg_m, name, init, callback)
     reg = _check_positive(reg, "reg")
-    table = {"check_every": _Option("int", 10, lo=1)}
-    if name == "auto":
-        table["overrelaxation"] = _Option("bool", True)
-    opts = _check_option_table(options, table, f"a batch (method={name!r})")
-    relax = bool(opts.get("overrelaxation", False))
+    if name == "auto":  # every option of one auto call (the handed-back problems use them)
+        _, opts = method_options(name, options)
+    else:
+        opts = _check_option_table(options, {"check_every": _Option("int", 10, lo=1)},
+                                   f"a batch (method={name!r})")
     settings = Settings.from_args(tol, maxiter, None, dtype)
     _define_result_class()
     B, n, m = cost.shape
+    rules = _rules(name, opts, dtype, n * m)
+    la, lb, wmass = _driver_terms(a64, b64, dtype)
     f, g = np.empty((B, n)), np.empty((B, m))
     P = allocate((B, n, m), dtype, "The plans of the batch")
     nit, code = np.zeros(B, dtype=np.int64), np.zeros(B, dtype=np.int64)
@@ -136,9 +140,10 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
     while k0 < B:
         k1 = min(B, k0 + step)
         t0 = time.perf_counter()
-        kernel(a64[k0:k1], b64[k0:k1], cost[k0:k1], reg, settings.tol, settings.maxiter,
-               ABSORB_BOUND[dtype], relax, f[k0:k1], g[k0:k1], P[k0:k1], nit[k0:k1], code[k0:k1],
-               err[k0:k1], lin[k0:k1], plogr[k0:k1], pmass[k0:k1], cmax[k0:k1])
+        kernel(a64[k0:k1], b64[k0:k1], la[k0:k1], lb[k0:k1], wmass[k0:k1], cost[k0:k1], reg,
+               settings.tol, settings.maxiter,
+               ABSORB_BOUND[dtype], rules, f[k0:k1], g[k0:k1], P[k0:k1], nit[k0:k1],
+               code[k0:k1], err[k0:k1], lin[k0:k1], plogr[k0:k1], pmass[k0:k1], cmax[k0:k1])
         elapsed = time.perf_counter() - t0
         # the kernel skipped the problems whose costs hold NaN or inf: the first is named
         bad = np.flatnonzero(~np.isfinite(cmax[k0:k1]))
@@ -150,6 +155,10 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
         if elapsed > 0:
             step = max(step, int(_GROUP_SECONDS * (k1 - k0) / elapsed))
         k0 = k1
+    handed = np.flatnonzero(code == KernelStatus.HANDOVER)
+    ones = _solve_handed(handed, a64, b64, cost, reg, dtype, name, tol, maxiter, options)
+    for arr in (f, g, err, lin, plogr, pmass):  # placeholders, replaced below
+        arr[handed] = 0.0
     # exp((f + g - C) / reg) without a correct digit (as in ottools.sinkhorn): status 2.
     with np.errstate(over="ignore"):
         floor = np.finfo(dtype).eps * cmax / reg
@@ -169,6 +178,11 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
     shift = (np.einsum("km,km->k", g, b64) - np.einsum("kn,kn->k", f, a64)) / (2.0 * ma)
     f += shift[:, None]
     g -= shift[:, None]
+    # The handed-back problems: the results of their one-problem calls.
+    for k, one in zip(handed, ones):
+        f[k], g[k], P[k] = one.f, one.g, one.plan
+        fun[k], lin[k], nit[k], err[k] = one.fun, one.cost, one.nit, one.err
+        status[k] = one.status
     counts = np.bincount(status, minlength=6)
     summary = ", ".join(f"{c} {label}" for c, label in zip(
         counts, ("converged", "at maxiter", "non-finite", "stopped", "stalled",
@@ -185,6 +199,76 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
         fun=fun, cost=lin.copy(), plan=P, f=f.astype(dtype), g=g.astype(dtype), nit=nit,
         err=err, success=status == CONVERGED, status=status.astype(np.int64),
         message=message, method=name, reg=reg)
+
+
+def _driver_terms(a64, b64, dtype):
+    """The logs of the weights (float64 casts of the logs in ``dtype``, -inf at zero
+    weights) and the masses ``sum(a)`` (float64 sums of the positive weights), computed
+    as one problem's driver computes them (``ottools._problem.LinearProblem``): the
+    batch's iterates and stopping tests are then those of one call to the bit."""
+    with np.errstate(divide="ignore"):
+        la = np.log(a64.astype(dtype)).astype(np.float64)
+        lb = np.log(b64.astype(dtype)).astype(np.float64)
+    wmass = a64.sum(axis=1)
+    for k in np.flatnonzero((a64 <= 0).any(axis=1)):  # the sum over a compressed copy
+        wmass[k] = a64[k][a64[k] > 0].sum()
+    return la, lb, wmass
+
+
+def _rules(name, opts, dtype, entries):
+    """The ``rules`` array of the batch kernel (``ottools._kernels._batch``): the
+    decisions of one ``method`` call with options ``opts``, for problems of ``entries``
+    costs in ``dtype``. Rules that would hand back every problem (forced epsilon-scaling,
+    float32 sweeps) set ``anneal_below`` to inf."""
+    kb = _kb
+    rules = np.zeros(kb.N_RULES)
+    rules[kb.ROUNDING_EPS] = np.finfo(dtype).eps
+    rules[kb.NEWTON_AFTER] = np.inf
+    if name != "auto":
+        return rules
+    rules[kb.AUTO] = 1.0
+    rules[kb.RELAX] = float(opts["overrelaxation"])
+    if opts["newton"]:
+        rules[kb.NEWTON_AFTER] = opts["newton_after"]
+    rules[kb.NEWTON_LEAST] = _NEWTON_MIN_SWEEPS
+    low = opts["float32_sweeps"]
+    if low is None:  # as ottools._sinkhorn._float32_sweeps decides for a dense cost
+        low = entries >= LOW_MIN_ENTRIES
+    anneal = opts["epsilon_scaling"]
+    if anneal or (low and np.dtype(dtype) == np.float64):
+        rules[kb.ANNEAL_BELOW] = np.inf  # every problem: the driver's own path
+    elif anneal is None:
+        rules[kb.ANNEAL_BELOW] = opts["anneal_below"]
+    return rules
+
+
+# Handed-back problems whose cost has fewer entries run one after the other in the
+# calling thread (their solves are mostly Python: two threads only take turns on the
+# GIL); larger ones on a pool of threads (the kernels release the GIL).
+_POOL_MIN_ENTRIES = 20_000
+
+
+def _solve_handed(ks, a64, b64, cost, reg, dtype, name, tol, maxiter, options):
+    """One ``sinkhorn`` call per problem ``ks`` of the batch (their weights as the batch
+    validated them): the results of the problems the kernel handed back."""
+    if not len(ks):
+        return []
+    jit = lazy("_jit")
+    B, n, m = cost.shape
+    workers = min(len(ks), jit.user_threads())
+    if n * m < _POOL_MIN_ENTRIES:
+        workers = 1
+    user = jit.user_threads()
+    share = jit.pool_share(workers)
+
+    def one(k):
+        with jit.pool_worker(share, user):
+            return sinkhorn(a64[k].astype(dtype), b64[k].astype(dtype), cost[k], reg,
+                            method=name, tol=tol, maxiter=maxiter, options=options)
+
+    if workers == 1:
+        return [one(k) for k in ks]
+    return pool_map(one, ks, workers, "ottools-batch")
 
 
 # Entries times iterations the first kernel call may visit at most (a few tenths of a

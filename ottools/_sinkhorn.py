@@ -674,9 +674,11 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
     cost : array_like, shape (n, m), or (B, n, m), or ottools.PointCloud
         Ground cost, finite. Rectangular problems are fine. A 3-D array is a batch of
         ``B`` problems (``a``, ``b`` then of shape (B, n), (B, m), or shared (n,), (m,),
-        or None), solved in parallel over problems by the log-stable sweeps of
-        ``method="log"`` (the same iterates as one call per problem; no epsilon-scaling or
-        Newton stage, ``init``, ``callback`` or ``reg_m``): the result's fields are arrays
+        or None; ``method`` "auto" or "log"; no ``init``, ``callback`` or ``reg_m``),
+        solved in parallel over problems by one Numba kernel of log-stable sweeps, each
+        problem's result that of one call with the same arguments: the problems that one
+        ``auto`` call would anneal, finish by Newton steps or solve by the symmetric
+        iterations are handed back to that call, one by one. The result's fields are arrays
         over the batch (``plan`` (B, n, m), ``f``, ``g``, ``fun``, ``cost``, ``nit``,
         ``err``, ``success``, ``status``). A :class:`ottools.PointCloud` computes the costs
         on the fly (O((n + m) d) memory; ``method`` "auto", "log" or "sns", the Newton

@@ -18,6 +18,7 @@ class KernelStatus(enum.IntEnum):
     BUDGET = _codes.BUDGET
     NONFINITE = _codes.NONFINITE
     OUT_OF_RANGE = _codes.OUT_OF_RANGE
+    HANDOVER = _codes.HANDOVER
 
 
 class lazy:

@@ -7,40 +7,118 @@ the kernel ``K = exp((f + g - C) / reg)``, :func:`_sinkhorn.scaling_sweep` with
 absorption when a scaling leaves its bound, an exact log-domain iteration when one under
 /overflows, and the plan from the scalings. The iterates, iteration counts and statuses
 are those of the one-problem calls. Return codes: ``ottools._kernels._codes``.
+
+With ``method="auto"`` (the ``rules`` array: :data:`RELAX`, :data:`AUTO`, ...) the kernel
+also applies the one-problem driver's decisions, and hands a problem back (code
+``HANDOVER``) where that driver would leave the over-relaxed sweeps: a problem it would
+anneal (``reg < anneal_below * (max C - min C)``), a self-transport problem (``a == b``,
+``C`` symmetric: the symmetric iterations), one whose costs round away at ``reg``
+(``max|C| eps / reg > 1``), and one whose observed rate, after ``least`` sweeps, predicts
+more than ``newton_after`` further sweeps (the Newton stage). The caller solves those with
+the one-problem driver; every other problem ends with the iterates of one ``auto`` call.
 """
 
 import numpy as np
 from numba import prange
 
-from ._codes import BUDGET, DONE, NONFINITE, OUT_OF_RANGE
+from ._codes import BUDGET, DONE, HANDOVER, NONFINITE, OUT_OF_RANGE
 from ._extremes import abs_max
 from ._jit import jit
-from ._relax import EARLY, ENABLED, OMEGA, fail, new_state, update
+from ._relax import DECIDE, EARLY, ENABLED, OMEGA, SETTLED, fail, new_state, rate, update
+from ._symmetric import is_symmetric
 from ._sinkhorn import (absorb, build_kernel, plan_from_potentials, plan_from_scalings,
                         scaling_sweep, sinkhorn_log)
 
 _CHUNK = 1024  # iterations per sweep call: bounds the error buffer, not the iterates
 
+# Fields of the ``rules`` array (float64) of a batch: over-relaxation (0 / 1), the
+# one-problem ``auto`` driver's hand-back rules (0 / 1), its ``anneal_below`` (0: never
+# anneal; inf: hand back every problem), ``newton_after`` (inf: no Newton stage), the sweeps before the Newton stage
+# may start, and the machine epsilon of the costs' dtype (the rounding test).
+RELAX, AUTO, ANNEAL_BELOW, NEWTON_AFTER, NEWTON_LEAST, ROUNDING_EPS = range(6)
+N_RULES = 6
+
 
 @jit
-def _solve_one(a, b, cost, reg, tol, maxiter, bound, relax, f_out, g_out, P_out):
-    """One problem (full-size ``a``, ``b``, ``cost``); writes the compressed-free
-    potentials of the positive weights into ``f_out``/``g_out`` (NaN elsewhere) and the
-    plan into ``P_out``. Returns ``(nit, code, rows_err, lin, plogr, mass)``.
+def _spread(a, b, cost):
+    """``max C - min C`` over the rows and columns of positive weight (float64), as the
+    one-problem driver computes it on the compressed cost."""
+    n, m = cost.shape
+    lo, hi = np.inf, -np.inf
+    for i in range(n):
+        if a[i] > 0.0:
+            for j in range(m):
+                if b[j] > 0.0:
+                    c = np.float64(cost[i, j])
+                    lo = min(lo, c)
+                    hi = max(hi, c)
+    return hi - lo
 
-    ``relax``: over-relaxed sweeps with ``ottools.sinkhorn``'s rule for ``omega``
+
+@jit
+def _hand_back(a, b, cost, reg, big, rules):
+    """True for a problem that the one-problem driver solves otherwise than by the
+    sweeps (see the module's docstring); ``big`` its largest ``|C|``."""
+    if rules[ROUNDING_EPS] * big / reg > 1.0:
+        return True  # no correct digit in exp(-C / reg): the driver's status 2
+    if rules[AUTO] == 0.0:
+        return False
+    n, m = cost.shape
+    below = rules[ANNEAL_BELOW]
+    if below == np.inf:
+        return True  # forced epsilon-scaling or float32 sweeps: every problem
+    # max C - min C <= 2 max|C| (also after rounding): most problems skip the pass
+    if reg < below * (2.0 * big):
+        spread = _spread(a, b, cost)
+        if spread > 0.0 and reg < below * spread:
+            return True
+    if n == m:
+        for i in range(n):
+            if a[i] != b[i]:
+                return False
+        return is_symmetric(cost)
+    return False
+
+
+@jit
+def _newton_due(st, win, nw, nit, tol_abs, rules):
+    """The one-problem driver's switch to the Newton stage, taken at a decision of the
+    over-relaxation rule: after ``least`` sweeps, once omega has settled, the rate of the
+    block ``win[:nw]`` predicts more than ``newton_after`` further sweeps (or stalls)."""
+    after = rules[NEWTON_AFTER]
+    if not (nit >= rules[NEWTON_LEAST] and after < np.inf):
+        return False
+    if not (st[ENABLED] == 0.0 or st[OMEGA] == 1.0 or st[SETTLED] >= 1.0):
+        return False
+    lam = rate(win, 0, nw)
+    if lam >= 1.0:
+        return True
+    err = win[nw - 1] if nw > 0 else np.inf
+    if lam > 0.0 and err > tol_abs:
+        if tol_abs > 0.0:
+            return np.log(tol_abs / err) / np.log(lam) > after
+        return True
+    return False
+
+
+@jit
+def _solve_one(a, b, la, lb, mass, cost, reg, tol, maxiter, bound, rules, f_out, g_out,
+               P_out):
+    """One problem (full-size ``a``, ``b``, ``cost``; ``la``, ``lb`` the logs of the
+    weights and ``mass`` the sum of ``a`` as the one-problem driver computes them); writes the compressed-free
+    potentials of the positive weights into ``f_out``/``g_out`` (NaN elsewhere) and the
+    plan into ``P_out``. Returns ``(nit, code, rows_err, lin, plogr, mass)``; code
+    ``HANDOVER`` (nothing written) when the Newton stage is due (:func:`_newton_due`).
+
+    ``rules[RELAX]``: over-relaxed sweeps with ``ottools.sinkhorn``'s rule for ``omega``
     (``ottools._sweeps.Relaxation``, the schedule of ``_relax``: EARLY, FIRST, DECIDE);
     else plain Sinkhorn, the iterates of ``method="log"``."""
     n, m = cost.shape
     ri = np.flatnonzero(a > 0)
     ci = np.flatnonzero(b > 0)
     nr, mc = ri.size, ci.size
-    ac = np.empty(nr)
-    bc = np.empty(mc)
-    for i in range(nr):
-        ac[i] = a[ri[i]]
-    for j in range(mc):
-        bc[j] = b[ci[j]]
+    ac, bc = a[ri], b[ci]
+    loga, logb = la[ri], lb[ci]
     # Every weight positive (the common case): no compressed copy, and the kernel (then
     # the plan written over it) lives in P_out. Else compressed copies, scattered back.
     full = nr == n and mc == m
@@ -53,9 +131,6 @@ def _solve_one(a, b, cost, reg, tol, maxiter, bound, relax, f_out, g_out, P_out)
             for j in range(mc):
                 costc[i, j] = cost[ri[i], ci[j]]
         K = np.empty((nr, mc), dtype=cost.dtype)
-    loga = np.log(ac)
-    logb = np.log(bc)
-    mass = 0.5 * (ac.sum() + bc.sum())
     tol_abs = 0.9 * tol * mass
     f = np.zeros(nr)
     g = np.zeros(mc)
@@ -72,13 +147,18 @@ def _solve_one(a, b, cost, reg, tol, maxiter, bound, relax, f_out, g_out, P_out)
     fresh = True
     nit = 0
     code = BUDGET
+    relax = rules[RELAX] != 0.0
     st, chk = new_state(relax)
+    # Decisions (omega, the Newton stage) every few sweeps, as in the driver's stage
+    newton = rules[AUTO] != 0.0 and rules[NEWTON_AFTER] < np.inf
+    decide = relax or newton
     win = np.empty(2 * _CHUNK + 2)  # the finite errors since the last decision
     nw = 0
-    decide_at = EARLY
+    early = relax
+    decide_at = EARLY if early else DECIDE
     while nit < maxiter:
         size = min(_CHUNK, maxiter - nit)
-        if st[ENABLED] != 0.0:
+        if decide:
             size = min(size, decide_at - nit)
         k, code = scaling_sweep(K, ac, bc, u, v, bound, st[OMEGA], tol_abs, size, exact,
                                 cerr, errs, s, t, unew, vk)
@@ -87,13 +167,16 @@ def _solve_one(a, b, cost, reg, tol, maxiter, bound, relax, f_out, g_out, P_out)
         nit += k
         if code == DONE:
             break
-        if st[ENABLED] != 0.0:
+        if decide:
             for i in range(k):
                 if np.isfinite(errs[i]) and nw < win.size:
                     win[nw] = errs[i]
                     nw += 1
             if nit >= decide_at and code != NONFINITE:
-                decide_at = nit + update(st, chk, win, nw, decide_at == EARLY)
+                decide_at = nit + update(st, chk, win, nw, early)
+                early = False
+                if newton and _newton_due(st, win, nw, nit, tol_abs, rules):
+                    return nit, HANDOVER, np.nan, np.nan, np.nan, np.nan
                 if nw > 0:
                     win[0] = win[nw - 1]
                     nw = 1
@@ -104,6 +187,7 @@ def _solve_one(a, b, cost, reg, tol, maxiter, bound, relax, f_out, g_out, P_out)
             continue
         if code == NONFINITE:
             fail(st)  # plain Sinkhorn from here on
+            decide = newton
             if nit >= maxiter:
                 code = BUDGET
                 break
@@ -117,6 +201,8 @@ def _solve_one(a, b, cost, reg, tol, maxiter, bound, relax, f_out, g_out, P_out)
                 break
             nit += 1
             code = BUDGET
+            nw = 0  # the driver's decisions start again after the exact iteration
+            decide_at = nit + DECIDE
     ok = True
     for i in range(nr):
         if not (u[i] > 0.0 and np.isfinite(u[i])):
@@ -165,10 +251,11 @@ def _scatter(ri, ci, fp, gp, P, f_out, g_out, P_out):
 
 
 @jit
-def _checked_solve(k, a, b, cost, reg, tol, maxiter, bound, relax, f, g, P, nit, code, err,
-                   lin, plogr, mass, cmax):
+def _checked_solve(k, a, b, la, lb, wmass, cost, reg, tol, maxiter, bound, rules, f, g, P,
+                   nit, code, err, lin, plogr, mass, cmax):
     """Problem ``k`` of the batch: its largest ``|C|`` into ``cmax[k]`` (NaN when its costs
-    hold NaN; inf shows), then, if finite, :func:`_solve_one`. The check
+    hold NaN; inf shows), then, if finite and not handed back (:func:`_hand_back`: code
+    ``HANDOVER``), :func:`_solve_one`. The check
     (:func:`ottools._kernels._extremes.abs_max`, 2.7 us at 256 x 256) reads the costs
     just before the solve reads them again from the cache, instead of a separate pass
     over the whole batch from memory (a tenth of the time of a batch of 256 x 256
@@ -178,27 +265,32 @@ def _checked_solve(k, a, b, cost, reg, tol, maxiter, bound, relax, f, g, P, nit,
     if nan or not np.isfinite(big):
         nit[k], code[k] = 0, NONFINITE  # not solved: the caller raises
         return
-    out = _solve_one(a[k], b[k], cost[k], reg, tol, maxiter, bound, relax, f[k], g[k], P[k])
+    if _hand_back(a[k], b[k], cost[k], reg, big, rules):
+        nit[k], code[k] = 0, HANDOVER
+        return
+    out = _solve_one(a[k], b[k], la[k], lb[k], wmass[k], cost[k], reg, tol, maxiter, bound,
+                     rules, f[k], g[k], P[k])
     nit[k], code[k], err[k], lin[k], plogr[k], mass[k] = out
 
 
 @jit(parallel=True)
-def sinkhorn_batch(a, b, cost, reg, tol, maxiter, bound, relax, f, g, P, nit, code, err,
-                   lin, plogr, mass, cmax):
+def sinkhorn_batch(a, b, la, lb, wmass, cost, reg, tol, maxiter, bound, rules, f, g, P, nit,
+                   code, err, lin, plogr, mass, cmax):
     """:func:`_checked_solve` for every problem of the batch (``a`` (B, n), ``b``
-    (B, m), ``cost`` (B, n, m), float64 weights), in parallel over problems; outputs per
+    (B, m), ``cost`` (B, n, m), float64 weights; ``la``, ``lb`` their logs and ``wmass``
+    (B,) their masses, as one problem's driver computes them), in parallel over problems; outputs per
     problem in ``f`` (B, n), ``g`` (B, m), ``P`` (B, n, m) and the (B,) arrays."""
     for k in prange(cost.shape[0]):
-        _checked_solve(k, a, b, cost, reg, tol, maxiter, bound, relax, f, g, P, nit, code,
-                       err, lin, plogr, mass, cmax)
+        _checked_solve(k, a, b, la, lb, wmass, cost, reg, tol, maxiter, bound, rules, f, g,
+                       P, nit, code, err, lin, plogr, mass, cmax)
 
 
 @jit
-def sinkhorn_batch_serial(a, b, cost, reg, tol, maxiter, bound, relax, f, g, P, nit, code,
-                          err, lin, plogr, mass, cmax):
+def sinkhorn_batch_serial(a, b, la, lb, wmass, cost, reg, tol, maxiter, bound, rules, f, g,
+                          P, nit, code, err, lin, plogr, mass, cmax):
     """:func:`sinkhorn_batch` one problem after the other (no thread launch): the twin for
     a process forked after a parallel kernel ran (``_jit.parallel_ok``). The same
     per-problem results."""
     for k in range(cost.shape[0]):
-        _checked_solve(k, a, b, cost, reg, tol, maxiter, bound, relax, f, g, P, nit, code,
-                       err, lin, plogr, mass, cmax)
+        _checked_solve(k, a, b, la, lb, wmass, cost, reg, tol, maxiter, bound, rules, f, g,
+                       P, nit, code, err, lin, plogr, mass, cmax)
