@@ -8,7 +8,9 @@ takes the decisions of one problem's driver (over-relaxation; the switch to Newt
 and hands back the problems that driver would solve otherwise than by over-relaxed
 sweeps (epsilon-scaling at small ``reg``, the Newton stage, self-transport problems):
 those are solved one by one by that driver (:func:`_solve_handed`). Either way each
-problem's result is that of one ``sinkhorn`` call with the same arguments.
+problem's result is that of one ``sinkhorn`` call with the same arguments: the same plan,
+iteration count and status to the bit; potentials and values within a few ulps (the
+gauge and the objective are summed in another order).
 The kernel runs on groups of problems (:func:`batch_group`, then groups sized to about
 0.2 s at the pace of the first), so that Ctrl-C gets through between groups; a forked
 child runs the serial twin; a problem whose costs round away at ``reg``
@@ -25,7 +27,8 @@ from ._pool import pool_map
 from ._problem import LinearProblem, Settings, allocate
 from ._result import (CONVERGED, MAXITER, NONFINITE, STALLED, _define_result_class,
                       make_result)
-from ._sinkhorn import _NEWTON_MIN_SWEEPS, METHODS, method_options, sinkhorn
+from ._sinkhorn import (_NEWTON_MIN_SWEEPS, METHODS, _self_transport, method_options,
+                        solve)
 from ._sweeps import ABSORB_BOUND, LOW_MIN_ENTRIES
 from ._validation import (_as_float_array, _check_balanced, _check_method,
                           _check_option_table, _check_positive, _check_weights, _Option,
@@ -121,10 +124,26 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
     else:
         opts = _check_option_table(options, {"check_every": _Option("int", 10, lo=1)},
                                    f"a batch (method={name!r})")
-    settings = Settings.from_args(tol, maxiter, None, dtype)
+        _, opts = method_options(name, opts)  # with the defaults of one call's options
+    settings = Settings.from_args(tol, maxiter, None, dtype, opts)
+    return run_batch(a64, b64, cost, dtype, reg, name, settings)
+
+
+def run_batch(a64, b64, cost, dtype, reg, name, settings, *, self_transport=True,
+              symmetric=False):
+    """The batch of validated problems (float64 weights ``a64`` (B, n), ``b64`` (B, m),
+    balanced; ``cost`` (B, n, m) in ``dtype``) by ``name`` ("auto" or "log") with
+    ``settings`` (its options checked): each problem's result that of the one-problem
+    driver's ``solve``. ``self_transport``: problems with ``a == b`` and a symmetric cost
+    get the symmetric iterations (as in :func:`ottools.sinkhorn`; False: as in any other
+    problem, as a divergence's cross problem). ``symmetric``: every problem is ``W(a, a)``
+    with a symmetric cost (a divergence's ``xx`` and ``yy``)."""
+    opts = settings.options
     _define_result_class()
     B, n, m = cost.shape
     rules = _rules(name, opts, dtype, n * m)
+    rules[_kb.SELF_TRANSPORT] = float(self_transport and name == "auto")
+    rules[_kb.SYMMETRIC] = float(symmetric and name == "auto")
     la, lb, wmass = _driver_terms(a64, b64, dtype)
     f, g = np.empty((B, n)), np.empty((B, m))
     P = allocate((B, n, m), dtype, "The plans of the batch")
@@ -156,7 +175,8 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
             step = max(step, int(_GROUP_SECONDS * (k1 - k0) / elapsed))
         k0 = k1
     handed = np.flatnonzero(code == KernelStatus.HANDOVER)
-    ones = _solve_handed(handed, a64, b64, cost, reg, dtype, name, tol, maxiter, options)
+    ones = _solve_handed(handed, a64, b64, cost, reg, dtype, name, settings,
+                         self_transport, symmetric)
     for arr in (f, g, err, lin, plogr, pmass):  # placeholders, replaced below
         arr[handed] = 0.0
     # exp((f + g - C) / reg) without a correct digit (as in ottools.sinkhorn): status 2.
@@ -248,9 +268,12 @@ def _rules(name, opts, dtype, entries):
 _POOL_MIN_ENTRIES = 20_000
 
 
-def _solve_handed(ks, a64, b64, cost, reg, dtype, name, tol, maxiter, options):
-    """One ``sinkhorn`` call per problem ``ks`` of the batch (their weights as the batch
-    validated them): the results of the problems the kernel handed back."""
+def _solve_handed(ks, a64, b64, cost, reg, dtype, name, settings, self_transport,
+                  symmetric):
+    """The one-problem driver on each problem ``ks`` of the batch (their weights as the
+    batch validated them), as :func:`ottools.sinkhorn` runs it: the results of the
+    problems the kernel handed back. ``self_transport``, ``symmetric``: see
+    :func:`run_batch`."""
     if not len(ks):
         return []
     jit = lazy("_jit")
@@ -260,11 +283,14 @@ def _solve_handed(ks, a64, b64, cost, reg, dtype, name, tol, maxiter, options):
         workers = 1
     user = jit.user_threads()
     share = jit.pool_share(workers)
+    auto = name == "auto"
 
     def one(k):
         with jit.pool_worker(share, user):
-            return sinkhorn(a64[k].astype(dtype), b64[k].astype(dtype), cost[k], reg,
-                            method=name, tol=tol, maxiter=maxiter, options=options)
+            prob = LinearProblem.from_args(a64[k].astype(dtype), b64[k].astype(dtype),
+                                           cost[k])
+            sym = auto and (symmetric or (self_transport and _self_transport(prob)))
+            return solve(prob, reg, settings, name, symmetric=sym)
 
     if workers == 1:
         return [one(k) for k in ks]

@@ -293,8 +293,7 @@ class SymSweeps(Sweeps):
         return e
 
     def absorb(self):
-        self.f += self.reg * np.log(self.u / self.a)
-        self.u[:] = self.a
+        _ksym.absorb_symmetric(self.f, self.u, self.a, self.reg)  # the batches' kernel too
 
     def _kernel(self, maxiter, tol, omega, errs):
         args = (self.K, self.a, self.u, self.bound, tol, maxiter, self.cold, errs,

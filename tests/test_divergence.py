@@ -259,3 +259,68 @@ def test_is_symmetric_kernel_is_array_equal_to_transpose(n, flip, seed, dtype):
         i, j = r.choice(n, 2, replace=False)
         C[i, j] = np.nextafter(C[i, j], np.inf) if r.random() < 0.5 else np.nan
     assert _symmetric.is_symmetric(C) == np.array_equal(C, C.T)
+
+
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 30), m=st.integers(1, 30),
+       d=st.integers(1, 3), log_reg=st.floats(-3.5, 0.0),
+       dtype=st.sampled_from([np.float64, np.float32]), weighted=st.booleans(),
+       debias=st.booleans(), method=st.sampled_from(["auto", "log"]))
+@settings(deadline=None, max_examples=30)
+def test_batch_of_small_pairs_equals_each_pair(seed, n, m, d, log_reg, dtype, weighted,
+                                               debias, method):
+    # Small pairs of a (B, N, D) batch are solved as three batches of problems (one
+    # kernel call each, the problems one call would anneal or finish by Newton steps
+    # handed back to it): every pair's plans, iteration counts and x/y gradients are
+    # those of the pair alone, to the bit; values and weight gradients within a few ulps
+    # (the batch sums the gauge and the objective in another order).
+    from ottools._divergence import _value_and_grad, divergence_value_and_grad
+
+    rng = np.random.default_rng(seed)
+    B = 4
+    x = rng.normal(size=(B, n, d)).astype(dtype)
+    y = (rng.normal(size=(B, m, d)) + 0.3).astype(dtype)
+    a = b = None
+    if weighted:
+        a = rng.random((B, n)) * (rng.random((B, n)) > 0.2)
+        b = rng.random((B, m)) + 0.05
+        a[:, 0] += 0.1
+        a, b = (w / w.sum(1, keepdims=True) for w in (a, b))
+        a, b = a.astype(dtype), b.astype(dtype)
+    if n == m:  # one pair of identical clouds (S = 0 exactly)
+        y[1] = x[1]
+        if weighted:
+            b[1] = a[1]
+    kw = dict(reg=10.0 ** log_reg, debias=debias, method=method)
+    values, results, grads = divergence_value_and_grad(x, y, a, b, **kw)
+    per = len(results) // B
+    for k in range(B):
+        v, res, g = _value_and_grad(x[k], y[k], None if a is None else a[k],
+                                    None if b is None else b[k], **kw)
+        assert values[k] == pytest.approx(v, rel=1e-14 if dtype == np.float64 else 1e-6,
+                                          abs=1e-15)
+        for one, bat in zip(res, results[per * k:per * (k + 1)]):
+            assert (one.nit, one.status) == (bat.nit, bat.status)
+            np.testing.assert_array_equal(one.plan, bat.plan)
+        np.testing.assert_array_equal(grads[0][k], g[0])
+        np.testing.assert_array_equal(grads[1][k], g[1])
+        for i in (2, 3):
+            scale = 1e-13 if dtype == np.float64 else 1e-5
+            np.testing.assert_allclose(grads[i][k], g[i], rtol=0,
+                                       atol=scale * max(1.0, float(np.abs(g[i]).max())))
+
+
+def test_batch_of_pairs_in_groups_gives_the_same_results(rng, monkeypatch):
+    # The batch path runs in groups of pairs (bounded memory); a pair's value and
+    # gradients must not depend on its group.
+    import ottools._divergence as dv
+
+    x, y = rng.random((7, 12, 2)), rng.random((7, 9, 2))
+    a = rng.random((7, 12)) + 0.1
+    a /= a.sum(1, keepdims=True)
+    whole = dv.divergence_value_and_grad(x, y, a, None, reg=0.05)
+    monkeypatch.setattr(dv, "_PAIRS_GROUP_ENTRIES", 3 * 12 ** 2)  # groups of 3 pairs
+    grouped = dv.divergence_value_and_grad(x, y, a, None, reg=0.05)
+    np.testing.assert_array_equal(grouped[0], whole[0])
+    assert len(grouped[1]) == len(whole[1]) == 21
+    for g, w in zip(grouped[2], whole[2]):
+        np.testing.assert_array_equal(g, w)

@@ -25,7 +25,7 @@ from ._codes import BUDGET, DONE, HANDOVER, NONFINITE, OUT_OF_RANGE
 from ._extremes import abs_max
 from ._jit import jit
 from ._relax import DECIDE, EARLY, ENABLED, OMEGA, SETTLED, fail, new_state, rate, update
-from ._symmetric import is_symmetric
+from ._symmetric import absorb_symmetric, is_symmetric, sinkhorn_symmetric, symmetric_sweep
 from ._sinkhorn import (absorb, build_kernel, plan_from_potentials, plan_from_scalings,
                         scaling_sweep, sinkhorn_log)
 
@@ -36,7 +36,12 @@ _CHUNK = 1024  # iterations per sweep call: bounds the error buffer, not the ite
 # anneal; inf: hand back every problem), ``newton_after`` (inf: no Newton stage), the sweeps before the Newton stage
 # may start, and the machine epsilon of the costs' dtype (the rounding test).
 RELAX, AUTO, ANNEAL_BELOW, NEWTON_AFTER, NEWTON_LEAST, ROUNDING_EPS = range(6)
-N_RULES = 6
+# ... and two more: SELF_TRANSPORT (1: hand back the problems with a == b and a symmetric
+# cost, as ``ottools.sinkhorn`` solves them by the symmetric iterations), SYMMETRIC (1:
+# every problem is W(a, a) with a symmetric cost, solved by the averaged symmetric
+# iterations of one ``auto`` call, :func:`_solve_sym_one`).
+SELF_TRANSPORT, SYMMETRIC = 6, 7
+N_RULES = 8
 
 
 @jit
@@ -67,12 +72,14 @@ def _hand_back(a, b, cost, reg, big, rules):
     below = rules[ANNEAL_BELOW]
     if below == np.inf:
         return True  # forced epsilon-scaling or float32 sweeps: every problem
+    if rules[SYMMETRIC] != 0.0:
+        return False  # the symmetric iterations never anneal unless forced
     # max C - min C <= 2 max|C| (also after rounding): most problems skip the pass
     if reg < below * (2.0 * big):
         spread = _spread(a, b, cost)
         if spread > 0.0 and reg < below * spread:
             return True
-    if n == m:
+    if n == m and rules[SELF_TRANSPORT] != 0.0:
         for i in range(n):
             if a[i] != b[i]:
                 return False
@@ -102,6 +109,23 @@ def _newton_due(st, win, nw, nit, tol_abs, rules):
 
 
 @jit
+def _compressed(cost, ri, ci, P_out):
+    """``(costc, K)``: the cost on the rows ``ri`` and columns ``ci`` of positive weight,
+    and the array for its kernel. Every weight positive (the common case): the cost
+    itself, and the kernel (then the plan written over it) lives in ``P_out``; else
+    compressed copies (scattered back by :func:`_scatter`)."""
+    n, m = cost.shape
+    nr, mc = ri.size, ci.size
+    if nr == n and mc == m:
+        return cost, P_out
+    costc = np.empty((nr, mc), dtype=cost.dtype)
+    for i in range(nr):
+        for j in range(mc):
+            costc[i, j] = cost[ri[i], ci[j]]
+    return costc, np.empty((nr, mc), dtype=cost.dtype)
+
+
+@jit
 def _solve_one(a, b, la, lb, mass, cost, reg, tol, maxiter, bound, rules, f_out, g_out,
                P_out):
     """One problem (full-size ``a``, ``b``, ``cost``; ``la``, ``lb`` the logs of the
@@ -113,24 +137,12 @@ def _solve_one(a, b, la, lb, mass, cost, reg, tol, maxiter, bound, rules, f_out,
     ``rules[RELAX]``: over-relaxed sweeps with ``ottools.sinkhorn``'s rule for ``omega``
     (``ottools._sweeps.Relaxation``, the schedule of ``_relax``: EARLY, FIRST, DECIDE);
     else plain Sinkhorn, the iterates of ``method="log"``."""
-    n, m = cost.shape
     ri = np.flatnonzero(a > 0)
     ci = np.flatnonzero(b > 0)
     nr, mc = ri.size, ci.size
     ac, bc = a[ri], b[ci]
     loga, logb = la[ri], lb[ci]
-    # Every weight positive (the common case): no compressed copy, and the kernel (then
-    # the plan written over it) lives in P_out. Else compressed copies, scattered back.
-    full = nr == n and mc == m
-    if full:
-        costc = cost
-        K = P_out
-    else:
-        costc = np.empty((nr, mc), dtype=cost.dtype)
-        for i in range(nr):
-            for j in range(mc):
-                costc[i, j] = cost[ri[i], ci[j]]
-        K = np.empty((nr, mc), dtype=cost.dtype)
+    costc, K = _compressed(cost, ri, ci, P_out)
     tol_abs = 0.9 * tol * mass
     f = np.zeros(nr)
     g = np.zeros(mc)
@@ -203,6 +215,19 @@ def _solve_one(a, b, la, lb, mass, cost, reg, tol, maxiter, bound, rules, f_out,
             code = BUDGET
             nw = 0  # the driver's decisions start again after the exact iteration
             decide_at = nit + DECIDE
+    e, lin, plogr, pm = _finish_one(K, u, v, f, g, ac, bc, loga, logb, costc, reg, code,
+                                    fresh, ri, ci, mass, f_out, g_out, P_out)
+    return nit, code, e, lin, plogr, pm
+
+
+@jit
+def _finish_one(K, u, v, f, g, ac, bc, loga, logb, costc, reg, code, fresh, ri, ci, mass,
+                f_out, g_out, P_out):
+    """The end of one problem's solve: its potentials, its plan (from the scalings when
+    ``K`` is fresh and they are positive and finite, else from the potentials) into the
+    outputs (scattered back when compressed). Returns ``(rows_err, lin, plogr, mass)``
+    (see :func:`_solve_one`)."""
+    nr, mc = ac.size, bc.size
     ok = True
     for i in range(nr):
         if not (u[i] > 0.0 and np.isfinite(u[i])):
@@ -212,11 +237,12 @@ def _solve_one(a, b, la, lb, mass, cost, reg, tol, maxiter, bound, rules, f_out,
             ok = False
     fp = f + reg * np.log(u / ac)
     gp = g + reg * np.log(v / bc)
+    full = P_out.shape[0] == nr and P_out.shape[1] == mc
     if code != NONFINITE and ok and fresh:
         rows, cols, lin, plogr = plan_from_scalings(K, u, v, ac, bc, costc, f, g, reg)
         P = K
     else:
-        P = K if full else np.empty((nr, mc), dtype=cost.dtype)
+        P = K if full else np.empty((nr, mc), dtype=costc.dtype)
         rows, cols, lin, plogr = plan_from_potentials(loga, logb, costc, reg, fp, gp, P)
     if full:  # P is P_out
         f_out[:] = fp
@@ -228,7 +254,65 @@ def _solve_one(a, b, la, lb, mass, cost, reg, tol, maxiter, bound, rules, f_out,
         e += abs(rows[i] - ac[i])
     for j in range(mc):
         e += abs(cols[j] - bc[j])
-    return nit, code, e / mass, lin, plogr, rows.sum()
+    return e / mass, lin, plogr, rows.sum()
+
+
+@jit
+def _solve_sym_one(a, b, la, lb, mass, cost, reg, tol, maxiter, bound, rules, f_out, g_out,
+                   P_out):
+    """``W(a, a)`` with a symmetric cost (``b`` is ``a``): the averaged symmetric
+    iterations of one ``auto`` call (``ottools._sweeps.SymSweeps`` in the driver's sweep
+    stage: ``u <- sqrt(u a / (K u))`` from a cold start, absorption when ``u / a`` leaves
+    its bound, one exact log-domain averaged update when a scaling under/overflows).
+    Arguments and returns as :func:`_solve_one`."""
+    ri = np.flatnonzero(a > 0)
+    nr = ri.size
+    ac = a[ri]
+    loga = la[ri]
+    costc, K = _compressed(cost, ri, ri, P_out)
+    tol_abs = 0.9 * tol * mass
+    f = np.zeros(nr)
+    u = ac.copy()
+    x = np.empty(nr)
+    w = np.empty(nr)
+    unew = np.empty(nr)
+    uk = np.empty(nr, dtype=cost.dtype)
+    errs = np.empty(_CHUNK + 1)
+    build_kernel(costc, f, f, reg, K, x, w)
+    cold = True
+    fresh = True
+    nit = 0
+    code = BUDGET
+    while nit < maxiter:
+        size = min(_CHUNK, maxiter - nit)
+        k, code = symmetric_sweep(K, ac, u, bound, tol_abs, size, cold, errs, unew, uk)
+        cold = cold and k == 0
+        nit += k
+        if code == DONE:
+            break
+        if code == OUT_OF_RANGE:
+            absorb_symmetric(f, u, ac, reg)
+            build_kernel(costc, f, f, reg, K, x, w)
+            code = BUDGET
+            continue
+        if code == NONFINITE:
+            if nit >= maxiter:
+                code = BUDGET
+                break
+            absorb_symmetric(f, u, ac, reg)
+            k, code, _ = sinkhorn_symmetric(ac, loga, costc, reg, f, tol_abs, 1, cold)
+            cold = cold and k == 0
+            build_kernel(costc, f, f, reg, K, x, w)
+            if code == DONE:
+                break
+            if code == NONFINITE:
+                fresh = False
+                break
+            nit += 1
+            code = BUDGET
+    e, lin, plogr, pm = _finish_one(K, u, u, f, f, ac, ac, loga, loga, costc, reg, code,
+                                    fresh, ri, ri, mass, f_out, g_out, P_out)
+    return nit, code, e, lin, plogr, pm
 
 
 @jit
@@ -268,8 +352,12 @@ def _checked_solve(k, a, b, la, lb, wmass, cost, reg, tol, maxiter, bound, rules
     if _hand_back(a[k], b[k], cost[k], reg, big, rules):
         nit[k], code[k] = 0, HANDOVER
         return
-    out = _solve_one(a[k], b[k], la[k], lb[k], wmass[k], cost[k], reg, tol, maxiter, bound,
-                     rules, f[k], g[k], P[k])
+    if rules[SYMMETRIC] != 0.0:
+        out = _solve_sym_one(a[k], b[k], la[k], lb[k], wmass[k], cost[k], reg, tol, maxiter,
+                             bound, rules, f[k], g[k], P[k])
+    else:
+        out = _solve_one(a[k], b[k], la[k], lb[k], wmass[k], cost[k], reg, tol, maxiter,
+                         bound, rules, f[k], g[k], P[k])
     nit[k], code[k], err[k], lin[k], plogr[k], mass[k] = out
 
 

@@ -65,6 +65,15 @@ def sqeuclidean_vjp(P, x, yT, y, need_y, gx, gy):
         _finish_y(y, cols, ptx, gy)
 
 
+@jit
+def sqeuclidean_vjp_batch(P, X, YT, Y, GX, GY):
+    """:func:`sqeuclidean_vjp` (``need_y``) of every pair ``P[k]``, ``X[k]``, ``Y[k]``
+    into ``GX[k]``, ``GY[k]`` (one call for a batch of small pairs; each gradient that of
+    one call)."""
+    for k in range(P.shape[0]):
+        sqeuclidean_vjp(P[k], X[k], YT[k], Y[k], True, GX[k], GY[k])
+
+
 @jit(parallel=True)
 def sqeuclidean_vjp_par(P, x, yT, y, need_y, gx, gy, chunks):
     """:func:`sqeuclidean_vjp` in ``chunks`` parallel row blocks (each with its own column
@@ -109,6 +118,15 @@ def _sq_cost_rows(x, yT, r0, r1, out, acc):
 def sqeuclidean_cost(x, yT, out):
     """The dense squared Euclidean cost (serial): ``x`` (n, d), ``yT`` (d, m) float64."""
     _sq_cost_rows(x, yT, 0, x.shape[0], out, np.empty(yT.shape[1]))
+
+
+@jit
+def sqeuclidean_cost_batch(X, YT, out):
+    """:func:`sqeuclidean_cost` of every pair ``X[k]`` (n, d), ``YT[k]`` (d, m) into
+    ``out[k]`` (one call for a batch of small pairs; each cost that of one call)."""
+    acc = np.empty(YT.shape[2])
+    for k in range(X.shape[0]):
+        _sq_cost_rows(X[k], YT[k], 0, X.shape[1], out[k], acc)
 
 
 @jit(parallel=True)

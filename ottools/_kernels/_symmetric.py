@@ -44,6 +44,15 @@ def is_symmetric(C):
 
 
 @jit
+def absorb_symmetric(f, u, a, reg):
+    """Fold the scaling into the potential: ``f += reg log(u / a)``, ``u = a`` (one
+    measure: ``g`` is ``f``, ``v`` is ``u``)."""
+    for i in range(f.shape[0]):
+        f[i] += reg * np.log(u[i] / a[i])
+        u[i] = a[i]
+
+
+@jit
 def sinkhorn_symmetric(a, loga, cost, reg, f, tol, maxiter, first_full):
     """Averaged symmetric Sinkhorn ``f <- (f + T(f)) / 2`` in the log domain, in place
     on ``f``.
