@@ -245,7 +245,10 @@ class Sweeps:
         return k, code, err
 
     def potentials(self):
-        """The float64 potentials of the current plan."""
+        """The float64 potentials of the current plan (the starting ones before any
+        kernel was built: a stage that ran no sweep, e.g. ``maxiter=0``)."""
+        if self.reg is None:
+            return self.f.copy(), self.g.copy()
         with np.errstate(divide="ignore"):
             return (self.f + self.reg * np.log(self.u / self.a),
                     self.g + self.reg * np.log(self.v / self.b))
@@ -315,6 +318,8 @@ class SymSweeps(Sweeps):
         return k, code, err
 
     def potentials(self):
+        if self.reg is None:
+            return self.f.copy(), self.f.copy()
         with np.errstate(divide="ignore"):
             f = self.f + self.reg * np.log(self.u / self.a)
         return f, f.copy()

@@ -415,3 +415,16 @@ def test_benchmark_grid_converges_at_n_1000(d):
     a = np.full(500, 1 / 500)
     res = ottools.sinkhorn(a, a, rng.random((500, 500)), 1 / 1200, tol=1e-9)
     assert res.success and res.nit_newton > 0
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_maxiter_zero_at_small_reg_returns_the_start(rng, symmetric):
+    # maxiter=0 where auto would anneal: no sweep runs (the annealing stops before its
+    # first level), and the result is the starting point with status 1, not a crash.
+    x = rng.normal(size=(6, 2)) * 3
+    cost = ((x[:, None] - x[None]) ** 2).sum(-1)
+    if not symmetric:
+        cost = cost + np.triu(np.ones((6, 6)))
+    res = ottools.sinkhorn(None, None, cost, 1e-4 * cost.max(), maxiter=0)
+    assert (res.status, res.nit, res.success) == (1, 0, False)
+    assert np.all(np.isfinite(res.plan)) and np.all(res.f == 0) and np.all(res.g == 0)

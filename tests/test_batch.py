@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ottools
 
@@ -184,3 +186,30 @@ def test_groups_of_problems_give_the_same_results(rng, monkeypatch):
     grouped = ottools.sinkhorn(a, b, cost, 0.02)
     for key in ("plan", "f", "g", "nit", "status", "err", "fun"):
         np.testing.assert_array_equal(grouped[key], whole[key])
+
+
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 25), m=st.integers(1, 25),
+       log_rel=st.floats(-4.5, 0.0), dtype=st.sampled_from([np.float64, np.float32]),
+       zeros=st.booleans(), maxiter=st.sampled_from([0, 5, 10_000]),
+       method=st.sampled_from(["auto", "log"]))
+@settings(deadline=None, max_examples=40)
+def test_every_problem_of_a_batch_is_one_call(seed, n, m, log_rel, dtype, zeros, maxiter,
+                                              method):
+    # Shapes, weights with zeros, dtypes, reg from easy to far below the cost's range
+    # (annealing, Newton steps: handed back), iteration caps: each problem's plan,
+    # iteration count and status are those of one call to the bit.
+    rng = np.random.default_rng(seed)
+    B = 4
+    x, y = rng.normal(size=(B, n, 2)) * 3, rng.normal(size=(B, m, 2))
+    cost = ((x[:, :, None] - y[:, None]) ** 2).sum(-1).astype(dtype)
+    a, b = rng.random((B, n)) + 0.05, rng.random((B, m)) + 0.05
+    if zeros:
+        a[:, 1:] *= rng.random((B, n - 1)) > 0.3
+    a, b = (w / w.sum(1, keepdims=True) for w in (a, b))
+    a, b = a.astype(dtype), b.astype(dtype)
+    if n == m:  # a self-transport member: the symmetric iterations, as in one call
+        cost[0] = ((x[0][:, None] - x[0][None]) ** 2).sum(-1)
+        b[0] = a[0]
+    reg = 10.0 ** log_rel * float(cost.max())
+    res = ottools.sinkhorn(a, b, cost, reg, method=method, maxiter=maxiter)
+    _assert_same_as_one_calls(res, a, b, cost, reg, method=method, maxiter=maxiter)
