@@ -58,7 +58,9 @@ path (``ottools._divergence.divergence_value_and_grad``, what
 torch need not be installed) against OTT-JAX's jitted
 ``jax.vmap(jax.value_and_grad(sinkhorn_divergence))`` at the loosest ``threshold`` whose
 values are within 1e-6 (relative) of ours, interleaved (skipped when OTT-JAX does not
-import; its environment needs NumPy, SciPy and Numba for ours).
+import; its environment needs NumPy, SciPy and Numba for ours); then
+``ottools.sinkhorn_divergence`` on the same (B, N, 2) batch (values only) against a loop
+over the pairs.
 
 Medians over ``--repeat`` round-robin runs in one process; the machine may be busy:
 ratios are in the same run.
@@ -453,6 +455,21 @@ def small_pairs(args):
                  f"{np.median(tp):.3f} s [{min(tp):.3f}-{max(tp):.3f}] "
                  f"({np.median(tp) / np.median(ts):.1f}x)")
     print(line, flush=True)
+    # The NumPy API on the same batch: values only, one call against a loop over pairs.
+    ottools.sinkhorn_divergence(x[:2], y[:2], reg=reg)
+    tb, tl = [], []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        res = ottools.sinkhorn_divergence(x, y, reg=reg)
+        tb.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        ones = [ottools.sinkhorn_divergence(x[k], y[k], reg=reg).fun for k in range(B)]
+        tl.append(time.perf_counter() - t0)
+    rel = float(np.max(np.abs(res.fun - ones) / np.abs(ones)))
+    print(f"sinkhorn_divergence on (B={B}, N={N}, 2): one call {np.median(tb):.4f} s "
+          f"[{min(tb):.4f}-{max(tb):.4f}] | loop over pairs {np.median(tl):.4f} s "
+          f"[{min(tl):.4f}-{max(tl):.4f}] ({np.median(tl) / np.median(tb):.1f}x; values "
+          f"within {rel:.1e})", flush=True)
 
 
 def main():

@@ -324,3 +324,42 @@ def test_batch_of_pairs_in_groups_gives_the_same_results(rng, monkeypatch):
     assert len(grouped[1]) == len(whole[1]) == 21
     for g, w in zip(grouped[2], whole[2]):
         np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("kind", ["batched", "euclidean", "unbalanced"])
+def test_sinkhorn_divergence_on_a_batch_of_pairs(rng, kind):
+    # (B, n, d) clouds: fields over the pairs, each pair's result that of one call
+    # (the squared Euclidean balanced case through the batched kernels; other metrics and
+    # unbalanced problems pair by pair).
+    x, y = rng.random((5, 12, 2)), rng.random((5, 9, 2)) + 0.2
+    b = rng.random((5, 9)) + 0.1
+    b /= b.sum(1, keepdims=True)
+    kw = {"batched": {}, "euclidean": {"metric": "euclidean"},
+          "unbalanced": {"reg_m": 0.5}}[kind]
+    res = sinkhorn_divergence(x, y, None, b, reg=0.05, **kw)
+    assert res.fun.shape == res.nit.shape == res.success.shape == (5,)
+    assert np.all(res.success) and "5 converged" in res.message
+    for k in range(5):
+        one = sinkhorn_divergence(x[k], y[k], None, b[k], reg=0.05, **kw)
+        assert res.fun[k] == pytest.approx(one.fun, rel=1e-13, abs=1e-16)
+        assert res.nit[k] == one.nit and res.status[k] == one.status
+        for name in ("xy", "xx", "yy"):
+            np.testing.assert_array_equal(res[name][k].plan, one[name].plan)
+
+
+def test_sinkhorn_divergence_batch_errors_name_the_pair(rng):
+    x, y = rng.random((4, 6, 2)), rng.random((4, 5, 2))
+    bad = x.copy()
+    bad[2, 1, 0] = np.nan
+    with pytest.raises(ValueError, match="pair 2 of the batch: `x` must be finite"):
+        sinkhorn_divergence(bad, y, reg=0.1)
+    with pytest.raises(ValueError, match="`y` holds 3 pairs but `x` holds 4"):
+        sinkhorn_divergence(x, y[:3], reg=0.1)
+    with pytest.raises(ValueError, match=r"`b` must have shape \(4, 5\)"):
+        sinkhorn_divergence(x, y, None, np.ones(5) / 5, reg=0.1)
+    b = np.full((4, 5), 0.2)
+    b[1] *= 2
+    with pytest.raises(ValueError, match="pair 1 of the batch: `a` and `b` must have"):
+        sinkhorn_divergence(x, y, None, b, reg=0.1)
+    with pytest.raises(ValueError, match="`x` must be 3-D"):
+        sinkhorn_divergence(x[0], y, reg=0.1)
