@@ -501,17 +501,21 @@ def solve(prob, reg, settings, method, init=None, symmetric=False, rho=None):
                        f"under/overflows without a correct digit. Rescale the cost or "
                        f"increase reg.")
         return _finish(run, f0, g0, NONFINITE, None)
-    if init is None and method == "scaling":
+    if init is None and method == "scaling" and not prob.geometry:
         f0 = f0 + prob.cost_range[0]  # K = exp(-(C - min C) / reg): no row underflows
-    if prob.geometry and method == "scaling":
-        raise ValueError("method='scaling' needs the dense cost matrix; a PointCloud cost "
-                         "is solved by 'auto', 'log' or 'sns' (or pass cost.dense()).")
     if method == "auto" and symmetric and rho is None:
         f, g, status, sw = _solve_symmetric(run, 0.5 * (f0 + g0), init is None)
     elif method == "auto":
         f, g, status, sw = _solve_auto(run, f0, g0, init is not None)
     elif method == "sns":
         f, g, status, sw = _solve_sns(run, f0, g0, init is not None)
+    elif method == "scaling" and prob.geometry:
+        # No stored kernel to scale: the same Sinkhorn iterations in the log domain, those
+        # of "log" (each sweep recomputes exp((f + g - C) / reg), as the scaling form
+        # would recompute exp(-C / reg)).
+        run.settings = settings.but(options={**method_options("log", None)[1],
+                                             **settings.options})
+        f, g, status, sw = _solve_log(run, f0, g0)
     elif method == "scaling":
         f, g, status, sw = _solve_scaling(run, f0, g0, init is not None)
     else:
@@ -682,7 +686,7 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
         iterations are handed back to that call, one by one. The result's fields are arrays
         over the batch (``plan`` (B, n, m), ``f``, ``g``, ``fun``, ``cost``, ``nit``,
         ``err``, ``success``, ``status``). A :class:`ottools.PointCloud` computes the costs
-        on the fly (O((n + m) d) memory; ``method`` "auto", "log" or "sns", the Newton
+        on the fly (O((n + m) d) memory; every ``method``, the Newton
         stage keeping only the sparsified plan's entries): ``plan`` is then a
         :class:`scipy.sparse.linalg.LinearOperator`, and the result adds ``plan_dense()``
         and ``barycentric_map()`` (``T(x_i) = sum_j P_ij y_j / a_i``).
@@ -709,7 +713,9 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
         matrix-scaling form; it under/overflows when ``(max(cost) - min(cost)) / reg``
         exceeds a few hundred (status 2); from a warm start ``init`` whose kernel would
         under/overflow, it first takes (at most 5) exact log-domain iterations, then
-        scales around the balanced potentials. ``"sns"``: Sinkhorn-Newton-Sparse, 20 annealed
+        scales around the balanced potentials; on a :class:`ottools.PointCloud` (no stored
+        kernel) it runs the same iterations in the log domain, those of ``"log"``.
+        ``"sns"``: Sinkhorn-Newton-Sparse, 20 annealed
         log-domain iterations then Newton steps with a sparsified Hessian.
     tol : float, optional
         Stop when the relative marginal error

@@ -139,10 +139,18 @@ def test_bad_point_clouds(args, kwargs, exc, match):
         PointCloud(*args, **kwargs)
 
 
-def test_methods_that_need_the_dense_cost_are_refused(rng):
+def test_scaling_on_a_point_cloud_runs_the_log_iterations(rng):
+    # No stored kernel to scale: method="scaling" on a PointCloud runs the Sinkhorn
+    # iterations in the log domain, those of method="log", to the same plan as the
+    # scaling form on the dense cost.
     geom = PointCloud(rng.random((5, 2)), rng.random((4, 2)))
-    with pytest.raises(ValueError, match="'scaling' needs the dense cost matrix"):
-        ottools.sinkhorn(None, None, geom, 0.1, method="scaling")
+    res = ottools.sinkhorn(None, None, geom, 0.1, method="scaling")
+    log = ottools.sinkhorn(None, None, geom, 0.1, method="log")
+    dense = ottools.sinkhorn(None, None, geom.dense(), 0.1, method="scaling")
+    assert res.success and res.method == "scaling" and res.nit == log.nit
+    np.testing.assert_array_equal(res.plan_dense(), log.plan_dense())
+    np.testing.assert_allclose(res.plan_dense(), dense.plan, atol=1e-10)
+    assert res.fun == pytest.approx(dense.fun, rel=1e-9)
     with pytest.raises(ValueError, match="`a` must have length 5"):
         ottools.sinkhorn(np.ones(4) / 4, None, geom, 0.1)
 
