@@ -13,7 +13,7 @@ from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, make_result
 from ._sinkhorn import method_options, sinkhorn, solve
 from ._validation import (_as_float_array, _check_balanced, _check_bool, _check_positive,
-                          _check_reg_m, _check_samples, _check_weights)
+                          _check_reg_m, _check_samples, _check_weights, _ndim)
 
 __all__ = ["sinkhorn_divergence"]
 
@@ -235,7 +235,7 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
     >>> res.success, round(res.fun, 6)
     (True, 0.25)
     """
-    if np.ndim(x) == 3 or np.ndim(y) == 3:
+    if _ndim(x, "x") == 3 or _ndim(y, "y") == 3:
         return _divergence_batch(x, y, a, b, reg=reg, reg_m=reg_m, metric=metric,
                                  method=method, tol=tol, maxiter=maxiter, options=options,
                                  online=online)

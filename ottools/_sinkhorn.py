@@ -26,7 +26,7 @@ from ._sweeps import (ABSORB_BOUND, LOW_MIN_ENTRIES, OnlineSweeps, OnlineSymSwee
                       Relaxation, Sweeps, SymSweeps, UbOnlineSweeps, UbSweeps,
                       relaxed_target, tau)
 from ._validation import (_check_method, _check_option_table, _check_positive, _check_reg_m,
-                          _Option)
+                          _ndim, _Option)
 
 __all__ = ["sinkhorn"]
 
@@ -887,7 +887,7 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
     array([[0.5, 0. ],
            [0. , 0.5]])
     """
-    if np.ndim(cost) == 3 and not getattr(cost, "_ottools_geometry", False):
+    if (not getattr(cost, "_ottools_geometry", False)) and _ndim(cost, "cost") == 3:
         from ._batch import solve_batch  # a batch of problems (B, n, m)
 
         return solve_batch(a, b, cost, reg, reg_m=reg_m, method=method, tol=tol,

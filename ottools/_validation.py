@@ -20,12 +20,42 @@ def _reject_tensor(x, name):
         )
 
 
+def _check_ragged(x, name):
+    """Raise ValueError naming the first member of a list or tuple ``x`` whose shape
+    differs from the first member's (a batch given as a list of arrays of several
+    shapes); return quietly otherwise."""
+    if not isinstance(x, (list, tuple)) or len(x) < 2:
+        return
+    try:
+        first = np.shape(x[0])
+    except Exception:
+        return
+    for k in range(1, len(x)):
+        try:
+            shape = np.shape(x[k])
+        except Exception:
+            continue  # itself ragged: numpy's message
+        if shape != first:
+            raise ValueError(f"`{name}[{k}]` has shape {shape} but `{name}[0]` has shape "
+                             f"{first}: the members of a batch must share one shape.")
+
+
+def _ndim(x, name):
+    """``np.ndim(x)``; a ragged batch raises the error of :func:`_check_ragged`."""
+    try:
+        return np.ndim(x)
+    except ValueError:
+        _check_ragged(x, name)
+        raise
+
+
 def _as_float_array(x, name, *, ndim=None, dtype=None):
     """`x` as a float ndarray (ints and bools become float64); checks ``ndim``."""
     _reject_tensor(x, name)
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists, objects numpy cannot hold
+        _check_ragged(x, name)
         raise TypeError(f"`{name}` must be array-like of numbers; {exc}") from None
     if arr.dtype.kind in "biu":
         arr = arr.astype(np.float64)

@@ -213,3 +213,16 @@ def test_every_problem_of_a_batch_is_one_call(seed, n, m, log_rel, dtype, zeros,
     reg = 10.0 ** log_rel * float(cost.max())
     res = ottools.sinkhorn(a, b, cost, reg, method=method, maxiter=maxiter)
     _assert_same_as_one_calls(res, a, b, cost, reg, method=method, maxiter=maxiter)
+
+
+def test_a_ragged_batch_names_the_member(rng):
+    # A batch given as a list of arrays of several shapes: the error names the argument
+    # and the first member whose shape differs.
+    costs = [rng.random((3, 3)), rng.random((3, 3)), rng.random((4, 3))]
+    with pytest.raises(ValueError, match=r"`cost\[2\]` has shape \(4, 3\) but `cost\[0\]`"):
+        ottools.sinkhorn(None, None, costs, 0.1)
+    x = [rng.random((3, 2)), rng.random((4, 2))]
+    with pytest.raises(ValueError, match=r"`x\[1\]` has shape \(4, 2\) but `x\[0\]`"):
+        ottools.sinkhorn_divergence(x, [rng.random((3, 2))] * 2, reg=0.1)
+    res = ottools.sinkhorn(None, None, costs[:2], 0.1)  # a list of equal shapes is a batch
+    assert res.fun.shape == (2,) and np.all(res.success)

@@ -592,3 +592,18 @@ def test_unbalanced_loss_gradcheck_and_zero_for_equal_inputs(rng):
     assert abs(same.item()) < 1e-12
     fn = lambda *t: ott.sinkhorn_loss(*t, reg=0.5, reg_m=1.0, tol=1e-13)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x, y, a, b), eps=1e-6, atol=1e-6)
+
+
+def test_sinkhorn_loss_batch_of_small_pairs_gradcheck(rng):
+    # Small pairs go through the batched kernels: gradcheck of the (B,) losses with
+    # respect to the points (weighted pairs, swapped orientations included).
+    x = torch.tensor(rng.normal(size=(3, 5, 2)), requires_grad=True)
+    y = torch.tensor(rng.normal(size=(3, 4, 2)) + 0.4, requires_grad=True)
+    a = torch.tensor(rng.random((3, 5)) + 0.5)
+    a = a / a.sum(1, keepdim=True)
+    b = torch.tensor(rng.random((3, 4)) + 0.5)
+    b = b / b.sum(1, keepdim=True)
+    fn = lambda x, y: ott.sinkhorn_loss(x, y, a, b, reg=0.5, tol=1e-13)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, y), eps=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"`x\[1\]` has shape \(4, 2\) but `x\[0\]`"):
+        ott.sinkhorn_loss([np.zeros((3, 2)), np.zeros((4, 2))], y[:2], reg=0.5)

@@ -17,7 +17,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .._result import OTConvergenceWarning
-from .._validation import _check_rng
+from .._validation import _check_ragged, _check_rng
 
 __all__ = []
 
@@ -55,6 +55,7 @@ def as_tensor(x, name, like=None):
     try:
         arr = np.asarray(x)
     except Exception as exc:
+        _check_ragged(x, name)
         raise TypeError(f"`{name}` must be a tensor or array-like of numbers; {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"`{name}` must hold real numbers; got dtype {arr.dtype}.")
