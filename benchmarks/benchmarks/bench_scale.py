@@ -127,6 +127,62 @@ class SinkhornBatch:
         return float(self.run())
 
 
+class SinkhornBatchSmallReg:
+    """B = 200 problems of 64 x 64 (uniform points in the unit square, default tol) at
+    ``reg`` from easy to annealed: one batched call against a Python loop over
+    ``sinkhorn``. At small ``reg`` the batch hands the problems that one call anneals or
+    finishes by Newton steps back to that driver, so both run at about the same speed."""
+
+    params = ([0.05, 2e-3, 5e-4], ["ottools-batch", "ottools-loop"])
+    param_names = ["reg", "solver"]
+    timeout = 300
+
+    def setup(self, reg, solver):
+        rng = np.random.default_rng(0)
+        x, y = rng.random((200, 64, 2)), rng.random((200, 64, 2))
+        cost = ((x[:, :, None] - y[:, None]) ** 2).sum(-1)
+        if solver == "ottools-batch":
+            def run():
+                return ottools.sinkhorn(None, None, cost, reg).nit.mean()
+        else:
+            def run():
+                return np.mean([ottools.sinkhorn(None, None, cost[k], reg).nit
+                                for k in range(200)])
+        self.run = run
+        self.run()
+
+    def time_solve(self, reg, solver):
+        self.run()
+
+    def track_mean_nit(self, reg, solver):
+        return float(self.run())
+
+
+class DivergenceBatch:
+    """``sinkhorn_divergence`` on B = 256 pairs of 64 points (uniform in the unit square,
+    reg 0.05): one call on the (B, N, 2) batch against a loop over the pairs."""
+
+    params = (["ottools-batch", "ottools-loop"],)
+    param_names = ["solver"]
+    timeout = 300
+
+    def setup(self, solver):
+        rng = np.random.default_rng(0)
+        x, y = rng.random((256, 64, 2)), rng.random((256, 64, 2))
+        if solver == "ottools-batch":
+            def run():
+                return ottools.sinkhorn_divergence(x, y, reg=0.05).fun.sum()
+        else:
+            def run():
+                return sum(ottools.sinkhorn_divergence(x[k], y[k], reg=0.05).fun
+                           for k in range(256))
+        self.run = run
+        self.run()
+
+    def time_divergence(self, solver):
+        self.run()
+
+
 class OnlineSinkhorn:
     """n uniform points in the unit cube on each side, ``reg = 1e-2`` times the squared
     diameter, tol 1e-6 (our err): ``PointCloud`` costs computed on the fly, beside the dense
