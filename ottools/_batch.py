@@ -26,7 +26,7 @@ from ._kernels import KernelStatus, lazy
 from ._pool import pool_map
 from ._problem import LinearProblem, Settings, allocate
 from ._result import (CONVERGED, MAXITER, NONFINITE, STALLED, _define_result_class,
-                      make_result)
+                      make_result, status_message)
 from ._sinkhorn import (_NEWTON_MIN_SWEEPS, METHODS, _self_transport, method_options,
                         solve)
 from ._sweeps import ABSORB_BOUND, LOW_MIN_ENTRIES
@@ -215,10 +215,15 @@ def run_batch(a64, b64, cost, dtype, reg, name, settings, *, self_transport=True
                     f"{k}), reg={reg:.3g} is below the rounding of the costs (max |C| * "
                     f"eps / reg = {floor[k]:.3g}): exp((f + g - C) / reg) under/overflows "
                     f"without a correct digit. Rescale the costs or increase reg.")
+    # one message per problem: the handed-back problems' own, else that of the status
+    messages = [status_message(int(st), err=float(e), tol=float(settings.tol), nit=int(it))
+                for st, e, it in zip(status, err, nit)]
+    for k, one in zip(handed, ones):
+        messages[k] = one.message
     return make_result(
         fun=fun, cost=lin.copy(), plan=P, f=f.astype(dtype), g=g.astype(dtype), nit=nit,
         err=err, success=status == CONVERGED, status=status.astype(np.int64),
-        message=message, method=name, reg=reg)
+        message=message, messages=messages, method=name, reg=reg)
 
 
 def _driver_terms(a64, b64, dtype):

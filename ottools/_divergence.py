@@ -414,7 +414,7 @@ def _small_pairs(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
         results = [make_result(fun=float(res.fun[k]), cost=float(res.cost[k]),
                                plan=res.plan[k], f=res.f[k], g=res.g[k], nit=int(res.nit[k]),
                                err=float(res.err[k]), success=bool(res.success[k]),
-                               status=int(res.status[k]), message=res.message,
+                               status=int(res.status[k]), message=res.messages[k],
                                method=name, reg=reg) for k in range(B)]
         if not (need[0] or need[1]):
             return results, None

@@ -685,11 +685,12 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
         ``auto`` call would anneal, finish by Newton steps or solve by the symmetric
         iterations are handed back to that call, one by one. The result's fields are arrays
         over the batch (``plan`` (B, n, m), ``f``, ``g``, ``fun``, ``cost``, ``nit``,
-        ``err``, ``success``, ``status``). A :class:`ottools.PointCloud` computes the costs
-        on the fly (O((n + m) d) memory; every ``method``, the Newton
-        stage keeping only the sparsified plan's entries): ``plan`` is then a
-        :class:`scipy.sparse.linalg.LinearOperator`, and the result adds ``plan_dense()``
-        and ``barycentric_map()`` (``T(x_i) = sum_j P_ij y_j / a_i``).
+        ``err``, ``success``, ``status``; ``messages``, one per problem). A
+        :class:`ottools.PointCloud` computes the costs on the fly (O((n + m) d) memory;
+        every ``method``, the Newton stage keeping only the sparsified plan's entries):
+        ``plan`` is then a :class:`scipy.sparse.linalg.LinearOperator`, and the result
+        adds ``plan_dense()`` and ``barycentric_map()`` (``T(x_i) = sum_j P_ij y_j /
+        a_i``).
     reg : float
         Entropic regularization :math:`\varepsilon > 0`, in the units of ``cost``.
     reg_m : float or pair of floats, optional

@@ -48,6 +48,7 @@ def _assert_same_as_one_calls(res, a, b, cost, reg, **kwargs):
         stages.append(one.stages)
         assert (one.nit, one.status, one.success) == (res.nit[k], res.status[k],
                                                       res.success[k]), k
+        assert res.messages[k] == one.message
         np.testing.assert_array_equal(res.plan[k], one.plan)
         scale = 1e-13 if dtype == np.float64 else 1e-6
         atol = scale * max(1.0, float(np.abs(one.f).max()), float(np.abs(one.g).max()))
