@@ -327,7 +327,7 @@ def divergence_value_and_grad(x, y, a=None, b=None, **kwargs):
         for k0 in range(0, len(x), step):
             sl = slice(k0, k0 + step)
             out = _small_pairs(x[sl], y[sl], None if a is None else a[sl],
-                               None if b is None else b[sl], **kwargs)
+                               None if b is None else b[sl], first=k0, **kwargs)
             if out is None:
                 break
             outs.append(out)
@@ -366,14 +366,15 @@ def _pair_errors(k):
 
 def _small_pairs(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
                  debias=True, need=(True,) * 4, method="auto", tol=None, maxiter=10_000,
-                 options=None, online=None):
+                 options=None, online=None, first=0):
     """:func:`divergence_value_and_grad` on a batch of small pairs (squared Euclidean cost,
     balanced, ``method`` "auto" or "log", dense): every pair validated, oriented and given
     its costs as :func:`divergence_parts` does, then the ``B`` problems of each kind
     (``xy``, ``xx``, ``yy``) solved by one batch call (``ottools._batch.run_batch``: one
     Numba kernel, the problems that one call would anneal or finish by Newton steps handed
     back to it), so that every pair's plans, potentials and iteration counts are those of
-    :func:`_value_and_grad` on that pair. Returns None where this path does not apply."""
+    :func:`_value_and_grad` on that pair (errors name pair ``first + k``). Returns None
+    where this path does not apply."""
     from ._batch import run_batch
     from ._costs import _KERNEL_MAX_D, metric_name
 
@@ -386,7 +387,7 @@ def _small_pairs(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
     B = len(x)
     pairs = []
     for k in range(B):
-        with _pair_errors(k):
+        with _pair_errors(first + k):
             xk, yk, ak, bk, dtype = _check_samples(x[k], y[k], None if a is None else a[k],
                                                    None if b is None else b[k])
             ak = _check_weights(ak, xk.shape[0], "a", dtype)

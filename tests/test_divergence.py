@@ -324,6 +324,9 @@ def test_batch_of_pairs_in_groups_gives_the_same_results(rng, monkeypatch):
     assert len(grouped[1]) == len(whole[1]) == 21
     for g, w in zip(grouped[2], whole[2]):
         np.testing.assert_array_equal(g, w)
+    x[5, 0, 0] = np.inf  # in the second group: named by its index in the batch
+    with pytest.raises(ValueError, match="pair 5 of the batch: `x` must be finite"):
+        dv.divergence_value_and_grad(x, y, a, None, reg=0.05)
 
 
 @pytest.mark.parametrize("kind", ["batched", "euclidean", "unbalanced"])
