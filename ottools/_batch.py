@@ -8,9 +8,11 @@ takes the decisions of one problem's driver (over-relaxation; the switch to Newt
 and hands back the problems that driver would solve otherwise than by over-relaxed
 sweeps (epsilon-scaling at small ``reg``, the Newton stage, self-transport problems):
 those are solved one by one by that driver (:func:`_solve_handed`). Either way each
-problem's result is that of one ``sinkhorn`` call with the same arguments: the same plan,
-iteration count and status to the bit; potentials and values within a few ulps (the
-gauge and the objective are summed in another order).
+problem's result is that of one ``sinkhorn`` call with the same arguments, to the bit
+(plan, potentials, value, error, iteration count, status, message): the sums that decide
+them (masses, marginal errors, the gauge) are taken as that call takes them. Problems
+of at least 2**18 entries, which one call would run in parallel row blocks (other
+sums) when Numba has several threads, are all handed back.
 The kernel runs on groups of problems (:func:`batch_group`, then groups sized to about
 0.2 s at the pace of the first), so that Ctrl-C gets through between groups; a forked
 child runs the serial twin; a problem whose costs round away at ``reg``
@@ -141,14 +143,14 @@ def run_batch(a64, b64, cost, dtype, reg, name, settings, *, self_transport=True
     opts = settings.options
     _define_result_class()
     B, n, m = cost.shape
-    rules = _rules(name, opts, dtype, n * m)
+    rules = _rules(name, opts, dtype, n, m)
     rules[_kb.SELF_TRANSPORT] = float(self_transport and name == "auto")
     rules[_kb.SYMMETRIC] = float(symmetric and name == "auto")
     la, lb, wmass = _driver_terms(a64, b64, dtype)
     f, g = np.empty((B, n)), np.empty((B, m))
     P = allocate((B, n, m), dtype, "The plans of the batch")
-    nit, code = np.zeros(B, dtype=np.int64), np.zeros(B, dtype=np.int64)
-    err, lin, plogr, pmass, cmax = (np.zeros(B) for _ in range(5))
+    R, Cm = np.zeros((B, n)), np.zeros((B, m))
+    counts, stats = np.zeros((B, 2), dtype=np.int64), np.zeros((B, 3))
     # Groups of problems per kernel call, so that Ctrl-C gets through between calls; in a
     # process forked after a parallel kernel ran, the serial twin (OpenMP is not
     # fork-safe). A problem's result never depends on its group.
@@ -160,12 +162,11 @@ def run_batch(a64, b64, cost, dtype, reg, name, settings, *, self_transport=True
         k1 = min(B, k0 + step)
         t0 = time.perf_counter()
         kernel(a64[k0:k1], b64[k0:k1], la[k0:k1], lb[k0:k1], wmass[k0:k1], cost[k0:k1], reg,
-               settings.tol, settings.maxiter,
-               ABSORB_BOUND[dtype], rules, f[k0:k1], g[k0:k1], P[k0:k1], nit[k0:k1],
-               code[k0:k1], err[k0:k1], lin[k0:k1], plogr[k0:k1], pmass[k0:k1], cmax[k0:k1])
+               settings.tol, settings.maxiter, ABSORB_BOUND[dtype], rules, f[k0:k1],
+               g[k0:k1], P[k0:k1], R[k0:k1], Cm[k0:k1], counts[k0:k1], stats[k0:k1])
         elapsed = time.perf_counter() - t0
         # the kernel skipped the problems whose costs hold NaN or inf: the first is named
-        bad = np.flatnonzero(~np.isfinite(cmax[k0:k1]))
+        bad = np.flatnonzero(~np.isfinite(stats[k0:k1, 2]))
         if bad.size:
             k = k0 + int(bad[0])
             raise ValueError(f"`cost` must be finite; problem {k} of the batch holds NaN or "
@@ -174,28 +175,32 @@ def run_batch(a64, b64, cost, dtype, reg, name, settings, *, self_transport=True
         if elapsed > 0:
             step = max(step, int(_GROUP_SECONDS * (k1 - k0) / elapsed))
         k0 = k1
+    nit, code = counts[:, 0].copy(), counts[:, 1]
+    lin, plogr, cmax = stats[:, 0].copy(), stats[:, 1], stats[:, 2]
     handed = np.flatnonzero(code == KernelStatus.HANDOVER)
     ones = _solve_handed(handed, a64, b64, cost, reg, dtype, name, settings,
                          self_transport, symmetric)
-    for arr in (f, g, err, lin, plogr, pmass):  # placeholders, replaced below
+    for arr in (f, g):  # placeholders, replaced below
         arr[handed] = 0.0
-    # exp((f + g - C) / reg) without a correct digit (as in ottools.sinkhorn): status 2.
-    with np.errstate(over="ignore"):
-        floor = np.finfo(dtype).eps * cmax / reg
-    hopeless = floor > 1.0
+    err, pmass = _marginal_terms(R, Cm, a64, b64, wmass)
     status = np.where(code == KernelStatus.DONE, CONVERGED,
                       np.where(code == KernelStatus.NONFINITE, NONFINITE, MAXITER))
     status = np.where((status == MAXITER) & (err <= settings.tol), CONVERGED, status)
     status = np.where((status == CONVERGED) & (err > settings.tol), STALLED, status)
-    status = np.where(~(np.isfinite(err) & np.isfinite(lin)) | hopeless, NONFINITE, status)
+    status = np.where(~(np.isfinite(err) & np.isfinite(lin)), NONFINITE, status)
     ma, mb = a64.sum(1), b64.sum(1)
     fun = lin + reg * (plogr - pmass + ma * mb)
-    # Zero-weight entries: their c-transform, then the gauge, as for one problem.
+    # The gauge <f, a> = <g, b>, as one problem's driver sets it (ottools._problem's
+    # gauge_shift: dot products, here one stacked matmul, the same sums); zero-weight
+    # entries first get their c-transform (LinearProblem.expand, which also sets it).
+    shift = ((np.matmul(g[:, None, :], b64[:, :, None]) -
+              np.matmul(f[:, None, :], a64[:, :, None]))[:, 0, 0] / (2 * ma))
     fz, gz = ~np.isfinite(f), ~np.isfinite(g)
-    for k in np.flatnonzero(fz.any(1) | gz.any(1)):
+    expanded = np.flatnonzero(fz.any(1) | gz.any(1))
+    for k in expanded:
         prob = LinearProblem(a64[k].astype(dtype), b64[k].astype(dtype), cost[k], dtype)
         f[k], g[k] = prob.expand(f[k][a64[k] > 0], g[k][b64[k] > 0], reg)
-    shift = (np.einsum("km,km->k", g, b64) - np.einsum("kn,kn->k", f, a64)) / (2.0 * ma)
+        shift[k] = 0.0
     f += shift[:, None]
     g -= shift[:, None]
     # The handed-back problems: the results of their one-problem calls.
@@ -203,9 +208,14 @@ def run_batch(a64, b64, cost, dtype, reg, name, settings, *, self_transport=True
         f[k], g[k], P[k] = one.f, one.g, one.plan
         fun[k], lin[k], nit[k], err[k] = one.fun, one.cost, one.nit, one.err
         status[k] = one.status
-    counts = np.bincount(status, minlength=6)
+    # exp((f + g - C) / reg) without a correct digit (as in ottools.sinkhorn): status 2,
+    # reported in the batch's message.
+    with np.errstate(over="ignore"):
+        floor = np.finfo(dtype).eps * cmax / reg
+    hopeless = (floor > 1.0) & (status == NONFINITE)
+    tally = np.bincount(status, minlength=6)
     summary = ", ".join(f"{c} {label}" for c, label in zip(
-        counts, ("converged", "at maxiter", "non-finite", "stopped", "stalled",
+        tally, ("converged", "at maxiter", "non-finite", "stopped", "stalled",
                  "certified")) if c)
     message = (f"Batch of {B} problems: {summary}. See `status` per problem (table of "
                f"ottools.sinkhorn).")
@@ -226,6 +236,21 @@ def run_batch(a64, b64, cost, dtype, reg, name, settings, *, self_transport=True
         message=message, messages=messages, method=name, reg=reg)
 
 
+def _marginal_terms(R, Cm, a64, b64, wmass):
+    """``(err, plan mass)`` of every problem from its plan's marginals ``R``, ``Cm``
+    (zero at zero weights), summed as one problem's driver sums them
+    (``LinearProblem.marginal_error`` and ``rows.sum()`` over the compressed problem,
+    NumPy's pairwise sums; a row of a 2-D array is summed as the 1-D array)."""
+    err = (np.abs(R - a64).sum(axis=1) + np.abs(Cm - b64).sum(axis=1)) / wmass
+    pmass = R.sum(axis=1)
+    for k in np.flatnonzero((a64 <= 0).any(axis=1) | (b64 <= 0).any(axis=1)):
+        ri, ci = a64[k] > 0, b64[k] > 0
+        err[k] = (float(np.abs(R[k][ri] - a64[k][ri]).sum()
+                        + np.abs(Cm[k][ci] - b64[k][ci]).sum()) / wmass[k])
+        pmass[k] = R[k][ri].sum()
+    return err, pmass
+
+
 def _driver_terms(a64, b64, dtype):
     """The logs of the weights (float64 casts of the logs in ``dtype``, -inf at zero
     weights) and the masses ``sum(a)`` (float64 sums of the positive weights), computed
@@ -240,15 +265,19 @@ def _driver_terms(a64, b64, dtype):
     return la, lb, wmass
 
 
-def _rules(name, opts, dtype, entries):
+def _rules(name, opts, dtype, n, m):
     """The ``rules`` array of the batch kernel (``ottools._kernels._batch``): the
-    decisions of one ``method`` call with options ``opts``, for problems of ``entries``
-    costs in ``dtype``. Rules that would hand back every problem (forced epsilon-scaling,
-    float32 sweeps) set ``anneal_below`` to inf."""
+    decisions of one ``method`` call with options ``opts``, for problems of ``n x m``
+    costs in ``dtype``. ``HAND_ALL`` where one call would take another path for every
+    problem: forced epsilon-scaling, float32 sweeps, or parallel row blocks (problems of
+    at least 2**18 entries when Numba runs several threads)."""
     kb = _kb
     rules = np.zeros(kb.N_RULES)
     rules[kb.ROUNDING_EPS] = np.finfo(dtype).eps
     rules[kb.NEWTON_AFTER] = np.inf
+    if lazy("_jit").row_chunks(n, m) > 1:
+        # one call would run parallel row blocks (other sums): every problem goes to it
+        rules[kb.HAND_ALL] = 1.0
     if name != "auto":
         return rules
     rules[kb.AUTO] = 1.0
@@ -258,10 +287,10 @@ def _rules(name, opts, dtype, entries):
     rules[kb.NEWTON_LEAST] = _NEWTON_MIN_SWEEPS
     low = opts["float32_sweeps"]
     if low is None:  # as ottools._sinkhorn._float32_sweeps decides for a dense cost
-        low = entries >= LOW_MIN_ENTRIES
+        low = n * m >= LOW_MIN_ENTRIES
     anneal = opts["epsilon_scaling"]
     if anneal or (low and np.dtype(dtype) == np.float64):
-        rules[kb.ANNEAL_BELOW] = np.inf  # every problem: the driver's own path
+        rules[kb.HAND_ALL] = 1.0  # every problem: the driver's own path
     elif anneal is None:
         rules[kb.ANNEAL_BELOW] = opts["anneal_below"]
     return rules
@@ -292,8 +321,8 @@ def _solve_handed(ks, a64, b64, cost, reg, dtype, name, settings, self_transport
 
     def one(k):
         with jit.pool_worker(share, user):
-            prob = LinearProblem.from_args(a64[k].astype(dtype), b64[k].astype(dtype),
-                                           cost[k])
+            # the weights as the batch balanced them (from_args would rescale b again)
+            prob = LinearProblem(a64[k].astype(dtype), b64[k].astype(dtype), cost[k], dtype)
             sym = auto and (symmetric or (self_transport and _self_transport(prob)))
             return solve(prob, reg, settings, name, symmetric=sym)
 

@@ -182,7 +182,7 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
         For a batch of pairs, ``fun``, ``nit``, ``err``, ``success`` and ``status`` are
         arrays of shape (B,), ``xy``, ``xx``, ``yy`` lists of the pairs' results, and
         ``message`` sums up the batch. Each pair's result is that of the call on that
-        pair (plans and iteration counts to the bit; values within a few ulps). Pairs
+        pair, to the bit (values, plans, potentials, iteration counts). Pairs
         under 2**18 cost entries with the squared Euclidean cost, balanced weights and
         ``method`` "auto" or "log" are solved as three batches of problems (one Numba
         kernel each, see :func:`ottools.sinkhorn`); other pairs one by one (on a thread
@@ -373,11 +373,13 @@ def _small_pairs(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
     (``xy``, ``xx``, ``yy``) solved by one batch call (``ottools._batch.run_batch``: one
     Numba kernel, the problems that one call would anneal or finish by Newton steps handed
     back to it), so that every pair's plans, potentials and iteration counts are those of
-    :func:`_value_and_grad` on that pair (errors name pair ``first + k``). Returns None
-    where this path does not apply."""
+    :func:`_value_and_grad` on that pair, to the bit (errors name pair ``first + k``).
+    Returns None where this path does not apply."""
     from ._batch import run_batch
     from ._costs import _KERNEL_MAX_D, metric_name
 
+    if online is not None:
+        online = _check_bool(online, "online")
     if not (reg_m is None and online is not True and isinstance(metric, str)
             and metric_name(metric) == "sqeuclidean" and np.shape(x)[2] <= _KERNEL_MAX_D
             and method in ("auto", "log") and (options is None or method == "auto")):
@@ -400,14 +402,24 @@ def _small_pairs(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
             pairs[0][0].shape[0], pairs[0][1].shape[0], dtype, metric, online):
         return None
     settings = Settings.from_args(tol, maxiter, None, dtype, opts)
+    # The costs of every kind, in the order of divergence_parts (xx, yy, xy)
+    kinds = [(0, 0), (1, 1), (0, 1)] if debias else [(0, 1)]
+    points = [np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])]
+    costs = {kind: _pair_costs(points[kind[0]], points[kind[1]], dtype) for kind in kinds}
+    if any(c is None for c in costs.values()):
+        # points to rescale, or costs that may overflow: pair by pair, the errors of
+        # each pair alone (the user's names of the solved orientation's points)
+        each = {kind: [] for kind in kinds}
+        for k, p in enumerate(pairs):
+            names = ("y", "x") if p[4] else ("x", "y")
+            with _pair_errors(first + k):
+                for i, j in kinds:
+                    each[i, j].append(np.ascontiguousarray(named_cost_matrix(
+                        p[i], p[j], metric, names=(names[i], names[j])), dtype=dtype))
+        costs = {kind: np.stack(c) for kind, c in each.items()}
 
     def solve_all(i, j, sym):
-        u = np.stack([p[i] for p in pairs])
-        v = np.stack([p[j] for p in pairs])
-        cost = _pair_costs(u, v, dtype)
-        if cost is None:  # points to rescale, or costs that may overflow: one by one
-            cost = np.stack([np.ascontiguousarray(cost_matrix(p[i], p[j], metric),
-                                                  dtype=dtype) for p in pairs])
+        u, v, cost = points[i], points[j], costs[i, j]
         wa = np.stack([p[i + 2] for p in pairs]).astype(np.float64)
         wb = np.stack([p[j + 2] for p in pairs]).astype(np.float64)
         res = run_batch(wa, wb, cost, dtype, reg, name, settings, self_transport=False,
@@ -449,6 +461,10 @@ def _small_pairs(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
                 xk, yk, ak, bk = yk, xk, bk, ak
                 if dxy is not None:
                     gxy, gxx, gyy = gxy[::-1], gyy, gxx
+                    if min(pxy.plan.shape) == 1:
+                        # a one-row plan's transpose is contiguous: cost_vjp then sums
+                        # in the caller's orientation (other sums): as the pair alone
+                        gxy = cost_vjp(pxy.plan, xk, yk, metric)
             value = float(pxy.fun - 0.5 * (pxx.fun + pyy.fun))
             parts = (pxy, pxx, pyy)
         else:

@@ -680,10 +680,10 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
         ``B`` problems (``a``, ``b`` then of shape (B, n), (B, m), or shared (n,), (m,),
         or None; ``method`` "auto" or "log"; no ``init``, ``callback`` or ``reg_m``),
         solved in parallel over problems by one Numba kernel of log-stable sweeps, each
-        problem's result that of one call with the same arguments (the plan, ``nit`` and
-        ``status`` to the bit, ``f``, ``g`` and ``fun`` within ulps): the problems that one
-        ``auto`` call would anneal, finish by Newton steps or solve by the symmetric
-        iterations are handed back to that call, one by one. The result's fields are arrays
+        problem's result that of one call with the same arguments, to the bit: the
+        problems that one ``auto`` call would anneal, finish by Newton steps or solve by
+        the symmetric iterations (and problems large enough for parallel row blocks) are
+        handed back to that call, one by one. The result's fields are arrays
         over the batch (``plan`` (B, n, m), ``f``, ``g``, ``fun``, ``cost``, ``nit``,
         ``err``, ``success``, ``status``; ``messages``, one per problem). A
         :class:`ottools.PointCloud` computes the costs on the fly (O((n + m) d) memory;

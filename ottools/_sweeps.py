@@ -249,9 +249,8 @@ class Sweeps:
         kernel was built: a stage that ran no sweep, e.g. ``maxiter=0``)."""
         if self.reg is None:
             return self.f.copy(), self.g.copy()
-        with np.errstate(divide="ignore"):
-            return (self.f + self.reg * np.log(self.u / self.a),
-                    self.g + self.reg * np.log(self.v / self.b))
+        return (_k.scaled_potential(self.f, self.u, self.a, self.reg),
+                _k.scaled_potential(self.g, self.v, self.b, self.reg))
 
     def plan(self):
         """``(P, rows, cols, lin, plogr)`` from the scalings, written over ``K``; None if
@@ -320,8 +319,7 @@ class SymSweeps(Sweeps):
     def potentials(self):
         if self.reg is None:
             return self.f.copy(), self.f.copy()
-        with np.errstate(divide="ignore"):
-            f = self.f + self.reg * np.log(self.u / self.a)
+        f = _k.scaled_potential(self.f, self.u, self.a, self.reg)
         return f, f.copy()
 
 

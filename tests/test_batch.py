@@ -40,8 +40,8 @@ def test_batch_equals_per_problem_calls(rng, dtype):
 
 
 def _assert_same_as_one_calls(res, a, b, cost, reg, **kwargs):
-    """Every problem of the batch result ``res`` is the result of one ``sinkhorn`` call."""
-    dtype = cost.dtype
+    """Every problem of the batch result ``res`` is the result of one ``sinkhorn`` call,
+    to the bit: plan, potentials, value, error, iteration count, status, message."""
     stages = []
     for k in range(len(cost)):
         one = ottools.sinkhorn(a[k], b[k], cost[k], reg, **kwargs)
@@ -50,12 +50,11 @@ def _assert_same_as_one_calls(res, a, b, cost, reg, **kwargs):
                                                       res.success[k]), k
         assert res.messages[k] == one.message
         np.testing.assert_array_equal(res.plan[k], one.plan)
-        scale = 1e-13 if dtype == np.float64 else 1e-6
-        atol = scale * max(1.0, float(np.abs(one.f).max()), float(np.abs(one.g).max()))
-        np.testing.assert_allclose(res.f[k], one.f, atol=atol)
-        np.testing.assert_allclose(res.g[k], one.g, atol=atol)
-        assert res.fun[k] == pytest.approx(one.fun, rel=1e-12 if dtype == np.float64
-                                           else 1e-6)
+        np.testing.assert_array_equal(res.f[k], one.f)
+        np.testing.assert_array_equal(res.g[k], one.g)
+        assert res.fun[k] == one.fun or (np.isnan(res.fun[k]) and np.isnan(one.fun))
+        assert res.err[k] == one.err or (np.isnan(res.err[k]) and np.isnan(one.err))
+        assert res.cost[k] == one.cost or (np.isnan(res.cost[k]) and np.isnan(one.cost))
     return stages
 
 

@@ -265,14 +265,13 @@ def test_is_symmetric_kernel_is_array_equal_to_transpose(n, flip, seed, dtype):
        d=st.integers(1, 3), log_reg=st.floats(-3.5, 0.0),
        dtype=st.sampled_from([np.float64, np.float32]), weighted=st.booleans(),
        debias=st.booleans(), method=st.sampled_from(["auto", "log"]))
-@settings(deadline=None, max_examples=30)
+@settings(deadline=None, max_examples=40)
 def test_batch_of_small_pairs_equals_each_pair(seed, n, m, d, log_reg, dtype, weighted,
                                                debias, method):
     # Small pairs of a (B, N, D) batch are solved as three batches of problems (one
     # kernel call each, the problems one call would anneal or finish by Newton steps
-    # handed back to it): every pair's plans, iteration counts and x/y gradients are
-    # those of the pair alone, to the bit; values and weight gradients within a few ulps
-    # (the batch sums the gauge and the objective in another order).
+    # handed back to it): every pair's value, plans, iteration counts and gradients are
+    # those of the pair alone, to the bit.
     from ottools._divergence import _value_and_grad, divergence_value_and_grad
 
     rng = np.random.default_rng(seed)
@@ -296,17 +295,13 @@ def test_batch_of_small_pairs_equals_each_pair(seed, n, m, d, log_reg, dtype, we
     for k in range(B):
         v, res, g = _value_and_grad(x[k], y[k], None if a is None else a[k],
                                     None if b is None else b[k], **kw)
-        assert values[k] == pytest.approx(v, rel=1e-14 if dtype == np.float64 else 1e-6,
-                                          abs=1e-15)
+        assert values[k] == v
         for one, bat in zip(res, results[per * k:per * (k + 1)]):
-            assert (one.nit, one.status) == (bat.nit, bat.status)
+            assert (one.nit, one.status, one.message) == (bat.nit, bat.status, bat.message)
             np.testing.assert_array_equal(one.plan, bat.plan)
-        np.testing.assert_array_equal(grads[0][k], g[0])
-        np.testing.assert_array_equal(grads[1][k], g[1])
-        for i in (2, 3):
-            scale = 1e-13 if dtype == np.float64 else 1e-5
-            np.testing.assert_allclose(grads[i][k], g[i], rtol=0,
-                                       atol=scale * max(1.0, float(np.abs(g[i]).max())))
+            np.testing.assert_array_equal(one.f, bat.f)
+        for i in range(4):
+            np.testing.assert_array_equal(grads[i][k], g[i])
 
 
 def test_batch_of_pairs_in_groups_gives_the_same_results(rng, monkeypatch):
@@ -344,7 +339,7 @@ def test_sinkhorn_divergence_on_a_batch_of_pairs(rng, kind):
     assert np.all(res.success) and "5 converged" in res.message
     for k in range(5):
         one = sinkhorn_divergence(x[k], y[k], None, b[k], reg=0.05, **kw)
-        assert res.fun[k] == pytest.approx(one.fun, rel=1e-13, abs=1e-16)
+        assert res.fun[k] == one.fun
         assert res.nit[k] == one.nit and res.status[k] == one.status
         for name in ("xy", "xx", "yy"):
             np.testing.assert_array_equal(res[name][k].plan, one[name].plan)

@@ -141,7 +141,7 @@ def test_batch_of_small_pairs_runs_in_the_calling_thread(rng, monkeypatch):
     assert calls == []
     for k in range(3):
         vk, _, gk = dv._value_and_grad(x[k], y[k], reg=0.05)
-        assert v[k] == pytest.approx(vk, rel=1e-14)
+        assert v[k] == vk
         np.testing.assert_array_equal(g[0][k], gk[0])
 
 

@@ -23,17 +23,17 @@ from numba import prange
 
 from ._codes import BUDGET, DONE, HANDOVER, NONFINITE, OUT_OF_RANGE
 from ._extremes import abs_max
-from ._jit import jit
+from ._jit import cast_like, jit
 from ._relax import DECIDE, EARLY, ENABLED, OMEGA, SETTLED, fail, new_state, rate, update
 from ._symmetric import absorb_symmetric, is_symmetric, sinkhorn_symmetric, symmetric_sweep
 from ._sinkhorn import (absorb, build_kernel, plan_from_potentials, plan_from_scalings,
-                        scaling_sweep, sinkhorn_log)
+                        scaled_potential, scaling_sweep, sinkhorn_log)
 
 _CHUNK = 1024  # iterations per sweep call: bounds the error buffer, not the iterates
 
 # Fields of the ``rules`` array (float64) of a batch: over-relaxation (0 / 1), the
 # one-problem ``auto`` driver's hand-back rules (0 / 1), its ``anneal_below`` (0: never
-# anneal; inf: hand back every problem), ``newton_after`` (inf: no Newton stage), the sweeps before the Newton stage
+# anneal), ``newton_after`` (inf: no Newton stage), the sweeps before the Newton stage
 # may start, and the machine epsilon of the costs' dtype (the rounding test).
 RELAX, AUTO, ANNEAL_BELOW, NEWTON_AFTER, NEWTON_LEAST, ROUNDING_EPS = range(6)
 # ... and two more: SELF_TRANSPORT (1: hand back the problems with a == b and a symmetric
@@ -41,7 +41,10 @@ RELAX, AUTO, ANNEAL_BELOW, NEWTON_AFTER, NEWTON_LEAST, ROUNDING_EPS = range(6)
 # every problem is W(a, a) with a symmetric cost, solved by the averaged symmetric
 # iterations of one ``auto`` call, :func:`_solve_sym_one`).
 SELF_TRANSPORT, SYMMETRIC = 6, 7
-N_RULES = 8
+# ... and HAND_ALL (1: every problem goes to the one-problem driver: forced
+# epsilon-scaling, float32 sweeps, or problems large enough for its parallel row blocks).
+HAND_ALL = 8
+N_RULES = 9
 
 
 @jit
@@ -64,14 +67,12 @@ def _spread(a, b, cost):
 def _hand_back(a, b, cost, reg, big, rules):
     """True for a problem that the one-problem driver solves otherwise than by the
     sweeps (see the module's docstring); ``big`` its largest ``|C|``."""
-    if rules[ROUNDING_EPS] * big / reg > 1.0:
-        return True  # no correct digit in exp(-C / reg): the driver's status 2
+    if rules[HAND_ALL] != 0.0 or rules[ROUNDING_EPS] * big / reg > 1.0:
+        return True  # (or: no correct digit in exp(-C / reg), the driver's status 2)
     if rules[AUTO] == 0.0:
         return False
     n, m = cost.shape
     below = rules[ANNEAL_BELOW]
-    if below == np.inf:
-        return True  # forced epsilon-scaling or float32 sweeps: every problem
     if rules[SYMMETRIC] != 0.0:
         return False  # the symmetric iterations never anneal unless forced
     # max C - min C <= 2 max|C| (also after rounding): most problems skip the pass
@@ -127,12 +128,13 @@ def _compressed(cost, ri, ci, P_out):
 
 @jit
 def _solve_one(a, b, la, lb, mass, cost, reg, tol, maxiter, bound, rules, f_out, g_out,
-               P_out):
+               P_out, r_out, c_out):
     """One problem (full-size ``a``, ``b``, ``cost``; ``la``, ``lb`` the logs of the
-    weights and ``mass`` the sum of ``a`` as the one-problem driver computes them); writes the compressed-free
-    potentials of the positive weights into ``f_out``/``g_out`` (NaN elsewhere) and the
-    plan into ``P_out``. Returns ``(nit, code, rows_err, lin, plogr, mass)``; code
-    ``HANDOVER`` (nothing written) when the Newton stage is due (:func:`_newton_due`).
+    weights and ``mass`` the sum of ``a`` as the one-problem driver computes them); writes
+    the potentials of the positive weights into ``f_out``/``g_out`` (NaN elsewhere), the plan
+    into ``P_out`` and its marginals into ``r_out``, ``c_out``. Returns ``(nit, code, lin,
+    plogr)``; code ``HANDOVER`` (nothing written) when the Newton stage is due
+    (:func:`_newton_due`).
 
     ``rules[RELAX]``: over-relaxed sweeps with ``ottools.sinkhorn``'s rule for ``omega``
     (``ottools._sweeps.Relaxation``, the schedule of ``_relax``: EARLY, FIRST, DECIDE);
@@ -188,7 +190,7 @@ def _solve_one(a, b, la, lb, mass, cost, reg, tol, maxiter, bound, rules, f_out,
                 decide_at = nit + update(st, chk, win, nw, early)
                 early = False
                 if newton and _newton_due(st, win, nw, nit, tol_abs, rules):
-                    return nit, HANDOVER, np.nan, np.nan, np.nan, np.nan
+                    return nit, HANDOVER, np.nan, np.nan
                 if nw > 0:
                     win[0] = win[nw - 1]
                     nw = 1
@@ -215,18 +217,19 @@ def _solve_one(a, b, la, lb, mass, cost, reg, tol, maxiter, bound, rules, f_out,
             code = BUDGET
             nw = 0  # the driver's decisions start again after the exact iteration
             decide_at = nit + DECIDE
-    e, lin, plogr, pm = _finish_one(K, u, v, f, g, ac, bc, loga, logb, costc, reg, code,
-                                    fresh, ri, ci, mass, f_out, g_out, P_out)
-    return nit, code, e, lin, plogr, pm
+    lin, plogr = _finish_one(K, u, v, f, g, ac, bc, loga, logb, costc, reg, code, fresh, ri,
+                             ci, f_out, g_out, P_out, r_out, c_out)
+    return nit, code, lin, plogr
 
 
 @jit
-def _finish_one(K, u, v, f, g, ac, bc, loga, logb, costc, reg, code, fresh, ri, ci, mass,
-                f_out, g_out, P_out):
+def _finish_one(K, u, v, f, g, ac, bc, loga, logb, costc, reg, code, fresh, ri, ci,
+                f_out, g_out, P_out, r_out, c_out):
     """The end of one problem's solve: its potentials, its plan (from the scalings when
-    ``K`` is fresh and they are positive and finite, else from the potentials) into the
-    outputs (scattered back when compressed). Returns ``(rows_err, lin, plogr, mass)``
-    (see :func:`_solve_one`)."""
+    ``K`` is fresh and they are positive and finite, else from the potentials, rounded to
+    the costs' dtype as the one-problem driver does) and its marginals into the outputs
+    (scattered back when compressed, zero marginals at zero weights). Returns
+    ``(lin, plogr)``."""
     nr, mc = ac.size, bc.size
     ok = True
     for i in range(nr):
@@ -235,31 +238,37 @@ def _finish_one(K, u, v, f, g, ac, bc, loga, logb, costc, reg, code, fresh, ri, 
     for j in range(mc):
         if not (v[j] > 0.0 and np.isfinite(v[j])):
             ok = False
-    fp = f + reg * np.log(u / ac)
-    gp = g + reg * np.log(v / bc)
+    fp = scaled_potential(f, u, ac, reg)
+    gp = scaled_potential(g, v, bc, reg)
     full = P_out.shape[0] == nr and P_out.shape[1] == mc
     if code != NONFINITE and ok and fresh:
         rows, cols, lin, plogr = plan_from_scalings(K, u, v, ac, bc, costc, f, g, reg)
         P = K
     else:
         P = K if full else np.empty((nr, mc), dtype=costc.dtype)
-        rows, cols, lin, plogr = plan_from_potentials(loga, logb, costc, reg, fp, gp, P)
+        dt = costc.dtype
+        rows, cols, lin, plogr = plan_from_potentials(
+            loga.astype(dt), logb.astype(dt), costc, cast_like(costc, reg), fp.astype(dt),
+            gp.astype(dt), P)
     if full:  # P is P_out
         f_out[:] = fp
         g_out[:] = gp
+        r_out[:] = rows
+        c_out[:] = cols
     else:
         _scatter(ri, ci, fp, gp, P, f_out, g_out, P_out)
-    e = 0.0
-    for i in range(nr):
-        e += abs(rows[i] - ac[i])
-    for j in range(mc):
-        e += abs(cols[j] - bc[j])
-    return e / mass, lin, plogr, rows.sum()
+        r_out[:] = 0.0
+        c_out[:] = 0.0
+        for i in range(nr):
+            r_out[ri[i]] = rows[i]
+        for j in range(mc):
+            c_out[ci[j]] = cols[j]
+    return lin, plogr
 
 
 @jit
 def _solve_sym_one(a, b, la, lb, mass, cost, reg, tol, maxiter, bound, rules, f_out, g_out,
-                   P_out):
+                   P_out, r_out, c_out):
     """``W(a, a)`` with a symmetric cost (``b`` is ``a``): the averaged symmetric
     iterations of one ``auto`` call (``ottools._sweeps.SymSweeps`` in the driver's sweep
     stage: ``u <- sqrt(u a / (K u))`` from a cold start, absorption when ``u / a`` leaves
@@ -310,9 +319,9 @@ def _solve_sym_one(a, b, la, lb, mass, cost, reg, tol, maxiter, bound, rules, f_
                 break
             nit += 1
             code = BUDGET
-    e, lin, plogr, pm = _finish_one(K, u, u, f, f, ac, ac, loga, loga, costc, reg, code,
-                                    fresh, ri, ri, mass, f_out, g_out, P_out)
-    return nit, code, e, lin, plogr, pm
+    lin, plogr = _finish_one(K, u, u, f, f, ac, ac, loga, loga, costc, reg, code, fresh, ri,
+                             ri, f_out, g_out, P_out, r_out, c_out)
+    return nit, code, lin, plogr
 
 
 @jit
@@ -335,50 +344,52 @@ def _scatter(ri, ci, fp, gp, P, f_out, g_out, P_out):
 
 
 @jit
-def _checked_solve(k, a, b, la, lb, wmass, cost, reg, tol, maxiter, bound, rules, f, g, P,
-                   nit, code, err, lin, plogr, mass, cmax):
-    """Problem ``k`` of the batch: its largest ``|C|`` into ``cmax[k]`` (NaN when its costs
-    hold NaN; inf shows), then, if finite and not handed back (:func:`_hand_back`: code
-    ``HANDOVER``), :func:`_solve_one`. The check
+def _checked_solve(k, a, b, la, lb, wmass, cost, reg, tol, maxiter, bound, rules, f, g, P, R,
+                   Cm, counts, stats):
+    """Problem ``k`` of the batch: its largest ``|C|`` into ``stats[k, 2]`` (NaN when its
+    costs hold NaN; inf shows), then, if finite and not handed back (:func:`_hand_back`:
+    code ``HANDOVER``), :func:`_solve_one` (or :func:`_solve_sym_one`): ``counts[k]`` is
+    ``(nit, code)``, ``stats[k, :2]`` ``(lin, plogr)``. The check
     (:func:`ottools._kernels._extremes.abs_max`, 2.7 us at 256 x 256) reads the costs
     just before the solve reads them again from the cache, instead of a separate pass
     over the whole batch from memory (a tenth of the time of a batch of 256 x 256
     problems)."""
     big, nan = abs_max(cost[k])
-    cmax[k] = big
+    stats[k, 2] = big
     if nan or not np.isfinite(big):
-        nit[k], code[k] = 0, NONFINITE  # not solved: the caller raises
+        counts[k, 0], counts[k, 1] = 0, NONFINITE  # not solved: the caller raises
         return
     if _hand_back(a[k], b[k], cost[k], reg, big, rules):
-        nit[k], code[k] = 0, HANDOVER
+        counts[k, 0], counts[k, 1] = 0, HANDOVER
         return
     if rules[SYMMETRIC] != 0.0:
         out = _solve_sym_one(a[k], b[k], la[k], lb[k], wmass[k], cost[k], reg, tol, maxiter,
-                             bound, rules, f[k], g[k], P[k])
+                             bound, rules, f[k], g[k], P[k], R[k], Cm[k])
     else:
         out = _solve_one(a[k], b[k], la[k], lb[k], wmass[k], cost[k], reg, tol, maxiter,
-                         bound, rules, f[k], g[k], P[k])
-    nit[k], code[k], err[k], lin[k], plogr[k], mass[k] = out
+                         bound, rules, f[k], g[k], P[k], R[k], Cm[k])
+    counts[k, 0], counts[k, 1], stats[k, 0], stats[k, 1] = out
 
 
 @jit(parallel=True)
-def sinkhorn_batch(a, b, la, lb, wmass, cost, reg, tol, maxiter, bound, rules, f, g, P, nit,
-                   code, err, lin, plogr, mass, cmax):
+def sinkhorn_batch(a, b, la, lb, wmass, cost, reg, tol, maxiter, bound, rules, f, g, P, R,
+                   Cm, counts, stats):
     """:func:`_checked_solve` for every problem of the batch (``a`` (B, n), ``b``
     (B, m), ``cost`` (B, n, m), float64 weights; ``la``, ``lb`` their logs and ``wmass``
-    (B,) their masses, as one problem's driver computes them), in parallel over problems; outputs per
-    problem in ``f`` (B, n), ``g`` (B, m), ``P`` (B, n, m) and the (B,) arrays."""
+    (B,) their masses, as one problem's driver computes them), in parallel over problems;
+    outputs per problem in ``f`` (B, n), ``g`` (B, m), ``P`` (B, n, m), the plans'
+    marginals ``R`` (B, n), ``Cm`` (B, m), ``counts`` (B, 2) int64 and ``stats`` (B, 3)."""
     for k in prange(cost.shape[0]):
         _checked_solve(k, a, b, la, lb, wmass, cost, reg, tol, maxiter, bound, rules, f, g,
-                       P, nit, code, err, lin, plogr, mass, cmax)
+                       P, R, Cm, counts, stats)
 
 
 @jit
 def sinkhorn_batch_serial(a, b, la, lb, wmass, cost, reg, tol, maxiter, bound, rules, f, g,
-                          P, nit, code, err, lin, plogr, mass, cmax):
+                          P, R, Cm, counts, stats):
     """:func:`sinkhorn_batch` one problem after the other (no thread launch): the twin for
     a process forked after a parallel kernel ran (``_jit.parallel_ok``). The same
     per-problem results."""
     for k in range(cost.shape[0]):
         _checked_solve(k, a, b, la, lb, wmass, cost, reg, tol, maxiter, bound, rules, f, g,
-                       P, nit, code, err, lin, plogr, mass, cmax)
+                       P, R, Cm, counts, stats)

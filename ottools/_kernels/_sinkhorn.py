@@ -643,6 +643,17 @@ def build_kernel_par(cost, f, g, reg, K, X, W):
 
 
 @jit
+def scaled_potential(f, u, a, reg):
+    """``f + reg log(u / a)``: the potential of absorbed ``f`` with scaling ``u`` (a new
+    array; -inf where ``u`` is 0). One copy for the drivers' sweeps and the batches'
+    kernel, so that both round the logarithm alike."""
+    out = np.empty(f.shape[0])
+    for i in range(f.shape[0]):
+        out[i] = f[i] + reg * np.log(u[i] / a[i])
+    return out
+
+
+@jit
 def absorb(f, g, u, v, a, b, reg):
     """Fold the scalings into the potentials: ``f += reg log(u / a)``, ``u = a``; same for g."""
     for i in range(f.shape[0]):
