@@ -21,6 +21,7 @@ Internal API: :func:`solve_batch`, called by :func:`ottools.sinkhorn`.
 """
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -226,14 +227,35 @@ def run_batch(a64, b64, cost, dtype, reg, name, settings, *, self_transport=True
                     f"eps / reg = {floor[k]:.3g}): exp((f + g - C) / reg) under/overflows "
                     f"without a correct digit. Rescale the costs or increase reg.")
     # one message per problem: the handed-back problems' own, else that of the status
-    messages = [status_message(int(st), err=float(e), tol=float(settings.tol), nit=int(it))
-                for st, e, it in zip(status, err, nit)]
-    for k, one in zip(handed, ones):
-        messages[k] = one.message
+    messages = _Messages(status, err, nit, settings.tol,
+                         {int(k): one.message for k, one in zip(handed, ones)})
     return make_result(
         fun=fun, cost=lin.copy(), plan=P, f=f.astype(dtype), g=g.astype(dtype), nit=nit,
         err=err, success=status == CONVERGED, status=status.astype(np.int64),
         message=message, messages=messages, method=name, reg=reg)
+
+
+class _Messages(Sequence):
+    """The batch's ``messages``: problem ``k``'s message, built when read (formatting a
+    thousand of them took 2.7 ms, a tenth of a batch of 1000 problems of 64 x 64)."""
+
+    def __init__(self, status, err, nit, tol, own):
+        self._status, self._err, self._nit, self._tol, self._own = status, err, nit, tol, own
+
+    def __len__(self):
+        return len(self._status)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        k = range(len(self))[k]  # negative indices, IndexError
+        if k in self._own:
+            return self._own[k]
+        return status_message(int(self._status[k]), err=float(self._err[k]),
+                              tol=float(self._tol), nit=int(self._nit[k]))
+
+    def __repr__(self):
+        return f"<{len(self)} messages, one per problem>"
 
 
 def _marginal_terms(R, Cm, a64, b64, wmass):
