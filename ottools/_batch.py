@@ -30,7 +30,7 @@ from ._pool import pool_map
 from ._problem import LinearProblem, Settings, allocate
 from ._result import (CONVERGED, MAXITER, NONFINITE, STALLED, _define_result_class,
                       make_result, status_message)
-from ._sinkhorn import (_NEWTON_MIN_SWEEPS, METHODS, _self_transport, method_options,
+from ._sinkhorn import (NEWTON_MIN_SWEEPS, METHODS, is_self_transport, method_options,
                         solve)
 from ._sweeps import ABSORB_BOUND, LOW_MIN_ENTRIES
 from ._validation import (_as_float_array, _check_balanced, _check_method,
@@ -306,7 +306,7 @@ def _rules(name, opts, dtype, n, m):
     rules[kb.RELAX] = float(opts["overrelaxation"])
     if opts["newton"]:
         rules[kb.NEWTON_AFTER] = opts["newton_after"]
-    rules[kb.NEWTON_LEAST] = _NEWTON_MIN_SWEEPS
+    rules[kb.NEWTON_LEAST] = NEWTON_MIN_SWEEPS
     low = opts["float32_sweeps"]
     if low is None:  # as ottools._sinkhorn._float32_sweeps decides for a dense cost
         low = n * m >= LOW_MIN_ENTRIES
@@ -345,7 +345,7 @@ def _solve_handed(ks, a64, b64, cost, reg, dtype, name, settings, self_transport
         with jit.pool_worker(share, user):
             # the weights as the batch balanced them (from_args would rescale b again)
             prob = LinearProblem(a64[k].astype(dtype), b64[k].astype(dtype), cost[k], dtype)
-            sym = auto and (symmetric or (self_transport and _self_transport(prob)))
+            sym = auto and (symmetric or (self_transport and is_self_transport(prob)))
             return solve(prob, reg, settings, name, symmetric=sym)
 
     if workers == 1:

@@ -27,7 +27,7 @@ _DEGREE = {
     "sqeuclidean": 2, "euclidean": 1, "cityblock": 1, "chebyshev": 1, "minkowski": 1,
     "minkowski_p": "p", "cosine": 0, "correlation": 0, "seuclidean": 0, "mahalanobis": 0,
 }
-_EXTREME = 2.0 ** 300  # |coordinates| above this (or all below its inverse) are rescaled
+EXTREME = 2.0 ** 300  # |coordinates| above this (or all below its inverse) are rescaled
 
 
 def metric_name(metric):
@@ -149,7 +149,7 @@ def checked_cost_matrix(x, y, metric, p=2, names=("x", "y")):
     top = None
     if name in _DEGREE:
         top = max(np.abs(xx).max(), np.abs(yy).max())
-        if top > _EXTREME or 0 < top < 1 / _EXTREME:
+        if top > EXTREME or 0 < top < 1 / EXTREME:
             exponent = math.frexp(top)[1]
             xx = np.ldexp(xx, -exponent)
             yy = np.ldexp(yy, -exponent)
@@ -169,13 +169,13 @@ def checked_cost_matrix(x, y, metric, p=2, names=("x", "y")):
             whole = math.floor(shift)
             out = np.ldexp(out * 2.0 ** (shift - whole), whole)
         out = np.ascontiguousarray(out, dtype=dtype)
-    if not _surely_finite(name, top, exponent, x.shape[1], dtype) and \
+    if not surely_finite(name, top, exponent, x.shape[1], dtype) and \
             not np.all(np.isfinite(out)):
         _raise_nonfinite(out, name, x, y, dtype, names)
     return out
 
 
-def _surely_finite(name, top, exponent, d, dtype):
+def surely_finite(name, top, exponent, d, dtype):
     """True when the costs of a distance-like metric are bounded below the dtype's
     largest value by the points' largest magnitude ``top`` (finite points, no rescaling):
     ``d (2 top)^2`` for sqeuclidean, ``d 2 top`` for the others. Saves a pass over the
@@ -314,7 +314,7 @@ def cost_vjp(P, x, y, metric, p=None, *, block_rows=None, need_y=True):
         y = y[:, None]
     sparse = sp.issparse(P)
     out_dtype = _result_dtype(x, y, None if sparse else np.asarray(P))
-    if (name == "sqeuclidean" and not sparse and x.shape[1] == y.shape[1] <= _KERNEL_MAX_D
+    if (name == "sqeuclidean" and not sparse and x.shape[1] == y.shape[1] <= KERNEL_MAX_D
             and np.asarray(P).ndim == 2 and x.shape[0] == np.shape(P)[0]
             and y.shape[0] == np.shape(P)[1]):
         gx, gy = _sqeuclidean_vjp(np.asarray(P), x, y, need_y)
@@ -356,7 +356,7 @@ def cost_vjp(P, x, y, metric, p=None, *, block_rows=None, need_y=True):
 # Up to this dimension the squared Euclidean cost and its VJP run as Numba kernels (one
 # pass over the matrix; the VJP's column accumulators take (threads, d, m) floats);
 # above, as cdist and matrix products.
-_KERNEL_MAX_D = 16
+KERNEL_MAX_D = 16
 
 
 def exactly_symmetric(metric, d):
@@ -364,7 +364,7 @@ def exactly_symmetric(metric, d):
     symmetric by construction (no check needed): the squared Euclidean cost, computed by
     the kernel (rescaled points included: the rescaling is entrywise)."""
     return isinstance(metric, str) and metric_name(metric) == "sqeuclidean" and \
-        d <= _KERNEL_MAX_D
+        d <= KERNEL_MAX_D
 
 
 def _sqeuclidean_dense(x, y, dtype):

@@ -320,7 +320,7 @@ def divergence_value_and_grad(x, y, a=None, b=None, **kwargs):
         return _value_and_grad(x, y, a, b, **kwargs)
     workers = min(len(x), os.cpu_count() or 1)
     side = max(np.shape(x)[1], np.shape(y)[1])
-    if side ** 2 < lazy("_jit")._PARALLEL_MIN_ENTRIES:
+    if side ** 2 < lazy("_jit").PARALLEL_MIN_ENTRIES:
         # one-thread solves (no row blocks): the batch path, in groups of pairs
         step = max(1, _PAIRS_GROUP_ENTRIES // side ** 2)
         outs = []
@@ -376,12 +376,12 @@ def _small_pairs(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
     :func:`_value_and_grad` on that pair, to the bit (errors name pair ``first + k``).
     Returns None where this path does not apply."""
     from ._batch import run_batch
-    from ._costs import _KERNEL_MAX_D, metric_name
+    from ._costs import KERNEL_MAX_D, metric_name
 
     if online is not None:
         online = _check_bool(online, "online")
     if not (reg_m is None and online is not True and isinstance(metric, str)
-            and metric_name(metric) == "sqeuclidean" and np.shape(x)[2] <= _KERNEL_MAX_D
+            and metric_name(metric) == "sqeuclidean" and np.shape(x)[2] <= KERNEL_MAX_D
             and method in ("auto", "log") and (options is None or method == "auto")):
         return None
     reg = _check_positive(reg, "reg")
@@ -490,13 +490,13 @@ def _pair_costs(u, v, dtype):
     by one kernel call, each that of ``cost_matrix(u[k], v[k])``; None when a pair's
     points would be rescaled or its costs are not surely finite (see
     ``ottools._costs.checked_cost_matrix``)."""
-    from ._costs import _EXTREME, _surely_finite
+    from ._costs import EXTREME, surely_finite
 
     u64 = u.astype(np.float64, copy=False)
     v64 = v.astype(np.float64, copy=False)
     top = np.maximum(np.abs(u64).max(axis=(1, 2)), np.abs(v64).max(axis=(1, 2)))
-    if np.any((top > _EXTREME) | ((top > 0) & (top < 1 / _EXTREME))) or not all(
-            _surely_finite("sqeuclidean", t, 0, u.shape[2], dtype) for t in top):
+    if np.any((top > EXTREME) | ((top > 0) & (top < 1 / EXTREME))) or not all(
+            surely_finite("sqeuclidean", t, 0, u.shape[2], dtype) for t in top):
         return None
     out = np.empty((u.shape[0], u.shape[1], v.shape[1]), dtype=dtype)
     lazy("_sqeuclidean").sqeuclidean_cost_batch(

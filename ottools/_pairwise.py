@@ -908,11 +908,11 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
 def _big(mx, my):
     """True when some pair has enough entries for the parallel kernels (see
     ``ottools._kernels._jit.row_chunks``)."""
-    from ._kernels._jit import _PARALLEL_MIN_ENTRIES
+    from ._kernels._jit import PARALLEL_MIN_ENTRIES
 
     nx = max(x.shape[0] for x, _ in mx)
     ny = max(x.shape[0] for x, _ in (my or mx))
-    return nx * ny >= _PARALLEL_MIN_ENTRIES
+    return nx * ny >= PARALLEL_MIN_ENTRIES
 
 
 def _assemble(D, S, selfv, selfs, symmetric, kind):

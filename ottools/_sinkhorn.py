@@ -216,7 +216,7 @@ class _PlanPar:
 # On a point cloud a sweep costs two exponentials per entry and a Newton step about two
 # sweeps, so the stage may start after 20: 1.1x-1.7x faster online at n = 1000 and 3000,
 # 2-D and 10-D, reg 1e-3 and 1e-4; on the dense cost 20 was 0.9x-1.2x, so 40 stays.
-_NEWTON_MIN_SWEEPS = 40
+NEWTON_MIN_SWEEPS = 40
 _NEWTON_MIN_SWEEPS_ONLINE = 20
 
 
@@ -240,7 +240,7 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
     at_reg = sw.reg == run.reg
     budget = run.remaining() if budget is None else min(budget, run.remaining())
     newton = newton_after is not None and at_reg
-    least = _NEWTON_MIN_SWEEPS_ONLINE if run.prob.geometry else _NEWTON_MIN_SWEEPS
+    least = _NEWTON_MIN_SWEEPS_ONLINE if run.prob.geometry else NEWTON_MIN_SWEEPS
     decide = relax.enabled or newton
     every = run.check_every if callback else None
     big = max(10, budget_blocks(n * m, 1 << 20))
@@ -901,11 +901,11 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
     reg = _check_positive(reg, "reg")
     name, opts = method_options(method, options)
     settings = Settings.from_args(tol, maxiter, callback, prob.dtype, opts)
-    symmetric = name == "auto" and rho is None and _self_transport(prob)
+    symmetric = name == "auto" and rho is None and is_self_transport(prob)
     return solve(prob, reg, settings, name, init, symmetric=symmetric, rho=rho)
 
 
-def _self_transport(prob):
+def is_self_transport(prob):
     """``a == b`` and a symmetric cost: ``W(a, a)``, solved by the symmetric iterations."""
     n, m = prob.shape
     if not (n == m and np.array_equal(prob.a, prob.b)):

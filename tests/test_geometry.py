@@ -305,7 +305,7 @@ def test_online_newton_stage_equals_the_dense_one(n, m, monkeypatch):
     assert on.success and on.nit_newton > 0 and on.fun == pytest.approx(de.fun, rel=1e-10)
     # with the dense stage's switch, the same iterations
     import ottools._sinkhorn as sk
-    monkeypatch.setattr(sk, "_NEWTON_MIN_SWEEPS_ONLINE", sk._NEWTON_MIN_SWEEPS)
+    monkeypatch.setattr(sk, "_NEWTON_MIN_SWEEPS_ONLINE", sk.NEWTON_MIN_SWEEPS)
     for method in ("auto", "sns"):
         de = ottools.sinkhorn(None, None, C, reg, method=method)
         on = ottools.sinkhorn(None, None, geom, reg, method=method)

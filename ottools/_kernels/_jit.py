@@ -68,7 +68,7 @@ def jit(*args, **kwargs):
 
 
 # Below this many entries a parallel launch costs more than it saves.
-_PARALLEL_MIN_ENTRIES = 1 << 18
+PARALLEL_MIN_ENTRIES = 1 << 18
 
 # Set in a process forked from this one: GNU OpenMP (Numba's default threading layer
 # here) is not fork-safe, and a child that launches a parallel kernel after its parent
@@ -95,7 +95,7 @@ def row_chunks(n, m):
     ``NUMBA_NUM_THREADS``; not the count :func:`threads_for_load` lowered it to), at most
     one block per 32 rows. The results depend on it only through the order of float
     sums."""
-    if n * m < _PARALLEL_MIN_ENTRIES or _FORKED[0]:
+    if n * m < PARALLEL_MIN_ENTRIES or _FORKED[0]:
         return 1
     return max(1, min(user_threads(), n // 32))
 
