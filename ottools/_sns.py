@@ -295,9 +295,13 @@ class NewtonStage:
         s = self.unit
         if s != 1.0:
             rows, cols, data = rows * s, cols * s, data * s
-        _kn.newton_cg(indptr, indices, data, rows, cols, shift, self.j0,
-                      run.reg * s * gf, run.reg * s * gg, cg_tol, self.cg_maxiter, self.xf,
-                      self.xg, run.chunks)
+        # The right-hand side without reg (the step in units of reg, scaled after): CG's
+        # squared norms of reg * gradient overflowed for costs and reg above ~1e154 (and
+        # underflowed below ~1e-154): the same problem at another scale failed.
+        _kn.newton_cg(indptr, indices, data, rows, cols, shift, self.j0, s * gf, s * gg,
+                      cg_tol, self.cg_maxiter, self.xf, self.xg, run.chunks)
+        self.xf *= run.reg
+        self.xg *= run.reg
         alpha = 1.0
         for _ in range(self.ls_maxiter):
             f_new = f + alpha * self.xf
@@ -368,7 +372,7 @@ class NewtonStage:
         """The relative rounding error of a plan entry ``exp((f_i + g_j - C_ij) / reg)``:
         ``(max|f| + max|g| + max|C|) * eps / reg``."""
         size = (float(np.abs(f).max()) + float(np.abs(g).max())
-                + float(np.abs(self.run.prob.costc).max()))
+                + self.run.prob.cost_scale)  # (a dense cost or a PointCloud's extremes)
         return size * np.finfo(np.float64).eps / self.run.reg
 
     def _floor_err(self, f, g):
