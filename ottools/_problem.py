@@ -149,8 +149,9 @@ class LinearProblem:
         return ((float(g @ b.astype(np.float64, copy=False))
                  - float(f @ a.astype(np.float64, copy=False))) / (2 * ma))
 
-    def expand(self, fc, gc, reg=0.0, tau=(1.0, 1.0), centre=True):
-        """Full, centred potentials in the problem's dtype from compressed ones.
+    def expand(self, fc, gc, reg=0.0, tau=(1.0, 1.0), centre=True, dtype=None):
+        """Full, centred potentials in the problem's dtype (or ``dtype``) from compressed
+        ones.
 
         Zero-weight entries get their c-transform against the positive ones: the soft
         one ``-reg log sum_j b_j exp((g_j - C_ij) / reg)`` for ``reg > 0`` (the entropic
@@ -177,15 +178,17 @@ class LinearProblem:
             if zc.size:
                 g[zc] = tau[1] * self._c_transform(self.block(self.rows, zc).T, fc,
                                                    self.loga, reg)
+        dt = self.dtype if dtype is None else dtype
         if not centre:
-            return f.astype(self.dtype), g.astype(self.dtype)
+            return f.astype(dt), g.astype(dt)
         shift = self.gauge_shift(f, g, self.a, self.b)
-        return (f + shift).astype(self.dtype), (g - shift).astype(self.dtype)
+        return (f + shift).astype(dt), (g - shift).astype(dt)
 
     def block(self, rows, cols):
-        """The dense cost block ``C[rows][:, cols]``."""
+        """The dense cost block ``C[rows][:, cols]`` (a point cloud's rounded to the
+        problem's dtype, as ``PointCloud.dense()`` stores it)."""
         if self.geometry:
-            return self.cost.block(rows, cols)
+            return self.cost.block(rows, cols).astype(self.dtype, copy=False)
         return self.cost[np.ix_(rows, cols)]
 
     @staticmethod

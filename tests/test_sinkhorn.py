@@ -176,6 +176,41 @@ def test_scaling_underflow_reports_nonfinite_without_nan(rng):
     assert res.success and res.method == "auto"
 
 
+def test_scaling_kernel_underflow_is_reported_not_converged():
+    """Kernel entries that underflow to 0 leave the scaling form another problem, on the
+    rest of the support: it converged there and reported success with a plan off by 0.17
+    (POT's log-domain plan and SNS agree). Now: status 2, and the plan is that of the
+    returned potentials; balanced and unbalanced."""
+    C = np.array([[0.08, 0.27, 0.62, 0.93], [0.08, 0.63, 0.78, 0.51],
+                  [0.75, 0.88, 0.50, 0.79]])
+    a = np.array([0.2, 0.8, 0.9])
+    b = np.array([0.2, 0.2, 0.5, 0.4]) * 1.9 / 1.3
+    res = sinkhorn(a, b, C, 1e-3, method="scaling")
+    assert res.status == 2 and not res.success and "Underflow" in res.message
+    P = np.outer(a, b) * np.exp((res.f[:, None] + res.g[None, :] - C) / 1e-3)
+    np.testing.assert_allclose(res.plan, P, rtol=1e-9)
+    good = sinkhorn(a, b, C, 1e-3, method="sns")
+    assert good.success
+    f, g = ref.sinkhorn_log(a, b, C, 1e-3, 20_000)
+    np.testing.assert_allclose(good.plan, ref.plan(a, b, C, 1e-3, f, g), atol=1e-8)
+    C2 = np.array([[0.82, 0.34, 0.04, 0.57], [0.15, 0.72, 0.35, 0.46],
+                   [0.98, 0.78, 0.84, 0.56], [0.94, 0.02, 0.89, 0.39]])
+    a2, b2 = np.array([0.3, 0.6, 1.0, 0.4]), np.array([1.0, 0.6, 1.1, 0.9])
+    res = sinkhorn(a2, b2, C2, 1e-3, reg_m=1.0, method="scaling")
+    assert res.status == 2 and not res.success and "Underflow" in res.message
+
+
+def test_scaling_kernel_underflow_where_the_plan_has_no_mass_converges():
+    """Entries exp(-1000) are 0 in the kernel and in the optimal plan alike: the plan of
+    the potentials confirms the scaling form's answer."""
+    C = np.array([[0.0, 1000.0, 1.0], [1000.0, 0.0, 1000.0], [1.0, 1000.0, 0.0]])
+    a = np.full(3, 1 / 3)
+    res = sinkhorn(a, a, C, 1.0, method="scaling")
+    assert res.success and res.status == 0
+    np.testing.assert_allclose(res.plan, sinkhorn(a, a, C, 1.0, method="log").plan,
+                               atol=1e-12)
+
+
 def test_float32_small_reg_stays_finite(rng):
     a, b, cost = random_problem(rng, 30, 30, dtype=np.float32)
     res = sinkhorn(a, b, cost, 1e-3, tol=1e-4, maxiter=20_000)
