@@ -195,7 +195,8 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     guide = None if init is None else prob.init_potentials(init)
 
     if prob.geometry:  # costs computed when a row or an arc needs them
-        src = _k.cloud_source(*prob.costc.kernel_args())
+        src = _k.cloud_source(*prob.costc.kernel_args(),
+                              low=prob.costc.dtype == np.float32)
     else:
         src = _k.dense_source(prob.costc)
     a64 = prob.ac.astype(np.float64)

@@ -60,16 +60,17 @@ _UNUSED_1D = np.empty(1)
 def dense_source(C):
     """The cost source of a dense float64 matrix (read in place)."""
     C = np.ascontiguousarray(C, dtype=np.float64)
-    return (C, _UNUSED_2D, _UNUSED_2D, _UNUSED_1D, _UNUSED_1D, DENSE, 0.0, 1.0)
+    return (C, _UNUSED_2D, _UNUSED_2D, _UNUSED_1D, _UNUSED_1D, DENSE, 0.0, 1.0, False)
 
 
-def cloud_source(x, y, sqx, sqy, metric, p, inv_scale):
-    """The cost source of two point clouds (the arguments of ``_online.cost_row``);
-    points are taken in float64."""
-    f64 = np.float64
-    return (_UNUSED_2D, np.ascontiguousarray(x, dtype=f64),
-            np.ascontiguousarray(y, dtype=f64), np.ascontiguousarray(sqx, dtype=f64),
-            np.ascontiguousarray(sqy, dtype=f64), int(metric), float(p), float(inv_scale))
+def cloud_source(x, y, sqx, sqy, metric, p, inv_scale, low=False):
+    """The cost source of two point clouds (the arguments of ``_online.cost_row``, in
+    their dtype: float32 points take the arithmetic of ``PointCloud.dense()``).
+    ``low``: each cost rounded to float32, as a float32 cloud's ``PointCloud.dense()``
+    stores it, so that the solve is the dense one's to the bit."""
+    return (_UNUSED_2D, np.ascontiguousarray(x), np.ascontiguousarray(y),
+            np.ascontiguousarray(sqx), np.ascontiguousarray(sqy), int(metric), float(p),
+            float(inv_scale), bool(low))
 
 
 @jit
@@ -83,17 +84,30 @@ def source_shape(src):
 @jit
 def _row(src, i, buf):
     """Row ``i`` of the costs: a view of the matrix, or computed into ``buf``."""
-    C, x, y, sqx, sqy, metric, p, inv_scale = src
+    C, x, y, sqx, sqy, metric, p, inv_scale, low = src
     if metric == DENSE:
         return C[i]
     cost_row(x, y, i, sqx, sqy, metric, p, inv_scale, buf)
+    if low:
+        for j in range(buf.shape[0]):
+            buf[j] = np.float64(np.float32(buf[j]))
     return buf
 
 
 @jit
 def _entry(src, i, j):
-    """``C_ij``, with the arithmetic of ``_online.cost_row`` for point clouds."""
-    C, x, y, sqx, sqy, metric, p, inv_scale = src
+    """``C_ij``, with the arithmetic of ``_online.cost_row`` for point clouds (rounded to
+    float32 for a ``low`` source)."""
+    c = _entry64(src, i, j)
+    if src[8]:
+        return np.float64(np.float32(c))
+    return c
+
+
+@jit
+def _entry64(src, i, j):
+    """``C_ij`` in float64."""
+    C, x, y, sqx, sqy, metric, p, inv_scale, _ = src
     if metric == DENSE:
         return C[i, j]
     d = x.shape[1]
