@@ -1204,3 +1204,15 @@ def test_dual_through_the_semi_dual(reg, k):
     own = ottools.sparsity_constrained_ot(a, b, cost, reg, k, formulation="dual",
                                           init=(np.zeros(70), np.zeros(70)))
     assert own.dual_value <= dual.dual_value + 1e-12 * abs(dual.dual_value)
+
+
+def test_point_cloud_cost_is_its_dense_matrix(rng):
+    """A PointCloud as ``cost`` (an AttributeError from deep inside before) solves the
+    problem of its dense matrix."""
+    x, y = rng.random((7, 2)), rng.random((5, 2))
+    geom = ottools.PointCloud(x, y)
+    for fn, args in ((ottools.sparsity_constrained_ot, (0.1, 2)),
+                     (ottools.quadratic_ot, (0.1,))):
+        res, ref = (fn(None, None, c, *args) for c in (geom, geom.dense()))
+        assert res.status == ref.status and res.fun == ref.fun
+        np.testing.assert_array_equal(res.plan.toarray(), ref.plan.toarray())

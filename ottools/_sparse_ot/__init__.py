@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from .._geometry import PointCloud
 from .._problem import LinearProblem, Settings
 from .._result import (CERTIFIED, CONVERGED, MAXITER, NONFINITE, STALLED,
                        make_result, solver_result, status_message)
@@ -161,6 +162,10 @@ def _solve(a, b, cost, reg, max_nz, formulation, method, tol, maxiter, init, cal
            options):
     """Validate, dispatch on ``method`` and build the result."""
     t_start = time.perf_counter()
+    if isinstance(cost, PointCloud):
+        # The solvers read the whole cost many times: a point cloud's dense matrix (a
+        # MemoryError that says how much when it does not fit).
+        cost = cost.dense()
     prob = LinearProblem.from_args(a, b, cost)
     reg = _check_positive(reg, "reg")
     if max_nz is not None:
@@ -342,8 +347,9 @@ def sparsity_constrained_ot(a, b, cost, reg, max_nz, *, formulation="semi-dual",
         is taken as rounding and ``b`` is rescaled onto the mass of ``a``.
     b : array_like, shape (m,), or None
         Target weights, as ``a``.
-    cost : array_like, shape (n, m)
-        Ground cost, finite. Rectangular problems are fine.
+    cost : array_like, shape (n, m), or ottools.PointCloud
+        Ground cost, finite. Rectangular problems are fine. A ``PointCloud`` is made dense
+        (``cost.dense()``; ``MemoryError`` with the size when it would not fit).
     reg : float
         :math:`\gamma > 0`, weight of the squared-L2 term, in the units of ``cost``
         divided by mass. ``reg * mass / max|cost|`` must lie within float64's normal
@@ -547,8 +553,9 @@ def quadratic_ot(a, b, cost, reg, *, formulation="dual", method="auto", tol=None
     ----------
     a, b : array_like or None
         Source and target weights, as in :func:`sparsity_constrained_ot`.
-    cost : array_like, shape (n, m)
-        Ground cost, finite.
+    cost : array_like, shape (n, m), or ottools.PointCloud
+        Ground cost, finite (a ``PointCloud`` is made dense, as in
+        :func:`sparsity_constrained_ot`).
     reg : float
         :math:`\gamma > 0`.
     formulation : {"dual", "semi-dual"}, default "dual"
