@@ -91,6 +91,11 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
 
     names = {"x": "y", "y": "x"} if swap else {"x": "x", "y": "y"}  # the user's names
 
+    # The cross problem of the swapped pair relaxes b's marginal by reg_m's second entry
+    # (reg_m=(2.0, 0.7) gave 0.841 against 1.600; W(a, a) with (r_a, r_b) is W(a, a) with
+    # (r_b, r_a) by transposition, so the self problems take the pair as given).
+    rho_xy = rho[::-1] if (swap and rho is not None) else rho
+
     def solve_pair(u, v, wu, wv, self_transport=False, pair=("x", "y")):
         if use_online(u.shape[0], v.shape[0], dtype, metric, online):
             cost = point_cloud(u, v, metric, names=(names[pair[0]], names[pair[1]]))
@@ -103,7 +108,7 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
         if self_transport and not symmetric:
             cost, symmetric = _symmetrized(cost)
         return solve(LinearProblem(wu, wv, cost, dtype), reg, settings, name,
-                     symmetric=symmetric, rho=rho)
+                     symmetric=symmetric, rho=rho if self_transport else rho_xy)
 
     xx = solve_pair(x, x, a, a, True, ("x", "x"))
     yy = solve_pair(y, y, b, b, True, ("y", "y"))
@@ -265,14 +270,7 @@ def _divergence_batch(x, y, a, b, **kwargs):
     the pairs (``xy``, ``xx``, ``yy``: lists of the pairs' results)."""
     x = _as_float_array(x, "x", ndim=3)
     y = _as_float_array(y, "y", ndim=3)
-    if len(y) != len(x):
-        raise ValueError(f"`y` holds {len(y)} pairs but `x` holds {len(x)}.")
-    if len(x) == 0:
-        raise ValueError("`x` must hold at least one pair; got shape (0, ...).")
-    for w, name, pts in ((a, "a", x), (b, "b", y)):
-        if w is not None and np.shape(w) != pts.shape[:2]:
-            raise ValueError(f"`{name}` must have shape {pts.shape[:2]} (one weight vector "
-                             f"per pair) or be None; got shape {np.shape(w)}.")
+    # batch sizes checked by divergence_value_and_grad (_check_pairs) before any solve
     values, results, _ = divergence_value_and_grad(x, y, a, b, need=(False,) * 4, **kwargs)
     B = len(x)
     xy, xx, yy = results[0::3], results[1::3], results[2::3]
@@ -289,6 +287,20 @@ def _divergence_batch(x, y, a, b, **kwargs):
     return make_result(fun=np.asarray(values, dtype=np.float64), xy=xy, xx=xx, yy=yy,
                        nit=nit, err=err, success=success, status=status, message=message,
                        method=xy[0].method, reg=xy[0].reg)
+
+
+def _check_pairs(x, y, a, b):
+    """The batch sizes of a batch of pairs ``x`` (B, n, d), ``y`` (B, m, d) and their
+    weights (B, n), (B, m) or None agree, and ``B > 0``: ValueError naming the argument
+    and the sizes otherwise (checked before any solve)."""
+    if len(y) != len(x):
+        raise ValueError(f"`y` holds {len(y)} pairs but `x` holds {len(x)}.")
+    if len(x) == 0:
+        raise ValueError("`x` must hold at least one pair; got shape (0, ...).")
+    for w, name, pts in ((a, "a", x), (b, "b", y)):
+        if w is not None and np.shape(w) != np.shape(pts)[:2]:
+            raise ValueError(f"`{name}` must have shape {np.shape(pts)[:2]} (one weight "
+                             f"vector per pair) or be None; got shape {np.shape(w)}.")
 
 
 # Pairs whose cost matrices have fewer than 2**18 entries (solved without row blocks) go
@@ -318,6 +330,7 @@ def divergence_value_and_grad(x, y, a=None, b=None, **kwargs):
     gradients stacked over the batch."""
     if np.ndim(x) != 3:
         return _value_and_grad(x, y, a, b, **kwargs)
+    _check_pairs(x, y, a, b)
     workers = min(len(x), os.cpu_count() or 1)
     side = max(np.shape(x)[1], np.shape(y)[1])
     if side ** 2 < lazy("_jit").PARALLEL_MIN_ENTRIES:

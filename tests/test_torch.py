@@ -607,3 +607,148 @@ def test_sinkhorn_loss_batch_of_small_pairs_gradcheck(rng):
     assert torch.autograd.gradcheck(fn, (x, y), eps=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match=r"`x\[1\]` has shape \(4, 2\) but `x\[0\]`"):
         ott.sinkhorn_loss([np.zeros((3, 2)), np.zeros((4, 2))], y[:2], reg=0.5)
+
+
+# ------------------------------------------------------- reviewer's findings (fuzz round 2)
+
+def _sq(u, v):
+    return ((u[:, None] - v[None]) ** 2).sum(-1)
+
+
+@pytest.mark.parametrize("reg_m", [1.0, 2.5, (2.0, 0.7), (0.7, 2.0)])
+def test_unbalanced_callable_metric_equals_named_metric(rng, reg_m):
+    # The unbalanced divergence gains reg / 2 (m_a - m_b)^2; the callable path added it
+    # neither to the value nor to the gradients in a and b.
+    x, y = rng.normal(size=(6, 2)), rng.normal(size=(5, 2))
+    a, b = np.full(6, 2.0 / 6), np.full(5, 0.5 / 5)  # masses 2 and 0.5
+    kw = dict(reg=0.5, reg_m=reg_m, tol=1e-13)
+    ref = ottools.sinkhorn_divergence(x, y, a, b, **kw)
+    assert ref.success
+    out = {}
+    for name, metric in (("named", "sqeuclidean"), ("callable", _sq)):
+        ts = [_t(v, True) for v in (x, y, a, b)]
+        value = ott.sinkhorn_loss(*ts, metric=metric, **kw)
+        value.backward()
+        out[name] = (value.item(), [t.grad.numpy() for t in ts])
+    assert out["callable"][0] == pytest.approx(ref.fun, rel=1e-10)
+    assert out["named"][0] == pytest.approx(ref.fun, rel=1e-10)
+    for g_named, g_call in zip(out["named"][1], out["callable"][1]):
+        np.testing.assert_allclose(g_call, g_named, rtol=1e-8, atol=1e-10)
+
+
+def test_sinkhorn_loss_batch_sizes_must_agree(rng, monkeypatch):
+    x = torch.tensor(rng.normal(size=(2, 5, 2)))
+    y = torch.tensor(rng.normal(size=(2, 4, 2)), requires_grad=True)
+    a = torch.full((2, 5), 0.2, dtype=torch.float64)
+
+    def no_solve(*args, **kwargs):
+        raise AssertionError("solved before the batch sizes were checked")
+
+    monkeypatch.setattr("ottools._divergence.solve", no_solve)
+    monkeypatch.setattr("ottools._divergence._small_pairs", no_solve)
+    with pytest.raises(ValueError, match=r"`y` holds 3 pairs but `x` holds 2"):
+        ott.sinkhorn_loss(x, torch.cat([y, y[:1]]), reg=0.1)
+    with pytest.raises(ValueError, match=r"`y` holds 1 pairs but `x` holds 2"):
+        ott.sinkhorn_loss(x, y[:1], reg=0.1)
+    for bad in (a[:1], torch.cat([a, a[:1]])):
+        with pytest.raises(ValueError, match=rf"`a` must have shape \(2, 5\) .*got shape "
+                                             rf"\({len(bad)}, 5\)"):
+            ott.sinkhorn_loss(x, y, bad, reg=0.1)
+    with pytest.raises(ValueError, match=r"`b` must have shape \(2, 4\)"):
+        ott.sinkhorn_loss(x, y, a, torch.full((3, 4), 0.25, dtype=torch.float64), reg=0.1)
+    # B = 0: refused as by the NumPy batch API
+    empty = (np.zeros((0, 5, 2)), np.zeros((0, 4, 2)))
+    with pytest.raises(ValueError, match="`x` must hold at least one pair"):
+        ottools.sinkhorn_divergence(*empty, reg=0.1)
+    with pytest.raises(ValueError, match="`x` must hold at least one pair"):
+        ott.sinkhorn_loss(*map(torch.tensor, empty), reg=0.1)
+
+
+def test_mixed_dtypes_value_in_promoted_dtype(rng):
+    x32 = _t(rng.normal(size=(6, 2)), True, torch.float32)
+    y64 = _t(rng.normal(size=(5, 2)), True)
+    value = ott.sinkhorn_loss(x32, y64, reg=0.1, tol=1e-12)
+    ref = ott.sinkhorn_loss(x32.detach().double(), y64.detach(), reg=0.1, tol=1e-12)
+    assert value.dtype == torch.float64
+    assert value.item() == ref.item()  # not rounded through float32
+    value.backward()
+    assert x32.grad.dtype == torch.float32 and y64.grad.dtype == torch.float64
+    cost = _t(rng.random((6, 5)), True)
+    a32 = _t(np.full(6, 1 / 6), True, torch.float32)
+    value = ott.sinkhorn(a32, None, cost, 0.1, tol=1e-12)
+    ref = ott.sinkhorn(a32.detach().double(), None, cost.detach(), 0.1, tol=1e-12)
+    assert value.dtype == torch.float64 and value.item() == ref.item()
+    value.backward()
+    assert a32.grad.dtype == torch.float32 and cost.grad.dtype == torch.float64
+
+
+def test_sliced_checks_estimator_type_and_refuses_direction_gradients(unequal):
+    x, y, _, _ = unequal
+    for est in (3, None, ["mc"]):
+        with pytest.raises(TypeError, match="`estimator` must be a string; got"):
+            ottools.sliced_wasserstein(x, y, estimator=est, rng=0)
+        with pytest.raises(TypeError, match="`estimator` must be a string; got"):
+            ott.sliced_wasserstein(_t(x), _t(y), estimator=est, rng=0)
+    theta = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]])
+    with pytest.raises(NotImplementedError, match="not differentiable in `directions`"):
+        ott.sliced_wasserstein(_t(x, True), _t(y), directions=_t(theta, True))
+    value = ott.sliced_wasserstein(_t(x), _t(y), directions=_t(theta))  # detached: fine
+    assert value.item() == pytest.approx(ottools.sliced_wasserstein(x, y, directions=theta),
+                                         rel=1e-12)
+
+
+def test_parameters_accept_detached_tensors(unequal):
+    x, y, a, b = unequal
+    xt, yt = _t(x), _t(y)
+    t = _t  # 0-d tensors
+    cost = _t(ottools.cost_matrix(x, y))
+    pairs = [
+        (lambda v: ott.sinkhorn_loss(xt, yt, reg=0.5, reg_m=v), 1.0, "reg_m"),
+        (lambda v: ott.sinkhorn(None, None, cost, 0.5, reg_m=v), 1.0, "reg_m"),
+        (lambda v: ott.sliced_wasserstein(xt, yt, p=v, rng=0), 1.5, "p"),
+        (lambda v: ott.max_sliced_wasserstein(xt, yt, p=v, rng=0), 1.5, "p"),
+        (lambda v: ott.distributional_sliced_wasserstein(xt, yt, kappa=v, rng=0), 5.0,
+         "kappa"),
+    ]
+    for fn, v, name in pairs:
+        assert fn(t(v)).item() == fn(v).item()
+        with pytest.raises(TypeError, match=f"`{name}` is not differentiable"):
+            fn(t(v, True))
+    # reg_m as a pair: of tensors, or one tensor of two numbers
+    ref = ott.sinkhorn_loss(xt, yt, reg=0.5, reg_m=(1.0, 2.0))
+    assert ott.sinkhorn_loss(xt, yt, reg=0.5, reg_m=(t(1.0), t(2.0))).item() == ref.item()
+    assert ott.sinkhorn_loss(xt, yt, reg=0.5, reg_m=t([1.0, 2.0])).item() == ref.item()
+    with pytest.raises(TypeError, match="`reg_m` is not differentiable"):
+        ott.sinkhorn_loss(xt, yt, reg=0.5, reg_m=t([1.0, 2.0], True))
+
+
+@pytest.mark.parametrize("online", [True, None])
+def test_online_point_gradients_other_metrics_refused_before_solve(clouds, monkeypatch,
+                                                                   online):
+    x, y, a, b = clouds
+    # a tiny budget: the automatic switch (online=None) goes online at this size
+    monkeypatch.setattr("ottools._geometry.DENSE_BUDGET", 64)
+    # values and weight gradients remain available
+    at = _t(a, True)
+    value = ott.sinkhorn_loss(_t(x), _t(y), at, _t(b), reg=0.3, metric="euclidean",
+                              online=online, **TIGHT)
+    value.backward()
+    dense = ott.sinkhorn_loss(_t(x), _t(y), _t(a), _t(b), reg=0.3, metric="euclidean",
+                              online=False, **TIGHT)
+    assert value.item() == pytest.approx(dense.item(), rel=1e-10)
+    assert at.grad is not None
+
+    def no_solve(*args, **kwargs):
+        raise AssertionError("solved before refusing the gradient")
+
+    monkeypatch.setattr("ottools._divergence.solve", no_solve)
+    monkeypatch.setattr("ottools._monge_gap.solve", no_solve)
+    how = "online=True" if online else "automatic online switch"
+    for metric in ("euclidean", "cityblock"):
+        with pytest.raises(NotImplementedError,
+                           match=rf"sinkhorn_loss: .*\(.*{how}.*need metric='sqeuclidean'; "
+                                 rf"got metric='{metric}'"):
+            ott.sinkhorn_loss(_t(x), _t(y, True), reg=0.3, metric=metric, online=online)
+        with pytest.raises(NotImplementedError, match=rf"monge_gap: .*got metric='{metric}'"):
+            ott.monge_gap(_t(x, True), _t(x[::-1].copy()), reg=0.3, metric=metric,
+                          online=online)

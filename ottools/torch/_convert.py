@@ -137,6 +137,20 @@ def scalar(v, name):
     return v
 
 
+def scalar_or_pair(v, name):
+    """``v`` with its tensors as Python numbers (see :func:`scalar`): a number, a 0-d
+    tensor, a tensor of two numbers or a tuple/list of numbers or 0-d tensors (e.g.
+    ``reg_m`` and its pair ``(reg_m_a, reg_m_b)``); anything else unchanged, for the
+    NumPy API's checks."""
+    if isinstance(v, torch.Tensor) and v.ndim == 1 and v.numel() == 2:
+        if v.requires_grad:
+            scalar(v, name)  # raises
+        return tuple(v.tolist())
+    if isinstance(v, (tuple, list)):
+        return type(v)(scalar(e, name) for e in v)
+    return scalar(v, name)
+
+
 def numpy_rng(rng):
     """``rng`` for the NumPy API as a ``numpy.random.Generator``: a ``torch.Generator``
     seeds one from its state (so that a seeded torch generator gives reproducible
@@ -160,7 +174,7 @@ class Envelope(torch.autograd.Function):
     def forward(fn, *inputs):
         value, grads = fn(*inputs)
         like = next(t for t in inputs if isinstance(t, torch.Tensor))
-        dtype = like.dtype if like.dtype.is_floating_point else torch.float64
+        dtype = dtypes(*(t for t in inputs if isinstance(t, torch.Tensor)))[0]
         out = [torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=dtype,
                                device=like.device)]
         for g, t in zip(grads, inputs):

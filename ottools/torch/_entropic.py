@@ -8,8 +8,11 @@ import torch
 
 from .._costs import cost_matrix
 from .._divergence import divergence_value_and_grad, sinkhorn_value_and_grad
+from .._geometry import use_online
 from .._monge_gap import monge_gap_value_and_grad
-from ._convert import apply, as_tensor, check_ndim, clouds, numpy, same_device, scalar
+from .._validation import _check_bool, _check_reg_m
+from ._convert import (apply, as_tensor, check_ndim, clouds, dtypes, numpy, same_device,
+                       scalar, scalar_or_pair)
 
 __all__ = ["monge_gap", "sinkhorn", "sinkhorn_loss"]
 
@@ -48,6 +51,7 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
     if init is not None and not (isinstance(init, (tuple, list)) and len(init) == 2):
         raise TypeError("`init` must be a pair (f, g) of potentials, or None.")
     reg = scalar(reg, "reg")
+    reg_m = scalar_or_pair(reg_m, "reg_m")
 
     def fn(need, a, b, c):
         f0 = None if init is None else tuple(numpy(as_tensor(p, "init"), c.dtype)
@@ -60,9 +64,43 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
     return apply("sinkhorn", fn, a, b, cost)
 
 
+def _check_online_gradient(where, metric, online, n, m, points, tensors):
+    """Before any solve: gradients in the points of a problem solved on a cost computed on
+    the fly (``online=True``, or the automatic switch for large problems) exist for the
+    squared Euclidean cost only (``ottools._divergence.cost_vjp``); refuse the others,
+    naming ``metric``, when one of ``points`` requires grad (``tensors``: all the inputs,
+    for the computation dtype). Returns ``online`` checked."""
+    if online is not None:
+        online = _check_bool(online, "online")
+    if not any(t.requires_grad for t in points):
+        return online
+    if use_online(n, m, dtypes(*tensors)[1], metric, online) and \
+            metric.lower() != "sqeuclidean":
+        how = "online=True" if online else "the automatic online switch for large inputs"
+        raise NotImplementedError(
+            f"ottools.torch.{where}: gradients in the points of a cost computed on the fly "
+            f"({how}) need metric='sqeuclidean'; got metric={metric!r}. Pass "
+            f"online=False (dense costs), or points that do not require grad.")
+    return online
+
+
+def _mass_term(a, b, reg, reg_m):
+    """The mass term of the unbalanced divergence, ``reg / 2 (sum(a) - sum(b))**2`` (zero
+    for balanced problems), as a tensor that torch differentiates: the term that
+    :func:`ottools.sinkhorn_divergence` adds when ``reg_m`` relaxes a marginal (None
+    weights: mass 1)."""
+    rho = _check_reg_m(reg_m)
+    if rho is None or all(np.isinf(rho)):
+        return None
+    mass_a = 1.0 if a is None else a.sum()
+    mass_b = 1.0 if b is None else b.sum()
+    return 0.5 * reg * (mass_a - mass_b) ** 2
+
+
 def _torch_metric_loss(x, y, a, b, reg, metric, debias, kwargs):
     """A callable metric: torch differentiates the costs it returns; each entropic term is
-    :func:`sinkhorn` on them."""
+    :func:`sinkhorn` on them (with ``reg_m``, the divergence gains the mass term of
+    :func:`_mass_term`, as in :func:`ottools.sinkhorn_divergence`)."""
     def term(u, v, wu, wv):
         c = metric(u, v)
         if not isinstance(c, torch.Tensor) or tuple(c.shape) != (u.shape[0], v.shape[0]):
@@ -73,6 +111,9 @@ def _torch_metric_loss(x, y, a, b, reg, metric, debias, kwargs):
     value = term(x, y, a, b)
     if debias:
         value = value - 0.5 * (term(x, x, a, a) + term(y, y, b, b))
+        mass = _mass_term(a, b, reg, kwargs["reg_m"])
+        if mass is not None:
+            value = value + mass
     return value
 
 
@@ -91,7 +132,9 @@ def sinkhorn_loss(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean"
     and returning the cost tensor, which torch then differentiates. GeomLoss's
     ``SamplesLoss("sinkhorn", p=2, blur=s, reach=r)`` is ``reg=s**2, reg_m=r**2`` on the
     points divided by ``sqrt(2)``. Gradients are computed by the forward solve
-    (:doc:`/guide/torch`); a solve that does not converge warns.
+    (:doc:`/guide/torch`); a solve that does not converge warns. On costs computed on the
+    fly (``online``), gradients in ``x`` and ``y`` need ``metric="sqeuclidean"``: other
+    metrics raise NotImplementedError before the solve when ``x`` or ``y`` requires grad.
 
     Examples
     --------
@@ -113,12 +156,15 @@ def sinkhorn_loss(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean"
         raise TypeError(f"`debias` must be True or False; got {type(debias).__name__} "
                         f"{debias!r}.")
     reg = scalar(reg, "reg")
+    reg_m = scalar_or_pair(reg_m, "reg_m")
     kwargs = dict(reg_m=reg_m, method=method, tol=tol, maxiter=maxiter, options=options)
     if callable(metric):
         if batch:
             raise ValueError("A callable `metric` with a batch: loop over the pairs.")
         return _torch_metric_loss(x, y, a, b, reg, metric, debias, kwargs)
     cost_matrix(np.zeros((1, 1)), np.zeros((1, 1)), metric)  # validates the name early
+    online = _check_online_gradient("sinkhorn_loss", metric, online, x.shape[-2],
+                                    y.shape[-2], (x, y), (x, y, a, b))
 
     def fn(need, *arrays):
         value, res, grads = divergence_value_and_grad(
@@ -137,7 +183,9 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
     not differentiable, nor is the ``reg`` chosen by ``"auto"`` (computed in the forward
     pass, then held constant). With :math:`P` the inner problem's plan and
     :math:`C_{ij} = c(x_i, T(x_j))`, the gradient is that of
-    :math:`\langle \mathrm{diag}(a) - P, C\rangle` (envelope theorem).
+    :math:`\langle \mathrm{diag}(a) - P, C\rangle` (envelope theorem). On costs
+    computed on the fly (``online``), these gradients need ``metric="sqeuclidean"``
+    (NotImplementedError before the solve otherwise).
 
     Examples
     --------
@@ -159,6 +207,9 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
                         f"{type(metric).__name__}.")
     if not isinstance(reg, str):
         reg = scalar(reg, "reg")
+    if not (isinstance(reg, (int, float)) and reg == 0):
+        online = _check_online_gradient("monge_gap", metric, online, x.shape[0],
+                                        x.shape[0], (x, tx), (x, tx, a))
 
     def fn(need, x, tx, a):
         res, grads = monge_gap_value_and_grad(

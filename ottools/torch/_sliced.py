@@ -5,7 +5,7 @@ differentiable: a tensor that requires grad is refused rather than silently igno
 import torch
 
 from .. import _sliced as _sl
-from ._convert import apply, clouds, numpy_rng
+from ._convert import apply, clouds, numpy_rng, scalar
 
 __all__ = ["distributional_sliced_wasserstein", "max_sliced_wasserstein",
            "sliced_wasserstein"]
@@ -36,7 +36,8 @@ def sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, directio
     Only ``estimator="mc"`` (the control-variate estimators have no gradient here); ``rng``
     may also be a ``torch.Generator`` (pass a generator, or use
     :class:`SlicedWassersteinLoss`, to draw new directions at every training step). The
-    weights are not differentiable yet: a tensor that requires grad is refused. Gradients
+    weights and ``directions`` are not differentiable: a tensor that requires grad is
+    refused. Gradients
     go through the optimal 1-D coupling of each direction's sorted projections (Bonneel
     et al., J. Math. Imaging Vis. 2015), computed with the value: O((n + m) d) memory.
 
@@ -51,11 +52,18 @@ def sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, directio
     >>> round(value.item(), 6), x.grad[0].tolist()
     (1.0, [-0.125, -0.125])
     """
-    if isinstance(estimator, str) and estimator.lower() != "mc":
+    if not isinstance(estimator, str):
+        raise TypeError(f"`estimator` must be a string; got {type(estimator).__name__}.")
+    if estimator.lower() != "mc":
         raise ValueError(f"`estimator={estimator!r}` is not differentiable here; "
                          "ottools.torch.sliced_wasserstein supports estimator='mc' only.")
     if isinstance(directions, torch.Tensor):
+        if directions.requires_grad:
+            raise NotImplementedError(
+                "ottools.torch.sliced_wasserstein is not differentiable in `directions`; "
+                "pass a tensor that does not require grad (e.g. `directions.detach()`).")
         directions = directions.detach().cpu().numpy()
+    p = scalar(p, "p")
     rng = numpy_rng(rng)
 
     def compute(x, y, a, b):
@@ -101,8 +109,8 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
     3.000 -1.000
     """
     return _ascent("max_sliced_wasserstein", _sl.max_sliced_value_and_grad, x, y, a, b,
-                   rng, p=p, n_projections=n_projections, n_restarts=n_restarts,
-                   maxiter=maxiter, tol=tol)
+                   rng, p=scalar(p, "p"), n_projections=n_projections,
+                   n_restarts=n_restarts, maxiter=maxiter, tol=tol)
 
 
 def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
@@ -127,5 +135,6 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     2.97 -0.99
     """
     return _ascent("distributional_sliced_wasserstein",
-                   _sl.distributional_sliced_value_and_grad, x, y, a, b, rng, p=p,
-                   kappa=kappa, n_projections=n_projections, maxiter=maxiter, tol=tol)
+                   _sl.distributional_sliced_value_and_grad, x, y, a, b, rng,
+                   p=scalar(p, "p"), kappa=scalar(kappa, "kappa"),
+                   n_projections=n_projections, maxiter=maxiter, tol=tol)
