@@ -76,7 +76,8 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
     Returns
     -------
     cost : ndarray, shape (n, m)
-        float32 if both inputs are float32, else float64.
+        float32 if both inputs are float32, else float64 (a callable's output keeps its
+        dtype, promoted with the inputs': float64 from float32 points stays float64).
 
     Raises
     ------

@@ -46,9 +46,18 @@ def check_p(p):
 
 
 def normalize_weights(w):
-    """``w / sum(w)`` along the last axis, in the dtype of ``w`` (sums in float64)."""
-    s = w.sum(axis=-1, dtype=np.float64, keepdims=w.ndim > 1)
-    return (w / s.astype(w.dtype)).astype(w.dtype, copy=False)
+    """``w / sum(w)`` along the last axis, in the dtype of ``w``. The sum is taken in
+    float64, and first over ``w / max(w)`` where it would overflow (weights 1e308 and
+    1.5e308, or float32 ones whose sum passes float32's range, became 0 and then read as
+    uniform)."""
+    keep = w.ndim > 1
+    with np.errstate(over="ignore"):
+        s = w.sum(axis=-1, dtype=np.float64, keepdims=keep).astype(w.dtype)
+    if np.all(np.isfinite(s)):
+        return (w / s).astype(w.dtype, copy=False)
+    w64 = w.astype(np.float64)
+    w64 = w64 / w64.max(axis=-1, keepdims=keep)
+    return (w64 / w64.sum(axis=-1, keepdims=keep)).astype(w.dtype)
 
 
 def uniform_or_none(w):

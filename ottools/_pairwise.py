@@ -20,9 +20,12 @@ import numpy as np
 
 from ._costs import checked_cost_matrix, cost_matrix
 from ._kernels import lazy
+from ._onedim import (_TINY, normalize_weights, pow2_exponent, power_mean_root,
+                      wpp_rows)
 from ._pool import TICK, deferred_sigint
 from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, OTConvergenceWarning
+from ._sliced import _check_projection_memory, _draw_directions
 from ._sinkhorn import method_options, solve
 from ._validation import (
     _as_float_array,
@@ -131,7 +134,7 @@ def _finish_measures(clouds, weights, name, wname, dtype):
         if w is not None:
             w = _check_weights(w, x.shape[0], f"{wname}[{k}]", dtype,
                                against=f"`{name}[{k}]` has {x.shape[0]} points")
-            w = (w / w.dtype.type(w.sum(dtype=np.float64))).astype(dtype, copy=False)
+            w = normalize_weights(w).astype(dtype, copy=False)
             if np.all(w == w[0]):
                 w = None
         out.append((x, w))
@@ -158,15 +161,6 @@ def _cpu_count():
         return os.cpu_count() or 1
 
 
-def _unit_directions(L, d, gen):
-    """Normalized Gaussian directions, drawn as ``sliced_wasserstein(directions="random")``
-    draws them: the same ``rng`` gives the same directions."""
-    z = gen.standard_normal((L, d))
-    nrm = np.linalg.norm(z, axis=1, keepdims=True)
-    nrm[nrm == 0] = 1.0
-    return z / nrm
-
-
 # ------------------------------------------------------------------------- engines
 class _Sorted:
     """``wasserstein_1d`` (``theta`` None: the samples themselves) and
@@ -182,6 +176,19 @@ class _Sorted:
         self.p = p
         self.dtype = dtype
         self.L = 1 if theta is None else theta.shape[0]
+        self.ex = 0  # the measures' (and directions') scale: see set_scale
+
+    def set_scale(self, measures):
+        """Coordinates beyond ``2**+-256`` (and directions, which the user may give) are
+        scaled by powers of two, exactly, as the single calls scale them: projections
+        then neither overflow nor underflow, and a distance is multiplied back
+        (``pow2_exponent``; 0 for ordinary data, whose results are unchanged)."""
+        top = max((float(np.abs(x).max()) for x, _ in measures if x.size), default=0.0)
+        self.ex = pow2_exponent(top)
+        if self.theta is not None:
+            et = pow2_exponent(float(np.abs(self.theta).max()))
+            self.theta = np.ldexp(self.theta, -et).astype(self.dtype)
+            self.ex += et
 
     def may_run_parallel(self):
         return False
@@ -201,6 +208,8 @@ class _Sorted:
         for k, (x, w) in enumerate(block):
             n = int(sizes[k])
             P = V[voff[k]:voff[k] + L * n].reshape(L, n)
+            if self.ex:
+                x = np.ldexp(x, -self.ex).astype(dt)
             if self.theta is None:
                 P[0] = x
             else:
@@ -217,7 +226,31 @@ class _Sorted:
     def pairs(self, R, C, ii, jj):
         out = np.empty(ii.shape[0], dtype=np.float64)
         _k.sliced_pairs(*R, *C, self.L, ii, jj, self.p, out)
-        return np.maximum(out, 0.0) ** (1.0 / self.p), np.zeros(ii.shape[0], dtype=np.int8)
+        # Pairs whose plain sums left [_TINY, inf) (overflow, underflow, NaN from a zero
+        # weight on an overflowing term, or measures that coincide) again in the scaled
+        # form of the single calls (wpp_rows): inf, 0 or NaN before, with status 0.
+        redo = np.flatnonzero(~((out >= _TINY) & (out <= np.finfo(np.float64).max)))
+        with np.errstate(over="ignore"):
+            value = np.maximum(out, 0.0) ** (1.0 / self.p)
+        for t in redo:
+            (U, a), (V, b) = self._rows(R, ii[t]), self._rows(C, jj[t])
+            q, sc = wpp_rows(U, V, a, b, self.p)
+            value[t] = power_mean_root(q, sc, self.p)
+        if self.ex:
+            with np.errstate(over="ignore"):
+                value = np.ldexp(value, self.ex)
+        if not np.all(value <= np.finfo(self.dtype).max):
+            raise ValueError(f"A distance exceeds the range of {self.dtype}: measures too "
+                             f"far apart to be represented (rescale them).")
+        return value, np.zeros(ii.shape[0], dtype=np.int8)
+
+    def _rows(self, prepared, k):
+        """Measure ``k`` of a prepared block as ``wpp_rows``'s arguments: its sorted
+        projections (L, n) and their weights (L, n) or None (uniform)."""
+        V, voff, sizes, W, woff, wstep, uni = prepared
+        n, L = int(sizes[k]), self.L
+        U = V[voff[k]:voff[k] + L * n].reshape(L, n)
+        return U, (None if uni[k] else W[woff[k]:woff[k] + L * n].reshape(L, n))
 
 
 class _Entropic:
@@ -334,7 +367,10 @@ def _engine(metric, kwargs, d, dtype, rng):
         directions = kw.get("directions", "random")
         if isinstance(directions, str):
             _check_method(directions, ("random",), "metric_kwargs['directions']")
-            theta = _unit_directions(L, d, gen)
+            # as sliced_wasserstein(directions="random") draws them: the same rng gives the
+            # same directions (a MemoryError naming the size when they would not fit)
+            _check_projection_memory(L, d, "metric_kwargs['n_projections']")
+            theta = _draw_directions("random", L, d, gen)
         else:
             theta = _as_float_array(directions, "metric_kwargs['directions']")
             if theta.ndim != 2 or theta.shape[1] != d or theta.shape[0] == 0:
@@ -811,9 +847,17 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
     mx = _finish_measures(xs, wx, "X", wname, dtype)
     my = None if symmetric else _finish_measures(ys, wy, "Y", "weights[1]", dtype)
     engine = _engine(metric, metric_kwargs, d, dtype, rng)
+    if engine.kind == "sorted":
+        engine.set_scale(mx + (my or []))
 
     if isinstance(scheduler, str) and scheduler.lower() in ("threads", "dask"):
         scheduler = scheduler.lower()
+    elif isinstance(scheduler, str) and ":" not in scheduler:
+        # not an address (host:port or scheme://...): a typo such as "thread" reached
+        # distributed, whose message named no argument
+        raise ValueError(f"`scheduler` must be None, 'threads', 'dask', a "
+                         f"dask.distributed.Client or a scheduler address such as "
+                         f"'tcp://10.0.0.1:8786'; got {scheduler!r}.")
     local = scheduler is None or scheduler == "threads"
     n_threads = _check_n_jobs(n_jobs) if (local or n_jobs is not None) else _cpu_count()
     if not local and not isinstance(scheduler, str) and not hasattr(scheduler, "submit"):

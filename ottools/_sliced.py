@@ -36,6 +36,7 @@ from ._result import (
 )
 from ._validation import (
     _as_float_array,
+    _ndim,
     _check_callback,
     _check_int,
     _check_method,
@@ -137,6 +138,9 @@ def _check_projection_memory(L, d, name="n_projections"):
                 "use fewer projections, or average the results of several calls.")
 
 
+_SOBOL_MAX_D = 21201  # scipy.stats.qmc.Sobol's direction numbers
+
+
 def _draw_directions(kind, L, d, rng):
     """(L, d) unit directions (float64): normalized Gaussians, scrambled Sobol points
     mapped through the normal quantile, or stacked Haar-random orthonormal blocks."""
@@ -147,6 +151,10 @@ def _draw_directions(kind, L, d, rng):
         from scipy.special import ndtri
         from scipy.stats import qmc
 
+        if d > _SOBOL_MAX_D:
+            raise ValueError(f"`directions='qmc'` draws Sobol points, defined up to "
+                             f"d = {_SOBOL_MAX_D} dimensions (SciPy's table); got d = {d}. "
+                             f"Use directions='random' or 'orthogonal'.")
         sobol = qmc.Sobol(d, scramble=True, rng=rng)
         pts = sobol.random_base2(max(int(np.ceil(np.log2(L))), 0))[:L]
         pts = np.clip(pts, 1e-12, 1 - 1e-12)
@@ -418,6 +426,22 @@ def _check_batch(x, y, a, b):
     return members, dtype
 
 
+def _unscaled(f, p, ex, dtype):
+    """``f**(1/p) * 2**ex``, the distance of W_p^p = ``f`` on points scaled by ``2**-ex``
+    (:func:`_unscaled_distance`)."""
+    return _unscaled_distance(max(f, 0.0) ** (1.0 / p), ex, dtype)
+
+
+def _unscaled_distance(value, ex, dtype):
+    """``value * 2**ex``, a distance computed on points scaled by ``2**-ex``; ValueError
+    when it exceeds the range of ``dtype`` (Max-SW and DSW returned inf with success)."""
+    with np.errstate(over="ignore"):
+        value = float(np.ldexp(value, ex))
+    if not value <= np.finfo(dtype).max:
+        raise _overflow_error(dtype)
+    return value
+
+
 def _sliced_value(x, y, a, b, theta, p, estimator, dtype):
     """SW_p (a float of ``dtype``) of one validated pair on validated directions."""
     (x, y), ex = _scaled((x, y), dtype)
@@ -428,7 +452,10 @@ def _sliced_value(x, y, a, b, theta, p, estimator, dtype):
     else:
         value = _control_variate(x, y, a, b, theta, rows_power(q, s, p), estimator)
     if ex + et:
-        value = math.ldexp(value, ex + et) if value < 2.0**1023 else math.inf
+        try:
+            value = math.ldexp(value, ex + et)
+        except OverflowError:  # (math.ldexp raises where np.ldexp gives inf)
+            value = math.inf
     if not value <= np.finfo(dtype).max:
         raise _overflow_error(dtype)
     return dtype.type(value)
@@ -549,7 +576,7 @@ def sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, directio
     >>> sliced_wasserstein(xb, xb + 1.0, rng=0).round(1)
     array([1., 1.])
     """
-    batch = np.ndim(x) == 3
+    batch = _ndim(x, "x") == 3
     if batch:
         members, dtype = _check_batch(x, y, a, b)
         d = members[0][0].shape[1]
@@ -756,7 +783,7 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
         return float(wpp[0]), gth[0].astype(np.float64)
 
     def value(f):
-        return np.ldexp(max(f, 0.0) ** (1.0 / p), ex)
+        return _unscaled(f, p, ex, dtype)
 
     best = None
     for restart, k in enumerate(order):
@@ -776,8 +803,8 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
     if np.isfinite(f):
         fun = value(f)
     else:  # the ascent could not start: the best candidate's value, in the scaled form
-        fun = np.ldexp(rows_distance(q[order[:1]], None if s is None else s[order[:1]],
-                                     p)[0], ex)
+        fun = _unscaled_distance(rows_distance(q[order[:1]], None if s is None
+                                               else s[order[:1]], p)[0], ex, dtype)
     return solver_result(status, err=0.0, tol=tol, nit=nit, method="ascent",
                          message=_ascent_message(status, rel, tol, nit,
                                                  options["line_search_steps"]),
@@ -1011,7 +1038,7 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
             return _dsw_fun_grad(x, y, a, b, z, eps, p, dtype)
 
     def value(f):
-        return np.ldexp(max(f, 0.0) ** (1.0 / p), ex)
+        return _unscaled(f, p, ex, dtype)
 
     def report(eps, f, it, rel):
         return make_result(fun=value(f), location=eps.copy(), nit=it,
@@ -1024,7 +1051,7 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
         fun = value(f)
     else:  # the objective overflowed: its value in the scaled form
         qd, sd = _projected_rows(x, y, a, b, theta, p)
-        fun = np.ldexp(power_mean_root(qd, sd, p), ex)
+        fun = _unscaled_distance(power_mean_root(qd, sd, p), ex, dtype)
     return solver_result(status, err=0.0, tol=tol, nit=nit, method="ascent",
                          message=_ascent_message(status, rel, tol, nit,
                                                  options["line_search_steps"]),

@@ -247,6 +247,8 @@ def _check_rng(rng, name="rng", *, also=()):
     try:
         return np.random.default_rng(rng)
     except (TypeError, ValueError) as exc:
+        if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+            raise ValueError(f"`{name}` must be a non-negative int seed; got {rng}.") from None
         kinds = ["None", "an int seed", "a SeedSequence", "a BitGenerator", "a Generator",
                  *also]
         raise TypeError(

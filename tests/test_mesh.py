@@ -74,3 +74,28 @@ def test_meshes_compared_with_sliced_distances():
 def test_bad_input(vertices, faces, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         mesh_measure(vertices, np.asarray(faces), **kwargs)
+
+
+@pytest.mark.parametrize("k, shift", [(200, 1e5), (60, 1e7)])
+def test_small_faces_far_from_the_origin_are_kept(k, shift):
+    """The degeneracy test is each face's own (the sine of its angle): a threshold on the
+    largest coordinate dropped every small face of a mesh shifted by 1e5 (the right half
+    of the square lost its mass), or called every face degenerate."""
+    def grid(x0, x1, k, off):
+        gx, gy = np.linspace(x0, x1, k + 1), np.linspace(0.0, 1.0, k + 1)
+        V = np.array([[x, y, 0.0] for y in gy for x in gx])
+        F = [[j * (k + 1) + i, j * (k + 1) + i + 1, (j + 1) * (k + 1) + i + 1]
+             for j in range(k) for i in range(k)]
+        F += [[j * (k + 1) + i, (j + 1) * (k + 1) + i + 1, (j + 1) * (k + 1) + i]
+              for j in range(k) for i in range(k)]
+        return V, np.array(F) + off
+
+    V1, F1 = grid(0.0, 0.5, 1, 0)
+    V2, F2 = grid(0.5, 1.0, k, len(V1))
+    V, F = np.vstack([V1, V2]), np.vstack([F1, F2])
+    pts0, w0 = mesh_measure(V, F)
+    pts, w = mesh_measure(V + shift, F)
+    assert len(w) == len(F) == len(w0)
+    np.testing.assert_allclose(w, w0, rtol=1e-6)
+    np.testing.assert_allclose(pts - shift, pts0, atol=1e-9 * shift)
+    assert w[pts[:, 0] - shift > 0.5].sum() == pytest.approx(0.5, rel=1e-6)

@@ -430,6 +430,11 @@ def test_cli_reports_failures_and_statuses(rng, tmp_path, capsys):
     (["--metric", "sliced_wasserstein", "--missing"], "no such file"),
     (["--metric", "sliced_wasserstein", "--txt"], "expected a .npy or .csv"),
     (["--metric", "sliced_wasserstein", "--badcsv"], "cannot read"),
+    (["--metric", "sliced_wasserstein", "--emptycsv"], "holds no numbers"),
+    (["--metric", "sliced_wasserstein", "--n-projections", "10000000000000"],
+     "n_projections.*needs about"),
+    (["--metric", "sliced_wasserstein", "--status", "/nonexistent/S.npy"],
+     "--status '/nonexistent/S.npy': directory '/nonexistent' does not exist"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(rng, tmp_path, capsys, argv, match):
     files = []
@@ -451,7 +456,11 @@ def test_cli_bad_input_exits_2_with_one_line(rng, tmp_path, capsys, argv, match)
     elif flag == "--badcsv":
         (tmp_path / "c.csv").write_text("1,2\n3,x\n")
         files.append(str(tmp_path / "c.csv"))
-    if flag.startswith("--") and flag in ("--extra", "--missing", "--txt", "--badcsv"):
+    elif flag == "--emptycsv":
+        (tmp_path / "e.csv").write_text("")
+        files.append(str(tmp_path / "e.csv"))
+    if flag.startswith("--") and flag in ("--extra", "--missing", "--txt", "--badcsv",
+                                          "--emptycsv"):
         argv = argv[:-1]
     code, text, err = _cli(["pairwise", *files, *argv, "--out", str(tmp_path / "D.npy"),
                             "--no-progress"], capsys)
@@ -462,6 +471,53 @@ def test_cli_bad_input_exits_2_with_one_line(rng, tmp_path, capsys, argv, match)
 
     assert re.search(match, lines[0]), lines[0]
     assert not (tmp_path / "D.npy").exists()
+
+
+def test_cli_reads_a_one_row_csv_as_one_point(rng, tmp_path, capsys):
+    """A CSV of one row is one point of dimension d (it was read as d 1-D samples)."""
+    x = clouds(rng, 1, d=2)[0]
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "one.csv").write_text("0.25,0.75\n")
+    out = tmp_path / "D.npy"
+    code, _, err = _cli(["pairwise", str(tmp_path / "x.npy"), str(tmp_path / "one.csv"),
+                         "--metric", "sliced_wasserstein", "--seed", "0", "--out", str(out),
+                         "--no-progress"], capsys)
+    assert code == 0, err
+    want = pairwise_distances([x, np.array([[0.25, 0.75]])], metric="sliced_wasserstein",
+                              rng=0)
+    np.testing.assert_array_equal(np.load(out), want)
+
+
+@pytest.mark.parametrize("s", [1e160, 1e-170])
+def test_sorted_metrics_at_extreme_scales_equal_single_calls(rng, s):
+    """Coordinates at 1e160 gave inf and at 1e-170 gave 0 (status 0): the collection is
+    scaled by a power of two as the single calls scale a pair, and pairs whose plain sums
+    under/overflow are recomputed in the scaled form."""
+    xs = [(rng.normal(size=(20, 3)) + k) * s for k in range(3)]
+    D = pairwise_distances(xs, metric="sliced_wasserstein", rng=1)
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        one = ottools.sliced_wasserstein(xs[i], xs[j], rng=1)
+        assert D[i, j] == pytest.approx(one, rel=1e-12)
+    us = [x[:, 0] for x in xs]
+    D = pairwise_distances(us, metric="wasserstein_1d", metric_kwargs={"p": 3})
+    assert D[0, 1] == pytest.approx(ottools.wasserstein_1d(us[0], us[1], p=3), rel=1e-12)
+
+
+def test_zero_weight_on_a_far_point():
+    """0 * inf gave NaN (status 0): the pair is recomputed in the scaled form."""
+    u, v = np.array([0.0, 1e200]), np.array([1.0])
+    D = pairwise_distances([u, v], weights=[np.array([1.0, 0.0]), None],
+                           metric="wasserstein_1d", metric_kwargs={"p": 2})
+    assert D[0, 1] == D[1, 0] == ottools.wasserstein_1d(u, v, [1.0, 0.0], p=2) == 1.0
+
+
+def test_scheduler_typo_and_huge_projection_counts_name_the_argument():
+    xs = [np.zeros((3, 2)), np.ones((3, 2))]
+    with pytest.raises(ValueError, match="`scheduler` must be None, 'threads', 'dask'"):
+        pairwise_distances(xs, metric="sliced_wasserstein", scheduler="thread")
+    with pytest.raises(MemoryError, match=r"`metric_kwargs\['n_projections'\]`"):
+        pairwise_distances(xs, metric="sliced_wasserstein",
+                           metric_kwargs={"n_projections": 10**13})
 
 
 def test_cli_without_tqdm_runs_without_a_bar(rng, tmp_path, capsys, monkeypatch):

@@ -678,3 +678,38 @@ def test_value_and_grad_scaled_form_for_large_p(rng):
     fd = (sliced_wasserstein(plus, y, directions=theta, p=p)
           - sliced_wasserstein(minus, y, directions=theta, p=p)) / (2 * h)
     assert gx[idx] == pytest.approx(fd, rel=1e-5)
+
+
+def test_distances_beyond_float64_raise_value_error():
+    """The documented ValueError (sliced_wasserstein raised OverflowError; Max-SW and DSW
+    returned inf with success)."""
+    x, y = np.array([[1.7e308]]), np.array([[-1.7e308]])
+    for fn in (ottools.sliced_wasserstein, ottools.max_sliced_wasserstein,
+               ottools.distributional_sliced_wasserstein):
+        with pytest.raises(ValueError, match="exceeds the range of float64"):
+            fn(x, y, rng=0)
+
+
+def test_ragged_points_qmc_dimension_and_negative_seed_name_the_argument():
+    with pytest.raises(ValueError, match=r"`x\[1\]` has shape"):
+        ottools.sliced_wasserstein([[1.0, 2.0], [3.0]], [[1.0, 2.0]])
+    with pytest.raises(ValueError, match="directions='qmc'.*21201"):
+        ottools.sliced_wasserstein(np.zeros((2, 21202)), np.ones((2, 21202)),
+                                   directions="qmc", n_projections=2, rng=0)
+    with pytest.raises(ValueError, match="`rng` must be a non-negative int seed"):
+        ottools.sliced_wasserstein(np.zeros((3, 2)), np.ones((3, 2)), rng=-1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weights_whose_sum_overflows(dtype):
+    """Weights 1e308 and 1.5e308 (float32: 3e38 and 1e38) are 0.4 and 0.6 (0.75, 0.25);
+    their overflowing sum made them 0, then uniform."""
+    big = np.finfo(dtype).max
+    w = np.array([big / 1.7, big / 1.7 * 1.5] if dtype == np.float64 else [3e38, 1e38],
+                 dtype=dtype)
+    want = 0.4 if dtype == np.float64 else 0.75
+    u, v = np.array([0.0, 1.0], dtype=dtype), np.array([1.0], dtype=dtype)
+    value = ottools.wasserstein_1d(u, v, w)
+    assert value.dtype == dtype and value == pytest.approx(want, rel=1e-6)
+    sw = ottools.sliced_wasserstein(u[:, None], v[:, None], w, p=1, rng=0)
+    assert sw == pytest.approx(want, rel=1e-6)
