@@ -199,15 +199,33 @@ class Progress:
 
 # ----------------------------------------------------------------------------- solve
 
+def load_text(path, delimiter=None, points=True):
+    """A text file of numbers: ``points``, rows are points (one row: one point of
+    dimension d, shape (1, d)) and one column is 1-D samples (n,); else a vector (one
+    row or one column). An empty file raises ValueError (NumPy only warned)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # "input contained no data"
+        try:
+            arr = np.loadtxt(path, delimiter=delimiter, ndmin=2 if points else 1)
+        except UserWarning:
+            raise ValueError("the file holds no numbers") from None
+    if points and arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    return arr
+
+
 def _load(path, name, dtype):
     ext = os.path.splitext(path)[1].lower()
+    points = name in ("X", "Y")
     try:
         if ext == ".npy":
             arr = np.load(path, allow_pickle=False)
         elif ext == ".csv":
-            arr = np.loadtxt(path, delimiter=",", ndmin=1)
+            arr = load_text(path, ",", points)
         elif ext == ".txt":
-            arr = np.loadtxt(path, ndmin=1)
+            arr = load_text(path, None, points)
         else:
             raise ValueError(f"unknown extension {ext or '(none)'!r}; use .npy, .csv or .txt")
         if arr.dtype.kind not in "biuf":

@@ -65,7 +65,9 @@ def _load(path):
         if path.lower().endswith(".npy"):
             arr = np.load(path, allow_pickle=False)
         elif path.lower().endswith(".csv"):
-            arr = np.loadtxt(path, delimiter=",", ndmin=1)
+            from ._cli import load_text
+
+            arr = load_text(path, ",")  # rows are points; one column: 1-D samples
         else:
             raise PairwiseInputError(f"cannot read {path!r}: expected a .npy or .csv file")
     except PairwiseInputError:
@@ -133,6 +135,14 @@ def run_pairwise(args, *, stdout=None, stderr=None):
             raise PairwiseInputError(f"--out must name a .npy file; got {args.out!r}")
         if args.status is not None and not args.status.lower().endswith(".npy"):
             raise PairwiseInputError(f"--status must name a .npy file; got {args.status!r}")
+        from ._cli import CliError, output_path
+
+        try:  # before the work (a missing folder raised after the whole matrix)
+            for option, path in (("--out", args.out), ("--status", args.status)):
+                if path is not None:
+                    output_path(path, option, {".npy": "NumPy array"})
+        except CliError as exc:
+            raise PairwiseInputError(str(exc)) from None
         clouds = [_load(path) for path in args.files]
         progress = _progress_wanted(args, err)
         t0 = time.perf_counter()
@@ -141,7 +151,8 @@ def run_pairwise(args, *, stdout=None, stderr=None):
                                       n_jobs=args.jobs, scheduler=args.scheduler,
                                       progress=progress, rng=args.seed,
                                       return_status=True)
-        except (ValueError, TypeError, NotImplementedError, ImportError, OSError) as exc:
+        except (ValueError, TypeError, NotImplementedError, ImportError, OSError,
+                MemoryError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if isinstance(exc, OSError) and args.scheduler is not None:
                 msg = f"cannot use the Dask scheduler {args.scheduler!r}: {msg}"
