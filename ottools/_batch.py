@@ -30,12 +30,11 @@ from ._pool import pool_map
 from ._problem import LinearProblem, Settings, allocate
 from ._result import (CONVERGED, MAXITER, NONFINITE, STALLED, _define_result_class,
                       make_result, status_message)
-from ._sinkhorn import (NEWTON_MIN_SWEEPS, METHODS, is_self_transport, method_options,
-                        solve)
+from ._sinkhorn import (NEWTON_MIN_SWEEPS, METHODS, floor_message, is_self_transport,
+                        method_options, overflow_message, solve)
 from ._sweeps import ABSORB_BOUND, LOW_MIN_ENTRIES
 from ._validation import (_as_float_array, _check_balanced, _check_method,
-                          _check_option_table, _check_positive, _check_weights, _Option,
-                          _result_dtype)
+                          _check_positive, _check_reg_m, _check_weights, _result_dtype)
 
 __all__ = []
 
@@ -47,6 +46,9 @@ def _check_batch(a, b, cost, reg_m, method, init, callback):
     (n,) or None; ``b`` likewise; equal masses per problem (errors name the batch
     index). The costs' finiteness is checked by the kernel, problem by problem, as it
     reads them (:func:`solve_batch`)."""
+    rho = _check_reg_m(reg_m)
+    if rho is not None and all(np.isinf(rho)):
+        reg_m = None  # the balanced problem, as for one call
     if reg_m is not None or init is not None or callback is not None:
         bad = [k for k, v in (("reg_m", reg_m), ("init", init), ("callback", callback))
                if v is not None]
@@ -122,12 +124,9 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
     name = _check_method(method, METHODS)
     a64, b64, cost, dtype = _check_batch(a, b, cost, reg_m, name, init, callback)
     reg = _check_positive(reg, "reg")
-    if name == "auto":  # every option of one auto call (the handed-back problems use them)
-        _, opts = method_options(name, options)
-    else:
-        opts = _check_option_table(options, {"check_every": _Option("int", 10, lo=1)},
-                                   f"a batch (method={name!r})")
-        _, opts = method_options(name, opts)  # with the defaults of one call's options
+    # every option of one call (log's over-relaxation runs in the kernel; epsilon-scaling
+    # hands every problem back to the one-problem driver, as auto's does)
+    _, opts = method_options(name, options)
     settings = Settings.from_args(tol, maxiter, None, dtype, opts)
     return run_batch(a64, b64, cost, dtype, reg, name, settings)
 
@@ -189,6 +188,7 @@ def run_batch(a64, b64, cost, dtype, reg, name, settings, *, self_transport=True
     status = np.where((status == MAXITER) & (err <= settings.tol), CONVERGED, status)
     status = np.where((status == CONVERGED) & (err > settings.tol), STALLED, status)
     status = np.where(~(np.isfinite(err) & np.isfinite(lin)), NONFINITE, status)
+    own = _own_messages(status, code, err, lin, a64, b64, cost, reg, dtype, settings.tol)
     ma, mb = a64.sum(1), b64.sum(1)
     fun = lin + reg * (plogr - pmass + ma * mb)
     # The gauge <f, a> = <g, b>, as one problem's driver sets it (ottools._problem's
@@ -227,12 +227,31 @@ def run_batch(a64, b64, cost, dtype, reg, name, settings, *, self_transport=True
                     f"eps / reg = {floor[k]:.3g}): exp((f + g - C) / reg) under/overflows "
                     f"without a correct digit. Rescale the costs or increase reg.")
     # one message per problem: the handed-back problems' own, else that of the status
-    messages = _Messages(status, err, nit, settings.tol,
-                         {int(k): one.message for k, one in zip(handed, ones)})
+    own.update({int(k): one.message for k, one in zip(handed, ones)})
+    messages = _Messages(status, err, nit, settings.tol, own)
     return make_result(
         fun=fun, cost=lin.copy(), plan=P, f=f.astype(dtype), g=g.astype(dtype), nit=nit,
         err=err, success=status == CONVERGED, status=status.astype(np.int64),
         message=message, messages=messages, method=name, reg=reg)
+
+
+def _own_messages(status, code, err, lin, a64, b64, cost, reg, dtype, tol):
+    """The messages one call builds from its problem rather than its status (see
+    ``ottools._sinkhorn._finish``): a plan that under/overflowed, and a plan whose err
+    missed the tol that the iteration reached, for the problems the kernel solved."""
+    own = {}
+    hard = (status == STALLED) | ~(np.isfinite(err) & np.isfinite(lin))
+    for k in np.flatnonzero(hard & (code != KernelStatus.HANDOVER)):
+        rows, cols = a64[k] > 0, b64[k] > 0
+        costc = cost[k][np.ix_(rows, cols)]
+        scale = max(abs(float(costc.min())), abs(float(costc.max())))
+        if not (np.isfinite(err[k]) and np.isfinite(lin[k])):
+            own[int(k)] = overflow_message(scale, reg)
+        else:
+            with np.errstate(over="ignore"):
+                floor = float(np.finfo(dtype).eps * scale / reg)
+            own[int(k)] = floor_message(float(err[k]), tol, dtype, floor)
+    return own
 
 
 class _Messages(Sequence):
@@ -300,10 +319,12 @@ def _rules(name, opts, dtype, n, m):
     if lazy("_jit").row_chunks(n, m) > 1:
         # one call would run parallel row blocks (other sums): every problem goes to it
         rules[kb.HAND_ALL] = 1.0
+    rules[kb.RELAX] = float(opts["overrelaxation"])
     if name != "auto":
+        if opts["epsilon_scaling"]:
+            rules[kb.HAND_ALL] = 1.0
         return rules
     rules[kb.AUTO] = 1.0
-    rules[kb.RELAX] = float(opts["overrelaxation"])
     if opts["newton"]:
         rules[kb.NEWTON_AFTER] = opts["newton_after"]
     rules[kb.NEWTON_LEAST] = NEWTON_MIN_SWEEPS

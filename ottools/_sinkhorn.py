@@ -578,6 +578,21 @@ def _rounding_floor(prob, reg):
         return float(np.finfo(prob.dtype).eps * prob.cost_scale / reg)
 
 
+def overflow_message(cost_scale, reg):
+    """The message of a plan that under/overflowed (status 2; also a batch's)."""
+    return (f"Non-finite values: the plan exp((f + g - C) / reg) under/overflowed "
+            f"(max |C| / reg = {cost_scale / reg:.3g}); "
+            f"rescale the cost or increase reg. The last finite iterate is returned.")
+
+
+def floor_message(err, tol, dtype, floor):
+    """The message of an iteration that reached tol while its plan did not (status 4;
+    also a batch's); ``floor``: the rounding floor ``eps max|C| / reg``."""
+    return (f"The iteration's error reached tol, but the error recomputed from the "
+            f"plan is {err:.3g} > tol={tol:.3g}: tol is below the rounding floor of "
+            f"{dtype} (max |C| * eps / reg = {floor:.3g}); loosen tol.")
+
+
 def _expand(run, fc, gc, dtype=None):
     """The full potentials in the problem's dtype or ``dtype`` (``LinearProblem.expand``:
     centred when balanced; unbalanced ones with the relaxed c-transforms, not centred)."""
@@ -656,9 +671,7 @@ def _finish(run, fc, gc, status, planned):
     message = run.message
     if message is None and not (math.isfinite(err) and math.isfinite(lin)):
         status = NONFINITE
-        message = (f"Non-finite values: the plan exp((f + g - C) / reg) under/overflowed "
-                   f"(max |C| / reg = {prob.cost_scale / reg:.3g}); "
-                   f"rescale the cost or increase reg. The last finite iterate is returned.")
+        message = overflow_message(prob.cost_scale, reg)
     elif status == MAXITER and err <= tol:
         status = CONVERGED
     elif status == CONVERGED and err > tol and run.lost:
@@ -671,10 +684,7 @@ def _finish(run, fc, gc, status, planned):
                    f"reg.")
     elif status == CONVERGED and err > tol:
         status = STALLED
-        message = (f"The iteration's error reached tol, but the error recomputed from the "
-                   f"plan is {err:.3g} > tol={tol:.3g}: tol is below the rounding floor of "
-                   f"{dt} (max |C| * eps / reg = {_rounding_floor(prob, reg):.3g}); loosen "
-                   f"tol.")
+        message = floor_message(err, tol, dt, _rounding_floor(prob, reg))
     fields = dict(fun=fun, cost=float(lin), dual_value=dual, plan=plan,
                   f=f, g=g, reg=reg, nit_sinkhorn=run.nit - run.nit_newton,
                   nit_newton=run.nit_newton, err_history=run.history(),
@@ -707,12 +717,12 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
     cost : array_like, shape (n, m), or (B, n, m), or ottools.PointCloud
         Ground cost, finite. Rectangular problems are fine. A 3-D array is a batch of
         ``B`` problems (``a``, ``b`` then of shape (B, n), (B, m), or shared (n,), (m,),
-        or None; ``method`` "auto" or "log"; no ``init``, ``callback`` or ``reg_m``),
-        solved in parallel over problems by one Numba kernel of log-stable sweeps, each
-        problem's result that of one call with the same arguments, to the bit: the
-        problems that one ``auto`` call would anneal, finish by Newton steps or solve by
-        the symmetric iterations (and problems large enough for parallel row blocks) are
-        handed back to that call, one by one. The result's fields are arrays
+        or None; ``method`` "auto" or "log" with any of its ``options``; no ``init``,
+        ``callback`` or finite ``reg_m``), solved in parallel over problems by one Numba
+        kernel of log-stable sweeps, each problem's result that of one call with the same
+        arguments, to the bit: the problems that one call would anneal, finish by Newton
+        steps or solve by the symmetric iterations (and problems large enough for
+        parallel row blocks) are handed back to that call, one by one. The result's fields are arrays
         over the batch (``plan`` (B, n, m), ``f``, ``g``, ``fun``, ``cost``, ``nit``,
         ``err``, ``success``, ``status``; ``messages``, one per problem). A
         :class:`ottools.PointCloud` computes the costs on the fly (O((n + m) d) memory;

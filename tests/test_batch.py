@@ -71,8 +71,8 @@ def test_auto_batch_is_over_relaxed_and_equals_per_problem_calls(rng, dtype):
     assert auto.nit.sum() < 0.7 * plain.nit.sum()
     stages = _assert_same_as_one_calls(auto, a, b, cost, 0.02, tol=tol)
     assert all(s == ("sweeps",) for s in stages)  # all solved by the batch's kernel
-    with pytest.raises(TypeError, match="overrelaxation"):
-        ottools.sinkhorn(a, b, cost, 0.1, method="log", options={"overrelaxation": True})
+    with pytest.raises(TypeError, match="newton"):  # log's options only, as one log call
+        ottools.sinkhorn(a, b, cost, 0.1, method="log", options={"newton": True})
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -118,6 +118,35 @@ def test_shared_weights_and_honest_status(rng):
     res = ottools.sinkhorn(None, np.full(7, 1 / 7), cost, 0.02, maxiter=3)
     assert np.all(res.status == 1) and not np.any(res.success) and np.all(res.nit == 3)
     assert "12 at maxiter" in res.message
+
+
+@pytest.mark.parametrize("options", [{"overrelaxation": True}, {"epsilon_scaling": True}])
+def test_log_batch_takes_the_options_of_one_log_call(rng, options):
+    """A log batch refused the options one log call takes: over-relaxation runs in the
+    kernel, epsilon-scaling hands every problem to the one-problem driver."""
+    a, b, cost = _batch(rng)
+    res = ottools.sinkhorn(a, b, cost, 0.005, method="log", options=options)
+    _assert_same_as_one_calls(res, a, b, cost, 0.005, method="log", options=options)
+
+
+def test_reg_m_inf_is_the_balanced_batch(rng):
+    a, b, cost = _batch(rng)
+    res = ottools.sinkhorn(a, b, cost, 0.05, reg_m=np.inf)
+    _assert_same_as_one_calls(res, a, b, cost, 0.05, reg_m=np.inf)
+
+
+def test_stalled_and_overflowing_members_carry_the_message_of_one_call(rng):
+    """A member stalled at the rounding floor (float32, tol 1e-14) read the status
+    table's text; one call explains the floor (and the same for a plan that overflows)."""
+    r = np.random.default_rng(3)
+    cost = r.random((2, 5, 3)).astype(np.float32)
+    a = r.random((2, 5)).astype(np.float32)
+    a /= a.sum(1, keepdims=True)
+    b = np.full((2, 3), 1 / 3, dtype=np.float32)
+    res = ottools.sinkhorn(a, b, cost, 0.1, tol=1e-14)
+    assert np.all(res.status == 4)
+    assert "rounding floor of float32" in res.messages[0]
+    _assert_same_as_one_calls(res, a, b, cost, 0.1, tol=1e-14)
 
 
 def test_batch_errors_name_the_problem(rng):
