@@ -177,12 +177,17 @@ def run_batch(a64, b64, cost, dtype, reg, name, settings, *, self_transport=True
         k0 = k1
     nit, code = counts[:, 0].copy(), counts[:, 1]
     lin, plogr, cmax = stats[:, 0].copy(), stats[:, 1], stats[:, 2]
-    handed = np.flatnonzero(code == KernelStatus.HANDOVER)
+    err, pmass = _marginal_terms(R, Cm, a64, b64, wmass)
+    # Handed back: the problems the kernel left to the driver, and those it ended with
+    # non-finite values (rare, degenerate: one call then restarts from its own starting
+    # point or keeps other potentials than the kernel's last iterate).
+    late = (code == KernelStatus.NONFINITE) | ~(np.isfinite(err) & np.isfinite(lin))
+    handed = np.flatnonzero((code == KernelStatus.HANDOVER) | late)
+    code = np.where(late, KernelStatus.HANDOVER, code)
     ones = _solve_handed(handed, a64, b64, cost, reg, dtype, name, settings,
                          self_transport, symmetric)
-    for arr in (f, g):  # placeholders, replaced below
+    for arr in (f, g, err, lin):  # placeholders, replaced below
         arr[handed] = 0.0
-    err, pmass = _marginal_terms(R, Cm, a64, b64, wmass)
     status = np.where(code == KernelStatus.DONE, CONVERGED,
                       np.where(code == KernelStatus.NONFINITE, NONFINITE, MAXITER))
     status = np.where((status == MAXITER) & (err <= settings.tol), CONVERGED, status)

@@ -444,7 +444,10 @@ def tau(rho, eps):
 
 def relaxed_target(w, pot, rho):
     """The optimal marginal ``w exp(-pot / rho)`` of a KL-relaxed side (``w`` if hard)."""
-    return w if math.isinf(rho) else w * np.exp(-pot / rho)
+    if math.isinf(rho):
+        return w
+    with np.errstate(over="ignore"):  # inf: far from the optimum (the callers test it)
+        return w * np.exp(-pot / rho)
 
 
 def translation(a, b, f, g, rho):
@@ -454,8 +457,9 @@ def translation(a, b, f, g, rho):
     ``g`` (as ``_kernels._unbalanced._translate``); 0 when not finite."""
     (ra, rb) = rho
     A, B = relaxed_target(a, f, ra).sum(), relaxed_target(b, g, rb).sum()
-    with np.errstate(all="ignore"):
-        t = math.log(A / B) / (1.0 / ra + 1.0 / rb) if A > 0 and B > 0 else math.nan
+    with np.errstate(all="ignore"):  # (A / B may underflow: math.log(0) raises)
+        t = ((math.log(A) - math.log(B)) / (1.0 / ra + 1.0 / rb) if A > 0 and B > 0
+             else math.nan)
     return t if math.isfinite(t) else 0.0
 
 
@@ -502,10 +506,11 @@ class UbOnlineSweeps(OnlineSweeps):
                 g -= (omega - 1.0) * (self.g - g)
             self.f[:] = self.fnew
             t = translation(a, b, self.f, g, self.rho)
-            cols = b * np.exp((g - cf) / eps)
-            self.f += t
-            self.g[:] = g - t
-            self.cerr = float(np.abs(cols - relaxed_target(b, self.g, rb)).sum())
+            with np.errstate(over="ignore", invalid="ignore"):  # (inf: not converged)
+                cols = b * np.exp((g - cf) / eps)
+                self.f += t
+                self.g[:] = g - t
+                self.cerr = float(np.abs(cols - relaxed_target(b, self.g, rb)).sum())
             self.exact = True
         return maxiter, KernelStatus.BUDGET
 
@@ -527,8 +532,9 @@ def ub_log_iteration(run, eps, f, g, exact):
         return 0, KernelStatus.NONFINITE, math.inf
     e = math.inf
     if exact:
-        e = float(np.abs(run.a64 * np.exp((f - fnew) / eps)
-                         - relaxed_target(run.a64, f, ra)).sum())
+        with np.errstate(over="ignore", invalid="ignore"):  # (inf: not converged)
+            e = float(np.abs(run.a64 * np.exp((f - fnew) / eps)
+                             - relaxed_target(run.a64, f, ra)).sum())
         if e <= run.tol_abs:
             return 0, KernelStatus.DONE, e
     fnew *= tau(ra, eps)

@@ -1,6 +1,7 @@
 """Unbalanced entropic OT: ``sinkhorn(..., reg_m=...)`` and the unbalanced divergence."""
 
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -397,3 +398,45 @@ def test_divergence_with_a_pair_reg_m_is_its_three_problems(rng, reg_m):
                 ottools.sinkhorn_divergence(y, x, b, a, reg_m=reg_m[::-1], **kw)):
         assert res.success
         assert res.fun == pytest.approx(want, rel=1e-10, abs=1e-12)
+
+
+def test_relaxation_terms_of_a_large_reg_m_do_not_cancel(rng):
+    """rho KL(P1 | a) summed as rho sum w phi(P1 / a - 1): the plain sum cancelled to about
+    rho * 1e-16 (reg_m 1e15: fun 0.286 against 0.175 balanced, negative relax terms). With
+    equal masses the unbalanced value lies below the balanced one, and its relaxation
+    terms are the rounding-free KL of the returned plan's marginals."""
+    x, y = rng.random((20, 2)), rng.random((15, 2))
+    C = ottools.cost_matrix(x, y)
+    a, b = np.full(20, 1 / 20), np.full(15, 1 / 15)
+    bal = ottools.sinkhorn(a, b, C, 0.05, tol=1e-12).fun
+    for rm in (1e8, 1e12, 1e15):
+        res = ottools.sinkhorn(a, b, C, 0.05, reg_m=rm, method="sns", tol=1e-12)
+        assert res.success
+        assert res.terms["relax_a"] >= 0 and res.terms["relax_b"] >= 0
+        rows, cols = res.marginals
+        d = (rows - a) / a  # (exact differences: P1 is close to a)
+        assert np.abs(d).max() < 1e-6
+        kl = rm * np.sum(a * (d * d / 2 - d ** 3 / 6 + d ** 4 / 12))  # to |d|**5
+        assert res.terms["relax_a"] == pytest.approx(kl, rel=1e-9, abs=1e-300)
+        assert res.fun <= bal + 1e-9
+        assert res.fun == pytest.approx(bal, abs=1e-6)
+
+
+def test_garbage_warm_start_gives_finite_values(rng):
+    """init = (1e6, -1e6) on an unbalanced problem: NaN value and err with inf in the plan
+    (dense), a raw math domain error (PointCloud: log(A / B) with A / B underflowing).
+    Now the starting point with status 2 (dense), or a solve from there."""
+    x, y = rng.random((25, 2)), rng.random((20, 2))
+    a, b = np.full(25, 1 / 25), np.full(20, 1.5 / 20)
+    init = (np.full(25, 1e6), np.full(20, -1e6))
+    C = ottools.cost_matrix(x, y)
+    for method in ("scaling", "sns", "log"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            res = ottools.sinkhorn(a, b, C, 1e-3, reg_m=0.5, method=method, init=init)
+        assert res.status in (0, 2)
+        assert np.isfinite(res.fun) and np.isfinite(res.err)
+        assert np.all(np.isfinite(res.plan)) and np.all(np.isfinite(res.f))
+    res = ottools.sinkhorn(a, b, ottools.PointCloud(x, y), 0.05, reg_m=0.5, init=init)
+    ref = ottools.sinkhorn(a, b, C, 0.05, reg_m=0.5)
+    assert res.success and res.fun == pytest.approx(ref.fun, rel=1e-7)
