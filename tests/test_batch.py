@@ -149,6 +149,23 @@ def test_stalled_and_overflowing_members_carry_the_message_of_one_call(rng):
     _assert_same_as_one_calls(res, a, b, cost, 0.1, tol=1e-14)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_members_ending_non_finite_are_one_call(rng):
+    """Costs spanning float64's range: the kernel kept its last iterate where one call
+    restarts from its starting point (cost +inf against -inf, err inf against 7.9e34);
+    such members are handed back to the one-problem driver."""
+    C1 = np.array([[-1.61792382e+308, 1.52380684e+308]])
+    C2 = np.full((4, 9), 6.95183547e+307)
+    C2[0, 0] = -1.61792382e+308
+    for C, reg in ((C1, 2.0136028126434578e+306), (C2, 2.035737229614684e+305)):
+        cost = np.stack([C, C])
+        a, b = np.full((2, C.shape[0]), 1 / C.shape[0]), np.full((2, C.shape[1]),
+                                                                  1 / C.shape[1])
+        res = ottools.sinkhorn(a, b, cost, reg, method="log")
+        assert np.all(res.status == 2)
+        _assert_same_as_one_calls(res, a, b, cost, reg, method="log")
+
+
 def test_batch_errors_name_the_problem(rng):
     a, b, cost = _batch(rng)
     bad = cost.copy()
