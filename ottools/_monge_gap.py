@@ -37,12 +37,15 @@ def _plan_negentropy(res, a, reg):
     return float((res.fun - res.cost) / reg + rows @ loga + cols @ loga + rows.sum() - ma * ma)
 
 
-def _check_reg(reg, cost_std):
-    """``reg`` as a float >= 0; ``"auto"`` -> 0.05 * std(cost) (``cost_std()``)."""
+def _check_reg(reg, cost_std, n=2):
+    """``reg`` as a float >= 0; ``"auto"`` -> 0.05 * std(cost) (``cost_std()``); with one
+    point (``n == 1``: the gap is 0 at every reg), 1."""
     _reject_tensor(reg, "reg")
     if isinstance(reg, str):
         if reg.lower() != "auto":
             raise ValueError(f"`reg` must be a non-negative number or 'auto'; got {reg!r}.")
+        if n == 1:  # (the costs' spread is 0: the error below misled)
+            return 1.0
         val = _AUTO_REG_FRACTION * float(cost_std())
         if not math.isfinite(val):
             raise ValueError(f"reg='auto': the standard deviation of the costs c(x_i, tx_j) "
@@ -203,12 +206,12 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
               and use_online(n, n, dtype, metric, online))
     if online:
         cost = point_cloud(x, tx, metric, names=("x", "tx"))
-        reg = _check_reg(reg, cost.cost_std)
+        reg = _check_reg(reg, cost.cost_std, n)
         diag = cost.diagonal()
     else:
         cost = np.ascontiguousarray(named_cost_matrix(x, tx, metric, names=("x", "tx")),
                                     dtype=dtype)
-        reg = _check_reg(reg, lambda: _dense_std(cost))
+        reg = _check_reg(reg, lambda: _dense_std(cost), n)
         diag = np.diagonal(cost)
     if reg == 0:
         if not (isinstance(method, str) and method.lower() == "auto"):
@@ -216,7 +219,8 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
                 f"`method` must be 'auto' with reg=0 (the exact gap uses "
                 f"scipy.optimize.linear_sum_assignment); got {method!r}."
             )
-        Settings.from_args(tol, maxiter, None, dtype)  # checked even when unused
+        # checked even when unused (an unknown option was silently accepted)
+        Settings.from_args(tol, maxiter, None, dtype, method_options(method, options)[1])
         inner = _assignment(a, cost)
         ot_cost = inner.fun
     else:

@@ -273,3 +273,15 @@ def test_minkowski_is_the_euclidean_distance_on_both_paths(rng, online):
     eucl = monge_gap(x, tx, metric="euclidean", online=online)
     assert mink.success
     assert mink.fun == eucl.fun and mink.reg == eucl.reg
+
+
+def test_reg_zero_checks_options_and_one_point_has_gap_zero():
+    """Options were accepted unchecked with reg=0; one point made reg='auto' ask whether
+    the points were all equal (its costs have no spread): its gap is 0 at every reg."""
+    x = np.random.default_rng(0).random((5, 2))
+    with pytest.raises(TypeError, match="Unknown option"):
+        ottools.monge_gap(x, x + 1, reg=0, options={"foo": 1})
+    one = np.array([[0.0, 0.0]])
+    for reg in ("auto", 0.3):
+        res = ottools.monge_gap(one, one + 1, reg=reg)
+        assert res.success and res.fun == 0.0
