@@ -37,6 +37,9 @@ _kr = lazy("_relax")  # the over-relaxation rule and its schedule (EARLY, FIRST,
 
 
 _CHECK_EVERY = _Option("int", 10, lo=1)
+# Sweeps without a lower error after which the sweeps stop at the rounding floor (see
+# _sweep_stage); batches hand back the problems that ran at least this many to maxiter.
+SWEEPS_STALL = 100
 _ANNEAL_OPTIONS = {
     "epsilon_decay": _Option("float", 0.5, lo=0.0, hi=1.0, lo_open=True, hi_open=True),
     "epsilon_start": _Option("float", None, lo=0.0, lo_open=True, none_ok=True),
@@ -242,6 +245,12 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
     at_reg = sw.reg == run.reg
     budget = run.remaining() if budget is None else min(budget, run.remaining())
     newton = newton_after is not None and at_reg
+    # At reg without Newton steps (which have their own test), with tol > 0: stop when
+    # SWEEPS_STALL sweeps did not lower the error and it sits near the rounding floor
+    # (tol below the floor ran to maxiter: 10,000 sweeps and "increase maxiter"). Checked
+    # at multiples of SWEEPS_STALL sweeps, so that kernel calls and callbacks never move it.
+    stall = at_reg and not newton and tol_abs > 0
+    best, since = math.inf, 0
     least = _NEWTON_MIN_SWEEPS_ONLINE if run.prob.geometry else NEWTON_MIN_SWEEPS
     decide = relax.enabled or newton
     every = run.check_every if callback else None
@@ -258,6 +267,8 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
             size = min(size, next_decision - done)
         if callback:
             size = min(size, next_cb - done)
+        if stall:
+            size = min(size, SWEEPS_STALL - done % SWEEPS_STALL)
         errs[:size + 1] = np.inf
         k, code = sw.sweep(size, tol_abs, relax.omega, errs)
         budget -= k
@@ -265,6 +276,17 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
         run.record_block(errs, k, code, stage, measured=at_reg)
         if code == KernelStatus.DONE:
             return CONVERGED
+        if stall and code != KernelStatus.NONFINITE:
+            for e in errs[:k]:
+                if e < (1.0 - 1e-3) * best:
+                    best, since = float(e), 0
+                elif math.isfinite(e):
+                    since += 1
+            if done % SWEEPS_STALL == 0 and since >= SWEEPS_STALL:
+                floor = _sweeps_floor(run, sw)
+                if floor < 1.0 and best <= 10.0 * floor * run.prob.mass:
+                    run.message = _sweeps_stall_message(run, since, best, floor)
+                    return STALLED
         if decide:
             window.append(errs[:k][np.isfinite(errs[:k])])
         if code == KernelStatus.NONFINITE:
@@ -309,6 +331,21 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
             if run.notify(*sw.potentials(), run.last_err(), stage):
                 return CALLBACK
     return MAXITER
+
+
+def _sweeps_floor(run, sw):
+    """The relative rounding error of a plan entry at the sweeps' potentials:
+    ``(max|f| + max|g| + max|C|) * eps / reg``."""
+    f, g = sw.potentials()
+    size = float(np.abs(f).max()) + float(np.abs(g).max()) + run.prob.cost_scale
+    return size * float(np.finfo(run.prob.dtype).eps) / run.reg
+
+
+def _sweeps_stall_message(run, since, best, floor):
+    return (f"Stalled: {since} sweeps did not lower the error (err={best / run.prob.mass:.3g}, "
+            f"tol={run.settings.tol:.3g}) near the rounding floor of {run.prob.dtype}: the "
+            f"plan exp((f + g - C) / reg) carries a rounding error of about (max|f| + max|g| "
+            f"+ max|C|) * eps / reg = {floor:.3g} per entry; loosen tol.")
 
 
 def _anneal(run, sw, schedule, *, sweeps, level_tol, relax=None):
@@ -673,10 +710,11 @@ def _finish(run, fc, gc, status, planned):
         cols_full[prob.cols] = cols
         extra = dict(marginals=(rows_full, cols_full), masses=(ma, mb), terms=terms,
                      reg_m=run.rho)
-    if not (math.isfinite(err) and math.isfinite(fun)) and not run.restarted:
+    if not (math.isfinite(err) and math.isfinite(lin)) and not run.restarted:
         # Finite potentials whose plan or targets are not (a warm start of +-1e6 on an
         # unbalanced problem: NaN value and err, inf in the plan): the starting point,
-        # as for non-finite potentials.
+        # as for non-finite potentials. (Not on fun alone: its KL(P | a x b) holds
+        # sum(a) sum(b), beyond float64 for masses of 1e200.)
         run.restarted = True
         f0, g0 = prob.init_potentials(None)
         return _finish(run, f0, g0, NONFINITE, None)
