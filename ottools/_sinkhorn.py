@@ -245,12 +245,13 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
     at_reg = sw.reg == run.reg
     budget = run.remaining() if budget is None else min(budget, run.remaining())
     newton = newton_after is not None and at_reg
-    # At reg without Newton steps (which have their own test), with tol > 0: stop when
-    # SWEEPS_STALL sweeps did not lower the error and it sits below the rounding floor
-    # (tol below the floor ran to maxiter: 10,000 sweeps and "increase maxiter"). Checked
-    # at multiples of SWEEPS_STALL sweeps, so that kernel calls and callbacks never move it.
+    # At reg without Newton steps (which have their own test), with tol > 0: stop when a
+    # window of SWEEPS_STALL sweeps did not lower the error by 0.1 % and it sits below the
+    # rounding floor (tol below the floor ran to maxiter: 10,000 sweeps and "increase
+    # maxiter"). Windows end at multiples of SWEEPS_STALL sweeps, so that kernel calls and
+    # callbacks never move the stop.
     stall = at_reg and not newton and tol_abs > 0
-    best, since = math.inf, 0
+    best, low = math.inf, math.inf  # the least error before this window, and in it
     least = _NEWTON_MIN_SWEEPS_ONLINE if run.prob.geometry else NEWTON_MIN_SWEEPS
     decide = relax.enabled or newton
     every = run.check_every if callback else None
@@ -277,18 +278,17 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
         if code == KernelStatus.DONE:
             return CONVERGED
         if stall and code != KernelStatus.NONFINITE:
-            for e in errs[:k]:
-                if e < (1.0 - 1e-3) * best:
-                    best, since = float(e), 0
-                elif math.isfinite(e):
-                    since += 1
-            if done % SWEEPS_STALL == 0 and since >= SWEEPS_STALL:
-                floor = _sweeps_floor(run, sw)
-                # (the floor bounds the rounding of every entry at once: the errors of a
-                # slow float32 solve paused 100 sweeps at 13 times it, then converged)
-                if floor < 1.0 and best <= floor * run.prob.mass:
-                    run.message = _sweeps_stall_message(run, since, best, floor)
-                    return STALLED
+            if k:
+                low = min(low, float(np.min(errs[:k])))  # (inf where not measured)
+            if done % SWEEPS_STALL == 0:
+                if not low < (1.0 - 1e-3) * best and best < math.inf:
+                    floor = _sweeps_floor(run, sw)
+                    # (the floor bounds the rounding of every entry at once: the errors of
+                    # a slow float32 solve paused 100 sweeps at 13 times it, then converged)
+                    if floor < 1.0 and best <= floor * run.prob.mass:
+                        run.message = _sweeps_stall_message(run, SWEEPS_STALL, best, floor)
+                        return STALLED
+                best, low = min(best, low), math.inf
         if decide:
             window.append(errs[:k][np.isfinite(errs[:k])])
         if code == KernelStatus.NONFINITE:
