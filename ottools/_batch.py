@@ -30,8 +30,8 @@ from ._pool import pool_map
 from ._problem import LinearProblem, Settings, allocate
 from ._result import (CONVERGED, MAXITER, NONFINITE, STALLED, _define_result_class,
                       make_result, status_message)
-from ._sinkhorn import (NEWTON_MIN_SWEEPS, METHODS, SWEEPS_STALL, floor_message,
-                        is_self_transport, method_options, overflow_message, solve)
+from ._sinkhorn import (NEWTON_MIN_SWEEPS, METHODS, floor_message, is_self_transport,
+                        method_options, overflow_message, solve)
 from ._sweeps import ABSORB_BOUND, LOW_MIN_ENTRIES
 from ._validation import (_as_float_array, _check_balanced, _check_method,
                           _check_positive, _check_reg_m, _check_weights, _result_dtype)
@@ -182,8 +182,6 @@ def run_batch(a64, b64, cost, dtype, reg, name, settings, *, self_transport=True
     # non-finite values (rare, degenerate: one call then restarts from its own starting
     # point or keeps other potentials than the kernel's last iterate).
     late = (code == KernelStatus.NONFINITE) | ~(np.isfinite(err) & np.isfinite(lin))
-    if settings.tol > 0:  # one call may have stopped at the rounding floor (SWEEPS_STALL)
-        late |= (code == KernelStatus.BUDGET) & (nit >= SWEEPS_STALL)
     handed = np.flatnonzero((code == KernelStatus.HANDOVER) | late)
     code = np.where(late, KernelStatus.HANDOVER, code)
     ones = _solve_handed(handed, a64, b64, cost, reg, dtype, name, settings,

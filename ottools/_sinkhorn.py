@@ -37,9 +37,6 @@ _kr = lazy("_relax")  # the over-relaxation rule and its schedule (EARLY, FIRST,
 
 
 _CHECK_EVERY = _Option("int", 10, lo=1)
-# Sweeps without a lower error after which the sweeps stop at the rounding floor (see
-# _sweep_stage); batches hand back the problems that ran at least this many to maxiter.
-SWEEPS_STALL = 200
 _ANNEAL_OPTIONS = {
     "epsilon_decay": _Option("float", 0.5, lo=0.0, hi=1.0, lo_open=True, hi_open=True),
     "epsilon_start": _Option("float", None, lo=0.0, lo_open=True, none_ok=True),
@@ -245,13 +242,6 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
     at_reg = sw.reg == run.reg
     budget = run.remaining() if budget is None else min(budget, run.remaining())
     newton = newton_after is not None and at_reg
-    # At reg without Newton steps (which have their own test), with tol > 0: stop when a
-    # window of SWEEPS_STALL sweeps did not lower the error by 0.1 % and it sits below the
-    # rounding floor (tol below the floor ran to maxiter: 10,000 sweeps and "increase
-    # maxiter"). Windows end at multiples of SWEEPS_STALL sweeps, so that kernel calls and
-    # callbacks never move the stop.
-    stall = at_reg and not newton and tol_abs > 0
-    best, low = math.inf, math.inf  # the least error before this window, and in it
     least = _NEWTON_MIN_SWEEPS_ONLINE if run.prob.geometry else NEWTON_MIN_SWEEPS
     decide = relax.enabled or newton
     every = run.check_every if callback else None
@@ -268,8 +258,6 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
             size = min(size, next_decision - done)
         if callback:
             size = min(size, next_cb - done)
-        if stall:
-            size = min(size, SWEEPS_STALL - done % SWEEPS_STALL)
         errs[:size + 1] = np.inf
         k, code = sw.sweep(size, tol_abs, relax.omega, errs)
         budget -= k
@@ -277,18 +265,6 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
         run.record_block(errs, k, code, stage, measured=at_reg)
         if code == KernelStatus.DONE:
             return CONVERGED
-        if stall and code != KernelStatus.NONFINITE:
-            if k:
-                low = min(low, float(np.min(errs[:k])))  # (inf where not measured)
-            if done % SWEEPS_STALL == 0:
-                if not low < (1.0 - 1e-3) * best and best < math.inf:
-                    floor = _sweeps_floor(run, sw)
-                    # (the floor bounds the rounding of every entry at once: the errors of
-                    # a slow float32 solve paused 100 sweeps at 13 times it, then converged)
-                    if floor < 1.0 and best <= floor * run.prob.mass:
-                        run.message = _sweeps_stall_message(run, SWEEPS_STALL, best, floor)
-                        return STALLED
-                best, low = min(best, low), math.inf
         if decide:
             window.append(errs[:k][np.isfinite(errs[:k])])
         if code == KernelStatus.NONFINITE:
@@ -333,21 +309,6 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
             if run.notify(*sw.potentials(), run.last_err(), stage):
                 return CALLBACK
     return MAXITER
-
-
-def _sweeps_floor(run, sw):
-    """The relative rounding error of a plan entry at the sweeps' potentials:
-    ``(max|f| + max|g| + max|C|) * eps / reg``."""
-    f, g = sw.potentials()
-    size = float(np.abs(f).max()) + float(np.abs(g).max()) + run.prob.cost_scale
-    return size * float(np.finfo(run.prob.dtype).eps) / run.reg
-
-
-def _sweeps_stall_message(run, since, best, floor):
-    return (f"Stalled: {since} sweeps did not lower the error (err={best / run.prob.mass:.3g}, "
-            f"tol={run.settings.tol:.3g}) near the rounding floor of {run.prob.dtype}: the "
-            f"plan exp((f + g - C) / reg) carries a rounding error of about (max|f| + max|g| "
-            f"+ max|C|) * eps / reg = {floor:.3g} per entry; loosen tol.")
 
 
 def _anneal(run, sw, schedule, *, sweeps, level_tol, relax=None):
