@@ -86,10 +86,15 @@ def mesh_measure(vertices, faces, *, kind="area", normal_scale=1.0):
     e1, e2 = p1 - p0, p2 - p0
     cross = np.cross(e1, e2)
     norm = np.linalg.norm(cross, axis=1)
-    # Degenerate: the sine of the angle between a face's own edges at rounding level (a
-    # threshold on the largest coordinate dropped every small face of a mesh far from
-    # the origin: 80,000 of 80,002 faces at a shift of 1e5).
-    keep = norm > 1e-14 * np.linalg.norm(e1, axis=1) * np.linalg.norm(e2, axis=1)
+    # Degenerate: the face's area at the rounding of its own edges and of its vertices'
+    # coordinates (which moves a vertex by ulp(|p|) off a line: collinear vertices at
+    # 1e5 kept a cross product of rounding noise). A threshold on the largest coordinate
+    # of the mesh dropped every small face far from the origin (80,000 of 80,002 faces
+    # at a shift of 1e5).
+    l1, l2 = np.linalg.norm(e1, axis=1), np.linalg.norm(e2, axis=1)
+    pmax = np.maximum(np.abs(p0).max(1), np.maximum(np.abs(p1).max(1), np.abs(p2).max(1)))
+    eps = np.finfo(np.float64).eps
+    keep = (norm > 1e-14 * l1 * l2) & (norm > 64 * eps * pmax * (l1 + l2))
     if top == 0 or not np.any(keep):
         raise ValueError("`faces` are all degenerate (zero area); the mesh has no measure.")
     centroids = np.ldexp((p0 + p1 + p2)[keep] / 3.0, e)

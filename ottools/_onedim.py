@@ -53,11 +53,19 @@ def normalize_weights(w):
     keep = w.ndim > 1
     with np.errstate(over="ignore"):
         s = w.sum(axis=-1, dtype=np.float64, keepdims=keep).astype(w.dtype)
+    out = (w / s).astype(w.dtype, copy=False)
     if np.all(np.isfinite(s)):
-        return (w / s).astype(w.dtype, copy=False)
-    w64 = w.astype(np.float64)
-    w64 = w64 / w64.max(axis=-1, keepdims=keep)
-    return (w64 / w64.sum(axis=-1, keepdims=keep)).astype(w.dtype)
+        return out
+    # only the rows whose sum overflows (the others keep their bits: a batch's row equals
+    # its single call)
+    bad = ~np.isfinite(np.atleast_1d(s)[..., 0]) if keep else np.array(True)
+    w64 = np.atleast_2d(w)[np.atleast_1d(bad)].astype(np.float64)
+    w64 = w64 / w64.max(axis=-1, keepdims=True)
+    fixed = (w64 / w64.sum(axis=-1, keepdims=True)).astype(w.dtype)
+    if not keep:
+        return fixed[0]
+    out[bad] = fixed
+    return out
 
 
 def uniform_or_none(w):

@@ -179,12 +179,14 @@ class _Sorted:
         self.ex = 0  # the measures' (and directions') scale: see set_scale
 
     def set_scale(self, measures):
-        """Coordinates beyond ``2**+-256`` (and directions, which the user may give) are
-        scaled by powers of two, exactly, as the single calls scale them: projections
-        then neither overflow nor underflow, and a distance is multiplied back
-        (``pow2_exponent``; 0 for ordinary data, whose results are unchanged)."""
+        """Coordinates beyond ``2**1000`` are scaled down by a power of two, exactly, so
+        that projections do not overflow, and directions (which the user may give) as the
+        single calls scale them; a distance is multiplied back. Smaller coordinates are
+        left alone: one exponent for a collection holding measures at 1e200 and 1e-200
+        flushed the small ones to 0; pairs whose sums under/overflow are recomputed in
+        the scaled form instead (:meth:`pairs`)."""
         top = max((float(np.abs(x).max()) for x, _ in measures if x.size), default=0.0)
-        self.ex = pow2_exponent(top)
+        self.ex = pow2_exponent(top, lo=-math.inf, hi=1000)
         if self.theta is not None:
             et = pow2_exponent(float(np.abs(self.theta).max()))
             self.theta = np.ldexp(self.theta, -et).astype(self.dtype)
@@ -234,6 +236,8 @@ class _Sorted:
             value = np.maximum(out, 0.0) ** (1.0 / self.p)
         for t in redo:
             (U, a), (V, b) = self._rows(R, ii[t]), self._rows(C, jj[t])
+            if out[t] == 0.0 and _same_rows(U, a, V, b):
+                continue  # identical measures: 0 exactly (no pass over the rows again)
             q, sc = wpp_rows(U, V, a, b, self.p)
             value[t] = power_mean_root(q, sc, self.p)
         if self.ex:
@@ -251,6 +255,13 @@ class _Sorted:
         n, L = int(sizes[k]), self.L
         U = V[voff[k]:voff[k] + L * n].reshape(L, n)
         return U, (None if uni[k] else W[woff[k]:woff[k] + L * n].reshape(L, n))
+
+
+def _same_rows(U, a, V, b):
+    """Whether two prepared measures (sorted projections and their weights) are equal."""
+    if U.shape != V.shape or (a is None) != (b is None):
+        return False
+    return bool(np.array_equal(U, V) and (a is None or np.array_equal(a, b)))
 
 
 class _Entropic:

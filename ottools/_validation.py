@@ -96,7 +96,7 @@ def _check_weights(w, n, name, dtype=np.float64, *, against=None):
         raise ValueError(f"`{name}` must be finite; got NaN or inf.")
     if np.any(arr < 0):
         raise ValueError(f"`{name}` must be non-negative; got min {arr.min():.3g}.")
-    if not arr.sum() > 0:
+    if not arr.max() > 0:  # (a positive sum; the sum itself may overflow)
         raise ValueError(f"`{name}` must have a positive sum.")
     return np.ascontiguousarray(arr, dtype=dtype)
 

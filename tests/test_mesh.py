@@ -99,3 +99,16 @@ def test_small_faces_far_from_the_origin_are_kept(k, shift):
     np.testing.assert_allclose(w, w0, rtol=1e-6)
     np.testing.assert_allclose(pts - shift, pts0, atol=1e-9 * shift)
     assert w[pts[:, 0] - shift > 0.5].sum() == pytest.approx(0.5, rel=1e-6)
+
+
+def test_collinear_face_far_from_the_origin_is_degenerate():
+    """Vertices p0 + t d (t = 0, 1, 2) at 1e5: the rounding of the coordinates leaves a
+    cross product of noise; the face is dropped (not kept with a random normal)."""
+    s = np.array([1e5, 2e5, 3e5])
+    d = np.array([1e-3, 2e-3, 0.5e-3])
+    V = np.stack([s, s + d, s + 2 * d, s + np.array([1.0, 0, 0]), s + np.array([0, 1.0, 0])])
+    with pytest.raises(ValueError, match="all degenerate"):
+        mesh_measure(V, np.array([[0, 1, 2]]))
+    pts, w = mesh_measure(V, np.array([[0, 1, 2], [0, 3, 4]]), kind="varifold")
+    assert len(w) == 1 and w[0] == 1.0
+    np.testing.assert_allclose(pts[0, 3:], [0.0, 0.0, 1.0])

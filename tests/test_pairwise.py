@@ -503,6 +503,28 @@ def test_sorted_metrics_at_extreme_scales_equal_single_calls(rng, s):
     assert D[0, 1] == pytest.approx(ottools.wasserstein_1d(us[0], us[1], p=3), rel=1e-12)
 
 
+def test_measures_of_very_different_scales_in_one_collection():
+    """One exponent for the whole collection flushed measures at 1e-200 to 0 when another
+    sat at 1e200; each pair is the single call's."""
+    A, B = np.array([0.0, 1e-200]), np.array([0.5e-200])
+    D = pairwise_distances([A, B, np.array([1e200])], metric="wasserstein_1d")
+    assert D[0, 1] == pytest.approx(ottools.wasserstein_1d(A, B), rel=1e-12)
+    assert D[0, 1] > 0
+
+
+def test_identical_measures_are_not_recomputed(monkeypatch):
+    """Pairs at distance 0 are recomputed in the scaled form only when the measures
+    differ (identical ones gave a Python call per pair)."""
+    import ottools._pairwise as pw
+
+    calls = []
+    real = pw.wpp_rows
+    monkeypatch.setattr(pw, "wpp_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = np.random.default_rng(0).random((6, 2))
+    D = pairwise_distances([x] * 12, metric="sliced_wasserstein", rng=0)
+    assert np.all(D == 0) and not calls
+
+
 def test_zero_weight_on_a_far_point():
     """0 * inf gave NaN (status 0): the pair is recomputed in the scaled form."""
     u, v = np.array([0.0, 1e200]), np.array([1.0])

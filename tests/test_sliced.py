@@ -713,3 +713,15 @@ def test_weights_whose_sum_overflows(dtype):
     assert value.dtype == dtype and value == pytest.approx(want, rel=1e-6)
     sw = ottools.sliced_wasserstein(u[:, None], v[:, None], w, p=1, rng=0)
     assert sw == pytest.approx(want, rel=1e-6)
+
+
+def test_an_overflowing_row_leaves_the_other_rows_of_a_batch_alone():
+    """Only the rows whose sum overflows take the rescaled normalization: the others keep
+    the bits of their single calls."""
+    rng = np.random.default_rng(0)
+    u, v = rng.random((3, 7)), rng.random((3, 5))
+    w = rng.random((3, 7))
+    w[1] = [1e308, 1.5e308, 0, 0, 0, 0, 0]
+    out = ottools.wasserstein_1d(u, v, w, axis=1)
+    for k in range(3):
+        assert out[k] == ottools.wasserstein_1d(u[k], v[k], w[k])
