@@ -1216,3 +1216,17 @@ def test_point_cloud_cost_is_its_dense_matrix(rng):
         res, ref = (fn(None, None, c, *args) for c in (geom, geom.dense()))
         assert res.status == ref.status and res.fun == ref.fun
         np.testing.assert_array_equal(res.plan.toarray(), ref.plan.toarray())
+
+
+@pytest.mark.parametrize("s", [1e-200, 1e200])
+def test_fun_at_extreme_masses(rng, s):
+    """fun = <P, C> + reg/2 |P|^2 with the square summed at the plan's scale: at masses
+    of 1e-200 the quadratic term underflowed (0.15987 against 0.16304), at 1e200 it
+    overflowed to inf. With reg = 0.1 / s the problem is that of mass 1 scaled."""
+    C = rng.random((12, 9))
+    a, b = np.full(12, 1 / 12), np.full(9, 1 / 9)
+    for fn, args in ((ottools.sparsity_constrained_ot, (3,)), (ottools.quadratic_ot, ())):
+        ref = fn(a, b, C, 0.1, *args)
+        res = fn(a * s, b * s, C, 0.1 / s, *args)
+        assert res.success and ref.success
+        assert res.fun / s == pytest.approx(ref.fun, rel=1e-7)

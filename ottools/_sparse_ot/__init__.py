@@ -101,7 +101,8 @@ def _full_potentials(prob, sp, fc, gc):
 
 def _plan(prob, sp, indptr, indices, data):
     """The full CSC plan in the problem's dtype from compressed scaled columns; returns
-    ``(plan, err, lin, sq)`` measured on the returned (rounded) values."""
+    ``(plan, err, lin, sq)`` measured on the returned (rounded) values; ``sq`` is
+    ``(top, t)`` with ``sum v^2 = top^2 t``."""
     import scipy.sparse
 
     n, m = prob.shape
@@ -112,7 +113,10 @@ def _plan(prob, sp, indptr, indices, data):
     col_sums = np.bincount(col_of, weights=v64, minlength=sp.mc)
     err = prob.marginal_error(row_sums, col_sums)
     lin = float(np.sum(v64 * prob.costc[indices, col_of].astype(np.float64)))
-    sq = float(np.sum(v64 * v64))
+    # sum v^2 as top^2 sum (v / top)^2 (top a power of two): the plain sum under/overflows
+    # at masses of 1e-200 / 1e200 (fun lost its quadratic term, or was inf)
+    top = math.ldexp(1.0, math.frexp(float(np.abs(v64).max()))[1]) if v64.size else 1.0
+    sq = (top, float(np.sum((v64 / top) ** 2)))
     rows = prob.rows[indices] if prob.compressed else indices
     if prob.compressed:
         counts = np.zeros(m, dtype=np.int64)
@@ -247,7 +251,8 @@ def _solve(a, b, cost, reg, max_nz, formulation, method, tol, maxiter, init, cal
     message = _message(status, out, err, tol, out.nit, formulation, k, nr, out.window)
     return solver_result(
         status, err=err, tol=tol, nit=out.nit, method=method, message=message,
-        fun=lin + 0.5 * reg * sq, cost=lin, dual_value=out.value * sp.M * sp.s,
+        fun=lin + 0.5 * reg * sq[0] * sq[0] * sq[1], cost=lin,
+        dual_value=out.value * sp.M * sp.s,
         plan=plan, f=f, g=g, formulation=formulation, reg=reg, max_nz=max_nz,
         stationarity=out.stationarity, nfev=obj.nfev + out.nfev_other, nit_bfgs=out.nit_bfgs,
         n_restarts=out.n_restarts, n_kink_steps=out.n_kink_steps, n_newton=out.n_newton,
