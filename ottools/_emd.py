@@ -1,5 +1,7 @@
 """Exact (unregularized) optimal transport: ``emd``, a network simplex in Numba."""
 
+import math
+
 import numpy as np
 
 from ._kernels import KernelStatus, lazy
@@ -193,6 +195,15 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     a, b, cost, dtype = _check_linear_problem(a, b, cost, balanced=False)
     b = _check_balanced(a, b, rtol=_MASS_RTOL[dtype])
     prob = LinearProblem(a, b, cost, dtype)
+    scale = 0
+    if not prob.geometry and prob.cost_scale > 2.0 ** 1000:
+        # Costs near float64's top: differences of potentials overflowed (NaN reduced
+        # costs priced nothing, and a plan 66 % above the optimum was called optimal).
+        # Solved on the costs scaled by a power of two (exact), the results scaled back.
+        scale = math.frexp(prob.cost_scale)[1]
+        prob = LinearProblem(a, b, np.ldexp(prob.cost, -scale).astype(dtype), dtype)
+        if init is not None:
+            init = tuple(np.ldexp(np.asarray(p, dtype=np.float64), -scale) for p in init)
     opts = _check_option_table(options, _OPTIONS, "emd")
     n, m = prob.ac.size, prob.bc.size
     if maxiter is None:
@@ -251,7 +262,13 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
             break
     if not optimal:  # maxiter pivots done (or maxiter=0): a full pass decides
         optimal = bool(_k.is_optimal(src, tree.pi, lj, lc, lv, eps))
-    return _result(prob, tree, src, optimal, nit, n, m)
+    res = _result(prob, tree, src, optimal, nit, n, m)
+    if scale:
+        with np.errstate(over="ignore"):
+            for key in ("fun", "cost", "dual_value"):
+                res[key] = float(np.ldexp(res[key], scale))
+            res.f, res.g = (np.ldexp(p, scale).astype(p.dtype) for p in (res.f, res.g))
+    return res
 
 
 class _Tree:

@@ -1,5 +1,7 @@
 """Tests of emd, the exact OT solver (algorithms.md section 10.4)."""
 
+import copy
+
 import numpy as np
 import pytest
 import scipy.sparse
@@ -461,3 +463,21 @@ def test_a_warm_start_far_beyond_the_costs_is_ignored(rng):
         res = ottools.emd(a, b, C, init=init)
         assert res.success and res.fun == pytest.approx(want, rel=1e-12)
         _assert_certificate(res, a, b, C)
+
+
+@pytest.mark.parametrize("s", [1e308, 1.7e308, -1e308])
+def test_costs_near_the_top_of_float64(rng, s):
+    """Differences of potentials overflowed (NaN reduced costs): a plan 66 % above the
+    optimum was called optimal. Solved on costs scaled by a power of two."""
+    ot = pytest.importorskip("ot")
+    C = rng.random((30, 20))
+    C = C if s > 0 else 2 * C - 1
+    a, b = np.full(30, 1 / 30), np.full(20, 1 / 20)
+    res = ottools.emd(a, b, C * abs(s))
+    assert res.success
+    assert res.fun / abs(s) == pytest.approx(ot.emd2(a, b, C), rel=1e-12)
+    # the certificate at scale 1 (C - f - g would overflow here)
+    unit = copy.copy(res)
+    for key in ("fun", "cost", "dual_value", "f", "g"):
+        unit[key] = res[key] / abs(s)
+    _assert_certificate(unit, a, b, C)
