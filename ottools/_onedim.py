@@ -30,11 +30,11 @@ class CachedKernels(lazy):
 
 _k = CachedKernels("_sliced")
 
-# A row's plain sum ``sum mass |u - v|^p`` is kept when it lies in [_TINY, inf): terms
+# A row's plain sum ``sum mass |u - v|^p`` is kept when it lies in [TINY, inf): terms
 # lost to underflow then change it by less than 1e-26 relatively (each is below 2**-1074
 # per unit of mass). Rows outside (overflow, underflow, or measures that coincide) are
 # recomputed in the scaled form.
-_TINY = 1e-290
+TINY = 1e-290
 
 
 def check_p(p):
@@ -144,10 +144,10 @@ def wpp_rows(U, V, a, b, p, *, overwrite=False):
             WV = _sorted_weights(b, iv, V.shape)
         q = _k.wpp_rows(Us, np.broadcast_to(WU, U.shape) if WU.shape[0] != L else WU,
                         Vs, np.broadcast_to(WV, V.shape) if WV.shape[0] != L else WV, p)
-    if q.min() >= _TINY and q.max() <= np.finfo(np.float64).max:  # NaN fails both
+    if q.min() >= TINY and q.max() <= np.finfo(np.float64).max:  # NaN fails both
         return q, None
     s = np.ones(L, dtype=np.float64)
-    rows = np.flatnonzero(~((q >= _TINY) & np.isfinite(q)))
+    rows = np.flatnonzero(~((q >= TINY) & np.isfinite(q)))
     _k.wpp_rows_rescaled(Us, np.ascontiguousarray(WU), Vs, np.ascontiguousarray(WV), p,
                          pairs, rows, q, s)
     return q, s
@@ -173,7 +173,7 @@ def power_mean_root(q, s, p, weights=None):
     ``M (sum_l w_l (W_l / M)^p)^(1/p)`` with ``M = max_l W_l``."""
     if s is None:
         total = float(np.mean(q)) if weights is None else float(weights @ q)
-        if np.isfinite(total) and (total >= _TINY or total == 0.0):
+        if np.isfinite(total) and (total >= TINY or total == 0.0):
             return max(total, 0.0) ** (1.0 / p)
     w = rows_distance(q, s, p)
     top = float(w.max())

@@ -20,12 +20,12 @@ import numpy as np
 
 from ._costs import checked_cost_matrix, cost_matrix
 from ._kernels import lazy
-from ._onedim import (_TINY, normalize_weights, pow2_exponent, power_mean_root,
+from ._onedim import (TINY, normalize_weights, pow2_exponent, power_mean_root,
                       wpp_rows)
 from ._pool import TICK, deferred_sigint
 from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, OTConvergenceWarning
-from ._sliced import _check_projection_memory, _draw_directions
+from ._sliced import check_projection_memory, draw_directions
 from ._sinkhorn import method_options, solve
 from ._validation import (
     _as_float_array,
@@ -228,10 +228,10 @@ class _Sorted:
     def pairs(self, R, C, ii, jj):
         out = np.empty(ii.shape[0], dtype=np.float64)
         _k.sliced_pairs(*R, *C, self.L, ii, jj, self.p, out)
-        # Pairs whose plain sums left [_TINY, inf) (overflow, underflow, NaN from a zero
+        # Pairs whose plain sums left [TINY, inf) (overflow, underflow, NaN from a zero
         # weight on an overflowing term, or measures that coincide) again in the scaled
         # form of the single calls (wpp_rows): inf, 0 or NaN before, with status 0.
-        redo = np.flatnonzero(~((out >= _TINY) & (out <= np.finfo(np.float64).max)))
+        redo = np.flatnonzero(~((out >= TINY) & (out <= np.finfo(np.float64).max)))
         with np.errstate(over="ignore"):
             value = np.maximum(out, 0.0) ** (1.0 / self.p)
         for t in redo:
@@ -380,8 +380,8 @@ def _engine(metric, kwargs, d, dtype, rng):
             _check_method(directions, ("random",), "metric_kwargs['directions']")
             # as sliced_wasserstein(directions="random") draws them: the same rng gives the
             # same directions (a MemoryError naming the size when they would not fit)
-            _check_projection_memory(L, d, "metric_kwargs['n_projections']")
-            theta = _draw_directions("random", L, d, gen)
+            check_projection_memory(L, d, "metric_kwargs['n_projections']")
+            theta = draw_directions("random", L, d, gen)
         else:
             theta = _as_float_array(directions, "metric_kwargs['directions']")
             if theta.ndim != 2 or theta.shape[1] != d or theta.shape[0] == 0:

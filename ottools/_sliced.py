@@ -132,7 +132,7 @@ def _unit_rows(z):
     return z / nrm
 
 
-def _check_projection_memory(L, d, name="n_projections"):
+def check_projection_memory(L, d, name="n_projections"):
     # directions in float64 and in the working dtype, two float64 values per direction
     _check_fits(L * (2 * d + 3) * 8, f"`{name}`={L} (d={d})",
                 "use fewer projections, or average the results of several calls.")
@@ -141,10 +141,10 @@ def _check_projection_memory(L, d, name="n_projections"):
 _SOBOL_MAX_D = 21201  # scipy.stats.qmc.Sobol's direction numbers
 
 
-def _draw_directions(kind, L, d, rng):
+def draw_directions(kind, L, d, rng):
     """(L, d) unit directions (float64): normalized Gaussians, scrambled Sobol points
     mapped through the normal quantile, or stacked Haar-random orthonormal blocks."""
-    _check_projection_memory(L, d)
+    check_projection_memory(L, d)
     if kind == "random":
         return _unit_rows(rng.standard_normal((L, d)))
     if kind == "qmc":
@@ -176,7 +176,7 @@ def _get_directions(directions, n_projections, d, dtype, rng):
     L = _check_int(n_projections, "n_projections", minimum=1)
     if isinstance(directions, str):
         kind = _check_method(directions, _DIRECTIONS, "directions")
-        theta = _draw_directions(kind, L, d, _check_rng(rng))
+        theta = draw_directions(kind, L, d, _check_rng(rng))
         return np.ascontiguousarray(theta, dtype=dtype)
     if not isinstance(rng, _RNG_TYPES) or isinstance(rng, bool):
         _check_rng(rng)  # raises for what default_rng refuses
@@ -770,7 +770,7 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
     tol, maxiter, callback, options = _ascent_settings(tol, maxiter, callback, options,
                                                        dtype, "max_sliced_wasserstein")
     d = x.shape[1]
-    cand = _draw_directions("random", n_projections, d, _check_rng(rng)).astype(dtype)
+    cand = draw_directions("random", n_projections, d, _check_rng(rng)).astype(dtype)
     (x, y), ex = _scaled((x, y), dtype)
     q, s = _projected_rows(x, y, a, b, cand, p)
     scores = q if s is None else rows_distance(q, s, p)
@@ -1026,7 +1026,7 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
         tol, maxiter, callback, options, dtype, "distributional_sliced_wasserstein")
     d = x.shape[1]
     gen = _check_rng(rng)
-    cand = _draw_directions("random", n_projections, d, gen).astype(dtype)
+    cand = draw_directions("random", n_projections, d, gen).astype(dtype)
     (x, y), ex = _scaled((x, y), dtype)
     q, s = _projected_rows(x, y, a, b, cand, p)
     scores = q if s is None else rows_distance(q, s, p)
