@@ -552,3 +552,18 @@ def test_float32_weights_mass_gap_is_part_of_the_floor(method):
     a32, b32, C32 = a.astype(np.float32), b.astype(np.float32), C.astype(np.float32)
     res = ottools.sinkhorn(a32, b32, C32, 1e-3, method=method, tol=1e-9)
     assert res.status == 4 and res.nit < 1000 and "Stalled" in res.message
+
+
+@pytest.mark.parametrize("method", ["sns", "auto"])
+def test_warm_start_far_off_the_gauge_converges(method):
+    """A warm start of spread 1e4 x the cost range leaves a gauge of 3e4 after the first
+    sweeps: the Newton steps stalled at err 2e-8 (status 4) where log converged. The
+    stage centres the potentials when their gauge exceeds max|C|."""
+    rng = np.random.default_rng(2)
+    C = rng.random((40, 30))
+    a, b = rng.random(40), rng.random(30)
+    a, b = a / a.sum(), b / b.sum()
+    for s in (1e4, 1e5):
+        init = (rng.normal(size=40) * s, rng.normal(size=30) * s)
+        res = ottools.sinkhorn(a, b, C, 1e-3, method=method, init=init)
+        assert res.success and res.err <= 1e-9
