@@ -138,6 +138,18 @@ class PointCloud:
         self.code = _METRICS[name]
         x64 = self.x.astype(np.float64)
         y64 = self.y.astype(np.float64)
+        if self.metric == "sqeuclidean":
+            # The kernels compute |x|^2 + |y|^2 - 2 x.y, which cancels for points far from
+            # the origin (at 1e7, costs near 1 were off by 0.24): they read the points
+            # centred on their mean (the cost is translation-invariant), in the points'
+            # dtype. x and y stay the user's points.
+            c = np.concatenate([x64, y64]).mean(axis=0)
+            x64, y64 = x64 - c, y64 - c
+            self._kx = np.ascontiguousarray(x64.astype(dtype))
+            self._ky = np.ascontiguousarray(y64.astype(dtype))
+            x64, y64 = self._kx.astype(np.float64), self._ky.astype(np.float64)
+        else:  # differences computed directly
+            self._kx, self._ky = self.x, self.y
         self._sqx = np.einsum("ij,ij->i", x64, x64)
         self._sqy = np.einsum("ij,ij->i", y64, y64)
         if not (np.all(np.isfinite(self._sqx)) and np.all(np.isfinite(self._sqy))):
@@ -184,13 +196,15 @@ class PointCloud:
 
     def kernel_args(self):
         """The leading arguments of the online kernels."""
-        return (self.x, self.y, self._sqx, self._sqy, self.code, self.p, 1.0 / self.scale)
+        return (self._kx, self._ky, self._sqx, self._sqy, self.code, self.p,
+                1.0 / self.scale)
 
     def transposed(self):
         """The point cloud of ``C^T`` (``y`` against ``x``)."""
         t = object.__new__(PointCloud)
         t.__dict__.update(self.__dict__)
         t.x, t.y, t._sqx, t._sqy = self.y, self.x, self._sqy, self._sqx
+        t._kx, t._ky = self._ky, self._kx
         return t
 
     def subset(self, rows, cols):
@@ -198,13 +212,14 @@ class PointCloud:
         s = object.__new__(PointCloud)
         s.__dict__.update(self.__dict__)
         s.x, s.y = self.x[rows], self.y[cols]
+        s._kx, s._ky = self._kx[rows], self._ky[cols]
         s._sqx, s._sqy = self._sqx[rows], self._sqy[cols]
         s._extremes = None
         return s
 
     def block(self, rows, cols):
         """The dense float64 block ``C[rows][:, cols]`` (for small blocks)."""
-        return _ko.cost_block(self.x, self.y, np.asarray(rows, dtype=np.int64),
+        return _ko.cost_block(self._kx, self._ky, np.asarray(rows, dtype=np.int64),
                               np.asarray(cols, dtype=np.int64), self._sqx, self._sqy,
                               self.code, self.p, 1.0 / self.scale)
 
@@ -215,17 +230,23 @@ class PointCloud:
             n, m = self.shape
             nc = _chunks(n, m)
             kernel = _ko.cost_extremes_par if nc > 1 else _ko.cost_extremes
-            args = (self.x, self.y, self._sqx, self._sqy, self.code, self.p, _work(nc, m))
+            args = (self._kx, self._ky, self._sqx, self._sqy, self.code, self.p,
+                    _work(nc, m))
             lo, hi, s1, s2 = kernel(*args)
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                # costs that overflow where the solvers compute them (they reported inf
+                # with success, or a raw OverflowError)
+                raise ValueError(f"The {self.metric!r} cost between `x` and `y` overflows "
+                                 f"float64; rescale the points.")
             e = 0
             if not (math.isfinite(s1) and math.isfinite(s2)):
                 # Finite costs whose squares overflow (above ~1e154): the same pass on
                 # points scaled by a power of two (every metric here is homogeneous, of
                 # degree 2 for "sqeuclidean", else 1), the statistics scaled back exactly.
-                top = max(float(np.abs(self.x).max()), float(np.abs(self.y).max()))
+                top = max(float(np.abs(self._kx).max()), float(np.abs(self._ky).max()))
                 e = math.frexp(top)[1]
-                x = np.ldexp(self.x.astype(np.float64), -e)
-                y = np.ldexp(self.y.astype(np.float64), -e)
+                x = np.ldexp(self._kx.astype(np.float64), -e)
+                y = np.ldexp(self._ky.astype(np.float64), -e)
                 lo, hi, s1, s2 = kernel(x, y, np.einsum("ij,ij->i", x, x),
                                         np.einsum("ij,ij->i", y, y), self.code, self.p,
                                         _work(nc, m))

@@ -366,3 +366,37 @@ def test_online_sns_equals_dense_sns(n, m, zeros, d, seed):
     assert (on.nit, on.nit_newton) == (de.nit, de.nit_newton)
     np.testing.assert_allclose(on.plan_dense(), de.plan, rtol=0, atol=1e-10)
     assert on.fun == pytest.approx(de.fun, rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.parametrize("dtype, offset, tol",
+                         [(np.float64, 1e7, 1e-9), (np.float32, 100.0, 1e-6)])
+def test_squared_euclidean_far_from_the_origin(dtype, offset, tol):
+    """|x|^2 + |y|^2 - 2 x.y cancelled for points far from the origin (at 1e7, costs near
+    1 off by 0.24; identical points at a cost of 0.125): the kernels read centred points.
+    The online cost is then the dense one, and so are the solves."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((40, 2)) + offset).astype(dtype)
+    y = (rng.random((30, 2)) + offset).astype(dtype)
+    y[0] = x[0]
+    geom = PointCloud(x, y)
+    exact = ((x[:, None].astype(np.float64) - y[None].astype(np.float64)) ** 2).sum(-1)
+    assert np.abs(geom.dense().astype(np.float64) - exact).max() <= tol
+    assert geom.dense()[0, 0] == 0
+    if dtype == np.float64:
+        on = ottools.sinkhorn_divergence(x, y, reg=0.05, online=True)
+        off = ottools.sinkhorn_divergence(x, y, reg=0.05, online=False)
+        assert on.fun == pytest.approx(off.fun, rel=1e-9)
+
+
+@pytest.mark.parametrize("metric, p, x, y", [
+    ("sqeuclidean", None, [[1e154]], [[-1e154], [1e154]]),
+    ("minkowski", 50.0, [[0.0, 0.0]], [[1e7, 1e7]]),
+])
+def test_costs_that_overflow_raise_before_solving(metric, p, x, y):
+    """Costs that overflow where the solvers compute them: emd reported inf with success,
+    sinkhorn a misleading message or a raw OverflowError."""
+    geom = PointCloud(np.array(x), np.array(y), metric, p=p)
+    for solve in (lambda: ottools.sinkhorn(None, None, geom, 1.0),
+                  lambda: ottools.emd(None, None, geom)):
+        with pytest.raises(ValueError, match="overflows float64"):
+            solve()
