@@ -170,7 +170,9 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
         memory) instead of dense matrices. Default (None): online when a problem's dense
         arrays (cost, kernel and plan, ``3 n m`` numbers) would exceed 2 GiB
         (``ottools._geometry.DENSE_BUDGET``) and ``metric`` is ``"sqeuclidean"``,
-        ``"euclidean"`` or ``"cityblock"``. The parts' ``plan`` is then an operator.
+        ``"euclidean"``, ``"cityblock"`` or ``"minkowski"`` (the distance with ``p = 2``,
+        as :func:`ottools.cost_matrix` computes it). The parts' ``plan`` is then an
+        operator.
 
     Returns
     -------

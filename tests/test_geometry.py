@@ -400,3 +400,12 @@ def test_costs_that_overflow_raise_before_solving(metric, p, x, y):
                   lambda: ottools.emd(None, None, geom)):
         with pytest.raises(ValueError, match="overflows float64"):
             solve()
+
+
+def test_median_scale_is_exact_for_small_clouds(rng):
+    """Up to 10,000 pairs scale='median' is the exact median (it drew 10,000 pairs with
+    replacement: 0.452 against 0.426 at 37 x 23)."""
+    x, y = rng.random((37, 2)), rng.random((23, 2))
+    geom = PointCloud(x, y, "euclidean", scale="median")
+    assert geom.scale == pytest.approx(float(np.median(PointCloud(x, y, "euclidean")
+                                                         .dense())), rel=1e-15)
