@@ -97,6 +97,15 @@ class Float32Sweeps:
         return int(self.run().nit)
 
 
+def _batch_or_loop(cost, reg, solver, **kwargs):
+    """A runner for the (B, n, m) costs: one batched ``sinkhorn`` call
+    (``"ottools-batch"``) or a Python loop over the problems; returns the mean ``nit``."""
+    if solver == "ottools-batch":
+        return lambda: ottools.sinkhorn(None, None, cost, reg, **kwargs).nit.mean()
+    return lambda: np.mean([ottools.sinkhorn(None, None, c, reg, **kwargs).nit
+                            for c in cost])
+
+
 class SinkhornBatch:
     """B problems of n x n (uniform points in the unit square, ``reg = 0.05``, tol 1e-6):
     one batched call against a Python loop over ``sinkhorn`` (the same iterates)."""
@@ -110,14 +119,7 @@ class SinkhornBatch:
         rng = np.random.default_rng(0)
         x, y = rng.random((B, n, 2)), rng.random((B, n, 2))
         cost = ((x[:, :, None] - y[:, None]) ** 2).sum(-1)
-        if solver == "ottools-batch":
-            def run():
-                return ottools.sinkhorn(None, None, cost, 0.05, tol=1e-6).nit.mean()
-        else:
-            def run():
-                return np.mean([ottools.sinkhorn(None, None, cost[k], 0.05, tol=1e-6).nit
-                                for k in range(B)])
-        self.run = run
+        self.run = _batch_or_loop(cost, 0.05, solver, tol=1e-6)
         self.run()
 
     def time_solve(self, shape, solver):
@@ -141,14 +143,7 @@ class SinkhornBatchSmallReg:
         rng = np.random.default_rng(0)
         x, y = rng.random((200, 64, 2)), rng.random((200, 64, 2))
         cost = ((x[:, :, None] - y[:, None]) ** 2).sum(-1)
-        if solver == "ottools-batch":
-            def run():
-                return ottools.sinkhorn(None, None, cost, reg).nit.mean()
-        else:
-            def run():
-                return np.mean([ottools.sinkhorn(None, None, cost[k], reg).nit
-                                for k in range(200)])
-        self.run = run
+        self.run = _batch_or_loop(cost, reg, solver)
         self.run()
 
     def time_solve(self, reg, solver):
