@@ -323,6 +323,27 @@ def test_large_reg_m_tends_to_the_balanced_plan(rng):
     np.testing.assert_array_equal(inf.plan, bal.plan)
 
 
+@pytest.mark.parametrize("method", ["log", "auto"])
+@pytest.mark.parametrize("reg_m", [1e-10, (1e-300, 1.0), (1e-12, np.inf)])
+def test_tiny_reg_m_converges(rng, method, reg_m):
+    # rho far below reg: the absorbed sweeps hold f to reg x the rounding of the scalings,
+    # and the targets a exp(-f / rho) amplify it by 1 / rho ("log" ran 10,000 sweeps to
+    # err 7e-9 at 1e-10, 0.44 at (1e-300, 1)). Exact damped log iterations: a few.
+    a, b, cost = _problem(rng, scale_b=1.0)
+    if np.isinf(np.atleast_1d(reg_m)[-1]):
+        b *= a.sum() / b.sum()
+    res = ottools.sinkhorn(a, b, cost, 0.05, reg_m=reg_m, method=method, tol=1e-12)
+    assert res.success and res.err <= 1e-12 and res.nit <= 5
+    np.testing.assert_allclose(res.plan, _pot_plan(a, b, cost, 0.05, reg_m), rtol=0,
+                               atol=1e-12 * a.sum())
+    ra, rb = (reg_m, reg_m) if np.isscalar(reg_m) else reg_m
+    np.testing.assert_allclose(res.marginals[0], a * np.exp(-res.f / ra), rtol=1e-9)
+    if np.isfinite(rb):
+        np.testing.assert_allclose(res.marginals[1], b * np.exp(-res.g / rb), rtol=1e-9)
+    else:
+        np.testing.assert_allclose(res.marginals[1], b, rtol=1e-9)
+
+
 def test_semi_relaxed_keeps_the_hard_marginal(rng):
     a, b, cost = _problem(rng)
     res = ottools.sinkhorn(a, b, cost, 0.02, reg_m=(0.5, np.inf), tol=1e-11, maxiter=100_000)
