@@ -69,6 +69,28 @@ def nonnegative_float(text):
     return val
 
 
+def order_p(text):
+    """The order ``p >= 1`` of a Minkowski cost or a Wasserstein distance."""
+    try:
+        val = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 1; got {text!r}") from None
+    if not (math.isfinite(val) and val >= 1):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 1; got {text}")
+    return val
+
+
+def save_npy(path, arr, option):
+    """``np.save`` to exactly ``path`` (given a name, np.save appends ``.npy`` unless it
+    ends in lower-case ``.npy``: ``PLAN.NPY`` became ``PLAN.NPY.npy``); a ``CliError``
+    naming ``option`` when it cannot be written."""
+    try:
+        with open(path, "wb") as fh:
+            np.save(fh, arr)
+    except OSError as exc:
+        raise CliError(f"cannot write {option} {path!r}: {exc}") from None
+
+
 def _metric(text):
     try:
         return metric_name(text)
@@ -238,17 +260,20 @@ def _load(path, name, dtype):
 def _save(path, plan):
     ext = os.path.splitext(path)[1].lower()
     fmt = "%.9g" if plan.dtype == np.float32 else "%.17g"
+    if ext == ".npy":
+        save_npy(path, plan, "--out")
+        return OUT_FORMATS[ext]
     try:
-        if ext == ".npy":
-            np.save(path, plan)  # the name ends in .npy: np.save adds nothing
-        else:
-            np.savetxt(path, plan, fmt=fmt, delimiter="," if ext == ".csv" else " ")
+        np.savetxt(path, plan, fmt=fmt, delimiter="," if ext == ".csv" else " ")
     except OSError as exc:
         raise CliError(f"cannot write --out {path!r}: {exc}") from None
     return OUT_FORMATS[ext]
 
 
 def cmd_solve(args):
+    if args.p is not None and args.metric not in ("minkowski", "minkowski_p"):
+        raise CliError(f"--p applies to the minkowski and minkowski_p metrics, not to "
+                       f"--metric {args.metric}")
     if args.out:
         output_path(args.out, "--out", OUT_FORMATS)
     x = _load(args.x, "X", args.dtype)
@@ -271,7 +296,7 @@ def cmd_solve(args):
         check_memory(n, m, dtype, arrays, f"Solving {n} x {m} points (method {args.method!r})",
                      advice)
     try:
-        cost = cost_matrix(x, y, metric=args.metric, p=args.p)
+        cost = cost_matrix(x, y, metric=args.metric, p=2.0 if args.p is None else args.p)
         prog = Progress("ottools")
         res = _sinkhorn.sinkhorn(a, b, cost, args.reg, method=args.method, tol=args.tol,
                                  maxiter=args.maxiter, callback=prog)
@@ -347,7 +372,7 @@ def build_parser():
     names = ", ".join(METRICS + tuple(ALIASES))
     s.add_argument("--metric", type=_metric, default="sqeuclidean",
                    help=f"ground cost, one of: {names} (default: sqeuclidean)")
-    s.add_argument("--p", type=positive_float, default=2.0,
+    s.add_argument("--p", type=order_p, default=None,
                    help="exponent of the minkowski and minkowski_p metrics, >= 1 (default: 2)")
     s.add_argument("--a", help="source weights file (default: uniform)")
     s.add_argument("--b", help="target weights file (default: uniform)")

@@ -329,7 +329,8 @@ class _Exact:
     prepare = _Entropic.prepare
 
     def pairs(self, R, C, ii, jj):
-        emd = _find_emd()
+        from ._emd import emd
+
         vals = np.empty(ii.shape[0], dtype=np.float64)
         stat = np.empty(ii.shape[0], dtype=np.int8)
         kw = {} if self.maxiter is None else {"maxiter": self.maxiter}
@@ -341,18 +342,6 @@ class _Exact:
             res = emd(a, b, cost, **kw)
             vals[t], stat[t] = float(res.fun), int(res.status)
         return vals, stat
-
-
-def _find_emd():
-    import ottools
-
-    emd = getattr(ottools, "emd", None)
-    if emd is None:
-        raise NotImplementedError(
-            "metric='exact' needs exact optimal transport (`ottools.emd`), which this "
-            "version of ottools does not have yet; use metric='sinkhorn_divergence' or "
-            "'sinkhorn' with a small `reg` instead.")
-    return emd
 
 
 def _engine(metric, kwargs, d, dtype, rng):
@@ -398,7 +387,6 @@ def _engine(metric, kwargs, d, dtype, rng):
     if maxiter is not None:
         maxiter = _check_int(maxiter, "metric_kwargs['maxiter']", minimum=0)
     if metric == "exact":
-        _find_emd()
         return _Exact(cost_metric, maxiter, dtype)
     if "reg" not in kw:
         raise TypeError(f"metric={metric!r} needs `metric_kwargs['reg']`, the entropic "
@@ -729,8 +717,7 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
         :math:`SW_p` of :func:`ottools.sliced_wasserstein`, with one set of directions
         shared by all pairs; ``"wasserstein_1d"``: :math:`W_p` of
         :func:`ottools.wasserstein_1d`; ``"exact"``: the optimal transport cost
-        :math:`\min_P \langle P, C \rangle` by ``ottools.emd`` (raises
-        ``NotImplementedError`` where ottools has no ``emd`` yet).
+        :math:`\min_P \langle P, C \rangle` by ``ottools.emd``.
     weights : sequence, optional
         One weight vector (or None: uniform) per measure of ``X``; when ``Y`` is given,
         a pair ``(weights_X, weights_Y)`` of such sequences (each may be None). Weights

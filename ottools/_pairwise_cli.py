@@ -2,7 +2,7 @@
 measures stored in files (one point cloud per .npy or .csv file).
 
 ``add_pairwise_parser(subparsers)`` adds the subcommand to ``ottools``'s parser and
-``run_pairwise(args)`` runs it; it prints its own one-line errors (``ottools: error:
+``run_pairwise(args)`` runs it; it prints its own one-line errors (``ottools pairwise: error:
 ...`` on stderr) and returns the exit status: 0 done, 1 some pairs did not converge,
 2 bad input.
 """
@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+from ._cli import (CliError, nonnegative_float, order_p, output_path, positive_float,
+                   positive_int, save_npy)
 from ._pairwise import METRICS, pairwise_distances
 
 __all__ = ["add_pairwise_parser", "run_pairwise"]
@@ -21,6 +23,28 @@ __all__ = ["add_pairwise_parser", "run_pairwise"]
 
 class PairwiseInputError(Exception):
     """Bad input of ``ottools pairwise``: one line for the user, exit status 2."""
+
+
+def _seed(text):
+    try:
+        val = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}") from None
+    if val < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {val}")
+    return val
+
+
+def _jobs(text):
+    try:
+        val = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be -1 (all cores) or a positive integer; "
+                                         f"got {text!r}") from None
+    if val < 1 and val != -1:
+        raise argparse.ArgumentTypeError(f"must be -1 (all cores) or a positive integer; "
+                                         f"got {val}")
+    return val
 
 
 def add_pairwise_parser(subparsers):
@@ -37,15 +61,15 @@ def add_pairwise_parser(subparsers):
                    help="where to save the (N, N) float64 matrix (.npy; required)")
     p.add_argument("--metric", default="sinkhorn_divergence",
                    help="one of: " + ", ".join(METRICS) + " (default sinkhorn_divergence)")
-    p.add_argument("--reg", type=float, help="entropic regularization (sinkhorn metrics; required there, no default)")
+    p.add_argument("--reg", type=positive_float, help="entropic regularization (sinkhorn metrics; required there, no default)")
     p.add_argument("--cost", default="sqeuclidean",
                    help="ground cost of the entropic metrics (see cost_matrix; default sqeuclidean)")
-    p.add_argument("--p", type=float, help="order p (default: 2 for sliced, 1 for 1-D)")
-    p.add_argument("--n-projections", type=int, help="sliced directions (default 100)")
-    p.add_argument("--tol", type=float, help="solver tolerance (entropic metrics; default: the per-dtype default)")
-    p.add_argument("--maxiter", type=int, help="iteration cap of each solve (default 10000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sliced directions (default 0)")
-    p.add_argument("--jobs", type=int, default=-1,
+    p.add_argument("--p", type=order_p, help="order p (default: 2 for sliced, 1 for 1-D)")
+    p.add_argument("--n-projections", type=positive_int, help="sliced directions (default 100)")
+    p.add_argument("--tol", type=nonnegative_float, help="solver tolerance (entropic metrics; default: the per-dtype default)")
+    p.add_argument("--maxiter", type=positive_int, help="iteration cap of each solve (default 10000)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the sliced directions (default 0)")
+    p.add_argument("--jobs", type=_jobs, default=-1,
                    help="threads (default -1: all cores); workers with --scheduler dask")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="'dask' (a local Dask cluster) or a Dask scheduler address, "
@@ -135,8 +159,6 @@ def run_pairwise(args, *, stdout=None, stderr=None):
             raise PairwiseInputError(f"--out must name a .npy file; got {args.out!r}")
         if args.status is not None and not args.status.lower().endswith(".npy"):
             raise PairwiseInputError(f"--status must name a .npy file; got {args.status!r}")
-        from ._cli import CliError, output_path
-
         try:  # before the work (a missing folder raised after the whole matrix)
             for option, path in (("--out", args.out), ("--status", args.status)):
                 if path is not None:
@@ -160,22 +182,30 @@ def run_pairwise(args, *, stdout=None, stderr=None):
                 msg = msg.replace(f"`X[{k}]`", f"{path!r}")
             raise PairwiseInputError(msg) from None
         seconds = time.perf_counter() - t0
+        try:
+            save_npy(args.out, D, "--out")
+            if args.status is not None:
+                save_npy(args.status, S, "--status")
+        except CliError as exc:
+            raise PairwiseInputError(str(exc)) from None
     except PairwiseInputError as exc:
-        print(f"ottools: error: {exc}", file=err)
+        print(f"ottools pairwise: error: {exc}", file=err)
         return 2
-    np.save(args.out, D)
-    if args.status is not None:
-        np.save(args.status, S)
     n = D.shape[0]
-    bad = np.argwhere(np.triu(S) != 0)
+    bad = np.argwhere(np.triu(S, 1) != 0)
+    selfbad = np.flatnonzero(np.diag(S) != 0)  # the solved self terms ("sinkhorn")
     print(f"measures  {n}\npairs     {n * (n - 1) // 2}\nmetric    {metric}", file=out)
     print(f"failures  {len(bad)} (pairs that did not converge)", file=out)
     for i, j in bad[:10]:
         print(f"  {args.files[i]} / {args.files[j]}: status {S[i, j]}", file=out)
     if len(bad) > 10:
         print(f"  ... and {len(bad) - 10} more (--status S.npy saves them all)", file=out)
+    if selfbad.size:
+        print(f"self terms {selfbad.size} did not converge (the diagonal)", file=out)
+        for i in selfbad[:10]:
+            print(f"  {args.files[i]} / {args.files[i]}: status {S[i, i]}", file=out)
     print(f"time      {seconds:.3f} s\nwritten   {args.out} ({n}x{n} float64)", file=out)
-    return 1 if len(bad) else 0
+    return 1 if len(bad) or selfbad.size else 0
 
 
 def _parser():

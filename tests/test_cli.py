@@ -121,6 +121,44 @@ def test_solve_out_writes_exactly_the_named_file(tmp_path, clouds, capsys, ext, 
     np.testing.assert_allclose(load(out), expected.plan, rtol=1e-15, atol=0)
 
 
+def test_upper_case_npy_names_are_written_as_named(tmp_path, clouds, capsys):
+    """np.save appended .npy to PLAN.NPY (the CLI reported a file it had not written)."""
+    px, py, x, y = clouds
+    assert main(["solve", px, py, "--reg", "0.05", "--out", str(tmp_path / "P.NPY")]) == 0
+    assert main(["pairwise", px, py, "--metric", "sliced_wasserstein", "--no-progress",
+                 "--out", str(tmp_path / "D.NPY"), "--status", str(tmp_path / "S.Npy")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["x.npy", "y.npy", "P.NPY", "D.NPY", "S.Npy"])
+    expected = ottools.sinkhorn(None, None, ottools.cost_matrix(x, y), 0.05)
+    np.testing.assert_allclose(np.load(tmp_path / "P.NPY"), expected.plan, rtol=1e-15)
+    assert np.load(tmp_path / "D.NPY").shape == (2, 2)
+
+
+def test_pairwise_write_failure_after_the_matrix_is_one_line(tmp_path, clouds, capsys):
+    """A write that fails after the up-front check (here a dangling link) raised a
+    traceback after the whole matrix."""
+    px, py, _, _ = clouds
+    (tmp_path / "D.npy").symlink_to(tmp_path / "gone" / "D.npy")
+    code = main(["pairwise", px, py, "--metric", "sliced_wasserstein", "--no-progress",
+                 "--out", str(tmp_path / "D.npy")])
+    assert code == 2
+    err = _one_line(capsys.readouterr().err)
+    assert err.startswith("ottools pairwise: error: cannot write --out"), err
+
+
+def test_pairwise_counts_failed_pairs_and_self_terms_apart(tmp_path, clouds, capsys):
+    """--metric sinkhorn solves the diagonal too: 'failures 3' was printed for 1 pair."""
+    px, py, _, _ = clouds
+    code = main(["pairwise", px, py, "--metric", "sinkhorn", "--reg", "0.001",
+                 "--maxiter", "2", "--no-progress", "--out", str(tmp_path / "D.npy"),
+                 "--status", str(tmp_path / "S.npy")])
+    out = capsys.readouterr().out
+    S = np.load(tmp_path / "S.npy")
+    assert code == 1 and S[0, 1] != 0 and S[0, 0] != 0 and S[1, 1] != 0
+    assert "pairs     1" in out and "failures  1 (pairs" in out
+    assert "self terms 2 did not converge" in out
+
+
 def test_solve_unreadable_file_exits_2(tmp_path, capsys):
     code = main(["solve", str(tmp_path / "missing.npy"), str(tmp_path / "y.npy"), "--reg", "1"])
     assert code == 2
@@ -159,7 +197,18 @@ def test_solve_mismatched_dimensions_exit_2(tmp_path, capsys):
     (["solve", "{x}", "{y}", "--reg", "0.1", "--method", "newton"], "unknown method 'newton'"),
     (["solve", "{x}", "{y}", "--reg", "0.1", "--maxiter", "0"], "argument --maxiter"),
     (["solve", "{x}", "{y}", "--reg", "0.1", "--metric", "minkowski", "--p", "0.5"],
-     "`p` must be >= 1"),
+     "argument --p: must be a finite number >= 1; got 0.5"),
+    # --p was silently ignored by the other metrics
+    (["solve", "{x}", "{y}", "--reg", "0.1", "--p", "7"],
+     "--p applies to the minkowski and minkowski_p metrics, not to --metric sqeuclidean"),
+    (["pairwise", "{x}", "{y}", "--reg", "-1", "--out", "{dir}/D.npy"],
+     "argument --reg: must be a positive finite number; got -1"),
+    (["pairwise", "{x}", "{y}", "--reg", "1", "--jobs", "0", "--out", "{dir}/D.npy"],
+     r"argument --jobs: must be -1 \(all cores\) or a positive integer; got 0"),
+    (["pairwise", "{x}", "{y}", "--metric", "sliced_wasserstein", "--seed", "-1",
+      "--out", "{dir}/D.npy"], "argument --seed: must be an integer >= 0; got -1"),
+    (["pairwise", "{x}", "{y}", "--reg", "1", "--maxiter", "0", "--out", "{dir}/D.npy"],
+     "argument --maxiter: must be a positive integer; got 0"),
     (["solve", "{x}", "{y}"], "the following arguments are required: --reg"),
     ([], r"the following arguments are required: \{demo,solve,pairwise\}"),
 ])

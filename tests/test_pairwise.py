@@ -425,7 +425,6 @@ def test_cli_reports_failures_and_statuses(rng, tmp_path, capsys):
     (["--metric", "sinkhorn_divergence"], "--reg is required"),
     (["--metric", "nope"], "unknown --metric 'nope'"),
     (["--metric", "sliced_wasserstein", "--reg", "1"], "--reg and --tol apply"),
-    (["--metric", "sliced_wasserstein", "--p", "0.5"], "must be >= 1"),
     (["--metric", "sliced_wasserstein", "--extra"], "NAN"),
     (["--metric", "sliced_wasserstein", "--missing"], "no such file"),
     (["--metric", "sliced_wasserstein", "--txt"], "expected a .npy or .csv"),
@@ -466,7 +465,7 @@ def test_cli_bad_input_exits_2_with_one_line(rng, tmp_path, capsys, argv, match)
                             "--no-progress"], capsys)
     assert code == 2
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ottools: error: ")
+    assert len(lines) == 1 and lines[0].startswith("ottools pairwise: error: ")
     import re
 
     assert re.search(match, lines[0]), lines[0]
