@@ -264,20 +264,8 @@ def test_bad_collections(rng):
     np.testing.assert_array_equal(one, np.zeros((1, 1)))
 
 
-def test_exact_without_emd_says_so(rng, monkeypatch):
-    monkeypatch.delattr(ottools, "emd", raising=False)
-    with pytest.raises(NotImplementedError, match="ottools.emd"):
-        pairwise_distances(clouds(rng, 3), metric="exact")
-
-
-def test_exact_uses_emd_when_present(rng, monkeypatch):
+def test_exact_equals_pot(rng):
     ot = pytest.importorskip("ot")
-    from ottools._result import make_result
-
-    def fake_emd(a, b, cost, maxiter=None):
-        return make_result(fun=float(ot.emd2(a, b, cost)), status=0, success=True)
-
-    monkeypatch.setattr(ottools, "emd", fake_emd, raising=False)
     xs = clouds(rng, 4, d=2)
     D = pairwise_distances(xs, metric="exact")
     E = direct(lambda x, y, a, b: ot.emd2([], [], ot.dist(x, y)), xs)
