@@ -36,7 +36,7 @@ _MAXITER_MESSAGE = (
     "increase maxiter."
 )
 _OPTIMAL_MESSAGE = (
-    "Optimal: no reduced cost C_ij - f_i - g_j is below -rc_tol * max|C|."
+    "Optimal: no reduced cost C_ij - f_i - g_j is below -rc_tol * s (see emd's rc_tol)."
 )
 
 
@@ -90,9 +90,12 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
         pivots price (see Notes); ``column_candidates`` (4): per-column candidates
         added to the starting greedy plan; ``block_size`` (``None``:
         ``ceil(sqrt(n K))``): candidates priced per block; ``rc_tol`` (1e-13, in
-        ``(0, 1e-3]``): a reduced cost counts as negative below ``-rc_tol * max|C|``
-        (much smaller values let rounding noise in the potentials drive pivots that
-        never end; ``maxiter`` then reports it). An unknown key raises ``TypeError``.
+        ``(0, 1e-3]``): a reduced cost counts as negative below ``-rc_tol * s``, ``s``
+        the scale of its rounding: ``2 max(|f|, |g|) + max(0, -min C)`` for the current
+        potentials, at most ``max|C|`` (one large "forbidden" cost among small ones
+        leaves the tolerance of the small ones; much smaller values of ``rc_tol`` let
+        rounding noise in the potentials drive pivots that never end; ``maxiter`` then
+        reports it). An unknown key raises ``TypeError``.
 
     Returns
     -------
@@ -101,7 +104,7 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
         basic plan: at most ``n + m - 1`` non-zeros (explicit zeros are not stored).
         ``fun``, ``cost`` : float, ``<P, C>`` (summed in float64).
         ``f``, ``g`` : ndarrays (n,), (m,) in the input dtype, optimal dual potentials:
-        ``f_i + g_j <= C_ij + rc_tol * max|C|`` everywhere, with equality (up to rounding,
+        ``f_i + g_j <= C_ij + rc_tol * s`` everywhere (``s`` above), with equality (up to rounding,
         about 1e-15 of ``max|C|``) on the plan's support; centred so that
         ``<f, a> = <g, b>``. Entries of zero weight hold the hard c-transform
         (``f_i = min_j C_ij - g_j`` over the positive-weight ``j``, then ``g_j`` lowered
@@ -150,9 +153,9 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
 
     *Pricing.* The entering arc is the most negative reduced cost of a block of the
     per-row candidate lists (block search [2]_ over ``n K`` arcs instead of all
-    ``n m``); when the lists hold none below ``-rc_tol * max|C|``, one pass over the
-    full cost matrix refills every row's list with its ``K`` currently smallest
-    reduced costs, and the solver stops when that pass finds none. The final pass
+    ``n m``); when the lists hold none below ``-rc_tol * s`` (``s`` under ``options``),
+    one pass over the full cost matrix refills every row's list with its ``K``
+    currently smallest reduced costs, and the solver stops when that pass finds none. The final pass
     certifies dual feasibility: it covers every entry of ``cost``.
 
     *Point clouds.* With ``cost=PointCloud(x, y, ...)`` every pass over the costs
@@ -248,20 +251,25 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     nodes = n + m + 1
     tree = _Tree(nodes)
     _k.build_tree(src, ncell, cell_i, cell_j, cell_x, f0, g0, *tree.arrays())
-    eps = opts["rc_tol"] * prob.cost_scale
+    tolerance = _Tolerance(opts["rc_tol"], prob, tree.pi)
     block = opts["block_size"] or int(np.ceil(np.sqrt(n * K)))
     state = np.zeros(2, dtype=np.int64)  # list position, number of full sweeps
     nit = 0
     optimal = False
     while nit < maxiter:
         budget = min(_PIVOTS_PER_CALL, maxiter - nit)
+        eps = tolerance()
         code, done = _k.pivots(src, *tree.arrays(), lj, lc, lv, state, block, eps, budget)
         nit += int(done)
         if code == KernelStatus.DONE:
-            optimal = True
-            break
+            # decided with the tolerance of the potentials at the call's start: if they
+            # shrank since (a large cost left the basis), the current one decides
+            now = tolerance()
+            if now >= eps or _k.is_optimal(src, tree.pi, lj, lc, lv, now):
+                optimal = True
+                break
     if not optimal:  # maxiter pivots done (or maxiter=0): a full pass decides
-        optimal = bool(_k.is_optimal(src, tree.pi, lj, lc, lv, eps))
+        optimal = bool(_k.is_optimal(src, tree.pi, lj, lc, lv, tolerance()))
     res = _result(prob, tree, src, optimal, nit, n, m)
     if scale:
         with np.errstate(over="ignore"):
@@ -269,6 +277,25 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
                 res[key] = float(np.ldexp(res[key], scale))
             res.f, res.g = (np.ldexp(p, scale).astype(p.dtype) for p in (res.f, res.g))
     return res
+
+
+class _Tolerance:
+    """The reduced-cost tolerance of the pricing: ``rc_tol`` times the scale of the
+    rounding in ``C_ij - f_i - g_j`` where it can be negative. Such an entry has
+    ``C_ij < f_i + g_j``, so its rounding is that of ``2 max|pi| + max(0, -min C)``
+    (``pi`` the current potentials), capped at ``max|C|``. Scaled by ``max|C|`` alone,
+    one large cost ("big M" on a forbidden cell: 1e13 among costs in [0, 1]) let every
+    reduced cost of the others pass for zero (a plan 137 % above the optimum called
+    optimal)."""
+
+    def __init__(self, rc_tol, prob, pi):
+        self.rc_tol, self.pi = rc_tol, pi
+        self.cap = prob.cost_scale
+        self.neg = max(0.0, -prob.cost_range[0])
+
+    def __call__(self):
+        s = 2.0 * float(np.abs(self.pi).max()) + self.neg
+        return self.rc_tol * (s if s < self.cap else self.cap)
 
 
 class _Tree:

@@ -481,3 +481,20 @@ def test_costs_near_the_top_of_float64(rng, s):
     for key in ("fun", "cost", "dual_value", "f", "g"):
         unit[key] = res[key] / abs(s)
     _assert_certificate(unit, a, b, C)
+
+
+@pytest.mark.parametrize("big", [1e3, 1e11, 1e13, 1e100])
+def test_one_forbidden_cell_keeps_the_others_exact(big):
+    """A "big M" cost on one cell: the tolerance scaled by max|C| let every reduced cost
+    of the others pass for zero (1e13 among costs in [0, 1]: a plan 137 % above the
+    optimum, status 0)."""
+    rng = np.random.default_rng(0)
+    n = 100
+    C = rng.random((n, n))
+    C[0, 0] = big
+    a = np.full(n, 1 / n)
+    res = ottools.emd(a, a, C)
+    r, c = linear_sum_assignment(C)
+    assert res.success
+    assert res.fun == pytest.approx(C[r, c].sum() / n, rel=1e-13)
+    assert (C - res.f[:, None] - res.g[None, :]).min() >= -1e-13
