@@ -19,6 +19,15 @@ __all__ = ["PointCloud"]
 _ko = lazy("_online")
 
 _METRICS = {"sqeuclidean": 0, "euclidean": 1, "cityblock": 2, "minkowski": 3}
+_ALIASES = {"l1": "cityblock", "l2": "euclidean"}  # those of ottools.cost_matrix
+
+
+def _online_name(metric):
+    """The kernel's name of a metric string (aliases resolved; None if it has none)."""
+    if not isinstance(metric, str):
+        return None
+    name = _ALIASES.get(metric.lower(), metric.lower())
+    return name if name in _METRICS else None
 
 
 # Dense problems above this many bytes (cost, kernel and plan: 3 n m itemsize) are solved
@@ -30,7 +39,7 @@ def use_online(n, m, dtype, metric, online):
     """Whether to solve on a :class:`PointCloud`: ``online`` True/False, or (None) when the
     dense matrices of an (n, m) problem would exceed :data:`DENSE_BUDGET` and ``metric``
     has an online kernel."""
-    supported = isinstance(metric, str) and metric.lower() in _METRICS
+    supported = _online_name(metric) is not None
     if online is None:
         return supported and 3.0 * n * m * np.dtype(dtype).itemsize > DENSE_BUDGET
     if online and not supported:
@@ -53,7 +62,7 @@ def point_cloud(x, y, metric, names=("x", "y")):
             raise ValueError(f"`{name}` is too large for a cost computed on the fly: the "
                              f"squared norm of {name}[{i}] overflows float64; rescale the "
                              f"points.")
-    p = 2.0 if isinstance(metric, str) and metric.lower() == "minkowski" else None
+    p = 2.0 if _online_name(metric) == "minkowski" else None
     return PointCloud(x, y, metric, p=p)
 
 
@@ -118,10 +127,11 @@ class PointCloud:
         dtype = _result_dtype(x, y)
         if not isinstance(metric, str):
             raise TypeError(f"`metric` must be a string; got {type(metric).__name__}.")
-        name = metric.lower()
-        if name not in _METRICS:
+        name = _online_name(metric)
+        if name is None:
             raise ValueError(f"Unknown metric {metric!r} for a PointCloud; valid: "
-                             f"{', '.join(map(repr, _METRICS))}.")
+                             f"{', '.join(map(repr, _METRICS))} (or the aliases 'l1', "
+                             f"'l2').")
         if name == "minkowski":
             if p is None:
                 raise TypeError("`p` is required with metric='minkowski'.")

@@ -202,8 +202,10 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
     a = _check_weights(a, n, "a", dtype)
     if online is not None:
         online = _check_bool(online, "online")
-    online = (not (isinstance(reg, (int, float)) and reg == 0)
-              and use_online(n, n, dtype, metric, online))
+    if not isinstance(reg, str):  # a NumPy 0 (np.int64, np.float32) is the exact gap too
+        _reject_tensor(reg, "reg")
+        reg = _check_positive(reg, "reg", allow_zero=True)
+    online = reg != 0 and use_online(n, n, dtype, metric, online)
     if online:
         cost = point_cloud(x, tx, metric, names=("x", "tx"))
         reg = _check_reg(reg, cost.cost_std, n)

@@ -14,9 +14,10 @@ def _reject_tensor(x, name):
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(x, torch.Tensor):
         raise TypeError(
-            f"`{name}` is a torch.Tensor; the NumPy API would drop its gradient. "
-            "Use the differentiable functions in `ottools.torch` instead, or pass "
-            "`tensor.detach().cpu().numpy()`."
+            f"`{name}` is a torch.Tensor, which this argument does not take: pass a "
+            f"number or a NumPy array (`tensor.item()`, `tensor.detach().cpu().numpy()`). "
+            f"To differentiate, use `ottools.torch`, whose functions take tensors for the "
+            f"points, weights, costs and regularization."
         )
 
 

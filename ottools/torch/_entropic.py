@@ -6,7 +6,7 @@ costs it returns, each term then being :func:`sinkhorn` on them."""
 import numpy as np
 import torch
 
-from .._costs import cost_matrix
+from .._costs import cost_matrix, metric_name
 from .._divergence import divergence_value_and_grad, sinkhorn_value_and_grad
 from .._geometry import use_online
 from .._monge_gap import monge_gap_value_and_grad
@@ -25,8 +25,10 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
     The other parameters are those of :func:`ottools.sinkhorn` (``init`` may hold
     tensors). The value is on the inputs' device, in their promoted dtype. Gradients
     (envelope theorem, see :doc:`/guide/torch`): ``d/d cost`` is the plan, ``d/d a`` the
-    centred potential ``f`` (with ``reg_m``: the relaxed dual's derivative
-    ``-reg_m (exp(-f / reg_m) - 1) - reg (P1 / a - sum(b))``), likewise for ``b``. A
+    potential ``f - reg (1 - sum(b))`` in the gauge where the two weight gradients have
+    equal sums (balanced weights move only with equal masses; with ``reg_m``: the
+    relaxed dual's derivative ``-reg_m (exp(-f / reg_m) - 1) - reg (P1 / a - sum(b))``),
+    likewise for ``b``. A
     solve that does not converge warns (:class:`ottools.OTConvergenceWarning`).
 
     Examples
@@ -64,18 +66,23 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
     return apply("sinkhorn", fn, a, b, cost)
 
 
-def _check_online_gradient(where, metric, online, n, m, points, tensors):
+def _is_number(v):
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _check_online_gradient(where, metric, online, problems, tensors):
     """Before any solve: gradients in the points of a problem solved on a cost computed on
     the fly (``online=True``, or the automatic switch for large problems) exist for the
     squared Euclidean cost only (``ottools._divergence.cost_vjp``); refuse the others,
-    naming ``metric``, when one of ``points`` requires grad (``tensors``: all the inputs,
-    for the computation dtype). Returns ``online`` checked."""
+    naming ``metric``. ``problems``: ``(n, m, points)`` for each problem solved (a
+    divergence's ``W(x, x)`` may switch alone), checked when one of its ``points``
+    requires grad; ``tensors``: all the inputs, for the computation dtype. Returns
+    ``online`` checked."""
     if online is not None:
         online = _check_bool(online, "online")
-    if not any(t.requires_grad for t in points):
-        return online
-    if use_online(n, m, dtypes(*tensors)[1], metric, online) and \
-            metric.lower() != "sqeuclidean":
+    dtype = dtypes(*tensors)[1]
+    if any(any(t.requires_grad for t in points) and use_online(n, m, dtype, metric, online)
+           for n, m, points in problems) and metric_name(metric) != "sqeuclidean":
         how = "online=True" if online else "the automatic online switch for large inputs"
         raise NotImplementedError(
             f"ottools.torch.{where}: gradients in the points of a cost computed on the fly "
@@ -161,10 +168,15 @@ def sinkhorn_loss(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean"
     if callable(metric):
         if batch:
             raise ValueError("A callable `metric` with a batch: loop over the pairs.")
+        if online is not None:  # refused as by ottools.sinkhorn_divergence (no kernel)
+            use_online(x.shape[-2], y.shape[-2], np.float64, metric,
+                       _check_bool(online, "online"))
         return _torch_metric_loss(x, y, a, b, reg, metric, debias, kwargs)
     cost_matrix(np.zeros((1, 1)), np.zeros((1, 1)), metric)  # validates the name early
-    online = _check_online_gradient("sinkhorn_loss", metric, online, x.shape[-2],
-                                    y.shape[-2], (x, y), (x, y, a, b))
+    n, m = x.shape[-2], y.shape[-2]
+    problems = [(n, m, (x, y))] + ([(n, n, (x,)), (m, m, (y,))] if debias else [])
+    online = _check_online_gradient("sinkhorn_loss", metric, online, problems,
+                                    (x, y, a, b))
 
     def fn(need, *arrays):
         value, res, grads = divergence_value_and_grad(
@@ -207,9 +219,9 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
                         f"{type(metric).__name__}.")
     if not isinstance(reg, str):
         reg = scalar(reg, "reg")
-    if not (isinstance(reg, (int, float)) and reg == 0):
-        online = _check_online_gradient("monge_gap", metric, online, x.shape[0],
-                                        x.shape[0], (x, tx), (x, tx, a))
+    if isinstance(reg, str) or not (_is_number(reg) and float(reg) == 0):
+        online = _check_online_gradient("monge_gap", metric, online,
+                                        [(x.shape[0], x.shape[0], (x, tx))], (x, tx, a))
 
     def fn(need, x, tx, a):
         res, grads = monge_gap_value_and_grad(
