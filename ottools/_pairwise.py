@@ -179,14 +179,16 @@ class _Sorted:
         self.ex = 0  # the measures' (and directions') scale: see set_scale
 
     def set_scale(self, measures):
-        """Coordinates beyond ``2**1000`` are scaled down by a power of two, exactly, so
-        that projections do not overflow, and directions (which the user may give) as the
-        single calls scale them; a distance is multiplied back. Smaller coordinates are
+        """Coordinates beyond ``2**1000`` (float32: ``2**100``) are scaled down by a power
+        of two, exactly, so that projections do not overflow, and directions (which the
+        user may give) as the single calls scale them; a distance is multiplied back. Smaller coordinates are
         left alone: one exponent for a collection holding measures at 1e200 and 1e-200
         flushed the small ones to 0; pairs whose sums under/overflow are recomputed in
         the scaled form instead (:meth:`pairs`)."""
         top = max((float(np.abs(x).max()) for x, _ in measures if x.size), default=0.0)
-        self.ex = pow2_exponent(top, lo=-math.inf, hi=1000)
+        # (float32: beyond 2**100, whose projections overflowed float32 at 3e38)
+        self.ex = pow2_exponent(top, lo=-math.inf, hi=1000 if self.dtype == np.float64
+                                else 100)
         if self.theta is not None:
             et = pow2_exponent(float(np.abs(self.theta).max()))
             self.theta = np.ldexp(self.theta, -et).astype(self.dtype)

@@ -106,12 +106,21 @@ def _prepare(x, y, a, b, names=("x", "y", "a", "b")):
     return x, y, a, b, dtype
 
 
-def _scaled(arrays, dtype):
+def _scaled(arrays, dtype, p=1.0):
     """``(arrays * 2**-e, e)``: a power of two (exact) that brings the largest magnitude
-    into [0.5, 1) when it lies outside [2**-256, 2**256] (so that projections and their
-    powers neither overflow nor underflow); ``e = 0`` leaves them untouched."""
+    into [0.5, 1) when it lies outside ``[2**-k, 2**k]``, so that projections, their
+    p-th powers and the gradients in ``dtype`` neither overflow nor underflow: ``k`` is
+    256 in float64 and 100 in float32 (the projections), and at most 900 / p (float64)
+    or 100 / p (float32) for the powers while p is below 900 (100) (float32 points of 1e-6 had W_8^8 = 0 in float32
+    and Max-SW returned 0 with success; points of 3e38 overflowed their projections).
+    ``e = 0`` leaves them untouched."""
     top = max(max(float(arr.max()), -float(arr.min())) for arr in arrays)
-    e = pow2_exponent(top)
+    wide = np.dtype(dtype) == np.float64
+    bound, powers = (256, 900.0) if wide else (100, 100.0)
+    # (for p > powers no scale keeps every p-th power in range: left to the callers'
+    # overflow checks and scaled forms)
+    k = bound if p > powers else int(min(bound, powers / max(float(p), 1.0)))
+    e = pow2_exponent(top, -k, k)
     if e == 0:
         return list(arrays), 0
     return [np.ascontiguousarray(np.ldexp(arr, -e), dtype=dtype) for arr in arrays], e
@@ -264,7 +273,8 @@ def _moments(x, w):
     return mean, (xc * w[:, None]).T @ xc
 
 
-def _projected_wpp_and_grad(x, y, a, b, directions, p, direction_weights=None, scale=1.0):
+def _projected_wpp_and_grad(x, y, a, b, directions, p, direction_weights=None, scale=1.0,
+                            need_theta=True):
     """W_p^p on each direction and the gradients of their weighted sum.
 
     Inputs are NumPy arrays of one float dtype, already validated: ``x`` (n, d), ``y``
@@ -277,13 +287,14 @@ def _projected_wpp_and_grad(x, y, a, b, directions, p, direction_weights=None, s
     Returns
     -------
     wpp : ndarray (L,)
-        :math:`W_p^p(\\theta_l\\sharp\\mu, \\theta_l\\sharp\\nu)`, in the dtype of ``x``.
+        :math:`W_p^p(\\theta_l\\sharp\\mu, \\theta_l\\sharp\\nu)`, in float64 (summed in
+        float64 by the kernel: in float32 it under/overflowed where the distance did not).
     grad_x : ndarray (n, d)
         :math:`\\partial / \\partial x_i \\sum_l w_l W_p^p(\\theta_l)`.
     grad_y : ndarray (m, d)
-    grad_directions : ndarray (L, d)
+    grad_directions : ndarray (L, d) or None
         Row ``l``: :math:`w_l\\, \\partial W_p^p(\\theta_l) / \\partial \\theta_l`
-        (Euclidean, not projected on the sphere).
+        (Euclidean, not projected on the sphere); None unless ``need_theta``.
 
     Notes
     -----
@@ -311,8 +322,8 @@ def _projected_wpp_and_grad(x, y, a, b, directions, p, direction_weights=None, s
     GV *= wl[:, None]
     grad_x = GU.T @ theta
     grad_y = GV.T @ theta
-    grad_theta = GU @ x + GV @ y
-    return wpp.astype(dtype), grad_x, grad_y, grad_theta
+    grad_theta = GU @ x + GV @ y if need_theta else None
+    return wpp, grad_x, grad_y, grad_theta
 
 
 def _overflow_error(dtype, what="The distance"):
@@ -372,7 +383,7 @@ def projected_wasserstein(x, y, a=None, b=None, *, directions, p=2):
     x, y, a, b, dtype = _prepare(x, y, a, b)
     p = check_p(p)
     theta = _check_directions(directions, x.shape[1], dtype)
-    (x, y), ex = _scaled((x, y), dtype)
+    (x, y), ex = _scaled((x, y), dtype, p)
     (theta,), et = _scaled((theta,), dtype)
     q, s = _projected_rows(x, y, a, b, theta, p)
     if s is None and ex + et == 0:
@@ -444,7 +455,7 @@ def _unscaled_distance(value, ex, dtype):
 
 def _sliced_value(x, y, a, b, theta, p, estimator, dtype):
     """SW_p (a float of ``dtype``) of one validated pair on validated directions."""
-    (x, y), ex = _scaled((x, y), dtype)
+    (x, y), ex = _scaled((x, y), dtype, p)
     (theta,), et = _scaled((theta,), dtype)
     q, s = _projected_rows(x, y, a, b, theta, p)
     if estimator == "mc":
@@ -622,8 +633,9 @@ def _ascent_message(status, rel_increase, tol, nit, halvings):
                 "coupling changes) or at its rounding floor: a value at least that of "
                 f"the starting direction, but possibly not a local maximum {detail}.")
     if status == NONFINITE:
-        return ("Non-finite values appeared in the objective or its gradient (coordinates "
-                "or p too large for W_p^p); the last finite iterate is returned "
+        return ("Non-finite values appeared in the objective or its gradient, or W_p^p "
+                "underflowed to 0 (coordinates or p too large for W_p^p); the last finite "
+                "iterate is returned, with its distance from the scaled form "
                 f"{detail}.")
     return status_message(CALLBACK, rel_increase=rel_increase, nit=nit)
 
@@ -771,7 +783,7 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
                                                        dtype, "max_sliced_wasserstein")
     d = x.shape[1]
     cand = draw_directions("random", n_projections, d, _check_rng(rng)).astype(dtype)
-    (x, y), ex = _scaled((x, y), dtype)
+    (x, y), ex = _scaled((x, y), dtype, p)
     q, s = _projected_rows(x, y, a, b, cand, p)
     scores = q if s is None else rows_distance(q, s, p)
     order = np.argsort(-scores, kind="stable")[:n_restarts]
@@ -800,7 +812,9 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
             best = run
             break
     theta, f, nit, status, rel = best
-    if np.isfinite(f):
+    if f == 0.0 and scores[order[0]] > 0:
+        status = NONFINITE  # W_p^p underflowed to 0 everywhere (p too large): not a value
+    if np.isfinite(f) and status != NONFINITE:
         fun = value(f)
     else:  # the ascent could not start: the best candidate's value, in the scaled form
         fun = _unscaled_distance(rows_distance(q[order[:1]], None if s is None
@@ -1027,7 +1041,7 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     d = x.shape[1]
     gen = _check_rng(rng)
     cand = draw_directions("random", n_projections, d, gen).astype(dtype)
-    (x, y), ex = _scaled((x, y), dtype)
+    (x, y), ex = _scaled((x, y), dtype, p)
     q, s = _projected_rows(x, y, a, b, cand, p)
     scores = q if s is None else rows_distance(q, s, p)
     start = cand[int(np.argmax(scores))].astype(np.float64)
@@ -1047,7 +1061,9 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     eps, f, nit, status, rel = _sphere_ascent(fun_grad, start, tol, maxiter, options,
                                               callback, report)
     theta = _householder(z, eps)[0].astype(dtype)
-    if np.isfinite(f):
+    if f == 0.0 and np.max(scores) > 0:
+        status = NONFINITE  # W_p^p underflowed to 0 (p too large): not a value
+    if np.isfinite(f) and status != NONFINITE:
         fun = value(f)
     else:  # the objective overflowed: its value in the scaled form
         qd, sd = _projected_rows(x, y, a, b, theta, p)
@@ -1065,9 +1081,9 @@ def _sliced_value_and_grad(x, y, a, b, theta, p):
     """SW_p on the directions ``theta`` and its gradients w.r.t. ``x`` and ``y``, for
     validated arrays of one dtype: ``(value, grad_x, grad_y)`` (value a float)."""
     dtype = x.dtype
-    (xs, ys), ex = _scaled((x, y), dtype)
+    (xs, ys), ex = _scaled((x, y), dtype, p)
     (ts,), et = _scaled((theta,), dtype)
-    wpp, gx, gy, _ = _projected_wpp_and_grad(xs, ys, a, b, ts, p)
+    wpp, gx, gy, _ = _projected_wpp_and_grad(xs, ys, a, b, ts, p, need_theta=False)
     mean = float(np.mean(wpp, dtype=np.float64))
     if np.all(np.isfinite(wpp)) and np.isfinite(mean) and mean >= 1e-290:
         value = max(mean, 0.0) ** (1.0 / p)
@@ -1082,7 +1098,8 @@ def _sliced_value_and_grad(x, y, a, b, theta, p):
         if value == 0.0:
             gx, gy = np.zeros_like(gx), np.zeros_like(gy)
         else:
-            _, gx, gy, _ = _projected_wpp_and_grad(xs, ys, a, b, ts, p, scale=value)
+            _, gx, gy, _ = _projected_wpp_and_grad(xs, ys, a, b, ts, p, scale=value,
+                                                   need_theta=False)
             gx, gy = gx / p, gy / p
             if not (np.all(np.isfinite(gx)) and np.all(np.isfinite(gy))):
                 raise ValueError(f"The gradient of SW_p exceeds the range of {dtype} "

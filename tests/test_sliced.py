@@ -725,3 +725,41 @@ def test_an_overflowing_row_leaves_the_other_rows_of_a_batch_alone():
     out = ottools.wasserstein_1d(u, v, w, axis=1)
     for k in range(3):
         assert out[k] == ottools.wasserstein_1d(u[k], v[k], w[k])
+
+
+# ------------------------------------------------ float32 range, and W_p^p underflow
+def test_float32_projections_near_the_top_of_the_range():
+    """Projections of float32 points near 3e38 overflowed float32 (ValueError where the
+    distance is 1.8e38; Max-SW 24 % low with success)."""
+    x = np.array([[3e38, 3e38], [0, 0]], dtype=np.float32)
+    y = np.array([[0, 0], [1, 1]], dtype=np.float32)
+    theta = np.array([[0.6, 0.8], [1.0, 0.0]])
+    for fn in (lambda u, v: sliced_wasserstein(u, v, p=1, directions=theta),
+               lambda u, v: max_sliced_wasserstein(u, v, p=1, rng=0).fun,
+               lambda u, v: ottools.pairwise_distances(
+                   [u, v], metric="sliced_wasserstein",
+                   metric_kwargs={"p": 1, "directions": theta})[0, 1]):
+        ref = fn(x.astype(np.float64), y.astype(np.float64))
+        assert float(fn(x, y)) == pytest.approx(ref, rel=1e-5)
+
+
+@pytest.mark.parametrize("p, scale", [(8, 1e-6), (4, 1e-12), (2, 1e-25), (8, 1e6)])
+def test_float32_ascents_where_w_p_p_leaves_float32(rng, p, scale):
+    """W_p^p in float32 underflowed (Max-SW and DSW returned 0 with success) or
+    overflowed (status 2, 1 % low)."""
+    x, y = _clouds(rng)
+    for fn in (max_sliced_wasserstein, distributional_sliced_wasserstein):
+        ref = fn(x * scale, y * scale, p=p, rng=0)
+        got = fn((x * scale).astype(np.float32), (y * scale).astype(np.float32), p=p, rng=0)
+        assert got.success and got.fun.dtype == np.float32
+        assert float(got.fun) == pytest.approx(ref.fun, rel=1e-4)
+
+
+def test_ascents_report_an_underflowing_objective(rng):
+    """For p of 2000 no scale keeps W_p^p in float64: all zeros read as a maximum of 0
+    with success; now status 2 with the scaled form's value."""
+    x, y = _clouds(rng)
+    x, y = 0.1 * x, 0.1 * y
+    for fn in (max_sliced_wasserstein, distributional_sliced_wasserstein):
+        res = fn(x, y, p=2000.0, rng=0)
+        assert res.status == 2 and not res.success and res.fun > 0

@@ -859,3 +859,19 @@ def test_tensor_solver_arguments_get_a_message_for_the_torch_layer():
     with pytest.raises(TypeError, match="`maxiter` is a torch.Tensor, which this argument "
                                         "does not take: pass a number"):
         ott.sinkhorn_loss(x, y, reg=0.5, maxiter=torch.tensor(10))
+
+
+@pytest.mark.parametrize("dtype, size, p", [(torch.float32, 1e30, 2), (torch.float64, 1e70, 5),
+                                            (torch.float64, 1e20, 20)])
+def test_sliced_loss_at_extreme_scales_warns_nothing(dtype, size, p):
+    """The unused direction gradient and the cast of W_p^p leaked overflow warnings."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(20, 3, generator=g, dtype=dtype) * size).requires_grad_()
+    y = torch.randn(15, 3, generator=g, dtype=dtype) * size
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = ott.sliced_wasserstein(x, y, p=p, rng=0)
+        value.backward()
+    ref = ottools.sliced_wasserstein(x.detach().numpy(), y.numpy(), p=p, rng=0)
+    assert value.item() == pytest.approx(float(ref), rel=1e-5)
+    assert torch.isfinite(x.grad).all()
