@@ -30,8 +30,9 @@ from ._pool import pool_map
 from ._problem import LinearProblem, Settings, allocate
 from ._result import (CONVERGED, MAXITER, NONFINITE, STALLED, _define_result_class,
                       make_result, status_message)
-from ._sinkhorn import (NEWTON_MIN_SWEEPS, METHODS, floor_message, is_self_transport,
-                        method_options, overflow_message, solve)
+from ._sinkhorn import (NEWTON_MIN_SWEEPS, METHODS, check_reg_normal, entropy_needed,
+                        entropy_terms, floor_message, is_self_transport, method_options,
+                        overflow_message, solve)
 from ._sweeps import ABSORB_BOUND, LOW_MIN_ENTRIES
 from ._validation import (_as_float_array, _check_balanced, _check_method,
                           _check_positive, _check_reg_m, _check_weights, _result_dtype)
@@ -124,6 +125,7 @@ def solve_batch(a, b, cost, reg, *, reg_m, method, tol, maxiter, init, callback,
     name = _check_method(method, METHODS)
     a64, b64, cost, dtype = _check_batch(a, b, cost, reg_m, name, init, callback)
     reg = _check_positive(reg, "reg")
+    check_reg_normal(reg)
     # every option of one call (log's over-relaxation runs in the kernel; epsilon-scaling
     # hands every problem back to the one-problem driver, as auto's does)
     _, opts = method_options(name, options)
@@ -196,6 +198,10 @@ def run_batch(a64, b64, cost, dtype, reg, name, settings, *, self_transport=True
     own = _own_messages(status, code, err, lin, a64, b64, cost, reg, dtype, settings.tol)
     ma, mb = a64.sum(1), b64.sum(1)
     fun = lin + reg * (plogr - pmass + ma * mb)
+    for k in range(B):  # reg large against the costs: the terms entry by entry, as one call
+        if entropy_needed(reg, float(ma[k]), float(mb[k]), float(lin[k])) and \
+                np.isfinite(f[k][a64[k] > 0]).all() and np.isfinite(g[k][b64[k] > 0]).all():
+            fun[k] = lin[k] + reg * entropy_terms(a64[k], b64[k], cost[k], reg, f[k], g[k])[0]
     # The gauge <f, a> = <g, b>, as one problem's driver sets it (ottools._problem's
     # gauge_shift: dot products, here one stacked matmul, the same sums); zero-weight
     # entries first get their c-transform (LinearProblem.expand, which also sets it).

@@ -386,3 +386,61 @@ def test_large_cost_range_from_the_check(dtype):
     prob = LinearProblem.from_args(a, None, cost, balanced=False)
     assert prob.cost_range == (float(prob.costc.min()), float(prob.costc.max()))
     assert prob.cost_range[0] > float(cost.min())
+
+
+# ------------------------------------------------------------------ review 25
+def test_scaling_overflow_returns_a_bounded_last_iterate(rng):
+    """method='scaling' at status 2: u of 1.6e308 made u / a overflow, the potentials
+    inf, and the result the zero start, whose plan overflowed for costs in [-5, -4]
+    (plan inf, fun NaN); now the last iterate's f with g its exact column update."""
+    C = rng.random((4, 5)) - 5.0
+    a, b = np.full(4, 1 / 4), np.full(5, 1 / 5)
+    res = ottools.sinkhorn(a, b, C, reg=1e-3, method="scaling")
+    assert res.status == 2 and not res.success
+    for v in (res.fun, res.cost, res.dual_value, res.err):
+        assert np.isfinite(v)
+    assert np.all(np.isfinite(res.plan)) and np.all(np.isfinite(res.f))
+    np.testing.assert_allclose(res.plan.sum(0), b, rtol=1e-12)  # the columns: exact
+    assert res.nit > 0 and np.ptp(res.f) > 0  # the iterate, not the (constant) start
+
+
+@pytest.mark.parametrize("reg", [1e12, 1e14, 1e16])
+@pytest.mark.parametrize("method", ["auto", "log", "scaling", "sns"])
+def test_huge_reg_keeps_the_entropic_terms(rng, reg, method):
+    """reg far above the costs: P -> a b^T, fun -> <a b^T, C>. The plain sums of the
+    entropic terms cancelled to reg * 1e-16 (1e14: fun 0.489 against 0.467; 1e16: 2.69,
+    with success); a batch member equals its one call."""
+    C = rng.random((12, 9))
+    a, b = rng.random(12), rng.random(9)
+    a, b = a / a.sum(), b / b.sum()
+    res = ottools.sinkhorn(a, b, C, reg, method=method)
+    ref = float(a @ C @ b)
+    assert res.success
+    assert res.fun == pytest.approx(ref, rel=1e-12)
+    assert res.dual_value == pytest.approx(ref, rel=1e-12)
+    if method in ("auto", "log"):
+        batch = ottools.sinkhorn(np.stack([a, a]), np.stack([b, b]), np.stack([C, C]), reg,
+                                 method=method)
+        assert batch.fun[0] == res.fun
+
+
+def test_subnormal_reg_is_refused():
+    with pytest.raises(ValueError, match="`reg` must be at least 2.225e-308"):
+        ottools.sinkhorn(None, None, np.zeros((3, 3)), 1e-310)
+    with pytest.raises(ValueError, match="`reg` must be at least"):
+        ottools.sinkhorn(None, None, np.zeros((2, 3, 3)), 1e-310)
+    res = ottools.sinkhorn(None, None, np.zeros((3, 3)), 1e-300)
+    assert res.success and np.allclose(res.plan, 1 / 9)
+
+
+@pytest.mark.parametrize("method, opts", [("auto", {}), ("log", {"epsilon_scaling": True})])
+def test_callback_every_check_every_iterations_through_the_annealing(method, opts):
+    """The count restarted at each annealing level (3 sweeps each in auto): no callback
+    during the 35 sweeps of annealing, then irregular ones."""
+    rng = np.random.default_rng(1)
+    x, y = rng.random((40, 2)), rng.random((30, 2))
+    C = ((x[:, None] - y[None]) ** 2).sum(-1)
+    nits = []
+    ottools.sinkhorn(None, None, C, 1e-4, method=method, maxiter=100,
+                     callback=lambda ir: nits.append(ir.nit), options=opts)
+    assert nits[:4] == [10, 20, 30, 40]

@@ -654,7 +654,11 @@ def scaled_potential(f, u, a, reg):
     kernel, so that both round the logarithm alike."""
     out = np.empty(f.shape[0])
     for i in range(f.shape[0]):
-        out[i] = f[i] + reg * np.log(u[i] / a[i])
+        r = u[i] / a[i]
+        if np.isfinite(r) and r > 0.0:
+            out[i] = f[i] + reg * np.log(r)
+        else:  # u / a beyond float64 (u of 1.6e308 with a = 1/4): inf where u is finite
+            out[i] = f[i] + reg * (np.log(u[i]) - np.log(a[i]))
     return out
 
 
