@@ -993,7 +993,8 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
 
         ``status``: 0 converged (``err <= tol``); 1 ``maxiter`` reached; 2 non-finite
         values (under/overflow of the scaling form, or a ``reg`` so small against the
-        cost that the plan cannot be represented; the last finite iterate is returned);
+        cost that the plan cannot be represented; the last finite iterate is returned,
+        for the scaling form its ``f`` with ``g`` the exact column update, a bounded plan);
         3 stopped by ``callback``; 4 stalled: the iteration's error reached ``tol`` but
         the error recomputed from the plan is above it (``tol`` below the rounding floor
         of the dtype), or 50 Newton steps in a row did not halve the error (the floor
