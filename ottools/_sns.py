@@ -32,7 +32,8 @@ NEWTON_OPTIONS = {
     "mass_tol": _Option("float", 1e-6, lo=0.0, lo_open=True),
     "density_growth": _Option("float", 2.0, lo=1.0),
     "shift_max": _Option("float", 1e-3, lo=0.0),
-    "cg_tol": _Option("float", None, lo=0.0, lo_open=True, none_ok=True),
+    "cg_tol": _Option("float", None, lo=0.0, lo_open=True, hi=1.0, hi_open=True,
+                      none_ok=True),  # (>= 1: no CG iteration, zero steps to maxiter)
     "cg_maxiter": _Option("int", None, lo=1, none_ok=True),
     "armijo": _Option("float", 1e-4, lo=0.0, hi=1.0, lo_open=True, hi_open=True),
     "backtrack": _Option("float", 0.5, lo=0.0, hi=1.0, lo_open=True, hi_open=True),

@@ -348,8 +348,8 @@ class _Option:
         lo_bad = self.lo is not None and (val <= self.lo if self.lo_open else val < self.lo)
         hi_bad = self.hi is not None and (val >= self.hi if self.hi_open else val > self.hi)
         if lo_bad or hi_bad:
-            left = "(" if self.lo_open else "["
-            right = ")" if self.hi_open else "]"
+            left = "(" if self.lo_open or self.lo is None else "["  # (inf: never finite)
+            right = ")" if self.hi_open or self.hi is None else "]"
             lo = "-inf" if self.lo is None else f"{self.lo:g}"
             hi = "inf" if self.hi is None else f"{self.hi:g}"
             raise ValueError(f"`{name}` must be in {left}{lo}, {hi}{right}; got {val!r}.")

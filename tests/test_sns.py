@@ -567,3 +567,10 @@ def test_warm_start_far_off_the_gauge_converges(method):
         init = (rng.normal(size=40) * s, rng.normal(size=30) * s)
         res = ottools.sinkhorn(a, b, C, 1e-3, method=method, init=init)
         assert res.success and res.err <= 1e-9
+
+
+def test_cg_tol_of_one_or_more_is_refused():
+    """cg_tol >= 1 stops CG before its first iteration: ~270 Newton steps that moved
+    nothing, to maxiter."""
+    with pytest.raises(ValueError, match=r"`options\['cg_tol'\]` must be in \(0, 1\); got 2"):
+        ottools.sinkhorn(None, None, np.eye(3), 0.1, method="sns", options={"cg_tol": 2.0})
