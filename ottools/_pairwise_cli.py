@@ -62,7 +62,7 @@ def add_pairwise_parser(subparsers):
     p.add_argument("--metric", default="sinkhorn_divergence",
                    help="one of: " + ", ".join(METRICS) + " (default sinkhorn_divergence)")
     p.add_argument("--reg", type=positive_float, help="entropic regularization (sinkhorn metrics; required there, no default)")
-    p.add_argument("--cost", default="sqeuclidean",
+    p.add_argument("--cost", default=None,
                    help="ground cost of the entropic metrics (see cost_matrix; default sqeuclidean)")
     p.add_argument("--p", type=order_p, help="order p (default: 2 for sliced, 1 for 1-D)")
     p.add_argument("--n-projections", type=positive_int, help="sliced directions (default 100)")
@@ -105,17 +105,21 @@ def _load(path):
 def _metric_kwargs(args, metric):
     kw = {}
     entropic = metric in ("sinkhorn_divergence", "sinkhorn")
+    if args.cost is not None and not (entropic or metric == "exact"):
+        raise PairwiseInputError(f"--cost applies to the entropic metrics and exact, not to "
+                                 f"--metric {metric} (its ground cost is |x - y|^p)")
+    cost = "sqeuclidean" if args.cost is None else args.cost
     if entropic:
         if args.reg is None:
             raise PairwiseInputError(f"--reg is required for --metric {metric}")
-        kw.update(reg=args.reg, metric=args.cost)
+        kw.update(reg=args.reg, metric=cost)
         if args.tol is not None:
             kw["tol"] = args.tol
     elif args.reg is not None or args.tol is not None:
         raise PairwiseInputError(f"--reg and --tol apply to the entropic metrics, not to "
                                  f"--metric {metric}")
     if metric == "exact":
-        kw["metric"] = args.cost
+        kw["metric"] = cost
     if args.maxiter is not None:
         if not (entropic or metric == "exact"):
             raise PairwiseInputError(f"--maxiter does not apply to --metric {metric}")

@@ -413,6 +413,7 @@ def test_cli_reports_failures_and_statuses(rng, tmp_path, capsys):
     (["--metric", "sinkhorn_divergence"], "--reg is required"),
     (["--metric", "nope"], "unknown --metric 'nope'"),
     (["--metric", "sliced_wasserstein", "--reg", "1"], "--reg and --tol apply"),
+    (["--metric", "sliced_wasserstein", "--cost", "cityblock"], "--cost applies to the"),
     (["--metric", "sliced_wasserstein", "--extra"], "NAN"),
     (["--metric", "sliced_wasserstein", "--missing"], "no such file"),
     (["--metric", "sliced_wasserstein", "--txt"], "expected a .npy or .csv"),
