@@ -1,11 +1,12 @@
 """Sinkhorn divergence between point clouds: three entropic problems, one driver."""
 
 import contextlib
+import math
 import os
 
 import numpy as np
 
-from ._costs import cost_matrix, exactly_symmetric, named_cost_matrix
+from ._costs import EXTREME, cost_matrix, exactly_symmetric, metric_name, named_cost_matrix
 from ._geometry import point_cloud, use_online
 from ._kernels import adapts_threads, lazy
 from ._pool import pool_map
@@ -59,6 +60,71 @@ def _transposed(res):
     return out
 
 
+# Metrics whose parameters SciPy's cdist estimates from the points (``V``, ``VI``): the
+# three problems of the divergence take them from ``x`` and ``y`` stacked, once.
+_ESTIMATED = {"seuclidean": "V", "mahalanobis": "VI"}
+
+
+def _dense_costs(x, y, metric, dtype):
+    """``cost(u, v, names)``: the dense cost matrix (in ``dtype``) of points ``u``, ``v``
+    among ``x`` and ``y`` for the three problems of the divergence, errors naming the
+    points ``names``. ``"seuclidean"`` and ``"mahalanobis"`` get one ground cost: their
+    variances (``V``, ``VI`` of :func:`scipy.spatial.distance.cdist`) estimated once from
+    ``x`` and ``y`` stacked, as ``cost_matrix(x, y, metric)`` does, and used for
+    ``c(x, x)`` and ``c(y, y)`` too (three ``cost_matrix`` calls estimated them from ``x``
+    alone, ``y`` alone and both: S combined three metrics). Points of extreme magnitude
+    are scaled by the same power of two (exact: these metrics are invariant)."""
+    name = metric_name(metric) if isinstance(metric, str) else None
+    if name not in _ESTIMATED:
+        return lambda u, v, names: named_cost_matrix(u, v, metric, names=names)
+    from scipy.spatial.distance import cdist  # lazy: keeps `import ottools` cheap
+
+    z = np.vstack([x, y]).astype(np.float64)
+    top = float(np.abs(z).max())
+    e = math.frexp(top)[1] if (top > EXTREME or 0 < top < 1 / EXTREME) else 0
+    z = np.ldexp(z, -e)
+    if name == "seuclidean":
+        param = np.var(z, axis=0, ddof=1)  # SciPy's cdist default
+    else:
+        n, d = z.shape
+        why = (f"the covariance of their {n} points stacked (dimension {d}) needs at "
+               f"least {d + 1} points" if n <= d else None)
+        if why is None:
+            try:
+                param = np.linalg.inv(np.cov(z.T)).T  # SciPy's cdist default
+            except np.linalg.LinAlgError:
+                why = "the covariance of their points stacked is singular"
+        if why is not None:
+            raise ValueError(f"`metric`='mahalanobis' cannot be evaluated on `x` and `y`: "
+                             f"{why}.")
+
+    def cost(u, v, names):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            out = cdist(np.ldexp(u.astype(np.float64), -e),
+                        np.ldexp(v.astype(np.float64), -e), name, **{_ESTIMATED[name]: param})
+        if not np.all(np.isfinite(out)):
+            i, j = (int(k[0]) for k in np.nonzero(~np.isfinite(out)))
+            hint = (" (a coordinate constant over `x` and `y` has variance 0)"
+                    if name == "seuclidean" else "")
+            raise ValueError(f"`metric`={name!r} is undefined (got {out[i, j]}) between "
+                             f"{names[0]}[{i}] and {names[1]}[{j}]{hint}; choose a metric "
+                             f"defined for these points.")
+        return np.ascontiguousarray(out, dtype=dtype)
+
+    return cost
+
+
+def _mass_term(xy, xx, yy):
+    """The mass term ``reg / 2 (sum(a) - sum(b))**2`` of the unbalanced divergence (0 for a
+    balanced one), as NumPy float64 arithmetic: inf where it overflows (masses near 1e160
+    raised a bare OverflowError from Python's ``**``), as the entropic values do."""
+    if getattr(xy, "reg_m", None) is None:
+        return 0.0
+    diff = np.float64(xx.masses[0]) - np.float64(yy.masses[0])
+    with np.errstate(over="ignore"):
+        return float(0.5 * np.float64(xy.reg) * diff * diff)
+
+
 @adapts_threads
 def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
                      method="auto", tol=None, maxiter=10_000, options=None, online=None):
@@ -96,14 +162,25 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
     # (r_b, r_a) by transposition, so the self problems take the pair as given).
     rho_xy = rho[::-1] if (swap and rho is not None) else rho
 
+    dense_costs = None
+
     def solve_pair(u, v, wu, wv, self_transport=False, pair=("x", "y")):
+        nonlocal dense_costs
         if use_online(u.shape[0], v.shape[0], dtype, metric, online):
             cost = point_cloud(u, v, metric, names=(names[pair[0]], names[pair[1]]))
             symmetric = self_transport
         else:
-            cost = np.ascontiguousarray(
-                named_cost_matrix(u, v, metric, names=(names[pair[0]], names[pair[1]])),
-                dtype=dtype)
+            if dense_costs is None:
+                dense_costs = _dense_costs(x, y, metric, dtype)
+            if swap and callable(metric) and not self_transport:
+                # A callable's cross cost is metric(x, y) of the user's x and y, whatever
+                # the orientation solved: a non-symmetric callable gave the divergence of
+                # the reversed pair (its metric(y, x) transposed).
+                cost = np.ascontiguousarray(
+                    dense_costs(v, u, (names[pair[1]], names[pair[0]])).T, dtype=dtype)
+            else:
+                cost = np.ascontiguousarray(
+                    dense_costs(u, v, (names[pair[0]], names[pair[1]])), dtype=dtype)
             symmetric = self_transport and exactly_symmetric(metric, u.shape[1])
         if self_transport and not symmetric:
             cost, symmetric = _symmetrized(cost)
@@ -154,7 +231,13 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
         is this value for the cost ``|x - y|^2 / 2`` (pass ``x / sqrt(2)``, ``y / sqrt(2)``).
     metric : str or callable, default "sqeuclidean"
         Ground cost, any name accepted by :func:`ottools.cost_matrix`, or a callable
-        ``metric(x, y) -> (n, m) array``.
+        ``metric(x, y) -> (n, m) array``: the three problems' costs are ``c(x, y)``,
+        ``c(x, x)`` and ``c(y, y)`` (a callable's cross cost is ``metric(x, y)`` whatever
+        the orientation solved). ``"seuclidean"`` and ``"mahalanobis"`` estimate their
+        variances (``V``, ``VI`` of :func:`scipy.spatial.distance.cdist`) once, from ``x``
+        and ``y`` stacked (as ``cost_matrix(x, y, metric)`` does), and use them for the
+        three problems, so that :math:`S_\varepsilon` has one ground cost
+        (``cost_matrix(x, x, "seuclidean")`` alone estimates them from ``x`` only).
     method : str, default "auto"
         Sinkhorn method of the three problems (see :func:`ottools.sinkhorn`); ``"auto"``
         converges at every ``reg`` (epsilon-scaling, over-relaxed sweeps, Newton finish).
@@ -215,7 +298,9 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
 
     *Symmetry.* The cross problem is solved in one orientation whatever the order of the
     arguments, so ``sinkhorn_divergence(x, y).fun == sinkhorn_divergence(y, x).fun``
-    exactly, and ``sinkhorn_divergence(x, x).fun == 0``.
+    exactly, and ``sinkhorn_divergence(x, x).fun == 0``. (A callable ``metric`` that is not
+    symmetric, ``metric(x, y) != metric(y, x).T``, defines a divergence that is not
+    symmetric either: the cross problem then solves on ``metric(x, y)`` transposed.)
 
     References
     ----------
@@ -255,10 +340,8 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
     names = {id(xy): "W(x, y)", id(xx): "W(x, x)", id(yy): "W(y, y)"}
     message = ("Converged: the three entropic problems reached tol." if not failed else
                " | ".join(f"{names[id(p)]}: {p.message}" for p in failed))
-    value = float(xy.fun - 0.5 * (xx.fun + yy.fun))
-    if getattr(xy, "reg_m", None) is not None:
-        # Unbalanced: the mass term of Sejourne et al. (zero for equal masses).
-        value += 0.5 * xy.reg * (xx.masses[0] - yy.masses[0]) ** 2
+    # Unbalanced: the mass term of Sejourne et al. (zero for equal masses).
+    value = float(xy.fun - 0.5 * (xx.fun + yy.fun)) + _mass_term(xy, xx, yy)
     return make_result(
         fun=value, xy=xy, xx=xx, yy=yy,
         nit=int(xy.nit + xx.nit + yy.nit), err=float(max(p.err for p in parts)),
@@ -569,9 +652,7 @@ def _value_and_grad(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidea
         x, y, a, b, _ = _check_samples(x, y, a, b)
         a = _check_weights(a, x.shape[0], "a", dtype)
         b = _check_weights(b, y.shape[0], "b", dtype)
-        value = float(xy.fun - 0.5 * (xx.fun + yy.fun))
-        if getattr(xy, "reg_m", None) is not None:
-            value += 0.5 * xy.reg * (xx.masses[0] - yy.masses[0]) ** 2
+        value = float(xy.fun - 0.5 * (xx.fun + yy.fun)) + _mass_term(xy, xx, yy)
         results = (xy, xx, yy)
     return value, results, _grads(results, x, y, a, b, metric, debias, need, dtype)
 

@@ -361,3 +361,112 @@ def test_sinkhorn_divergence_batch_errors_name_the_pair(rng):
         sinkhorn_divergence(x, y, None, b, reg=0.1)
     with pytest.raises(ValueError, match="`x` must be 3-D"):
         sinkhorn_divergence(x[0], y, reg=0.1)
+
+
+def _three_solves(a, b, cxy, cxx, cyy, reg):
+    """The divergence from three ``ottools.sinkhorn`` calls (the reference)."""
+    parts = [ottools.sinkhorn(p, q, c, reg, tol=1e-11) for p, q, c in
+             ((a, b, cxy), (a, a, cxx), (b, b, cyy))]
+    assert all(r.success for r in parts)
+    return parts[0].fun - 0.5 * (parts[1].fun + parts[2].fun), parts[0].fun
+
+
+def test_non_symmetric_callable_cross_cost_is_metric_of_x_and_y():
+    """The cross problem is solved in one orientation (``_swapped``): with a callable
+    that is not symmetric, the swapped orientation solved on metric(y, x) transposed and
+    returned the divergence of the reversed pair (1.4997 against 2.2497). Both argument
+    orders, so that one of them is solved swapped."""
+    from ottools._divergence import _swapped
+
+    def metric(u, v):  # |u - v|^2 + u_0: a valid ground cost, c(u, v) != c(v, u)
+        return ((u[:, None] - v[None]) ** 2).sum(-1) + u[:, :1]
+
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
+    y = np.array([[0.0, 0.0], [0.5, 0.5]])
+    a, b = np.full(3, 1 / 3), np.full(2, 1 / 2)
+    assert _swapped(x, y, a, b) != _swapped(y, x, b, a)
+    for u, v, p, q in ((x, y, a, b), (y, x, b, a)):
+        want, want_xy = _three_solves(p, q, metric(u, v), metric(u, u), metric(v, v), 0.5)
+        res = sinkhorn_divergence(u, v, p, q, reg=0.5, metric=metric, tol=1e-11)
+        assert res.success
+        np.testing.assert_allclose(res.fun, want, rtol=1e-9)
+        np.testing.assert_allclose(res.xy.fun, want_xy, rtol=1e-9)
+        assert res.xy.plan.shape == (len(u), len(v))
+        np.testing.assert_allclose(res.xy.plan.sum(1), p, atol=1e-10)
+    # different values: the two orders are two different divergences here
+    assert abs(sinkhorn_divergence(x, y, a, b, reg=0.5, metric=metric).fun
+               - sinkhorn_divergence(y, x, b, a, reg=0.5, metric=metric).fun) > 0.5
+
+
+@pytest.mark.parametrize("metric", ["seuclidean", "mahalanobis"])
+def test_estimated_metrics_use_one_ground_cost(rng, metric):
+    """seuclidean / mahalanobis estimate their variances from the points: the three
+    problems took them from x alone, y alone and both (three metrics: 1.673 against
+    1.744). The reference: one cost built with cdist(V=...) / cdist(VI=...) from x and
+    y stacked, used by three ottools.sinkhorn calls."""
+    from scipy.spatial.distance import cdist
+
+    x = rng.normal(size=(10, 3)) * [1.0, 0.1, 2.0]
+    y = rng.normal(size=(12, 3)) * [0.1, 3.0, 1.0] + 1.0
+    z = np.vstack([x, y])
+    kw = ({"V": np.var(z, axis=0, ddof=1)} if metric == "seuclidean" else
+          {"VI": np.linalg.inv(np.cov(z.T)).T})
+
+    def c(u, v):
+        return cdist(u, v, metric, **kw)
+
+    want, _ = _three_solves(None, None, c(x, y), c(x, x), c(y, y), 0.2)
+    for u, v in ((x, y), (y, x)):
+        res = sinkhorn_divergence(u, v, reg=0.2, metric=metric, tol=1e-11)
+        assert res.success
+        np.testing.assert_allclose(res.fun, want, rtol=1e-9)
+    # the cross problem is cost_matrix's, and S(x, y) = S(y, x) exactly still
+    xy, _, _ = _parts(x, y, reg=0.2, metric=metric)
+    np.testing.assert_allclose(xy.plan.sum(1), 1 / 10, atol=1e-10)
+    assert (sinkhorn_divergence(x, y, reg=0.2, metric=metric).fun
+            == sinkhorn_divergence(y, x, reg=0.2, metric=metric).fun)
+    # extreme magnitudes: the same power-of-two scaling for the three problems (exact)
+    big = sinkhorn_divergence(x * 2.0**1000, y * 2.0**1000, reg=0.2, metric=metric,
+                              tol=1e-11)
+    np.testing.assert_allclose(big.fun, want, rtol=1e-9)
+
+
+def test_estimated_metric_errors_name_the_points(rng):
+    with pytest.raises(ValueError, match="`metric`='mahalanobis' cannot be evaluated"):
+        sinkhorn_divergence(np.zeros((1, 3)), np.ones((1, 3)), reg=1.0, metric="mahalanobis")
+    x, y = rng.normal(size=(4, 2)), rng.normal(size=(3, 2))
+    x[:, 1] = y[:, 1] = 1.0  # a coordinate of variance 0
+    with pytest.raises(ValueError, match="`metric`='seuclidean' is undefined"):
+        sinkhorn_divergence(x, y, reg=1.0, metric="seuclidean")
+
+
+def test_unbalanced_mass_term_of_huge_masses_does_not_raise(rng):
+    """The mass term reg / 2 (m_a - m_b)**2 was a Python float power: masses near 1e160
+    raised a bare OverflowError, where ottools.sinkhorn returns a result. Now a result
+    too, with the failed parts reported (W(a, a) overflows: a value that is not finite)."""
+    from ottools._divergence import _value_and_grad
+
+    x, y = rng.normal(size=(6, 2)), rng.normal(size=(4, 2))
+    a, b = np.full(6, 1e160), np.ones(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = sinkhorn_divergence(x, y, a, b, reg=1.0, reg_m=1.0, maxiter=50)
+        assert not res.success and not np.isfinite(res.fun)
+        value, results, _ = _value_and_grad(x, y, a, b, reg=1.0, reg_m=1.0, maxiter=50)
+        assert not np.isfinite(value) and not all(r.success for r in results)
+
+
+def test_unbalanced_mass_term_is_computed_without_intermediate_overflow():
+    """(m_a - m_b)**2 overflows at a difference of 1.4e154 even where the term is
+    representable (a small reg); it is inf where the term itself overflows."""
+    from ottools._divergence import _mass_term
+    from ottools._result import make_result
+
+    def term(reg, ma, mb):
+        return _mass_term(make_result(reg=reg, reg_m=(1.0, 1.0)),
+                          make_result(masses=(ma, ma)), make_result(masses=(mb, mb)))
+
+    assert term(1e-20, 1e155, 1.0) == pytest.approx(0.5e-20 * 1e155 * 1e155, rel=1e-15)
+    assert term(1.0, 1e160, 1.0) == np.inf
+    assert term(2.0, 3.0, 1.0) == 4.0
+    assert _mass_term(make_result(reg=1.0), None, None) == 0.0

@@ -409,3 +409,61 @@ def test_median_scale_is_exact_for_small_clouds(rng):
     geom = PointCloud(x, y, "euclidean", scale="median")
     assert geom.scale == pytest.approx(float(np.median(PointCloud(x, y, "euclidean")
                                                          .dense())), rel=1e-15)
+
+
+@pytest.mark.parametrize("metric, p", [("sqeuclidean", None), ("euclidean", None),
+                                       ("cityblock", None), ("minkowski", 3.0)])
+@pytest.mark.parametrize("shift, spread", [(1e4, 0.1), (1e6, 0.01), (0.0, 1.0)])
+def test_cost_std_is_np_std_of_the_costs(metric, p, shift, spread):
+    """The one-pass sqrt(E[C^2] - E[C]^2) cancelled for costs with a large mean against
+    their spread (a cloud and its far translate: 25 % off at shift 1e6, spread 0.01,
+    so monge_gap(reg='auto', online=True) took a wrong reg). The reference: np.std of
+    the same costs, dense."""
+    rng = np.random.default_rng(26)
+    x = rng.normal(size=(40, 2)) * spread
+    tx = x + np.array([shift, 0.0])
+    geom = PointCloud(x, tx, metric, p=p)
+    dense = geom.dense()
+    np.testing.assert_allclose(geom.cost_std(), np.std(dense), rtol=1e-12)
+    np.testing.assert_allclose(geom.cost_extremes(), (dense.min(), dense.max()), rtol=1e-15)
+    if metric == "sqeuclidean":
+        on = ottools.monge_gap(x, tx, online=True, maxiter=10)
+        off = ottools.monge_gap(x, tx, online=False, maxiter=10)
+        # (the online and dense costs differ by rounding: 4e-10 at shift 1e6)
+        np.testing.assert_allclose(on.reg, off.reg, rtol=1e-8)
+
+
+def test_cost_std_of_tiny_costs_is_the_dense_one():
+    """Coordinates near 1e-100: the squares of the costs (1e-400) underflow, so the
+    one-pass std was 0 and monge_gap(reg='auto', online=True) raised "reg='auto' gives 0"
+    where the dense path gives 9e-202 (costs scaled by a power of two)."""
+    from ottools._monge_gap import _dense_std
+
+    rng = np.random.default_rng(26)
+    for scale in (1e-100, 1e-150):
+        x = rng.normal(size=(8, 2)) * scale
+        tx = x[:, ::-1].copy()
+        geom = PointCloud(x, tx)
+        np.testing.assert_allclose(geom.cost_std(), _dense_std(geom.dense()), rtol=1e-12)
+        np.testing.assert_allclose(geom.cost_std(), np.std(geom.dense() / scale**2)
+                                   * scale**2, rtol=1e-12)
+        on = ottools.monge_gap(x, tx, online=True)
+        off = ottools.monge_gap(x, tx, online=False)
+        assert on.success and off.success
+        np.testing.assert_allclose(on.reg, off.reg, rtol=1e-12)
+
+
+def test_cost_std_takes_one_pass_for_well_conditioned_costs(rng, monkeypatch):
+    """The second pass runs only where the one-pass formula is not accurate; cost_extremes
+    (read by every point-cloud solve) never takes it."""
+    def second_pass(*args):
+        raise AssertionError("second pass")
+
+    x, y = rng.normal(size=(30, 3)), rng.normal(size=(20, 3)) + 0.5
+    monkeypatch.setattr(PointCloud, "_second_pass", second_pass)
+    geom = PointCloud(x, y)
+    np.testing.assert_allclose(geom.cost_std(), np.std(geom.dense()), rtol=1e-12)
+    far = PointCloud(x, x + 1e6)
+    far.cost_extremes()
+    with pytest.raises(AssertionError, match="second pass"):
+        far.cost_std()
