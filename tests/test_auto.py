@@ -111,7 +111,7 @@ def test_warm_start_skips_annealing(rng):
 @pytest.mark.parametrize("options, exc, match", [
     ({"epsilon_decay": -0.5}, ValueError, r"`options\['epsilon_decay'\]` must be in \(0, 1\)"),
     ({"epsilon_decay": 1.0}, ValueError, r"`options\['epsilon_decay'\]` must be in \(0, 1\)"),
-    ({"newton_after": 0.0}, ValueError, r"`options\['newton_after'\]` must be in \(0, inf\]"),
+    ({"newton_after": 0.0}, ValueError, r"`options\['newton_after'\]` must be in \(0, inf\)"),
     ({"anneal_sweeps": 0}, ValueError, r"`options\['anneal_sweeps'\]` must be >= 1"),
     ({"epsilon_scaling": "no"}, TypeError, r"`options\['epsilon_scaling'\]` must be True or"),
     ({"overrelaxation": 1}, TypeError, r"`options\['overrelaxation'\]` must be True or"),

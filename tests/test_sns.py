@@ -486,13 +486,13 @@ def test_unknown_option():
 
 
 @pytest.mark.parametrize("opt, val, err, match", [
-    ("density", 0.0, ValueError, r"`options\['density'\]` must be in \(0, inf\]"),
+    ("density", 0.0, ValueError, r"`options\['density'\]` must be in \(0, inf\)"),
     ("armijo", 1.5, ValueError, r"`options\['armijo'\]` must be in \(0, 1\)"),
     ("backtrack", -1, ValueError, r"`options\['backtrack'\]` must be in \(0, 1\)"),
     ("warmup", 2.5, TypeError, r"`options\['warmup'\]` must be an integer"),
     ("warmup_start", -0.1, ValueError, r"`options\['warmup_start'\]` must be"),
     ("cg_maxiter", 0, ValueError, r"`options\['cg_maxiter'\]` must be >= 1"),
-    ("density_growth", 0.5, ValueError, r"`options\['density_growth'\]` must be in \[1, inf\]"),
+    ("density_growth", 0.5, ValueError, r"`options\['density_growth'\]` must be in \[1, inf\)"),
     ("density", "2", TypeError, r"`options\['density'\]` must be a real number"),
 ])
 def test_bad_options(opt, val, err, match):
