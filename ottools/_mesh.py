@@ -79,7 +79,8 @@ def mesh_measure(vertices, faces, *, kind="area", normal_scale=1.0):
     # cross products of meshes at 1e200 or 1e-200 neither overflow nor underflow; areas
     # enter only as relative weights, and centroids are scaled back.
     v64 = v.astype(np.float64)
-    top = float(np.abs(v64).max())
+    # (the vertices of the faces: one unused vertex at 1e81 made every face degenerate)
+    top = float(np.abs(v64[np.unique(f)]).max()) if f.size else 0.0
     e = int(np.frexp(top)[1]) if top > 0 else 0
     v64 = np.ldexp(v64, -e)
     p0, p1, p2 = v64[f[:, 0]], v64[f[:, 1]], v64[f[:, 2]]

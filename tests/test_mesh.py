@@ -112,3 +112,16 @@ def test_collinear_face_far_from_the_origin_is_degenerate():
     pts, w = mesh_measure(V, np.array([[0, 1, 2], [0, 3, 4]]), kind="varifold")
     assert len(w) == 1 and w[0] == 1.0
     np.testing.assert_allclose(pts[0, 3:], [0.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize("far", [1e80, 1e200])
+def test_unused_vertices_do_not_change_the_measure(far):
+    """The scale came from every vertex: one unused vertex at 1e81 made the faces'
+    cross products underflow (all degenerate); at 1e80 weights off by 1e-5."""
+    V = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1.7, 0, 0], [0, 1.3, 0]], float)
+    F = np.array([[0, 1, 2], [0, 3, 4]])
+    pts, w = mesh_measure(V, F)
+    np.testing.assert_allclose(w, [0.5, 1.105] / np.float64(1.605), rtol=1e-15)
+    pts2, w2 = mesh_measure(np.vstack([V, [[far, 0, 0]]]), F)
+    np.testing.assert_array_equal(w2, w)
+    np.testing.assert_array_equal(pts2, pts)

@@ -1230,3 +1230,56 @@ def test_fun_at_extreme_masses(rng, s):
         res = fn(a * s, b * s, C, 0.1 / s, *args)
         assert res.success and ref.success
         assert res.fun / s == pytest.approx(ref.fun, rel=1e-7)
+
+
+@pytest.mark.parametrize("n, m", [(50, 1), (20, 20), (50, 40)])
+def test_semi_dual_value_without_cancellation(n, m):
+    """The semi-dual column term <t, x> - reg/2 |t|^2 summed as sum x (x - tau) / reg
+    cancelled to n eps |x|^2 / reg: stalls at reg 1e-4 (err 2e-3 for 50 x 1, where the
+    only plan is a) and a dual_value above the optimum. Now tau b_j + reg/2 |t|^2."""
+    rng = np.random.default_rng(3)
+    a = rng.random(n) + 0.1
+    a /= a.sum()
+    b = np.ones(1) if m == 1 else rng.random(m) + 0.1
+    b /= b.sum()
+    C = rng.random((n, m))
+    res = ottools.quadratic_ot(a, b, C, 1e-4, formulation="semi-dual")
+    assert res.status == 0 and res.err <= 1e-9
+    assert res.dual_value <= res.fun + 1e-15
+    if m == 1:  # one feasible plan: T = a, optimum <c, a> + reg/2 |a|^2
+        opt = C[:, 0] @ a + 0.5e-4 * a @ a
+        assert res.dual_value == pytest.approx(opt, rel=1e-14)
+        assert res.dual_value <= opt + 1e-16
+    ref = ottools.quadratic_ot(a, b, C, 1e-4, formulation="dual", tol=1e-10)
+    assert res.fun == pytest.approx(ref.fun, rel=1e-8)
+
+
+def test_kink_certificate_when_fewer_than_four_rows_are_left_out():
+    """The swaps of the certificate reached only the last nr - k kept entries of a column
+    (nr - k < 4): a constant cost, whose maximum f = 0 every swap certifies, and a
+    random 3-row problem under bfgs/lbfgs ended at status 4."""
+    a = np.array([0.1905416861752492, 0.22698685207931485, 0.297783169415642,
+                  0.2846882923297939])
+    b = np.array([0.8260539664530655, 0.17394603354693453])
+    for form in ("semi-dual", "dual"):
+        res = ottools.sparsity_constrained_ot(a, b, np.zeros((4, 2)), 0.1, 3,
+                                              formulation=form)
+        assert res.status == 5 and res.stationarity < 1e-10
+    a = np.array([0.12338828897222498, 0.4620375505511592, 0.41457416047661577, 0.0])
+    b = np.array([0.2411161733580392, 0.036831186439003925, 0.3007729243387602,
+                  0.26943376871370056, 0.14194191848957402, 0.0, 0.00990402866092226])
+    C = np.array([
+        [0.9917448929479346, 0.021682473723917628, 0.9909734607433263, 0.29620757236084005,
+         0.4608652140308759, 0.545471452311808, 0.2895531860961642],
+        [0.22049757029073724, 0.05056919522688941, 0.8234330044314044, 0.9723093710442625,
+         0.125557475910951, 0.8598308385500755, 0.7205394471173371],
+        [0.7502253411766355, 0.3878054604022535, 0.05757491001785908, 0.6904231236078299,
+         0.962126428598185, 0.6587582466894398, 0.2340523135811453],
+        [0.5367352640993169, 0.12167514305103067, 0.7178785461495898, 0.6728641938888136,
+         0.44679399936959696, 0.008664493702769449, 0.06036607189347276]])
+    values = []
+    for method in ("auto", "bfgs", "lbfgs"):
+        res = ottools.sparsity_constrained_ot(a, b, C, 1.7049831446829542, 2, method=method)
+        assert res.status == 5, (method, res.status, res.stationarity)
+        values.append(res.dual_value)
+    np.testing.assert_allclose(values, values[0], rtol=1e-9)

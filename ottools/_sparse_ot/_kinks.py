@@ -73,7 +73,7 @@ def supergradient(obj, x, eps, budget=None, memo=None):
     _, grad = obj.value_grad(x)
     if k >= nr:
         return grad, obj.err(grad)
-    L = min(4, nr - k)
+    L = min(4, nr - k)  # the largest others (as many as there are)
     f = np.ascontiguousarray(x[:nr])
     g = np.zeros(mc) if semi else np.ascontiguousarray(x[nr:])
     V = np.empty((mc, k + L))
@@ -83,7 +83,7 @@ def supergradient(obj, x, eps, budget=None, memo=None):
     T0 = _column_plans(V[:, :k], z, sp.reg, semi)
     r_all, v_all, c_all, col_of = [], [], [], []
     base = 0
-    for p in range(max(0, k - L), k):
+    for p in range(max(0, k - 4), k):  # (k - L missed kept ones when nr - k < 4)
         for q in range(k, k + L):
             J = np.flatnonzero(V[:, p] - V[:, q] <= eps)
             if J.size == 0:
