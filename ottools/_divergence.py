@@ -652,6 +652,8 @@ def _value_and_grad(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidea
         x, y, a, b, _ = _check_samples(x, y, a, b)
         a = _check_weights(a, x.shape[0], "a", dtype)
         b = _check_weights(b, y.shape[0], "b", dtype)
+        if getattr(xy, "reg_m", None) is None:  # the weights solved: b on a's mass
+            b = _check_balanced(a, b)
         value = float(xy.fun - 0.5 * (xx.fun + yy.fun)) + _mass_term(xy, xx, yy)
         results = (xy, xx, yy)
     return value, results, _grads(results, x, y, a, b, metric, debias, need, dtype)

@@ -160,6 +160,24 @@ class PointCloud:
             x64, y64 = self._kx.astype(np.float64), self._ky.astype(np.float64)
         else:  # differences computed directly
             self._kx, self._ky = self.x, self.y
+        # Points whose powers in the kernels (squares; |t|**p for minkowski) would
+        # under/overflow float64 are read scaled by 2**-e (exact; every metric here is
+        # homogeneous, of degree `_deg`): the kernels' costs are then multiplied by
+        # 2**(e deg) (`_factor`). Points of 1e-170 gave euclidean costs of 0 (emd 0, and
+        # scale='max' said the points coincide); minkowski p = 3 at 1e150 was refused.
+        self._deg = 2 if self.metric == "sqeuclidean" else 1
+        power = 2.0 if self.metric != "minkowski" else max(self.p, 1.0)
+        if self.metric == "cityblock":
+            power = 1.0
+        top = max(float(np.abs(x64).max(initial=0.0)), float(np.abs(y64).max(initial=0.0)))
+        e = math.frexp(top)[1] if top > 0 and math.isfinite(top) else 0
+        # (not for minkowski above p = 32: see ottools._costs.cost_matrix)
+        self._e = e if abs(e) * power > 900 and power <= 32 else 0
+        if self._e:
+            x64, y64 = np.ldexp(x64, -self._e), np.ldexp(y64, -self._e)
+            self._kx = np.ascontiguousarray(x64.astype(dtype))
+            self._ky = np.ascontiguousarray(y64.astype(dtype))
+            x64, y64 = self._kx.astype(np.float64), self._ky.astype(np.float64)
         self._sqx = np.einsum("ij,ij->i", x64, x64)
         self._sqy = np.einsum("ij,ij->i", y64, y64)
         if not (np.all(np.isfinite(self._sqx)) and np.all(np.isfinite(self._sqy))):
@@ -168,6 +186,13 @@ class PointCloud:
         self._extremes = None
         self.scale = self._resolve_scale(scale)
         self._extremes = None
+        # the kernels' factor, 2**(e deg) / scale (1 / scale when e = 0, to the bit); inf
+        # where it overflows (the costs do: cost_extremes raises)
+        mant, ex = math.frexp(self.scale)
+        try:
+            self._factor = math.ldexp(1.0 / mant, self._e * self._deg - ex)
+        except OverflowError:
+            self._factor = math.inf
 
     # ------------------------------------------------------------------ internals
     def _resolve_scale(self, scale):
@@ -178,6 +203,9 @@ class PointCloud:
             if kind == "max":
                 self.scale = 1.0
                 hi = self.cost_extremes()[1]
+                if not math.isfinite(hi):
+                    raise ValueError(f"scale='max': the largest {self.metric!r} cost "
+                                     f"overflows float64; rescale the points.")
                 if not hi > 0:
                     raise ValueError("scale='max': every cost is 0 (the points coincide).")
                 return float(hi)
@@ -197,19 +225,31 @@ class PointCloud:
         return _check_positive(scale, "scale")
 
     def _pair_costs(self, i, j):
+        """``c(x_i, y_j)`` (unscaled) of the user's points, float64."""
         d = self.x[i].astype(np.float64) - self.y[j].astype(np.float64)
+        if self._e:
+            d = np.ldexp(d, -self._e)
         if self.metric == "sqeuclidean":
-            return np.einsum("ij,ij->i", d, d)
-        if self.metric == "euclidean":
-            return np.sqrt(np.einsum("ij,ij->i", d, d))
-        if self.metric == "cityblock":
-            return np.abs(d).sum(1)
-        return (np.abs(d) ** self.p).sum(1) ** (1.0 / self.p)
+            c = np.einsum("ij,ij->i", d, d)
+        elif self.metric == "euclidean":
+            c = np.sqrt(np.einsum("ij,ij->i", d, d))
+        elif self.metric == "cityblock":
+            c = np.abs(d).sum(1)
+        else:
+            c = (np.abs(d) ** self.p).sum(1) ** (1.0 / self.p)
+        return np.ldexp(c, self._e * self._deg) if self._e else c
+
+    def _user_units(self, v):
+        """A statistic of the kernels' costs (points scaled by ``2**-e``) in the units of
+        the scaled cost: ``v 2**(e deg) / scale``."""
+        if self._e:
+            with np.errstate(over="ignore", under="ignore"):
+                v = float(np.ldexp(v, self._e * self._deg))
+        return v / self.scale
 
     def kernel_args(self):
         """The leading arguments of the online kernels."""
-        return (self._kx, self._ky, self._sqx, self._sqy, self.code, self.p,
-                1.0 / self.scale)
+        return (self._kx, self._ky, self._sqx, self._sqy, self.code, self.p, self._factor)
 
     def transposed(self):
         """The point cloud of ``C^T`` (``y`` against ``x``)."""
@@ -233,7 +273,7 @@ class PointCloud:
         """The dense float64 block ``C[rows][:, cols]`` (for small blocks)."""
         return _ko.cost_block(self._kx, self._ky, np.asarray(rows, dtype=np.int64),
                               np.asarray(cols, dtype=np.int64), self._sqx, self._sqy,
-                              self.code, self.p, 1.0 / self.scale)
+                              self.code, self.p, self._factor)
 
     # The one-pass variance ``s2 / k - mean^2`` keeps about ``-log2(eps * s2 / (k var))``
     # bits: above this ratio of the mean square to the variance (costs with a large mean
@@ -293,7 +333,7 @@ class PointCloud:
         st = self._first_pass()
         if "std" not in st:
             st["mean"], st["std"] = self._second_pass(st["hi"], st["mean"])
-        return tuple(st[key] / self.scale for key in ("lo", "hi", "mean", "std"))
+        return tuple(self._user_units(st[key]) for key in ("lo", "hi", "mean", "std"))
 
     def _second_pass(self, hi, mean):
         """``(mean, std)`` of the unscaled costs by a second pass over the pairs (by row
@@ -328,7 +368,11 @@ class PointCloud:
     def cost_extremes(self):
         """``(min, max)`` of the (scaled) costs (one pass, cached)."""
         st = self._first_pass()
-        return st["lo"] / self.scale, st["hi"] / self.scale
+        lo, hi = self._user_units(st["lo"]), self._user_units(st["hi"])
+        if not math.isfinite(hi):  # in the units of the scaled cost (points read scaled)
+            raise ValueError(f"The {self.metric!r} cost between `x` and `y` overflows "
+                             f"float64; rescale the points.")
+        return lo, hi
 
     def cost_std(self):
         """The standard deviation of the (scaled) costs (one pass, or two where the
@@ -394,13 +438,20 @@ class PlanOperator:
         g = np.asarray(g, dtype=np.float64)
         geom_t = geom.transposed()
 
+        def apply(gm, la, lb, p, q, V, rows):
+            V = np.asarray(V)
+            if np.iscomplexobj(V):  # (a real plan: real and imaginary parts apart; the
+                # imaginary part was dropped with a ComplexWarning)
+                return apply(gm, la, lb, p, q, V.real, rows) + \
+                    1j * apply(gm, la, lb, p, q, V.imag, rows)
+            V = np.asarray(V, dtype=np.float64).reshape(rows, -1)
+            return _plan_stats(gm, la, lb, p, q, reg, V)[4]
+
         def matmat(V):
-            V = np.asarray(V, dtype=np.float64).reshape(geom.shape[1], -1)
-            return _plan_stats(geom, loga, logb, f, g, reg, V)[4]
+            return apply(geom, loga, logb, f, g, V, geom.shape[1])
 
         def rmatmat(U):
-            U = np.asarray(U, dtype=np.float64).reshape(geom.shape[0], -1)
-            return _plan_stats(geom_t, logb, loga, g, f, reg, U)[4]
+            return apply(geom_t, logb, loga, g, f, U, geom.shape[0])
 
         return LinearOperator(geom.shape, matvec=lambda v: matmat(v)[:, 0],
                               rmatvec=lambda u: rmatmat(u)[:, 0], matmat=matmat,

@@ -52,6 +52,8 @@ class LogIterations:
     def __init__(self, run, f, g):
         self.run, self.f, self.g = run, f, g
         self.sw = run.sweeps(f, g, None) if run.prob.geometry else None
+        if self.sw is not None and run.rho is not None:
+            self.sw.translate = False  # as ub_log_iteration on the dense cost
 
     def __call__(self, eps, exact):
         run, f, g = self.run, self.f, self.g

@@ -391,6 +391,8 @@ def test_squared_euclidean_far_from_the_origin(dtype, offset, tol):
 @pytest.mark.parametrize("metric, p, x, y", [
     ("sqeuclidean", None, [[1e154]], [[-1e154], [1e154]]),
     ("minkowski", 50.0, [[0.0, 0.0]], [[1e7, 1e7]]),
+    ("euclidean", None, [[-1e308]], [[1e308]]),
+    ("minkowski", 3.0, [[-1e308, 0.0]], [[1e308, 0.0]]),
 ])
 def test_costs_that_overflow_raise_before_solving(metric, p, x, y):
     """Costs that overflow where the solvers compute them: emd reported inf with success,
@@ -467,3 +469,77 @@ def test_cost_std_takes_one_pass_for_well_conditioned_costs(rng, monkeypatch):
     far.cost_extremes()
     with pytest.raises(AssertionError, match="second pass"):
         far.cost_std()
+
+
+# ------------------------------------------------------------------ review 25 (clouds)
+@pytest.mark.parametrize("metric, p, size", [("euclidean", None, 1e-170),
+                                             ("minkowski", 3.0, 1e-120),
+                                             ("minkowski", 3.0, 1e150),
+                                             ("sqeuclidean", None, 1e-160)])
+def test_points_whose_powers_leave_float64(rng, metric, p, size):
+    """The kernels' squares (|t|**p) of points of 1e-170 underflowed: euclidean costs of
+    0 (emd 0, scale='max' said the points coincide); minkowski p = 3 at 1e150 was refused.
+    The points are read scaled by a power of two."""
+    x, y = rng.random((6, 2)) * size, rng.random((5, 2)) * size
+    geom = ottools.PointCloud(x, y, metric, p=p)
+    dense = ottools.cost_matrix(x, y, metric, p=2.0 if p is None else p)
+    np.testing.assert_allclose(geom.dense(), dense, rtol=1e-13, atol=0)
+    assert ottools.emd(None, None, geom).fun == pytest.approx(
+        ottools.emd(None, None, dense).fun, rel=1e-13)
+    assert ottools.PointCloud(x, y, metric, p=p, scale="max").cost_extremes()[1] == \
+        pytest.approx(1.0, rel=1e-13)
+
+
+def test_cost_matrix_minkowski_of_large_p_is_rescaled(rng):
+    """cost_matrix: minkowski p = 20 at 1e-20 gave 0 (p = 400 at 10 still raises: see
+    cost_matrix)."""
+    for size, p in ((1e-20, 20.0), (1e10, 30.0)):
+        x, y = rng.random((5, 3)) * size, rng.random((4, 3)) * size
+        t = np.abs(x[:, None] - y[None])
+        top = t.max(-1)
+        ref = top * ((t / top[..., None]) ** p).sum(-1) ** (1 / p)
+        np.testing.assert_allclose(ottools.cost_matrix(x, y, "minkowski", p=p), ref,
+                                   rtol=1e-13)
+
+
+def test_emd_refuses_a_scale_whose_costs_overflow(rng):
+    x, y = rng.random((6, 2)) * 100, rng.random((5, 2)) * 100
+    """(emd returned inf with status 0)"""
+    geom = ottools.PointCloud(x, y, scale=1e-305)
+    for solve in (ottools.emd, lambda a, b, c: ottools.sinkhorn(a, b, c, 1.0)):
+        with pytest.raises(ValueError, match="cost between `x` and `y` overflows float64"):
+            solve(None, None, geom)
+
+
+@pytest.mark.parametrize("reg", [1e12, 1e16])
+def test_huge_reg_online_keeps_the_entropic_terms(rng, reg):
+    x, y = rng.random((7, 2)), rng.random((6, 2))
+    for reg_m in (None, 1.0):
+        on = ottools.sinkhorn(None, None, ottools.PointCloud(x, y), reg, reg_m=reg_m)
+        de = ottools.sinkhorn(None, None, ottools.cost_matrix(x, y), reg, reg_m=reg_m)
+        assert on.success and on.fun == pytest.approx(de.fun, rel=1e-12)
+        assert on.dual_value == pytest.approx(de.dual_value, rel=1e-12)
+
+
+def test_plan_operator_of_complex_vectors(rng):
+    x, y = rng.random((7, 2)), rng.random((6, 2))
+    res = ottools.sinkhorn(None, None, ottools.PointCloud(x, y), 0.1)
+    P = res.plan_dense()
+    v = rng.normal(size=6) + 1j * rng.normal(size=6)
+    u = rng.normal(size=7) + 1j * rng.normal(size=7)
+    np.testing.assert_allclose(res.plan @ v, P @ v, rtol=1e-12)
+    np.testing.assert_allclose(res.plan.T @ u, P.T @ u, rtol=1e-12)
+
+
+@pytest.mark.parametrize("maxiter", [1, 2, 20])
+def test_unbalanced_sns_warmup_online_equals_dense(rng, maxiter):
+    """Online, SNS's log-domain iterations took the sweeps' translation step, which the
+    dense ones (ub_log_iteration) do not: plans 2e-4 apart after two iterations."""
+    x, y = rng.random((12, 2)), rng.random((10, 2))
+    a, b = np.full(12, 1 / 12), np.full(10, 1.5 / 10)
+    on = ottools.sinkhorn(a, b, ottools.PointCloud(x, y), 0.05, reg_m=0.5, method="sns",
+                          maxiter=maxiter)
+    de = ottools.sinkhorn(a, b, ottools.cost_matrix(x, y), 0.05, reg_m=0.5, method="sns",
+                          maxiter=maxiter)
+    np.testing.assert_allclose(on.plan_dense(), de.plan, rtol=0, atol=1e-14)
+    assert on.nit == de.nit
