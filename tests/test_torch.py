@@ -875,3 +875,19 @@ def test_sliced_loss_at_extreme_scales_warns_nothing(dtype, size, p):
     ref = ottools.sliced_wasserstein(x.detach().numpy(), y.numpy(), p=p, rng=0)
     assert value.item() == pytest.approx(float(ref), rel=1e-5)
     assert torch.isfinite(x.grad).all()
+
+
+def test_loss_modules_pass_reg_m_online_and_options(rng):
+    """The modules took only method, tol and maxiter: no unbalanced loss module."""
+    x, y = rng.normal(size=(12, 2)), rng.normal(size=(9, 2)) + 0.5
+    b = np.full(9, 1.3 / 9)
+    kw = dict(reg_m=0.5, options={"newton": False}, online=True)
+    loss = ott.SinkhornLoss(reg=0.1, **kw)(_t(x), _t(y), None, _t(b))
+    ref = ottools.sinkhorn_divergence(x, y, None, b, reg=0.1, **kw)
+    assert loss.item() == pytest.approx(ref.fun, rel=1e-12)
+    kw = dict(reg=0.1, options={"newton_after": 50}, online=True)
+    gap = ott.MongeGapRegularizer(**kw)
+    assert gap(_t(x), _t(x) + 1.0).item() == pytest.approx(
+        ottools.monge_gap(x, x + 1.0, **kw).fun, rel=1e-12)
+    with pytest.raises(TypeError, match="valid: 'reg_m', 'method'"):
+        ott.SinkhornLoss(reg=0.1, bogus=1)

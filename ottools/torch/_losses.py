@@ -10,18 +10,26 @@ from ._sliced import sliced_wasserstein
 __all__ = ["MongeGapRegularizer", "SinkhornLoss", "SlicedWassersteinLoss"]
 
 
+# The keyword arguments a module passes on to its function (all but the data and the
+# module's own parameters): an unbalanced loss (reg_m), costs on the fly (online) and the
+# solver's options were out of reach of the modules.
+_PASSED = {"SinkhornLoss": ("reg_m", "method", "tol", "maxiter", "options", "online"),
+           "MongeGapRegularizer": ("method", "tol", "maxiter", "options", "online")}
+
+
 def _solver_kwargs(owner, kwargs):
-    unknown = set(kwargs) - {"method", "tol", "maxiter"}
+    valid = _PASSED[owner]
+    unknown = set(kwargs) - set(valid)
     if unknown:
         raise TypeError(f"Unknown argument(s) {sorted(unknown)} for {owner}; valid: "
-                        "'method', 'tol', 'maxiter'.")
+                        f"{', '.join(map(repr, valid))}.")
     return kwargs
 
 
 class SinkhornLoss(nn.Module):
     """``SinkhornLoss(reg, metric, debias, **solver_kwargs)(x, y, a=None, b=None)`` is
-    :func:`ottools.torch.sinkhorn_loss` (``solver_kwargs``: ``method``, ``tol``,
-    ``maxiter``).
+    :func:`ottools.torch.sinkhorn_loss` (``solver_kwargs``: ``reg_m``, ``method``,
+    ``tol``, ``maxiter``, ``options``, ``online``).
 
     Examples
     --------
@@ -82,7 +90,8 @@ class SlicedWassersteinLoss(nn.Module):
 class MongeGapRegularizer(nn.Module):
     """``MongeGapRegularizer(metric, reg, **solver_kwargs)(x, tx, a=None)`` is
     :func:`ottools.torch.monge_gap` of the map sampled as ``x -> tx``, to add (times a
-    weight) to a fitting loss (``solver_kwargs``: ``method``, ``tol``, ``maxiter``).
+    weight) to a fitting loss (``solver_kwargs``: ``method``, ``tol``, ``maxiter``,
+    ``options``, ``online``).
 
     Examples
     --------
