@@ -39,45 +39,29 @@ class Parser(argparse.ArgumentParser):
 
 # ----------------------------------------------------------------------------- argument types
 
-def positive_int(text):
-    try:
-        val = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}") from None
-    if val < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {val}")
-    return val
+def number_type(convert, ok, wanted, bad=None):
+    """An argparse type: ``convert(text)`` (int or float), refused unless ``ok(value)``,
+    with "must be {wanted}" (``bad``: the wording for a value that converts but fails)."""
+    def parse(text):
+        try:
+            val = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {wanted}; got {text!r}") from None
+        if not ok(val):
+            shown = val if convert is int else text
+            raise argparse.ArgumentTypeError(f"must be {bad or wanted}; got {shown}")
+        return val
+    return parse
 
 
-def positive_float(text):
-    try:
-        val = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number; got {text!r}") from None
-    if not (math.isfinite(val) and val > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number; got {text}")
-    return val
-
-
-def nonnegative_float(text):
-    try:
-        val = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0; got {text!r}") from None
-    if not (math.isfinite(val) and val >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text}")
-    return val
-
-
-def order_p(text):
-    """The order ``p >= 1`` of a Minkowski cost or a Wasserstein distance."""
-    try:
-        val = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number >= 1; got {text!r}") from None
-    if not (math.isfinite(val) and val >= 1):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 1; got {text}")
-    return val
+positive_int = number_type(int, lambda v: v >= 1, "a positive integer")
+positive_float = number_type(float, lambda v: math.isfinite(v) and v > 0, "a positive number",
+                             "a positive finite number")
+nonnegative_float = number_type(float, lambda v: math.isfinite(v) and v >= 0,
+                                "a number >= 0", "a finite number >= 0")
+# the order p >= 1 of a Minkowski cost or a Wasserstein distance
+order_p = number_type(float, lambda v: math.isfinite(v) and v >= 1, "a number >= 1",
+                      "a finite number >= 1")
 
 
 def save_npy(path, arr, option):

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from ._cli import (CliError, nonnegative_float, order_p, output_path, positive_float,
-                   positive_int, save_npy)
+from ._cli import (CliError, nonnegative_float, number_type, order_p, output_path,
+                   positive_float, positive_int, save_npy)
 from ._pairwise import METRICS, pairwise_distances
 
 __all__ = ["add_pairwise_parser", "run_pairwise"]
@@ -25,26 +25,9 @@ class PairwiseInputError(Exception):
     """Bad input of ``ottools pairwise``: one line for the user, exit status 2."""
 
 
-def _seed(text):
-    try:
-        val = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}") from None
-    if val < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {val}")
-    return val
-
-
-def _jobs(text):
-    try:
-        val = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be -1 (all cores) or a positive integer; "
-                                         f"got {text!r}") from None
-    if val < 1 and val != -1:
-        raise argparse.ArgumentTypeError(f"must be -1 (all cores) or a positive integer; "
-                                         f"got {val}")
-    return val
+_seed = number_type(int, lambda v: v >= 0, "an integer >= 0")
+_jobs = number_type(int, lambda v: v >= 1 or v == -1,
+                    "-1 (all cores) or a positive integer")
 
 
 def add_pairwise_parser(subparsers):
