@@ -198,9 +198,13 @@ def run_batch(a64, b64, cost, dtype, reg, name, settings, *, self_transport=True
     own = _own_messages(status, code, err, lin, a64, b64, cost, reg, dtype, settings.tol)
     ma, mb = a64.sum(1), b64.sum(1)
     fun = lin + reg * (plogr - pmass + ma * mb)
-    for k in range(B):  # reg large against the costs: the terms entry by entry, as one call
-        if entropy_needed(reg, float(ma[k]), float(mb[k]), float(lin[k])) and \
-                np.isfinite(f[k][a64[k] > 0]).all() and np.isfinite(g[k][b64[k] > 0]).all():
+    # reg large against the costs: the terms entry by entry, as one call (not for the
+    # problems handed back: their one-call results replace these). (cmax is over every
+    # entry, one call's max|C| over the positive weights': the rule could differ only for
+    # costs larger on zero-weight rows, within a factor of the threshold.)
+    for k in np.flatnonzero(entropy_needed(reg, cmax) & np.isfinite(lin)):
+        if k not in handed and np.isfinite(f[k][a64[k] > 0]).all() and \
+                np.isfinite(g[k][b64[k] > 0]).all():
             fun[k] = lin[k] + reg * entropy_terms(a64[k], b64[k], cost[k], reg, f[k], g[k])[0]
     # The gauge <f, a> = <g, b>, as one problem's driver sets it (ottools._problem's
     # gauge_shift: dot products, here one stacked matmul, the same sums); zero-weight

@@ -172,15 +172,19 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
         else:
             if dense_costs is None:
                 dense_costs = _dense_costs(x, y, metric, dtype)
+            cost = np.ascontiguousarray(
+                dense_costs(u, v, (names[pair[0]], names[pair[1]])), dtype=dtype)
             if swap and callable(metric) and not self_transport:
                 # A callable's cross cost is metric(x, y) of the user's x and y, whatever
                 # the orientation solved: a non-symmetric callable gave the divergence of
-                # the reversed pair (its metric(y, x) transposed).
-                cost = np.ascontiguousarray(
+                # the reversed pair (its metric(y, x) transposed). A symmetric one (up to
+                # its rounding) keeps the solved orientation's costs, so that S(x, y) ==
+                # S(y, x) exactly.
+                user = np.ascontiguousarray(
                     dense_costs(v, u, (names[pair[1]], names[pair[0]])).T, dtype=dtype)
-            else:
-                cost = np.ascontiguousarray(
-                    dense_costs(u, v, (names[pair[0]], names[pair[1]])), dtype=dtype)
+                top = float(np.max(np.abs(cost), initial=0.0))
+                if not np.allclose(user, cost, rtol=0, atol=1e-12 * top):
+                    cost = user
             symmetric = self_transport and exactly_symmetric(metric, u.shape[1])
         if self_transport and not symmetric:
             cost, symmetric = _symmetrized(cost)

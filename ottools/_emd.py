@@ -91,11 +91,14 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
         added to the starting greedy plan; ``block_size`` (``None``:
         ``ceil(sqrt(n K))``): candidates priced per block; ``rc_tol`` (1e-13, in
         ``(0, 1e-3]``): a reduced cost counts as negative below ``-rc_tol * s``, ``s``
-        the scale of its rounding: ``2 max(|f|, |g|) + max(0, -min C)`` for the current
-        potentials, at most ``max|C|`` (one large "forbidden" cost among small ones
-        leaves the tolerance of the small ones; much smaller values of ``rc_tol`` let
-        rounding noise in the potentials drive pivots that never end; ``maxiter`` then
-        reports it). An unknown key raises ``TypeError``.
+        the scale of its rounding: ``2 max|pi| + max(0, -min C)`` for the solver's
+        current node potentials ``pi`` (before centring), at most ``max|C|``. One large
+        "forbidden" cost among small ones leaves the small ones their tolerance; but
+        while large costs sit in the basis (many "big M" cells, with zero flow) the
+        potentials and the tolerance stay near them, and so does the rounding: give such
+        cells a moderate cost (well above the others, not orders of magnitude). Much
+        smaller values of ``rc_tol`` let rounding noise in the potentials drive pivots
+        that never end (``maxiter`` then reports it). An unknown key raises ``TypeError``.
 
     Returns
     -------
@@ -104,8 +107,9 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
         basic plan: at most ``n + m - 1`` non-zeros (explicit zeros are not stored).
         ``fun``, ``cost`` : float, ``<P, C>`` (summed in float64).
         ``f``, ``g`` : ndarrays (n,), (m,) in the input dtype, optimal dual potentials:
-        ``f_i + g_j <= C_ij + rc_tol * s`` everywhere (``s`` above), with equality (up to rounding,
-        about 1e-15 of ``max|C|``) on the plan's support; centred so that
+        ``f_i + g_j <= C_ij + rc_tol * s`` everywhere (``s`` under ``options``), with
+        equality (up to rounding, about 1e-15 of ``max|C|``) on the plan's support;
+        centred so that
         ``<f, a> = <g, b>``. Entries of zero weight hold the hard c-transform
         (``f_i = min_j C_ij - g_j`` over the positive-weight ``j``, then ``g_j`` lowered
         where needed so that the zero-weight rows and columns are feasible together).

@@ -166,9 +166,8 @@ class PointCloud:
         # 2**(e deg) (`_factor`). Points of 1e-170 gave euclidean costs of 0 (emd 0, and
         # scale='max' said the points coincide); minkowski p = 3 at 1e150 was refused.
         self._deg = 2 if self.metric == "sqeuclidean" else 1
-        power = 2.0 if self.metric != "minkowski" else max(self.p, 1.0)
-        if self.metric == "cityblock":
-            power = 1.0
+        # (2 at least: the kernels' squared norms _sqx, _sqy are formed for every metric)
+        power = 2.0 if self.metric != "minkowski" else max(self.p, 2.0)
         top = max(float(np.abs(x64).max(initial=0.0)), float(np.abs(y64).max(initial=0.0)))
         e = math.frexp(top)[1] if top > 0 and math.isfinite(top) else 0
         # (not for minkowski above p = 32: see ottools._costs.cost_matrix)

@@ -395,12 +395,22 @@ def _solve_log(run, f0, g0):
                          level_tol=max(run.tol_abs, 1e-3 * run.prob.mass))
         if status is not None:
             return sw.potentials() + (status, None)
-    if run.rho is not None and not run.prob.geometry and _ub_floor(run) > run.tol_abs:
+    if run.rho is not None and not run.prob.geometry and _ub_floor_binds(run):
         return _ub_exact_stage(run, *sw.potentials())
     sw.set_reg(run.reg)
     status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
                           relax=Relaxation(opts["overrelaxation"]))
     return sw.potentials() + (status, sw)
+
+
+def _ub_floor_binds(run):
+    """Whether the absorbed unbalanced sweeps would stall above ``tol``
+    (:func:`_ub_floor`), for a ``rho`` small against ``reg`` (a floor above 1e-12 of the
+    mass: ``rho`` below ``reg / 4500``). (``tol = 0``, run to ``maxiter``, took the exact
+    iterations at every ``rho``: 2000 of them to err 1e-4 where the sweeps and the Newton
+    finish reached 5e-15 in 136.)"""
+    floor = _ub_floor(run)
+    return floor > run.tol_abs and floor > 1e-12 * run.prob.mass
 
 
 def _ub_floor(run):
@@ -484,7 +494,7 @@ def _solve_auto(run, f0, g0, warm):
     than ``newton_after`` further sweeps (see :func:`sinkhorn`)."""
     opts = run.settings.options
     prob = run.prob
-    if run.rho is not None and not prob.geometry and _ub_floor(run) > run.tol_abs:
+    if run.rho is not None and not prob.geometry and _ub_floor_binds(run):
         return _ub_exact_stage(run, f0, g0)
     spread = prob.spread
     sw = run.sweeps(f0, g0, ABSORB_BOUND[prob.dtype], _float32_sweeps(run))
@@ -618,31 +628,42 @@ def _rebalance(run, f, g):
     return f, -tau_b * run.reg * out
 
 
-def entropy_needed(reg, ma, mb, lin):
-    """Whether the plain sums of the entropic terms cancel beyond 1e-13 of the cost
-    ``lin`` (``reg`` large against the costs): then :func:`entropy_terms`."""
-    with np.errstate(over="ignore"):
-        scale = reg * np.finfo(np.float64).eps * ma * mb
-    return math.isfinite(lin) and math.isfinite(scale) and scale > 1e-13 * abs(lin)
+def entropy_needed(reg, cost_scale):
+    """Whether the plain sums of the entropic terms cancel beyond 1e-13 of the costs:
+    ``reg`` above about 450 ``max|C|`` (their error is ``reg eps`` of the masses' product,
+    the value is of the order of the costs); then :func:`entropy_terms`. (Tested against
+    the value ``<P, C>`` instead, it fired for every plan of cost near 0, a divergence's
+    well-separated self terms: a pass of n m exponentials for nothing.)"""
+    return reg * np.finfo(np.float64).eps > 1e-13 * cost_scale
 
 
 def entropy_terms(a, b, cost, reg, f, g):
     """``(KL(P | a x b), sum(P) - sum(a) sum(b))`` of the plan of ``(f, g)`` (float64
-    weights ``a``, ``b``, the dense ``cost``; entries of zero weight are skipped) entry by
-    entry: with ``x = (f_i + g_j - C_ij) / reg``, ``P = a b e^x``, the sums of
-    ``a_i b_j (x e^x - e^x + 1)`` and ``a_i b_j (e^x - 1)``. Where ``reg`` is large
+    weights ``a``, ``b``, the dense ``cost`` or a PointCloud; entries of zero weight are
+    skipped) entry by entry: with ``x = (f_i + g_j - C_ij) / reg``, ``P = a b e^x``, the
+    sums of ``a_i b_j (x e^x - e^x + 1)`` and ``a_i b_j (e^x - 1)``. Where ``reg`` is large
     against the costs, ``x`` is tiny and the plain sums ``sum P log(P / ab) - sum P + sum
     a sum b`` cancelled to ``reg * 1e-16`` (costs in [0, 1] at reg 1e14: fun 0.489
-    against 0.467, at 1e16: 2.69, with success). Float64, one pass of exponentials."""
+    against 0.467, at 1e16: 2.69, with success). Float64, one pass of exponentials, by
+    blocks of rows of about 2**20 entries (no n x m temporaries)."""
     ri, cj = np.flatnonzero(a > 0), np.flatnonzero(b > 0)
-    if getattr(cost, "_ottools_geometry", False):  # a PointCloud: by blocks of rows
-        step = max(1, (1 << 20) // max(cj.size, 1))
-        parts = [entropy_terms(a[ri[k:k + step]], b[cj], cost.block(ri[k:k + step], cj), reg,
-                               f[ri[k:k + step]], g[cj]) for k in range(0, ri.size, step)]
-        return float(sum(p[0] for p in parts)), float(sum(p[1] for p in parts))
-    c = np.asarray(cost)[np.ix_(ri, cj)].astype(np.float64)
-    x = (f[ri, None] + g[None, cj] - c) / reg
-    w = a[ri, None] * b[None, cj]
+    cloud = getattr(cost, "_ottools_geometry", False)
+    step = max(1, (1 << 20) // max(cj.size, 1))
+    kl = dm = 0.0
+    for k in range(0, ri.size, step):
+        rows = ri[k:k + step]
+        c = (cost.block(rows, cj) if cloud
+             else np.asarray(cost)[np.ix_(rows, cj)].astype(np.float64))
+        part = _entropy_block(a[rows], b[cj], c, reg, f[rows], g[cj])
+        kl += part[0]
+        dm += part[1]
+    return kl, dm
+
+
+def _entropy_block(a, b, c, reg, f, g):
+    """:func:`entropy_terms` of one block (positive weights, float64 costs ``c``)."""
+    x = (f[:, None] + g[None, :] - c) / reg
+    w = a[:, None] * b[None, :]
     with np.errstate(over="ignore", invalid="ignore"):
         em1 = np.expm1(x)
         h = x * (em1 + 1.0) - em1
@@ -751,7 +772,7 @@ def _finish(run, fc, gc, status, planned):
     ma, mb = float(prob.a.sum(dtype=np.float64)), float(prob.b.sum(dtype=np.float64))
     kl = plogr - mass + ma * mb
     dm = mass - ma * mb  # the dual's mass term, sum(P) - sum(a) sum(b)
-    if entropy_needed(reg, ma, mb, lin):
+    if math.isfinite(lin) and entropy_needed(reg, prob.cost_scale):
         kl, dm = entropy_terms(run.a64, run.b64, prob.costc, reg, fc, gc)
     extra = {}
     if run.rho is None:

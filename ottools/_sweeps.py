@@ -559,6 +559,28 @@ class UbSweeps(Sweeps):
     def __init__(self, run, f, g, bound, low=False):
         super().__init__(run, f, g, bound, low)
         self.rho = run.rho
+        # The translation steps' total since the last absorption, applied to the absorbed
+        # potentials there (F + t, G - t) and read by :meth:`potentials`: accumulated
+        # step by step across kernel calls, so that how a run is split into calls (a
+        # callback's period) never changes the iterates (F += per call rounded otherwise).
+        self.shift = np.zeros(1)
+
+    def absorb(self):
+        self.f += self.shift[0]
+        self.g -= self.shift[0]
+        self.shift[0] = 0.0
+        super().absorb()
+
+    def potentials(self):
+        f, g = super().potentials()
+        return f + self.shift[0], g - self.shift[0]
+
+    def to_float64(self):
+        low = self.low
+        out = super().to_float64()  # absorbed potentials from potentials(): shift in them
+        if low:
+            self.shift[0] = 0.0
+        return out
 
     def errors(self, f, g, rows, cols):
         (ra, rb) = self.rho
@@ -580,14 +602,12 @@ class UbSweeps(Sweeps):
                 self.tau[0], self.k[0], self.tau[1], self.k[1], 1.0 / ra, 1.0 / rb, eps,
                 self.bound, tol, maxiter, self.exact, self.cerr, errs, self.s, self.t,
                 self.unew, self.vk)
-        shift = np.zeros(1)
         if self.chunks > 1:
-            out = _kub.unbalanced_sweep_par(*args, self.T, self.E, omega, shift)
+            out = _kub.unbalanced_sweep_par(*args, self.T, self.E, omega, self.shift)
         else:
-            out = _kub.unbalanced_sweep(*args, omega, shift)
-        # The translation steps moved the absorbed potentials (K and the scalings kept).
-        self.f += shift[0]
-        self.g -= shift[0]
+            out = _kub.unbalanced_sweep(*args, omega, self.shift)
+        # The translation steps moved the absorbed potentials (K and the scalings kept):
+        # self.shift, applied at the next absorption.
         return out
 
     def log_step(self, tol):

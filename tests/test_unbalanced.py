@@ -344,6 +344,30 @@ def test_tiny_reg_m_converges(rng, method, reg_m):
         np.testing.assert_allclose(res.marginals[1], b, rtol=1e-9)
 
 
+def test_tol_zero_keeps_the_sweeps_and_newton_steps(rng):
+    """tol = 0 (run to maxiter) read as 'the rounding floor binds': the exact damped
+    iterations at every reg_m, 2000 of them to err 1e-4 (the sweeps and Newton steps:
+    5e-15 in 136)."""
+    a, b, cost = _problem(rng, n=60, m=50, scale_b=1.0)
+    res = ottools.sinkhorn(a, b, cost, 1e-3, reg_m=1.0, tol=0.0, maxiter=300)
+    assert "newton" in res.stages and res.err < 1e-12
+
+
+@pytest.mark.parametrize("check_every", [1, 7, 10])
+def test_a_callback_never_changes_the_unbalanced_iterates(rng, check_every):
+    """The translation steps' shift was added to the absorbed potentials at the end of
+    each kernel call: a callback's period (how the sweeps split into calls) moved the
+    iterates by 1e-17."""
+    a, b, cost = _problem(rng, n=60, m=50, scale_b=1.0)
+    ref = ottools.sinkhorn(a, b, cost, 1e-3, reg_m=1.0)
+    seen = []
+    res = ottools.sinkhorn(a, b, cost, 1e-3, reg_m=1.0, callback=lambda r: seen.append(r.nit),
+                           options={"check_every": check_every})
+    assert seen and res.nit == ref.nit
+    np.testing.assert_array_equal(res.f, ref.f)
+    np.testing.assert_array_equal(res.plan, ref.plan)
+
+
 def test_semi_relaxed_keeps_the_hard_marginal(rng):
     a, b, cost = _problem(rng)
     res = ottools.sinkhorn(a, b, cost, 0.02, reg_m=(0.5, np.inf), tol=1e-11, maxiter=100_000)
