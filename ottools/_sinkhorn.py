@@ -763,10 +763,14 @@ def _finish(run, fc, gc, status, planned):
             # (masses 1 and 100 with reg_m = 100: f near -230, g near 230): centred, they
             # keep their digits in float32 (rounding 1.5e-5 at 230 is 1.5 % of an entry
             # at reg 1e-3).
+            # The exponents in float64 from the float64 potentials, the plan stored in
+            # the problem's dtype (its marginals, and err, summed from the stored plan):
+            # built from potentials cast to float32, the plan's rounding floor was
+            # max|C| eps32 / reg (10-D points at reg 1e-3: status 4 at err 5.7e-4 with
+            # the float32 default tol 1e-4, where this plan has err 9e-8).
             c = 0.0 if run.rho is None else 0.5 * (float(gc.mean()) - float(fc.mean()))
-            planned = (Pc,) + tuple(run.plan_kernel(prob.loga, prob.logb, prob.costc,
-                                                    dt.type(reg), (fc + c).astype(dt),
-                                                    (gc - c).astype(dt), Pc))
+            planned = (Pc,) + tuple(run.plan_kernel(run.loga64, run.logb64, prob.costc,
+                                                    float(reg), fc + c, gc - c, Pc))
         Pc, rows, cols, lin, plogr = planned
     mass = float(rows.sum())
     ma, mb = float(prob.a.sum(dtype=np.float64)), float(prob.b.sum(dtype=np.float64))

@@ -155,3 +155,18 @@ def test_symmetric_self_transport(tol, kernel_dtypes):
     assert np.abs(r32.plan - r64.plan).sum() <= 20 * tol
     np.testing.assert_allclose(r32.plan, r32.plan.T, rtol=0, atol=1e-15)
     np.testing.assert_allclose(r32.f, r32.g, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("d, reg", [(10, 1e-3), (2, 1e-3)])
+def test_float32_default_tol_is_reached_at_small_reg(d, reg):
+    """The dense plan was built from the potentials cast to float32: a rounding floor of
+    max|C| eps32 / reg (10-D points, reg 1e-3: status 4 at err 5.7e-4 against the
+    default tol 1e-4, where the plan of the float64 potentials has err 9e-8)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, d)).astype(np.float32)
+    y = (rng.normal(size=(400, d)) + 0.5).astype(np.float32)
+    C = ottools.cost_matrix(x, y)  # reg / max C: about 1e-5
+    res = ottools.sinkhorn(None, None, C, reg)
+    assert res.success and res.err <= 1e-4 and res.plan.dtype == np.float32
+    np.testing.assert_allclose(res.plan.sum(1, dtype=np.float64), 1 / 400, rtol=0,
+                               atol=1e-4 / 400 * 50)
