@@ -404,29 +404,23 @@ def _solve_log(run, f0, g0):
 
 
 def _ub_floor_binds(run):
-    """Whether the absorbed unbalanced sweeps would stall above ``tol``
-    (:func:`_ub_floor`), for a ``rho`` small against ``reg`` (a floor above 1e-12 of the
-    mass: ``rho`` below ``reg / 4500``). (``tol = 0``, run to ``maxiter``, took the exact
-    iterations at every ``rho``: 2000 of them to err 1e-4 where the sweeps and the Newton
-    finish reached 5e-15 in 136.)"""
-    floor = _ub_floor(run)
+    """Whether the absorbed unbalanced sweeps would stall above ``tol``. They hold ``f = F
+    + reg log(u / a)``, to ``reg`` times the rounding of ``u``, and the targets ``a
+    exp(-f / rho)`` amplify that by ``1 / rho``: a floor of about ``(reg / rho) eps`` of
+    the mass (reg_m 1e-10 at reg 0.05 stalled at err 7e-9 for 10,000 sweeps). Only for a
+    ``rho`` small against ``reg`` (a floor above 1e-12 of the mass: ``rho`` below
+    ``reg / 4500``): ``tol = 0``, run to ``maxiter``, took the exact iterations at every
+    ``rho`` (2000 of them to err 1e-4 where the sweeps and the Newton finish reached
+    5e-15 in 136)."""
+    floor = run.reg / min(run.rho) * np.finfo(np.float64).eps * run.prob.mass
     return floor > run.tol_abs and floor > 1e-12 * run.prob.mass
-
-
-def _ub_floor(run):
-    """The error (absolute) below which the absorbed unbalanced sweeps cannot go: they
-    hold ``f = F + reg log(u / a)``, to ``reg`` times the rounding of ``u``, and the
-    targets ``a exp(-f / rho)`` amplify that by ``1 / rho``: about ``(reg / rho) eps``
-    of the mass (reg_m 1e-10 at reg 0.05 stalled at err 7e-9 for 10,000 sweeps)."""
-    k = run.reg / min(run.rho)
-    return k * np.finfo(np.float64).eps * run.prob.mass
 
 
 def _ub_exact_stage(run, f, g):
     """The damped log-domain iterations on the potentials themselves
     (:func:`ottools._sweeps.ub_log_iteration`: two passes of exponentials each), for an
     unbalanced problem whose ``rho`` is so small against ``reg`` that the absorbed sweeps
-    stall above ``tol`` (:func:`_ub_floor`). A damping ``rho / (rho + reg)`` that small
+    stall above ``tol`` (:func:`_ub_floor_binds`). A damping ``rho / (rho + reg)`` that small
     contracts fast: a few iterations. Returns ``(f, g, status, None)``."""
     f = np.array(f, dtype=np.float64)
     g = np.array(g, dtype=np.float64)
@@ -740,6 +734,13 @@ def _expand(run, fc, gc, dtype=None):
                            centre=False, dtype=dtype)
 
 
+def _cold_start(prob):
+    """The cold start's potentials ``(min C, 0)``: ``exp((min C - C) / reg) <= 1``, a
+    finite plan whatever the costs' sign (zeros overflowed for costs in [-5, -4])."""
+    f, g = prob.init_potentials(None)
+    return f + prob.cost_range[0], g
+
+
 def _finish(run, fc, gc, status, planned):
     """Plan, costs and honest error from the potentials (or from the plan the sweeps
     already hold)."""
@@ -748,8 +749,7 @@ def _finish(run, fc, gc, status, planned):
     fc = np.asarray(fc, dtype=np.float64)
     gc = np.asarray(gc, dtype=np.float64)
     if not (np.all(np.isfinite(fc)) and np.all(np.isfinite(gc))):
-        fc, gc = prob.init_potentials(None)
-        fc = fc + prob.cost_range[0]  # the cold start: exp((min C - C) / reg) <= 1
+        fc, gc = _cold_start(prob)
         status = NONFINITE
         planned = None
     if prob.geometry:
@@ -811,11 +811,10 @@ def _finish(run, fc, gc, status, planned):
         # value). (Not on fun alone: its KL(P | a x b) holds sum(a) sum(b), beyond float64
         # for masses of 1e200.)
         run.restarted = True
-        # (unbalanced, g's damped update may still overflow: +-1e6 gave f + g of 2000)
-        f1, g1 = _rebalance(run, fc, gc) if run.rho is None else (fc, gc * np.nan)
-        if not np.all(np.isfinite(g1)):
-            f1, g1 = prob.init_potentials(None)
-            f1 = f1 + prob.cost_range[0]  # exp((min C - C) / reg) <= 1
+        # (unbalanced: g's damped update may still overflow, +-1e6 gave f + g of 2000)
+        f1, g1 = _rebalance(run, fc, gc) if run.rho is None else (None, None)
+        if g1 is None or not np.all(np.isfinite(g1)):
+            f1, g1 = _cold_start(prob)
         return _finish(run, f1, g1, NONFINITE, None)
     if prob.geometry:
         # The plan of the float64 potentials, whose marginals gave err (float32 ones, the
