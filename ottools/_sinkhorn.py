@@ -984,7 +984,9 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
           the Hessian diagonal, adapted Levenberg-Marquardt style and capped by ``err**2``),
           ``cg_tol`` (1e-2: relative residual of the conjugate gradient, on the Schur
           complement of the ``f`` block), ``cg_maxiter``
-          (``10 (n + m)``), ``armijo`` (1e-4), ``backtrack`` (0.5), ``ls_maxiter`` (10:
+          (``10 (n + m)``), ``direct_after`` (200: CG iterations after which a sparse LU
+          factorization of that complement, SciPy's SuperLU, solves the step where its
+          factors fit in about 20 million entries; None: CG only), ``armijo`` (1e-4), ``backtrack`` (0.5), ``ls_maxiter`` (10:
           trial steps of the line search), ``fallback_iters`` (10: Sinkhorn iterations
           after a failed Newton step). The Newton stage works in float64 (float32 input
           is cast back: its err floor is about 1e-6).

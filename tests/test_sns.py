@@ -207,6 +207,100 @@ def test_schur_matvec_equals_dense_complement(rng, shift):
     assert out[j0] == 0.0
 
 
+@pytest.mark.parametrize("j0", [3, -1])
+def test_direct_newton_solves_the_gauge_fixed_system(rng, j0):
+    from ottools import _sns
+    a, b, P, rows, cols, indptr, indices, data = _sparse_system(rng)
+    n, m = P.shape
+    shift = 1e-6
+    bf, bg = a - rows, b - cols
+    xf, xg = np.empty(n), np.empty(m)
+    assert _sns.direct_newton(indptr, indices, data, rows, cols, shift, j0, bf, bg, 1e-10,
+                              xf, xg)
+    import scipy.sparse as sp
+    Ps = sp.csr_array((data, indices, indptr), shape=(n, m))
+    if j0 >= 0:
+        H = ref.newton_matrix(Ps, rows, cols, shift, j0)
+        want = np.linalg.solve(H, np.r_[bf, np.delete(bg, j0)])
+        got = np.r_[xf, np.delete(xg, j0)]
+        assert xg[j0] == 0.0
+    else:  # no gauge: the whole (definite once shifted) system
+        H = np.block([[np.diag((1 + shift) * rows), Ps.toarray()],
+                      [Ps.T.toarray(), np.diag((1 + shift) * cols)]])
+        want = np.linalg.solve(H, np.r_[bf, bg])
+        got = np.r_[xf, xg]
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9 * np.abs(want).max())
+
+
+def test_direct_newton_holds_cancelled_columns_and_checks_its_residual():
+    from ottools import _sns
+    # rows 0-1 / columns 0-1 share entries; row 2 and column 2 form an isolated pair
+    # whose complement's diagonal cancels (shift 0: cols - P^2 / rows = 0 exactly)
+    P = np.array([[0.2, 0.1, 0.0], [0.05, 0.3, 0.0], [0.0, 0.0, 0.35]])
+    rows, cols = P.sum(1), P.sum(0)
+    import scipy.sparse as sp
+    csr = sp.csr_array(P)
+    indptr, indices = csr.indptr.astype(np.int64), csr.indices.astype(np.int64)
+    data = csr.data
+    bf = np.array([0.01, -0.02, 0.003])
+    bg = np.array([0.0, 0.004, 0.003])  # the pair's equations agree: consistent
+    xf, xg = np.full(3, 7.0), np.full(3, 7.0)
+    assert _sns.direct_newton(indptr, indices, data, rows, cols, 0.0, 0, bf, bg, 1e-10, xf,
+                              xg)
+    H = np.block([[np.diag(rows), P], [P.T, np.diag(cols)]])
+    x = np.r_[xf, xg]
+    assert xg[0] == 0.0 and xg[2] == 0.0  # the gauge and the held column
+    # every equation but the gauge's (j0 = 0) holds
+    np.testing.assert_allclose(np.delete(H @ x, 3), np.delete(np.r_[bf, bg], 3), atol=1e-14)
+    # an inconsistent pair leaves a residual above tol: refused, outputs untouched
+    bg2 = np.array([0.0, 0.004, -0.05])
+    xf, xg = np.full(3, 7.0), np.full(3, 7.0)
+    assert not _sns.direct_newton(indptr, indices, data, rows, cols, 0.0, 0, bf, bg2, 1e-2,
+                                  xf, xg)
+    assert np.all(xf == 7.0) and np.all(xg == 7.0)
+
+
+def test_direct_newton_refuses_a_pattern_above_its_budget(rng, monkeypatch):
+    from ottools import _sns
+    a, b, P, rows, cols, indptr, indices, data = _sparse_system(rng)
+    n, m = P.shape
+    monkeypatch.setattr(_sns, "_DIRECT_MAX_ENTRIES", 4 * int(np.diff(indptr).max()) ** 2)
+    xf, xg = np.full(n, 3.0), np.full(m, 3.0)
+    assert not _sns.direct_newton(indptr, indices, data, rows, cols, 1e-6, 0, a - rows,
+                                  b - cols, 1e-10, xf, xg)
+    assert np.all(xf == 3.0) and np.all(xg == 3.0)
+
+
+def test_near_permutation_plans_take_direct_newton_steps(monkeypatch):
+    # The Monge gap of an optimal map at reg ~1.5e-5 of the cost range: the plan is
+    # nearly a permutation and CG stalls on its weakly linked blocks; the factorized
+    # steps reach the same solution as CG alone.
+    from ottools import _sns
+    calls = []
+    real = _sns.direct_newton
+
+    def spy(*args):
+        ok = real(*args)
+        calls.append(ok)
+        return ok
+
+    monkeypatch.setattr(_sns, "direct_newton", spy)
+    x = np.random.default_rng(1).normal(size=(300, 2))
+    y = 1.2 * x + 0.1
+    cost = ottools.cost_matrix(x, y)
+    res = ottools.sinkhorn(None, None, cost, 1e-3, tol=1e-10)
+    assert res.success and "newton" in res.stages
+    assert sum(calls) >= 1
+    assert np.abs(res.plan.sum(1) - 1 / 300).sum() + np.abs(res.plan.sum(0) - 1 / 300).sum() \
+        <= 1e-10
+    ref_res = ottools.sinkhorn(None, None, cost, 1e-3, tol=1e-10,
+                               options={"direct_after": None})
+    assert ref_res.success
+    # (the dual is nearly flat along the blocks: the potentials differ, the plans not)
+    assert np.abs(res.plan - ref_res.plan).sum() <= 1e-9
+    assert abs(res.fun - ref_res.fun) <= 1e-9 * abs(ref_res.fun)
+
+
 @pytest.mark.parametrize("cg_tol", [1e-4, 1e-10])
 def test_newton_cg_reaches_cg_tol(rng, cg_tol):
     a, b, P, rows, cols, indptr, indices, data = _sparse_system(rng)
