@@ -108,7 +108,45 @@ def test_warm_start_skips_annealing(rng):
     np.testing.assert_allclose(warm.plan, cold.plan, atol=1e-9)
 
 
+def _clusters_cost(n):
+    # 6 clusters in 5-D, the targets' cluster masses unequal: mass must cross clusters
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 5)) * 10
+    x = centres[rng.integers(0, 6, n)] + rng.normal(size=(n, 5)) * 0.3
+    y = (centres[rng.choice(6, n, p=[.4, .3, .1, .1, .05, .05])]
+         + rng.normal(size=(n, 5)) * 0.3)
+    return ottools.cost_matrix(x, y)
+
+
+def test_annealing_levels_far_from_balanced_take_more_sweeps(monkeypatch):
+    from ottools import _sinkhorn
+    real = _sinkhorn._sweep_stage
+    levels = []
+
+    def spy(run, sw, **kw):
+        nit = run.nit
+        status = real(run, sw, **kw)
+        if kw["stage"] == "anneal":
+            levels.append(run.nit - nit)
+        return status
+
+    monkeypatch.setattr(_sinkhorn, "_sweep_stage", spy)
+    cost = _clusters_cost(200)
+    out = {}
+    for top in (10, 3, 6):
+        levels.clear()
+        res = ottools.sinkhorn(None, None, cost, 1e-2, tol=1e-10,
+                               options={"anneal_sweeps_max": top})
+        assert res.success and res.stages[0] == "anneal"
+        assert max(levels) == top  # levels whose err stayed above 0.05 of the mass
+        out[top] = res
+    # the same solution, whatever the annealing
+    for top in (3, 6):
+        assert np.abs(out[top].plan - out[10].plan).sum() <= 4e-9
+
+
 @pytest.mark.parametrize("options, exc, match", [
+    ({"anneal_sweeps_max": 0}, ValueError, r"`options\['anneal_sweeps_max'\]` must be >= 1"),
     ({"epsilon_decay": -0.5}, ValueError, r"`options\['epsilon_decay'\]` must be in \(0, 1\)"),
     ({"epsilon_decay": 1.0}, ValueError, r"`options\['epsilon_decay'\]` must be in \(0, 1\)"),
     ({"newton_after": 0.0}, ValueError, r"`options\['newton_after'\]` must be in \(0, inf\)"),

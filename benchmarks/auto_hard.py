@@ -1,0 +1,130 @@
+"""``sinkhorn(method="auto")`` on structured problems where its stages used to struggle,
+and on the uniform grid, against its previous settings, in one run.
+
+Usage (from the repository root)::
+
+    PYTHONPATH=. python benchmarks/auto_hard.py                 # n = 1000, 3 rounds
+    PYTHONPATH=. python benchmarks/auto_hard.py --n 2000 --repeat 5 --only clusters
+
+Problems (squared Euclidean costs, uniform weights, tol 1e-9, float64):
+
+- ``grid``: n uniform points in [0, 1]^d for each measure (d = 2, 10), the cost divided
+  by its max, reg 1e-3 and 1e-4 (the problems of ``benchmarks/auto_grid.py``);
+- ``clusters``: 6 Gaussian clusters in 5-D (centres 10 apart, spread 0.3), the targets'
+  cluster masses 0.4, 0.3, 0.1, 0.1, 0.05, 0.05 against equal ones, reg 1e-2 and 1e-3
+  (6.7e-6 and 6.7e-7 of the cost's range);
+- ``nearperm``: x standard normal in 2-D against its image by the optimal map
+  ``1.2 x + 0.1`` (the Monge gap's plan), reg 1e-3 (1.5e-5 of the range);
+- ``outlier``: two standard normal clouds in 2-D, one target moved to (1000, 1000),
+  reg 1e-2, the cost and its transpose (left as it is: see the closing note).
+
+Settings, round-robin in this process (the first, untimed calls compile):
+
+- ``now``: the defaults;
+- ``before``: the settings of session 25, ``anneal_sweeps_max = 3`` (no extra sweeps at
+  an annealing level whose relative error is above 0.05) and ``direct_after = None``
+  (conjugate gradients only in the Newton steps).
+
+The table gives the median time (min-max), iterations, Newton steps, whether both
+converged, the ratio of the medians and the relative difference of the values.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import zlib
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import ottools  # noqa: E402
+
+SETTINGS = {"now": None, "before": {"anneal_sweeps_max": 3, "direct_after": None}}
+
+
+def grid(n, d):
+    rng = np.random.default_rng(0)
+    cost = ottools.cost_matrix(rng.random((n, d)), rng.random((n, d)))
+    return cost / cost.max()
+
+
+def clusters(n):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 5)) * 10
+    x = centres[rng.integers(0, 6, n)] + rng.normal(size=(n, 5)) * 0.3
+    y = (centres[rng.choice(6, n, p=[.4, .3, .1, .1, .05, .05])]
+         + rng.normal(size=(n, 5)) * 0.3)
+    return ottools.cost_matrix(x, y)
+
+
+def nearperm(n):
+    x = np.random.default_rng(1).normal(size=(n, 2))
+    return ottools.cost_matrix(x, 1.2 * x + 0.1)
+
+
+def outlier(n):
+    rng = np.random.default_rng(zlib.crc32(b"outlier"))
+    x, y = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
+    y[0] = [1e3, 1e3]
+    return ottools.cost_matrix(x, y)
+
+
+def cases(n, only):
+    out = []
+    if only in (None, "grid"):
+        for d in (2, 10):
+            for reg in (1e-3, 1e-4):
+                out.append((f"grid d={d}", reg, lambda d=d: grid(n, d)))
+    if only in (None, "clusters"):
+        for reg in (1e-2, 1e-3):
+            out.append(("clusters", reg, lambda: clusters(n)))
+    if only in (None, "nearperm"):
+        out.append(("nearperm", 1e-3, lambda: nearperm(n)))
+    if only in (None, "outlier"):
+        out.append(("outlier", 1e-2, lambda: outlier(n)))
+        out.append(("outlier.T", 1e-2, lambda: np.ascontiguousarray(outlier(n).T)))
+    return out
+
+
+def solve(cost, reg, options):
+    t = time.perf_counter()
+    res = ottools.sinkhorn(None, None, cost, reg, tol=1e-9, options=options)
+    return time.perf_counter() - t, res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", choices=["grid", "clusters", "nearperm", "outlier"])
+    args = ap.parse_args(argv)
+    for options in SETTINGS.values():
+        solve(nearperm(100), 1e-3, options)
+        solve(grid(100, 2), 1e-4, options)
+    print(f"{'problem':>10} {'reg':>6} {'setting':>7} {'time s (min-max)':>24} "
+          f"{'nit':>6} {'newton':>6}  ok")
+    for name, reg, make in cases(args.n, args.only):
+        cost = make()
+        times = {k: [] for k in SETTINGS}
+        last = {}
+        for _ in range(args.repeat):
+            for key, options in SETTINGS.items():
+                dt, res = solve(cost, reg, options)
+                times[key].append(dt)
+                last[key] = res
+        for key in SETTINGS:
+            ts, res = times[key], last[key]
+            print(f"{name:>10} {reg:>6.0e} {key:>7} {statistics.median(ts):>9.3f} "
+                  f"({min(ts):.3f}-{max(ts):.3f}) {res.nit:>6d} {res.nit_newton:>6d}  "
+                  f"{'yes' if res.success else 'NO'}")
+        ratio = statistics.median(times["before"]) / statistics.median(times["now"])
+        a, b = last["now"].fun, last["before"].fun
+        print(f"{'':>10} {'':>6} before / now: {ratio:.2f}x, values differ by "
+              f"{abs(a - b) / abs(b):.1e} (relative)")
+
+
+if __name__ == "__main__":
+    main()
