@@ -9,12 +9,15 @@ Usage (from the repository root)::
 Problems (squared Euclidean costs, uniform weights, tol 1e-9, float64):
 
 - ``grid``: n uniform points in [0, 1]^d for each measure (d = 2, 10), the cost divided
-  by its max, reg 1e-3 and 1e-4 (the problems of ``benchmarks/auto_grid.py``);
+  by its max, reg 1e-3 and 1e-4 (the problems of ``benchmarks/auto_grid.py``), and 2-D
+  at 1e-6;
 - ``clusters``: 6 Gaussian clusters in 5-D (centres 10 apart, spread 0.3), the targets'
   cluster masses 0.4, 0.3, 0.1, 0.1, 0.05, 0.05 against equal ones, reg 1e-2 and 1e-3
   (6.7e-6 and 6.7e-7 of the cost's range);
 - ``nearperm``: x standard normal in 2-D against its image by the optimal map
   ``1.2 x + 0.1`` (the Monge gap's plan), reg 1e-3 (1.5e-5 of the range);
+- ``1-D``: n standard normal points against n others times 1.5 plus 0.3 (sorted),
+  reg 6e-8 of the cost's range;
 - ``outlier``: two standard normal clouds in 2-D, one target moved to (1000, 1000),
   reg 1e-2, the cost and its transpose (left as it is: see the closing note).
 
@@ -22,8 +25,9 @@ Settings, round-robin in this process (the first, untimed calls compile):
 
 - ``now``: the defaults;
 - ``before``: the settings of session 25, ``anneal_sweeps_max = 3`` (no extra sweeps at
-  an annealing level whose relative error is above 0.05) and ``direct_after = None``
-  (conjugate gradients only in the Newton steps).
+  an annealing level whose relative error is above 0.05), ``anneal_newton = False`` (no
+  Newton steps at the annealing levels) and ``direct_after = None`` (conjugate
+  gradients only in the Newton steps).
 
 The table gives the median time (min-max), iterations, Newton steps, whether both
 converged, the ratio of the medians and the relative difference of the values.
@@ -42,7 +46,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ottools  # noqa: E402
 
-SETTINGS = {"now": None, "before": {"anneal_sweeps_max": 3, "direct_after": None}}
+SETTINGS = {"now": None,
+            "before": {"anneal_sweeps_max": 3, "anneal_newton": False, "direct_after": None}}
 
 
 def grid(n, d):
@@ -65,6 +70,12 @@ def nearperm(n):
     return ottools.cost_matrix(x, 1.2 * x + 0.1)
 
 
+def oned(n):
+    rng = np.random.default_rng(0)
+    x, y = np.sort(rng.normal(size=n)), np.sort(rng.normal(size=n) * 1.5 + 0.3)
+    return ottools.cost_matrix(x[:, None], y[:, None])
+
+
 def outlier(n):
     rng = np.random.default_rng(zlib.crc32(b"outlier"))
     x, y = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
@@ -78,11 +89,14 @@ def cases(n, only):
         for d in (2, 10):
             for reg in (1e-3, 1e-4):
                 out.append((f"grid d={d}", reg, lambda d=d: grid(n, d)))
+        out.append(("grid d=2", 1e-6, lambda: grid(n, 2)))
     if only in (None, "clusters"):
         for reg in (1e-2, 1e-3):
             out.append(("clusters", reg, lambda: clusters(n)))
     if only in (None, "nearperm"):
         out.append(("nearperm", 1e-3, lambda: nearperm(n)))
+    if only in (None, "1-D"):
+        out.append(("1-D", 6e-8, lambda: oned(n)))
     if only in (None, "outlier"):
         out.append(("outlier", 1e-2, lambda: outlier(n)))
         out.append(("outlier.T", 1e-2, lambda: np.ascontiguousarray(outlier(n).T)))
@@ -99,7 +113,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--only", choices=["grid", "clusters", "nearperm", "outlier"])
+    ap.add_argument("--only", choices=["grid", "clusters", "nearperm", "1-D", "outlier"])
     args = ap.parse_args(argv)
     for options in SETTINGS.values():
         solve(nearperm(100), 1e-3, options)
@@ -108,6 +122,8 @@ def main(argv=None):
           f"{'nit':>6} {'newton':>6}  ok")
     for name, reg, make in cases(args.n, args.only):
         cost = make()
+        if name == "1-D":
+            reg *= float(cost.max() - cost.min())  # a fraction of the range
         times = {k: [] for k in SETTINGS}
         last = {}
         for _ in range(args.repeat):

@@ -43,22 +43,32 @@ NEWTON_OPTIONS = {
 }
 
 
-# The most entries (pattern of the Schur complement, and its LU factors) of the direct
-# solve of a Newton system: about 12 bytes each in SciPy's sparse arrays (240 MB).
+# The direct solve of a Newton system (direct_newton): at most this many entries in the
+# complement's pattern and in the envelope of its factors (about 12 bytes each: 240 MB),
+# and at most this many multiply-adds in the factorization (the squared envelope widths;
+# a second or two).
 _DIRECT_MAX_ENTRIES = 20_000_000
+_DIRECT_MAX_WORK = 2e9
 
 
 def direct_newton(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, xf, xg):
-    """The system of ``_kernels._newton.newton_cg`` by a sparse LU factorization of its
+    """The system of ``_kernels._newton.newton_cg`` by a sparse factorization of its
     Schur complement ``S = (1 + shift) diag(cols) - Ps^T diag(1 / ((1 + shift) rows)) Ps``
-    without the gauge column ``j0`` (none if negative), by SciPy's SuperLU (``spilu``
-    without dropping: exact while its factors fit in ``_DIRECT_MAX_ENTRIES``, which bounds
-    its memory and time).
-    Writes ``xf``, ``xg`` and returns True where the relative residual of the whole system
-    is at most ``tol``; otherwise (the pattern too large, the factors did not fit, or a
-    singular complement) returns False and leaves them unchanged."""
+    without the gauge column ``j0`` (none if negative).
+
+    ``S`` is symmetric positive (semi)definite: ordered by reverse Cuthill-McKee (SciPy's
+    ``csgraph``), its LU factors without pivoting (SuperLU, natural order) stay inside its
+    envelope, so the envelope bounds their memory and time before anything is factorized;
+    a complement whose envelope exceeds ``_DIRECT_MAX_ENTRIES`` entries or
+    ``_DIRECT_MAX_WORK`` operations (well-mixed plans: 10-D points at moderate reg) is
+    refused at the cost of forming it. (SuperLU's incomplete factorization with a fill
+    limit, the first version, cost 30 s on such plans before refusing and corrupted the
+    heap on some.) Writes ``xf``, ``xg`` and returns True where the relative residual of
+    the whole system is at most ``tol``; otherwise (refused, singular, or inaccurate)
+    returns False and leaves them unchanged."""
     import scipy.sparse as sp
-    from scipy.sparse.linalg import spilu
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+    from scipy.sparse.linalg import splu
 
     n, m = rows.size, cols.size
     counts = np.diff(indptr)
@@ -72,7 +82,7 @@ def direct_newton(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, xf,
     if free.size == 0:
         return False
     part = ps[:, free]
-    schur = (sp.diags_array(d2[free]) - part.T @ (sp.diags_array(1.0 / d1) @ part)).tocsc()
+    schur = (sp.diags_array(d2[free]) - part.T @ (sp.diags_array(1.0 / d1) @ part)).tocsr()
     # Columns whose complement's diagonal cancelled (an isolated row-column pair with
     # shift below eps: its curvature is the dropped mass, lost in the difference)
     # are singular modes in float64: held like the gauge.
@@ -80,17 +90,26 @@ def direct_newton(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, xf,
     if np.any(lost):
         free = free[~lost]
         part = ps[:, free]
-        schur = schur[~lost][:, ~lost].tocsc()
+        schur = schur[~lost][:, ~lost].tocsr()
         if free.size == 0:
             return False
-    fill = _DIRECT_MAX_ENTRIES / max(1, schur.nnz)
+    order = reverse_cuthill_mckee(schur, symmetric_mode=True)
+    schur = schur[order][:, order].tocsr()
+    schur.sort_indices()
+    # the envelope: row i from its first entry (the diagonal is stored: positive)
+    width = np.arange(free.size) - schur.indices[schur.indptr[:-1]]
+    width = np.maximum(width, 0).astype(np.float64)
+    if 2.0 * width.sum() > _DIRECT_MAX_ENTRIES or float(width @ width) > _DIRECT_MAX_WORK:
+        return False
     with np.errstate(all="ignore"):
         try:
-            lu = spilu(schur, drop_tol=0.0, fill_factor=fill)
-        except RuntimeError:  # exactly singular
+            lu = splu(schur.tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                      options={"SymmetricMode": True})
+        except (RuntimeError, MemoryError):  # exactly singular; out of memory
             return False
+        rhs = bg[free] - part.T @ (bf / d1)
         y = np.zeros(m)
-        y[free] = lu.solve(bg[free] - part.T @ (bf / d1))
+        y[free[order]] = lu.solve(rhs[order])
         x = (bf - ps @ y) / d1
         res = np.concatenate([d1 * x + ps @ y - bf, (ps.T @ x + d2 * y - bg)[eq]])
         norm = math.sqrt(float(bf @ bf) + float(bg[eq] @ bg[eq]))
@@ -385,8 +404,9 @@ class NewtonStage:
     def _solve(self, indptr, indices, data, rows, cols, shift, bf, bg, cg_tol):
         """The Newton direction into ``xf``, ``xg`` (see ``_kernels._newton.newton_cg``):
         CG, and after ``direct_after`` CG iterations without reaching ``cg_tol`` a sparse
-        LU factorization of the Schur complement (:func:`direct_newton`) where its factors
-        fit, then CG to ``cg_maxiter`` if that did not reach ``cg_tol`` either. Near-
+        factorization of the Schur complement (:func:`direct_newton`) where its envelope
+        is small, then CG again from zero for the remaining ``cg_maxiter - direct_after``
+        iterations if that was refused or did not reach ``cg_tol`` either. Near-
         permutation plans at small reg (the Monge gap of an optimal map, reg 1.5e-5 of
         the cost range) have weakly linked blocks and a complement of condition number
         near 1 / shift: CG ran to its cap 10 (n + m) on most steps, with residuals above

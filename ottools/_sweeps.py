@@ -175,6 +175,17 @@ class Sweeps:
         _k.absorb(self.f, self.g, self.u, self.v, self.a, self.b, self.reg)
         self.planned = None
 
+    def set_potentials(self, f, g):
+        """Go on from the potentials ``(f, g)`` (float64, in cost units) at the current
+        ``reg``: absorbed, unit scalings, the kernel rebuilt, the column error unknown."""
+        run = self.run
+        self.f = f + self.reg * run.loga64
+        self.g = g + self.reg * run.logb64
+        self.u[:] = 1.0
+        self.v[:] = 1.0
+        self.exact = False
+        self.rebuild()
+
     def rebuild(self):
         cost = self.run.prob.costc
         if self.chunks > 1:
@@ -354,6 +365,12 @@ class OnlineSweeps:
 
     def absorb(self):
         pass
+
+    def set_potentials(self, f, g):
+        """Go on from the potentials ``(f, g)`` (the column error unknown)."""
+        self.f[:] = f
+        self.g[:] = g
+        self.exact = False
 
     def _ctransform(self, cols, pot, prev, out):
         run = self.run

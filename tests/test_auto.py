@@ -108,6 +108,19 @@ def test_warm_start_skips_annealing(rng):
     np.testing.assert_allclose(warm.plan, cold.plan, atol=1e-9)
 
 
+def test_maxiter_after_a_newton_decision_ends_with_status_1():
+    # the sweeps' predicted count of further sweeps shadowed the annealing extension's
+    # argument: at maxiter the stage indexed a float (TypeError)
+    rng = np.random.default_rng(0)
+    cost = ottools.cost_matrix(rng.normal(size=(50, 2)), rng.normal(size=(50, 2)))
+    for maxiter in (45, 60, 80):
+        one = ottools.sinkhorn(None, None, cost, 0.05, maxiter=maxiter, tol=1e-12)
+        batch = ottools.sinkhorn(None, None, cost[None], 0.05, maxiter=maxiter, tol=1e-12)
+        assert one.status == 1 and one.nit == maxiter
+        assert batch.status[0] == 1 and batch.nit[0] == maxiter
+        np.testing.assert_array_equal(batch.plan[0], one.plan)
+
+
 def _clusters_cost(n):
     # 6 clusters in 5-D, the targets' cluster masses unequal: mass must cross clusters
     rng = np.random.default_rng(0)
@@ -145,8 +158,65 @@ def test_annealing_levels_far_from_balanced_take_more_sweeps(monkeypatch):
         assert np.abs(out[top].plan - out[10].plan).sum() <= 4e-9
 
 
+def _one_dim_cost(n):
+    rng = np.random.default_rng(0)
+    x, y = np.sort(rng.normal(size=n)), np.sort(rng.normal(size=n) * 1.5 + 0.3)
+    return ottools.cost_matrix(x[:, None], y[:, None])
+
+
+def test_small_annealing_levels_take_newton_steps(monkeypatch):
+    # 1-D at reg 6e-8 of the range: the sweeps leave each level near 0.04 and the final
+    # Newton stage started near 0.7 (942 steps at n = 200); Newton steps at the levels
+    # below 1e-4 x range keep each start close. The same solution either way.
+    from ottools import _sinkhorn
+    calls = []
+    real = _sinkhorn._LevelNewton.__call__
+
+    def spy(self, sw, eps):
+        calls.append((eps, self.run.nit))
+        return real(self, sw, eps)
+
+    monkeypatch.setattr(_sinkhorn._LevelNewton, "__call__", spy)
+    cost = _one_dim_cost(200)
+    spread = float(np.ptp(cost))
+    reg = 6e-8 * spread
+    seen = []
+    res = ottools.sinkhorn(None, None, cost, reg, tol=1e-9,
+                           callback=lambda r: seen.append((r.stage, r.nit,
+                                                           np.isfinite(r.f).all())),
+                           options={"check_every": 5})
+    assert res.success and calls and res.stages[0] == "anneal"
+    assert all(eps < 1e-4 * spread for eps, _ in calls)  # levels below 1e-4 x the range
+    # the level steps count as Newton steps; the callback saw them, every 5 iterations
+    assert res.nit_newton > sum(1 for s in seen if s[0] == "newton")
+    marks = [nit for stage, nit, ok in seen if stage == "anneal" and ok]
+    assert len(marks) >= 5 and all(b // 5 > a // 5 for a, b in zip(marks, marks[1:]))
+    calls.clear()
+    off = ottools.sinkhorn(None, None, cost, reg, tol=1e-9,
+                           options={"anneal_newton": False})
+    assert off.success and not calls
+    assert np.abs(res.plan - off.plan).sum() <= 2e-9
+    assert abs(res.fun - off.fun) <= 1e-9 * abs(off.fun)
+
+
+def test_a_callback_can_stop_the_newton_steps_of_an_annealing_level(monkeypatch):
+    cost = _one_dim_cost(100)
+    reg = 6e-8 * float(np.ptp(cost))
+    stages = []
+
+    def cb(inter):
+        stages.append(inter.stage)
+        if inter.nit_newton > 0 and inter.stage == "anneal":
+            raise StopIteration
+
+    res = ottools.sinkhorn(None, None, cost, reg, callback=cb, options={"check_every": 1})
+    assert res.status == 3 and not res.success and stages[-1] == "anneal"
+    assert np.all(np.isfinite(res.plan)) and res.stages == ("anneal",)
+
+
 @pytest.mark.parametrize("options, exc, match", [
     ({"anneal_sweeps_max": 0}, ValueError, r"`options\['anneal_sweeps_max'\]` must be >= 1"),
+    ({"anneal_newton": "no"}, TypeError, r"`options\['anneal_newton'\]` must be True or"),
     ({"epsilon_decay": -0.5}, ValueError, r"`options\['epsilon_decay'\]` must be in \(0, 1\)"),
     ({"epsilon_decay": 1.0}, ValueError, r"`options\['epsilon_decay'\]` must be in \(0, 1\)"),
     ({"newton_after": 0.0}, ValueError, r"`options\['newton_after'\]` must be in \(0, inf\)"),

@@ -168,5 +168,6 @@ def test_float32_default_tol_is_reached_at_small_reg(d, reg):
     C = ottools.cost_matrix(x, y)  # reg / max C: about 1e-5
     res = ottools.sinkhorn(None, None, C, reg)
     assert res.success and res.err <= 1e-4 and res.plan.dtype == np.float32
-    np.testing.assert_allclose(res.plan.sum(1, dtype=np.float64), 1 / 400, rtol=0,
-                               atol=1e-4 / 400 * 50)
+    # the err of the float32 plan itself, summed in float64: within the default tol
+    P = res.plan.astype(np.float64)
+    assert np.abs(P.sum(1) - 1 / 400).sum() + np.abs(P.sum(0) - 1 / 400).sum() <= 1e-4

@@ -260,6 +260,36 @@ def test_direct_newton_holds_cancelled_columns_and_checks_its_residual():
     assert np.all(xf == 7.0) and np.all(xg == 7.0)
 
 
+def test_direct_newton_refuses_a_wide_envelope_before_factorizing(monkeypatch):
+    # A well-mixed pattern (random columns: 10-D points at moderate reg): after reverse
+    # Cuthill-McKee its envelope is near dense; refused from the envelope alone (the
+    # incomplete LU with a fill limit spent 30 s on such plans, and corrupted the heap on
+    # some). No factorization may run.
+    from ottools import _sns
+    import scipy.sparse.linalg as spl
+
+    def no_factorization(*args, **kwargs):
+        raise AssertionError("factorized")
+
+    monkeypatch.setattr(spl, "splu", no_factorization)
+    rng = np.random.default_rng(0)
+    n = m = 3000
+    k = 12
+    indices = np.sort(rng.choice(m, size=(n, k)), axis=1)
+    indices = np.array([np.unique(r) for r in indices], dtype=object)
+    counts = np.array([r.size for r in indices])
+    indptr = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    indices = np.concatenate(indices).astype(np.int64)
+    data = rng.random(indices.size) / (n * k)
+    rows = np.bincount(np.repeat(np.arange(n), counts), weights=data, minlength=n) * 1.1
+    cols = np.bincount(indices, weights=data, minlength=m) * 1.1
+    xf, xg = np.full(n, 3.0), np.full(m, 3.0)
+    assert not _sns.direct_newton(indptr, indices, data, rows, cols, 1e-6, 0,
+                                  rng.standard_normal(n) * 1e-4,
+                                  rng.standard_normal(m) * 1e-4, 1e-2, xf, xg)
+    assert np.all(xf == 3.0) and np.all(xg == 3.0)
+
+
 def test_direct_newton_refuses_a_pattern_above_its_budget(rng, monkeypatch):
     from ottools import _sns
     a, b, P, rows, cols, indptr, indices, data = _sparse_system(rng)
