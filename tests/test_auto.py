@@ -199,6 +199,25 @@ def test_small_annealing_levels_take_newton_steps(monkeypatch):
     assert abs(res.fun - off.fun) <= 1e-9 * abs(off.fun)
 
 
+def test_annealing_level_newton_steps_on_a_point_cloud(monkeypatch):
+    # the online Newton stage at the levels: the dense solve's value
+    from ottools import _sinkhorn
+    calls = []
+    real = _sinkhorn._LevelNewton.__call__
+    monkeypatch.setattr(_sinkhorn._LevelNewton, "__call__",
+                        lambda self, sw, eps: calls.append(eps) or real(self, sw, eps))
+    rng = np.random.default_rng(0)
+    geom = ottools.PointCloud(rng.random((200, 2)), rng.random((150, 2)))
+    C = geom.dense()
+    reg = 1e-6 * float(np.ptp(C))
+    on = ottools.sinkhorn(None, None, geom, reg, tol=1e-10)
+    assert on.success and calls
+    de = ottools.sinkhorn(None, None, C, reg, tol=1e-10)
+    assert de.success and on.fun == pytest.approx(de.fun, rel=1e-8)
+    P = on.plan_dense()
+    assert np.abs(P.sum(1) - 1 / 200).sum() + np.abs(P.sum(0) - 1 / 150).sum() <= 1e-9
+
+
 def test_a_callback_can_stop_the_newton_steps_of_an_annealing_level(monkeypatch):
     cost = _one_dim_cost(100)
     reg = 6e-8 * float(np.ptp(cost))
