@@ -19,6 +19,12 @@ import ottools
 from conftest import random_problem
 from ottools._problem import allocate
 
+# the structured problems of benchmarks/auto_hard.py: clusters of unequal masses in 5-D,
+# 1-D points at tiny reg
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+from auto_hard import clusters as _clusters_cost  # noqa: E402
+from auto_hard import oned as _one_dim_cost  # noqa: E402
+
 
 def _cloud_cost(rng, n, d):
     x, y = rng.random((n, d)), rng.random((n, d))
@@ -121,16 +127,6 @@ def test_maxiter_after_a_newton_decision_ends_with_status_1():
         np.testing.assert_array_equal(batch.plan[0], one.plan)
 
 
-def _clusters_cost(n):
-    # 6 clusters in 5-D, the targets' cluster masses unequal: mass must cross clusters
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(6, 5)) * 10
-    x = centres[rng.integers(0, 6, n)] + rng.normal(size=(n, 5)) * 0.3
-    y = (centres[rng.choice(6, n, p=[.4, .3, .1, .1, .05, .05])]
-         + rng.normal(size=(n, 5)) * 0.3)
-    return ottools.cost_matrix(x, y)
-
-
 def test_annealing_levels_far_from_balanced_take_more_sweeps(monkeypatch):
     from ottools import _sinkhorn
     real = _sinkhorn._sweep_stage
@@ -156,12 +152,6 @@ def test_annealing_levels_far_from_balanced_take_more_sweeps(monkeypatch):
     # the same solution, whatever the annealing
     for top in (3, 6):
         assert np.abs(out[top].plan - out[10].plan).sum() <= 4e-9
-
-
-def _one_dim_cost(n):
-    rng = np.random.default_rng(0)
-    x, y = np.sort(rng.normal(size=n)), np.sort(rng.normal(size=n) * 1.5 + 0.3)
-    return ottools.cost_matrix(x[:, None], y[:, None])
 
 
 def test_small_annealing_levels_take_newton_steps(monkeypatch):
