@@ -72,7 +72,9 @@ def direct_newton(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, xf,
 
     n, m = rows.size, cols.size
     counts = np.diff(indptr)
-    if float(counts @ counts) > _DIRECT_MAX_ENTRIES / 4:
+    # the products forming the complement (its entries before merging): a cap of a
+    # quarter of the budget refused 1-D plans whose envelope held 2e5 entries (6.2e6)
+    if float(counts @ counts) > _DIRECT_MAX_ENTRIES / 2:
         return False
     d1 = (1.0 + shift) * rows
     d2 = (1.0 + shift) * cols
