@@ -421,10 +421,8 @@ class _LevelNewton:
     def __call__(self, sw, eps):
         run = self.run
         if self.stage is None:
-            opts = run.settings.options
-            kind = OnlineNewtonStage if run.prob.geometry else NewtonStage
             self.view = _LevelRun(run)
-            self.stage = kind(self.view, **{k: opts[k] for k in NEWTON_OPTIONS})
+            self.stage = _build_newton_stage(self.view)
         view = self.view
         view.reg = eps
         view.tol_abs = self.level_tol
@@ -557,10 +555,16 @@ def _ub_exact_stage(run, f, g):
     return f, g, MAXITER, None
 
 
-def _newton_stage(run, f, g):
+def _build_newton_stage(run):
+    """The Newton stage of ``run`` (or of its view at an annealing level): online on a
+    point cloud, with the Newton options of the run."""
     opts = run.settings.options
     kind = OnlineNewtonStage if run.prob.geometry else NewtonStage
-    stage = kind(run, **{k: opts[k] for k in NEWTON_OPTIONS})
+    return kind(run, **{k: opts[k] for k in NEWTON_OPTIONS})
+
+
+def _newton_stage(run, f, g):
+    stage = _build_newton_stage(run)
     f = np.ascontiguousarray(f, dtype=np.float64)
     g = np.ascontiguousarray(g, dtype=np.float64)
     if run.rho is None:
@@ -1120,9 +1124,10 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
           complement of the ``f`` block), ``cg_maxiter``
           (``10 (n + m)``), ``direct_after`` (200: CG iterations after which a sparse LU
           factorization of that complement, SciPy's SuperLU, solves the step where its
-          envelope after reverse Cuthill-McKee is small; None: CG only), ``armijo`` (1e-4), ``backtrack`` (0.5), ``ls_maxiter`` (10:
-          trial steps of the line search), ``fallback_iters`` (10: Sinkhorn iterations
-          after a failed Newton step). The Newton stage works in float64 (float32 input
+          envelope after reverse Cuthill-McKee is small; None: CG only), ``armijo``
+          (1e-4), ``backtrack`` (0.5), ``ls_maxiter`` (10: trial steps of the line
+          search), ``fallback_iters`` (10: Sinkhorn iterations after a failed Newton
+          step). The Newton stage works in float64 (float32 input
           is cast back: its err floor is about 1e-6).
 
     Returns
