@@ -19,21 +19,27 @@ Problems (squared Euclidean costs, uniform weights, tol 1e-9, float64):
 - ``1-D``: n standard normal points against n others times 1.5 plus 0.3 (sorted),
   reg 6e-8 of the cost's range;
 - ``outlier``: two standard normal clouds in 2-D, one target moved to (1000, 1000),
-  reg 1e-2, the cost and its transpose (left as it is: see the closing note).
+  reg 1e-2, the cost and its transpose (left as it is: see the closing note);
+- ``hist``: histograms on a regular grid of n points in [0, 1] (spacing h), a mixture of
+  two Gaussian bumps (widths 0.05 and 0.1) against one (0.08), so that the weights span
+  about 85 orders of magnitude, reg 0.3, 1 and 10 times h**2.
 
 Settings, round-robin in this process (the first, untimed calls compile):
 
 - ``now``: the defaults;
 - ``before``: the settings of session 25, ``anneal_sweeps_max = 3`` (no extra sweeps at
   an annealing level whose relative error is above 0.05), ``anneal_newton = False`` (no
-  Newton steps at the annealing levels) and ``direct_after = None`` (conjugate
-  gradients only in the Newton steps).
+  Newton steps at the annealing levels), ``direct_after = None`` (conjugate
+  gradients only in the Newton steps) and ``peak_tol = 1`` (the sparsified plan keeps
+  each row's and column's largest entry only, below the mass rule's threshold), or the
+  options given as JSON by ``--before`` (``'{"peak_tol": 1}'``: session 26's).
 
 The table gives the median time (min-max), iterations, Newton steps, whether both
 converged, the ratio of the medians and the relative difference of the values.
 """
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -47,7 +53,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ottools  # noqa: E402
 
 SETTINGS = {"now": None,
-            "before": {"anneal_sweeps_max": 3, "anneal_newton": False, "direct_after": None}}
+            "before": {"anneal_sweeps_max": 3, "anneal_newton": False, "direct_after": None,
+                       "peak_tol": 1.0}}
 
 
 def grid(n, d):
@@ -83,6 +90,13 @@ def outlier(n):
     return ottools.cost_matrix(x, y)
 
 
+def hist(n):
+    t = np.linspace(0.0, 1.0, n)
+    a = np.exp(-((t - 0.3) / 0.05) ** 2) + 0.5 * np.exp(-((t - 0.7) / 0.1) ** 2)
+    b = np.exp(-((t - 0.6) / 0.08) ** 2)
+    return a / a.sum(), b / b.sum(), ottools.cost_matrix(t, t)
+
+
 def cases(n, only):
     out = []
     if only in (None, "grid"):
@@ -100,12 +114,15 @@ def cases(n, only):
     if only in (None, "outlier"):
         out.append(("outlier", 1e-2, lambda: outlier(n)))
         out.append(("outlier.T", 1e-2, lambda: np.ascontiguousarray(outlier(n).T)))
+    if only in (None, "hist"):
+        for q in (0.3, 1.0, 10.0):
+            out.append(("hist", q / (n - 1) ** 2, lambda: hist(n)))
     return out
 
 
-def solve(cost, reg, options):
+def solve(cost, reg, options, a=None, b=None):
     t = time.perf_counter()
-    res = ottools.sinkhorn(None, None, cost, reg, tol=1e-9, options=options)
+    res = ottools.sinkhorn(a, b, cost, reg, tol=1e-9, options=options)
     return time.perf_counter() - t, res
 
 
@@ -113,22 +130,29 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--only", choices=["grid", "clusters", "nearperm", "1-D", "outlier"])
+    ap.add_argument("--only", choices=["grid", "clusters", "nearperm", "1-D", "outlier",
+                                       "hist"])
+    ap.add_argument("--before", type=json.loads, default=None,
+                    help="the options of the 'before' setting, as JSON")
     args = ap.parse_args(argv)
+    if args.before is not None:
+        SETTINGS["before"] = args.before
     for options in SETTINGS.values():
         solve(nearperm(100), 1e-3, options)
         solve(grid(100, 2), 1e-4, options)
     print(f"{'problem':>10} {'reg':>6} {'setting':>7} {'time s (min-max)':>24} "
           f"{'nit':>6} {'newton':>6}  ok")
     for name, reg, make in cases(args.n, args.only):
-        cost = make()
+        cost, a, b = make(), None, None
+        if name == "hist":
+            a, b, cost = cost
         if name == "1-D":
             reg *= float(cost.max() - cost.min())  # a fraction of the range
         times = {k: [] for k in SETTINGS}
         last = {}
         for _ in range(args.repeat):
             for key, options in SETTINGS.items():
-                dt, res = solve(cost, reg, options)
+                dt, res = solve(cost, reg, options, a, b)
                 times[key].append(dt)
                 last[key] = res
         for key in SETTINGS:

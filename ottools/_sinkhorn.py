@@ -1117,6 +1117,8 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
           warm start ``init``: all at ``reg``), ``density`` (6.0: minimum kept plan entries, as a multiple of
           ``max(n, m)``), ``mass_tol`` (1e-6: the kept threshold falls until the dropped
           plan mass is at most this fraction, and at most the current relative ``err``),
+          ``peak_tol`` (1e-3: each row and column also keeps its entries at or above this
+          fraction of its largest; 1: its largest only),
           ``density_growth`` (2.0: ``density`` factor
           after a failed Newton step), ``shift_max`` (1e-3: initial relative damping of
           the Hessian diagonal, adapted Levenberg-Marquardt style and capped by ``err**2``),

@@ -30,6 +30,7 @@ _ks = lazy("_sinkhorn")
 NEWTON_OPTIONS = {
     "density": _Option("float", 6.0, lo=0.0, lo_open=True),
     "mass_tol": _Option("float", 1e-6, lo=0.0, lo_open=True),
+    "peak_tol": _Option("float", 1e-3, lo=0.0, hi=1.0, lo_open=True),
     "density_growth": _Option("float", 2.0, lo=1.0),
     "shift_max": _Option("float", 1e-3, lo=0.0),
     "cg_tol": _Option("float", None, lo=0.0, lo_open=True, hi=1.0, hi_open=True,
@@ -209,9 +210,10 @@ _MOVED = " (unbalanced potentials move by about reg_m log of the masses' ratio)"
 class NewtonStage:
     """Sparse Newton steps on the dual of the compressed problem of ``run``.
 
-    ``density`` (kept plan entries as a multiple of ``max(n, m)``, plus each row's and
-    column's largest entry), ``mass_tol`` (the threshold falls until the dropped mass is
-    at most this fraction, and at most the relative marginal error), ``density_growth``
+    ``density`` (kept plan entries as a multiple of ``max(n, m)``), ``mass_tol`` (the
+    threshold falls until the dropped mass is at most this fraction, and at most the
+    relative marginal error), ``peak_tol`` (each row and column also keeps its entries
+    at or above this fraction of its largest), ``density_growth``
     (after a failed step), ``shift_max``
     (Levenberg-Marquardt damping of the Hessian diagonal, adapted, capped by the squared
     relative error times a factor raised by failed steps), ``cg_tol``, ``cg_maxiter``
@@ -220,13 +222,15 @@ class NewtonStage:
     :func:`ottools.sinkhorn`. Works in float64.
     """
 
-    def __init__(self, run, *, density, mass_tol, density_growth, shift_max, cg_tol,
-                 cg_maxiter, direct_after, armijo, backtrack, ls_maxiter, fallback_iters):
+    def __init__(self, run, *, density, mass_tol, peak_tol, density_growth, shift_max,
+                 cg_tol, cg_maxiter, direct_after, armijo, backtrack, ls_maxiter,
+                 fallback_iters):
         self.run = run
         n, m = run.prob.costc.shape
         self.n, self.m = n, m
         self.density = density
         self.mass_tol = mass_tol
+        self.peak_tol = peak_tol
         self.density_growth = density_growth
         self.shift_max = shift_max
         self.damp = shift_max
@@ -314,9 +318,9 @@ class NewtonStage:
         if run.chunks > 1:
             rho, keep = _kn.mass_threshold_par(self.P, keep, self.tol_now, run.chunks,
                                                self.floor)
-            return _kn.sparsify_csr_par(self.P, rho, run.chunks)
+            return _kn.sparsify_csr_par(self.P, rho, run.chunks, self.peak_tol)
         rho, keep = _kn.mass_threshold(self.P, keep, self.tol_now, self.floor)
-        return _kn.sparsify_csr(self.P, rho)
+        return _kn.sparsify_csr(self.P, rho, self.peak_tol)
 
     def _trial(self, f, g, f_new, g_new, df, dg):
         """The trial plan's marginals into ``rows_new``, ``cols_new``; returns its
@@ -573,10 +577,23 @@ class OnlineNewtonStage(NewtonStage):
         cap = max(keep, _ONLINE_KEPT_MAX)
         rho, _ = _kon.threshold(*self.hist, *self.stats, keep, self.tol_now, cap)
         kernel = _kon.kept_entries_par if self.par else _kon.kept_entries
-        ok, indptr, indices, data = kernel(*self.geom.kernel_args(), run.loga64,
-                                           run.logb64, 1.0 / run.reg, f, g, rho, self.cmax,
-                                           self.hist[0])
-        return (indptr, indices, data) if ok else None
+        args = (*self.geom.kernel_args(), run.loga64, run.logb64, 1.0 / run.reg, f, g, rho)
+        need = np.zeros(self.hist[0].shape[0], dtype=np.int64)
+        peak = self.peak_tol
+        # The rows' and columns' cuts keep entries the histogram does not count: a block
+        # that overflowed its room is given what it found, and the cuts are dropped (the
+        # largest entries only, as the histogram's room holds) if that passes the cap.
+        for _ in range(3):
+            ok, indptr, indices, data, found = kernel(*args, peak, peak * self.cmax,
+                                                      self.hist[0], need)
+            if ok:
+                return indptr, indices, data
+            if peak == 1.0:
+                return None
+            need = found
+            if found.sum() > cap + self.n + self.m:
+                peak, need = 1.0, np.zeros_like(found)
+        return None
 
     def _trial(self, f, g, f_new, g_new, df, dg):
         return self._pass(f_new, g_new, f, g, True)

@@ -163,10 +163,12 @@ def kth_largest(values, k):
     return np.sort(np.ravel(values))[::-1][k - 1]
 
 
-def sparsify(P, rho):
-    """Kept entries (>= rho, or a row's / column's maximum; never zeros) as CSR."""
+def sparsify(P, rho, peak=1.0):
+    """Kept entries (>= rho, or >= peak times a row's / column's maximum; never zeros)
+    as CSR."""
     import scipy.sparse as sp
-    keep = (P >= rho) | (P == P.max(1, keepdims=True)) | (P == P.max(0, keepdims=True))
+    keep = ((P >= rho) | (P >= peak * P.max(1, keepdims=True))
+            | (P >= peak * P.max(0, keepdims=True)))
     keep &= P > 0
     return sp.csr_array(np.where(keep, P, 0.0))
 

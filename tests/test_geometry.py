@@ -288,16 +288,19 @@ def test_online_trial_pass_equals_the_dense_trial_plan(rng, par, blocks, step):
         rho0, k0 = kn.mass_threshold(P_new, k_min, mass_tol)
         rho, k = kon.threshold(cnt, mass, total, npos, k_min, mass_tol, 10**9)
         assert (rho, k) == (rho0, k0)
-        # the sparsified plan in one pass equals the dense sparsification
+        # the sparsified plan in one pass equals the dense sparsification, with the
+        # rows' and columns' cuts (peak < 1) or their largest entries only (peak = 1)
         kernel = kon.kept_entries_par if par else kon.kept_entries
-        ok, indptr, indices, data = kernel(*geom.kernel_args(), np.log(a), np.log(b),
-                                           1 / reg, f_new, g_new, rho, cmax, cnt)
-        want = kn.sparsify_csr(P_new, rho)
-        assert ok
-        np.testing.assert_array_equal(indptr, want[0])
-        np.testing.assert_array_equal(indices, want[1])
-        np.testing.assert_allclose(data, want[2], rtol=1e-13)
-        assert set(indices) == set(range(cmax.size))  # every column's largest is kept
+        for peak in (1.0, 0.3):
+            ok, indptr, indices, data, found = kernel(
+                *geom.kernel_args(), np.log(a), np.log(b), 1 / reg, f_new, g_new, rho,
+                peak, peak * cmax, cnt, np.zeros(blocks, dtype=np.int64))
+            want = kn.sparsify_csr(P_new, rho, peak)
+            assert ok and found.sum() == indices.size
+            np.testing.assert_array_equal(indptr, want[0])
+            np.testing.assert_array_equal(indices, want[1])
+            np.testing.assert_allclose(data, want[2], rtol=1e-13)
+            assert set(indices) == set(range(cmax.size))  # every column's largest is kept
     # without the old plan: the marginals only, S = 0
     S1, *_ = _online_trial(par, blocks, geom, a, b, reg, f, g, f, g, False)
     assert S1 == 0.0
@@ -315,11 +318,17 @@ def test_online_threshold_cap_and_overflowing_block(rng):
     rho, k = kon.threshold(cnt, mass, total, npos, 10**4, 0.0, 100)
     assert 0 < k <= 100 < npos == P.size and rho > 0
     assert k == np.count_nonzero(P >= rho)
-    # a histogram that undercounts the plan: the block overflows and says so
-    ok, indptr, indices, data = kon.kept_entries(*geom.kernel_args(), np.log(a), np.log(b),
-                                                 1 / reg, f, g, 0.0, cmax,
-                                                 np.zeros_like(cnt))
-    assert not ok and indices.size == 0
+    # a histogram that undercounts the plan: the block overflows and says so, with the
+    # count it found; given that room, the same pass fills it
+    args = (*geom.kernel_args(), np.log(a), np.log(b), 1 / reg, f, g, 0.0, 1.0, cmax)
+    ok, indptr, indices, data, found = kon.kept_entries(*args, np.zeros_like(cnt),
+                                                        np.zeros(2, dtype=np.int64))
+    assert not ok and indices.size == 0 and found.sum() == np.count_nonzero(P)
+    ok, indptr, indices, data, found2 = kon.kept_entries(*args, np.zeros_like(cnt), found)
+    assert ok and np.array_equal(found2, found)
+    want = kn.sparsify_csr(P, 0.0)
+    np.testing.assert_array_equal(indices, want[1])
+    np.testing.assert_allclose(data, want[2], rtol=1e-13)
 
 
 @pytest.mark.parametrize("n, m", [(300, 260), (600, 520)])  # serial, parallel passes

@@ -306,17 +306,19 @@ def _col_max_rows(P, cm, r0, r1):
 
 @jit
 def _kept(p, rho, ri, cj):
-    """Whether a plan entry ``p`` is kept: at or above ``rho``, or its row's largest
-    ``ri`` or its column's ``cj``, and positive. Bitwise, no short-circuit branches (about
-    40 % of the entries are positive at n = 4000, 2-D, reg 1e-4, in no pattern)."""
-    return ((p >= rho) | (p == ri) | (p == cj)) & (p > 0.0)
+    """Whether a plan entry ``p`` is kept: at or above ``rho``, or at or above its row's
+    cut ``ri`` or its column's ``cj`` (``peak_tol`` times their largest entry: see
+    :func:`sparsify_csr`), and positive. Bitwise, no short-circuit branches (about 40 %
+    of the entries are positive at n = 4000, 2-D, reg 1e-4, in no pattern)."""
+    return ((p >= rho) | (p >= ri) | (p >= cj)) & (p > 0.0)
 
 
 @jit
-def _count_rows(P, rho, cmax, rmax, counts, r0, r1):
-    """Each row's largest entry and count of kept entries (rows ``r0:r1``)."""
+def _count_rows(P, rho, peak, cmax, rmax, counts, r0, r1):
+    """Each row's cut (``peak`` times its largest entry) and count of kept entries (rows
+    ``r0:r1``; ``cmax``: the columns' cuts)."""
     for i in range(r0, r1):
-        ri = row_max(P[i])
+        ri = peak * row_max(P[i])
         rmax[i] = ri
         c = 0
         for j in range(P.shape[1]):
@@ -326,7 +328,8 @@ def _count_rows(P, rho, cmax, rmax, counts, r0, r1):
 
 @jit
 def compact_row(row, rho, ri, cmax, bi, bd):
-    """The kept entries of ``row`` (row maximum ``ri``) into ``bi``, ``bd`` (length
+    """The kept entries of ``row`` (row cut ``ri``, column cuts ``cmax``: see
+    :func:`_kept`) into ``bi``, ``bd`` (length
     ``m + 1``); returns their count. Every entry is written and the count advances only
     for kept ones: no branch (the fill pass at n = 4000, 2-D, reg 1e-4 took 55 ms with a
     branch per entry, 18 ms without)."""
@@ -364,9 +367,16 @@ def _csr_start(counts):
 
 
 @jit
-def sparsify_csr(P, rho):
+def _scale(v, peak):
+    for j in range(v.size):
+        v[j] *= peak
+
+
+@jit
+def sparsify_csr(P, rho, peak=1.0):
     """CSR arrays of the kept entries of ``P``: ``P_ij >= rho``, plus each row's and
-    each column's largest entry (so no row or column of the sparse Hessian is empty);
+    each column's entries at or above ``peak`` times its largest (``peak`` in (0, 1]; 1:
+    the largest only; at least one, so no row or column of the sparse Hessian is empty);
     exact zeros are never kept.
 
     Returns ``(indptr, indices, data)`` (int64, int64, float64) in row-major order;
@@ -376,16 +386,17 @@ def sparsify_csr(P, rho):
     n, m = P.shape
     cmax = np.zeros(m, dtype=np.float64)
     _col_max_rows(P, cmax, 0, n)
+    _scale(cmax, peak)
     rmax = np.empty(n, dtype=np.float64)
     counts = np.empty(n, dtype=np.int64)
-    _count_rows(P, rho, cmax, rmax, counts, 0, n)
+    _count_rows(P, rho, peak, cmax, rmax, counts, 0, n)
     indptr, indices, data = _csr_start(counts)
     _fill_rows(P, rho, cmax, rmax, indptr, indices, data, 0, n)
     return indptr, indices, data
 
 
 @jit(parallel=True)
-def sparsify_csr_par(P, rho, chunks):
+def sparsify_csr_par(P, rho, chunks, peak=1.0):
     """:func:`sparsify_csr` in ``chunks`` parallel row blocks."""
     n, m = P.shape
     nc = max(1, min(chunks, n))
@@ -396,10 +407,11 @@ def sparsify_csr_par(P, rho, chunks):
     for c in range(1, nc):
         for j in range(m):
             cmax[j] = CM[c, j] if CM[c, j] > cmax[j] else cmax[j]
+    _scale(cmax, peak)
     rmax = np.empty(n, dtype=np.float64)
     counts = np.empty(n, dtype=np.int64)
     for c in prange(nc):
-        _count_rows(P, rho, cmax, rmax, counts, c * n // nc, (c + 1) * n // nc)
+        _count_rows(P, rho, peak, cmax, rmax, counts, c * n // nc, (c + 1) * n // nc)
     indptr, indices, data = _csr_start(counts)
     for c in prange(nc):
         _fill_rows(P, rho, cmax, rmax, indptr, indices, data, c * n // nc,

@@ -185,7 +185,7 @@ def threshold(cnt, mass, total, npos, k_min, mass_tol, cap):
 
 
 @jit
-def _kept_block(c, work, cloud, loga, inv_reg, f, rho, cmax):
+def _kept_block(c, work, cloud, loga, inv_reg, f, rho, peak, ccut):
     """The kept entries of row block ``c`` of :func:`kept_entries`, written in its room
     ``idx[room[c]:room[c + 1]]`` (``work`` from :func:`_kept_setup`); ``found[c]``: the
     number found (more than the room: the block overflowed and only the first fit)."""
@@ -200,7 +200,7 @@ def _kept_block(c, work, cloud, loga, inv_reg, f, rho, cmax):
     for i in range(c * n // nc, (c + 1) * n // nc):
         _plan_row(x, yt, i, sqx, sqy, metric, p, inv_scale, loga[i] + f[i] * inv_reg, gb,
                   inv_reg, cr, z, pn, tmp)
-        kr = compact_row(pn, rho, row_max(pn), cmax, bi, bd)
+        kr = compact_row(pn, rho, peak * row_max(pn), ccut, bi, bd)
         for t in range(min(kr, max(0, k1 - k))):
             idx[k + t] = bi[t]
             val[k + t] = bd[t]
@@ -210,10 +210,12 @@ def _kept_block(c, work, cloud, loga, inv_reg, f, rho, cmax):
 
 
 @jit
-def _kept_setup(n, y, logb, inv_reg, g, rho, cnt):
+def _kept_setup(n, y, logb, inv_reg, g, rho, cnt, need):
     """``(yt, work)``: the transposed cloud and the work of :func:`_kept_block`, each row
     block's room (its entries at or above ``rho``, its rows' and all the columns'
-    maxima)."""
+    maxima, a quarter more and two more entries per row for the entries above the rows'
+    and columns' cuts, or ``need[c]`` if more: the count found by a pass that
+    overflowed)."""
     nc, m = cnt.shape[0], y.shape[0]
     yt = np.ascontiguousarray(y.T)
     gb = logb + g * inv_reg
@@ -223,7 +225,8 @@ def _kept_setup(n, y, logb, inv_reg, g, rho, cnt):
     room = np.zeros(nc + 1, dtype=np.int64)
     for c in range(nc):
         rows_c = (c + 1) * n // nc - c * n // nc
-        room[c + 1] = room[c] + cnt[c, lo:].sum() + rows_c + m
+        est = cnt[c, lo:].sum() + rows_c + m
+        room[c + 1] = room[c] + max(est + est // 4 + 2 * rows_c, need[c])
     return yt, (gb, room, np.empty(room[nc], dtype=np.int64),
                 np.empty(room[nc], dtype=np.float64), np.zeros(n, dtype=np.int64),
                 np.zeros(nc, dtype=np.int64), np.empty((nc, 4, m)))
@@ -231,7 +234,8 @@ def _kept_setup(n, y, logb, inv_reg, g, rho, cnt):
 
 @jit
 def _kept_finish(work):
-    """The CSR arrays from the blocks' rooms, ``ok`` False if one overflowed."""
+    """The CSR arrays from the blocks' rooms, ``ok`` False if one overflowed, and the
+    number of entries each block found."""
     gb, room, idx, val, counts, found, B = work
     nc = found.size
     n = counts.size
@@ -251,32 +255,34 @@ def _kept_finish(work):
                 indices[k] = idx[t]
                 data[k] = val[t]
                 k += 1
-    return ok, indptr, indices, data
+    return ok, indptr, indices, data, found
 
 
 @jit
 def kept_entries(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f, g, rho,
-                 cmax, cnt):
+                 peak, ccut, cnt, need):
     """CSR ``(indptr, indices, data)`` of the plan's entries at ``(f, g)`` at or above
-    ``rho`` plus each row's and each column's largest (``cmax`` from :func:`trial` at
-    the same potentials), as ``_newton.sparsify_csr``, in one pass. Each row block (those
-    of ``cnt``, from :func:`trial` at the same potentials) is given room for its entries
-    at or above ``rho``, its rows' and all the columns' maxima; returns ``ok`` False
-    (arrays empty) if a block found more (a plan other than the histogram's). Serial;
-    :func:`kept_entries_par` runs the blocks in parallel."""
-    yt, work = _kept_setup(x.shape[0], y, logb, inv_reg, g, rho, cnt)
+    ``rho`` plus each row's and each column's entries at or above its cut (``peak``
+    times the row's largest entry; ``ccut``: ``peak`` times the column maxima of
+    :func:`trial` at the same potentials), as ``_newton.sparsify_csr``, in one pass.
+    Each row block (those of ``cnt``, from :func:`trial` at the same potentials) is
+    given room for its entries at or above ``rho``, its rows' and all the columns'
+    maxima, with slack (see :func:`_kept_setup`); returns ``ok`` False (arrays empty)
+    if a block found more, and the counts found (``found``, to pass as ``need`` again).
+    Serial; :func:`kept_entries_par` runs the blocks in parallel."""
+    yt, work = _kept_setup(x.shape[0], y, logb, inv_reg, g, rho, cnt, need)
     cloud = (x, yt, sqx, sqy, metric, p, inv_scale)
     for c in range(cnt.shape[0]):
-        _kept_block(c, work, cloud, loga, inv_reg, f, rho, cmax)
+        _kept_block(c, work, cloud, loga, inv_reg, f, rho, peak, ccut)
     return _kept_finish(work)
 
 
 @jit(parallel=True)
 def kept_entries_par(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f, g, rho,
-                     cmax, cnt):
+                     peak, ccut, cnt, need):
     """:func:`kept_entries` with its row blocks in parallel."""
-    yt, work = _kept_setup(x.shape[0], y, logb, inv_reg, g, rho, cnt)
+    yt, work = _kept_setup(x.shape[0], y, logb, inv_reg, g, rho, cnt, need)
     cloud = (x, yt, sqx, sqy, metric, p, inv_scale)
     for c in prange(cnt.shape[0]):
-        _kept_block(c, work, cloud, loga, inv_reg, f, rho, cmax)
+        _kept_block(c, work, cloud, loga, inv_reg, f, rho, peak, ccut)
     return _kept_finish(work)
