@@ -204,6 +204,8 @@ _STALL_STEPS = 50
 # long and still converge (2000 x 2000, 10-D, reg 3e-5 of the cost's range: 165 Newton
 # steps, err 0.15 after the first 50).
 _STALL_FLOOR = 1000.0
+# A step's gauge column moves to another only with this many times its kept entries.
+_GAUGE_MARGIN = 1.5
 _MOVED = " (unbalanced potentials move by about reg_m log of the masses' ratio)"
 
 
@@ -412,7 +414,8 @@ class NewtonStage:
 
     def _gauge(self, indices):
         """The gauge column of a step: among the heavy columns (at least half the
-        heaviest's weight), the one with the most kept entries, then the heaviest. The
+        heaviest's weight), the one with the most kept entries, then the heaviest, if it
+        has at least ``_GAUGE_MARGIN`` times the entries of the current one. The
         step is computed relative to it, and the sparsified Hessian's lost mass holds the
         dropped neighbours of each row and column at that frame's zero: a column at the
         edge of the plan's support made those neighbours move far in it. With uniform
@@ -421,7 +424,11 @@ class NewtonStage:
         inside) or a far outlier (391 Newton steps against 35 at n = 1000)."""
         cnt = np.bincount(indices, minlength=self.m)
         bc = self.run.prob.bc
-        return int(np.lexsort((-bc, -np.where(self.heavy, cnt, -1)))[0])
+        best = int(np.lexsort((-bc, -np.where(self.heavy, cnt, -1)))[0])
+        # Kept only if clearly better than the current gauge: near-ties flipped on the
+        # rounding of entries at the threshold, and the online stage (its entries equal
+        # the dense ones to 1e-13) then took another path than the dense one.
+        return best if cnt[best] > _GAUGE_MARGIN * cnt[self.j0] else self.j0
 
     def _solve(self, indptr, indices, data, rows, cols, shift, bf, bg, cg_tol):
         """The Newton direction into ``xf``, ``xg`` (see ``_kernels._newton.newton_cg``):
@@ -570,6 +577,8 @@ class OnlineNewtonStage(NewtonStage):
         self.cmax_new = np.empty(m)
         self.stats = (0.0, 0)  # (total, npos) of the current plan
         self.stats_new = (0.0, 0)
+        self.peak_now = self.peak_tol  # 1 once the cuts passed the cap (_sparsify)
+        self.extra = np.zeros(nc, dtype=np.int64)  # each block's room for the cuts
 
     def _pass(self, f_new, g_new, f, g, old):
         run = self.run
@@ -594,21 +603,24 @@ class OnlineNewtonStage(NewtonStage):
         rho, _ = _kon.threshold(*self.hist, *self.stats, keep, self.tol_now, cap)
         kernel = _kon.kept_entries_par if self.par else _kon.kept_entries
         args = (*self.geom.kernel_args(), run.loga64, run.logb64, 1.0 / run.reg, f, g, rho)
-        need = np.zeros(self.hist[0].shape[0], dtype=np.int64)
-        peak = self.peak_tol
-        # The rows' and columns' cuts keep entries the histogram does not count: a block
-        # that overflowed its room is given what it found, and the cuts are dropped (the
-        # largest entries only, as the histogram's room holds) if that passes the cap.
+        # The rows' and columns' cuts keep entries the histogram does not count: each
+        # block's room for them is a quarter more than it found at the previous step
+        # (weights over 40 orders of magnitude overflowed a slack of a quarter of the
+        # histogram's count at every step), a block that overflows is given what it
+        # found, and past the cap the cuts are dropped for the rest of the stage (the
+        # largest entries only, which the histogram's room holds).
         for _ in range(3):
-            ok, indptr, indices, data, found = kernel(*args, peak, peak * self.cmax,
-                                                      self.hist[0], need)
+            peak = self.peak_now
+            ok, indptr, indices, data, over = kernel(*args, peak, peak * self.cmax,
+                                                     self.hist[0], self.extra)
             if ok:
+                self.extra = over + over // 4
                 return indptr, indices, data
             if peak == 1.0:
                 return None
-            need = found
-            if found.sum() > cap + self.n + self.m:
-                peak, need = 1.0, np.zeros_like(found)
+            self.extra = over
+            if over.sum() > cap:
+                self.peak_now, self.extra = 1.0, np.zeros_like(over)
         return None
 
     def _trial(self, f, g, f_new, g_new, df, dg):

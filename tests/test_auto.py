@@ -549,7 +549,8 @@ def test_maxiter_zero_at_small_reg_returns_the_start(rng, symmetric):
 
 def test_gauge_is_the_heavy_column_with_most_kept_entries(monkeypatch):
     """Each step pins a column inside the plan's support: among the columns of at least
-    half the heaviest weight, the one with the most kept entries (then the heaviest).
+    half the heaviest weight, the one with the most kept entries (then the heaviest), if
+    it has 1.5 times the entries of the current gauge.
     The first column of uniform weights was the end of a 1-D chain: 212 Newton steps at
     n = 1000 (reg 6e-8 of the cost range) against 24."""
     from ottools import _sns
@@ -559,10 +560,15 @@ def test_gauge_is_the_heavy_column_with_most_kept_entries(monkeypatch):
     stage.m = b.size
     stage.run = type("R", (), {"prob": type("P", (), {"bc": b})()})()
     stage.heavy = b >= 0.5 * b.max()
+    stage.j0 = 1
     # column 3 has the most entries but is light; 2 has as many as 4 but is lighter
     assert stage._gauge(np.array([3, 3, 3, 3, 2, 2, 4, 4, 1, 0, 0, 0])) == 4
     assert stage._gauge(np.array([3, 3, 3, 3, 2, 2, 2, 4, 4, 1])) == 2
-    assert stage._gauge(np.array([0, 3])) == 1  # no heavy column kept: the heaviest
+    assert stage._gauge(np.array([0, 3])) == 1  # no heavy column kept: it stays
+    # a column with more entries but less than 1.5 times the gauge's: it stays
+    stage.j0 = 4
+    assert stage._gauge(np.array([2, 2, 2, 4, 4, 1])) == 4
+    assert stage._gauge(np.array([2, 2, 2, 2, 4, 4, 1])) == 2
     # end to end: the sorted 1-D problem of benchmarks/auto_hard.py
     steps = {}
     C = _one_dim_cost(1000)

@@ -635,26 +635,23 @@ def test_online_cuts_above_the_memory_cap_fall_back_to_the_largest_entries(monke
     rng = np.random.default_rng(5)
     geom = ottools.PointCloud(rng.random((40, 2)), rng.random((30, 2)))
     reg = 0.01 * geom.cost_extremes()[1]  # (the mass rule keeps every entry at 0.05)
-    # a tiny cut keeps every entry, more than the room: a second pass with room for all
+    # a tiny cut keeps every entry, more than the room: a second pass with room for all,
+    # and the next steps' first passes with that room (and a quarter more)
     res = ottools.sinkhorn(None, None, geom, reg, method="sns",
                            options={"peak_tol": 1e-300, "density": 1.0})
     assert res.success and res.nit_newton > 0
-    assert any(not ok for _, ok, _ in calls)
-    for i, (peak, ok, found) in enumerate(calls):
-        assert peak == 1e-300
-        if not ok:
-            assert calls[i + 1][1] and calls[i + 1][2] == found == 40 * 30
-    # with a cap below that, the pass after the overflow keeps the largest entries only
+    assert [ok for _, ok, _ in calls] == [False] + [True] * (len(calls) - 1)
+    assert all(peak == 1e-300 for peak, _, _ in calls)
+    assert calls[0][2] == calls[1][2] > 0
+    # with a cap below that, the pass after the overflow and those of the next steps
+    # keep the largest entries only, in the histogram's room
     calls.clear()
     monkeypatch.setattr(_sns, "_ONLINE_KEPT_MAX", 0)
     res = ottools.sinkhorn(None, None, geom, reg, method="sns",
                            options={"peak_tol": 1e-300, "density": 1.0})
-    assert res.success and res.nit_newton > 0
-    assert any(not ok for _, ok, _ in calls)
-    for i, (peak, ok, found) in enumerate(calls):
-        if not ok:
-            assert calls[i + 1][0] == 1.0 and calls[i + 1][1]
-            assert calls[i + 1][2] <= 40 + 40 + 30  # the cap (keep) and the maxima
+    assert res.success and res.nit_newton > 1
+    assert calls[0][:2] == (1e-300, False)
+    assert all(call == (1.0, True, 0) for call in calls[1:])
 
 
 @pytest.mark.parametrize("method, reg", [("sns", 1e-4), ("sns", 1e-5), ("auto", 1e-5)])

@@ -190,7 +190,7 @@ def _kept_block(c, work, cloud, loga, inv_reg, f, rho, peak, ccut):
     ``idx[room[c]:room[c + 1]]`` (``work`` from :func:`_kept_setup`); ``found[c]``: the
     number found (more than the room: the block overflowed and only the first fit)."""
     x, yt, sqx, sqy, metric, p, inv_scale = cloud
-    gb, room, idx, val, counts, found, B = work
+    gb, room, idx, val, counts, found, B, _ = work
     n, m = x.shape[0], yt.shape[1]
     nc = found.size
     cr, z, pn, tmp = B[c, 0], B[c, 1], B[c, 2], B[c, 3]
@@ -210,12 +210,11 @@ def _kept_block(c, work, cloud, loga, inv_reg, f, rho, peak, ccut):
 
 
 @jit
-def _kept_setup(n, y, logb, inv_reg, g, rho, cnt, need):
+def _kept_setup(n, y, logb, inv_reg, g, rho, cnt, extra, slack):
     """``(yt, work)``: the transposed cloud and the work of :func:`_kept_block`, each row
-    block's room (its entries at or above ``rho``, its rows' and all the columns'
-    maxima, a quarter more and two more entries per row for the entries above the rows'
-    and columns' cuts, or ``need[c]`` if more: the count found by a pass that
-    overflowed)."""
+    block's room: its base (its entries at or above ``rho``, its rows' and all the
+    columns' maxima) plus ``extra[c]`` or, with ``slack``, a quarter of the base and two
+    entries per row if more (for the entries above the rows' and columns' cuts)."""
     nc, m = cnt.shape[0], y.shape[0]
     yt = np.ascontiguousarray(y.T)
     gb = logb + g * inv_reg
@@ -223,20 +222,22 @@ def _kept_setup(n, y, logb, inv_reg, g, rho, cnt, need):
     if rho > 0.0:
         lo = np.array([rho]).view(np.int64)[0] >> BIN_SHIFT
     room = np.zeros(nc + 1, dtype=np.int64)
+    base = np.empty(nc, dtype=np.int64)
     for c in range(nc):
         rows_c = (c + 1) * n // nc - c * n // nc
-        est = cnt[c, lo:].sum() + rows_c + m
-        room[c + 1] = room[c] + max(est + est // 4 + 2 * rows_c, need[c])
+        base[c] = cnt[c, lo:].sum() + rows_c + m
+        more = base[c] // 4 + 2 * rows_c if slack else 0
+        room[c + 1] = room[c] + base[c] + max(more, extra[c])
     return yt, (gb, room, np.empty(room[nc], dtype=np.int64),
                 np.empty(room[nc], dtype=np.float64), np.zeros(n, dtype=np.int64),
-                np.zeros(nc, dtype=np.int64), np.empty((nc, 4, m)))
+                np.zeros(nc, dtype=np.int64), np.empty((nc, 4, m)), base)
 
 
 @jit
 def _kept_finish(work):
     """The CSR arrays from the blocks' rooms, ``ok`` False if one overflowed, and the
-    number of entries each block found."""
-    gb, room, idx, val, counts, found, B = work
+    number of entries each block found beyond its base (at least 0)."""
+    gb, room, idx, val, counts, found, B, base = work
     nc = found.size
     n = counts.size
     ok = True
@@ -255,22 +256,23 @@ def _kept_finish(work):
                 indices[k] = idx[t]
                 data[k] = val[t]
                 k += 1
-    return ok, indptr, indices, data, found
+    return ok, indptr, indices, data, np.maximum(found - base, 0)
 
 
 @jit
 def kept_entries(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f, g, rho,
-                 peak, ccut, cnt, need):
+                 peak, ccut, cnt, extra):
     """CSR ``(indptr, indices, data)`` of the plan's entries at ``(f, g)`` at or above
     ``rho`` plus each row's and each column's entries at or above its cut (``peak``
     times the row's largest entry; ``ccut``: ``peak`` times the column maxima of
     :func:`trial` at the same potentials), as ``_newton.sparsify_csr``, in one pass.
     Each row block (those of ``cnt``, from :func:`trial` at the same potentials) is
     given room for its entries at or above ``rho``, its rows' and all the columns'
-    maxima, with slack (see :func:`_kept_setup`); returns ``ok`` False (arrays empty)
-    if a block found more, and the counts found (``found``, to pass as ``need`` again).
+    maxima, plus ``extra`` or a slack if ``peak < 1`` (see :func:`_kept_setup`);
+    returns ``ok`` False (arrays empty) if a block found more, and each block's count
+    beyond that base (``over``: as ``extra``, the room the same pass takes).
     Serial; :func:`kept_entries_par` runs the blocks in parallel."""
-    yt, work = _kept_setup(x.shape[0], y, logb, inv_reg, g, rho, cnt, need)
+    yt, work = _kept_setup(x.shape[0], y, logb, inv_reg, g, rho, cnt, extra, peak < 1.0)
     cloud = (x, yt, sqx, sqy, metric, p, inv_scale)
     for c in range(cnt.shape[0]):
         _kept_block(c, work, cloud, loga, inv_reg, f, rho, peak, ccut)
@@ -279,9 +281,9 @@ def kept_entries(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f, g
 
 @jit(parallel=True)
 def kept_entries_par(x, y, sqx, sqy, metric, p, inv_scale, loga, logb, inv_reg, f, g, rho,
-                     peak, ccut, cnt, need):
+                     peak, ccut, cnt, extra):
     """:func:`kept_entries` with its row blocks in parallel."""
-    yt, work = _kept_setup(x.shape[0], y, logb, inv_reg, g, rho, cnt, need)
+    yt, work = _kept_setup(x.shape[0], y, logb, inv_reg, g, rho, cnt, extra, peak < 1.0)
     cloud = (x, yt, sqx, sqy, metric, p, inv_scale)
     for c in prange(cnt.shape[0]):
         _kept_block(c, work, cloud, loga, inv_reg, f, rho, peak, ccut)
