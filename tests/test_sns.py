@@ -236,6 +236,35 @@ def test_direct_newton_solves_the_gauge_fixed_system(rng, j0):
     np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9 * np.abs(want).max())
 
 
+def test_direct_newton_lifts_a_singular_block_apart_from_the_gauge(monkeypatch):
+    from ottools import _sns
+    import scipy.sparse as sp
+    # two blocks of the kept graph: rows 0-1 / columns 0-1 with the gauge, rows 2-3 /
+    # columns 2-3 apart, whose exact marginals (shift 0) make their complement block
+    # singular (a zero pivot) though no diagonal cancels
+    P = np.zeros((4, 4))
+    P[:2, :2] = [[0.2, 0.1], [0.05, 0.3]]
+    P[2:, 2:] = 0.25  # (powers of two: the second pivot of its block is exactly 0)
+    rows, cols = P.sum(1), P.sum(0)
+    csr = sp.csr_array(P)
+    indptr, indices = csr.indptr.astype(np.int64), csr.indices.astype(np.int64)
+    bf = np.array([0.01, -0.02, 0.003, -0.001])
+    bg = np.array([0.0, 0.004, 0.0025, -0.0005])  # the second block's sums agree
+    H = np.block([[np.diag(rows), P], [P.T, np.diag(cols)]])
+    xf, xg = np.full(4, 7.0), np.full(4, 7.0)
+    assert _sns.direct_newton(indptr, indices, csr.data, rows, cols, 0.0, 0, bf, bg, 1e-8,
+                              xf, xg)
+    # every equation but the gauge's holds (to the lift's effect on the singular mode)
+    np.testing.assert_allclose(np.delete(H @ np.r_[xf, xg], 4),
+                               np.delete(np.r_[bf, bg], 4), atol=1e-11)
+    # without the lift: refused, outputs untouched
+    monkeypatch.setattr(_sns, "_DIRECT_LIFT", 0.0)
+    xf, xg = np.full(4, 7.0), np.full(4, 7.0)
+    assert not _sns.direct_newton(indptr, indices, csr.data, rows, cols, 0.0, 0, bf, bg,
+                                  1e-8, xf, xg)
+    assert np.all(xf == 7.0) and np.all(xg == 7.0)
+
+
 def test_direct_newton_holds_cancelled_columns_and_checks_its_residual():
     from ottools import _sns
     # rows 0-1 / columns 0-1 share entries; row 2 and column 2 form an isolated pair
