@@ -28,12 +28,13 @@ Settings, round-robin in this process (the first, untimed calls compile):
 
 - ``now``: the defaults;
 - ``before``: session 26's Newton steps, ``peak_tol = 1`` (the sparsified plan keeps
-  each row's and column's largest entry only, below the mass rule's threshold) and the
+  each row's and column's largest entry only, below the mass rule's threshold), the
   gauge of every step at the heaviest column, the first one for uniform weights
-  (``NewtonStage._gauge`` replaced for these calls), or with ``--before JSON`` these
-  options instead and today's gauge (``'{"anneal_sweeps_max": 3, "anneal_newton":
-  false, "direct_after": null, "peak_tol": 1}'``: session 25's settings, but the
-  gauge).
+  (``NewtonStage._gauge`` replaced for these calls), and no second factorization with
+  a lifted diagonal after a zero pivot (``_sns._DIRECT_LIFT = 0``); or with ``--before
+  JSON`` these options instead and today's code (``'{"anneal_sweeps_max": 3,
+  "anneal_newton": false, "direct_after": null, "peak_tol": 1}'``: session 25's
+  settings, but the gauge and the lift).
 
 The table gives the median time (min-max), iterations, Newton steps, whether both
 converged, the ratio of the medians and the relative difference of the values.
@@ -54,7 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ottools  # noqa: E402
 
 SETTINGS = {"now": None, "before": {"peak_tol": 1.0}}
-HEAVIEST_GAUGE = [True]  # "before" pins the heaviest column (session 26)
+HEAVIEST_GAUGE = [True]  # "before" runs session 26's gauge and direct solves
 
 
 def _heaviest(stage, indices):
@@ -127,15 +128,16 @@ def cases(n, only):
 def solve(cost, reg, options, a=None, b=None, before=False):
     from ottools import _sns
 
-    gauge = _sns.NewtonStage._gauge
+    gauge, lift = _sns.NewtonStage._gauge, _sns._DIRECT_LIFT
     if before and HEAVIEST_GAUGE[0]:
         _sns.NewtonStage._gauge = _heaviest
+        _sns._DIRECT_LIFT = 0.0
     try:
         t = time.perf_counter()
         res = ottools.sinkhorn(a, b, cost, reg, tol=1e-9, options=options)
         return time.perf_counter() - t, res
     finally:
-        _sns.NewtonStage._gauge = gauge
+        _sns.NewtonStage._gauge, _sns._DIRECT_LIFT = gauge, lift
 
 
 def main(argv=None):
