@@ -30,11 +30,12 @@ Settings, round-robin in this process (the first, untimed calls compile):
 - ``before``: session 26's Newton steps, ``peak_tol = 1`` (the sparsified plan keeps
   each row's and column's largest entry only, below the mass rule's threshold), the
   gauge of every step at the heaviest column, the first one for uniform weights
-  (``NewtonStage._gauge`` replaced for these calls), and no second factorization with
-  a lifted diagonal after a zero pivot (``_sns._DIRECT_LIFT = 0``); or with ``--before
+  (``NewtonStage._gauge`` replaced for these calls), and no second factorization
+  holding a column of each singular block after a zero pivot (``_sns._DIRECT_SINGULAR
+  = -1``); or with ``--before
   JSON`` these options instead and today's code (``'{"anneal_sweeps_max": 3,
   "anneal_newton": false, "direct_after": null, "peak_tol": 1}'``: session 25's
-  settings, but the gauge and the lift).
+  settings, but the gauge and the held columns).
 
 The table gives the median time (min-max), iterations, Newton steps, whether both
 converged, the ratio of the medians and the relative difference of the values.
@@ -128,16 +129,16 @@ def cases(n, only):
 def solve(cost, reg, options, a=None, b=None, before=False):
     from ottools import _sns
 
-    gauge, lift = _sns.NewtonStage._gauge, _sns._DIRECT_LIFT
+    gauge, singular = _sns.NewtonStage._gauge, _sns._DIRECT_SINGULAR
     if before and HEAVIEST_GAUGE[0]:
         _sns.NewtonStage._gauge = _heaviest
-        _sns._DIRECT_LIFT = 0.0
+        _sns._DIRECT_SINGULAR = -1.0
     try:
         t = time.perf_counter()
         res = ottools.sinkhorn(a, b, cost, reg, tol=1e-9, options=options)
         return time.perf_counter() - t, res
     finally:
-        _sns.NewtonStage._gauge, _sns._DIRECT_LIFT = gauge, lift
+        _sns.NewtonStage._gauge, _sns._DIRECT_SINGULAR = gauge, singular
 
 
 def main(argv=None):

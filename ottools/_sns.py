@@ -50,8 +50,9 @@ NEWTON_OPTIONS = {
 # a second or two).
 _DIRECT_MAX_ENTRIES = 20_000_000
 _DIRECT_MAX_WORK = 2e9
-# ... and the relative lift of its diagonal where the factorization met a zero pivot.
-_DIRECT_LIFT = 1e-10
+# ... and the relative row sums below which a block of the complement that met a zero
+# pivot is singular (one column held).
+_DIRECT_SINGULAR = 1e-10
 
 
 def direct_newton(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, xf, xg):
@@ -66,13 +67,12 @@ def direct_newton(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, xf,
     ``_DIRECT_MAX_WORK`` operations (well-mixed plans: 10-D points at moderate reg) is
     refused at the cost of forming it. (SuperLU's incomplete factorization with a fill
     limit, the first version, cost 30 s on such plans before refusing and corrupted the
-    heap on some.) A zero pivot is met once more with the diagonal lifted by
-    ``_DIRECT_LIFT`` of itself. Writes ``xf``, ``xg`` and returns True where the relative
+    heap on some.) After a zero pivot, one column of each block whose rows sum to zero
+    is held and the rest factorized again. Writes ``xf``, ``xg`` and returns True where the relative
     residual of the whole system is at most ``tol``; otherwise (refused, singular, or
     inaccurate) returns False and leaves them unchanged."""
     import scipy.sparse as sp
     from scipy.sparse.csgraph import reverse_cuthill_mckee
-    from scipy.sparse.linalg import splu
 
     n, m = rows.size, cols.size
     counts = np.diff(indptr)
@@ -108,24 +108,22 @@ def direct_newton(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, xf,
     if 2.0 * width.sum() > _DIRECT_MAX_ENTRIES or float(width @ width) > _DIRECT_MAX_WORK:
         return False
     with np.errstate(all="ignore"):
-        # A zero pivot (exactly singular: a block of the kept graph apart from the gauge
-        # whose curvature cancelled, beyond the isolated pairs above): factorized again
-        # with the diagonal raised by 1e-10 of itself, which damps only those modes; the
-        # residual test below still decides. Refusing there had CG run to its cap on the
-        # next steps (1-D points, reg 6e-8 of the cost range: 1.8 s against 0.3 s).
-        lu = None
-        for lift in (0.0, _DIRECT_LIFT):
-            try:
-                lu = splu((schur + sp.diags_array(lift * schur.diagonal())).tocsc()
-                          if lift else schur.tocsc(), permc_spec="NATURAL",
-                          diag_pivot_thresh=0.0, options={"SymmetricMode": True})
-                break
-            except RuntimeError:  # exactly singular
-                continue
-            except MemoryError:
-                return False
+        lu = _factor(schur)
         if lu is None:
-            return False
+            # A zero pivot: a block of the complement apart from the gauge whose rows sum
+            # to zero (exact marginals: singular along its constant vector; the isolated
+            # pairs above are its smallest case). Each such block's column of largest
+            # diagonal is held like the gauge; the residual test below, which holds their
+            # equations, still decides. Refusing there had CG run to its cap on the next
+            # steps (1-D points, reg 6e-8 of the cost range: 1.8 s against 0.3 s).
+            keep = _free_of_singular_blocks(schur)
+            if keep is None:
+                return False
+            schur = schur[keep][:, keep].tocsr()
+            order = order[keep]
+            lu = _factor(schur)
+            if lu is None:
+                return False
         rhs = bg[free] - part.T @ (bf / d1)
         y = np.zeros(m)
         y[free[order]] = lu.solve(rhs[order])
@@ -137,6 +135,37 @@ def direct_newton(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, xf,
         xf[:] = x
         xg[:] = y
     return ok
+
+
+def _factor(schur):
+    """SuperLU's factors of ``schur`` (CSR, ordered) without pivoting, or None where a
+    pivot is exactly zero or memory runs out."""
+    from scipy.sparse.linalg import splu
+
+    try:
+        return splu(schur.tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                    options={"SymmetricMode": True})
+    except (RuntimeError, MemoryError):
+        return None
+
+
+def _free_of_singular_blocks(schur):
+    """The columns of ``schur`` left free when one column (the largest diagonal) of each
+    connected block whose rows sum to zero (at most ``_DIRECT_SINGULAR`` of the block's
+    diagonal) is held; None if there is no such block."""
+    from scipy.sparse.csgraph import connected_components
+
+    nb, label = connected_components(schur, directed=False)
+    diag = schur.diagonal()
+    excess = np.bincount(label, np.abs(schur @ np.ones(diag.size)), nb)
+    singular = excess <= _DIRECT_SINGULAR * np.bincount(label, diag, nb)
+    if not singular.any():
+        return None
+    keep = np.ones(diag.size, dtype=bool)
+    for k in np.flatnonzero(singular):
+        members = np.flatnonzero(label == k)
+        keep[members[np.argmax(diag[members])]] = False
+    return keep
 
 
 class LogIterations:
@@ -220,7 +249,8 @@ _STALL_STEPS = 50
 # long and still converge (2000 x 2000, 10-D, reg 3e-5 of the cost's range: 165 Newton
 # steps, err 0.15 after the first 50).
 _STALL_FLOOR = 1000.0
-# A step's gauge column moves to another only with this many times its kept entries.
+# A step's gauge column moves to another only with more than this many times its kept
+# entries.
 _GAUGE_MARGIN = 1.5
 _MOVED = " (unbalanced potentials move by about reg_m log of the masses' ratio)"
 
@@ -431,7 +461,7 @@ class NewtonStage:
     def _gauge(self, indices):
         """The gauge column of a step: among the heavy columns (at least half the
         heaviest's weight), the one with the most kept entries, then the heaviest, if it
-        has at least ``_GAUGE_MARGIN`` times the entries of the current one. The
+        has more than ``_GAUGE_MARGIN`` times the entries of the current one. The
         step is computed relative to it, and the sparsified Hessian's lost mass holds the
         dropped neighbours of each row and column at that frame's zero: a column at the
         edge of the plan's support made those neighbours move far in it. With uniform
@@ -576,9 +606,11 @@ class OnlineNewtonStage(NewtonStage):
     at the trial and the current potentials from the clouds and leaves, besides the
     marginals, the column maxima and a histogram of the entries by block of rows; the
     sparsified plan of an accepted point then takes one more pass
-    (``kept_entries``). Memory: O((n + m) d) plus the kept entries, at most
-    ``max(keep, 2**24)`` (256 MB in CSR) beyond each row's and column's largest: the
-    threshold rises above the mass rule's when more would be kept."""
+    (``kept_entries``). Memory: O((n + m) d) plus the kept entries: at most
+    ``cap = max(keep, 2**24)`` (256 MB in CSR) at or above the threshold, which rises
+    above the mass rule's when more would be kept, each row's and column's largest, and
+    the entries above the rows' and columns' cuts (``peak_tol``), which once past
+    ``cap`` (the pass that found them is used) are dropped for the rest of the stage."""
 
     def _allocate(self):
         n, m = self.n, self.m
@@ -619,24 +651,22 @@ class OnlineNewtonStage(NewtonStage):
         rho, _ = _kon.threshold(*self.hist, *self.stats, keep, self.tol_now, cap)
         kernel = _kon.kept_entries_par if self.par else _kon.kept_entries
         args = (*self.geom.kernel_args(), run.loga64, run.logb64, 1.0 / run.reg, f, g, rho)
-        # The rows' and columns' cuts keep entries the histogram does not count: each
-        # block's room for them is a quarter more than it found at the previous step
-        # (weights over 40 orders of magnitude overflowed a slack of a quarter of the
-        # histogram's count at every step), a block that overflows is given what it
-        # found, and past the cap the cuts are dropped for the rest of the stage (the
-        # largest entries only, which the histogram's room holds).
+        # The rows' and columns' cuts (and tied row maxima) keep entries the histogram
+        # does not count: each block's room for them is a quarter more than it found at
+        # the previous step (weights over 40 orders of magnitude overflowed a slack of a
+        # quarter of the histogram's count at every step), and a block that overflows
+        # is given what it found. Past the cap the cuts are dropped for the rest of the
+        # stage (the largest entries only, which the histogram's room holds but ties).
         for _ in range(3):
             peak = self.peak_now
             ok, indptr, indices, data, over = kernel(*args, peak, peak * self.cmax,
                                                      self.hist[0], self.extra)
-            if ok:
-                self.extra = over + over // 4
-                return indptr, indices, data
-            if peak == 1.0:
-                return None
-            self.extra = over
-            if over.sum() > cap:
+            past = peak < 1.0 and over.sum() > cap
+            self.extra = over + over // 4 if ok else over
+            if past:
                 self.peak_now, self.extra = 1.0, np.zeros_like(over)
+            if ok:
+                return indptr, indices, data
         return None
 
     def _trial(self, f, g, f_new, g_new, df, dg):

@@ -565,7 +565,7 @@ def test_gauge_is_the_heavy_column_with_most_kept_entries(monkeypatch):
     assert stage._gauge(np.array([3, 3, 3, 3, 2, 2, 4, 4, 1, 0, 0, 0])) == 4
     assert stage._gauge(np.array([3, 3, 3, 3, 2, 2, 2, 4, 4, 1])) == 2
     assert stage._gauge(np.array([0, 3])) == 1  # no heavy column kept: it stays
-    # a column with more entries but less than 1.5 times the gauge's: it stays
+    # a column with more entries but not more than 1.5 times the gauge's: it stays
     stage.j0 = 4
     assert stage._gauge(np.array([2, 2, 2, 4, 4, 1])) == 4
     assert stage._gauge(np.array([2, 2, 2, 2, 4, 4, 1])) == 2

@@ -296,7 +296,8 @@ def test_online_trial_pass_equals_the_dense_trial_plan(rng, par, blocks, step):
                 *geom.kernel_args(), np.log(a), np.log(b), 1 / reg, f_new, g_new, rho,
                 peak, peak * cmax, cnt, np.zeros(blocks, dtype=np.int64))
             want = kn.sparsify_csr(P_new, rho, peak)
-            # (the histogram's room holds the largest entries: nothing over it at peak 1)
+            # (the histogram's room holds the largest entries, here without ties:
+            # nothing over it at peak 1)
             assert ok and (peak < 1.0 or not over.any())
             np.testing.assert_array_equal(indptr, want[0])
             np.testing.assert_array_equal(indices, want[1])

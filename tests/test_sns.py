@@ -236,7 +236,7 @@ def test_direct_newton_solves_the_gauge_fixed_system(rng, j0):
     np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9 * np.abs(want).max())
 
 
-def test_direct_newton_lifts_a_singular_block_apart_from_the_gauge(monkeypatch):
+def test_direct_newton_holds_a_column_of_a_singular_block(monkeypatch):
     from ottools import _sns
     import scipy.sparse as sp
     # two blocks of the kept graph: rows 0-1 / columns 0-1 with the gauge, rows 2-3 /
@@ -249,20 +249,31 @@ def test_direct_newton_lifts_a_singular_block_apart_from_the_gauge(monkeypatch):
     csr = sp.csr_array(P)
     indptr, indices = csr.indptr.astype(np.int64), csr.indices.astype(np.int64)
     bf = np.array([0.01, -0.02, 0.003, -0.001])
-    bg = np.array([0.0, 0.004, 0.0025, -0.0005])  # the second block's sums agree
     H = np.block([[np.diag(rows), P], [P.T, np.diag(cols)]])
-    xf, xg = np.full(4, 7.0), np.full(4, 7.0)
-    assert _sns.direct_newton(indptr, indices, csr.data, rows, cols, 0.0, 0, bf, bg, 1e-8,
-                              xf, xg)
-    # every equation but the gauge's holds (to the lift's effect on the singular mode)
-    np.testing.assert_allclose(np.delete(H @ np.r_[xf, xg], 4),
-                               np.delete(np.r_[bf, bg], 4), atol=1e-11)
-    # without the lift: refused, outputs untouched
-    monkeypatch.setattr(_sns, "_DIRECT_LIFT", 0.0)
-    xf, xg = np.full(4, 7.0), np.full(4, 7.0)
-    assert not _sns.direct_newton(indptr, indices, csr.data, rows, cols, 0.0, 0, bf, bg,
-                                  1e-8, xf, xg)
-    assert np.all(xf == 7.0) and np.all(xg == 7.0)
+
+    def solve(bg, tol):
+        xf, xg = np.full(4, 7.0), np.full(4, 7.0)
+        ok = _sns.direct_newton(indptr, indices, csr.data, rows, cols, 0.0, 0, bf, bg,
+                                tol, xf, xg)
+        return ok, xf, xg
+
+    # the second block's sums agree: every equation but the gauge's holds
+    bg = np.array([0.0, 0.004, 0.0025, -0.0005])
+    ok, xf, xg = solve(bg, 1e-8)
+    assert ok and xg[0] == 0.0 and (xg[2] == 0.0 or xg[3] == 0.0)  # gauge, held column
+    np.testing.assert_allclose(np.delete(H @ np.r_[xf, xg], 4), np.delete(np.r_[bf, bg], 4),
+                               atol=1e-15)
+    # sums that differ by 1e-4: the held column's equation carries it, the step stays
+    # bounded (a lifted diagonal had put 1e6 along the block's null mode), and the
+    # residual test decides
+    bg2 = bg + np.array([0.0, 0.0, 0.0, 1e-4])
+    ok, xf, xg = solve(bg2, 1e-2)
+    assert ok and np.abs(np.r_[xf, xg]).max() < 1.0
+    assert not solve(bg2, 1e-3)[0]
+    # no block counted singular: refused, outputs untouched
+    monkeypatch.setattr(_sns, "_DIRECT_SINGULAR", -1.0)
+    ok, xf, xg = solve(bg, 1e-8)
+    assert not ok and np.all(xf == 7.0) and np.all(xg == 7.0)
 
 
 def test_direct_newton_holds_cancelled_columns_and_checks_its_residual():
@@ -681,6 +692,34 @@ def test_online_cuts_above_the_memory_cap_fall_back_to_the_largest_entries(monke
     assert res.success and res.nit_newton > 1
     assert calls[0][:2] == (1e-300, False)
     assert all(call == (1.0, True, 0) for call in calls[1:])
+
+
+def test_online_pass_that_overflows_on_tied_maxima_is_rerun(monkeypatch):
+    """Duplicate target points tie each row's largest entry: more entries than the
+    histogram's room at peak_tol = 1 (the largest only); the pass is rerun with the room
+    it found, and the step is not lost."""
+    from ottools._kernels import _online_newton as kon
+
+    calls = []
+    kept = kon.kept_entries
+
+    def spy(*args):
+        out = kept(*args)
+        calls.append(bool(out[0]))
+        return out
+
+    monkeypatch.setattr(kon, "kept_entries", spy)
+    from ottools import _sns
+
+    monkeypatch.setattr(_sns, "_ONLINE_KEPT_MAX", 0)  # the cap is keep: a tight room
+    rng = np.random.default_rng(1)
+    x, y = rng.random((120, 2)), np.repeat(rng.random((12, 2)), 10, axis=0)
+    geom = ottools.PointCloud(x, y)
+    reg = 1e-3 * geom.cost_extremes()[1]
+    res = ottools.sinkhorn(None, None, geom, reg, method="sns", maxiter=200,
+                           options={"peak_tol": 1.0, "density": 1.0})
+    assert res.nit_newton > 0 and not all(calls)  # some passes overflowed ...
+    assert all(calls[i + 1] for i, ok in enumerate(calls) if not ok)  # ... then fit
 
 
 @pytest.mark.parametrize("method, reg", [("sns", 1e-4), ("sns", 1e-5), ("auto", 1e-5)])
