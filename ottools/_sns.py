@@ -466,7 +466,7 @@ class NewtonStage:
         dropped neighbours of each row and column at that frame's zero: a column at the
         edge of the plan's support made those neighbours move far in it. With uniform
         weights the first column was taken: an end of a 1-D chain (n = 2000, reg 6e-8
-        of the cost range: not converged after 715 Newton steps, 23 with the gauge
+        of the cost range: not converged after 715 Newton steps, 22 with the gauge
         inside) or a far outlier (391 Newton steps against 35 at n = 1000)."""
         cnt = np.bincount(indices, minlength=self.m)
         bc = self.run.prob.bc
