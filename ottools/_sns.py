@@ -68,9 +68,9 @@ def direct_newton(indptr, indices, data, rows, cols, shift, j0, bf, bg, tol, xf,
     refused at the cost of forming it. (SuperLU's incomplete factorization with a fill
     limit, the first version, cost 30 s on such plans before refusing and corrupted the
     heap on some.) After a zero pivot, one column of each block whose rows sum to zero
-    is held and the rest factorized again. Writes ``xf``, ``xg`` and returns True where the relative
-    residual of the whole system is at most ``tol``; otherwise (refused, singular, or
-    inaccurate) returns False and leaves them unchanged."""
+    is held and the rest factorized again. Writes ``xf``, ``xg`` and returns True where
+    the relative residual of the whole system is at most ``tol``; otherwise (refused,
+    singular, or inaccurate) returns False and leaves them unchanged."""
     import scipy.sparse as sp
     from scipy.sparse.csgraph import reverse_cuthill_mckee
 
