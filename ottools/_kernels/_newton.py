@@ -367,12 +367,6 @@ def _csr_start(counts):
 
 
 @jit
-def _scale(v, peak):
-    for j in range(v.size):
-        v[j] *= peak
-
-
-@jit
 def sparsify_csr(P, rho, peak=1.0):
     """CSR arrays of the kept entries of ``P``: ``P_ij >= rho``, plus each row's and
     each column's entries at or above ``peak`` times its largest (``peak`` in (0, 1]; 1:
@@ -386,7 +380,7 @@ def sparsify_csr(P, rho, peak=1.0):
     n, m = P.shape
     cmax = np.zeros(m, dtype=np.float64)
     _col_max_rows(P, cmax, 0, n)
-    _scale(cmax, peak)
+    cmax *= peak
     rmax = np.empty(n, dtype=np.float64)
     counts = np.empty(n, dtype=np.int64)
     _count_rows(P, rho, peak, cmax, rmax, counts, 0, n)
@@ -407,7 +401,7 @@ def sparsify_csr_par(P, rho, chunks, peak=1.0):
     for c in range(1, nc):
         for j in range(m):
             cmax[j] = CM[c, j] if CM[c, j] > cmax[j] else cmax[j]
-    _scale(cmax, peak)
+    cmax *= peak
     rmax = np.empty(n, dtype=np.float64)
     counts = np.empty(n, dtype=np.int64)
     for c in prange(nc):
