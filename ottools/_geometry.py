@@ -204,7 +204,7 @@ class PointCloud:
                 hi = self.cost_extremes()[1]
                 if not math.isfinite(hi):
                     raise ValueError(f"scale='max': the largest {self.metric!r} cost "
-                                     f"overflows float64; rescale the points.")
+                                     f"overflows {self.dtype}; rescale the points.")
                 if not hi > 0:
                     raise ValueError("scale='max': every cost is 0 (the points coincide).")
                 return float(hi)
@@ -299,7 +299,7 @@ class PointCloud:
                 # costs that overflow where the solvers compute them (they reported inf
                 # with success, or a raw OverflowError)
                 raise ValueError(f"The {self.metric!r} cost between `x` and `y` overflows "
-                                 f"float64; rescale the points.")
+                                 f"{self.dtype}; rescale the points.")
             e = 0
             if not (math.isfinite(s1) and math.isfinite(s2)):
                 # Finite costs whose squares overflow (above ~1e154): the same pass on
@@ -395,14 +395,21 @@ class PointCloud:
 
     def dense(self):
         """The dense ``(n, m)`` cost matrix, in ``dtype`` (a ``MemoryError`` saying how
-        much it needs when it does not fit)."""
+        much it needs when it does not fit; a ``ValueError`` when a cost overflows
+        ``dtype``, as :func:`ottools.cost_matrix`)."""
         from ._problem import allocate
 
         n, m = self.shape
         out = allocate((n, m), self.dtype, "The dense cost matrix of this PointCloud")
         step = max(1, (1 << 22) // max(m, 1))
         for i0 in range(0, n, step):
-            out[i0:i0 + step] = self.block(np.arange(i0, min(n, i0 + step)), np.arange(m))
+            with np.errstate(over="ignore"):
+                out[i0:i0 + step] = self.block(np.arange(i0, min(n, i0 + step)),
+                                               np.arange(m))
+            if not np.all(np.isfinite(out[i0:i0 + step])):
+                # (inf, and NaN from inf * 0 where coinciding points sit beside them)
+                raise ValueError(f"The {self.metric!r} cost between `x` and `y` overflows "
+                                 f"{self.dtype}; rescale the points.")
         return out
 
     def __repr__(self):
@@ -443,8 +450,9 @@ class PlanOperator:
                 # imaginary part was dropped with a ComplexWarning)
                 return apply(gm, la, lb, p, q, V.real, rows) + \
                     1j * apply(gm, la, lb, p, q, V.imag, rows)
+            out = np.result_type(geom.dtype, V.dtype)  # (a float32 problem stays float32)
             V = np.asarray(V, dtype=np.float64).reshape(rows, -1)
-            return _plan_stats(gm, la, lb, p, q, reg, V)[4]
+            return _plan_stats(gm, la, lb, p, q, reg, V)[4].astype(out, copy=False)
 
         def matmat(V):
             return apply(geom, loga, logb, f, g, V, geom.shape[1])
@@ -454,7 +462,7 @@ class PlanOperator:
 
         return LinearOperator(geom.shape, matvec=lambda v: matmat(v)[:, 0],
                               rmatvec=lambda u: rmatmat(u)[:, 0], matmat=matmat,
-                              rmatmat=rmatmat, dtype=np.float64)
+                              rmatmat=rmatmat, dtype=geom.dtype)
 
 
 def dense_plan(geom, a, b, f, g, reg, dtype):
@@ -485,4 +493,4 @@ def barycentric_map(geom, a, b, f, g, reg):
     with np.errstate(divide="ignore", invalid="ignore"):
         out = Py / a.astype(np.float64)[:, None]
     out[a == 0] = math.nan
-    return out
+    return out.astype(geom.dtype, copy=False)

@@ -6,6 +6,7 @@ import numpy as np
 
 from ._costs import named_cost_matrix
 from ._geometry import point_cloud, use_online
+from ._onedim import normalize_weights
 from ._problem import LinearProblem, Settings
 from ._result import CONVERGED, make_result
 from ._sinkhorn import method_options, solve
@@ -69,6 +70,12 @@ def _dense_std(cost):
     return math.ldexp(float(np.std(np.ldexp(cost.astype(np.float64), -e))), e)
 
 
+def _weights(a, n, dtype):
+    """The checked weights ``a`` normalized to sum 1 (uniform for None)."""
+    w = _check_weights(a, n, "a", dtype)
+    return w if a is None else normalize_weights(w)
+
+
 def _assignment(a, cost):
     """Exact OT between ``a`` and itself as an ``OTResult``: an assignment problem for
     uniform weights (:func:`scipy.optimize.linear_sum_assignment`, the plan a permutation
@@ -111,7 +118,9 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
     tx : array_like, shape (n, d)
         Their images ``T(x_i)``, row by row; same shape as ``x``.
     a : array_like, shape (n,), optional
-        Weights of the samples (``None``: uniform), used on both sides.
+        Weights of the samples (``None``: uniform), used on both sides; normalized here
+        to sum 1 (counts work: the gap is defined between probability measures, and its
+        entropic term is not proportional to the mass).
     metric : str or callable, default "sqeuclidean"
         Ground cost ``c``: any name accepted by :func:`ottools.cost_matrix`, or a callable
         ``metric(x, y) -> (n, m) array``.
@@ -199,7 +208,7 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
                          f"{np.shape(x)} and {np.shape(tx)}.")
     x, tx, a, _, dtype = _check_samples(x, tx, a, None, names=("x", "tx", "a", "b"))
     n = x.shape[0]
-    a = _check_weights(a, n, "a", dtype)
+    a = _weights(a, n, dtype)
     if online is not None:
         online = _check_bool(online, "online")
     if not isinstance(reg, str):  # a NumPy 0 (np.int64, np.float32) is the exact gap too
@@ -262,7 +271,7 @@ def monge_gap_value_and_grad(x, tx, a=None, *, need=(True, True), **kwargs):
         return res, (None, None)
     metric = kwargs.get("metric", "sqeuclidean")
     x, tx, a, _, dtype = _check_samples(x, tx, a, None, names=("x", "tx", "a", "b"))
-    a = _check_weights(a, x.shape[0], "a", dtype)
+    a = _weights(a, x.shape[0], dtype)
     gdx, gdt = cost_vjp(scipy.sparse.diags_array(a.astype(np.float64)).tocsr(), x, tx, metric)
     gpx, gpt = cost_vjp(res.ot_result.plan, x, tx, metric)
     return res, ((gdx - gpx).astype(dtype) if need[0] else None,

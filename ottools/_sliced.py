@@ -164,6 +164,10 @@ def draw_directions(kind, L, d, rng):
             raise ValueError(f"`directions='qmc'` draws Sobol points, defined up to "
                              f"d = {_SOBOL_MAX_D} dimensions (SciPy's table); got d = {d}. "
                              f"Use directions='random' or 'orthogonal'.")
+        if getattr(rng.bit_generator, "seed_seq", None) is None:
+            # a legacy RandomState's generator has no seed sequence, which the scrambling
+            # spawns from (SciPy raised an AttributeError)
+            rng = np.random.default_rng(rng.integers(2 ** 63))
         sobol = qmc.Sobol(d, scramble=True, rng=rng)
         pts = sobol.random_base2(max(int(np.ceil(np.log2(L))), 0))[:L]
         pts = np.clip(pts, 1e-12, 1 - 1e-12)
@@ -346,7 +350,8 @@ def projected_wasserstein(x, y, a=None, b=None, *, directions, p=2):
         Non-negative weights with positive sums (normalized here). Default uniform.
     directions : array_like, shape (L, d)
         Projection directions (keyword-only), used as given (normalize them for sliced
-        distances).
+        distances), in the points' dtype (float64 directions leave float32 points in
+        float32).
     p : float, default 2
         Order, ``p >= 1``.
 
@@ -516,7 +521,9 @@ def sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, directio
         ``"qmc"``: scrambled Sobol points mapped through the normal quantile function,
         then normalized (:mod:`scipy.stats.qmc`); ``"orthogonal"``: stacked Haar-random
         orthonormal bases (blocks of ``d`` orthogonal directions). An array is used as
-        given, as POT's ``projections`` (but transposed: one direction per row).
+        given, as POT's ``projections`` (but transposed: one direction per row), in the
+        points' dtype (like ``p``, a parameter: float64 directions leave float32 points
+        in float32).
     estimator : {"mc", "lower-cv", "upper-cv"}, default "mc"
         Plain Monte Carlo mean, or the control-variate estimators of [2]_ (``p = 2``).
     rng : {None, int, numpy.random.Generator}, optional

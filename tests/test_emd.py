@@ -498,3 +498,19 @@ def test_one_forbidden_cell_keeps_the_others_exact(big):
     assert res.success
     assert res.fun == pytest.approx(C[r, c].sum() / n, rel=1e-13)
     assert (C - res.f[:, None] - res.g[None, :]).min() >= -1e-13
+
+
+def test_float32_weights_with_a_float64_cost():
+    # float32 probability weights carry float32 rounding in their sums (1/3 and 1/7:
+    # 1.00000003 and 1.00000004); a float64 cost made the mass tolerance 1e-9 and refused
+    # them, where sinkhorn and a float32 cost accept them.
+    rng = np.random.default_rng(0)
+    C = ottools.cost_matrix(rng.normal(size=(3, 2)), rng.normal(size=(7, 2)))
+    a = np.full(3, 1 / 3, dtype=np.float32)
+    b = np.full(7, 1 / 7, dtype=np.float32)
+    res = ottools.emd(a, b, C)
+    ref = ottools.emd(np.full(3, 1 / 3), np.full(7, 1 / 7), C)
+    assert res.success
+    assert res.fun == pytest.approx(ref.fun, rel=1e-6)
+    with pytest.raises(ValueError, match="same total mass"):
+        ottools.emd(a, b * np.float32(1.001), C)

@@ -558,3 +558,33 @@ def test_unbalanced_sns_warmup_online_equals_dense(rng, maxiter):
                           maxiter=maxiter)
     np.testing.assert_allclose(on.plan_dense(), de.plan, rtol=0, atol=1e-14)
     assert on.nit == de.nit
+
+
+def test_dense_refuses_overflowing_costs():
+    # dense() returned inf (and NaN for coinciding zero points beside them) where
+    # cost_matrix raises; the solvers' message named float64 for float32 points.
+    x = np.array([[1e20, 0.0], [0.0, 0.0]], dtype=np.float32)
+    y = np.array([[0.0, 0.0]], dtype=np.float32)
+    with pytest.raises(ValueError, match="overflows float32"):
+        PointCloud(x, y).dense()
+    with pytest.raises(ValueError, match="overflows float32"):
+        ottools.sinkhorn(None, None, PointCloud(x, y), 1.0)
+    with pytest.raises(ValueError, match="overflows float64"):
+        PointCloud(x.astype(np.float64) * 1e180, y.astype(np.float64)).dense()
+
+
+def test_float32_plan_operator_and_map_keep_the_dtype():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 2)).astype(np.float32)
+    y = rng.normal(size=(5, 2)).astype(np.float32)
+    res = ottools.sinkhorn(None, None, PointCloud(x, y), 0.5)
+    dense = res.plan_dense()
+    assert res.plan.dtype == np.float32 and dense.dtype == np.float32
+    v32 = np.arange(5, dtype=np.float32)
+    assert (res.plan @ v32).dtype == np.float32
+    np.testing.assert_allclose(res.plan @ v32, dense @ v32, rtol=1e-5)
+    # a float64 vector gives float64 (np.result_type, as a float32 matrix would)
+    assert (res.plan.T @ np.ones(6)).dtype == np.float64
+    T = res.barycentric_map()
+    assert T.dtype == np.float32
+    np.testing.assert_allclose(T, (dense @ y) / dense.sum(axis=1)[:, None], rtol=1e-4)

@@ -285,3 +285,17 @@ def test_reg_zero_checks_options_and_one_point_has_gap_zero():
     for reg in ("auto", 0.3):
         res = ottools.monge_gap(one, one + 1, reg=reg)
         assert res.success and res.fun == 0.0
+
+
+@pytest.mark.parametrize("reg", ["auto", 0])
+def test_weights_are_normalized(reg):
+    # Weights given as counts: the gap of the normalized measure (it was 6.71 for
+    # a = ones(6) against 1.27 for a = None; the entropic term is not homogeneous).
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 2))
+    tx = x @ np.array([[0.0, -1.0], [1.0, 0.0]])
+    ref = monge_gap(x, tx, reg=reg).fun
+    assert monge_gap(x, tx, np.ones(6), reg=reg).fun == pytest.approx(ref, rel=1e-12)
+    w = rng.random(6)
+    assert monge_gap(x, tx, 7.0 * w, reg=reg).fun == pytest.approx(
+        monge_gap(x, tx, w / w.sum(), reg=reg).fun, rel=1e-12)

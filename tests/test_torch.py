@@ -472,6 +472,22 @@ def test_distributional_sliced_value_and_gradcheck(smooth_max):
         (_t(x, True), _t(y, True)))
 
 
+@pytest.mark.filterwarnings("ignore::ottools.OTConvergenceWarning")  # (maxiter=3)
+def test_ascent_options_are_forwarded(smooth_max):
+    # The torch wrappers said "same parameters" but refused options=.
+    x, y = smooth_max
+    opts = {"initial_step": 1e-6}
+    for name, kw in (("max_sliced_wasserstein", MAX_KW),
+                     ("distributional_sliced_wasserstein", DSW_KW)):
+        kw = dict(kw, maxiter=3)
+        ref = getattr(ottools, name)(x, y, options=opts, **kw).fun
+        assert ref != getattr(ottools, name)(x, y, **kw).fun  # the option matters here
+        value = getattr(ott, name)(_t(x), _t(y), options=opts, **kw)
+        assert value.item() == pytest.approx(ref, rel=1e-12)
+        with pytest.raises(TypeError, match="Unknown option"):
+            getattr(ott, name)(_t(x), _t(y), options={"nope": 1}, **kw)
+
+
 def test_max_and_distributional_gradients_are_danskin(unequal):
     """Generic data: the gradient is that of SW on the maximizing direction(s), fixed."""
     x, y, a, b = unequal

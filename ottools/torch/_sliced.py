@@ -88,9 +88,9 @@ def _ascent(where, core, x, y, a, b, rng, **kw):
 
 
 def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_restarts=3,
-                           maxiter=100, tol=None, rng=None):
-    r"""``ottools.max_sliced_wasserstein(...).fun`` (same parameters; ``rng`` may be a
-    ``torch.Generator``) as a tensor, differentiable in ``x`` and ``y``.
+                           maxiter=100, tol=None, rng=None, options=None):
+    r"""``ottools.max_sliced_wasserstein(...).fun`` (same parameters but ``callback``;
+    ``rng`` may be a ``torch.Generator``) as a tensor, differentiable in ``x`` and ``y``.
 
     Danskin's theorem: the gradient is that of :math:`W_p(\theta^*)` at the returned
     (locally maximizing) direction, held fixed. Weights as in :func:`sliced_wasserstein`;
@@ -110,13 +110,15 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
     """
     return _ascent("max_sliced_wasserstein", _sl.max_sliced_value_and_grad, x, y, a, b,
                    rng, p=scalar(p, "p"), n_projections=n_projections,
-                   n_restarts=n_restarts, maxiter=maxiter, tol=tol)
+                   n_restarts=n_restarts, maxiter=maxiter, tol=tol, options=options)
 
 
 def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
-                                      n_projections=100, maxiter=100, tol=None, rng=None):
-    r"""``ottools.distributional_sliced_wasserstein(...).fun`` (v-DSW; same parameters,
-    ``rng`` may be a ``torch.Generator``) as a tensor, differentiable in ``x`` and ``y``.
+                                      n_projections=100, maxiter=100, tol=None, rng=None,
+                                      options=None):
+    r"""``ottools.distributional_sliced_wasserstein(...).fun`` (v-DSW; same parameters
+    but ``callback``, ``rng`` may be a ``torch.Generator``) as a tensor, differentiable in
+    ``x`` and ``y``.
 
     Danskin's theorem at the returned vMF location: the gradient of the mean of
     :math:`W_p^p` over the final directions (``res.directions``), then of the p-th root.
@@ -137,4 +139,4 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     return _ascent("distributional_sliced_wasserstein",
                    _sl.distributional_sliced_value_and_grad, x, y, a, b, rng,
                    p=scalar(p, "p"), kappa=scalar(kappa, "kappa"),
-                   n_projections=n_projections, maxiter=maxiter, tol=tol)
+                   n_projections=n_projections, maxiter=maxiter, tol=tol, options=options)
