@@ -246,6 +246,8 @@ def _check_rng(rng, name="rng", *, also=()):
     """``numpy.random.default_rng(rng)`` (SPEC 7), with a TypeError naming ``rng`` and what
     it accepts (``also``: further accepted types, listed last)."""
     try:
+        if isinstance(rng, (bool, np.bool_)):  # (default_rng took True as the seed 1)
+            raise TypeError("a bool is not a seed")
         return np.random.default_rng(rng)
     except (TypeError, ValueError) as exc:
         if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
@@ -254,8 +256,16 @@ def _check_rng(rng, name="rng", *, also=()):
                  *also]
         raise TypeError(
             f"`{name}` must be {', '.join(kinds[:-1])} or {kinds[-1]}; got "
-            f"{type(rng).__name__} ({exc})."
+            f"{_type_name(rng)} ({exc})."
         ) from None
+
+
+def _type_name(x):
+    """``type(x).__name__``, qualified by its module outside NumPy and the builtins (a
+    ``torch.Generator`` read as "Generator" beside "a Generator" accepted)."""
+    t = type(x)
+    mod = t.__module__.split(".")[0]
+    return t.__name__ if mod in ("builtins", "numpy") else f"{mod}.{t.__name__}"
 
 
 def _check_bool(x, name):

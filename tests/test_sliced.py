@@ -776,3 +776,11 @@ def test_qmc_directions_with_a_legacy_random_state():
     # a translation by t = (1, 1, 1): SW_2^2 = mean over directions of (t . theta)^2,
     # |t|^2 / 3 = 1 for directions uniform on the sphere
     assert v1 == pytest.approx(1.0, rel=0.05)
+
+
+def test_rng_refuses_bools_and_names_foreign_generators():
+    x, y = np.zeros((3, 2)), np.ones((3, 2))
+    with pytest.raises(TypeError, match="got bool"):
+        ottools.sliced_wasserstein(x, y, rng=True)
+    with pytest.raises(TypeError, match="got bool"):
+        ottools.max_sliced_wasserstein(x, y, rng=np.True_)
