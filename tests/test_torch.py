@@ -907,3 +907,17 @@ def test_loss_modules_pass_reg_m_online_and_options(rng):
         ottools.monge_gap(x, x + 1.0, **kw).fun, rel=1e-12)
     with pytest.raises(TypeError, match="valid: 'reg_m', 'method'"):
         ott.SinkhornLoss(reg=0.1, bogus=1)
+
+
+def test_loss_modules_check_their_parameters_at_construction():
+    with pytest.raises(ValueError, match="reg"):
+        ott.SinkhornLoss(reg=0.0)
+    with pytest.raises(ValueError, match="reg"):
+        ott.MongeGapRegularizer(reg=-1.0)
+    with pytest.raises(ValueError, match="n_projections"):
+        ott.SlicedWassersteinLoss(n_projections=0)
+    with pytest.raises(ValueError, match="p"):
+        ott.SlicedWassersteinLoss(p=0.5)
+    # valid ones as before, tensors included
+    ott.SinkhornLoss(reg=torch.tensor(0.1))
+    ott.MongeGapRegularizer(reg=0)

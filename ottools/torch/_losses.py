@@ -3,7 +3,9 @@ state but the sliced loss's random generator)."""
 
 from torch import nn
 
-from ._convert import numpy_rng
+from .._onedim import check_p
+from .._validation import _check_int, _check_positive
+from ._convert import numpy_rng, scalar
 from ._entropic import monge_gap, sinkhorn_loss
 from ._sliced import sliced_wasserstein
 
@@ -46,6 +48,7 @@ class SinkhornLoss(nn.Module):
     def __init__(self, reg, metric="sqeuclidean", debias=True, **solver_kwargs):
         super().__init__()
         self.solver_kwargs = _solver_kwargs("SinkhornLoss", solver_kwargs)
+        _check_positive(scalar(reg, "reg"), "reg")  # (at construction, not the first call)
         self.reg, self.metric, self.debias = reg, metric, debias
 
     def forward(self, x, y, a=None, b=None):
@@ -76,6 +79,8 @@ class SlicedWassersteinLoss(nn.Module):
 
     def __init__(self, p=2, n_projections=100, directions="random", rng=None):
         super().__init__()
+        check_p(scalar(p, "p"))
+        _check_int(n_projections, "n_projections", minimum=1)
         self.p, self.n_projections, self.directions = p, n_projections, directions
         self.rng = numpy_rng(rng)
 
@@ -106,6 +111,8 @@ class MongeGapRegularizer(nn.Module):
     def __init__(self, metric="sqeuclidean", reg="auto", **solver_kwargs):
         super().__init__()
         self.solver_kwargs = _solver_kwargs("MongeGapRegularizer", solver_kwargs)
+        if not isinstance(reg, str):
+            _check_positive(scalar(reg, "reg"), "reg", allow_zero=True)
         self.metric, self.reg = metric, reg
 
     def forward(self, x, tx, a=None):
