@@ -921,3 +921,41 @@ def test_loss_modules_check_their_parameters_at_construction():
     # valid ones as before, tensors included
     ott.SinkhornLoss(reg=torch.tensor(0.1))
     ott.MongeGapRegularizer(reg=0)
+
+
+def _func_cases():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 2, dtype=torch.float64, generator=g)
+    y = torch.randn(6, 2, dtype=torch.float64, generator=g) + 0.5
+    C = torch.rand(5, 4, dtype=torch.float64, generator=g)
+    return [(lambda u: ott.sinkhorn_loss(u, y, reg=0.1), x),
+            (lambda c: ott.sinkhorn(None, None, c, 0.1), C),
+            (lambda u: ott.sliced_wasserstein(u, y, rng=0), x),
+            (lambda t: ott.monge_gap(x, t, reg=0.1), 2 * x + 0.3)]
+
+
+def test_torch_func_grad_equals_backward():
+    # Inside torch.func transforms the forward pass sees tensors without requires_grad:
+    # no gradient was computed and torch.func.grad returned zeros, silently.
+    for f, inp in _func_cases():
+        leaf = inp.clone().requires_grad_()
+        f(leaf).backward()
+        assert leaf.grad.abs().max() > 0
+        torch.testing.assert_close(torch.func.grad(f)(inp), leaf.grad, rtol=1e-12, atol=0)
+
+
+def test_under_torch_compile():
+    # Dynamo traced into the NumPy checks and Numba's dispatcher and crashed; now a graph
+    # break around each call: the eager value and gradient.
+    torch._dynamo.reset()
+    for f, inp in _func_cases()[:3]:
+        leaf = inp.clone().requires_grad_()
+        ref = f(leaf)
+        ref.backward()
+        u = inp.clone().requires_grad_()
+        step = torch.compile(lambda v, f=f: 2.0 * f(v), backend="eager")
+        out = step(u)
+        out.backward()
+        assert out.item() == pytest.approx(2.0 * ref.item(), rel=1e-12)
+        torch.testing.assert_close(u.grad, 2.0 * leaf.grad, rtol=1e-12, atol=0)
+    torch._dynamo.reset()

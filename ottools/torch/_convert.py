@@ -204,6 +204,12 @@ class Envelope(torch.autograd.Function):
         return tuple(out)
 
 
+def eager(fn):
+    """``fn`` run as it is under ``torch.compile``: a graph break around the call (Dynamo
+    traced into the NumPy checks and Numba's dispatcher and crashed)."""
+    return torch.compiler.disable(fn)
+
+
 def apply(where, fn, *inputs):
     """The value tensor of ``fn`` through :class:`Envelope`, in the inputs' promoted dtype:
     ``fn(need, *arrays) -> (value, grads, results)`` receives the inputs as NumPy arrays in
@@ -211,9 +217,13 @@ def apply(where, fn, *inputs):
     converge gives one warning naming ``where``."""
     dtype, np_dtype = dtypes(*inputs)
     results = []
+    # Which inputs need a gradient, read here: inside torch.func transforms the forward
+    # pass sees unwrapped tensors without requires_grad (torch.func.grad got zeros), and
+    # under torch.no_grad none is needed.
+    grad_on = torch.is_grad_enabled()
+    need = tuple(grad_on and isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)
 
     def run(*tensors):
-        need = tuple(t is not None and t.requires_grad for t in tensors)
         value, grads, res = fn(need, *(numpy(t, np_dtype) for t in tensors))
         results.extend(res)
         return value, grads

@@ -11,12 +11,13 @@ from .._divergence import divergence_value_and_grad, sinkhorn_value_and_grad
 from .._geometry import use_online
 from .._monge_gap import monge_gap_value_and_grad
 from .._validation import _check_bool, _check_reg_m
-from ._convert import (apply, as_tensor, check_ndim, clouds, dtypes, numpy, same_device,
-                       scalar, scalar_or_pair)
+from ._convert import (apply, as_tensor, check_ndim, clouds, dtypes, eager, numpy,
+                       same_device, scalar, scalar_or_pair)
 
 __all__ = ["monge_gap", "sinkhorn", "sinkhorn_loss"]
 
 
+@eager
 def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10_000,
              init=None, options=None):
     r"""``ottools.sinkhorn(a, b, cost, reg, ...).fun`` as a tensor, differentiable in
@@ -124,6 +125,7 @@ def _torch_metric_loss(x, y, a, b, reg, metric, debias, kwargs):
     return value
 
 
+@eager
 def sinkhorn_loss(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
                   debias=True, method="auto", tol=None, maxiter=10_000, options=None,
                   online=None):
@@ -186,6 +188,7 @@ def sinkhorn_loss(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean"
 
     return apply("sinkhorn_loss", fn, x, y, a, b)
 
+@eager
 def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto", tol=None,
               maxiter=10_000, options=None, online=None):
     r"""``ottools.monge_gap(x, tx, a, ...).fun`` as a tensor, differentiable in ``x``

@@ -5,7 +5,7 @@ differentiable: a tensor that requires grad is refused rather than silently igno
 import torch
 
 from .. import _sliced as _sl
-from ._convert import apply, clouds, numpy_rng, scalar
+from ._convert import apply, clouds, eager, numpy_rng, scalar
 
 __all__ = ["distributional_sliced_wasserstein", "max_sliced_wasserstein",
            "sliced_wasserstein"]
@@ -28,6 +28,7 @@ def _call(where, x, y, a, b, compute):
 
     return apply(where, fn, x, y, a, b)
 
+@eager
 def sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, directions="random",
                        estimator="mc", rng=None):
     r"""``ottools.sliced_wasserstein`` (same parameters, same directions for the same
@@ -87,6 +88,7 @@ def _ascent(where, core, x, y, a, b, rng, **kw):
     return _call(where, x, y, a, b, compute)
 
 
+@eager
 def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_restarts=3,
                            maxiter=100, tol=None, rng=None, options=None):
     r"""``ottools.max_sliced_wasserstein(...).fun`` (same parameters but ``callback``;
@@ -113,6 +115,7 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
                    n_restarts=n_restarts, maxiter=maxiter, tol=tol, options=options)
 
 
+@eager
 def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
                                       n_projections=100, maxiter=100, tol=None, rng=None,
                                       options=None):
