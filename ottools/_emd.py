@@ -73,7 +73,8 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
         :class:`~ottools.PointCloud` is solved without the dense matrix: the solver
         computes a row of costs when it prices it and an arc's cost when it enters the
         tree, so memory is O((n + m) (d + K)) (the candidate lists, see ``options``)
-        instead of ``8 n m`` bytes; the result is the dense solve's to the bit.
+        instead of ``8 n m`` bytes; the result is the dense solve's to the bit (but
+        the potentials of a float32 cloud's zero-weight points, to one float32 ulp).
     maxiter : int, optional
         Maximum number of pivots (simplex iterations). Default ``None``:
         ``max(100_000, 200 (n + m))`` with ``n``, ``m`` the numbers of positive
