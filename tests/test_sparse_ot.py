@@ -1245,7 +1245,8 @@ def test_semi_dual_value_without_cancellation(n, m):
     C = rng.random((n, m))
     res = ottools.quadratic_ot(a, b, C, 1e-4, formulation="semi-dual")
     assert res.status == 0 and res.err <= 1e-9
-    assert res.dual_value <= res.fun + 1e-15
+    # weak duality, up to the plan's infeasibility (err of mass at costs below 1)
+    assert res.dual_value <= res.fun + res.err * C.max() + 1e-15
     if m == 1:  # one feasible plan: T = a, optimum <c, a> + reg/2 |a|^2
         opt = C[:, 0] @ a + 0.5e-4 * a @ a
         assert res.dual_value == pytest.approx(opt, rel=1e-14)
@@ -1283,3 +1284,32 @@ def test_kink_certificate_when_fewer_than_four_rows_are_left_out():
         assert res.status == 5, (method, res.status, res.stationarity)
         values.append(res.dual_value)
     np.testing.assert_allclose(values, values[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("reg", [0.01, 0.1, 1.0])
+def test_quadratic_ot_on_gaussian_tails(reg):
+    """The guide's toy problem: Gaussian histograms whose weights span ~56 orders of
+    magnitude. The plan's support split into many components (empty rows, rows joined only
+    to tail columns) on which the Hessian is blind; the damped steps were unrelated to the
+    distance to the next kink: the semi-dual stopped at maxiter (9701 Newton steps, err
+    2e-6), the dual took 313 steps (and at reg 0.01 never left BFGS). Each unbalanced
+    component now moves exactly to its next kink first; the dual steps through the
+    semi-dual."""
+    x = np.arange(100.0)
+    a = np.exp(-0.5 * ((x - 20) / 5) ** 2)
+    a /= a.sum()
+    b = np.exp(-0.5 * ((x - 60) / 10) ** 2)
+    b /= b.sum()
+    C = (x[:, None] - x[None, :]) ** 2
+    C /= C.max()
+    semi = ottools.quadratic_ot(a, b, C, reg, formulation="semi-dual")
+    dual = ottools.quadratic_ot(a, b, C, reg, formulation="dual")
+    for res in (semi, dual):
+        assert res.status == 0 and res.err <= 1e-9
+        P = res.plan.toarray()
+        assert np.abs(P.sum(axis=1) - a).sum() + np.abs(P.sum(axis=0) - b).sum() <= 1e-9
+        assert res.dual_value <= res.fun + res.err + 1e-12
+        assert res.fun - res.dual_value <= 1e-9  # (a zero duality gap at the optimum)
+    assert semi.n_newton <= 30 and dual.n_newton <= 100
+    assert np.abs(semi.plan.toarray() - dual.plan.toarray()).sum() <= 1e-8
+    assert semi.fun == pytest.approx(dual.fun, rel=1e-9)

@@ -209,6 +209,15 @@ class SparseDual:
         self.scratch = (self._gf, self._gg, self._tau, self._vals, self._idx, self._acc,
                         self._hints, self._bounds)
 
+    def semi_twin(self):
+        """The semi-dual of the same problem (cached; for the dual's Newton steps,
+        :func:`._newton._dual_step`). Its evaluations are added to this ``nfev`` by the
+        caller."""
+        twin = getattr(self, "_semi_twin", None)
+        if twin is None:
+            twin = self._semi_twin = self if self.semi else SparseDual(self.sp, self.k, True)
+        return twin
+
     # ---------------------------------------------------------------- evaluation
     def value_grad(self, x):
         """``(value, gradient)`` at ``x`` (float64, length ``nx``); the gradient is a
