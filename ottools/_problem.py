@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ._kernels import lazy
 from ._validation import (
     _as_float_array,
     _check_callback,
@@ -26,6 +27,8 @@ from ._validation import (
 )
 
 __all__ = []
+
+_lse = lazy("_lse")
 
 
 class LinearProblem:
@@ -173,11 +176,9 @@ class LinearProblem:
             zr = np.setdiff1d(np.arange(n), self.rows)
             zc = np.setdiff1d(np.arange(m), self.cols)
             if zr.size:
-                f[zr] = tau[0] * self._c_transform(self.block(zr, self.cols), gc,
-                                                   self.logb, reg)
+                f[zr] = tau[0] * self._c_transform_rows(zr, gc, reg)
             if zc.size:
-                g[zc] = tau[1] * self._c_transform(self.block(self.rows, zc).T, fc,
-                                                   self.loga, reg)
+                g[zc] = tau[1] * self._c_transform_cols(zc, fc, reg)
         dt = self.dtype if dtype is None else dtype
         if not centre:
             return f.astype(dt), g.astype(dt)
@@ -190,6 +191,26 @@ class LinearProblem:
         if self.geometry:
             return self.cost.block(rows, cols).astype(self.dtype, copy=False)
         return self.cost[np.ix_(rows, cols)]
+
+    def _c_transform_rows(self, zr, gc, reg):
+        """The c-transform of the rows ``zr`` against ``(gc, b)`` (see :meth:`expand`):
+        a kernel reading a dense cost in place (SciPy's logsumexp on a copied block took
+        ~90 % of a 784-bin histogram problem's call), else the block's."""
+        if reg > 0 and not self.geometry:
+            out = np.empty(zr.size)
+            _lse.c_transform_sub(self.cost, zr.astype(np.int64), self.cols.astype(np.int64),
+                                 gc, self.logb, float(reg), out)
+            return out
+        return self._c_transform(self.block(zr, self.cols), gc, self.logb, reg)
+
+    def _c_transform_cols(self, zc, fc, reg):
+        """The c-transform of the columns ``zc`` against ``(fc, a)``."""
+        if reg > 0 and not self.geometry:
+            out = np.empty(zc.size)
+            _lse.c_transform_sub_cols(self.cost, self.rows.astype(np.int64),
+                                      zc.astype(np.int64), fc, self.loga, float(reg), out)
+            return out
+        return self._c_transform(self.block(self.rows, zc).T, fc, self.loga, reg)
 
     @staticmethod
     def _c_transform(C, pot, logw, reg):

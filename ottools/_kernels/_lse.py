@@ -157,3 +157,47 @@ def c_transform_rows(a, logw, pot, cost, reg, prev, out):
         out[i] = oi
         e += a[i] * abs(np.expm1((prev[i] - oi) * inv))
     return True, e
+
+
+@jit
+def c_transform_sub(cost, rows, cols, pot, logw, reg, out):
+    """``out_k = -reg log sum_l exp(logw_l + (pot_l - cost[rows[k], cols[l]]) / reg)``:
+    the soft c-transform of the rows ``rows`` of ``cost`` against the columns ``cols``
+    (the potentials of zero-weight rows; no copy of the block)."""
+    m = cols.shape[0]
+    inv = 1.0 / reg
+    z, ez, work = np.empty(m), np.empty(m), np.empty(m)
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        for j in range(m):
+            z[j] = logw[j] + (pot[j] - np.float64(cost[r, cols[j]])) * inv
+        out[k] = -reg * shifted_lse(z, ez, work)
+
+
+@jit
+def c_transform_sub_cols(cost, rows, cols, pot, logw, reg, out):
+    """``out_k = -reg log sum_l exp(logw_l + (pot_l - cost[rows[l], cols[k]]) / reg)``:
+    the soft c-transform of the columns ``cols`` against the rows ``rows``, streaming the
+    rows of ``cost`` twice (maxima, then sums) as :func:`col_lse`."""
+    m = cols.shape[0]
+    inv = 1.0 / reg
+    mx = np.full(m, -np.inf)
+    s = np.zeros(m)
+    for l in range(rows.shape[0]):
+        r = rows[l]
+        base = logw[l] + pot[l] * inv
+        for k in range(m):
+            t = base - np.float64(cost[r, cols[k]]) * inv
+            if t > mx[k]:
+                mx[k] = t
+    z, ez, work = np.empty(m), np.empty(m), np.empty(m)
+    for l in range(rows.shape[0]):
+        r = rows[l]
+        base = logw[l] + pot[l] * inv
+        for k in range(m):
+            z[k] = base - np.float64(cost[r, cols[k]]) * inv - mx[k]
+        exp_into(z, ez, work)
+        for k in range(m):
+            s[k] += ez[k]
+    for k in range(m):
+        out[k] = -reg * (mx[k] + np.log(s[k])) if np.isfinite(mx[k]) else -reg * mx[k]
