@@ -342,9 +342,14 @@ def _result(prob, tree, src, optimal, nit, n, m):
     _fix_zero_block(prob, f, g)
     dual_value = float(f.astype(np.float64) @ prob.a.astype(np.float64)
                        + g.astype(np.float64) @ prob.b.astype(np.float64))
-    plan = scipy.sparse.coo_array(
-        (vals.astype(prob.dtype), (prob.rows[rows], prob.cols[cols])), shape=prob.shape
-    ).tocsr()
+    # CSR directly (the tree's arcs are distinct cells): a third of coo -> csr's time,
+    # which was a fifth of a small problem's call
+    pr, pc = prob.rows[rows], prob.cols[cols]
+    order = np.lexsort((pc, pr))
+    indptr = np.zeros(prob.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pr, minlength=prob.shape[0]), out=indptr[1:])
+    plan = scipy.sparse.csr_array((vals[order].astype(prob.dtype), pc[order], indptr),
+                                  shape=prob.shape)
     status = CONVERGED if optimal else MAXITER
     message = _OPTIMAL_MESSAGE if optimal else _MAXITER_MESSAGE
     return solver_result(status, err=err, tol=0.0, nit=nit, method="network_simplex",
