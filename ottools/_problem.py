@@ -198,7 +198,8 @@ class LinearProblem:
         ~90 % of a 784-bin histogram problem's call), else the block's."""
         if reg > 0 and not self.geometry:
             out = np.empty(zr.size)
-            _lse.c_transform_sub(self.cost, zr.astype(np.int64), self.cols.astype(np.int64),
+            _lse.c_transform_sub(self.cost, zr.astype(np.int64, copy=False),
+                                 self.cols.astype(np.int64, copy=False),
                                  gc, self.logb, float(reg), out)
             return out
         return self._c_transform(self.block(zr, self.cols), gc, self.logb, reg)
@@ -207,8 +208,9 @@ class LinearProblem:
         """The c-transform of the columns ``zc`` against ``(fc, a)``."""
         if reg > 0 and not self.geometry:
             out = np.empty(zc.size)
-            _lse.c_transform_sub_cols(self.cost, self.rows.astype(np.int64),
-                                      zc.astype(np.int64), fc, self.loga, float(reg), out)
+            _lse.c_transform_sub_cols(self.cost, self.rows.astype(np.int64, copy=False),
+                                      zc.astype(np.int64, copy=False), fc, self.loga,
+                                      float(reg), out)
             return out
         return self._c_transform(self.block(self.rows, zc).T, fc, self.loga, reg)
 
