@@ -95,6 +95,15 @@ class _Run:
         self.b64 = prob.bc.astype(np.float64)
         self.loga64 = prob.loga.astype(np.float64)
         self.logb64 = prob.logb.astype(np.float64)
+        # The weights as given (float64): the objective's terms are theirs.
+        self.weights = (self.a64, self.b64)
+        self.offset = _weight_offsets(prob, reg, rho)
+        if self.offset is not None:
+            _, _, al, be = self.offset
+            self.a64 = self.a64 * math.exp(al)
+            self.b64 = self.b64 * math.exp(be)
+            self.loga64 = self.loga64 + al
+            self.logb64 = self.logb64 + be
         self._cost64 = None
         self.hist = np.full(64, np.nan)
         self.nit = 0
@@ -121,6 +130,22 @@ class _Run:
 
     def remaining(self):
         return self.settings.maxiter - self.nit
+
+    def working(self, f, g):
+        """The solvers' potentials ``(f + s_a, g - s_b)`` of the potentials ``(f, g)`` of
+        the problem as given (see :func:`_weight_offsets`; the same arrays without an
+        offset)."""
+        if self.offset is None:
+            return f, g
+        sa, sb, _, _ = self.offset
+        return f + sa, g - sb
+
+    def given(self, f, g):
+        """The inverse of :meth:`working`: the potentials of the problem as given."""
+        if self.offset is None:
+            return f, g
+        sa, sb, _, _ = self.offset
+        return f - sa, g + sb
 
     def sweeps(self, f0, g0, bound, low=False):
         """The sweeps object of this problem (balanced, unbalanced, or online); ``low``:
@@ -194,7 +219,7 @@ class _Run:
         cb = self.settings.callback
         if cb is None:
             return False
-        fe, ge = self.prob.expand(f, g, self.reg)
+        fe, ge = _expand(self, *self.given(f, g))
         inter = make_result(f=fe, g=ge, nit=self.nit, err=float(err), method=self.method,
                             stage=stage, nit_newton=self.nit_newton)
         try:
@@ -203,6 +228,37 @@ class _Run:
             self.stopped = True
             return True
         return False
+
+
+def _weight_offsets(prob, reg, rho):
+    """``(s_a, s_b, alpha, beta)`` of the equivalent unbalanced problem on which the
+    solvers work, or None (balanced, or offsets small against the costs).
+
+    Unbalanced potentials are not translation-invariant: they move by about ``reg_m``
+    times the log of the masses' ratio (masses 1 and 100 with ``reg_m = 1e3``: ``f``
+    near -2300, ``g`` near +2300), and each plan entry ``exp((f_i + g_j - C_ij) / reg)``
+    carries their rounding, ``eps (|f| + |g|) / reg`` (1e-9 at ``reg = 1e-3``: the Newton
+    steps stalled at err 6.5e-9 against tol 1e-9, where the log-domain sweeps needed
+    59,000 iterations). With ``f~ = f + s_a``, ``g~ = g - s_b`` and the weights ``a
+    e^alpha``, ``b e^beta``, ``alpha = s_a / rho_a``, ``beta = -s_b / rho_b``, the targets
+    ``a e^alpha exp(-f~ / rho_a)`` and the plan ``a e^alpha b e^beta exp((f~ + g~ - C) /
+    reg)`` are those of ``(f, g)`` exactly when ``alpha + beta + (s_a - s_b) / reg = 0``;
+    ``alpha - beta = log(m_b / m_a)`` makes the two masses equal, where the potentials
+    are of the size of the costs (a hard side keeps its weights: ``alpha = 0`` or
+    ``beta = 0``)."""
+    if rho is None or prob.ac.size == 0 or prob.bc.size == 0:
+        return None
+    ra, rb = rho
+    ma = float(prob.ac.sum(dtype=np.float64))
+    mb = float(prob.bc.sum(dtype=np.float64))
+    r = math.log(mb) - math.log(ma)
+    # s_b = kappa s_a; alpha - beta = s_a (1 / rho_a + kappa / rho_b) = r
+    kappa = (1.0 / ra + 1.0 / reg) / (1.0 / rb + 1.0 / reg)
+    sa = r / (1.0 / ra + kappa / rb)
+    sb = kappa * sa
+    if not (math.isfinite(sa) and math.isfinite(sb)) or abs(sa) + abs(sb) <= prob.cost_scale:
+        return None
+    return sa, sb, sa / ra, -sb / rb
 
 
 class _PlanPar:
@@ -690,7 +746,7 @@ def solve(prob, reg, settings, method, init=None, symmetric=False, rho=None):
     check_reg_normal(reg)
     _define_result_class()  # SciPy before the large arrays: at the memory edge, its
     run = _Run(prob, reg, settings, method, rho)  # import would start OpenBLAS after them
-    f0, g0 = prob.init_potentials(init, centre=rho is None)
+    f0, g0 = run.working(*prob.init_potentials(init, centre=rho is None))
     floor = _rounding_floor(prob, reg)
     if floor > 1.0:
         # exp((f + g - C) / reg) has no correct digit: nothing to iterate on.
@@ -908,10 +964,17 @@ def _finish(run, fc, gc, status, planned):
         Pc, rows, cols, lin, plogr = planned
     mass = float(rows.sum())
     ma, mb = float(prob.a.sum(dtype=np.float64)), float(prob.b.sum(dtype=np.float64))
+    # The objective is that of the weights as given (the plan and the targets are the
+    # same on the working problem, see _weight_offsets): log(P / (a b)) is alpha + beta
+    # more than the plan kernel's log(P / (a~ b~)).
+    fo, go = run.given(fc, gc)
+    a0, b0 = run.weights
     kl = plogr - mass + ma * mb
+    if run.offset is not None:
+        kl += (run.offset[2] + run.offset[3]) * mass
     dm = mass - ma * mb  # the dual's mass term, sum(P) - sum(a) sum(b)
     if math.isfinite(lin) and entropy_needed(reg, prob.cost_scale):
-        kl, dm = entropy_terms(run.a64, run.b64, prob.costc, reg, fc, gc)
+        kl, dm = entropy_terms(a0, b0, prob.costc, reg, fo, go)
     extra = {}
     if run.rho is None:
         err = prob.marginal_error(rows, cols)
@@ -925,11 +988,11 @@ def _finish(run, fc, gc, status, planned):
         ta, tb = relaxed_target(a64, fc, ra), relaxed_target(b64, gc, rb)
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite: restarted below
             err = float(np.abs(rows - ta).sum() + np.abs(cols - tb).sum()) / prob.mass
-            f, g = _expand(run, fc, gc)
+            f, g = _expand(run, fo, go)
             terms = {"cost": float(lin), "entropy": float(reg * kl),
-                     "relax_a": _kl_term(rows, a64, ra), "relax_b": _kl_term(cols, b64, rb)}
+                     "relax_a": _kl_term(rows, a0, ra), "relax_b": _kl_term(cols, b0, rb)}
             fun = float(sum(terms.values()))
-            dual = (_dual_term(a64, fc, ra) + _dual_term(b64, gc, rb) - reg * dm)
+            dual = (_dual_term(a0, fo, ra) + _dual_term(b0, go, rb) - reg * dm)
         rows_full = np.zeros(prob.shape[0])
         cols_full = np.zeros(prob.shape[1])
         rows_full[prob.rows] = rows
@@ -955,7 +1018,7 @@ def _finish(run, fc, gc, status, planned):
         # returned f and g, gave another plan: 48 x 1 points, reg 1e-6: err 3e-8 reported,
         # 1.7e-2 held); as the dense path, whose plan is not that of the centred f and g.
         geom, a, b = prob.cost, prob.a, prob.b
-        f64, g64 = _expand(run, fc, gc, np.float64)
+        f64, g64 = _expand(run, fo, go, np.float64)
         plan = PlanOperator(geom, a, b, f64, g64, reg)
         extra["plan_dense"] = lambda: dense_plan(geom, a, b, f64, g64, reg, dt)
         extra["barycentric_map"] = lambda: barycentric_map(geom, a, b, f64, g64, reg)

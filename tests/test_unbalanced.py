@@ -168,17 +168,71 @@ def test_float32_plan_of_far_potentials():
     assert np.abs(res.plan - ref.plan).sum() <= 1e-4 * ref.plan.sum()
 
 
-def test_newton_stage_stops_at_the_rounding_floor():
-    """reg 1e-4 with potentials near +-230: their float64 rounding alone is ~5e-10 reg and
-    the error stalls near 3e-9 > tol = 1e-9. The Newton stage stops after 50 steps
-    without halving the error (status 4, a message naming the floor) instead of running
-    to maxiter (9980 Newton steps before)."""
+def test_far_potentials_converge_on_the_working_problem():
+    """reg 1e-4 with potentials near +-230: their float64 rounding alone is ~5e-10 reg per
+    plan entry, and the Newton stage stalled at err 3e-9 > tol = 1e-9 (status 4; 9980
+    Newton steps before that stop). The solvers now work on the equivalent problem of
+    weights a e^alpha, b e^beta of equal masses, whose potentials are of the costs' size:
+    converged in tens of steps, and the result is that of the problem as given (its
+    plan from the returned potentials, its targets, a zero duality gap)."""
     a, b, cost = _far_problem(1e-4)
+    reg, rho = 1e-4, 100.0
     for method in ("auto", "sns"):
-        res = ottools.sinkhorn(a, b, cost, 1e-4, reg_m=100.0, method=method)
-        assert res.status == 4 and not res.success
-        assert res.nit < 500 and "rounding error" in res.message, res.message
-        assert res.err < 1e-8 and np.all(np.isfinite(res.plan))
+        res = ottools.sinkhorn(a, b, cost, reg, reg_m=rho, method=method)
+        assert res.success and res.status == 0 and res.nit < 500, res.message
+        assert res.err <= 1e-9
+        assert np.abs(res.f).max() > 200 and np.abs(res.g).max() > 200  # as given
+        ta, tb = a * np.exp(-res.f / rho), b * np.exp(-res.g / rho)
+        P = res.plan
+        err = (np.abs(P.sum(1) - ta).sum() + np.abs(P.sum(0) - tb).sum()) / a.sum()
+        assert err == pytest.approx(res.err, rel=1e-6, abs=1e-13)
+        own = a[:, None] * b[None, :] * np.exp((res.f[:, None] + res.g[None, :] - cost) / reg)
+        assert np.abs(own - P).sum() <= 1e-7 * P.sum()  # (the rounding of f, g: 5e-10)
+        assert res.fun == pytest.approx(res.dual_value, rel=1e-8)
+        kl_a = (P.sum(1) * np.log(P.sum(1) / a) - P.sum(1) + a).sum()
+        assert res.terms["relax_a"] == pytest.approx(rho * kl_a, rel=1e-10)
+
+
+def test_weight_offsets_leave_every_field_of_the_problem_as_given():
+    """Unbalanced problems whose potentials sit far from the costs (masses 1 and 100 or
+    3 and 0.2, reg_m 1e3, semi-relaxed, unequal reg_m): the same plan, potentials,
+    objective terms and duality gap as a reference log-domain solve of the problem as
+    given (scipy's logsumexp, damped iterations to a fixed point)."""
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(3)
+    n, m = 30, 20
+    x, y = rng.normal(size=(n, 2)), rng.normal(size=(m, 2)) + 0.5
+    cost = ottools.cost_matrix(x, y)
+    reg = 0.5
+    for ma, mb, (ra, rb) in [(1.0, 100.0, (1e3, 1e3)), (3.0, 0.2, (1e3, np.inf)),
+                             (1.0, 50.0, (np.inf, 200.0)), (2.0, 90.0, (300.0, 2e3))]:
+        a = rng.random(n) + 0.1
+        a *= ma / a.sum()
+        b = rng.random(m) + 0.1
+        b *= mb / b.sum()
+        res = ottools.sinkhorn(a, b, cost, reg, reg_m=(ra, rb), tol=1e-12)
+        assert res.success
+        f, g = np.zeros(n), np.zeros(m)
+        ta, tb = (1.0 if np.isinf(r) else r / (r + reg) for r in (ra, rb))
+        for _ in range(200000):
+            f_old = f
+            f = -ta * reg * logsumexp(np.log(b)[None, :] + (g[None, :] - cost) / reg, axis=1)
+            g = -tb * reg * logsumexp(np.log(a)[:, None] + (f[:, None] - cost) / reg, axis=0)
+            if np.abs(f - f_old).max() < 1e-13 * max(1.0, np.abs(f).max()):
+                break
+        P = a[:, None] * b[None, :] * np.exp((f[:, None] + g[None, :] - cost) / reg)
+        scale = max(1.0, np.abs(f).max())
+        np.testing.assert_allclose(res.f, f, rtol=0, atol=1e-9 * scale)
+        np.testing.assert_allclose(res.g, g, rtol=0, atol=1e-9 * scale)
+        assert np.abs(res.plan - P).sum() <= 1e-8 * P.sum()
+        kl = lambda p, w: (p * np.log(p / w) - p + w).sum()  # noqa: E731
+        assert res.terms["cost"] == pytest.approx((P * cost).sum(), rel=1e-9)
+        assert res.terms["entropy"] == pytest.approx(
+            reg * kl(P, a[:, None] * b[None, :]), rel=1e-8, abs=1e-9 * abs(res.fun))
+        if np.isfinite(ra):
+            assert res.terms["relax_a"] == pytest.approx(ra * kl(P.sum(1), a), rel=1e-8)
+        assert res.fun == pytest.approx(res.dual_value, rel=1e-9)
 
 
 @pytest.mark.parametrize("reg, reg_m", [(0.1, 1.0), (0.05, (0.3, 2.0)), (0.05, (np.inf, 0.5))])
