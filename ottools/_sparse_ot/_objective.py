@@ -144,6 +144,7 @@ class _WorkingSets:
             self.backoff *= 2
         else:
             self.at = self.last
+            self.backoff = 16  # a set that fits: early failures (large moves) are over
 
 
 class SparseDual:
