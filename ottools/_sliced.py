@@ -293,6 +293,8 @@ def _projected_wpp_and_grad(x, y, a, b, directions, p, direction_weights=None, s
     wpp : ndarray (L,)
         :math:`W_p^p(\\theta_l\\sharp\\mu, \\theta_l\\sharp\\nu)`, in float64 (summed in
         float64 by the kernel: in float32 it under/overflowed where the distance did not).
+        The gradients are float64 too (float32 ones overflowed at p = 50 where the value
+        did not).
     grad_x : ndarray (n, d)
         :math:`\\partial / \\partial x_i \\sum_l w_l W_p^p(\\theta_l)`.
     grad_y : ndarray (m, d)
@@ -319,9 +321,9 @@ def _projected_wpp_and_grad(x, y, a, b, directions, p, direction_weights=None, s
     V = _project(y, theta)
     wpp, GU, GV = wpp_grad_rows(U, V, a, b, float(p), scale)
     if direction_weights is None:
-        wl = np.full(L, 1.0 / L, dtype=dtype)
+        wl = np.full(L, 1.0 / L)
     else:
-        wl = np.asarray(direction_weights, dtype=dtype)
+        wl = np.asarray(direction_weights, dtype=np.float64)
     GU *= wl[:, None]
     GV *= wl[:, None]
     grad_x = GU.T @ theta
@@ -1101,12 +1103,15 @@ def _sliced_value_and_grad(x, y, a, b, theta, p):
     (ts,), et = _scaled((theta,), dtype)
     wpp, gx, gy, _ = _projected_wpp_and_grad(xs, ys, a, b, ts, p, need_theta=False)
     mean = float(np.mean(wpp, dtype=np.float64))
-    if np.all(np.isfinite(wpp)) and np.isfinite(mean) and mean >= 1e-290:
+    plain = np.all(np.isfinite(wpp)) and np.isfinite(mean) and mean >= 1e-290
+    if plain:
         value = max(mean, 0.0) ** (1.0 / p)
         # d SW_p / d mean = (1/p) mean^(1/p - 1); 0 where the mean is 0 (a subgradient)
         scale = 0.0 if mean <= 0 else (1.0 / p) * mean ** (1.0 / p - 1.0)
         gx, gy = gx * scale, gy * scale
-    else:
+        # (inf * a tiny factor: p |d|^(p - 1) beyond float64 where the mean was not)
+        plain = np.all(np.isfinite(gx)) and np.all(np.isfinite(gy))
+    if not plain:
         # Scaled form: the value from the rows' (q, s), then the gradient with every
         # difference divided by the value (finite for any p where the value is).
         q, s = _projected_rows(xs, ys, a, b, ts, p)
@@ -1117,14 +1122,14 @@ def _sliced_value_and_grad(x, y, a, b, theta, p):
             _, gx, gy, _ = _projected_wpp_and_grad(xs, ys, a, b, ts, p, scale=value,
                                                    need_theta=False)
             gx, gy = gx / p, gy / p
-            if not (np.all(np.isfinite(gx)) and np.all(np.isfinite(gy))):
-                raise ValueError(f"The gradient of SW_p exceeds the range of {dtype} "
-                                 f"(`p`={p!r} is too large for these points).")
     value = np.ldexp(value, ex + et)
     if not np.isfinite(dtype.type(value)):
         raise _overflow_error(dtype)
-    if et:
+    with np.errstate(over="ignore"):
         gx, gy = np.ldexp(gx, et).astype(dtype), np.ldexp(gy, et).astype(dtype)
+    if not (np.all(np.isfinite(gx)) and np.all(np.isfinite(gy))):
+        raise ValueError(f"The gradient of SW_p exceeds the range of {dtype} "
+                         f"(`p`={p!r} is too large for these points).")
     return float(value), gx, gy
 
 

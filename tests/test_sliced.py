@@ -810,3 +810,29 @@ def test_control_variates_that_carry_nothing_leave_the_mc_estimate():
         up = ottools.sliced_wasserstein(cube, octa, n_projections=10, rng=seed,
                                         estimator="upper-cv")
         assert up == pytest.approx(mc, rel=1e-12)
+
+
+@pytest.mark.parametrize("p", [40.0, 50.0, 129.0])
+def test_float32_gradients_of_large_p_do_not_overflow(p):
+    """p |d|^(p - 1) overflowed float32 at p = 50 for differences of 7.7 (the kernel kept
+    the gradients in the points' dtype) where W_p^p, summed in float64, did not: SW's
+    gradient came back -inf (NaN at p = 129) without an error, and float32 Max-SW and
+    v-DSW stopped at once (status 2) where float64 converged. The gradients are float64
+    until the end."""
+    from ottools._sliced import sliced_value_and_grad
+
+    x = np.array([[-3.9], [-3.8]], dtype=np.float32)
+    y = np.array([[3.9], [3.8]], dtype=np.float32)
+    value, gx, gy = sliced_value_and_grad(x, y, p=p, directions=np.ones((1, 1)))
+    assert value == pytest.approx(7.7, rel=1e-6)
+    assert gx.dtype == np.float32 and gy.dtype == np.float32
+    np.testing.assert_allclose(gx, [[-0.5], [-0.5]], rtol=1e-5)
+    np.testing.assert_allclose(gy, [[0.5], [0.5]], rtol=1e-5)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-3.9, -3.0, size=(20, 2))
+    y = rng.uniform(3.0, 3.9, size=(20, 2))
+    for solve in (ottools.max_sliced_wasserstein, ottools.distributional_sliced_wasserstein):
+        r64 = solve(x, y, p=p, rng=0)
+        r32 = solve(x.astype(np.float32), y.astype(np.float32), p=p, rng=0)
+        assert r64.status == 0 and r32.status == 0, r32.message
+        assert r32.fun == pytest.approx(r64.fun, rel=1e-4)  # (float32 ascent tol)

@@ -243,8 +243,10 @@ def wpp_grad_rows(U, WU, IU, V, WV, IV, p, pairs, scale):
     L, n = U.shape
     m = V.shape[1]
     wpp = np.empty(L, dtype=np.float64)
-    GU = np.zeros((L, n), dtype=U.dtype)
-    GV = np.zeros((L, m), dtype=U.dtype)
+    # float64 whatever the points' dtype: p |d|^(p - 1) overflowed float32 at p = 50
+    # (differences of 7.7) where W_p^p, summed in float64, did not
+    GU = np.zeros((L, n), dtype=np.float64)
+    GV = np.zeros((L, m), dtype=np.float64)
     for k in range(L):
         u = U[k]
         v = V[k]
