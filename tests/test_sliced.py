@@ -867,3 +867,19 @@ def test_max_sliced_does_not_claim_convergence_on_a_ridge():
     best = minimize(neg, res.direction, method="Nelder-Mead",
                     options=dict(xatol=1e-10, fatol=1e-14, maxiter=2000))
     assert (-best.fun) ** 0.5 <= res.fun * (1 + 1e-6)
+
+
+def test_projected_wasserstein_refuses_an_underflowing_power():
+    """W_p^p below the dtype's smallest normal came back as 0 (points of 1e-200 at p = 2,
+    float64; 1e-30 in float32) or a subnormal with a few correct bits, while overflow
+    raised: both raise now, and identical measures still give an exact 0."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(10, 3)), rng.normal(size=(8, 3))
+    for scale, dt in ((1e-200, np.float64), (1e-160, np.float64), (1e-30, np.float32)):
+        with pytest.raises(ValueError, match="below the smallest normal"):
+            ottools.projected_wasserstein((x * scale).astype(dt), (y * scale).astype(dt),
+                                          directions=np.eye(3), p=2)
+    small = ottools.projected_wasserstein(x * 1e-100, y * 1e-100, directions=np.eye(3), p=2)
+    ref = ottools.projected_wasserstein(x, y, directions=np.eye(3), p=2)
+    np.testing.assert_allclose(small, ref * 1e-200, rtol=1e-12)
+    assert np.all(ottools.projected_wasserstein(x, x, directions=np.eye(3), p=2) == 0)
