@@ -95,6 +95,56 @@ def test_divergence_matches_single_pair_calls(rng):
     assert np.all(D[~np.eye(5, dtype=bool)] > 0)
 
 
+def test_every_ground_cost_of_cost_matrix_is_accepted(rng):
+    """The ground cost was checked by evaluating it between two zero points, where
+    braycurtis, dice, jensenshannon, seuclidean and sokalsneath are 0 / 0 and mahalanobis
+    needs d + 1 points: six metrics of cost_matrix were refused, blaming points the user
+    never gave. Every one now gives the single calls' values (positive points: the
+    boolean metrics read them as True, jensenshannon as probability vectors)."""
+    from ottools._costs import METRICS
+
+    xs = [np.abs(x) + 0.1 for x in clouds(rng, 3, d=3, lo=6, hi=9)]
+    for gm in METRICS:
+        D = pairwise_distances(xs, metric="exact", metric_kwargs={"metric": gm})
+        E = direct(lambda x, y, a, b: ottools.emd(None, None,
+                                                  ottools.cost_matrix(x, y, gm)).fun, xs)
+        np.testing.assert_allclose(D, E, rtol=1e-12, atol=1e-15, err_msg=gm)
+    with pytest.raises(ValueError, match="Unknown metric 'nope'"):
+        pairwise_distances(xs, metric="exact", metric_kwargs={"metric": "nope"})
+
+
+@pytest.mark.parametrize("gm", ["seuclidean", "mahalanobis"])
+def test_divergence_with_estimated_ground_costs_is_that_of_each_pair(rng, gm):
+    """seuclidean / mahalanobis estimate their variances from the points: the three
+    problems of sinkhorn_divergence share those of x and y stacked. The pairwise self
+    terms were solved once per measure with its own variances (0.730 against 0.937):
+    each pair now solves its three problems on its own ground cost."""
+    xs = clouds(rng, 4, d=2, lo=8, hi=14)
+    kw = {"reg": 0.5, "metric": gm}
+    D, S = pairwise_distances(xs, metric="sinkhorn_divergence", metric_kwargs=kw,
+                              return_status=True)
+    E = direct(lambda x, y, a, b: ottools.sinkhorn_divergence(x, y, reg=0.5, metric=gm).fun,
+               xs)
+    np.testing.assert_allclose(D, E, rtol=1e-7, atol=1e-9)
+    assert np.all(S == 0) and np.all(np.diag(D) == 0) and np.array_equal(D, D.T)
+    R = pairwise_distances(xs[:2], xs[1:], metric="sinkhorn_divergence", metric_kwargs=kw)
+    np.testing.assert_allclose(R, E[:2, 1:], rtol=1e-7, atol=1e-9)
+    assert R[1, 0] == 0.0  # the same measure on both sides
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-100, 1e-10, 1e100, 1e300])
+def test_sliced_with_directions_of_extreme_norm(rng, scale):
+    """Directions beyond [2**-256, 2**256] are scaled by a power of two, and the
+    exponent was also applied to the points: |theta| = 1e-100 gave 0.316 for 3.6e-101.
+    Each entry equals the single call on the same directions."""
+    xs = clouds(rng, 3, d=2)
+    theta = rng.normal(size=(7, 2)) * scale
+    D = pairwise_distances(xs, metric="sliced_wasserstein",
+                           metric_kwargs={"directions": theta})
+    E = direct(lambda x, y, a, b: ottools.sliced_wasserstein(x, y, directions=theta), xs)
+    np.testing.assert_allclose(D, E, rtol=1e-12)
+
+
 def test_entropic_cost_matrix_has_its_self_terms_on_the_diagonal(rng):
     xs = clouds(rng, 4, d=2, lo=5, hi=12)
     D = pairwise_distances(xs, metric="sinkhorn", metric_kwargs={"reg": 0.5})
