@@ -52,16 +52,19 @@ def _ndim(x, name):
 
 def _as_float_array(x, name, *, ndim=None, dtype=None):
     """`x` as a float ndarray (ints and bools become float64); checks ``ndim``."""
-    _reject_tensor(x, name)
-    try:
-        arr = np.asarray(x)
-    except Exception as exc:  # ragged lists, objects numpy cannot hold
-        _check_ragged(x, name)
-        raise TypeError(f"`{name}` must be array-like of numbers; {exc}") from None
-    if arr.dtype.kind in "biu":
-        arr = arr.astype(np.float64)
-    elif arr.dtype.kind != "f":
-        raise TypeError(f"`{name}` must hold real numbers; got dtype {arr.dtype}.")
+    if type(x) is np.ndarray and x.dtype.kind == "f":
+        arr = x  # (the common case: nothing to convert or reject)
+    else:
+        _reject_tensor(x, name)
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged lists, objects numpy cannot hold
+            _check_ragged(x, name)
+            raise TypeError(f"`{name}` must be array-like of numbers; {exc}") from None
+        if arr.dtype.kind in "biu":
+            arr = arr.astype(np.float64)
+        elif arr.dtype.kind != "f":
+            raise TypeError(f"`{name}` must hold real numbers; got dtype {arr.dtype}.")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"`{name}` must be {ndim}-D; got shape {arr.shape}.")
     if dtype is not None:
@@ -93,13 +96,18 @@ def _check_weights(w, n, name, dtype=np.float64, *, against=None):
                          f"{arr.shape[0]}.")
     if arr.shape[0] == 0:
         raise ValueError(f"`{name}` must not be empty.")
-    if not np.all(np.isfinite(arr)):
+    # Two reductions check everything: NaN propagates through min and max.
+    lo, hi = arr.min(), arr.max()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"`{name}` must be finite; got NaN or inf.")
-    if np.any(arr < 0):
-        raise ValueError(f"`{name}` must be non-negative; got min {arr.min():.3g}.")
-    if not arr.max() > 0:  # (a positive sum; the sum itself may overflow)
+    if lo < 0:
+        raise ValueError(f"`{name}` must be non-negative; got min {lo:.3g}.")
+    if not hi > 0:  # (a positive sum; the sum itself may overflow)
         raise ValueError(f"`{name}` must have a positive sum.")
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+_EPS64 = float(np.finfo(np.float64).eps)
 
 
 def _check_balanced(a, b, names=("a", "b"), rtol=1e-6, hint=""):
@@ -109,13 +117,13 @@ def _check_balanced(a, b, names=("a", "b"), rtol=1e-6, hint=""):
     weights, normalized data), and left in place it would keep the marginal error above
     any ``tol`` smaller than the gap.
     """
-    sa, sb = float(np.sum(a, dtype=np.float64)), float(np.sum(b, dtype=np.float64))
+    sa, sb = float(a.sum(dtype=np.float64)), float(b.sum(dtype=np.float64))
     if abs(sa - sb) > rtol * max(sa, sb):
         raise ValueError(
             f"`{names[0]}` and `{names[1]}` must have the same total mass (relative "
             f"tolerance {rtol:g}); got {sa:.9g} and {sb:.9g}. Normalize them first{hint}."
         )
-    if abs(sa - sb) <= 64 * np.finfo(np.float64).eps * max(sa, sb):
+    if abs(sa - sb) <= 64 * _EPS64 * max(sa, sb):
         return b  # float64 rounding of the sums: nothing to fix
     return np.ascontiguousarray(b.astype(np.float64) * (sa / sb), dtype=b.dtype)
 
@@ -126,8 +134,8 @@ _EXTREMES_MIN_ENTRIES = 1 << 20
 
 def _check_cost(cost, name="cost", extremes=None):
     """A non-empty, finite 2-D float array. ``extremes``: a list that receives the
-    ``(min, max)`` of the array as floats when they came with the check (large
-    C-contiguous arrays: one kernel pass instead of ``isfinite``, ``min`` and ``max``)."""
+    ``(min, max)`` of the array as floats, which come with the check (large C-contiguous
+    arrays: one kernel pass; others: ``min`` and ``max``, through which NaN propagates)."""
     arr = _as_float_array(cost, name, ndim=2)
     if arr.size == 0:
         raise ValueError(f"`{name}` must not be empty; got shape {arr.shape}.")
@@ -137,12 +145,13 @@ def _check_cost(cost, name="cost", extremes=None):
         lo, hi, nan = _extremes.extremes(arr, _jit.row_chunks(*arr.shape))
         if nan or not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError(f"`{name}` must be finite; got {'NaN' if nan else 'inf'}.")
-        if extremes is not None:
-            extremes.append((float(lo), float(hi)))
-        return arr
-    if not np.all(np.isfinite(arr)):
-        bad = "NaN" if np.isnan(arr).any() else "inf"
-        raise ValueError(f"`{name}` must be finite; got {bad}.")
+    else:
+        lo, hi = arr.min(), arr.max()
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            bad = "NaN" if np.isnan(arr).any() else "inf"
+            raise ValueError(f"`{name}` must be finite; got {bad}.")
+    if extremes is not None:
+        extremes.append((float(lo), float(hi)))
     return arr
 
 
