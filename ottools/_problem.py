@@ -54,9 +54,8 @@ class LinearProblem:
             self.costc = cost.subset(self.rows, self.cols) if self.compressed else cost
         else:
             self.costc = self._compressed_cost(cost) if self.compressed else cost
-        with np.errstate(divide="ignore"):
-            self.loga = np.log(self.ac)
-            self.logb = np.log(self.bc)
+        self.loga = np.log(self.ac)  # (positive weights only)
+        self.logb = np.log(self.bc)
         # Total mass (of a; b has it too in a balanced problem): err is relative to it.
         self.mass = float(self.ac.sum(dtype=np.float64))
         self._range = None
@@ -166,7 +165,7 @@ class LinearProblem:
         fc = np.asarray(fc, dtype=np.float64)
         gc = np.asarray(gc, dtype=np.float64)
         if not self.compressed:
-            f, g = fc.copy(), gc.copy()
+            f, g = fc, gc  # (copied below, by the cast or the shift)
         else:
             n, m = self.shape
             f = np.empty(n)
@@ -183,7 +182,7 @@ class LinearProblem:
         if not centre:
             return f.astype(dt), g.astype(dt)
         shift = self.gauge_shift(f, g, self.a, self.b)
-        return (f + shift).astype(dt), (g - shift).astype(dt)
+        return (f + shift).astype(dt, copy=False), (g - shift).astype(dt, copy=False)
 
     def block(self, rows, cols):
         """The dense cost block ``C[rows][:, cols]`` (a point cloud's rounded to the
