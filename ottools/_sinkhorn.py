@@ -34,6 +34,7 @@ _k = lazy("_sinkhorn")
 _lse = lazy("_lse")
 _k_sym = lazy("_symmetric")
 _kr = lazy("_relax")  # the over-relaxation rule and its schedule (EARLY, FIRST, DECIDE)
+_jit = lazy("_jit")
 
 
 _CHECK_EVERY = _Option("int", 10, lo=1)
@@ -733,7 +734,6 @@ def _solve_symmetric(run, f0, cold):
 _SOLVERS = {"scaling": _solve_scaling, "log": _solve_log}
 
 
-@adapts_threads
 def solve(prob, reg, settings, method, init=None, symmetric=False, rho=None):
     """Solve the entropic problem ``prob`` at ``reg`` with ``method`` (checked options in
     ``settings.options``); the :class:`OTResult` of :func:`sinkhorn`.
@@ -742,7 +742,17 @@ def solve(prob, reg, settings, method, init=None, symmetric=False, rho=None):
     self-transport problem ``W(a, a)``); ``method="auto"`` then runs the averaged
     symmetric iterations, which have none of Sinkhorn's slow ``f_i - g_i`` modes.
     ``rho``: ``(rho_a, rho_b)``, the KL relaxation of the marginals (unbalanced), or None.
+
+    Problems under ``PARALLEL_MIN_ENTRIES`` entries run serial kernels only (one row
+    block, ``row_chunks``): they skip the thread-count probe of ``adapts_threads`` (a few
+    microseconds of a small problem's call).
     """
+    n, m = prob.costc.shape
+    solver = _solve if n * m < _jit.PARALLEL_MIN_ENTRIES else _solve_adapting
+    return solver(prob, reg, settings, method, init, symmetric, rho)
+
+
+def _solve(prob, reg, settings, method, init, symmetric, rho):
     check_reg_normal(reg)
     _define_result_class()  # SciPy before the large arrays: at the memory edge, its
     run = _Run(prob, reg, settings, method, rho)  # import would start OpenBLAS after them
@@ -783,6 +793,9 @@ def solve(prob, reg, settings, method, init=None, symmetric=False, rho=None):
         sw = None
     planned = sw.plan() if (sw is not None and status != NONFINITE) else None
     return _finish(run, f, g, status, planned)
+
+
+_solve_adapting = adapts_threads(_solve)
 
 
 def check_reg_normal(reg):
@@ -938,7 +951,7 @@ def _finish(run, fc, gc, status, planned):
     dt = prob.dtype
     fc = np.asarray(fc, dtype=np.float64)
     gc = np.asarray(gc, dtype=np.float64)
-    if not (np.all(np.isfinite(fc)) and np.all(np.isfinite(gc))):
+    if not (np.isfinite(fc).all() and np.isfinite(gc).all()):
         fc, gc = _cold_start(prob)
         status = NONFINITE
         planned = None
@@ -979,8 +992,10 @@ def _finish(run, fc, gc, status, planned):
     if run.rho is None:
         err = prob.marginal_error(rows, cols)
         f, g = _expand(run, fc, gc)
-        dual = (float(f.astype(np.float64) @ prob.a.astype(np.float64))
-                + float(g.astype(np.float64) @ prob.b.astype(np.float64))
+        dual = (float(f.astype(np.float64, copy=False) @ prob.a.astype(np.float64,
+                                                                       copy=False))
+                + float(g.astype(np.float64, copy=False) @ prob.b.astype(np.float64,
+                                                                         copy=False))
                 - reg * dm)
         fun = float(lin + reg * kl)
     else:
@@ -1321,11 +1336,16 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
 def is_self_transport(prob):
     """``a == b`` and a symmetric cost: ``W(a, a)``, solved by the symmetric iterations."""
     n, m = prob.shape
-    if not (n == m and np.array_equal(prob.a, prob.b)):
+    if not (n == m and _equal(prob.a, prob.b)):
         return False
     if prob.geometry:
         return np.array_equal(prob.cost.x, prob.cost.y)
     C = prob.cost
     # the first row against the first column rules out most costs without a full
     # (transposed, cache-unfriendly) pass over C
-    return np.array_equal(C[0], C[:, 0]) and bool(_k_sym.is_symmetric(C))
+    return _equal(C[0], C[:, 0]) and bool(_k_sym.is_symmetric(C))
+
+
+def _equal(x, y):
+    """``np.array_equal`` of two arrays of one shape, without its wrapper's conversions."""
+    return bool((x == y).all())

@@ -271,8 +271,9 @@ class Sweeps:
             out, self.planned = self.planned, None
             self.fresh = False
             return (self.K,) + out
-        if not (self.fresh and np.all(self.u > 0) and np.all(self.v > 0)
-                and np.all(np.isfinite(self.u)) and np.all(np.isfinite(self.v))):
+        # positive and finite: NaN fails the first test, inf the second
+        if not (self.fresh and self.u.min() > 0 and self.v.min() > 0
+                and self.u.max() < math.inf and self.v.max() < math.inf):
             return None
         cost = self.run.prob.costc
         if self.chunks > 1:
