@@ -360,6 +360,7 @@ def _sweep_stage(run, sw, *, stage, tol_abs, relax=None, newton_after=None, budg
             next_decision = done + _kr.DECIDE
             continue
         if decide and done >= next_decision:
+            # (float64, finite, contiguous: what Relaxation.update takes)
             block_errs = np.concatenate(window) if window else np.empty(0)
             next_decision = done + relax.update(block_errs, early)
             early = False

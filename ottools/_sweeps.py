@@ -660,10 +660,10 @@ class Relaxation:
         return int(self.state[_kr.SETTLED])
 
     def update(self, errs, early=False):
-        """Adjust ``omega`` after a block whose known errors (in order) are ``errs``
-        (``early``: the first decision of a stage, after ``EARLY`` plain sweeps); returns
-        the number of sweeps before the next decision."""
-        errs = np.ascontiguousarray(errs[np.isfinite(errs)], dtype=np.float64)
+        """Adjust ``omega`` after a block whose known errors (in order) are ``errs`` (a
+        float64 array, finite entries only; ``early``: the first decision of a stage,
+        after ``EARLY`` plain sweeps); returns the number of sweeps before the next
+        decision."""
         return int(_kr.update(self.state, self.checks, errs, errs.size, early))
 
     def fail(self):
