@@ -993,10 +993,9 @@ def _finish(run, fc, gc, status, planned):
     if run.rho is None:
         err = prob.marginal_error(rows, cols)
         f, g = _expand(run, fc, gc)
-        dual = (float(f.astype(np.float64, copy=False) @ prob.a.astype(np.float64,
-                                                                       copy=False))
-                + float(g.astype(np.float64, copy=False) @ prob.b.astype(np.float64,
-                                                                         copy=False))
+        fd, gd = f.astype(np.float64, copy=False), g.astype(np.float64, copy=False)
+        dual = (float(fd @ prob.a.astype(np.float64, copy=False))
+                + float(gd @ prob.b.astype(np.float64, copy=False))
                 - reg * dm)
         fun = float(lin + reg * kl)
     else:
