@@ -11,6 +11,7 @@ data so that one problem can be solved under several settings (stages, the three
 problems of a divergence).
 """
 
+import copy
 import math
 import sys
 from dataclasses import dataclass, replace
@@ -37,7 +38,8 @@ class LinearProblem:
     Attributes: ``a`` (n,), ``b`` (m,), ``cost`` (n, m, C-contiguous), ``dtype``;
     ``rows``, ``cols`` (indices of the positive weights); ``ac``, ``bc``, ``costc`` (the
     compressed problem, C-contiguous); ``loga``, ``logb`` (their logs); ``mass``
-    (``sum(a)`` as a float). Read-only by convention: solvers never modify them.
+    (``sum(a)`` as a float; unbalanced solves take the larger of the two masses, see
+    :meth:`with_mass`). Read-only by convention: solvers never modify them.
     """
 
     def __init__(self, a, b, cost, dtype):
@@ -86,6 +88,12 @@ class LinearProblem:
     @property
     def shape(self):
         return self.cost.shape
+
+    def with_mass(self, mass):
+        """A shallow copy whose ``mass`` (the scale of the solvers' ``err``) is ``mass``."""
+        out = copy.copy(self)
+        out.mass = float(mass)
+        return out
 
     @property
     def cost_range(self):

@@ -231,6 +231,24 @@ class _Run:
         return False
 
 
+def _balance_mass(prob, reg, rho):
+    """The scale of an unbalanced problem's ``err``: the mass at which its penalties
+    balance, ``sum(a)**(1 - w) * sum(b)**w`` with ``w = (rho_b + reg) / (rho_a + rho_b +
+    2 reg)`` (``sum(b)`` when ``b`` is hard, ``sqrt(sum(a) sum(b))`` for equal ``rho``):
+    the equal mass of the working problem (:func:`_weight_offsets`), about the plan's.
+    Relative to ``sum(a)`` alone, masses 0.0034 and 946 with ``b`` hard (a plan of 946)
+    asked the marginals for 3e-12 of 946, below their float64 rounding (status 4 once
+    the iterations reached tol); relative to the larger mass, masses 1 and 100 (a plan
+    of 10) got a tolerance 10 times looser than balanced problems'."""
+    ra, rb = rho
+    ma = prob.mass
+    mb = float(prob.bc.sum(dtype=np.float64))
+    if math.isinf(ra) and math.isinf(rb):
+        return ma
+    w = 0.0 if math.isinf(ra) else (1.0 if math.isinf(rb) else (rb + reg) / (ra + rb + 2 * reg))
+    return math.exp((1.0 - w) * math.log(ma) + w * math.log(mb))
+
+
 def _weight_offsets(prob, reg, rho):
     """``(s_a, s_b, alpha, beta)`` of the equivalent unbalanced problem on which the
     solvers work, or None (balanced, or offsets small against the costs).
@@ -755,6 +773,8 @@ def solve(prob, reg, settings, method, init=None, symmetric=False, rho=None):
 
 def _solve(prob, reg, settings, method, init, symmetric, rho):
     check_reg_normal(reg)
+    if rho is not None:
+        prob = prob.with_mass(_balance_mass(prob, reg, rho))
     _define_result_class()  # SciPy before the large arrays: at the memory edge, its
     run = _Run(prob, reg, settings, method, rho)  # import would start OpenBLAS after them
     f0, g0 = run.working(*prob.init_potentials(init, centre=rho is None))
@@ -1233,7 +1253,10 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
         ``terms`` (dict ``cost``, ``entropy``, ``relax_a``, ``relax_b``: its four terms),
         ``marginals`` (``(P 1, P^T 1)``), ``masses`` (``(sum(a), sum(b))``), ``reg_m``; ``f``,
         ``g`` are not centred (no gauge freedom); ``err`` is the L1 norm of the dual's
-        gradient relative to ``sum(a)``:
+        gradient relative to the mass at which the penalties balance,
+        ``sum(a)**(1 - w) * sum(b)**w`` with ``w = (reg_m_b + reg) / (reg_m_a + reg_m_b
+        + 2 reg)`` (``sqrt(sum(a) sum(b))`` for equal ``reg_m``, ``sum(b)`` when ``b``
+        is hard: about the plan's mass):
         ``sum_i |P1_i - a_i exp(-f_i / reg_m_a)| + (same for the columns)``, the distance of
         the plan's marginals to their optimal values, equivalently a weighted change of the
         potentials over one sweep, ``sum_i t_i |exp((f_i - f_i') / (tau_a reg)) - 1|`` with

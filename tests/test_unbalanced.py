@@ -184,7 +184,7 @@ def test_far_potentials_converge_on_the_working_problem():
         assert np.abs(res.f).max() > 200 and np.abs(res.g).max() > 200  # as given
         ta, tb = a * np.exp(-res.f / rho), b * np.exp(-res.g / rho)
         P = res.plan
-        err = (np.abs(P.sum(1) - ta).sum() + np.abs(P.sum(0) - tb).sum()) / a.sum()
+        err = (np.abs(P.sum(1) - ta).sum() + np.abs(P.sum(0) - tb).sum()) / np.sqrt(a.sum() * b.sum())
         assert err == pytest.approx(res.err, rel=1e-6, abs=1e-13)
         own = a[:, None] * b[None, :] * np.exp((res.f[:, None] + res.g[None, :] - cost) / reg)
         assert np.abs(own - P).sum() <= 1e-7 * P.sum()  # (the rounding of f, g: 5e-10)
@@ -539,3 +539,31 @@ def test_garbage_warm_start_gives_finite_values(rng):
     res = ottools.sinkhorn(a, b, ottools.PointCloud(x, y), 0.05, reg_m=0.5, init=init)
     ref = ottools.sinkhorn(a, b, C, 0.05, reg_m=0.5)
     assert res.success and res.fun == pytest.approx(ref.fun, rel=1e-7)
+
+
+def test_err_is_relative_to_the_mass_at_which_the_penalties_balance():
+    """err was relative to sum(a): masses 0.0034 and 946 with b hard (a plan of mass 946)
+    asked the marginals for 3e-12 of 946, below their float64 rounding, and auto stopped
+    with status 4 once its iterations reached tol (10,000 sweeps to maxiter before the
+    working problem of equal masses). It is now relative to sum(a)**(1 - w) sum(b)**w,
+    w = (reg_m_b + reg) / (reg_m_a + reg_m_b + 2 reg): sum(b) here, converged; and the
+    reported err is that formula on the returned plan and potentials."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(144, 1)), rng.normal(size=(275, 1)) + 0.7
+    cost = ottools.cost_matrix(x, y)
+    a, b = rng.random(144), rng.random(275)
+    a *= 0.0034 / a.sum()
+    b *= 946.0 / b.sum()
+    reg = 0.34
+    for reg_m in [(74.4, np.inf), (74.4, 300.0), (np.inf, 50.0)]:
+        ra, rb = reg_m
+        res = ottools.sinkhorn(a, b, cost, reg, reg_m=reg_m)
+        assert res.success, (reg_m, res.message)
+        w = 0.0 if np.isinf(ra) else (1.0 if np.isinf(rb) else (rb + reg) / (ra + rb + 2 * reg))
+        mass = a.sum() ** (1 - w) * b.sum() ** w
+        ta = a if np.isinf(ra) else a * np.exp(-res.f / ra)
+        tb = b if np.isinf(rb) else b * np.exp(-res.g / rb)
+        P = res.plan
+        err = (np.abs(P.sum(1) - ta).sum() + np.abs(P.sum(0) - tb).sum()) / mass
+        assert res.err == pytest.approx(err, rel=1e-6, abs=1e-15)
+        assert res.err <= 1e-9
