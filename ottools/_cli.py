@@ -83,6 +83,14 @@ def _metric(text):
             f"unknown metric {text!r}; valid: {', '.join(METRICS + tuple(ALIASES))}") from None
 
 
+def user_names(message, names):
+    """``message`` of a library error with each argument name in backticks (the keys of
+    ``names``, e.g. ``"x"``) replaced by what the user typed (``"X file 'x.npy'"``)."""
+    for name, shown in names.items():
+        message = message.replace(f"`{name}`", shown)
+    return message
+
+
 def _method(text):
     if text.lower() not in SINKHORN_METHODS:
         raise argparse.ArgumentTypeError(
@@ -260,33 +268,43 @@ def cmd_solve(args):
                        f"--metric {args.metric}")
     if args.out:
         output_path(args.out, "--out", OUT_FORMATS)
+    # The weights too take --dtype: a float64 weight file (.csv and .txt always are)
+    # made the solve float64 behind --dtype float32.
     x = _load(args.x, "X", args.dtype)
     y = _load(args.y, "Y", args.dtype)
-    a = None if args.a is None else _load(args.a, "--a", None)
-    b = None if args.b is None else _load(args.b, "--b", None)
+    a = None if args.a is None else _load(args.a, "--a", args.dtype)
+    b = None if args.b is None else _load(args.b, "--b", args.dtype)
     # What a solve loads (SciPy's result class, Numba) is loaded before the large arrays.
     import numba  # noqa: F401
     import scipy.optimize  # noqa: F401
 
     from ._costs import cost_matrix
+    from ._validation import _check_balanced, _check_samples
 
-    if x.ndim in (1, 2) and y.ndim in (1, 2):
+    names = {"x": f"X file {args.x!r}", "y": f"Y file {args.y!r}",
+             "a": "the uniform source weights" if args.a is None else f"--a file {args.a!r}",
+             "b": "the uniform target weights" if args.b is None else f"--b file {args.b!r}",
+             "cost": "the cost between X and Y"}
+    try:
+        # Checked here, against the points, so that the errors name the files; the memory
+        # guard takes the dtype of the solve (that of x, y, a and b together).
+        x, y, a, b, dtype = _check_samples(x, y, a, b)
         n, m = x.shape[0], y.shape[0]
-        dtype = np.result_type(x, y, np.float32)
-        dtype = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        if a is not None or b is not None:  # the library's message suggests `reg_m`
+            _check_balanced(np.full(n, 1 / n) if a is None else a,
+                            np.full(m, 1 / m) if b is None else b)
         arrays = solve_arrays(args.method, dtype)
         advice = ("use float32 (--dtype float32 halves it), fewer points"
                   + ("" if args.method in _SOLVE_ARRAYS else ", or --method log") + ".")
         check_memory(n, m, dtype, arrays, f"Solving {n} x {m} points (method {args.method!r})",
                      advice)
-    try:
         cost = cost_matrix(x, y, metric=args.metric, p=2.0 if args.p is None else args.p)
         prog = Progress("ottools")
         res = _sinkhorn.sinkhorn(a, b, cost, args.reg, method=args.method, tol=args.tol,
                                  maxiter=args.maxiter, callback=prog)
         prog.close()
     except (ValueError, TypeError) as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(user_names(str(exc), names)) from None
     except MemoryError as exc:
         raise CliError(f"out of memory ({exc}); use --dtype float32 or fewer points") from None
     print(f"method   {res.method}\nsuccess  {res.success}\nstatus   {res.status}: {res.message}")
@@ -361,8 +379,9 @@ def build_parser():
     s.add_argument("--a", help="source weights file (default: uniform)")
     s.add_argument("--b", help="target weights file (default: uniform)")
     s.add_argument("--dtype", choices=("float64", "float32"),
-                   help="cast the points to this dtype; float32 halves the memory (default: "
-                        "the files' dtype; .csv and .txt read as float64)")
+                   help="cast the points and weights to this dtype; float32 halves the "
+                        "memory (default: the files' common dtype; .csv and .txt read as "
+                        "float64)")
     s.add_argument("--tol", type=nonnegative_float, default=None, help=tol_help)
     s.add_argument("--maxiter", type=positive_int, default=10_000,
                    help="iteration cap (default: 10000)")

@@ -447,3 +447,58 @@ def test_the_first_large_array_of_a_solve_comes_after_scipy_and_numba(tmp_path):
         "r = ottools.sinkhorn(a, None, rng.random((30, 20)), 0.1)\n"
         "assert r.success", tmp_path)
     assert seen and all(state == (True, True) for _, state in seen), seen
+
+
+# ----------------------------------------------------------------------------- review: cli
+
+
+@pytest.mark.parametrize("ext", ["npy", "csv"])
+def test_solve_dtype_float32_casts_the_weights_too(clouds, tmp_path, capsys, ext):
+    """A float64 --a/--b file (.csv and .txt always are) made --dtype float32 solve in
+    float64: a float64 plan, at float64's tol."""
+    px, py, _, _ = clouds
+    pa, pb = tmp_path / "a.npy", tmp_path / f"b.{ext}"
+    np.save(pa, np.full(30, 1 / 30))
+    np.save(pb, np.full(20, 1 / 20)) if ext == "npy" else np.savetxt(pb, np.full(20, 1 / 20))
+    out = tmp_path / "p.npy"
+    assert main(["solve", px, py, "--reg", "0.05", "--dtype", "float32", "--a", str(pa),
+                 "--b", str(pb), "--out", str(out)]) == 0
+    assert "tol=0.0001," in capsys.readouterr().out  # float32's default tol
+    assert np.load(out).dtype == np.float32
+
+
+def test_solve_memory_guard_takes_the_dtype_of_the_weights(tmp_path, monkeypatch, capsys):
+    """float32 points with a float64 --a solve in float64; the guard assumed float32."""
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((40_000, 2), np.float32))
+    np.save(tmp_path / "a.npy", np.full(40_000, 1 / 40_000))
+    monkeypatch.setattr(_cli, "available_memory", lambda: 8 * 1024 ** 3)
+    calls = []
+    monkeypatch.setattr(ottools._costs, "cost_matrix", lambda *a, **k: calls.append(1))
+    px, pa = str(tmp_path / "x.npy"), str(tmp_path / "a.npy")
+    assert main(["solve", px, px, "--reg", "0.1", "--method", "log", "--a", pa]) == 2
+    assert "(2 arrays of 40000 x 40000 float64)" in _one_line(capsys.readouterr().err)
+    assert main(["solve", px, px, "--reg", "0.1", "--method", "log", "--a", pa,
+                 "--dtype", "float32"]) == 2
+    assert "(3 arrays of 40000 x 40000 float32)" in _one_line(capsys.readouterr().err)
+    assert calls == []
+
+
+@pytest.mark.parametrize("option, data, match", [
+    ("--a", np.full(20, 1 / 20),
+     "--a file '{a}' must have length 30: X file '{x}' has 30 points, but --a file '{a}' "
+     "has length 20"),
+    ("--b", np.full(20, 2 / 20),
+     "the uniform source weights and --b file '{a}' must have the same total mass"),
+    ("Y", np.array([[0.0, np.nan]]), "Y file '{a}' must be finite"),
+])
+def test_solve_errors_name_the_files_not_the_arguments(clouds, tmp_path, capsys, option,
+                                                      data, match):
+    """The library's messages named `a`, `y` and "`cost` has shape (30, 20)"."""
+    px, py, _, _ = clouds
+    path = str(tmp_path / "data.npy")
+    np.save(path, data)
+    argv = (["solve", px, path] if option == "Y" else ["solve", px, py, option, path])
+    assert main(argv + ["--reg", "0.1"]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert match.format(a=path, x=px) in err and "`" not in err, err
+
