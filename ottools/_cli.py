@@ -75,7 +75,9 @@ def save_npy(path, arr, option):
         raise CliError(f"cannot write {option} {path!r}: {exc}") from None
 
 
-def _metric(text):
+def metric_type(text):
+    """An argparse type: a metric name of ``cost_matrix`` (aliases resolved); the
+    command line cannot pass a callable, so the error lists the names only."""
     try:
         return metric_name(text)
     except ValueError:
@@ -372,7 +374,7 @@ def build_parser():
     s.add_argument("--method", type=_method, default="auto",
                    help=f"solver: {', '.join(SINKHORN_METHODS)} (default: auto)")
     names = ", ".join(METRICS + tuple(ALIASES))
-    s.add_argument("--metric", type=_metric, default="sqeuclidean",
+    s.add_argument("--metric", type=metric_type, default="sqeuclidean",
                    help=f"ground cost, one of: {names} (default: sqeuclidean)")
     s.add_argument("--p", type=order_p, default=None,
                    help="exponent of the minkowski and minkowski_p metrics, >= 1 (default: 2)")

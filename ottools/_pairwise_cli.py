@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from ._cli import (CliError, nonnegative_float, number_type, order_p, output_path,
-                   positive_float, positive_int, save_npy)
+from ._cli import (CliError, metric_type, nonnegative_float, number_type, order_p,
+                   output_path, positive_float, positive_int, save_npy, user_names)
 from ._pairwise import METRICS, pairwise_distances
 
 __all__ = ["add_pairwise_parser", "run_pairwise"]
@@ -28,6 +28,9 @@ class PairwiseInputError(Exception):
 _seed = number_type(int, lambda v: v >= 0, "an integer >= 0")
 _jobs = number_type(int, lambda v: v >= 1 or v == -1,
                     "-1 (all cores) or a positive integer")
+# The options behind the library's ``metric_kwargs`` keys, for its error messages.
+_OPTIONS = {"reg": "--reg", "metric": "--cost", "tol": "--tol", "maxiter": "--maxiter",
+            "p": "--p", "n_projections": "--n-projections"}
 
 
 def add_pairwise_parser(subparsers):
@@ -45,7 +48,7 @@ def add_pairwise_parser(subparsers):
     p.add_argument("--metric", default="sinkhorn_divergence",
                    help="one of: " + ", ".join(METRICS) + " (default sinkhorn_divergence)")
     p.add_argument("--reg", type=positive_float, help="entropic regularization (sinkhorn metrics; required there, no default)")
-    p.add_argument("--cost", default=None,
+    p.add_argument("--cost", type=metric_type, default=None,
                    help="ground cost of the entropic metrics (see cost_matrix; default sqeuclidean)")
     p.add_argument("--p", type=order_p, help="order p (default: 2 for sliced, 1 for 1-D)")
     p.add_argument("--n-projections", type=positive_int, help="sliced directions (default 100)")
@@ -165,9 +168,11 @@ def run_pairwise(args, *, stdout=None, stderr=None):
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if isinstance(exc, OSError) and args.scheduler is not None:
                 msg = f"cannot use the Dask scheduler {args.scheduler!r}: {msg}"
-            for k, path in enumerate(args.files):  # name the file, not the list index
-                msg = msg.replace(f"`X[{k}]`", f"{path!r}")
-            raise PairwiseInputError(msg) from None
+            # name the files and options, not the list index and metric_kwargs
+            names = {f"X[{k}]": repr(path) for k, path in enumerate(args.files)}
+            names.update({f"metric_kwargs['{key}']": option
+                          for key, option in _OPTIONS.items()})
+            raise PairwiseInputError(user_names(msg, names)) from None
         seconds = time.perf_counter() - t0
         try:
             save_npy(args.out, D, "--out")

@@ -502,3 +502,29 @@ def test_solve_errors_name_the_files_not_the_arguments(clouds, tmp_path, capsys,
     err = _one_line(capsys.readouterr().err)
     assert match.format(a=path, x=px) in err and "`" not in err, err
 
+
+def test_pairwise_errors_name_the_options(clouds, tmp_path, capsys):
+    """--cost listed "or a callable"; --n-projections was `metric_kwargs['n_projections']`."""
+    px, py, _, _ = clouds
+    out = str(tmp_path / "D.npy")
+    assert _run(["pairwise", px, py, "--metric", "sinkhorn", "--reg", "0.1", "--cost", "foo",
+                 "--out", out, "--no-progress"]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert "argument --cost: unknown metric 'foo'; valid: braycurtis" in err, err
+    assert "callable" not in err
+    assert _run(["pairwise", px, py, "--metric", "sliced_wasserstein", "--n-projections",
+                 str(10 ** 12), "--out", out, "--no-progress"]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert err.startswith(f"ottools pairwise: error: --n-projections={10 ** 12} (d=2) needs "
+                          "about"), err
+    assert "metric_kwargs" not in err
+
+
+def test_pairwise_cost_names_are_resolved(clouds, tmp_path, capsys):
+    px, py, x, y = clouds
+    out = tmp_path / "D.npy"
+    assert _run(["pairwise", px, py, "--metric", "exact", "--cost", "L1", "--out", str(out),
+                 "--no-progress"]) == 0
+    expected = ottools.emd(None, None, ottools.cost_matrix(x, y, "cityblock")).fun
+    assert np.load(out)[0, 1] == pytest.approx(expected, rel=1e-12)
+

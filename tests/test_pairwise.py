@@ -470,7 +470,7 @@ def test_cli_reports_failures_and_statuses(rng, tmp_path, capsys):
     (["--metric", "sliced_wasserstein", "--badcsv"], "cannot read"),
     (["--metric", "sliced_wasserstein", "--emptycsv"], "holds no numbers"),
     (["--metric", "sliced_wasserstein", "--n-projections", "10000000000000"],
-     "n_projections.*needs about"),
+     "--n-projections=10000000000000 .*needs about"),
     (["--metric", "sliced_wasserstein", "--status", "/nonexistent/S.npy"],
      "--status '/nonexistent/S.npy': directory '/nonexistent' does not exist"),
 ])
