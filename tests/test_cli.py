@@ -528,3 +528,27 @@ def test_pairwise_cost_names_are_resolved(clouds, tmp_path, capsys):
     expected = ottools.emd(None, None, ottools.cost_matrix(x, y, "cityblock")).fun
     assert np.load(out)[0, 1] == pytest.approx(expected, rel=1e-12)
 
+
+def test_demo_warms_up_on_the_timed_problem(monkeypatch, capsys):
+    """The warm-up ran on a 20 x 20 corner: the kernels chosen by size (parallel, float32
+    sweeps) and the Newton stage's compiled in the first timed rows on a fresh cache."""
+    from ottools import _cli_demo
+
+    calls = []  # (cost shape, method, timed, result)
+
+    def spy(a, b, cost, reg, **kw):
+        res = ottools.sinkhorn(a, b, cost, reg, **kw)
+        calls.append((cost.shape, kw["method"], isinstance(kw["callback"], _cli.Progress), res))
+        return res
+
+    monkeypatch.setattr(_cli_demo, "sinkhorn", spy)
+    assert run_demo(build_parser().parse_args(["demo", "--n", "60", "--reg", "0.05",
+                                               "--no-pot"])) == 0
+    first = next(k for k, call in enumerate(calls) if call[2])
+    warm, timed = calls[:first], calls[first:]
+    assert all(call[2] for call in timed)
+    assert sorted(call[1] for call in warm) == sorted(_cli.SINKHORN_METHODS)
+    assert all(call[0] == (60, 60) for call in warm)  # the timed problem's size
+    assert any("newton" in call[3].stages for call in warm)
+    assert all(call[3].nit <= 10 for call in warm)  # a few iterations each
+
