@@ -355,8 +355,9 @@ def build_parser():
                                          "(default: 1e-6)") + "; POT is run to the same err")
     d.add_argument("--maxiter", type=positive_int, default=10_000,
                    help="iteration cap for ottools (default: 10000)")
-    d.add_argument("--pot-maxiter", type=positive_int, default=300,
-                   help="iteration cap for POT (default: 300)")
+    d.add_argument("--pot-maxiter", type=positive_int, default=None,
+                   help="iteration cap for POT (default: the same as --maxiter; one POT "
+                        "iteration is one of ottools' log and scaling methods)")
     d.add_argument("--no-pot", action="store_true",
                    help="skip POT even if installed (default: off)")
     d.add_argument("--plot", metavar="FILE.png",

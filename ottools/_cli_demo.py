@@ -46,7 +46,8 @@ def _run_ours(a, b, cost, reg, method, tol, maxiter):
 def _run_pot(ot, a, b, cost, reg, method, tol, maxiter):
     """POT run to our accuracy: its criterion is the L2 norm of the column-marginal error
     (rows are exact after each of its iterations), so ``stopThr = tol / sqrt(m)`` implies
-    our L1 err <= tol; it may stop below tol (more accurate than needed)."""
+    our L1 err <= tol; it may stop below tol (more accurate than needed).
+    Returns ``(status, cost, err, nit, seconds)``; ``status`` says why a run has no cost."""
     t0 = time.perf_counter()
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
@@ -54,24 +55,29 @@ def _run_pot(ot, a, b, cost, reg, method, tol, maxiter):
                              stopThr=tol / math.sqrt(b.size), log=True, warn=False)
     dt = time.perf_counter() - t0
     P = np.asarray(P)
-    nit = int(log.get("niter", log.get("n_iter", -1)))
+    # POT logs the index of its last iteration, counted from 0
+    nit = int(log.get("niter", log.get("n_iter", -2))) + 1
     if not np.all(np.isfinite(P)):
         return "FAILED: NaN/inf", float("nan"), float("nan"), nit, dt
     err = float(np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - b).sum())
     if not err <= tol:
-        why = "maxiter" if nit >= maxiter - 1 else "err > tol"  # POT counts from 0
-        return f"FAILED: {why}", float("nan"), err, nit, dt
+        if nit >= maxiter:
+            return (f"not converged within {maxiter} iterations", float("nan"), err, nit,
+                    dt)
+        # POT's numerical-error exit returns the iterate before the failure
+        return "stopped early, err > tol", float("nan"), err, nit, dt
     return "ok", float(np.sum(P * cost)), err, nit, dt
 
 
 def _table(rows):
-    head = (f"{'library':<8} {'method':<20} {'reg':>8} {'status':<18} {'cost':>12} "
+    w = max([18] + [len(row[3]) for row in rows])  # the status column
+    head = (f"{'library':<8} {'method':<20} {'reg':>8} {'status':<{w}} {'cost':>12} "
             f"{'err':>10} {'nit':>7} {'seconds':>8}")
     lines = [head, "-" * len(head)]
     for lib, method, reg, status, cost, err, nit, sec in rows:
         cst = f"{cost:>12.6g}" if math.isfinite(cost) else f"{'-':>12}"
         er = f"{err:>10.2e}" if math.isfinite(err) else f"{'-':>10}"
-        lines.append(f"{lib:<8} {method:<20} {reg:>8.3g} {status:<18} {cst} {er} "
+        lines.append(f"{lib:<8} {method:<20} {reg:>8.3g} {status:<{w}} {cst} {er} "
                      f"{nit:>7d} {sec:>8.3f}")
     return "\n".join(lines)
 
@@ -108,6 +114,7 @@ def run_demo(args):
         except ImportError:
             raise CliError("--plot needs matplotlib (pip install matplotlib)") from None
     n = args.n
+    pot_maxiter = args.maxiter if args.pot_maxiter is None else args.pot_maxiter
     check_memory(n, n, np.float64, 6, f"The demo with n = {n}",
                  "use a smaller --n (the cost and plans grow as n**2).")
     try:
@@ -125,7 +132,7 @@ def run_demo(args):
     if ot is not None and not args.no_pot:
         print("POT runs to the same err: its stopThr = tol/sqrt(m) bounds the L2 norm of its "
               "column error, which implies err <= tol (it may stop lower, i.e. more accurate);"
-              f" capped at {args.pot_maxiter} iterations. err is ours, computed on each plan.")
+              f" capped at {pot_maxiter} iterations. err is ours, computed on each plan.")
     elif ot is None:
         print("(POT is not installed: pip install pot to compare.)")
     print("seconds exclude Numba's one-time compilation; a run that did not converge shows "
@@ -148,7 +155,7 @@ def run_demo(args):
         if ot is not None:
             for pm in POT_METHODS:
                 status, cst, err, nit, dt = _run_pot(ot, a, b, cost, reg, pm, args.tol,
-                                                     args.pot_maxiter)
+                                                     pot_maxiter)
                 rows.append(("POT", pm, reg, status, cst, err, nit, dt))
     print(_table(rows))
     if args.plot:

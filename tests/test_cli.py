@@ -346,14 +346,23 @@ def test_failed_pot_runs_are_marked():
     status, cst, err, nit, _ = _run_pot(_FakeOT(np.full((2, 2), np.nan), 3), a, b, cost,
                                         0.1, "sinkhorn", 1e-6, 10)
     assert status == "FAILED: NaN/inf" and math.isnan(cst)
+    # POT logs the index of its last iteration: 9 is the 10th
     status, cst, err, nit, _ = _run_pot(_FakeOT(np.eye(2), 9), a, b, cost, 0.1,
                                         "sinkhorn", 1e-6, 10)
-    assert status == "FAILED: maxiter" and math.isnan(cst) and err == pytest.approx(2.0)
+    assert status == "not converged within 10 iterations" and nit == 10
+    assert math.isnan(cst) and err == pytest.approx(2.0)
+    status, cst, err, nit, _ = _run_pot(_FakeOT(np.eye(2), 4), a, b, cost, 0.1,
+                                        "sinkhorn", 1e-6, 10)
+    assert status == "stopped early, err > tol" and nit == 5 and math.isnan(cst)
     status, cst, err, nit, _ = _run_pot(_FakeOT(np.eye(2) / 2, 3), a, b, cost, 0.1,
                                         "sinkhorn", 1e-6, 10)
-    assert status == "ok" and cst == 0.0 and err == 0.0
-    table = _table([("POT", "sinkhorn", 0.1, "FAILED: maxiter", float("nan"), 2.0, 9, 0.1)])
-    assert table.splitlines()[-1].split()[3:6] == ["FAILED:", "maxiter", "-"]
+    assert status == "ok" and cst == 0.0 and err == 0.0 and nit == 4
+    status = "not converged within 10000 iterations"
+    table = _table([("POT", "sinkhorn", 0.1, status, float("nan"), 2.0, 10000, 0.1),
+                    ("ottools", "log", 0.1, "0 ok", 0.5, 1e-7, 30, 0.1)])
+    lines = table.splitlines()
+    assert lines[-2].split()[3:11] == status.split() + ["-", "2.00e+00", "10000"]
+    assert len({len(line) for line in lines}) == 1  # the columns stay aligned
 
 
 def test_pot_runs_to_our_tolerance():
@@ -552,3 +561,33 @@ def test_demo_warms_up_on_the_timed_problem(monkeypatch, capsys):
     assert any("newton" in call[3].stages for call in warm)
     assert all(call[3].nit <= 10 for call in warm)  # a few iterations each
 
+
+class _CapOT:
+    """``ot.sinkhorn`` recording its ``numItermax``."""
+
+    def __init__(self):
+        self.caps = []
+
+    def sinkhorn(self, a, b, M, reg, numItermax, **kw):
+        self.caps.append(numItermax)
+        return np.outer(a, b), {"niter": 0}
+
+
+def test_demo_caps_pot_as_ottools_by_default(monkeypatch, capsys):
+    """--pot-maxiter defaulted to 300: every POT row failed at the demo's reg = 0.01."""
+    fake = _CapOT()
+    monkeypatch.setitem(sys.modules, "ot", fake)
+    for extra, cap in (([], 10_000), (["--maxiter", "500"], 500),
+                       (["--pot-maxiter", "40"], 40)):
+        fake.caps.clear()
+        assert run_demo(build_parser().parse_args(["demo", "--n", "20", "--reg", "0.5"]
+                                                  + extra)) == 0
+        assert fake.caps == [cap] * 3
+        assert f"capped at {cap} iterations" in capsys.readouterr().out
+
+
+def test_demo_pot_converges_at_the_default_reg(capsys):
+    pytest.importorskip("ot")
+    assert run_demo(build_parser().parse_args(["demo", "--n", "300", "--reg", "0.01"])) == 0
+    rows = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith("POT  ")]
+    assert len(rows) == 3 and all(r[3] == "ok" for r in rows), rows
