@@ -356,8 +356,8 @@ def build_parser():
     d.add_argument("--maxiter", type=positive_int, default=10_000,
                    help="iteration cap for ottools (default: 10000)")
     d.add_argument("--pot-maxiter", type=positive_int, default=None,
-                   help="iteration cap for POT (default: the same as --maxiter; one POT "
-                        "iteration is one of ottools' log and scaling methods)")
+                   help="iteration cap for POT (default: twice the iterations of ottools' "
+                        "log method, the same algorithm, plus 100, at most --maxiter)")
     d.add_argument("--no-pot", action="store_true",
                    help="skip POT even if installed (default: off)")
     d.add_argument("--plot", metavar="FILE.png",
