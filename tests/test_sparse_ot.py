@@ -1336,3 +1336,38 @@ def test_quadratic_ot_dual_above_1024_variables_converges():
     assert abs(dual.fun - dual.dual_value) <= 1e-9 * abs(dual.fun)
     semi = ottools.quadratic_ot(a, b, C, reg, formulation="semi-dual")
     assert np.abs(semi.plan.toarray() - P).sum() <= 1e-8
+
+
+# --- exact ties: tie groups and tied starts ---------------------------------------------
+
+@pytest.mark.parametrize("semi", [True, False])
+def test_supergradient_mixes_whole_tie_groups(semi):
+    """One column, ten rows tied (constant cost), k = 2: the tie-broken plan gives rows 0
+    and 1 half of b each. The least-norm mix of the 2-subsets' plans is the centre of the
+    hypersimplex (a fifth of a share each), which meets a exactly; mixes of single swaps
+    from the tie-broken plan (at most one share moved) do not reach it."""
+    from ottools._sparse_ot._kinks import supergradient
+
+    n, reg = 10, 0.1
+    obj = _objective(np.full(n, 0.1), np.array([1.0]), np.ones((n, 1)), reg, 2, semi)
+    # semi-dual: f = 0; dual: g = 1.05 makes every entry 0.05, the kept ones 0.5 each
+    x = np.zeros(n) if semi else np.concatenate([np.zeros(n), [1.05]])
+    d, measure = supergradient(obj, x, 1e-12, groups=True)
+    assert measure < 1e-12
+    np.testing.assert_allclose(d, 0.0, atol=1e-12)
+    _, swaps = supergradient(obj, x, 1e-12)
+    assert swaps > 0.1
+
+
+@pytest.mark.parametrize("formulation", FORMS)
+def test_constant_cost_is_certified(formulation):
+    """A constant cost (10 x 10, uniform weights, k = 2): f = 0 is a maximum (a circulant
+    plan with two entries per column attains 1 + reg / (2 k) sum b**2); the mix of the
+    whole tie groups certifies it, where the single swaps did not (status 4)."""
+    n, reg, k = 10, 0.05, 2
+    w = np.full(n, 1.0 / n)
+    res = ottools.sparsity_constrained_ot(w, w, np.ones((n, n)), reg, k,
+                                          formulation=formulation)
+    assert res.status == 5, res.message
+    assert res.stationarity <= 1e-9
+    np.testing.assert_allclose(res.dual_value, 1 + reg / (2 * k) * np.sum(w**2), rtol=1e-12)

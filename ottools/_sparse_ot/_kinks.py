@@ -12,6 +12,18 @@ problem; ``||d||_1`` relative to the mass is the *stationarity* of the point, an
 an ascent direction when it is not zero. Only single swaps near the k-th entry are
 considered: a subset of the superdifferential, so a small stationarity still certifies
 a maximum (up to the objective change of ties within ``eps``).
+
+Single swaps from the tie-broken plan span the whole superdifferential of a column only
+when its tie at the k-th entry holds one kept row or one other row. A *tie group* with
+``r >= 2`` kept and ``t >= 2`` other rows (exact ties of a quantized or grid cost, e.g.
+at the start ``f = 0``) has the hypersimplex of the r-subsets as its mixes, of which
+the single swaps reach a corner only: the least-norm element over that corner need not
+be an ascent direction, and it certifies less (a constant 10 x 10 cost, k = 2: f = 0 is
+the maximum, stationarity 0.8 over the swaps, 2e-12 over the groups).
+For the tie tolerances up to :data:`CERTIFY_EPS` such columns are therefore mixed as
+whole groups (:func:`_group_supergradient`, as the active-set finish of
+:mod:`._active_set` does): each member ``i`` holds a share ``mu_i`` in ``[0, 1]`` of
+its plan value, ``sum mu = r``.
 """
 
 import numpy as np
@@ -56,7 +68,16 @@ def _column_plans(W, z, reg, semi):
     return np.maximum(W, 0.0) / reg
 
 
-def supergradient(obj, x, eps, budget=None, memo=None):
+def _tops(obj, f, g, kk):
+    """The ``kk`` largest entries of every column, decreasing: ``(values, rows)``."""
+    nr, mc = obj.nr, obj.mc
+    V = np.empty((mc, kk))
+    top = np.empty((mc, kk), dtype=np.int64)
+    _k.column_tops(f, g, obj.sp.cost_t, kk, V, top, np.empty(nr), np.empty(nr, np.int64))
+    return V, top
+
+
+def supergradient(obj, x, eps, budget=None, memo=None, groups=False):
     """Least-norm supergradient at ``x`` over the swaps tied within ``eps`` (absolute, in
     the units of ``x``): ``(d, stationarity)`` with ``d`` of length ``obj.nx`` and
     ``stationarity = ||d||_1 / mass``. Without ties ``d`` is the gradient.
@@ -66,7 +87,9 @@ def supergradient(obj, x, eps, budget=None, memo=None):
     within ``eps`` and the swap changes the plan. ``budget``: a one-element list, the
     work left for the exact mix (see :data:`_NNLS_WORK`; None: no limit), decreased by
     what it costs. ``memo``: a dict kept between calls at the same ``x``; a set of swaps
-    already solved is not solved again."""
+    already solved is not solved again. ``groups``: when some column's tie is more than
+    single swaps reach (see :func:`_needs_groups`), mix whole tie groups instead
+    (:func:`_group_supergradient`; within its size and work limits, else the swaps)."""
     import scipy.sparse
 
     sp, k, nr, mc, semi = obj.sp, obj.k, obj.nr, obj.mc, obj.semi
@@ -76,11 +99,13 @@ def supergradient(obj, x, eps, budget=None, memo=None):
     L = min(4, nr - k)  # the largest others (as many as there are)
     f = np.ascontiguousarray(x[:nr])
     g = np.zeros(mc) if semi else np.ascontiguousarray(x[nr:])
-    V = np.empty((mc, k + L))
-    top = np.empty((mc, k + L), dtype=np.int64)
-    _k.column_tops(f, g, sp.cost_t, k + L, V, top, np.empty(nr), np.empty(nr, np.int64))
+    V, top = _tops(obj, f, g, k + L)
     z = sp.reg * sp.bc
     T0 = _column_plans(V[:, :k], z, sp.reg, semi)
+    if groups and _needs_groups(V, T0, k, L, nr, eps):
+        out = _group_supergradient(obj, f, g, eps, budget, memo)
+        if out is not None:
+            return out
     r_all, v_all, c_all, col_of = [], [], [], []
     base = 0
     for p in range(max(0, k - 4), k):  # (k - L missed kept ones when nr - k < 4)
@@ -124,6 +149,140 @@ def supergradient(obj, x, eps, budget=None, memo=None):
     if memo is not None:
         memo["swaps"], memo["result"] = parts, out
     return out
+
+
+def _needs_groups(V, T0, k, L, nr, eps):
+    """Whether some column's tie at its k-th entry (``V``: its ``k + L`` largest entries,
+    ``T0`` the plan of the first ``k``) is more than the single swaps reach: ``r >= 2``
+    kept and ``t >= 2`` other rows tied within ``eps`` (the hypersimplex of the r-subsets
+    has corners no mix of the swaps reaches), more tied kept rows than the swaps look at
+    (4), or a tie that may go on beyond the ``L`` others looked at. Only columns whose
+    k-th entry carries mass count: elsewhere a swap leaves the plan as it is."""
+    live = T0[:, k - 1] > 0
+    r = np.sum(V[:, :k] - V[:, k:k + 1] <= eps, axis=1)
+    t = np.sum(V[:, k - 1:k] - V[:, k:] <= eps, axis=1)
+    edge = (t >= L) & (k + L < nr)
+    return bool(np.any(live & (((r >= 2) & (t >= 2)) | ((r > 4) & (t >= 1)) | edge)))
+
+
+# At most this many group members are mixed (one dense bounded least-squares problem, as
+# the swaps' NNLS up to 1500 swaps); beyond, the single swaps are mixed.
+_GROUP_MAX = 1500
+
+
+def _group_supergradient(obj, f, g, eps, budget=None, memo=None):
+    """Least-norm supergradient at ``(f, g)`` with whole tie groups: ``(d, stationarity)``
+    as :func:`supergradient`, or None when the groups exceed :data:`_GROUP_MAX` members
+    or the work ``budget``.
+
+    Column ``j``'s group holds its ``r`` kept rows within ``eps`` of its first other row
+    and its other rows within ``eps`` of its k-th kept one (all of them: the columns'
+    tops are extended until the tie ends). Member ``i`` holds a share ``mu_i`` in
+    ``[0, 1]`` of its plan value ``w_i`` (at the kept rows' simplex threshold for the
+    semi-dual), ``sum_i mu_i = r``; the other kept rows keep their values. At exact ties
+    (``w_i`` all equal) these are the mixes of the r-subsets' plans, the column's whole
+    superdifferential; within ``eps`` they are up to the plan change of such ties, as
+    the swaps are. The least-norm mix is a bounded least-squares problem (SciPy's
+    ``bvls``, the sums as heavily weighted rows as in :func:`_mix_weights`), its shares
+    then projected onto the constraints, so that ``d`` is exactly such a mix.
+    """
+    from scipy.optimize import lsq_linear
+
+    sp, k, nr, mc, semi = obj.sp, obj.k, obj.nr, obj.mc, obj.semi
+    L = min(4, nr - k)
+    while True:  # extend the tops until every live column's tie ends within them
+        V, top = _tops(obj, f, g, k + L)
+        T0 = _column_plans(V[:, :k], sp.reg * sp.bc, sp.reg, semi)
+        live = T0[:, k - 1] > 0
+        if k + L >= nr or not np.any(live & (V[:, k - 1] - V[:, -1] <= eps)):
+            break
+        L = min(nr - k, 4 * L)
+    tied_kept = (V[:, :k] - V[:, k:k + 1] <= eps) & live[:, None]
+    tied_other = (V[:, k - 1:k] - V[:, k:] <= eps) & live[:, None]
+    cols = np.flatnonzero(tied_other[:, 0])  # columns with a tie that changes the plan
+    # the base plan: every column's first k rows (as the evaluation's tie-breaking)
+    row_sum = np.bincount(top[:, :k].ravel(), weights=T0.ravel(), minlength=nr)
+    base = sp.ac - row_sum
+    if not semi:
+        base = np.concatenate([base, sp.bc - T0.sum(axis=1)])
+    if cols.size == 0:
+        return base, float(np.abs(base).sum()) / sp.mass
+    if semi:
+        tau = _simplex_threshold(-np.sort(-V[cols, :k], axis=1), sp.reg * sp.bc[cols])
+    else:
+        tau = np.zeros(cols.size)
+    member = np.concatenate([tied_kept[cols], tied_other[cols]], axis=1)
+    gj, pos = np.nonzero(member)  # group (index into cols) and position of each member
+    rows = np.concatenate([top[cols, :k], top[cols, k:]], axis=1)[gj, pos]
+    vals = np.concatenate([V[cols, :k], V[cols, k:]], axis=1)[gj, pos]
+    w = np.maximum(vals - tau[gj], 0.0) / sp.reg
+    mu0 = (pos < k).astype(np.float64)
+    r = np.bincount(gj, weights=mu0, minlength=cols.size)
+    nl, ng = w.size, cols.size
+    if nl > _GROUP_MAX:
+        return None
+    key = (cols, rows, w, base)
+    if memo is not None and "groups" in memo and all(
+            np.array_equal(p, q) for p, q in zip(key, memo["groups"])):
+        return memo["group_result"]
+    # d = base - E (mu - mu0), E[:, l] = w_l at the member's row (and, for the dual, its
+    # column's entry of the gradient)
+    urows, ridx = np.unique(rows, return_inverse=True)
+    nu = urows.size + (ng if not semi else 0)
+    if budget is not None:
+        work = float(nu + ng) * float(nl + ng) ** 2
+        if work > budget[0]:
+            return None
+        budget[0] -= work
+    Es = np.zeros((nu, nl))
+    Es[ridx, np.arange(nl)] = w
+    target = base[urows] + np.bincount(ridx, weights=w * mu0, minlength=urows.size)
+    if not semi:
+        Es[urows.size + gj, np.arange(nl)] = w
+        gcol = nr + cols
+        target = np.concatenate([target, base[gcol] + np.bincount(gj, weights=w * mu0,
+                                                                  minlength=ng)])
+    big = 1e3 * max(1.0, float(np.abs(Es).max()) * np.sqrt(nu))
+    A = np.zeros((nu + ng, nl))
+    A[:nu] = Es
+    A[nu + gj, np.arange(nl)] = big
+    rhs = np.concatenate([target, big * r])
+    mu = lsq_linear(A, rhs, bounds=(0.0, 1.0), method="bvls", tol=1e-12).x
+    mu = _project_hypersimplex(np.clip(mu, 0.0, 1.0), gj, r, ng)
+    d = base.copy()
+    np.subtract.at(d, rows, w * (mu - mu0))
+    if not semi:
+        np.subtract.at(d, nr + cols[gj], w * (mu - mu0))
+    out = d, float(np.abs(d).sum()) / sp.mass
+    if memo is not None:
+        memo["groups"], memo["group_result"] = key, out
+    return out
+
+
+def _project_hypersimplex(mu, grp, r, ng):
+    """Euclidean projection of each group's shares ``mu`` (group ``grp[l]``) onto
+    ``{0 <= mu <= 1, sum mu = r}``: ``clip(mu - t, 0, 1)`` with the group's shift ``t``
+    found by bisection (the sum decreases in ``t``)."""
+    lo = np.full(ng, -1.0) + np.minimum.reduceat(mu, _starts(grp, ng))
+    hi = np.maximum.reduceat(mu, _starts(grp, ng)).copy()
+    for _ in range(100):
+        t = 0.5 * (lo + hi)
+        s = np.bincount(grp, weights=np.clip(mu - t[grp], 0.0, 1.0), minlength=ng)
+        above = s > r
+        lo = np.where(above, t, lo)
+        hi = np.where(above, hi, t)
+    out = np.clip(mu - (0.5 * (lo + hi))[grp], 0.0, 1.0)
+    # the bisection leaves a sum off by rounding: spread it over the free shares
+    s = np.bincount(grp, weights=out, minlength=ng)
+    free = (out > 0.0) & (out < 1.0)
+    nfree = np.bincount(grp, weights=free.astype(np.float64), minlength=ng)
+    fix = np.where(nfree > 0, (r - s) / np.maximum(nfree, 1.0), 0.0)
+    return np.clip(out + free * fix[grp], 0.0, 1.0)
+
+
+def _starts(grp, ng):
+    """First index of each group in ``grp`` (sorted, every group present)."""
+    return np.searchsorted(grp, np.arange(ng))
 
 
 def _mix_weights(E, grad, col_of, budget=None):
@@ -189,7 +348,8 @@ def kink_step(obj, x, v0, tol, max_ls=30):
     budget = [max(_NNLS_FLOOR, _NNLS_WORK * obj.nfev * obj.nr * obj.mc)]
     memo = {}
     for rel in STEP_EPS:
-        d, measure = supergradient(obj, x, rel * width, budget, memo)
+        d, measure = supergradient(obj, x, rel * width, budget, memo,
+                                   groups=rel <= CERTIFY_EPS)
         best_measure = min(best_measure, measure)
         if measure <= tol and rel <= CERTIFY_EPS:
             v, g = obj.value_grad(x)
