@@ -1346,12 +1346,13 @@ def test_supergradient_mixes_whole_tie_groups(semi):
     and 1 half of b each. The least-norm mix of the 2-subsets' plans is the centre of the
     hypersimplex (a fifth of a share each), which meets a exactly; mixes of single swaps
     from the tie-broken plan (at most one share moved) do not reach it."""
-    from ottools._sparse_ot._kinks import supergradient
+    from ottools._sparse_ot._kinks import supergradient, tied_start
 
     n, reg = 10, 0.1
     obj = _objective(np.full(n, 0.1), np.array([1.0]), np.ones((n, 1)), reg, 2, semi)
     # semi-dual: f = 0; dual: g = 1.05 makes every entry 0.05, the kept ones 0.5 each
     x = np.zeros(n) if semi else np.concatenate([np.zeros(n), [1.05]])
+    assert tied_start(obj, x)
     d, measure = supergradient(obj, x, 1e-12, groups=True)
     assert measure < 1e-12
     np.testing.assert_allclose(d, 0.0, atol=1e-12)
@@ -1359,11 +1360,59 @@ def test_supergradient_mixes_whole_tie_groups(semi):
     assert swaps > 0.1
 
 
+def test_tied_start_is_only_a_tie_swaps_do_not_reach():
+    """The toy problem's ties at f = 0 (rows j - d and j + d of column j) are single
+    swaps: its start is not perturbed; a quantized cost's start is."""
+    from ottools._sparse_ot._kinks import tied_start
+
+    x = np.arange(100.0)
+    a = np.exp(-0.5 * ((x - 20) / 5) ** 2); a /= a.sum()
+    b = np.exp(-0.5 * ((x - 60) / 10) ** 2); b /= b.sum()
+    cost = (x[:, None] - x[None, :]) ** 2 / 99.0**2
+    for k in (2, 3, 5):
+        assert not tied_start(_objective(a, b, cost, 0.1, k, True), np.zeros(100))
+    a, b, cost = _quantized_problem()
+    assert tied_start(_objective(a, b, cost, 0.05, 2, True), np.zeros(20))
+
+
+def _quantized_problem():
+    r = np.random.default_rng(5)
+    x = r.random((20, 2)); y = r.random((15, 2))
+    cost = ((x[:, None] - y[None]) ** 2).sum(-1)
+    cost = np.round(cost / cost.max() * 4) / 4  # multiples of 0.25: large tie groups
+    a = r.random(20) + 0.1; a /= a.sum()
+    b = r.random(15) + 0.1; b /= b.sum()
+    return a, b, cost
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_quantized_cost_reaches_the_maximum(k):
+    """On a cost rounded to multiples of 0.25 the default semi-dual stalled at its first
+    iteration (status 4, nit 1) at 0.00105 (k = 2) and 0.00070 (k = 3), below the k = n
+    maximum, a lower bound for every k (the k-sparse column term is a max over a
+    smaller set). It now reaches the dual's BFGS value, with a certificate or an
+    honest stall."""
+    a, b, cost = _quantized_problem()
+    reg = 0.05
+    bound = ottools.quadratic_ot(a, b, cost, reg, formulation="semi-dual").dual_value
+    dual = ottools.sparsity_constrained_ot(a, b, cost, reg, k, formulation="dual",
+                                           method="bfgs").dual_value
+    res = ottools.sparsity_constrained_ot(a, b, cost, reg, k)
+    assert res.nit > 1
+    assert res.dual_value >= bound
+    assert res.dual_value >= dual - 1e-9 * abs(dual)
+    assert res.status in (0, 4, 5)
+    if res.status == 5:
+        assert res.stationarity <= 1e-9
+    if res.status == 4:
+        assert "not certified" in res.message
+
+
 @pytest.mark.parametrize("formulation", FORMS)
 def test_constant_cost_is_certified(formulation):
     """A constant cost (10 x 10, uniform weights, k = 2): f = 0 is a maximum (a circulant
     plan with two entries per column attains 1 + reg / (2 k) sum b**2); the mix of the
-    whole tie groups certifies it, where the single swaps did not (status 4)."""
+    whole tie groups certifies it at once, where the single swaps did not (status 4)."""
     n, reg, k = 10, 0.05, 2
     w = np.full(n, 1.0 / n)
     res = ottools.sparsity_constrained_ot(w, w, np.ones((n, n)), reg, k,

@@ -20,11 +20,17 @@ at the start ``f = 0``) has the hypersimplex of the r-subsets as its mixes, of w
 the single swaps reach a corner only: the least-norm element over that corner need not
 be an ascent direction, and it certifies less (a constant 10 x 10 cost, k = 2: f = 0 is
 the maximum, stationarity 0.8 over the swaps, 2e-12 over the groups).
+
+Such exact ties meet at a start like ``f = 0`` on a quantized cost, where no direction
+gains much (:func:`tied_start`, :func:`untie`, and the driver's ``_untie``: the ascent
+starts from a deterministic perturbation of it unless a group mix certifies it).
 For the tie tolerances up to :data:`CERTIFY_EPS` such columns are therefore mixed as
 whole groups (:func:`_group_supergradient`, as the active-set finish of
 :mod:`._active_set` does): each member ``i`` holds a share ``mu_i`` in ``[0, 1]`` of
 its plan value, ``sum mu = r``.
 """
+
+import math
 
 import numpy as np
 
@@ -163,6 +169,35 @@ def _needs_groups(V, T0, k, L, nr, eps):
     t = np.sum(V[:, k - 1:k] - V[:, k:] <= eps, axis=1)
     edge = (t >= L) & (k + L < nr)
     return bool(np.any(live & (((r >= 2) & (t >= 2)) | ((r > 4) & (t >= 1)) | edge)))
+
+
+def tied_start(obj, x):
+    """Whether some column at ``x`` has an exact tie at its k-th entry that is more than
+    single swaps reach (:func:`_needs_groups` with ``eps = 0``): the ascent's start on a
+    quantized, grid or constant cost (``f = 0``), where every column's kinks meet."""
+    k, nr = obj.k, obj.nr
+    if k >= nr:
+        return False
+    L = min(4, nr - k)
+    f = np.ascontiguousarray(x[:nr])
+    g = np.zeros(obj.mc) if obj.semi else np.ascontiguousarray(x[nr:])
+    V, _ = _tops(obj, f, g, k + L)
+    T0 = _column_plans(V[:, :k], obj.sp.reg * obj.sp.bc, obj.sp.reg, obj.semi)
+    return _needs_groups(V, T0, k, L, nr, 0.0)
+
+
+def untie(obj, x):
+    """``x`` with its ``f`` moved by a deterministic perturbation: row ``i`` by
+    ``width * (frac(i phi) - 1/2)`` (``phi`` the golden ratio's fractional part, so
+    that no two rows move alike; ``width = reg max(b)``, the scale over which a column's
+    support changes)."""
+    nr = obj.nr
+    width = obj.sp.reg * float(obj.sp.bc.max())
+    phi = 0.5 * (math.sqrt(5.0) - 1.0)
+    u = np.mod(np.arange(1, nr + 1) * phi, 1.0) - 0.5
+    xn = np.array(x, dtype=np.float64)
+    xn[:nr] += width * u
+    return xn
 
 
 # At most this many group members are mixed (one dense bounded least-squares problem, as
