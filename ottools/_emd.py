@@ -63,8 +63,8 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     a : array_like, shape (n,), or None
         Source weights: finite, non-negative, positive sum; zeros allowed (``None``:
         uniform). The total masses of ``a`` and ``b`` must agree to 1e-9 (relative;
-        1e-6 when the weights or the data are float32, whose sums carry rounding of that
-        order); a
+        1e-6 when the weights are float32, whose sums carry rounding of that order; a
+        float32 cost with float64 weights is solved in float64 and keeps 1e-9); a
         smaller gap is taken as rounding and ``b`` is rescaled onto the mass of ``a``.
     b : array_like, shape (m,), or None
         Target weights, as ``a``.

@@ -404,6 +404,10 @@ def _check_reg_m(reg_m):
     if reg_m is None:
         return None
     _reject_tensor(reg_m, "reg_m")
+    if isinstance(reg_m, np.ndarray) and reg_m.ndim == 0:
+        # (what the torch message's tensor.detach().cpu().numpy() gives for a 0-d tensor:
+        # len() of it raised a bare TypeError)
+        reg_m = reg_m[()]
     if isinstance(reg_m, (tuple, list, np.ndarray)):
         if len(reg_m) != 2:
             raise ValueError(f"`reg_m` must be a number or a pair (reg_m_a, reg_m_b); got "

@@ -567,3 +567,19 @@ def test_err_is_relative_to_the_mass_at_which_the_penalties_balance():
         err = (np.abs(P.sum(1) - ta).sum() + np.abs(P.sum(0) - tb).sum()) / mass
         assert res.err == pytest.approx(err, rel=1e-6, abs=1e-15)
         assert res.err <= 1e-9
+
+
+def test_reg_m_as_a_zero_d_array():
+    """reg_m=np.array(1.0) (what tensor.detach().cpu().numpy() gives for a 0-d tensor,
+    the fix a torch reg_m's message suggests) raised a bare "len() of unsized object":
+    it is the number, and a 0-d array of a non-number is refused naming reg_m."""
+    rng = np.random.default_rng(0)
+    a, b, cost = rng.random(6), rng.random(5), rng.random((6, 5))
+    ref = ottools.sinkhorn(a, b, cost, 0.1, reg_m=1.0)
+    res = ottools.sinkhorn(a, b, cost, 0.1, reg_m=np.array(1.0))
+    assert res.fun == ref.fun and res.reg_m == (1.0, 1.0)
+    x, y = rng.normal(size=(6, 2)), rng.normal(size=(5, 2))
+    d = ottools.sinkhorn_divergence(x, y, reg=0.1, reg_m=np.array(2.0))
+    assert d.fun == ottools.sinkhorn_divergence(x, y, reg=0.1, reg_m=2.0).fun
+    with pytest.raises(TypeError, match="`reg_m` must hold real numbers"):
+        ottools.sinkhorn(a, b, cost, 0.1, reg_m=np.array("x"))
