@@ -246,7 +246,17 @@ def _load(path, name, dtype):
             raise ValueError(f"unknown extension {ext or '(none)'!r}; use .npy, .csv or .txt")
         if arr.dtype.kind not in "biuf":
             raise ValueError(f"expected numbers, got dtype {arr.dtype}")
-        return arr.astype(dtype, copy=False) if dtype else arr
+        if not dtype:
+            return arr
+        with np.errstate(over="ignore"):
+            out = arr.astype(dtype, copy=False)
+        if np.isfinite(arr).all() and not np.isfinite(out).all():
+            # (the cast's inf was reported as "must be finite", as if the file held it)
+            big = float(np.abs(arr[~np.isfinite(out)]).max())
+            raise ValueError(f"a value of {big:.3g} is beyond the range of --dtype {dtype} "
+                             f"(largest {np.finfo(dtype).max:.3g}); rescale the data or "
+                             f"use --dtype float64")
+        return out
     except (OSError, ValueError, EOFError) as exc:
         raise CliError(f"cannot read {name} file {path!r}: {exc}") from None
 

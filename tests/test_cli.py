@@ -596,3 +596,17 @@ def test_demo_pot_converges_at_the_default_reg(capsys):
     assert run_demo(build_parser().parse_args(["demo", "--n", "300", "--reg", "0.01"])) == 0
     rows = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith("POT  ")]
     assert len(rows) == 3 and all(r[3] == "ok" for r in rows), rows
+
+
+def test_solve_dtype_float32_cast_beyond_range_says_so(tmp_path, capsys):
+    """A finite value beyond float32's range became inf in the cast of --dtype float32,
+    and the error read "`x` must be finite" as if the file held it: the line names the
+    file, the value and the dtype."""
+    x = np.random.default_rng(0).random((5, 2))
+    x[2, 1] = 1e100  # (its squared distances fit float64)
+    np.save(tmp_path / "x.npy", x)
+    px = str(tmp_path / "x.npy")
+    assert main(["solve", px, px, "--reg", "0.1", "--dtype", "float32"]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert "X file" in err and "1e+100" in err and "--dtype float32" in err, err
+    assert main(["solve", px, px, "--reg", "0.1"]) in (0, 1)  # float64 holds it
