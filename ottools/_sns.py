@@ -255,7 +255,6 @@ _NEAR_FLOOR = 10.0
 # A step's gauge column moves to another only with more than this many times its kept
 # entries.
 _GAUGE_MARGIN = 1.5
-_MOVED = " (unbalanced potentials move by about reg_m log of the masses' ratio)"
 
 
 class NewtonStage:
@@ -584,7 +583,7 @@ class NewtonStage:
         where = (f"near the rounding floor: the plan exp((f + g - C) / reg) carries a "
                  f"rounding error of about (max|f| + max|g| + max|C|) * eps / reg = "
                  f"{self._rounding(f, g):.3g} per entry"
-                 f"{_MOVED if self.rho is not None else ''}{self._gap_note()}; loosen tol "
+                 f"{self._gap_note()}; loosen tol "
                  f"or increase reg.")
         if err > _NEAR_FLOOR * floor:
             # Far above the floor (weights over 8 orders on clustered 5-D points, reg 1e-6
