@@ -490,3 +490,57 @@ def _cosine_vjp(P, x, y, centre, block_rows):
         gx -= gx.mean(axis=1, keepdims=True)
         gy -= gy.mean(axis=1, keepdims=True)
     return gx, gy
+
+
+# Metrics whose parameters SciPy's cdist estimates from the points (``V``, ``VI``): the
+# three problems of the divergence take them from ``x`` and ``y`` stacked, once.
+ESTIMATED = {"seuclidean": "V", "mahalanobis": "VI"}
+
+
+def dense_costs(x, y, metric, dtype):
+    """``cost(u, v, names)``: the dense cost matrix (in ``dtype``) of points ``u``, ``v``
+    among ``x`` and ``y`` for the three problems of the divergence, errors naming the
+    points ``names``. ``"seuclidean"`` and ``"mahalanobis"`` get one ground cost: their
+    variances (``V``, ``VI`` of :func:`scipy.spatial.distance.cdist`) estimated once from
+    ``x`` and ``y`` stacked, as ``cost_matrix(x, y, metric)`` does, and used for
+    ``c(x, x)`` and ``c(y, y)`` too (three ``cost_matrix`` calls estimated them from ``x``
+    alone, ``y`` alone and both: S combined three metrics). Points of extreme magnitude
+    are scaled by the same power of two (exact: these metrics are invariant)."""
+    name = metric_name(metric) if isinstance(metric, str) else None
+    if name not in ESTIMATED:
+        return lambda u, v, names: named_cost_matrix(u, v, metric, names=names)
+    from scipy.spatial.distance import cdist  # lazy: keeps `import ottools` cheap
+
+    z = np.vstack([x, y]).astype(np.float64)
+    top = float(np.abs(z).max())
+    e = math.frexp(top)[1] if (top > EXTREME or 0 < top < 1 / EXTREME) else 0
+    z = np.ldexp(z, -e)
+    if name == "seuclidean":
+        param = np.var(z, axis=0, ddof=1)  # SciPy's cdist default
+    else:
+        n, d = z.shape
+        why = (f"the covariance of their {n} points stacked (dimension {d}) needs at "
+               f"least {d + 1} points" if n <= d else None)
+        if why is None:
+            try:
+                param = np.linalg.inv(np.cov(z.T)).T  # SciPy's cdist default
+            except np.linalg.LinAlgError:
+                why = "the covariance of their points stacked is singular"
+        if why is not None:
+            raise ValueError(f"`metric`='mahalanobis' cannot be evaluated on `x` and `y`: "
+                             f"{why}.")
+
+    def cost(u, v, names):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            out = cdist(np.ldexp(u.astype(np.float64), -e),
+                        np.ldexp(v.astype(np.float64), -e), name, **{ESTIMATED[name]: param})
+        if not np.all(np.isfinite(out)):
+            i, j = (int(k[0]) for k in np.nonzero(~np.isfinite(out)))
+            hint = (" (a coordinate constant over `x` and `y` has variance 0)"
+                    if name == "seuclidean" else "")
+            raise ValueError(f"`metric`={name!r} is undefined (got {out[i, j]}) between "
+                             f"{names[0]}[{i}] and {names[1]}[{j}]{hint}; choose a metric "
+                             f"defined for these points.")
+        return np.ascontiguousarray(out, dtype=dtype)
+
+    return cost

@@ -1,12 +1,11 @@
 """Sinkhorn divergence between point clouds: three entropic problems, one driver."""
 
 import contextlib
-import math
 import os
 
 import numpy as np
 
-from ._costs import EXTREME, cost_matrix, exactly_symmetric, metric_name, named_cost_matrix
+from ._costs import cost_matrix, dense_costs, exactly_symmetric, named_cost_matrix
 from ._geometry import point_cloud, use_online
 from ._kernels import adapts_threads, lazy
 from ._pool import pool_map
@@ -60,60 +59,6 @@ def _transposed(res):
     return out
 
 
-# Metrics whose parameters SciPy's cdist estimates from the points (``V``, ``VI``): the
-# three problems of the divergence take them from ``x`` and ``y`` stacked, once.
-_ESTIMATED = {"seuclidean": "V", "mahalanobis": "VI"}
-
-
-def _dense_costs(x, y, metric, dtype):
-    """``cost(u, v, names)``: the dense cost matrix (in ``dtype``) of points ``u``, ``v``
-    among ``x`` and ``y`` for the three problems of the divergence, errors naming the
-    points ``names``. ``"seuclidean"`` and ``"mahalanobis"`` get one ground cost: their
-    variances (``V``, ``VI`` of :func:`scipy.spatial.distance.cdist`) estimated once from
-    ``x`` and ``y`` stacked, as ``cost_matrix(x, y, metric)`` does, and used for
-    ``c(x, x)`` and ``c(y, y)`` too (three ``cost_matrix`` calls estimated them from ``x``
-    alone, ``y`` alone and both: S combined three metrics). Points of extreme magnitude
-    are scaled by the same power of two (exact: these metrics are invariant)."""
-    name = metric_name(metric) if isinstance(metric, str) else None
-    if name not in _ESTIMATED:
-        return lambda u, v, names: named_cost_matrix(u, v, metric, names=names)
-    from scipy.spatial.distance import cdist  # lazy: keeps `import ottools` cheap
-
-    z = np.vstack([x, y]).astype(np.float64)
-    top = float(np.abs(z).max())
-    e = math.frexp(top)[1] if (top > EXTREME or 0 < top < 1 / EXTREME) else 0
-    z = np.ldexp(z, -e)
-    if name == "seuclidean":
-        param = np.var(z, axis=0, ddof=1)  # SciPy's cdist default
-    else:
-        n, d = z.shape
-        why = (f"the covariance of their {n} points stacked (dimension {d}) needs at "
-               f"least {d + 1} points" if n <= d else None)
-        if why is None:
-            try:
-                param = np.linalg.inv(np.cov(z.T)).T  # SciPy's cdist default
-            except np.linalg.LinAlgError:
-                why = "the covariance of their points stacked is singular"
-        if why is not None:
-            raise ValueError(f"`metric`='mahalanobis' cannot be evaluated on `x` and `y`: "
-                             f"{why}.")
-
-    def cost(u, v, names):
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            out = cdist(np.ldexp(u.astype(np.float64), -e),
-                        np.ldexp(v.astype(np.float64), -e), name, **{_ESTIMATED[name]: param})
-        if not np.all(np.isfinite(out)):
-            i, j = (int(k[0]) for k in np.nonzero(~np.isfinite(out)))
-            hint = (" (a coordinate constant over `x` and `y` has variance 0)"
-                    if name == "seuclidean" else "")
-            raise ValueError(f"`metric`={name!r} is undefined (got {out[i, j]}) between "
-                             f"{names[0]}[{i}] and {names[1]}[{j}]{hint}; choose a metric "
-                             f"defined for these points.")
-        return np.ascontiguousarray(out, dtype=dtype)
-
-    return cost
-
-
 def _mass_term(xy, xx, yy):
     """The mass term ``reg / 2 (sum(a) - sum(b))**2`` of the unbalanced divergence (0 for a
     balanced one), as NumPy float64 arithmetic: inf where it overflows (masses near 1e160
@@ -162,18 +107,18 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
     # (r_b, r_a) by transposition, so the self problems take the pair as given).
     rho_xy = rho[::-1] if (swap and rho is not None) else rho
 
-    dense_costs = None
+    costs = None  # dense_costs of the pair, made on first use
 
     def solve_pair(u, v, wu, wv, self_transport=False, pair=("x", "y")):
-        nonlocal dense_costs
+        nonlocal costs
         if use_online(u.shape[0], v.shape[0], dtype, metric, online):
             cost = point_cloud(u, v, metric, names=(names[pair[0]], names[pair[1]]))
             symmetric = self_transport
         else:
-            if dense_costs is None:
-                dense_costs = _dense_costs(x, y, metric, dtype)
+            if costs is None:
+                costs = dense_costs(x, y, metric, dtype)
             cost = np.ascontiguousarray(
-                dense_costs(u, v, (names[pair[0]], names[pair[1]])), dtype=dtype)
+                costs(u, v, (names[pair[0]], names[pair[1]])), dtype=dtype)
             if swap and callable(metric) and not self_transport:
                 # A callable's cross cost is metric(x, y) of the user's x and y, whatever
                 # the orientation solved: a non-symmetric callable gave the divergence of
@@ -181,7 +126,7 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
                 # its rounding) keeps the solved orientation's costs, so that S(x, y) ==
                 # S(y, x) exactly.
                 user = np.ascontiguousarray(
-                    dense_costs(v, u, (names[pair[1]], names[pair[0]])).T, dtype=dtype)
+                    costs(v, u, (names[pair[1]], names[pair[0]])).T, dtype=dtype)
                 top = float(np.max(np.abs(cost), initial=0.0))
                 if not np.allclose(user, cost, rtol=0, atol=1e-12 * top):
                     cost = user

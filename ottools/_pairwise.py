@@ -18,8 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import numpy as np
 
-from ._costs import checked_cost_matrix, metric_name
-from ._divergence import _ESTIMATED, _dense_costs
+from ._costs import ESTIMATED, checked_cost_matrix, dense_costs, metric_name
 from ._kernels import lazy
 from ._onedim import (TINY, normalize_weights, pow2_exponent, power_mean_root,
                       wpp_rows)
@@ -275,7 +274,7 @@ class _Entropic:
     the self problems ``W_eps(x_i, x_i)`` are solved once per measure)."""
 
     def __init__(self, kind, reg, metric, method, settings, dtype):
-        if kind == "divergence" and not callable(metric) and metric_name(metric) in _ESTIMATED:
+        if kind == "divergence" and not callable(metric) and metric_name(metric) in ESTIMATED:
             # "seuclidean" / "mahalanobis": the three problems of a pair share variances
             # estimated from its two clouds stacked (as sinkhorn_divergence), so a self
             # term belongs to a pair, not to a measure: self terms solved once per measure
@@ -324,8 +323,8 @@ class _Entropic:
 
     def _pair_divergence(self, x, a, y, b):
         """``W(x, y) - (W(x, x) + W(y, y)) / 2`` on the ground costs of the pair (see
-        ``_divergence._dense_costs``) and the first status that is not converged."""
-        cost = _dense_costs(x, y, self.metric, self.dtype)
+        ``_costs.dense_costs``) and the first status that is not converged."""
+        cost = dense_costs(x, y, self.metric, self.dtype)
         wxy, sxy = self._solve(x, a, y, b, cost=cost(x, y, ("x", "y")))
         wxx, sxx = self._solve(x, a, x, a, True, cost=cost(x, x, ("x", "x")))
         wyy, syy = self._solve(y, b, y, b, True, cost=cost(y, y, ("y", "y")))
