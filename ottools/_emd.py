@@ -204,9 +204,10 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     # float32 weights carry float32 rounding in their sums whatever the cost's dtype (a
     # float64 cost made the tolerance 1e-9: np.full(3, 1/3, np.float32) was refused)
     low = any(getattr(w, "dtype", None) in (np.float32, np.float16) for w in (a, b))
-    a, b, cost, dtype = _check_linear_problem(a, b, cost, balanced=False)
+    extremes = []  # (min, max) of the cost, which come with its check
+    a, b, cost, dtype = _check_linear_problem(a, b, cost, balanced=False, extremes=extremes)
     b = _check_balanced(a, b, rtol=_MASS_RTOL[np.dtype(np.float32) if low else dtype])
-    prob = LinearProblem(a, b, cost, dtype)
+    prob = LinearProblem(a, b, cost, dtype, cost_range=extremes[0] if extremes else None)
     scale = 0
     if not prob.geometry and prob.cost_scale > 2.0 ** 1000:
         # Costs near float64's top: differences of potentials overflowed (NaN reduced
@@ -238,10 +239,9 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     a64 = prob.ac.astype(np.float64)
     b64 = prob.bc.astype(np.float64)
     b64 *= a64.sum() / b64.sum()  # equal masses in float64 (float32 sums differ)
-    if guide is None:  # the double c-transform of the cost, finished in start_lists
+    if guide is None:  # the double c-transform of the cost, computed in start
         f0 = np.empty(n)
         g0 = np.empty(m)
-        _k.column_minima(src, g0)
     else:
         f0, g0 = guide
     K = min(opts["candidates"], m)
@@ -251,60 +251,32 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     lv = np.empty((n, K))
     ci = np.empty((m, kc), dtype=np.int64)
     cv = np.empty((m, kc))
-    _k.start_lists(src, f0, g0, guide is None, lj, lc, lv, ci, cv)
-    cell_i = np.empty(n + m, dtype=np.int64)
-    cell_j = np.empty(n + m, dtype=np.int64)
-    cell_x = np.empty(n + m)
-    ncell = _k.greedy_basis(src, a64, b64, f0, g0, lj, lv, ci, cv, cell_i, cell_j, cell_x)
-
-    nodes = n + m + 1
-    tree = _Tree(nodes)
-    _k.build_tree(src, ncell, cell_i, cell_j, cell_x, f0, g0, *tree.arrays())
-    tolerance = _Tolerance(opts["rc_tol"], prob, tree.pi)
-    block = opts["block_size"] or int(np.ceil(np.sqrt(n * K)))
+    tree = _Tree(n + m + 1)
+    _k.start(src, a64, b64, f0, g0, guide is None, lj, lc, lv, ci, cv, *tree.arrays())
+    # The reduced-cost tolerance, rc_tol times the scale of the rounding in
+    # C_ij - f_i - g_j where it can be negative: such an entry has C_ij < f_i + g_j, so
+    # its rounding is that of 2 max|pi| + max(0, -min C) (pi the current potentials),
+    # capped at max|C| (see _k.tolerance). Scaled by max|C| alone, one large cost ("big
+    # M" on a forbidden cell: 1e13 among costs in [0, 1]) let every reduced cost of the
+    # others pass for zero (a plan 137 % above the optimum called optimal).
+    tol_args = (opts["rc_tol"], prob.cost_scale, max(0.0, -prob.cost_range[0]))
+    block = opts["block_size"] or math.ceil(math.sqrt(n * K))
     state = np.zeros(2, dtype=np.int64)  # list position, number of full sweeps
     nit = 0
     optimal = False
-    while nit < maxiter:
-        budget = min(_PIVOTS_PER_CALL, maxiter - nit)
-        eps = tolerance()
-        code, done = _k.pivots(src, *tree.arrays(), lj, lc, lv, state, block, eps, budget)
-        nit += int(done)
-        if code == KernelStatus.DONE:
-            # decided with the tolerance of the potentials at the call's start: if they
-            # shrank since (a large cost left the basis), the current one decides
-            now = tolerance()
-            if now >= eps or _k.is_optimal(src, tree.pi, lj, lc, lv, now):
-                optimal = True
-                break
+    while nit < maxiter and not optimal:
+        done, optimal = _k.pivot_round(src, *tree.arrays(), lj, lc, lv, state, block,
+                                       *tol_args, min(_PIVOTS_PER_CALL, maxiter - nit))
+        nit += done
     if not optimal:  # maxiter pivots done (or maxiter=0): a full pass decides
-        optimal = bool(_k.is_optimal(src, tree.pi, lj, lc, lv, tolerance()))
-    res = _result(prob, tree, src, optimal, nit, n, m)
+        optimal = _k.is_optimal(src, tree.pi, lj, lc, lv, _k.tolerance(tree.pi, *tol_args))
+    res = _result(prob, tree, src, bool(optimal), nit)
     if scale:
         with np.errstate(over="ignore"):
             for key in ("fun", "cost", "dual_value"):
                 res[key] = float(np.ldexp(res[key], scale))
             res.f, res.g = (np.ldexp(p, scale).astype(p.dtype) for p in (res.f, res.g))
     return res
-
-
-class _Tolerance:
-    """The reduced-cost tolerance of the pricing: ``rc_tol`` times the scale of the
-    rounding in ``C_ij - f_i - g_j`` where it can be negative. Such an entry has
-    ``C_ij < f_i + g_j``, so its rounding is that of ``2 max|pi| + max(0, -min C)``
-    (``pi`` the current potentials), capped at ``max|C|``. Scaled by ``max|C|`` alone,
-    one large cost ("big M" on a forbidden cell: 1e13 among costs in [0, 1]) let every
-    reduced cost of the others pass for zero (a plan 137 % above the optimum called
-    optimal)."""
-
-    def __init__(self, rc_tol, prob, pi):
-        self.rc_tol, self.pi = rc_tol, pi
-        self.cap = prob.cost_scale
-        self.neg = max(0.0, -prob.cost_range[0])
-
-    def __call__(self):
-        s = 2.0 * float(np.abs(self.pi).max()) + self.neg
-        return self.rc_tol * (s if s < self.cap else self.cap)
 
 
 class _Tree:
@@ -325,31 +297,30 @@ class _Tree:
                 self.next_sib, self.prev_sib, self.pi)
 
 
-def _result(prob, tree, src, optimal, nit, n, m):
+
+def _result(prob, tree, src, optimal, nit):
     import scipy.sparse
 
-    rows = np.empty(n + m, dtype=np.int64)
-    cols = np.empty(n + m, dtype=np.int64)
+    n, m = prob.ac.size, prob.bc.size
     vals = np.empty(n + m)
-    cnt = _k.tree_plan(n, m, tree.parent, tree.flow, rows, cols, vals)
-    rows, cols, vals = rows[:cnt], cols[:cnt], vals[:cnt]
-    costs = np.empty(cnt)
-    _k.entries(src, rows, cols, costs)
-    fun = float(vals @ costs)
-    err = prob.marginal_error(np.bincount(rows, vals, minlength=n),
-                              np.bincount(cols, vals, minlength=m))
+    costs = np.empty(n + m)
+    row_sums = np.empty(n)
+    col_sums = np.empty(m)
+    data = np.empty(n + m)
+    indices = np.empty(n + m, dtype=np.int64)
+    indptr = np.empty(prob.shape[0] + 1, dtype=np.int64)
+    cnt = _k.plan_arrays(src, tree.parent, tree.flow, prob.rows, prob.cols, prob.shape[1],
+                         vals, costs, row_sums, col_sums, data, indices, indptr)
+    fun = float(vals[:cnt] @ costs[:cnt])
+    err = prob.marginal_error(row_sums, col_sums)
     f, g = prob.expand(-tree.pi[:n], tree.pi[n:n + m], reg=0.0)
     _fix_zero_block(prob, f, g)
     dual_value = float(f.astype(np.float64) @ prob.a.astype(np.float64)
                        + g.astype(np.float64) @ prob.b.astype(np.float64))
-    # CSR directly (the tree's arcs are distinct cells): a third of coo -> csr's time,
-    # which was a fifth of a small problem's call
-    pr, pc = prob.rows[rows], prob.cols[cols]
-    order = np.lexsort((pc, pr))
-    indptr = np.zeros(prob.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(pr, minlength=prob.shape[0]), out=indptr[1:])
-    plan = scipy.sparse.csr_array((vals[order].astype(prob.dtype), pc[order], indptr),
-                                  shape=prob.shape)
+    # CSR directly, in scipy's canonical form (sorted, distinct cells): a third of
+    # coo -> csr's time, which was a fifth of a small problem's call
+    plan = scipy.sparse.csr_array((data[:cnt].astype(prob.dtype, copy=False),
+                                   indices[:cnt], indptr), shape=prob.shape)
     status = CONVERGED if optimal else MAXITER
     message = _OPTIMAL_MESSAGE if optimal else _MAXITER_MESSAGE
     return solver_result(status, err=err, tol=0.0, nit=nit, method="network_simplex",

@@ -42,7 +42,7 @@ class LinearProblem:
     :meth:`with_mass`). Read-only by convention: solvers never modify them.
     """
 
-    def __init__(self, a, b, cost, dtype):
+    def __init__(self, a, b, cost, dtype, cost_range=None):
         self.a, self.b, self.cost, self.dtype = a, b, cost, np.dtype(dtype)
         self.rows = np.flatnonzero(a > 0)
         self.cols = np.flatnonzero(b > 0)
@@ -60,7 +60,11 @@ class LinearProblem:
         self.logb = np.log(self.bc)
         # Total mass (of a; b has it too in a balanced problem): err is relative to it.
         self.mass = float(self.ac.sum(dtype=np.float64))
+        # (min, max) of the validated cost (see _check_cost's ``extremes``), which are
+        # those of ``costc`` when nothing was compressed (the cast to ``dtype`` is exact)
         self._range = None
+        if cost_range is not None and not (self.compressed or self.geometry):
+            self._range = cost_range
 
     def _compressed_cost(self, cost):
         """``cost[rows][:, cols]`` (C-contiguous) through :func:`allocate`, copied in
@@ -80,10 +84,7 @@ class LinearProblem:
         a, b, cost, dtype = _check_linear_problem(a, b, cost, balanced=balanced,
                                                   mass_rtol=mass_rtol, hint=hint,
                                                   extremes=extremes)
-        prob = cls(a, b, cost, dtype)
-        if extremes and not (prob.compressed or prob.geometry):
-            prob._range = extremes[0]  # the checked cost is costc (up to a cast)
-        return prob
+        return cls(a, b, cost, dtype, cost_range=extremes[0] if extremes else None)
 
     @property
     def shape(self):

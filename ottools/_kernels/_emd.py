@@ -228,6 +228,25 @@ def _insert_sorted(vals, idx, k, v, t):
 
 
 @jit
+def start(src, a, b, f0, g0, cold, lj, lc, lv, ci, cv, parent, flow, cost_up, depth,
+          first_child, next_sib, prev_sib, pi):
+    """The starting basis in one call: the cold guide's column minima (``cold``), the
+    candidate lists, the greedy plan and its tree (:func:`column_minima`,
+    :func:`start_lists`, :func:`greedy_basis`, :func:`build_tree`). ``a``, ``b``:
+    float64 copies (consumed)."""
+    n, m = source_shape(src)
+    if cold:
+        column_minima(src, g0)
+    start_lists(src, f0, g0, cold, lj, lc, lv, ci, cv)
+    cell_i = np.empty(n + m, dtype=np.int64)
+    cell_j = np.empty(n + m, dtype=np.int64)
+    cell_x = np.empty(n + m)
+    ncell = greedy_basis(src, a, b, f0, g0, lj, lv, ci, cv, cell_i, cell_j, cell_x)
+    build_tree(src, ncell, cell_i, cell_j, cell_x, f0, g0, parent, flow, cost_up, depth,
+               first_child, next_sib, prev_sib, pi)
+
+
+@jit
 def greedy_basis(src, a, b, f0, g0, lj, lv, ci, cv, cell_i, cell_j, cell_x):
     """A feasible starting plan whose cells form a forest (at most ``n + m - 1`` cells).
 
@@ -629,6 +648,36 @@ def pivots(src, parent, flow, cost_up, depth, first_child, next_sib, prev_sib, p
 
 
 @jit
+def tolerance(pi, rc_tol, cap, neg):
+    """The pricing tolerance ``rc_tol * min(2 max|pi| + neg, cap)`` (see ``ottools.emd``'s
+    ``rc_tol``): ``cap`` is ``max|C|``, ``neg`` is ``max(0, -min C)``. A NaN potential
+    gives ``cap``, as NumPy's ``max`` propagating it would."""
+    big = abs(pi[0])
+    for u in range(1, pi.size):
+        v = abs(pi[u])
+        if v > big or v != v:
+            big = v
+    s = 2.0 * big + neg
+    return rc_tol * (s if s < cap else cap)
+
+
+@jit
+def pivot_round(src, parent, flow, cost_up, depth, first_child, next_sib, prev_sib, pi, lj,
+                lc, lv, state, block, rc_tol, cap, neg, budget):
+    """One call of the driver's loop: at most ``budget`` :func:`pivots` under the
+    tolerance of the potentials at the start. Returns ``(pivots_done, optimal)``. When
+    the pivots find nothing to price and the tolerance has shrunk since the start (a
+    large cost left the basis), a full sweep at the current tolerance decides."""
+    eps = tolerance(pi, rc_tol, cap, neg)
+    code, done = pivots(src, parent, flow, cost_up, depth, first_child, next_sib, prev_sib,
+                        pi, lj, lc, lv, state, block, eps, budget)
+    if code != DONE:
+        return done, False
+    now = tolerance(pi, rc_tol, cap, neg)
+    return done, now >= eps or not _sweep(src, pi, lj, lc, lv, now)
+
+
+@jit
 def is_optimal(src, pi, lj, lc, lv, eps):
     """True when no reduced cost is below ``-eps`` (a full sweep; refreshes the lists)."""
     return not _sweep(src, pi, lj, lc, lv, eps)
@@ -651,4 +700,40 @@ def tree_plan(n, m, parent, flow, rows, cols, vals):
             cols[cnt] = u - n
         vals[cnt] = flow[u]
         cnt += 1
+    return cnt
+
+
+@jit
+def plan_arrays(src, parent, flow, rows, cols, width, vals, costs, row_sums, col_sums,
+                data, indices, indptr):
+    """The plan of the tree (:func:`tree_plan`) in the arrays of the result.
+
+    Tree order (node order), in ``vals`` and their costs in ``costs``, with the
+    marginals ``row_sums`` (n,) and ``col_sums`` (m,) summed in that order (as
+    ``np.bincount`` sums); CSR of the full problem in ``data``, ``indices``, ``indptr``:
+    ``rows``, ``cols`` map the compressed indices to the full ones, ``width`` is the
+    full number of columns. Returns the number of cells."""
+    n, m = source_shape(src)
+    cell_i = np.empty(n + m, dtype=np.int64)
+    cell_j = np.empty(n + m, dtype=np.int64)
+    cnt = tree_plan(n, m, parent, flow, cell_i, cell_j, vals)
+    row_sums[:] = 0.0
+    col_sums[:] = 0.0
+    key = np.empty(cnt, dtype=np.int64)
+    for t in range(cnt):
+        i = cell_i[t]
+        j = cell_j[t]
+        costs[t] = _entry(src, i, j)
+        row_sums[i] += vals[t]
+        col_sums[j] += vals[t]
+        key[t] = rows[i] * width + cols[j]
+    order = np.argsort(key)  # the cells are distinct: any sort gives this order
+    indptr[:] = 0
+    for s in range(cnt):
+        t = order[s]
+        data[s] = vals[t]
+        indices[s] = cols[cell_j[t]]
+        indptr[rows[cell_i[t]] + 1] += 1
+    for r in range(indptr.size - 1):
+        indptr[r + 1] += indptr[r]
     return cnt
