@@ -12,6 +12,7 @@ problems of a divergence).
 """
 
 import copy
+import functools
 import math
 import sys
 from dataclasses import dataclass, replace
@@ -56,8 +57,6 @@ class LinearProblem:
             self.costc = cost.subset(self.rows, self.cols) if self.compressed else cost
         else:
             self.costc = self._compressed_cost(cost) if self.compressed else cost
-        self.loga = np.log(self.ac)  # (positive weights only)
-        self.logb = np.log(self.bc)
         # Total mass (of a; b has it too in a balanced problem): err is relative to it.
         self.mass = float(self.ac.sum(dtype=np.float64))
         # (min, max) of the validated cost (see _check_cost's ``extremes``), which are
@@ -65,6 +64,16 @@ class LinearProblem:
         self._range = None
         if cost_range is not None and not (self.compressed or self.geometry):
             self._range = cost_range
+
+    @functools.cached_property
+    def loga(self):
+        """``log(ac)`` (positive weights only; computed on first use)."""
+        return np.log(self.ac)
+
+    @functools.cached_property
+    def logb(self):
+        """``log(bc)``."""
+        return np.log(self.bc)
 
     def _compressed_cost(self, cost):
         """``cost[rows][:, cols]`` (C-contiguous) through :func:`allocate`, copied in

@@ -72,9 +72,15 @@ def _as_float_array(x, name, *, ndim=None, dtype=None):
     return arr
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _result_dtype(*arrays):
     """Common float dtype: float32 stays float32, ints become float64."""
     present = [a for a in arrays if a is not None]
+    kinds = [getattr(a, "dtype", a) for a in present]  # (arrays or dtypes)
+    if kinds and kinds.count(kinds[0]) == len(kinds) and kinds[0] in _FLOATS:
+        return np.dtype(kinds[0])  # (the common case, without np.result_type's cost)
     dt = np.result_type(*present, np.float32) if present else np.dtype(np.float64)
     if dt not in (np.float32, np.float64):
         dt = np.dtype(np.float64)
@@ -303,7 +309,7 @@ def _check_linear_problem(a, b, cost, *, balanced=True, mass_rtol=1e-6,
     n, m = cost.shape
     a_arr = None if a is None else _as_float_array(a, na, ndim=1)
     b_arr = None if b is None else _as_float_array(b, nb, ndim=1)
-    dtype = _result_dtype(np.empty(0, cost.dtype), a_arr, b_arr)
+    dtype = _result_dtype(cost.dtype, a_arr, b_arr)
     a = _check_weights(a_arr, n, na, dtype,
                        against=f"`{nc}` has shape {cost.shape} ({n} rows)")
     b = _check_weights(b_arr, m, nb, dtype,
