@@ -311,6 +311,10 @@ class NewtonStage:
         # below it; counting them took most of the histogram's pass).
         self.floor = self._floor(mass_tol)
         self.tol_now = mass_tol  # the mass rule of the next sparsification (see _step)
+        # give_up: failed steps without halving the error after which the stage stops
+        # (status STALLED, gave_up True) so that the driver can re-anneal (auto)
+        self.give_up = None
+        self.gave_up = False
         self._allocate()
 
     def _floor(self, mass_tol):
@@ -512,14 +516,17 @@ class NewtonStage:
         if not math.isfinite(err):
             return NONFINITE
         run.amend(err)
-        best, since = err, 0
+        best, since, fails = err, 0, 0
         while True:
             if err <= run.tol_abs:
                 return CONVERGED
             if run.remaining() <= 0:
                 return MAXITER
             if err < 0.5 * best:
-                best, since = err, 0
+                best, since, fails = err, 0, 0
+            elif self.give_up is not None and fails >= self.give_up:
+                self.gave_up = True
+                return STALLED
             elif since >= _STALL_STEPS and err <= _STALL_FLOOR * self._floor_err(f, g):
                 run.message = self._stall_message(f, g, err)
                 return STALLED
@@ -539,6 +546,7 @@ class NewtonStage:
                 err = self._error(f, g)
                 run.record(err, stage="newton", newton=True)
             else:
+                fails += 1
                 self.density = min(self.density * self.density_growth,
                                    (self.n * self.m) / max(self.n, self.m))
                 status = self._fallback(f, g)
