@@ -639,8 +639,11 @@ def _build_newton_stage(run):
     return kind(run, **{k: opts[k] for k in NEWTON_OPTIONS})
 
 
-def _newton_stage(run, f, g):
+def _newton_stage(run, f, g, give_up=None):
+    """Newton steps from ``(f, g)``; returns ``(f, g, status)``, or with ``give_up`` (failed
+    steps without halving the error) ``(f, g, status, gave_up)``."""
     stage = _build_newton_stage(run)
+    stage.give_up = give_up
     f = np.ascontiguousarray(f, dtype=np.float64)
     g = np.ascontiguousarray(g, dtype=np.float64)
     if run.rho is None:
@@ -652,6 +655,8 @@ def _newton_stage(run, f, g):
             f = f + c
             g = g - c
     status = stage.run_steps(f, g)
+    if give_up is not None:
+        return f, g, status, stage.gave_up
     return f, g, status
 
 
@@ -726,8 +731,40 @@ def _solve_auto(run, f0, g0, warm):
     if status is not None:
         return sw.potentials() + (status, sw)
     f, g = sw.potentials()
+    if not (anneal and run.rho is None):
+        f, g, status = _newton_stage(run, f, g)
+        return f, g, status, None
+    f, g, status, gave_up = _newton_stage(run, f, g, give_up=_REANNEAL_FAILS)
+    if not gave_up or run.remaining() <= 0:
+        return f, g, status, None
+    # The Newton steps fail from where the annealing left the potentials: clusters whose
+    # mass the coarse levels' few sweeps did not balance before the levels decoupled
+    # them (6 clusters in 5-D, weights over 8 orders of magnitude, reg 1e-6 of the range:
+    # the error froze near 9e-5, where neither the sweeps (10,000 of them) nor the Newton
+    # steps (their Hessian is block diagonal to 1e-15: ~850 components) move mass across
+    # the blocks; 366 Newton steps and 60-165 s, status 4). Annealed again from the
+    # range, each level swept to 1e-3 of the mass (at most _REANNEAL_SWEEPS), then the
+    # sweeps and the Newton stage as before: 1.3 s.
+    sw.set_potentials(f, g)
+    status = _anneal(run, sw, _schedule(run, opts), sweeps=_REANNEAL_SWEEPS,
+                     level_tol=max(run.tol_abs, 1e-3 * prob.mass))
+    if status is not None:
+        return sw.potentials() + (status, None)
+    sw.set_reg(run.reg)
+    status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
+                          relax=Relaxation(opts["overrelaxation"]),
+                          newton_after=opts["newton_after"])
+    if status is not None:
+        return sw.potentials() + (status, sw)
+    f, g = sw.potentials()
     f, g, status = _newton_stage(run, f, g)
     return f, g, status, None
+
+
+# Failed Newton steps (without halving the error) after which an annealed ``auto`` solve
+# anneals again with tighter levels (_solve_auto), and the sweeps per level then.
+_REANNEAL_FAILS = 4
+_REANNEAL_SWEEPS = 50
 
 
 def _solve_symmetric(run, f0, cold):
