@@ -271,7 +271,9 @@ def _same_rows(U, a, V, b):
 class _Entropic:
     """``sinkhorn`` (the entropic cost ``W_eps``, ``kind="entropic"``) and
     ``sinkhorn_divergence`` (``kind="divergence"``: the tiles solve the cross problems,
-    the self problems ``W_eps(x_i, x_i)`` are solved once per measure)."""
+    the self problems ``W_eps(x_i, x_i)`` are solved once per measure; with
+    ``"seuclidean"`` / ``"mahalanobis"`` ground costs each pair solves its three,
+    ``kind="pair_divergence"``)."""
 
     def __init__(self, kind, reg, metric, method, settings, dtype):
         if kind == "divergence" and not callable(metric) and metric_name(metric) in ESTIMATED:

@@ -39,8 +39,9 @@ class LinearProblem:
     Attributes: ``a`` (n,), ``b`` (m,), ``cost`` (n, m, C-contiguous), ``dtype``;
     ``rows``, ``cols`` (indices of the positive weights); ``ac``, ``bc``, ``costc`` (the
     compressed problem, C-contiguous); ``loga``, ``logb`` (their logs); ``mass``
-    (``sum(a)`` as a float; unbalanced solves take the larger of the two masses, see
-    :meth:`with_mass`). Read-only by convention: solvers never modify them.
+    (``sum(a)`` as a float; unbalanced solves take the mass at which the penalties
+    balance, ``sum(a)**(1 - w) sum(b)**w``, see :meth:`with_mass` and
+    ``_sinkhorn._balance_mass``). Read-only by convention: solvers never modify them.
     """
 
     def __init__(self, a, b, cost, dtype, cost_range=None):

@@ -745,16 +745,22 @@ def _solve_auto(run, f0, g0, warm):
     # the blocks; 366 Newton steps and 60-165 s, status 4). Annealed again from the
     # range, each level swept to 1e-3 of the mass (at most _REANNEAL_SWEEPS), then the
     # sweeps and the Newton stage as before: 1.3 s.
+    # (stopped by maxiter or a callback before it is done, the solve returns the Newton
+    # stage's point, not a coarser one: maxiter=131 on that problem gave err 1.98 where
+    # the Newton stage had left 9.3e-5)
+    f_n, g_n, err_n = f.copy(), g.copy(), run.last_err()
     sw.set_potentials(f, g)
     status = _anneal(run, sw, _schedule(run, opts), sweeps=_REANNEAL_SWEEPS,
                      level_tol=max(run.tol_abs, 1e-3 * prob.mass))
     if status is not None:
-        return sw.potentials() + (status, None)
+        return f_n, g_n, status, None
     sw.set_reg(run.reg)
     status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
                           relax=Relaxation(opts["overrelaxation"]),
                           newton_after=opts["newton_after"])
     if status is not None:
+        if status != CONVERGED and not run.last_err() <= err_n:
+            return f_n, g_n, status, None
         return sw.potentials() + (status, sw)
     f, g = sw.potentials()
     f, g, status = _newton_stage(run, f, g)
@@ -1307,9 +1313,10 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
         for the scaling form its ``f`` with ``g`` the exact column update, a bounded plan);
         3 stopped by ``callback``; 4 stalled: the iteration's error reached ``tol`` but
         the error recomputed from the plan is above it (``tol`` below the rounding floor
-        of the dtype), or 50 Newton steps in a row did not halve the error (the floor
-        of the plan's rounding, ``(max|f| + max|g| + max|C|) * eps / reg``, which the
-        potentials of unbalanced problems can raise far above the cost's).
+        of the dtype), or 50 Newton steps in a row did not halve the error: near the
+        floor of the plan's rounding, ``(max|f| + max|g| + max|C|) * eps / reg`` (with
+        float32 weights, their masses' gap), or far above it where the steps fail (the
+        message says which; ``auto`` first anneals again after failing steps).
 
     Notes
     -----

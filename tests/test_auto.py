@@ -597,7 +597,17 @@ def test_failing_newton_steps_anneal_again_with_tighter_levels():
     block-diagonal to 1e-15) moved mass across blocks: 366 Newton steps, 60-165 s,
     status 4. After 4 failed steps without halving the error, auto anneals again from
     the range with each level swept to 1e-3 of the mass: converged in ~30 Newton steps."""
-    n = 1000
+    a, cost = _clustered_copy()
+    res = ottools.sinkhorn(a, a, cost, 1e-6 * cost.max())
+    assert res.success and res.err <= 1e-9, res.message
+    assert res.stages.count("anneal") == 2 and res.nit_newton < 100
+    P = res.plan
+    assert np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - a).sum() <= 1e-9
+
+
+def _clustered_copy(n=1000):
+    """1000 clustered 5-D points and a copy moved by 0.01 (the cost as ot.dist builds it),
+    the same weights over 8 orders of magnitude."""
     rng = np.random.default_rng(9)
     centres = rng.normal(size=(6, 5)) * 5.0
     w = rng.dirichlet(np.ones(6) * 0.3)
@@ -605,9 +615,25 @@ def test_failing_newton_steps_anneal_again_with_tighter_levels():
     a = 10.0 ** rng.uniform(-8, 0, n)
     a /= a.sum()
     y = x + 0.01 * rng.normal(size=x.shape)
-    cost = (x ** 2).sum(1)[:, None] + (y ** 2).sum(1)[None, :] - 2 * x @ y.T  # as ot.dist
-    res = ottools.sinkhorn(a, a, cost, 1e-6 * cost.max())
-    assert res.success and res.err <= 1e-9, res.message
-    assert res.stages.count("anneal") == 2 and res.nit_newton < 100
-    P = res.plan
-    assert np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - a).sum() <= 1e-9
+    return a, (x ** 2).sum(1)[:, None] + (y ** 2).sum(1)[None, :] - 2 * x @ y.T
+
+
+def test_interrupted_second_annealing_returns_the_newton_point():
+    """maxiter (or a callback) that stops the second annealing returned its coarse
+    iterate re-balanced at reg: err 1.98 at maxiter=131 where the Newton stage had left
+    9.3e-5 (maxiter=129). The Newton stage's point is returned with the status."""
+    a, cost = _clustered_copy()
+    reg = 1e-6 * cost.max()
+    before = ottools.sinkhorn(a, a, cost, reg, maxiter=129)
+    for maxiter in (131, 200):
+        res = ottools.sinkhorn(a, a, cost, reg, maxiter=maxiter)
+        assert res.status == 1 and res.stages.count("anneal") == 2
+        assert res.err <= 1.01 * before.err < 1e-3
+
+    def stop(inter):
+        if inter.stage == "anneal" and inter.nit_newton > 0:
+            raise StopIteration
+
+    res = ottools.sinkhorn(a, a, cost, reg, callback=stop)
+    assert res.status == 3 and res.err <= 1.01 * before.err
+
