@@ -444,9 +444,10 @@ def _remove_child(p, u, first_child, next_sib, prev_sib):
 
 @jit
 def _price_list(pi, n, lj, lc, state, block, eps):
-    """Block search over the candidate lists from entry ``state[0]``: ``(i, j)`` of the
-    most negative reduced cost (below ``-eps``) in the first block that has one, or
-    ``(-1, -1)`` after a pass over all lists without one."""
+    """Block search over the candidate lists from entry ``state[0]``: ``(i, j, C_ij)`` of
+    the most negative reduced cost (below ``-eps``) in the first block that has one (the
+    cost read from the list, which holds ``C_ij`` as :func:`_entry` computes it), or
+    ``(-1, -1, 0.0)`` after a pass over all lists without one."""
     nr, K = lj.shape
     total = nr * K
     e = state[0]
@@ -454,6 +455,7 @@ def _price_list(pi, n, lj, lc, state, block, eps):
     t = e - i * K
     bi = -1
     bj = -1
+    bc = 0.0
     best = -eps
     scanned = 0
     cnt = 0
@@ -461,11 +463,13 @@ def _price_list(pi, n, lj, lc, state, block, eps):
         seg = min(K - t, total - scanned, block - cnt)
         thr = best - pi[i]
         for s in range(t, t + seg):
-            r = lc[i, s] - pi[n + lj[i, s]]
+            c = lc[i, s]
+            r = c - pi[n + lj[i, s]]
             if r < thr:
                 thr = r
                 bi = i
                 bj = lj[i, s]
+                bc = c
         best = thr + pi[i]
         scanned += seg
         cnt += seg
@@ -480,7 +484,7 @@ def _price_list(pi, n, lj, lc, state, block, eps):
                 break
             cnt = 0
     state[0] = i * K + t
-    return bi, bj
+    return bi, bj, bc
 
 
 @jit
@@ -543,13 +547,13 @@ def pivots(src, parent, flow, cost_up, depth, first_child, next_sib, prev_sib, p
     n, m = source_shape(src)
     root = n + m
     for it in range(budget):
-        i, jc = _price_list(pi, n, lj, lc, state, block, eps)
+        i, jc, cin = _price_list(pi, n, lj, lc, state, block, eps)
         if i < 0:
             state[1] += 1
             if not _sweep(src, pi, lj, lc, lv, eps):
                 return DONE, it
             state[0] = 0
-            i, jc = _price_list(pi, n, lj, lc, state, block, eps)
+            i, jc, cin = _price_list(pi, n, lj, lc, state, block, eps)
             if i < 0:  # rounding between the two passes: trust the list
                 return DONE, it
         j = n + jc
@@ -612,7 +616,7 @@ def pivots(src, parent, flow, cost_up, depth, first_child, next_sib, prev_sib, p
             newp = i
         prev = newp
         prev_flow = delta
-        prev_cost = _entry(src, i, jc)
+        prev_cost = cin  # C[i, jc], from the list
         u = q
         while True:
             nxt = parent[u]
