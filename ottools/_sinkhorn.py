@@ -640,8 +640,8 @@ def _build_newton_stage(run):
 
 
 def _newton_stage(run, f, g, give_up=None):
-    """Newton steps from ``(f, g)``; returns ``(f, g, status)``, or with ``give_up`` (failed
-    steps without halving the error) ``(f, g, status, gave_up)``."""
+    """Newton steps from ``(f, g)``; returns ``(f, g, status, gave_up)``: ``gave_up`` when
+    ``give_up`` failed steps came without halving the error (None: never)."""
     stage = _build_newton_stage(run)
     stage.give_up = give_up
     f = np.ascontiguousarray(f, dtype=np.float64)
@@ -655,9 +655,7 @@ def _newton_stage(run, f, g, give_up=None):
             f = f + c
             g = g - c
     status = stage.run_steps(f, g)
-    if give_up is not None:
-        return f, g, status, stage.gave_up
-    return f, g, status
+    return f, g, status, stage.gave_up
 
 
 def _solve_sns(run, f0, g0, warm):
@@ -669,7 +667,7 @@ def _solve_sns(run, f0, g0, warm):
                     0.0 if warm else opts["warmup_start"])
     if status is not None:
         return f, g, status, None
-    f, g, status = _newton_stage(run, f, g)
+    f, g, status, _ = _newton_stage(run, f, g)
     return f, g, status, None
 
 
@@ -724,17 +722,12 @@ def _solve_auto(run, f0, g0, warm):
             newton.release()
         if status is not None:
             return sw.potentials() + (status, None)
-    sw.set_reg(run.reg)
-    status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
-                          relax=Relaxation(opts["overrelaxation"]),
-                          newton_after=opts["newton_after"] if opts["newton"] else None)
+    status = _final_sweeps(run, sw)
     if status is not None:
         return sw.potentials() + (status, sw)
     f, g = sw.potentials()
-    if not (anneal and run.rho is None):
-        f, g, status = _newton_stage(run, f, g)
-        return f, g, status, None
-    f, g, status, gave_up = _newton_stage(run, f, g, give_up=_REANNEAL_FAILS)
+    f, g, status, gave_up = _newton_stage(
+        run, f, g, give_up=_REANNEAL_FAILS if anneal and run.rho is None else None)
     if not gave_up or run.remaining() <= 0:
         return f, g, status, None
     # The Newton steps fail from where the annealing left the potentials: clusters whose
@@ -754,17 +747,24 @@ def _solve_auto(run, f0, g0, warm):
                      level_tol=max(run.tol_abs, 1e-3 * prob.mass))
     if status is not None:
         return f_n, g_n, status, None
-    sw.set_reg(run.reg)
-    status = _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
-                          relax=Relaxation(opts["overrelaxation"]),
-                          newton_after=opts["newton_after"])
+    status = _final_sweeps(run, sw)
     if status is not None:
         if status != CONVERGED and not run.last_err() <= err_n:
             return f_n, g_n, status, None
         return sw.potentials() + (status, sw)
     f, g = sw.potentials()
-    f, g, status = _newton_stage(run, f, g)
+    f, g, status, _ = _newton_stage(run, f, g)
     return f, g, status, None
+
+
+def _final_sweeps(run, sw):
+    """Over-relaxed sweeps at ``reg`` (stage 2 of ``auto``), handing over to the Newton
+    stage when their rate predicts more than ``newton_after`` further sweeps."""
+    opts = run.settings.options
+    sw.set_reg(run.reg)
+    return _sweep_stage(run, sw, stage="sweeps", tol_abs=run.tol_abs,
+                        relax=Relaxation(opts["overrelaxation"]),
+                        newton_after=opts["newton_after"] if opts["newton"] else None)
 
 
 # Failed Newton steps (without halving the error) after which an annealed ``auto`` solve
