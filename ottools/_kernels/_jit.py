@@ -59,9 +59,21 @@ def _cast_like(arr, x):
 
 
 def jit(*args, **kwargs):
-    """``numba.njit`` with the project's options (extra keywords override)."""
+    """``numba.njit`` with the project's options (extra keywords override).
+
+    ``fastmath`` and ``_nrt`` are always given (False and True unless the caller says
+    otherwise): Numba lets a function that does not set them inherit them from the
+    function whose compilation compiles it first. A helper without flags called from a
+    ``FASTMATH_SAFE`` kernel then rounded differently depending on which caller compiled
+    it, and on whether it came from the on-disk cache (compiled by another caller in
+    another process), so that a batch and one call, or the serial and row-block
+    kernels, could differ in the last bits; likewise a helper reached first from a
+    ``NO_NRT`` function was compiled without the runtime.
+    """
     opts = dict(JIT_OPTIONS)
     opts.update(kwargs)
+    opts.setdefault("fastmath", False)
+    opts.setdefault("_nrt", True)
     if args and callable(args[0]) and len(args) == 1:
         return numba.njit(**opts)(args[0])
     return numba.njit(*args, **opts)

@@ -15,7 +15,7 @@ from ._jit import FASTMATH_SAFE, jit
 from ._lse import exp_into, row_max
 
 
-@jit
+@jit(fastmath=FASTMATH_SAFE)
 def phi_series(t):
     """``exp(t) - 1 - t`` for ``|t| < 0.05``, relative error below 1e-16."""
     return t * t * 0.5 * (1.0 + t / 3.0 * (1.0 + t / 4.0 * (1.0 + t / 5.0 * (

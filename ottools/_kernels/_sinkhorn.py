@@ -141,9 +141,9 @@ def plan_from_potentials(loga, logb, cost, reg, f, g, P):
     Returns ``(rows, cols, lin, plogr)`` with ``rows``/``cols`` the marginals
     (float64 accumulators, summed from the stored ``P``), ``lin = <P, C>`` and
     ``plogr = sum P_ij (f_i + g_j - C_ij)/reg`` (so that
-    ``KL(P | a x b) = plogr - sum(P) + sum(a) sum(b)``). The plan, and so the
-    reported ``err``, use libm's ``exp`` (not the polynomial of the iterations);
-    ``FASTMATH_SAFE`` lets the sums vectorize.
+    ``KL(P | a x b) = plogr - sum(P) + sum(a) sum(b)``). The entries use the
+    polynomial exponential of the sweeps (:func:`ottools._kernels._lse.exp_into`, within
+    about 2 ulp of libm's); ``FASTMATH_SAFE`` lets the sums vectorize.
     """
     n, m = cost.shape
     rows = np.zeros(n, dtype=np.float64)
@@ -270,7 +270,7 @@ _SERIES_BAND = 2.0 ** -10
 _WIDE_BAND = 2.0 ** -4
 
 
-@jit
+@jit(fastmath=FASTMATH_SAFE, **NO_NRT)
 def relax_coefficients(omega):
     """The binomial coefficients ``C(omega, k)``, k = 1..11, for :func:`relaxed`."""
     c1 = omega
@@ -305,7 +305,7 @@ def _binomial11(d, c):
     return 1.0 + d * h
 
 
-@jit
+@jit(fastmath=FASTMATH_SAFE, **NO_NRT)
 def relaxed_ratio(old, r, omega, c):
     """``old * r ** omega`` (``c``: :func:`relax_coefficients` of ``omega``)."""
     d = r - 1.0
@@ -317,7 +317,7 @@ def relaxed_ratio(old, r, omega, c):
     return old * r ** omega
 
 
-@jit
+@jit(fastmath=FASTMATH_SAFE, **NO_NRT)
 def relaxed(old, new, omega, c):
     """``old * (new / old) ** omega``."""
     return relaxed_ratio(old, new / old, omega, c)
