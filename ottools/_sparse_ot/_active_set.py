@@ -51,6 +51,7 @@ _POOL = 6        # entries looked at beyond the k-th, per column
 _MU = 1e-10      # proximal regularisation, relative to 1 / reg (potentials) and reg (w)
 _TIE_TOL = 1e-9  # relative slack of the multiplier bounds in the corrections
 MAX_SOLVES = 16
+_BALANCE = 1e-10  # relative imbalance of a connected part that :func:`_cover` joins
 _CASCADE = 4     # an attempt stops at a correction changing over 1/_CASCADE of the columns
 
 
@@ -103,7 +104,104 @@ def detect(obj, x, delta):
     tj = np.flatnonzero(tied)
     inG = (ranks[None, :] >= lo[tj, None]) & (ranks[None, :] <= hi[tj, None])
     gt, gr = np.nonzero(inG)
-    return Structure(pj, R[pj, pr], tj, k - lo[tj], gt, R[tj[gt], gr]), (f, h)
+    st = Structure(pj, R[pj, pr], tj, k - lo[tj], gt, R[tj[gt], gr])
+    return _cover(obj, st, f, h)[0], (f, h)
+
+
+def _cover(obj, st, f, h):
+    """``st`` with every connected part balanced: ``(structure, columns changed)``.
+
+    The KKT system's row and column equations, summed over a connected part of the
+    structure's graph (rows and columns joined by strict entries and tie members), say
+    that its row weights and column weights have equal sums: a part that misses this
+    has no solution, and the proximal term then moves its potentials by about
+    ``imbalance / mu`` (on Gaussian-shaped weights at n = 500: 1e4 to 1e10 times
+    ``reg max(b)``), after which every column changes. Generic weights have no
+    balanced proper part, so there the maximum's structure is connected; a row with no
+    entry (a weight far below every column's support) is a part of its own.
+
+    Each unbalanced part is joined to another by the entry closest below the level at
+    which it would receive mass, ``max(0, kth_j)`` (``kth_j``: column j's k-th largest
+    entry at ``(f, h)``): a row of the part into an outside column if its rows lack
+    mass, an outside row into one of its columns if they receive too much; the row
+    enters the column as a strict entry if the column has a free slot, into its tie
+    group if it has one, else tied with the column's weakest strict entry for one slot.
+    """
+    import scipy.sparse
+    from scipy.sparse.csgraph import connected_components
+
+    sp = obj.sp
+    nr, mc, k = obj.nr, obj.mc, obj.k
+    ei = np.concatenate([st.pi, st.gi])
+    ej = np.concatenate([st.pj, st.tj[st.gt]]) + nr
+    graph = scipy.sparse.coo_array((np.ones(ei.size), (ei, ej)), shape=(nr + mc, nr + mc))
+    nc, lab = connected_components(graph, directed=False)
+    lr, lc = lab[:nr], lab[nr:]
+    wa = np.bincount(lr, weights=sp.ac, minlength=nc)
+    wb = np.bincount(lc, weights=sp.bc, minlength=nc)
+    imb = wa - wb
+    bad = np.abs(imb) > _BALANCE * (wa + wb)
+    if not bad.any():
+        return st, 0
+    kth = _tops(obj, f, h, k)[0][:, k - 1]
+    gap = np.maximum(kth, 0.0)[:, None] - (f[None, :] + h[:, None] - sp.cost_t)
+    added = []
+    todo = [int(c) for c in np.flatnonzero(bad)]
+    while todo:
+        c = todo.pop()
+        if not abs(imb[c]) > _BALANCE * (wa[c] + wb[c]):
+            continue  # joined into a balanced part, or into another part (zeroed)
+        if imb[c] > 0:  # its rows lack mass: one of them into an outside column
+            rows, cols = np.flatnonzero(lr == c), np.flatnonzero(lc != c)
+        else:  # its columns give too much: an outside row into one of them
+            rows, cols = np.flatnonzero(lr != c), np.flatnonzero(lc == c)
+        if rows.size == 0 or cols.size == 0:
+            continue
+        q = int(np.argmin(gap[np.ix_(cols, rows)]))
+        j, i = int(cols[q // rows.size]), int(rows[q % rows.size])
+        added.append((i, j))
+        d = int(lc[j]) if imb[c] > 0 else int(lr[i])
+        lr[lr == d] = c
+        lc[lc == d] = c
+        imb[c] += imb[d]
+        wa[c] += wa[d]
+        wb[c] += wb[d]
+        imb[d] = wa[d] = wb[d] = 0.0
+        todo.append(c)
+    if not added:
+        return st, 0
+    targets = sorted({j for _, j in added})
+    strict = {j: st.pi[st.pj == j].tolist() for j in targets}
+    groups = {}
+    for j in targets:
+        t = np.flatnonzero(st.tj == j)
+        if t.size:
+            groups[j] = [int(st.tr[t[0]]), st.gi[st.gt == t[0]].tolist()]
+    for i, j in added:
+        if j in groups:
+            groups[j][1].append(i)
+        elif len(strict[j]) < k:
+            strict[j].append(i)
+        else:  # full: the weakest strict row and row i share one slot
+            rows = strict[j]
+            e = f[rows] + h[j] - sp.cost_t[j, rows]
+            weakest = rows.pop(int(np.argmin(e)))
+            groups[j] = [1, [weakest, i]]
+    keep_p = ~np.isin(st.pj, targets)
+    pj = np.concatenate([st.pj[keep_p]] + [np.full(len(strict[j]), j, dtype=np.int64)
+                                            for j in targets])
+    pi = np.concatenate([st.pi[keep_p]] + [np.asarray(strict[j], dtype=np.int64)
+                                            for j in targets])
+    order = np.argsort(pj, kind="stable")
+    old = [(int(j), int(r), st.gi[st.gt == t].tolist())
+           for t, (j, r) in enumerate(zip(st.tj, st.tr)) if j not in groups]
+    ties = sorted(old + [(j, r, sorted(m)) for j, (r, m) in groups.items()])
+    tj = np.array([t[0] for t in ties], dtype=np.int64)
+    tr = np.array([t[1] for t in ties], dtype=np.int64)
+    gt = np.repeat(np.arange(len(ties), dtype=np.int64), [len(t[2]) for t in ties])
+    gi = np.array([i for t in ties for i in t[2]], dtype=np.int64)
+    return (Structure(pj[order].astype(np.int64), pi[order].astype(np.int64), tj, tr, gt,
+                      gi), len(targets))
 
 
 def solve(obj, st, f0, h0):
@@ -218,6 +316,8 @@ def finish(obj, x, v, tol, delta):
         if vn > (v if best is None else best[1]):
             best = (xn, vn, gn)
         st_new, changes = correct(obj, st, sol)
+        st_new, joined = _cover(obj, st_new, f, h)
+        changes += joined
         if changes == 0:
             stationarity = residual(obj, st, sol)
             # the proximal terms move the solve's point off the maximum by a relative
