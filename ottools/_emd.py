@@ -20,10 +20,12 @@ _OPTIONS = {
     "block_size": _Option("int", None, lo=1, none_ok=True),
     "rc_tol": _Option("float", 1e-13, lo=0.0, lo_open=True, hi=1e-3),
 }
+_DEFAULTS = {key: opt.default for key, opt in _OPTIONS.items()}  # (read only)
 
 # Relative gap between the total masses above which the problem is refused: float32
 # weights carry rounding of about 1e-7 in their sums (np.full(3, 1/3, np.float32) sums
 # to 1 + 3e-8), so they get the package default.
+_LOW = (np.float32, np.float16)
 _MASS_RTOL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-6}
 
 # Pivots per kernel call: tens of milliseconds at n = m = 4000, so Ctrl-C is honoured
@@ -203,7 +205,7 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     """
     # float32 weights carry float32 rounding in their sums whatever the cost's dtype (a
     # float64 cost made the tolerance 1e-9: np.full(3, 1/3, np.float32) was refused)
-    low = any(getattr(w, "dtype", None) in (np.float32, np.float16) for w in (a, b))
+    low = (getattr(a, "dtype", None) in _LOW) or (getattr(b, "dtype", None) in _LOW)
     extremes = []  # (min, max) of the cost, which come with its check
     a, b, cost, dtype = _check_linear_problem(a, b, cost, balanced=False, extremes=extremes)
     b = _check_balanced(a, b, rtol=_MASS_RTOL[np.dtype(np.float32) if low else dtype])
@@ -217,7 +219,7 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
         prob = LinearProblem(a, b, np.ldexp(prob.cost, -scale).astype(dtype), dtype)
         if init is not None:
             init = tuple(np.ldexp(np.asarray(p, dtype=np.float64), -scale) for p in init)
-    opts = _check_option_table(options, _OPTIONS, "emd")
+    opts = _DEFAULTS if options is None else _check_option_table(options, _OPTIONS, "emd")
     n, m = prob.ac.size, prob.bc.size
     if maxiter is None:
         maxiter = max(100_000, 200 * (n + m))
@@ -252,7 +254,6 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     ci = np.empty((m, kc), dtype=np.int64)
     cv = np.empty((m, kc))
     tree = _Tree(n + m + 1)
-    _k.start(src, a64, b64, f0, g0, guide is None, lj, lc, lv, ci, cv, *tree.arrays())
     # The reduced-cost tolerance, rc_tol times the scale of the rounding in
     # C_ij - f_i - g_j where it can be negative: such an entry has C_ij < f_i + g_j, so
     # its rounding is that of 2 max|pi| + max(0, -min C) (pi the current potentials),
@@ -262,8 +263,10 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     tol_args = (opts["rc_tol"], prob.cost_scale, max(0.0, -prob.cost_range[0]))
     block = opts["block_size"] or math.ceil(math.sqrt(n * K))
     state = np.zeros(2, dtype=np.int64)  # list position, number of full sweeps
-    nit = 0
-    optimal = False
+    # the start and the first pivots in one call (a small problem's whole solve)
+    nit, optimal = _k.solve_start(src, a64, b64, f0, g0, guide is None, lj, lc, lv, ci, cv,
+                                  *tree.arrays(), state, block, *tol_args,
+                                  min(_PIVOTS_PER_CALL, maxiter))
     while nit < maxiter and not optimal:
         done, optimal = _k.pivot_round(src, *tree.arrays(), lj, lc, lv, state, block,
                                        *tol_args, min(_PIVOTS_PER_CALL, maxiter - nit))
@@ -302,21 +305,21 @@ def _result(prob, tree, src, optimal, nit):
     import scipy.sparse
 
     n, m = prob.ac.size, prob.bc.size
-    vals = np.empty(n + m)
-    costs = np.empty(n + m)
-    row_sums = np.empty(n)
-    col_sums = np.empty(m)
     data = np.empty(n + m)
     indices = np.empty(n + m, dtype=np.int64)
     indptr = np.empty(prob.shape[0] + 1, dtype=np.int64)
-    cnt = _k.plan_arrays(src, tree.parent, tree.flow, prob.rows, prob.cols, prob.shape[1],
-                         vals, costs, row_sums, col_sums, data, indices, indptr)
-    fun = float(vals[:cnt] @ costs[:cnt])
-    err = prob.marginal_error(row_sums, col_sums)
-    f, g = prob.expand(-tree.pi[:n], tree.pi[n:n + m], reg=0.0)
-    _fix_zero_block(prob, f, g)
-    dual_value = float(f.astype(np.float64) @ prob.a.astype(np.float64)
-                       + g.astype(np.float64) @ prob.b.astype(np.float64))
+    full = not prob.compressed  # potentials and dual value from the kernel
+    f = np.empty(n if full else 0, dtype=prob.dtype)
+    g = np.empty(m if full else 0, dtype=prob.dtype)
+    cnt, fun, gap, dual_value = _k.plan_arrays(
+        src, tree.parent, tree.flow, tree.pi, prob.rows, prob.cols, prob.shape[1],
+        prob.ac, prob.bc, data, indices, indptr, f, g, full)
+    err = gap / prob.mass
+    if not full:
+        f, g = prob.expand(-tree.pi[:n], tree.pi[n:n + m], reg=0.0)
+        _fix_zero_block(prob, f, g)
+        dual_value = float(f.astype(np.float64) @ prob.a.astype(np.float64)
+                           + g.astype(np.float64) @ prob.b.astype(np.float64))
     # CSR directly, in scipy's canonical form (sorted, distinct cells): a third of
     # coo -> csr's time, which was a fifth of a small problem's call
     plan = scipy.sparse.csr_array((data[:cnt].astype(prob.dtype, copy=False),

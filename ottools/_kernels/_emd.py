@@ -682,6 +682,17 @@ def pivot_round(src, parent, flow, cost_up, depth, first_child, next_sib, prev_s
 
 
 @jit
+def solve_start(src, a, b, f0, g0, cold, lj, lc, lv, ci, cv, parent, flow, cost_up, depth,
+                first_child, next_sib, prev_sib, pi, state, block, rc_tol, cap, neg, budget):
+    """:func:`start`, then the first :func:`pivot_round`, in one call (a small problem
+    is solved in it). Returns ``(pivots_done, optimal)``."""
+    start(src, a, b, f0, g0, cold, lj, lc, lv, ci, cv, parent, flow, cost_up, depth,
+          first_child, next_sib, prev_sib, pi)
+    return pivot_round(src, parent, flow, cost_up, depth, first_child, next_sib, prev_sib,
+                       pi, lj, lc, lv, state, block, rc_tol, cap, neg, budget)
+
+
+@jit
 def is_optimal(src, pi, lj, lc, lv, eps):
     """True when no reduced cost is below ``-eps`` (a full sweep; refreshes the lists)."""
     return not _sweep(src, pi, lj, lc, lv, eps)
@@ -708,26 +719,33 @@ def tree_plan(n, m, parent, flow, rows, cols, vals):
 
 
 @jit
-def plan_arrays(src, parent, flow, rows, cols, width, vals, costs, row_sums, col_sums,
-                data, indices, indptr):
-    """The plan of the tree (:func:`tree_plan`) in the arrays of the result.
+def plan_arrays(src, parent, flow, pi, rows, cols, width, a, b, data, indices, indptr, f, g,
+                potentials):
+    """The result's arrays from the final tree, in one call.
 
-    Tree order (node order), in ``vals`` and their costs in ``costs``, with the
-    marginals ``row_sums`` (n,) and ``col_sums`` (m,) summed in that order (as
-    ``np.bincount`` sums); CSR of the full problem in ``data``, ``indices``, ``indptr``:
-    ``rows``, ``cols`` map the compressed indices to the full ones, ``width`` is the
-    full number of columns. Returns the number of cells."""
+    The plan's cells (:func:`tree_plan`) as CSR of the full problem in ``data``,
+    ``indices``, ``indptr`` (``rows``, ``cols`` map the compressed indices to the full
+    ones, ``width`` is the full number of columns). ``a``, ``b``: the compressed weights
+    (any float dtype, read as float64). Returns ``(cells, fun, gap, dual_value)``:
+    ``fun = <P, C>`` summed in tree (node) order, ``gap`` the marginal error
+    ``||P 1 - a||_1 + ||P^T 1 - b||_1`` (marginals summed in that order), and, when
+    ``potentials`` (no zero weights: ``f``, ``g`` have lengths ``n``, ``m``), the centred
+    potentials ``f = -pi[:n] + s``, ``g = pi[n:n + m] - s`` (``<f, a> = <g, b>``) written
+    in the dtype of ``f`` and ``g``, and ``dual_value = <f, a> + <g, b>`` of the written
+    values (float64 sums); else ``dual_value`` is 0 and ``f``, ``g`` are left alone."""
     n, m = source_shape(src)
     cell_i = np.empty(n + m, dtype=np.int64)
     cell_j = np.empty(n + m, dtype=np.int64)
+    vals = np.empty(n + m)
     cnt = tree_plan(n, m, parent, flow, cell_i, cell_j, vals)
-    row_sums[:] = 0.0
-    col_sums[:] = 0.0
+    row_sums = np.zeros(n)
+    col_sums = np.zeros(m)
     key = np.empty(cnt, dtype=np.int64)
+    fun = 0.0
     for t in range(cnt):
         i = cell_i[t]
         j = cell_j[t]
-        costs[t] = _entry(src, i, j)
+        fun += vals[t] * _entry(src, i, j)
         row_sums[i] += vals[t]
         col_sums[j] += vals[t]
         key[t] = rows[i] * width + cols[j]
@@ -740,4 +758,26 @@ def plan_arrays(src, parent, flow, rows, cols, width, vals, costs, row_sums, col
         indptr[rows[cell_i[t]] + 1] += 1
     for r in range(indptr.size - 1):
         indptr[r + 1] += indptr[r]
-    return cnt
+    gap = 0.0
+    for i in range(n):
+        gap += abs(row_sums[i] - np.float64(a[i]))
+    for j in range(m):
+        gap += abs(col_sums[j] - np.float64(b[j]))
+    dual = 0.0
+    if potentials:
+        fa = 0.0
+        gb = 0.0
+        mass = 0.0
+        for i in range(n):
+            fa -= pi[i] * np.float64(a[i])
+            mass += np.float64(a[i])
+        for j in range(m):
+            gb += pi[n + j] * np.float64(b[j])
+        shift = (gb - fa) / (2.0 * mass)
+        for i in range(n):
+            f[i] = -pi[i] + shift
+            dual += np.float64(f[i]) * np.float64(a[i])
+        for j in range(m):
+            g[j] = pi[n + j] - shift
+            dual += np.float64(g[j]) * np.float64(b[j])
+    return cnt, fun, gap, dual
