@@ -15,7 +15,7 @@ __all__ = ["emd"]
 _k = lazy("_emd")
 
 _OPTIONS = {
-    "candidates": _Option("int", 32, lo=1),
+    "candidates": _Option("int", None, lo=1, none_ok=True),
     "column_candidates": _Option("int", 4, lo=1),
     "block_size": _Option("int", None, lo=1, none_ok=True),
     "rc_tol": _Option("float", 1e-13, lo=0.0, lo_open=True, hi=1e-3),
@@ -90,8 +90,9 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
         largest ``|C|`` (after centring) are ignored: reduced costs would carry their
         rounding.
     options : dict, optional
-        ``candidates`` (32): the length ``K`` of the per-row candidate lists that the
-        pivots price (see Notes); ``column_candidates`` (4): per-column candidates
+        ``candidates`` (``None``: ``min(16, max(8, m // 6))`` for ``m <= 400``
+        positive-weight columns, else 32): the length ``K`` of the per-row candidate
+        lists that the pivots price (see Notes); ``column_candidates`` (4): per-column candidates
         added to the starting greedy plan; ``block_size`` (``None``:
         ``ceil(sqrt(n K))``): candidates priced per block; ``rc_tol`` (1e-13, in
         ``(0, 1e-3]``): a reduced cost counts as negative below ``-rc_tol * s``, ``s``
@@ -246,7 +247,7 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
         g0 = np.empty(m)
     else:
         f0, g0 = guide
-    K = min(opts["candidates"], m)
+    K = min(opts["candidates"] or _default_candidates(m), m)
     kc = min(opts["column_candidates"], n)
     lj = np.empty((n, K), dtype=np.int64)
     lc = np.empty((n, K))
@@ -280,6 +281,17 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
                 res[key] = float(np.ldexp(res[key], scale))
             res.f, res.g = (np.ldexp(p, scale).astype(p.dtype) for p in (res.f, res.g))
     return res
+
+
+def _default_candidates(m):
+    """The default list length ``K``: 32, and 8 to 16 for rows of at most 400 entries,
+    where ``K = 32`` made the start and each full pass an insertion sort of a large part
+    of every row. Measured on uniform 2-D points (dense cost), POT/ottools time went from
+    0.51 to about 1.0 at n = 50, from 0.49 to 0.7 at n = 100 and 0.84 to 1.2 at n = 200.
+    (K = 16 was no slower on dense costs up to n = 4000, but a point cloud's full pass
+    computes every cost: at n = 10,000 it took 6.0 s against 3.9 s; the cloud and the
+    dense solve take the same default, so their results agree to the bit.)"""
+    return min(16, max(8, m // 6)) if m <= 400 else 32
 
 
 class _Tree:

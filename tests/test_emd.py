@@ -268,6 +268,31 @@ def test_options_do_not_change_the_optimum(rng, options):
     assert res.fun == pytest.approx(ref.fun, rel=1e-12)
 
 
+@pytest.mark.parametrize("n, m", [(20, 20), (50, 70), (100, 100), (130, 90)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_default_candidates_match_pot_and_full_lists(rng, n, m, dtype):
+    """The default list length (8 to 16 for m <= 400, see _default_candidates) against
+    K = 32 and POT on uniform 2-D points; the potentials computed in plan_arrays are
+    centred (<f, a> = <g, b>) and certify the plan."""
+    ot = pytest.importorskip("ot")
+    x, y = rng.random((n, 2)), rng.random((m, 2))
+    cost = ((x[:, None] - y[None]) ** 2).sum(-1).astype(dtype)
+    a, b = np.full(n, 1 / n, dtype), np.full(m, 1 / m, dtype)
+    res = ottools.emd(a, b, cost)
+    full = ottools.emd(a, b, cost, options={"candidates": 32})
+    assert res.success and res.f.dtype == dtype and res.plan.dtype == dtype
+    c64 = cost.astype(np.float64)
+    pot = ot.emd2(a.astype(np.float64), b.astype(np.float64), c64, numItermax=10**7)
+    assert res.fun == pytest.approx(pot, rel=1e-12)
+    assert res.fun == pytest.approx(full.fun, rel=1e-12)
+    fa = res.f.astype(np.float64) @ a.astype(np.float64)
+    gb = res.g.astype(np.float64) @ b.astype(np.float64)
+    assert fa == pytest.approx(gb, rel=1e-6 if dtype == np.float32 else 1e-12, abs=1e-12)
+    assert res.dual_value == pytest.approx(fa + gb, rel=1e-15, abs=1e-15)
+    if dtype == np.float64:
+        _assert_certificate(res, a, b, cost)
+
+
 def test_warm_start(rng):
     a, b, cost = random_problem(rng, 60, 50)
     cold = ottools.emd(a, b, cost)
