@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from ._kernels import KernelStatus, lazy
+from ._kernels import lazy
 from ._problem import LinearProblem
 from ._result import CONVERGED, MAXITER, solver_result
 from ._validation import (_Option, _check_balanced, _check_int, _check_linear_problem,
