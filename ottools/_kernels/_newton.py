@@ -37,12 +37,16 @@ def kl_curvature(t, d, rho):
     return rho * c
 
 
-@jit(fastmath=FASTMATH_SAFE)
+@jit(inline="always")
 def _trial_rows(loga, gb, cost, inv_reg, f_new, df, dgi, P_old, P_new, rows, cols, z, work,
                 r0, r1):
     """Rows ``r0:r1`` of :func:`trial_plan`: fills ``P_new`` and ``rows``, adds the column
     sums into ``cols``; returns these rows' part of ``S``. Both forms of each term are
-    computed and one is selected (no branch), so that the loop vectorizes."""
+    computed and one is selected (no branch), so that the loop vectorizes.
+    Inlined (Numba's ``inline="always"``, under the caller's ``FASTMATH_SAFE``): as a
+    separate reassociating function it ran its own code in the process that compiled it
+    and the caller's copy, summing in another order, in a process that loaded the caller
+    from Numba's cache."""
     m = cost.shape[1]
     S = 0.0
     for i in range(r0, r1):
@@ -91,7 +95,7 @@ def _trial_value(S, rows, cols):
     return S if ok else np.inf
 
 
-@jit
+@jit(fastmath=FASTMATH_SAFE)
 def trial_plan(loga, logb, cost, inv_reg, f_new, g_new, df, dg, P_old, P_new, rows, cols, z,
                work):
     """Plan at ``(f_new, g_new)`` plus the curvature part of the dual increase.
@@ -115,7 +119,7 @@ def trial_plan(loga, logb, cost, inv_reg, f_new, g_new, df, dg, P_old, P_new, ro
     return _trial_value(S, rows, cols)
 
 
-@jit(parallel=True)
+@jit(parallel=True, fastmath=FASTMATH_SAFE)
 def trial_plan_par(loga, logb, cost, inv_reg, f_new, g_new, df, dg, P_old, P_new, rows,
                    cols, chunks):
     """:func:`trial_plan` in ``chunks`` parallel row blocks (its own work rows)."""

@@ -91,10 +91,14 @@ def _plan_args(fi, g, crow, inv, lai, logb, z, w):
         w[j] = lai + logb[j] + zj
 
 
-@jit(fastmath=FASTMATH_SAFE)
+@jit(inline="always")
 def _plan_rows(loga, logb, cost, inv, f, g, P, rows, cols, z, r0, r1):
     """Rows ``r0:r1`` of :func:`plan_from_potentials`: fills ``P`` and ``rows``, adds the
-    column sums into ``cols``; returns ``(lin, plogr)`` of these rows."""
+    column sums into ``cols``; returns ``(lin, plogr)`` of these rows.
+    Inlined (Numba's ``inline="always"``, under the caller's ``FASTMATH_SAFE``): as a
+    separate reassociating function it ran its own code in the process that compiled it
+    and the caller's copy, summing in another order, in a process that loaded the caller
+    from Numba's cache."""
     m = cost.shape[1]
     lin = 0.0
     plogr = 0.0
@@ -131,7 +135,7 @@ def _sum_blocks(S, C, cols):
     return lin, plogr
 
 
-@jit
+@jit(fastmath=FASTMATH_SAFE)
 def plan_from_potentials(loga, logb, cost, reg, f, g, P):
     """``P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg)`` written into ``P`` (n, m), with
     its marginals: the one plan-from-potentials kernel (``sinkhorn``'s result and the
@@ -153,7 +157,7 @@ def plan_from_potentials(loga, logb, cost, reg, f, g, P):
     return rows, cols, lin, plogr
 
 
-@jit(parallel=True)
+@jit(parallel=True, fastmath=FASTMATH_SAFE)
 def plan_from_potentials_par(loga, logb, cost, reg, f, g, chunks, P):
     """:func:`plan_from_potentials` in ``chunks`` parallel row blocks (see
     :func:`ottools._kernels._jit.row_chunks`)."""
@@ -181,11 +185,15 @@ def _scale_row(krow, ui, v):
         krow[j] = ui * krow[j] * v[j]
 
 
-@jit(fastmath=FASTMATH_SAFE)
+@jit(inline="always")
 def _scaled_rows(K, u, v, lu, lv, cost, inv, f, g, rows, cols, r0, r1):
     """Rows ``r0:r1`` of :func:`plan_from_scalings`; returns ``(lin, plogr)``. The term
     of a zero entry is a select, not a branch, so that the sums vectorize (1.5x faster
-    at 64 x 64 and 256 x 256: a tenth of a batch's per-problem time went here)."""
+    at 64 x 64 and 256 x 256: a tenth of a batch's per-problem time went here).
+    Inlined (Numba's ``inline="always"``, under the caller's ``FASTMATH_SAFE``): as a
+    separate reassociating function it ran its own code in the process that compiled it
+    and the caller's copy, summing in another order, in a process that loaded the caller
+    from Numba's cache."""
     m = cost.shape[1]
     lin = 0.0
     plogr = 0.0
@@ -213,7 +221,7 @@ def _scaled_rows(K, u, v, lu, lv, cost, inv, f, g, rows, cols, r0, r1):
     return lin, plogr
 
 
-@jit
+@jit(fastmath=FASTMATH_SAFE)
 def plan_from_scalings(K, u, v, a, b, cost, f, g, reg):
     """The plan ``P = diag(u) K diag(v)`` written over ``K``, with the outputs of
     :func:`plan_from_potentials` but no exponential: ``(rows, cols, lin, plogr)``.
@@ -236,7 +244,7 @@ def plan_from_scalings(K, u, v, a, b, cost, f, g, reg):
     return rows, cols, lin, plogr
 
 
-@jit(parallel=True)
+@jit(parallel=True, fastmath=FASTMATH_SAFE)
 def plan_from_scalings_par(K, u, v, a, b, cost, f, g, reg, chunks):
     """:func:`plan_from_scalings` in ``chunks`` parallel row blocks."""
     n, m = cost.shape
