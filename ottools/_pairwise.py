@@ -823,10 +823,10 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
     *Identical results.* An entry depends only on its two measures and the settings,
     not on the tiling or the thread (projections are plain loops, not BLAS; parallel
     kernels are switched off inside tiles): one thread, many threads and Dask return
-    the same matrix, bit for bit, for the sliced and 1-D metrics. The entropic kernels
-    may round the last bit differently in a process that compiled them afresh and in
-    one that loaded them from Numba's cache (about 1e-16 relative), and on CPUs with
-    other vector units.
+    the same matrix, bit for bit, for the sliced and 1-D metrics, and for the entropic
+    ones on one machine (tiles run the serial kernels, the same bits compiled afresh or
+    loaded from Numba's cache); on CPUs with other vector units the entropic kernels may
+    round differently.
 
     *Dask.* The blocks of measures are scattered once (``client.scatter``; Dask copies a
     block to the workers whose tiles need it); tiles are submitted with at most
