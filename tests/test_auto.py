@@ -196,6 +196,34 @@ def test_small_annealing_levels_take_newton_steps(monkeypatch):
     assert abs(res.fun - off.fun) <= 1e-9 * abs(off.fun)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_levels_left_far_from_balanced_take_newton_steps(monkeypatch, seed):
+    # The Euclidean (W1) cost of uniform 2-D points: from 1e-2 of the range down, the
+    # annealing levels end above 0.05 of the mass even with the extra sweeps, and the
+    # final Newton stage crawled from there (n = 200, reg 1e-4: 82 and 158 Newton steps,
+    # all levels above 1e-4 x range, where no level took steps). A level whose sweeps
+    # left the error above 0.05 now takes Newton steps too (26 and 24 in all); the same
+    # solution as without the level steps.
+    from ottools import _sinkhorn
+    calls = []
+    real = _sinkhorn._LevelNewton.__call__
+    monkeypatch.setattr(_sinkhorn._LevelNewton, "__call__",
+                        lambda self, sw, eps: calls.append(eps) or real(self, sw, eps))
+    rng = np.random.default_rng(seed)
+    cost = ottools.cost_matrix(rng.random((200, 2)), rng.random((200, 2)),
+                               metric="euclidean")
+    cost /= cost.max()
+    res = ottools.sinkhorn(None, None, cost, 1e-4)
+    assert res.success and res.err <= 1e-9 and res.stages[0] == "anneal"
+    assert calls and min(calls) > 1e-4 * float(np.ptp(cost))
+    assert res.nit_newton <= 50
+    calls.clear()
+    off = ottools.sinkhorn(None, None, cost, 1e-4, options={"anneal_newton": False})
+    assert off.success and not calls
+    assert np.abs(res.plan - off.plan).sum() <= 2e-9
+    assert abs(res.fun - off.fun) <= 1e-9 * abs(off.fun)
+
+
 def test_annealing_level_newton_steps_on_a_point_cloud(monkeypatch):
     # the online Newton stage at the levels: the dense solve's value
     from ottools import _sinkhorn
