@@ -201,9 +201,9 @@ def test_levels_left_far_from_balanced_take_newton_steps(monkeypatch, seed):
     # The Euclidean (W1) cost of uniform 2-D points: from 1e-2 of the range down, the
     # annealing levels end above 0.05 of the mass even with the extra sweeps, and the
     # final Newton stage crawled from there (n = 200, reg 1e-4: 82 and 158 Newton steps,
-    # all levels above 1e-4 x range, where no level took steps). A level whose sweeps
-    # left the error above 0.05 now takes Newton steps too (26 and 24 in all); the same
-    # solution as without the level steps.
+    # all levels above 1e-4 x range, where no level took steps). From the first level
+    # whose sweeps left the error above 0.05 on, the levels take Newton steps too (24
+    # in all for both seeds); the same solution as without the level steps.
     from ottools import _sinkhorn
     calls = []
     real = _sinkhorn._LevelNewton.__call__
