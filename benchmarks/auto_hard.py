@@ -6,7 +6,7 @@ Usage (from the repository root)::
     PYTHONPATH=. python benchmarks/auto_hard.py                 # n = 1000, 3 rounds
     PYTHONPATH=. python benchmarks/auto_hard.py --n 2000 --repeat 5 --only clusters
 
-Problems (squared Euclidean costs, uniform weights, tol 1e-9, float64):
+Problems (squared Euclidean costs but ``w1``, uniform weights, tol 1e-9, float64):
 
 - ``grid``: n uniform points in [0, 1]^d for each measure (d = 2, 10), the cost divided
   by its max, reg 1e-3 and 1e-4 (the problems of ``benchmarks/auto_grid.py``), and 2-D
@@ -20,6 +20,9 @@ Problems (squared Euclidean costs, uniform weights, tol 1e-9, float64):
   reg 6e-8 of the cost's range;
 - ``outlier``: two standard normal clouds in 2-D, one target moved to (1000, 1000),
   reg 1e-2, the cost and its transpose;
+- ``w1``: the Euclidean (not squared) cost of n uniform points in [0, 1]^2 against n
+  others, divided by its max, reg 1e-4 and 3e-4 (its entropic plan splits into weakly
+  coupled blocks: the annealing levels end far from balanced);
 - ``hist``: histograms on a regular grid of n points in [0, 1] (spacing h), a mixture of
   two Gaussian bumps (widths 0.05 and 0.1) against one (0.08), so that the weights span
   about 85 orders of magnitude, reg 0.3, 1 and 10 times h**2.
@@ -96,6 +99,12 @@ def outlier(n):
     return ottools.cost_matrix(x, y)
 
 
+def w1(n):
+    rng = np.random.default_rng(0)
+    cost = ottools.cost_matrix(rng.random((n, 2)), rng.random((n, 2)), "euclidean")
+    return cost / cost.max()
+
+
 def hist(n):
     t = np.linspace(0.0, 1.0, n)
     a = np.exp(-((t - 0.3) / 0.05) ** 2) + 0.5 * np.exp(-((t - 0.7) / 0.1) ** 2)
@@ -120,6 +129,9 @@ def cases(n, only):
     if only in (None, "outlier"):
         out.append(("outlier", 1e-2, lambda: outlier(n)))
         out.append(("outlier.T", 1e-2, lambda: np.ascontiguousarray(outlier(n).T)))
+    if only in (None, "w1"):
+        for reg in (1e-4, 3e-4):
+            out.append(("w1", reg, lambda: w1(n)))
     if only in (None, "hist"):
         for q in (0.3, 1.0, 10.0):
             out.append(("hist", q / (n - 1) ** 2, lambda: hist(n)))
@@ -146,7 +158,7 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", choices=["grid", "clusters", "nearperm", "1-D", "outlier",
-                                       "hist"])
+                                       "w1", "hist"])
     ap.add_argument("--before", type=json.loads, default=None,
                     help="the options of the 'before' setting, as JSON")
     args = ap.parse_args(argv)
