@@ -476,6 +476,39 @@ def test_greedy_basis_is_a_feasible_forest(n, m, seed):
         parent[ri] = rj
 
 
+_SPECIAL_KEYS = [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324, 1.0, -1.0,
+                 np.finfo(float).max, -np.finfo(float).max]
+
+
+@given(pool=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64)
+                     | st.sampled_from(_SPECIAL_KEYS), min_size=1, max_size=12),
+       n=st.integers(0, 5000), spread=st.sampled_from([0.0, 0.3, 1.0]),
+       seed=st.integers(0, 2**32 - 1))
+def test_stable_argsort_is_numpys_stable_order(pool, n, spread, seed):
+    """The radix sort of greedy_basis's candidates (below and above _RADIX_MIN): the
+    order of np.argsort(kind="stable") to the index, with ties (a few values drawn
+    many times), signed zeros (equal), infinities, NaN (last), subnormals; ``spread``
+    of the keys are distinct normal draws of both signs."""
+    r = np.random.default_rng(seed)
+    v = np.asarray(pool, dtype=np.float64)[r.integers(len(pool), size=n)]
+    distinct = r.random(n) < spread
+    v[distinct] = r.standard_normal(int(distinct.sum())) * 10.0 ** r.integers(-300, 300)
+    np.testing.assert_array_equal(_k.stable_argsort(v), np.argsort(v, kind="stable"))
+
+
+def test_stable_argsort_is_numbas_merge_sort():
+    """The same order as Numba's merge sort, which greedy_basis used before (its float
+    comparison puts NaN last and takes -0.0 == 0.0), on keys above _RADIX_MIN."""
+    @_k.jit(cache=False)
+    def merge(v):
+        return np.argsort(v, kind="mergesort")
+
+    r = np.random.default_rng(7)
+    v = np.asarray(_SPECIAL_KEYS)[r.integers(len(_SPECIAL_KEYS), size=4 * _k._RADIX_MIN)]
+    v[::3] = np.round(r.standard_normal(v[::3].size), 1)
+    np.testing.assert_array_equal(_k.stable_argsort(v), merge(v))
+
+
 def test_a_warm_start_far_beyond_the_costs_is_ignored(rng):
     """Potentials of 1e16 on costs in [0, 1]: reduced costs carried their rounding and
     the solve ended as optimal 0.45 above the optimum; such a guide is ignored."""

@@ -280,7 +280,7 @@ def greedy_basis(src, a, b, f0, g0, lj, lv, ci, cv, cell_i, cell_j, cell_x):
             cand_i[p] = ci[j, t]
             cand_j[p] = j
             p += 1
-    order = np.argsort(cand_v, kind="mergesort")  # stable: deterministic ties
+    order = stable_argsort(cand_v)  # stable: deterministic ties
     ncell = 0
     for t in range(nc):
         p = order[t]
@@ -318,6 +318,78 @@ def greedy_basis(src, a, b, f0, g0, lj, lv, ci, cv, cell_i, cell_j, cell_x):
                 nlive -= 1
                 live[bt] = live[nlive]
     return ncell
+
+
+# Radix digits of 11 bits (2048 counters, 16 KB each): six passes over 64-bit keys.
+_RADIX_BITS = 11
+_RADIX_PASSES = 6
+# Below this many keys Numba's merge sort is as fast as the radix passes, whose six
+# histograms of 2048 counters are cleared and scanned whatever the number of keys
+# (random keys: 16 us each at 1024, 3.9 against 7.8 us at 256, 35 against 27 at 2048).
+_RADIX_MIN = 1024
+
+
+@jit
+def stable_argsort(v):
+    """``np.argsort(v, kind="stable")`` of a contiguous float64 array, in the same
+    order: NaN last, ``-0.0`` equal to ``+0.0``, ties in index order.
+
+    An LSD radix sort of the keys' order-preserving unsigned transform (sign bit
+    flipped for non-negative values, all bits for negative ones; zeros and NaN mapped
+    to one key each), stable, skipping the digits that all keys share. Numba's merge
+    sort took 68-93 ns an entry at 18,000-144,000 entries (the candidates of the
+    500 to 4000-point uniform 2-D starts: 2.7 ms at n = 1000, whose solve takes
+    32 ms); this takes 13-17 ns an entry (13 against 18 at 4000 keys).
+    """
+    nk = v.shape[0]
+    if nk < _RADIX_MIN:
+        return np.argsort(v, kind="mergesort")
+    bits = v.view(np.uint64)
+    top = np.uint64(1) << np.uint64(63)
+    ones = ~np.uint64(0)
+    nb = 1 << _RADIX_BITS
+    mask = np.uint64(nb - 1)
+    ka = np.empty(nk, dtype=np.uint64)
+    ia = np.empty(nk, dtype=np.int64)
+    hist = np.zeros((_RADIX_PASSES, nb), dtype=np.int64)
+    for t in range(nk):
+        x = v[t]
+        if x == 0.0:
+            k = top  # +0.0 and -0.0
+        elif x != x:
+            k = ones  # NaN, after +inf
+        else:
+            k = bits[t]
+            if k & top:
+                k = ~k
+            else:
+                k = k | top
+        ka[t] = k
+        ia[t] = t
+        for d in range(_RADIX_PASSES):
+            hist[d, np.int64((k >> np.uint64(d * _RADIX_BITS)) & mask)] += 1
+    kb = np.empty(nk, dtype=np.uint64)
+    ib = np.empty(nk, dtype=np.int64)
+    for d in range(_RADIX_PASSES):
+        h = hist[d]
+        if h[np.int64((ka[0] >> np.uint64(d * _RADIX_BITS)) & mask)] == nk:
+            continue  # one digit for all keys: the pass would not move them
+        s = 0
+        for c in range(nb):
+            cnt = h[c]
+            h[c] = s
+            s += cnt
+        sh = np.uint64(d * _RADIX_BITS)
+        for t in range(nk):
+            k = ka[t]
+            c = np.int64((k >> sh) & mask)
+            q = h[c]
+            h[c] = q + 1
+            kb[q] = k
+            ib[q] = ia[t]
+        ka, kb = kb, ka
+        ia, ib = ib, ia
+    return ia
 
 
 @jit
