@@ -92,8 +92,8 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     options : dict, optional
         ``candidates`` (``None``: ``min(16, max(8, m // 6))`` for ``m <= 400``
         positive-weight columns, else 32): the length ``K`` of the per-row candidate
-        lists that the pivots price (see Notes); ``column_candidates`` (4): per-column candidates
-        added to the starting greedy plan; ``block_size`` (``None``:
+        lists that the pivots price (see Notes); ``column_candidates`` (4): per-column
+        candidates added to the starting greedy plan; ``block_size`` (``None``:
         ``ceil(sqrt(n K))``): candidates priced per block; ``rc_tol`` (1e-13, in
         ``(0, 1e-3]``): a reduced cost counts as negative below ``-rc_tol * s``, ``s``
         the scale of its rounding: ``2 max|pi| + max(0, -min C)`` for the solver's

@@ -486,14 +486,14 @@ class _LevelNewton:
     denser plan costs 15-25 sweeps (2-D points at ``reg`` 1e-4 with level steps from
     1e-3 of the range: 1.7 times slower). Levels above it take them too from the first
     whose sweeps, with the extension of ``anneal_sweeps_max`` when it exceeds
-    ``anneal_sweeps``, left the error above ``loose`` (the extension's threshold) on: the Euclidean cost of uniform 2-D points
-    (n = 1000, ``reg`` 1e-4 of the largest cost) ends every level from 1e-2 down near
-    0.06-0.08, and the final stage crawled from there (203 damped Newton steps, 1.8 s,
-    with 1e-13 of the mass dropped from its Hessian: not the sparsification; its plan
-    falls apart into blocks, 38 components of the entries above 1e-12 of the largest,
-    whose relative masses only the sweeps and steps at larger regularizations move)
-    where level steps give 29 in all and 0.43 s. The stage (two float64 arrays of the cost's shape) is
-    built at its first use."""
+    ``anneal_sweeps``, left the error above ``loose`` (the extension's threshold) on:
+    the Euclidean cost of uniform 2-D points (n = 1000, ``reg`` 1e-4 of the largest
+    cost) ends every level from 1e-2 down near 0.06-0.08, and the final stage crawled
+    from there (203 damped Newton steps, 1.8 s, with 1e-13 of the mass dropped from its
+    Hessian: not the sparsification; its plan falls apart into blocks, 38 components of
+    the entries above 1e-12 of the largest, whose relative masses only the sweeps and
+    steps at larger regularizations move) where level steps give 29 in all and 0.43 s.
+    The stage (two float64 arrays of the cost's shape) is built at its first use."""
 
     def __init__(self, run, level_tol, below, loose):
         self.run = run
@@ -508,10 +508,10 @@ class _LevelNewton:
         """Whether the level ``eps`` whose sweeps left the absolute error ``err`` above
         the level's tolerance takes Newton steps: below ``below``, and at any level from
         the first whose sweeps (with the extension of ``anneal_sweeps_max`` when it
-        exceeds ``anneal_sweeps``) left it above ``loose`` on: the smaller levels balance no better (W1 cost of 2-D points,
-        n = 1000, reg 1e-4: 38 Newton steps in all with the loose levels alone, 29 and
-        0.43 s against 0.49 s with the levels after them, min-max 0.42-0.43 / 0.48-0.59
-        over 3 rounds)."""
+        exceeds ``anneal_sweeps``) left it above ``loose`` on: the smaller levels
+        balance no better (W1 cost of 2-D points, n = 1000, reg 1e-4: 38 Newton steps in
+        all with the loose levels alone, 29 and 0.43 s against 0.49 s with the levels
+        after them, min-max 0.42-0.43 / 0.48-0.59 over 3 rounds)."""
         self.loose_seen = self.loose_seen or err > self.loose
         return err > self.level_tol and (eps < self.below or self.loose_seen)
 
