@@ -312,3 +312,31 @@ def correct_structure(k, reg, ct, st, sol, E, R, slack, tie_tol):
             changes += 1
         columns[j] = new
     return clean, columns, changes
+
+
+def join_parts(lr, lc, imb, wa, wb, todo, f, h, near, ct, balance):
+    """The joins of ``_kkt.join_parts`` over the dense gaps ``near_j - e_ij`` (every
+    entry of the two sides at each join): ``(rows, columns, lr, lc)``."""
+    lr, lc, imb, wa, wb = (np.array(x) for x in (lr, lc, imb, wa, wb))
+    gaps = near[:, None] - (f[None, :] + h[:, None] - ct)  # (m, n)
+    stack, ai, aj = [int(c) for c in todo], [], []
+    while stack:
+        c = stack.pop()
+        if not abs(imb[c]) > balance * (wa[c] + wb[c]):
+            continue
+        lack = imb[c] > 0
+        rows = [i for i in range(lr.size) if (lr[i] == c) == lack]
+        cols = [j for j in range(lc.size) if (lc[j] == c) != lack]
+        if not rows or not cols:
+            continue
+        least = min(gaps[j, i] for j in cols for i in rows)
+        j, i = min((j, i) for j in cols for i in rows if gaps[j, i] == least)
+        ai.append(i)
+        aj.append(j)
+        d = lc[j] if lack else lr[i]
+        lr[lr == d] = c
+        lc[lc == d] = c
+        imb[c], wa[c], wb[c] = imb[c] + imb[d], wa[c] + wa[d], wb[c] + wb[d]
+        imb[d] = wa[d] = wb[d] = 0.0
+        stack.append(c)
+    return ai, aj, lr, lc

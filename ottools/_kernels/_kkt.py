@@ -496,3 +496,104 @@ def correct_structure(f, h, beta, w, cp, cg, pj, pi, tj, tr, gt, gi, E, R, CR, c
             nto += 1
     return (opj[:npo].copy(), opi[:npo].copy(), otj[:nto].copy(), otr[:nto].copy(),
             ogt[:ngo].copy(), ogi[:ngo].copy(), changes)
+
+
+@jit
+def join_parts(lr, lc, imb, wa, wb, todo, f, h, near, R, ct, balance):
+    """The joins of ``_active_set._cover``: ``(rows, columns)`` of the entries added, in
+    order. ``lr``, ``lc``: the part of every row and column; ``imb``, ``wa``, ``wb``: each
+    part's imbalance and row and column weights (all five updated as parts merge);
+    ``todo``: the unbalanced parts, popped from the end. ``near``: the level at which each
+    column gives mass, ``R``: its top rows at ``(f, h)`` (rows by decreasing entry
+    ``e_ij = f_i + h_j - ct[j, i]``; ``ct`` in the problem's dtype).
+
+    A part ``c`` still unbalanced by more than ``balance`` times its weight takes the
+    entry of least gap ``near_j - e_ij`` (the first in ``(j, i)`` order among equal gaps)
+    with ``i`` in its rows and ``j`` outside if its rows lack mass (``imb > 0``), else
+    ``i`` outside and ``j`` in its columns; the part across the entry merges into ``c``,
+    which is looked at again. A column's top list holds its nearest rows of the set
+    when it holds one whose entry lies strictly above its last entry's (or lists every
+    row); the gap of that last entry bounds the column's other rows from below, so only
+    the columns with no such row and a bound not above the least gap found are scanned
+    in full: no n x m gaps."""
+    nr, mc, kk = lr.shape[0], lc.shape[0], R.shape[1]
+    nc = imb.shape[0]
+    stack = np.empty(todo.shape[0] + nc, dtype=np.int64)
+    for q in range(todo.shape[0]):
+        stack[q] = todo[q]
+    top = todo.shape[0]
+    ai = np.empty(nc, dtype=np.int64)
+    aj = np.empty(nc, dtype=np.int64)
+    na = 0
+    rows = np.empty(nr, dtype=np.int64)
+    pending = np.empty(mc, dtype=np.int64)
+    bounds = np.empty(mc)
+    while top > 0:
+        top -= 1
+        c = stack[top]
+        if not abs(imb[c]) > balance * (wa[c] + wb[c]):
+            continue  # joined into a balanced part, or into another part (zeroed)
+        lack = imb[c] > 0  # rows of c into outside columns; else outside rows into c's
+        n_rows = 0
+        for i in range(nr):
+            if (lr[i] == c) == lack:
+                rows[n_rows] = i
+                n_rows += 1
+        if n_rows == 0:
+            continue
+        best = np.inf
+        bj = -1
+        bi = -1
+        n_pend = 0
+        for j in range(mc):
+            if (lc[j] == c) == lack:
+                continue
+            hj, nj = h[j], near[j]
+            low = np.inf
+            li = -1
+            for r in range(kk):
+                i = R[j, r]
+                if (lr[i] == c) == lack:
+                    g = nj - (f[i] + hj - ct[j, i])
+                    if g < low or (g == low and i < li):
+                        low, li = g, i
+            last = R[j, kk - 1]
+            bound = nj - (f[last] + hj - ct[j, last])
+            if li >= 0 and (kk == nr or low < bound):
+                if low < best:  # columns come in increasing order
+                    best, bj, bi = low, j, li
+            else:
+                pending[n_pend] = j
+                bounds[n_pend] = bound
+                n_pend += 1
+        for p in range(n_pend):
+            if bounds[p] > best:
+                continue
+            j = pending[p]
+            hj, nj = h[j], near[j]
+            for t in range(n_rows):
+                i = rows[t]
+                g = nj - (f[i] + hj - ct[j, i])
+                if g < best or (g == best and (j < bj or (j == bj and i < bi))):
+                    best, bj, bi = g, j, i
+        if bj < 0:
+            continue  # no column on the other side
+        ai[na] = bi
+        aj[na] = bj
+        na += 1
+        d = lc[bj] if lack else lr[bi]
+        for i in range(nr):
+            if lr[i] == d:
+                lr[i] = c
+        for j in range(mc):
+            if lc[j] == d:
+                lc[j] = c
+        imb[c] += imb[d]
+        wa[c] += wa[d]
+        wb[c] += wb[d]
+        imb[d] = 0.0
+        wa[d] = 0.0
+        wb[d] = 0.0
+        stack[top] = c
+        top += 1
+    return ai[:na].copy(), aj[:na].copy()

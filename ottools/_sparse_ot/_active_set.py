@@ -105,10 +105,10 @@ def detect(obj, x, delta):
     inG = (ranks[None, :] >= lo[tj, None]) & (ranks[None, :] <= hi[tj, None])
     gt, gr = np.nonzero(inG)
     st = Structure(pj, R[pj, pr], tj, k - lo[tj], gt, R[tj[gt], gr])
-    return _cover(obj, st, f, h)[0], (f, h)
+    return _cover(obj, st, f, h, (E, R))[0], (f, h)
 
 
-def _cover(obj, st, f, h):
+def _cover(obj, st, f, h, tops):
     """``st`` with every connected part balanced: ``(structure, columns changed)``.
 
     The KKT system's row and column equations, summed over a connected part of the
@@ -126,6 +126,8 @@ def _cover(obj, st, f, h):
     mass, an outside row into one of its columns if they receive too much; the row
     enters the column as a strict entry if the column has a free slot, into its tie
     group if it has one, else tied with the column's weakest strict entry for one slot.
+    ``tops``: the columns' top lists at ``(f, h)`` (:func:`_tops`, at least k long), where
+    the joins (``_kernels._kkt.join_parts``) look for their entries first.
     """
     import scipy.sparse
     from scipy.sparse.csgraph import connected_components
@@ -143,40 +145,29 @@ def _cover(obj, st, f, h):
     bad = np.abs(imb) > _BALANCE * (wa + wb)
     if not bad.any():
         return st, 0
-    kth = _tops(obj, f, h, k)[0][:, k - 1]
-    gap = np.maximum(kth, 0.0)[:, None] - (f[None, :] + h[:, None] - sp.cost_t)
-    added = []
-    todo = [int(c) for c in np.flatnonzero(bad)]
-    while todo:
-        c = todo.pop()
-        if not abs(imb[c]) > _BALANCE * (wa[c] + wb[c]):
-            continue  # joined into a balanced part, or into another part (zeroed)
-        if imb[c] > 0:  # its rows lack mass: one of them into an outside column
-            rows, cols = np.flatnonzero(lr == c), np.flatnonzero(lc != c)
-        else:  # its columns give too much: an outside row into one of them
-            rows, cols = np.flatnonzero(lr != c), np.flatnonzero(lc == c)
-        if rows.size == 0 or cols.size == 0:
-            continue
-        q = int(np.argmin(gap[np.ix_(cols, rows)]))
-        j, i = int(cols[q // rows.size]), int(rows[q % rows.size])
-        added.append((i, j))
-        d = int(lc[j]) if imb[c] > 0 else int(lr[i])
-        lr[lr == d] = c
-        lc[lc == d] = c
-        imb[c] += imb[d]
-        wa[c] += wa[d]
-        wb[c] += wb[d]
-        imb[d] = wa[d] = wb[d] = 0.0
-        todo.append(c)
+    E, R = tops
+    near = np.maximum(E[:, k - 1], 0.0)
+    ai, aj = _kkt.join_parts(lr.astype(np.int64), lc.astype(np.int64), imb, wa, wb,
+                             np.flatnonzero(bad), np.ascontiguousarray(f),
+                             np.ascontiguousarray(h), near, np.ascontiguousarray(R),
+                             sp.cost_t, _BALANCE)
+    added = list(zip(ai.tolist(), aj.tolist()))
     if not added:
         return st, 0
     targets = sorted({j for _, j in added})
     strict = {j: st.pi[st.pj == j].tolist() for j in targets}
+    nt = st.tj.size
+    by_tie = np.argsort(st.gt, kind="stable")  # members grouped by tie, in their order
+    size = np.bincount(st.gt, minlength=nt)
+    start = np.concatenate([[0], np.cumsum(size)])
+    tie_of = {}
+    for t, j in enumerate(st.tj.tolist()):
+        tie_of.setdefault(j, t)
     groups = {}
     for j in targets:
-        t = np.flatnonzero(st.tj == j)
-        if t.size:
-            groups[j] = [int(st.tr[t[0]]), st.gi[st.gt == t[0]].tolist()]
+        if j in tie_of:
+            t = tie_of[j]
+            groups[j] = [int(st.tr[t]), st.gi[by_tie[start[t]:start[t + 1]]].tolist()]
     for i, j in added:
         if j in groups:
             groups[j][1].append(i)
@@ -193,13 +184,24 @@ def _cover(obj, st, f, h):
     pi = np.concatenate([st.pi[keep_p]] + [np.asarray(strict[j], dtype=np.int64)
                                             for j in targets])
     order = np.argsort(pj, kind="stable")
-    old = [(int(j), int(r), st.gi[st.gt == t].tolist())
-           for t, (j, r) in enumerate(zip(st.tj, st.tr)) if j not in groups]
-    ties = sorted(old + [(j, r, sorted(m)) for j, (r, m) in groups.items()])
-    tj = np.array([t[0] for t in ties], dtype=np.int64)
-    tr = np.array([t[1] for t in ties], dtype=np.int64)
-    gt = np.repeat(np.arange(len(ties), dtype=np.int64), [len(t[2]) for t in ties])
-    gi = np.array([i for t in ties for i in t[2]], dtype=np.int64)
+    # the ties left as they are, then the new and grown groups (members sorted), in
+    # column order
+    keep_t = ~np.isin(st.tj, list(groups))
+    kept = by_tie[keep_t[st.gt[by_tie]]]
+    new_j = sorted(groups)
+    new_m = [sorted(groups[j][1]) for j in new_j]
+    t_col = np.concatenate([st.tj[keep_t], np.array(new_j, dtype=np.int64)])
+    by_col = np.argsort(t_col, kind="stable")
+    tj = t_col[by_col].astype(np.int64)
+    tr = np.concatenate([st.tr[keep_t], np.array([groups[j][0] for j in new_j],
+                                                 dtype=np.int64)])[by_col].astype(np.int64)
+    sizes = np.concatenate([size[keep_t], np.array([len(m) for m in new_m], dtype=np.int64)])
+    gt = np.repeat(np.arange(tj.size, dtype=np.int64), sizes[by_col])
+    m_col = np.concatenate([st.tj[st.gt[kept]], np.repeat(np.array(new_j, dtype=np.int64),
+                                                          [len(m) for m in new_m])])
+    m_row = np.concatenate([st.gi[kept], np.array([i for m in new_m for i in m],
+                                                  dtype=np.int64)])
+    gi = m_row[np.argsort(m_col, kind="stable")].astype(np.int64)
     return (Structure(pj[order].astype(np.int64), pi[order].astype(np.int64), tj, tr, gt,
                       gi), len(targets))
 
@@ -266,7 +268,7 @@ def _clean(obj, st, sol, E, R, slack):
                               sp.reg, slack, _TIE_TOL)
 
 
-def correct(obj, st, sol):
+def correct(obj, st, sol, tops=None):
     """The corrected structure after a solve and the number of columns it changes.
 
     Columns that :func:`_clean` passes keep their entries as they are; the others are
@@ -274,11 +276,12 @@ def correct(obj, st, sol):
     untied column whose top k changed keeps the strict rows still in its positive top k
     and ties the rows that swapped and keep mass, if more of them than free slots; a
     tied column sorts its candidates by their multiplier ``q``. The entries come out in
-    column order, as :func:`detect` writes them."""
+    column order, as :func:`detect` writes them. ``tops``: :func:`_tops` at the solve's
+    ``(f, h)``, ``k + _POOL`` long (computed when not given)."""
     f, h, beta, w = sol
     k = obj.k
     kk = min(obj.nr, k + _POOL)
-    E, R = _tops(obj, f, h, kk)
+    E, R = _tops(obj, f, h, kk) if tops is None else tops
     # entries within ``slack`` of zero mass may be in or out (the smooth boundary)
     slack = _TIE_TOL * obj.sp.reg * float(obj.sp.bc.max())
     clean = _clean(obj, st, sol, E, R, slack)
@@ -315,8 +318,9 @@ def finish(obj, x, v, tol, delta):
             break
         if vn > (v if best is None else best[1]):
             best = (xn, vn, gn)
-        st_new, changes = correct(obj, st, sol)
-        st_new, joined = _cover(obj, st_new, f, h)
+        tops = _tops(obj, f, h, min(obj.nr, obj.k + _POOL))
+        st_new, changes = correct(obj, st, sol, tops)
+        st_new, joined = _cover(obj, st_new, f, h, tops)
         changes += joined
         if changes == 0:
             stationarity = residual(obj, st, sol)
