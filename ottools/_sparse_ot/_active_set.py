@@ -193,12 +193,13 @@ def _cover(obj, st, f, h, tops):
     t_col = np.concatenate([st.tj[keep_t], np.array(new_j, dtype=np.int64)])
     by_col = np.argsort(t_col, kind="stable")
     tj = t_col[by_col].astype(np.int64)
-    tr = np.concatenate([st.tr[keep_t], np.array([groups[j][0] for j in new_j],
-                                                 dtype=np.int64)])[by_col].astype(np.int64)
-    sizes = np.concatenate([size[keep_t], np.array([len(m) for m in new_m], dtype=np.int64)])
-    gt = np.repeat(np.arange(tj.size, dtype=np.int64), sizes[by_col])
-    m_col = np.concatenate([st.tj[st.gt[kept]], np.repeat(np.array(new_j, dtype=np.int64),
-                                                          [len(m) for m in new_m])])
+    new_r = np.array([groups[j][0] for j in new_j], dtype=np.int64)
+    tr = np.concatenate([st.tr[keep_t], new_r])[by_col].astype(np.int64)
+    new_size = np.array([len(m) for m in new_m], dtype=np.int64)
+    gt = np.repeat(np.arange(tj.size, dtype=np.int64),
+                   np.concatenate([size[keep_t], new_size])[by_col])
+    m_col = np.concatenate([st.tj[st.gt[kept]],
+                            np.repeat(np.array(new_j, dtype=np.int64), new_size)])
     m_row = np.concatenate([st.gi[kept], np.array([i for m in new_m for i in m],
                                                   dtype=np.int64)])
     gi = m_row[np.argsort(m_col, kind="stable")].astype(np.int64)
