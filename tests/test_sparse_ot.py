@@ -1493,8 +1493,9 @@ def test_active_set_structure_has_balanced_parts(monkeypatch, formulation):
 
 @settings(deadline=None, max_examples=80)
 @given(n=st.integers(2, 30), m=st.integers(2, 20), k=st.integers(1, 3),
-       pool=st.sampled_from([0, 1, 2, 6, 20]), levels=st.sampled_from([0, 2, 4]), parts=st.integers(1, 10), tiny=st.booleans(),
-       seed=st.integers(0, 2**31), dtype=st.sampled_from([np.float64, np.float32]))
+       pool=st.sampled_from([0, 1, 2, 6, 20]), levels=st.sampled_from([0, 2, 4]),
+       parts=st.integers(1, 10), tiny=st.booleans(), seed=st.integers(0, 2**31),
+       dtype=st.sampled_from([np.float64, np.float32]))
 def test_join_parts_matches_its_twin(n, m, k, pool, levels, parts, tiny, seed, dtype):
     """The joins of the finish's cover (``_kkt.join_parts``) against the dense twin: the
     same entries in the same order, and the same parts after. Integer costs and
