@@ -441,6 +441,65 @@ def test_lists_and_sweep_kernels(rng):
     assert not _k._sweep(_k.dense_source(cost), pi, lj, lc, lv, 0.0)
 
 
+def _first_of_min(d):
+    """Each row's minimum as a scan in index order keeps it: the first entry equal to
+    it (the sign of a zero is that of the first zero)."""
+    return np.take_along_axis(d, np.argmin(d, axis=1)[:, None], axis=1)[:, 0]
+
+
+@given(n=st.integers(1, 30), m=st.integers(1, 300), kind=st.sampled_from(
+    ["uniform", "scaled rows", "ties", "signed zeros"]), cold=st.booleans(),
+    k=st.integers(1, 40), kc=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
+def test_start_lists_are_each_rows_and_columns_stable_order(n, m, kind, cold, k, kc, seed):
+    """start_lists against a stable sort of every row and column of the reduced costs,
+    to the bit (zeros' signs included), on costs whose rows make its bound guesses fail
+    (rows scaled by powers of ten), overshoot (ties), or give zeros of both signs."""
+    r = np.random.default_rng(seed)
+    if kind == "uniform":
+        cost = r.random((n, m))
+    elif kind == "scaled rows":
+        cost = r.random((n, m)) * 10.0 ** r.integers(-4, 5, n)[:, None]
+    elif kind == "ties":
+        cost = r.integers(0, 3, (n, m)).astype(float)
+    else:
+        cost = r.choice(np.array([-0.0, 0.0, 1.0, 2.0]), size=(n, m))
+    K, kc = min(k, m), min(kc, n)
+    src = _k.dense_source(cost)
+    g0 = np.empty(m)
+    _k.column_minima(src, g0)
+    if cold:
+        f0 = np.empty(n)
+        f_ref = _first_of_min(cost - g0)
+    else:
+        f0 = r.random(n)
+        g0 = g0 + r.random(m)
+        f_ref = f0.copy()
+    lj, lc, lv = np.empty((n, K), np.int64), np.empty((n, K)), np.empty((n, K))
+    ci, cv = np.empty((m, kc), np.int64), np.empty((m, kc))
+    _k.start_lists(src, f0, g0, cold, lj, lc, lv, ci, cv)
+    assert f0.tobytes() == f_ref.tobytes()
+    red = cost - f_ref[:, None] - g0[None, :]
+    rows = np.argsort(red, axis=1, kind="stable")[:, :K]
+    cols = np.argsort(red, axis=0, kind="stable")[:kc]
+    np.testing.assert_array_equal(lj, rows)
+    assert lv.tobytes() == np.take_along_axis(red, rows, axis=1).tobytes()
+    assert lc.tobytes() == np.take_along_axis(cost, rows, axis=1).tobytes()
+    np.testing.assert_array_equal(ci.T, cols)
+    assert cv.T.tobytes() == np.take_along_axis(red, cols, axis=0).tobytes()
+
+
+@given(pool=st.sampled_from([(-0.0, 0.0), (-0.0, 0.0, 1.0), (-1.0, -0.0, 0.0, 0.5)]),
+       m=st.integers(1, 40), seed=st.integers(0, 2**32 - 1))
+def test_first_min_diff_is_the_first_minimum(pool, m, seed):
+    """The cold guide's row minimum over four running minima is the scan's, zeros'
+    signs included."""
+    r = np.random.default_rng(seed)
+    c, g = r.choice(np.array(pool), size=m), r.choice(np.array([-0.0, 0.0]), size=m)
+    expected = _first_of_min((c - g)[None, :])[0]
+    got = _k._first_min_diff(c, g)
+    assert got == expected and np.signbit(got) == np.signbit(expected)
+
+
 @given(n=st.integers(1, 25), m=st.integers(1, 25), seed=st.integers(0, 2**32 - 1))
 def test_greedy_basis_is_a_feasible_forest(n, m, seed):
     r = np.random.default_rng(seed)
