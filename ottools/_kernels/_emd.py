@@ -677,15 +677,21 @@ def _sweep(src, pi, lj, lc, lv, eps):
 
     Within a row the order of ``C_ij - pi_{n+j}`` is that of the reduced costs. The old
     list bounds the new ``K``-th smallest value (``theta``, the largest current value
-    of the old entries), so a vectorizable count over chunks of 16 entries skips every
-    chunk without a candidate, and only the others are scanned one by one.
+    of the old entries), so one vectorizable pass writes the row's values and flags
+    those at most ``theta``, and only the flagged entries, found eight flags at a time,
+    go through the insertion scan (in index order, with its shrinking ``theta``). A
+    count over chunks of 16 entries, which did not vectorize, and a scan of the chunks
+    with a flagged entry took 2.5 ms a sweep at n = m = 1000 (two sweeps a solve).
     """
     n, m = source_shape(src)
     K = lj.shape[1]
     buf = np.empty(m)
     pj = pi[n:n + m]
-    W = 16
-    nchunk = m // W
+    rb = np.empty(m)  # the row's C_ij - pi_{n+j}
+    hit = np.empty(m + 8, dtype=np.int64)
+    nw = (m + 7) // 8
+    flags = np.zeros(8 * nw, dtype=np.uint8)  # the padding stays 0
+    words = flags.view(np.uint64)
     found = False
     for i in range(n):
         crow = _row(src, i, buf)
@@ -697,23 +703,23 @@ def _sweep(src, pi, lj, lc, lv, eps):
             if v > theta:
                 theta = v
             row_v[t] = np.inf
-        for c in range(nchunk + 1):
-            lo = c * W
-            if c < nchunk:
-                hi = lo + W
-                cnt = 0
-                for t in range(W):
-                    cnt += crow[lo + t] - pj[lo + t] <= theta
-                if cnt == 0:
-                    continue
-            else:
-                hi = m
-            for jj in range(lo, hi):
-                r = crow[jj] - pj[jj]
-                if r <= theta:
-                    _insert_sorted(row_v, row_j, K, r, jj)
-                    if row_v[K - 1] < theta:
-                        theta = row_v[K - 1]
+        for j in range(m):
+            r = crow[j] - pj[j]
+            rb[j] = r
+            flags[j] = r <= theta
+        nh = 0
+        for q in range(nw):
+            if words[q] != 0:
+                for t in range(8 * q, 8 * q + 8):
+                    hit[nh] = t
+                    nh += flags[t]
+        for h in range(nh):
+            jj = hit[h]
+            r = rb[jj]
+            if r <= theta:
+                _insert_sorted(row_v, row_j, K, r, jj)
+                if row_v[K - 1] < theta:
+                    theta = row_v[K - 1]
         for t in range(K):
             lc[i, t] = crow[row_j[t]]
         if row_v[0] < -eps - pi[i]:  # the test of _price_list
