@@ -169,7 +169,9 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
     y : array_like, shape (m, d) or (B, m, d)
         Target samples, same ``d``.
     a, b : array_like, shape (n,) and (m,), or (B, n) and (B, m) for a batch, optional
-        Weights (``None``: uniform). Same total mass (relative tolerance 1e-6).
+        Weights (``None``: uniform). Same total mass (relative tolerance 1e-6). A batch
+        takes one weight vector per pair, or one vector (n,), (m,) shared by all pairs
+        (the same results as that vector repeated to (B, n), (B, m)).
     reg : float
         Entropic regularization :math:`\varepsilon > 0`, in cost units. Required.
     reg_m : float or pair, optional
@@ -300,8 +302,8 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
 
 def _divergence_batch(x, y, a, b, **kwargs):
     """:func:`sinkhorn_divergence` of each pair of a batch ``x`` (B, n, d), ``y``
-    (B, m, d), weights (B, n), (B, m) or None: one result whose fields are arrays over
-    the pairs (``xy``, ``xx``, ``yy``: lists of the pairs' results)."""
+    (B, m, d), weights (B, n), (B, m), shared (n,), (m,) or None: one result whose fields
+    are arrays over the pairs (``xy``, ``xx``, ``yy``: lists of the pairs' results)."""
     x = _as_float_array(x, "x", ndim=3)
     y = _as_float_array(y, "y", ndim=3)
     # batch sizes checked by divergence_value_and_grad (_check_pairs) before any solve
@@ -325,16 +327,25 @@ def _divergence_batch(x, y, a, b, **kwargs):
 
 def _check_pairs(x, y, a, b):
     """The batch sizes of a batch of pairs ``x`` (B, n, d), ``y`` (B, m, d) and their
-    weights (B, n), (B, m) or None agree, and ``B > 0``: ValueError naming the argument
-    and the sizes otherwise (checked before any solve)."""
+    weights (B, n), (B, m), shared (n,), (m,) or None agree, and ``B > 0``: ValueError
+    naming the argument and the sizes otherwise (checked before any solve). Returns
+    ``(a, b)`` with a shared vector repeated to one row per pair, so that the pairs are
+    solved as if the user had passed the repeated weights."""
     if len(y) != len(x):
         raise ValueError(f"`y` holds {len(y)} pairs but `x` holds {len(x)}.")
     if len(x) == 0:
         raise ValueError("`x` must hold at least one pair; got shape (0, ...).")
+    out = []
     for w, name, pts in ((a, "a", x), (b, "b", y)):
-        if w is not None and np.shape(w) != np.shape(pts)[:2]:
-            raise ValueError(f"`{name}` must have shape {np.shape(pts)[:2]} (one weight "
-                             f"vector per pair) or be None; got shape {np.shape(w)}.")
+        shape = np.shape(pts)[:2]
+        if w is not None and np.shape(w) == shape[1:]:
+            w = np.repeat(np.asarray(w)[None], shape[0], axis=0)
+        elif w is not None and np.shape(w) != shape:
+            raise ValueError(f"`{name}` must have shape {shape} (one weight vector per "
+                             f"pair), ({shape[1]},) (one shared by all pairs) or be None; "
+                             f"got shape {np.shape(w)}.")
+        out.append(w)
+    return tuple(out)
 
 
 # Pairs whose cost matrices have fewer than 2**18 entries (solved without row blocks) go
@@ -358,13 +369,13 @@ _POOL_MIN_ENTRIES = 20_000
 
 def divergence_value_and_grad(x, y, a=None, b=None, **kwargs):
     """:func:`_value_and_grad` of one pair, or of each pair of a batch ``x`` (B, n, d),
-    ``y`` (B, m, d) (weights (B, n), (B, m) or None): as batches of problems
-    (:func:`_small_pairs`) where it applies, else pair by pair, on a thread pool for large
-    pairs (the kernels release the GIL): values (B,), the results of every pair,
+    ``y`` (B, m, d) (weights (B, n), (B, m), shared (n,), (m,) or None): as batches of
+    problems (:func:`_small_pairs`) where it applies, else pair by pair, on a thread pool
+    for large pairs (the kernels release the GIL): values (B,), the results of every pair,
     gradients stacked over the batch."""
     if np.ndim(x) != 3:
         return _value_and_grad(x, y, a, b, **kwargs)
-    _check_pairs(x, y, a, b)
+    a, b = _check_pairs(x, y, a, b)
     workers = min(len(x), os.cpu_count() or 1)
     side = max(np.shape(x)[1], np.shape(y)[1])
     if side ** 2 < lazy("_jit").PARALLEL_MIN_ENTRIES:

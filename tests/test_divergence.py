@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import ottools
 from ottools import OTConvergenceWarning, sinkhorn_divergence
-from ottools._divergence import divergence_parts
+from ottools._divergence import _swapped, divergence_parts
 
 
 def _parts(*args, **kwargs):
@@ -345,6 +345,47 @@ def test_sinkhorn_divergence_on_a_batch_of_pairs(rng, kind):
             np.testing.assert_array_equal(res[name][k].plan, one[name].plan)
 
 
+@pytest.mark.parametrize("kind", ["batched", "euclidean", "unbalanced", "float32"])
+@pytest.mark.parametrize("shared", ["a", "b", "both"])
+def test_batch_weights_shared_by_every_pair_equal_the_repeated_weights(rng, kind, shared):
+    # A batch takes one weight vector (n,) / (m,) shared by every pair, as the batches of
+    # ottools.sinkhorn and sliced_wasserstein do: the results of that vector repeated to
+    # (B, n) / (B, m), to the bit (it was refused: "`a` must have shape (B, n)").
+    B, n, m = 4, 6, 6  # n == m: the pairs solved in both orientations (see _swapped)
+    x, y = rng.normal(size=(B, n, 2)), rng.normal(size=(B, m, 2)) + 0.3
+    a, b = rng.random(n) + 0.1, rng.random(m) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    kw = {"batched": {}, "euclidean": {"metric": "euclidean"},
+          "unbalanced": {"reg_m": 0.5}, "float32": {}}[kind]
+    if kind == "float32":
+        x, y, a, b = (v.astype(np.float32) for v in (x, y, a, b))
+    if kind == "unbalanced":
+        b = 1.5 * b
+    sa = a if shared in ("a", "both") else np.tile(a, (B, 1))
+    sb = b if shared in ("b", "both") else np.tile(b, (B, 1))
+    x[1], y[1] = y[1].copy(), x[1].copy()  # one of the pairs 0, 1 solved swapped
+    assert _swapped(x[0], y[0], a, b) != _swapped(x[1], y[1], a, b)
+    res = sinkhorn_divergence(x, y, sa, sb, reg=0.1, **kw)
+    rep = sinkhorn_divergence(x, y, np.tile(a, (B, 1)), np.tile(b, (B, 1)), reg=0.1, **kw)
+    assert np.all(res.success), res.message
+    np.testing.assert_array_equal(res.fun, rep.fun)
+    np.testing.assert_array_equal(res.nit, rep.nit)
+    for k in range(B):
+        one = sinkhorn_divergence(x[k], y[k], a, b, reg=0.1, **kw)
+        assert res.fun[k] == one.fun
+        for name in ("xy", "xx", "yy"):
+            np.testing.assert_array_equal(res[name][k].plan, rep[name][k].plan)
+            np.testing.assert_array_equal(res[name][k].f, rep[name][k].f)
+            np.testing.assert_array_equal(res[name][k].g, one[name].g)
+    # lists are array-like weights too; another length names both accepted shapes
+    lst = sinkhorn_divergence(x, y, list(a), None if kind == "unbalanced" else list(b),
+                              reg=0.1, **kw)
+    assert np.all(lst.success)
+    with pytest.raises(ValueError, match=r"`a` must have shape \(4, 6\) .* \(6,\) \(one "
+                                         r"shared by all pairs\)"):
+        sinkhorn_divergence(x, y, a[:-1], None, reg=0.1, **kw)
+
+
 def test_sinkhorn_divergence_batch_errors_name_the_pair(rng):
     x, y = rng.random((4, 6, 2)), rng.random((4, 5, 2))
     bad = x.copy()
@@ -353,8 +394,9 @@ def test_sinkhorn_divergence_batch_errors_name_the_pair(rng):
         sinkhorn_divergence(bad, y, reg=0.1)
     with pytest.raises(ValueError, match="`y` holds 3 pairs but `x` holds 4"):
         sinkhorn_divergence(x, y[:3], reg=0.1)
-    with pytest.raises(ValueError, match=r"`b` must have shape \(4, 5\)"):
-        sinkhorn_divergence(x, y, None, np.ones(5) / 5, reg=0.1)
+    with pytest.raises(ValueError, match=r"`b` must have shape \(4, 5\) \(one weight "
+                                         r"vector per pair\), \(5,\) \(one shared"):
+        sinkhorn_divergence(x, y, None, np.ones(6) / 6, reg=0.1)
     b = np.full((4, 5), 0.2)
     b[1] *= 2
     with pytest.raises(ValueError, match="pair 1 of the batch: `a` and `b` must have"):

@@ -665,6 +665,47 @@ def test_sinkhorn_loss_batch_of_small_pairs_gradcheck(rng):
         ott.sinkhorn_loss([np.zeros((3, 2)), np.zeros((4, 2))], y[:2], reg=0.5)
 
 
+@pytest.mark.parametrize("reg_m", [None, 0.7])
+def test_sinkhorn_loss_batch_weights_shared_by_every_pair(rng, reg_m):
+    # Weights (n,) / (m,) shared by the pairs of a batch (refused before: "`a` must be
+    # weights of shape x.shape[:-1]"): the losses of those weights repeated to (B, n) /
+    # (B, m), to the bit, and the gradient of a shared vector the sum of the repeated
+    # rows' gradients (the pairs use it through every row).
+    B, n, m = 3, 5, 4
+    x = torch.tensor(rng.normal(size=(B, n, 2)), requires_grad=True)
+    y = torch.tensor(rng.normal(size=(B, m, 2)) + 0.4)
+    a = _t(_simplex(rng.random(n) + 0.5), True)
+    b = _t(_simplex(rng.random(m) + 0.5) * (1.3 if reg_m else 1.0), True)
+    kw = dict(reg=0.5, reg_m=reg_m, tol=1e-13)
+    losses = ott.sinkhorn_loss(x, y, a, b, **kw)
+    ar, br = (w.detach().repeat(B, 1).requires_grad_() for w in (a, b))
+    xr = x.detach().clone().requires_grad_()
+    rep = ott.sinkhorn_loss(xr, y, ar, br, **kw)
+    assert losses.shape == (B,)
+    torch.testing.assert_close(losses, rep, rtol=0, atol=0)
+    w = torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64)
+    (losses * w).sum().backward()
+    (rep * w).sum().backward()
+    torch.testing.assert_close(x.grad, xr.grad, rtol=0, atol=0)
+    torch.testing.assert_close(a.grad, ar.grad.sum(0), rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(b.grad, br.grad.sum(0), rtol=1e-14, atol=1e-15)
+    # one shared vector, one per pair, and the (B,) output: gradcheck
+    bs = b.detach().repeat(B, 1)
+    if reg_m is None:
+        fn = lambda p: ott.sinkhorn_loss(x.detach(), y, _simplex(p), bs, **kw)  # noqa: E731
+    else:
+        fn = lambda p: ott.sinkhorn_loss(x.detach(), y, p, bs, **kw)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (a.detach().clone().requires_grad_(),),
+                                    eps=1e-6, atol=1e-6)
+    # another length: both accepted shapes named, before any solve
+    with pytest.raises(ValueError, match=r"`a` must have shape \(3, 5\) .*\(5,\) \(one "
+                                         r"shared by all pairs\)"):
+        ott.sinkhorn_loss(x, y, a[:-1], **kw)
+    with pytest.raises(ValueError, match=r"`b` must be weights of shape y.shape\[:-1\] or "
+                                         r"y.shape\[1:-1\]"):
+        ott.sinkhorn_loss(x, y, None, b[None, None], **kw)
+
+
 # ------------------------------------------------------- reviewer's findings (fuzz round 2)
 
 def _sq(u, v):

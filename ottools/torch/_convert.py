@@ -93,7 +93,9 @@ def check_ndim(t, name, ndims, expected):
 def clouds(names, x, y, a, b, batch=False):
     """Point tensors ``(x, y, a, b, batched)``: points (n, d) (1-D input: n points in
     1-D; with ``batch``, also a batch (B, n, d) of both) and their weights (or None), all
-    on one device; ``names`` of the two point arguments for the messages."""
+    on one device; ``names`` of the two point arguments for the messages. A batch's
+    weights are (B, n) or a vector (n,) shared by every pair, returned repeated to
+    (B, n)."""
     nx, ny = names
     x = as_tensor(x, nx)
     y = as_tensor(y, ny, x)
@@ -109,10 +111,20 @@ def clouds(names, x, y, a, b, batch=False):
             raise ValueError(f"`{name}` must be {'a batch (B, n, d)' if batched else '(n, d)'}"
                              f" like `{nx}`; got shape {tuple(t.shape)}.")
         pts.append(t)
-    wd = (2,) if batched else (1,)
-    a = check_ndim(as_tensor(a, "a", x), "a", wd, f"weights of shape {nx}.shape[:-1]")
-    b = check_ndim(as_tensor(b, "b", x), "b", wd, f"weights of shape {ny}.shape[:-1]")
+    wd = (1, 2) if batched else (1,)
+    ws = []
+    for w, name, pn in ((a, "a", nx), (b, "b", ny)):
+        expected = f"weights of shape {pn}.shape[:-1]" + (
+            f" or {pn}.shape[1:-1] (shared by the pairs)" if batched else "")
+        ws.append(check_ndim(as_tensor(w, name, x), name, wd, expected))
+    a, b = ws
     same_device((*pts, a, b), (nx, ny, "a", "b"))
+    if batched:
+        # A vector shared by every pair becomes one row per pair (the pairs' solves are
+        # those of the repeated weights; autograd sums the rows' gradients). Another
+        # length is left to the NumPy batch check, which names the expected shapes.
+        a, b = (w.repeat(len(p), 1) if w is not None and w.ndim == 1
+                and w.shape[0] == p.shape[1] else w for w, p in ((a, pts[0]), (b, pts[1])))
     return (*pts, a, b, batched)
 
 

@@ -136,11 +136,12 @@ def sinkhorn_loss(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean"
     ``ottools.sinkhorn(a, b, cost_matrix(x, y, metric), reg).fun``), with the same
     parameters, on the device of ``x`` in the inputs' promoted dtype (float32 end to
     end). ``x`` (n, d) and ``y`` (m, d) may be batches (B, n, d) and (B, m, d), with
-    weights (B, n) and (B, m): the value is then a (B,) tensor of per-pair losses, the
-    pairs solved on a thread pool. ``metric`` may also be a callable taking two tensors
-    and returning the cost tensor, which torch then differentiates. GeomLoss's
-    ``SamplesLoss("sinkhorn", p=2, blur=s, reach=r)`` is ``reg=s**2, reg_m=r**2`` on the
-    points divided by ``sqrt(2)``. Gradients are computed by the forward solve
+    weights (B, n) and (B, m), or (n,) and (m,) shared by every pair (the losses of those
+    weights repeated to (B, n), (B, m); the gradient of a shared vector sums its pairs'):
+    the value is then a (B,) tensor of per-pair losses. ``metric`` may also be a
+    callable taking two tensors and returning the cost tensor, which torch then
+    differentiates. GeomLoss's ``SamplesLoss("sinkhorn", p=2, blur=s, reach=r)`` is
+    ``reg=s**2, reg_m=r**2`` on the points divided by ``sqrt(2)``. Gradients are computed by the forward solve
     (:doc:`/guide/torch`); a solve that does not converge warns. On costs computed on the
     fly (``online``), gradients in ``x`` and ``y`` need ``metric="sqeuclidean"``: other
     metrics raise NotImplementedError before the solve when ``x`` or ``y`` requires grad.
