@@ -342,8 +342,8 @@ def _check_pairs(x, y, a, b):
             w = np.repeat(np.asarray(w)[None], shape[0], axis=0)
         elif w is not None and np.shape(w) != shape:
             raise ValueError(f"`{name}` must have shape {shape} (one weight vector per "
-                             f"pair), ({shape[1]},) (one shared by all pairs) or be None; "
-                             f"got shape {np.shape(w)}.")
+                             f"pair), ({shape[1]},) (one shared by all pairs) or be "
+                             f"None; got shape {np.shape(w)}.")
         out.append(w)
     return tuple(out)
 

@@ -692,17 +692,19 @@ def test_sinkhorn_loss_batch_weights_shared_by_every_pair(rng, reg_m):
     # one shared vector, one per pair, and the (B,) output: gradcheck
     bs = b.detach().repeat(B, 1)
     if reg_m is None:
-        fn = lambda p: ott.sinkhorn_loss(x.detach(), y, _simplex(p), bs, **kw)  # noqa: E731
+        def fn(p):
+            return ott.sinkhorn_loss(x.detach(), y, _simplex(p), bs, **kw)
     else:
-        fn = lambda p: ott.sinkhorn_loss(x.detach(), y, p, bs, **kw)  # noqa: E731
+        def fn(p):
+            return ott.sinkhorn_loss(x.detach(), y, p, bs, **kw)
     assert torch.autograd.gradcheck(fn, (a.detach().clone().requires_grad_(),),
                                     eps=1e-6, atol=1e-6)
     # another length: both accepted shapes named, before any solve
     with pytest.raises(ValueError, match=r"`a` must have shape \(3, 5\) .*\(5,\) \(one "
                                          r"shared by all pairs\)"):
         ott.sinkhorn_loss(x, y, a[:-1], **kw)
-    with pytest.raises(ValueError, match=r"`b` must be weights of shape y.shape\[:-1\] or "
-                                         r"y.shape\[1:-1\]"):
+    with pytest.raises(ValueError, match=r"`b` must be weights of shape y.shape\[:-1\] "
+                                         r"or y.shape\[1:-1\]"):
         ott.sinkhorn_loss(x, y, None, b[None, None], **kw)
 
 

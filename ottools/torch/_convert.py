@@ -123,8 +123,9 @@ def clouds(names, x, y, a, b, batch=False):
         # A vector shared by every pair becomes one row per pair (the pairs' solves are
         # those of the repeated weights; autograd sums the rows' gradients). Another
         # length is left to the NumPy batch check, which names the expected shapes.
-        a, b = (w.repeat(len(p), 1) if w is not None and w.ndim == 1
-                and w.shape[0] == p.shape[1] else w for w, p in ((a, pts[0]), (b, pts[1])))
+        a, b = (w.repeat(len(p), 1)
+                if w is not None and w.ndim == 1 and w.shape[0] == p.shape[1] else w
+                for w, p in ((a, pts[0]), (b, pts[1])))
     return (*pts, a, b, batched)
 
 

@@ -141,10 +141,11 @@ def sinkhorn_loss(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean"
     the value is then a (B,) tensor of per-pair losses. ``metric`` may also be a
     callable taking two tensors and returning the cost tensor, which torch then
     differentiates. GeomLoss's ``SamplesLoss("sinkhorn", p=2, blur=s, reach=r)`` is
-    ``reg=s**2, reg_m=r**2`` on the points divided by ``sqrt(2)``. Gradients are computed by the forward solve
-    (:doc:`/guide/torch`); a solve that does not converge warns. On costs computed on the
-    fly (``online``), gradients in ``x`` and ``y`` need ``metric="sqeuclidean"``: other
-    metrics raise NotImplementedError before the solve when ``x`` or ``y`` requires grad.
+    ``reg=s**2, reg_m=r**2`` on the points divided by ``sqrt(2)``. Gradients are
+    computed by the forward solve (:doc:`/guide/torch`); a solve that does not converge
+    warns. On costs computed on the fly (``online``), gradients in ``x`` and ``y`` need
+    ``metric="sqeuclidean"``: other metrics raise NotImplementedError before the solve
+    when ``x`` or ``y`` requires grad.
 
     Examples
     --------
