@@ -485,12 +485,43 @@ def dense_plan(geom, a, b, f, g, reg, dtype):
 
 
 def barycentric_map(geom, a, b, f, g, reg):
-    """``T(x_i) = sum_j P_ij y_j / a_i`` (NaN rows where ``a_i = 0``)."""
+    """``T(x_i) = sum_j P_ij y_j / a_i`` for ``a_i > 0``; for ``a_i = 0`` (no row of the
+    plan to normalise) the entropic map through the column potential,
+    ``sum_j w_ij y_j / sum_j w_ij`` with ``w_ij = b_j exp((g_j - C_ij) / reg)``: the
+    first formula when ``f_i`` is the soft c-transform of ``g`` (:func:`_entropic_map`).
+    """
     with np.errstate(divide="ignore"):
         loga, logb = np.log(a.astype(np.float64)), np.log(b.astype(np.float64))
-    Py = _plan_stats(geom, loga, logb, np.asarray(f, dtype=np.float64),
-                     np.asarray(g, dtype=np.float64), reg, geom.y.astype(np.float64))[4]
+    g = np.asarray(g, dtype=np.float64)
+    Py = _plan_stats(geom, loga, logb, np.asarray(f, dtype=np.float64), g, reg,
+                     geom.y.astype(np.float64))[4]
     with np.errstate(divide="ignore", invalid="ignore"):
         out = Py / a.astype(np.float64)[:, None]
-    out[a == 0] = math.nan
+    zero = np.flatnonzero(a == 0)
+    if zero.size:
+        out[zero] = _entropic_map(geom, zero, logb, g, reg)
     return out.astype(geom.dtype, copy=False)
+
+
+def _entropic_map(geom, rows, logb, g, reg):
+    """``sum_j w_ij y_j / sum_j w_ij``, ``w_ij = b_j exp((g_j - C_ij) / reg)``, for the
+    source points ``rows``, on the fly (O(len(rows) d) memory besides the clouds): the
+    soft c-transform ``h_i = -reg log sum_j w_ij`` by one pass (log-sum-exp, no
+    overflow), then the plan ``exp(log b_j + (h_i + g_j - C_ij) / reg)``, whose rows sum
+    to 1 up to rounding, applied to ``y`` by a second; NaN rows where ``h`` is not finite.
+    Columns with ``b_j = 0`` hold no mass and are left out."""
+    cols = np.flatnonzero(np.isfinite(logb))
+    sub = geom.subset(rows, cols)
+    k, m = sub.shape
+    nc = _chunks(k, m)
+    h = np.empty(k)
+    zeros = np.zeros(k)
+    lb, gc = np.ascontiguousarray(logb[cols]), np.ascontiguousarray(g[cols])
+    args = sub.kernel_args() + (lb, gc, reg, zeros, zeros, h, _work(nc, m),
+                                _work(nc, m, rows=2))
+    finite, _ = _ko.ctransform_par(*args) if nc > 1 else _ko.ctransform(*args)
+    if not finite:
+        return np.full((k, geom.y.shape[1]), math.nan)
+    rows_sum, _, _, _, Py = _plan_stats(sub, zeros, lb, h, gc, reg,
+                                        sub.y.astype(np.float64))
+    return Py / rows_sum[:, None]

@@ -1191,8 +1191,13 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
         :class:`ottools.PointCloud` computes the costs on the fly (O((n + m) d) memory;
         every ``method``, the Newton stage keeping only the sparsified plan's entries):
         ``plan`` is then a :class:`scipy.sparse.linalg.LinearOperator`, and the result
-        adds ``plan_dense()`` and ``barycentric_map()`` (``T(x_i) = sum_j P_ij y_j /
-        a_i``).
+        adds ``plan_dense()`` and ``barycentric_map()``: an (n, d) array,
+        ``T(x_i) = sum_j P_ij y_j / a_i`` where ``a_i > 0``; where ``a_i = 0``, the
+        entropic map through ``g``, ``sum_j w_ij y_j / sum_j w_ij`` with
+        ``w_ij = b_j exp((g_j - C_ij) / reg)`` (log-sum-exp stable; the first formula
+        whenever ``f_i`` is the soft c-transform of ``g``, as at convergence of a balanced
+        problem); NaN only where that sum is not finite. With ``reg_m`` the rows of ``P``
+        sum to ``P 1``, not to ``a``, so the ``a_i > 0`` rows are not averages.
     reg : float
         Entropic regularization :math:`\varepsilon > 0`, in the units of ``cost``.
     reg_m : float or pair of floats, optional

@@ -95,6 +95,77 @@ def test_plan_operator_and_barycentric_map(rng):
     np.testing.assert_allclose(res.barycentric_map(), (P @ y) * 40, rtol=1e-10)
 
 
+def _entropic_map_reference(geom, y, b, g, reg):
+    """Naive dense ``sum_j w_ij y_j / sum_j w_ij``, ``w_ij = b_j exp((g_j - C_ij) / reg)``
+    (by a row-wise log-sum-exp)."""
+    from scipy.special import logsumexp
+
+    with np.errstate(divide="ignore"):
+        lw = np.log(b)[None, :] + (g[None, :] - geom.dense()) / reg
+    return np.exp(lw - logsumexp(lw, axis=1, keepdims=True)) @ y
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 12), m=st.integers(1, 10),
+       metric=st.sampled_from(["sqeuclidean", "euclidean", "cityblock", "minkowski"]),
+       dtype=st.sampled_from([np.float64, np.float32]))
+def test_barycentric_map_of_zero_weight_sources(seed, n, m, metric, dtype):
+    # A zero-weight source has no row of the plan to normalise (it gave 0/0: NaN rows
+    # with success=True): its image is the entropic map through g, sum_j w_ij y_j /
+    # sum_j w_ij with w_ij = b_j exp((g_j - C_ij) / reg); the positive rows are
+    # sum_j P_ij y_j / a_i as before, and the two agree where both are defined.
+    rng = np.random.default_rng(seed)
+    x, y = rng.random((n, 2)).astype(dtype), rng.random((m, 2)).astype(dtype)
+    a = rng.random(n) * (rng.random(n) < 0.6)
+    a[rng.integers(n)] = 0.0
+    a[n - 1 if a[0] == 0 else 0] += 0.5  # some mass, and a zero
+    b = rng.random(m) * (rng.random(m) < 0.8)
+    b[0] += 0.5
+    a, b = (a / a.sum()).astype(dtype), (b / b.sum()).astype(dtype)
+    geom = PointCloud(x, y, metric, p=3.0 if metric == "minkowski" else None)
+    reg = 0.05
+    res = ottools.sinkhorn(a, b, geom, reg)
+    assert res.success, res.message
+    T = res.barycentric_map()
+    assert T.dtype == dtype and T.shape == (n, 2) and np.all(np.isfinite(T))
+    zero, pos = a == 0, a > 0
+    g = np.asarray(res.g, dtype=np.float64)
+    y64, b64 = y.astype(np.float64), b.astype(np.float64)
+    ref = _entropic_map_reference(geom, y64, b64, g, reg)
+    tight = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(T[zero], ref[zero], rtol=tight, atol=tight)
+    # the positive rows: the plan's rows normalised by a_i, unchanged
+    P = res.plan_dense().astype(np.float64)
+    np.testing.assert_allclose(T[pos], (P @ y)[pos] / a[pos, None],
+                               rtol=tight, atol=tight)
+    # ... which is the entropic map at convergence (f the soft c-transform of g)
+    loose = 1e-7 if dtype == np.float64 else 1e-3
+    np.testing.assert_allclose(T[pos], ref[pos], rtol=loose, atol=loose)
+    # a zero-weight source's image is a convex combination of the targets of positive
+    # weight (the positive rows: up to the marginal error, a_i - sum_j P_ij <= tol)
+    lo, hi = y[b > 0].min(0), y[b > 0].max(0)
+    assert np.all(T[zero] >= lo - tight) and np.all(T[zero] <= hi + tight)
+    assert np.all(T >= lo - loose) and np.all(T <= hi + loose)
+
+
+def test_barycentric_map_of_a_far_zero_weight_source(rng):
+    # A zero-weight source far from the targets: every w_ij underflows in a direct
+    # evaluation (exp(-1e6 / reg)), the log-sum-exp keeps it: its image is the target
+    # that maximises g_j - C_ij. The other rows are, to the bit, the plan's rows
+    # (``res.plan @ y``, the same pass over the plan) divided by a_i, as before.
+    x, y = rng.random((6, 2)), rng.random((5, 2))
+    x[2] = [1e3, -2e3]
+    a = np.full(6, 0.2)
+    a[2] = 0.0
+    res = ottools.sinkhorn(a, None, PointCloud(x, y), 0.05)
+    assert res.success
+    T = res.barycentric_map()
+    C = PointCloud(x, y).dense()
+    np.testing.assert_allclose(T[2], y[np.argmax(res.g - C[2])], rtol=1e-12)
+    pos = a > 0
+    np.testing.assert_array_equal(T[pos], (res.plan @ y)[pos] / a[pos, None])
+
+
 def test_self_transport_point_cloud_uses_symmetric_iterations(rng):
     x = rng.normal(size=(60, 2))
     on = ottools.sinkhorn(None, None, PointCloud(x, x), 0.05)
