@@ -148,6 +148,25 @@ def test_barycentric_map_of_zero_weight_sources(seed, n, m, metric, dtype):
     assert np.all(T >= lo - loose) and np.all(T <= hi + loose)
 
 
+def test_barycentric_map_of_many_zero_weight_sources_in_row_blocks(rng):
+    # 600 zero-weight sources against 500 targets: over 2**18 pairs, the c-transform and
+    # the plan pass of the entropic map run in parallel row blocks (when Numba has more
+    # than one thread); the same map as the dense reference.
+    from ottools._kernels import _jit
+
+    x, y = rng.random((700, 2)), rng.random((500, 2))
+    a = np.zeros(700)
+    a[rng.choice(700, 100, replace=False)] = 0.01
+    geom = PointCloud(x, y)
+    assert 600 * 500 >= _jit.PARALLEL_MIN_ENTRIES
+    res = ottools.sinkhorn(a, None, geom, 0.01)
+    assert res.success
+    T = res.barycentric_map()
+    ref = _entropic_map_reference(geom, y, np.full(500, 1 / 500), res.g, 0.01)
+    np.testing.assert_allclose(T[a == 0], ref[a == 0], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(T[a > 0], ref[a > 0], rtol=1e-7, atol=1e-8)
+
+
 def test_barycentric_map_of_a_far_zero_weight_source(rng):
     # A zero-weight source far from the targets: every w_ij underflows in a direct
     # evaluation (exp(-1e6 / reg)), the log-sum-exp keeps it: its image is the target
