@@ -329,8 +329,8 @@ def _check_pairs(x, y, a, b):
     """The batch sizes of a batch of pairs ``x`` (B, n, d), ``y`` (B, m, d) and their
     weights (B, n), (B, m), shared (n,), (m,) or None agree, and ``B > 0``: ValueError
     naming the argument and the sizes otherwise (checked before any solve). Returns
-    ``(a, b)`` with a shared vector repeated to one row per pair, so that the pairs are
-    solved as if the user had passed the repeated weights."""
+    ``(a, b)`` with a shared vector as a list holding it once per pair, so that each
+    pair is solved as if the user had passed the weights repeated to one row per pair."""
     if len(y) != len(x):
         raise ValueError(f"`y` holds {len(y)} pairs but `x` holds {len(x)}.")
     if len(x) == 0:
@@ -339,7 +339,7 @@ def _check_pairs(x, y, a, b):
     for w, name, pts in ((a, "a", x), (b, "b", y)):
         shape = np.shape(pts)[:2]
         if w is not None and np.shape(w) == shape[1:]:
-            w = np.repeat(np.asarray(w)[None], shape[0], axis=0)
+            w = [w] * shape[0]  # (the user's object: a tensor is refused per pair)
         elif w is not None and np.shape(w) != shape:
             raise ValueError(f"`{name}` must have shape {shape} (one weight vector per "
                              f"pair), ({shape[1]},) (one shared by all pairs) or be "

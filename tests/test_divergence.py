@@ -386,6 +386,16 @@ def test_batch_weights_shared_by_every_pair_equal_the_repeated_weights(rng, kind
         sinkhorn_divergence(x, y, a[:-1], None, reg=0.1, **kw)
 
 
+def test_batch_shared_weights_as_a_tensor_are_refused(rng):
+    # A torch tensor as the shared vector is refused as a per-pair one is (it was read
+    # through np.asarray, silently dropping its gradient, by a first version).
+    torch = pytest.importorskip("torch")
+    x, y = rng.random((3, 5, 2)), rng.random((3, 4, 2))
+    for a in (torch.full((5,), 0.2), torch.full((3, 5), 0.2)):
+        with pytest.raises(TypeError, match="pair 0 of the batch: `a` is a torch.Tensor"):
+            sinkhorn_divergence(x, y, a, None, reg=0.1)
+
+
 def test_sinkhorn_divergence_batch_errors_name_the_pair(rng):
     x, y = rng.random((4, 6, 2)), rng.random((4, 5, 2))
     bad = x.copy()
