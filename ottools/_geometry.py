@@ -484,19 +484,21 @@ def dense_plan(geom, a, b, f, g, reg, dtype):
     return need
 
 
-def barycentric_map(geom, a, b, f, g, reg):
-    """``T(x_i) = sum_j P_ij y_j / a_i`` for ``a_i > 0``; for ``a_i = 0`` (no row of the
-    plan to normalise) the entropic map through the column potential,
+def barycentric_map(geom, a, b, f, g, reg, by_rows=False):
+    """``T(x_i) = sum_j P_ij y_j / a_i`` for ``a_i > 0`` (``by_rows``: divided by the
+    plan's row sums ``(P 1)_i`` instead, an unbalanced plan's rows); for ``a_i = 0`` (no
+    row of the plan to normalise) the entropic map through the column potential,
     ``sum_j w_ij y_j / sum_j w_ij`` with ``w_ij = b_j exp((g_j - C_ij) / reg)``: the
     first formula when ``f_i`` is the soft c-transform of ``g`` (:func:`_entropic_map`).
     """
     with np.errstate(divide="ignore"):
         loga, logb = np.log(a.astype(np.float64)), np.log(b.astype(np.float64))
     g = np.asarray(g, dtype=np.float64)
-    Py = _plan_stats(geom, loga, logb, np.asarray(f, dtype=np.float64), g, reg,
-                     geom.y.astype(np.float64))[4]
+    stats = _plan_stats(geom, loga, logb, np.asarray(f, dtype=np.float64), g, reg,
+                        geom.y.astype(np.float64))
+    Py = stats[4]
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = Py / a.astype(np.float64)[:, None]
+        out = Py / (stats[0] if by_rows else a.astype(np.float64))[:, None]
     zero = np.flatnonzero(a == 0)
     if zero.size:
         out[zero] = _entropic_map(geom, zero, logb, g, reg)

@@ -1120,7 +1120,8 @@ def _finish(run, fc, gc, status, planned):
         f64, g64 = _expand(run, fo, go, np.float64)
         plan = PlanOperator(geom, a, b, f64, g64, reg)
         extra["plan_dense"] = lambda: dense_plan(geom, a, b, f64, g64, reg, dt)
-        extra["barycentric_map"] = lambda: barycentric_map(geom, a, b, f64, g64, reg)
+        extra["barycentric_map"] = lambda: barycentric_map(geom, a, b, f64, g64, reg,
+                                                           by_rows=run.rho is not None)
     else:
         plan = prob.embed(Pc)
     tol = run.settings.tol
@@ -1197,7 +1198,8 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
         ``w_ij = b_j exp((g_j - C_ij) / reg)`` (log-sum-exp stable; the first formula
         whenever ``f_i`` is the soft c-transform of ``g``, as at convergence of a balanced
         problem); NaN only where that sum is not finite. With ``reg_m`` the rows of ``P``
-        sum to ``P 1``, not to ``a``, so the ``a_i > 0`` rows are not averages.
+        sum to ``P 1``, not to ``a``: there ``T(x_i) = sum_j P_ij y_j / (P 1)_i``, an
+        average of the targets.
     reg : float
         Entropic regularization :math:`\varepsilon > 0`, in the units of ``cost``.
     reg_m : float or pair of floats, optional

@@ -185,6 +185,24 @@ def test_barycentric_map_of_a_far_zero_weight_source(rng):
     np.testing.assert_array_equal(T[pos], (res.plan @ y)[pos] / a[pos, None])
 
 
+def test_barycentric_map_of_an_unbalanced_plan_averages_its_rows(rng):
+    # With reg_m the plan's rows sum to P 1, not to a (here masses 1 and 2): the map
+    # divides each row by its own sum, so every image is an average of the targets
+    # (divided by a_i, rows were shrunk towards 0 by (P 1)_i / a_i).
+    x, y = rng.random((12, 2)), rng.random((9, 2)) + 3.0
+    a, b = np.full(12, 1 / 12), np.full(9, 2 / 9)
+    a[4] = 0.0
+    res = ottools.sinkhorn(a, b, PointCloud(x, y), 0.05, reg_m=0.5)
+    assert res.success
+    P = res.plan_dense()
+    rows = P.sum(axis=1)
+    pos = a > 0
+    assert np.max(np.abs(rows[pos] / a[pos] - 1)) > 0.1  # rows far from a: a real test
+    T = res.barycentric_map()
+    np.testing.assert_allclose(T[pos], (P @ y)[pos] / rows[pos, None], rtol=1e-12)
+    assert np.all(T >= y.min(axis=0) - 1e-12) and np.all(T <= y.max(axis=0) + 1e-12)
+
+
 def test_self_transport_point_cloud_uses_symmetric_iterations(rng):
     x = rng.normal(size=(60, 2))
     on = ottools.sinkhorn(None, None, PointCloud(x, x), 0.05)
