@@ -804,6 +804,25 @@ def test_maxiter_status(rng):
     assert np.isfinite(res.dual_value) and np.isfinite(res.fun)
 
 
+@pytest.mark.parametrize("method", ["bfgs", "lbfgs", "newton", "lp"])
+@pytest.mark.parametrize("formulation", FORMS)
+def test_maxiter_beyond_int64_runs_as_default(rng, method, formulation):
+    """Any int >= 0 is a valid maxiter, as in the other solvers: 2**64 and 10**400 (past
+    the kernel's int64 counter and float64) and 2**31 (past HiGHS's int32 limit) give
+    the result of the default 10000 on a problem that converges well before it."""
+    a, b, cost = random_problem(rng, 5, 6)
+    k = 1 if method == "lp" else 2
+    base = ottools.sparsity_constrained_ot(a, b, cost, 0.1, k, method=method,
+                                           formulation=formulation)
+    for maxiter in (2**31, 2**64, 10**400):
+        res = ottools.sparsity_constrained_ot(a, b, cost, 0.1, k, method=method,
+                                              formulation=formulation, maxiter=maxiter)
+        assert res.status == base.status and res.nit == base.nit
+        assert res.dual_value == base.dual_value
+    res = ottools.quadratic_ot(a, b, cost, 0.1, maxiter=2**64)
+    assert res.dual_value == ottools.quadratic_ot(a, b, cost, 0.1).dual_value
+
+
 def test_stall_budget_and_stage_counts(rng):
     """A stalled solve stops within its window after the last improvement (1e-12
     relative), returns the best point and reports the stages it went through."""

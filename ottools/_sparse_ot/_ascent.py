@@ -304,7 +304,9 @@ class _Compiled:
             self.fin, self.ring = np.zeros(K.F_SIZE), np.zeros(1)
         else:
             self.fin, self.ring = fin.state, fin.ring
-        self.lim = np.array([tol, maxiter, obj.sp.mass,
+        # the loop counts in int64: a larger maxiter (any int >= 0 is valid) is no cap
+        # there, and a Python int past float64's range would make an object array
+        self.lim = np.array([tol, min(maxiter, np.iinfo(np.int64).max), obj.sp.mass,
                              -math.inf if newton_switch is None else newton_switch])
         self.counts = np.zeros(4, dtype=np.int64)
 

@@ -17,6 +17,8 @@ __all__ = []
 # "auto" takes the LP up to this many positive-weight entries (HiGHS here: 0.1 s at
 # 100 x 100, 1.4 s at 300 x 300, 75 s at 1000 x 1000).
 AUTO_MAX_ENTRIES = 2**16
+# HiGHS's largest iteration limit (an int32 option; linprog refuses larger ones)
+_HIGHS_MAXITER = 2**31 - 1
 
 
 def solve_k1(sp, maxiter):
@@ -40,6 +42,8 @@ def solve_k1(sp, maxiter):
     # HiGHS's presolve can call a feasible problem infeasible when weights are far below
     # its tolerances (1e-56 next to 1e-2 on Liu et al.'s toy problem): retry without it.
     res = None
+    # HiGHS takes a 32-bit iteration limit: a larger maxiter (valid here) sets none
+    maxiter = min(maxiter, _HIGHS_MAXITER)
     for options in ({"maxiter": maxiter}, {"maxiter": maxiter, "presolve": False}):
         res = linprog(cost, A_eq=a_eq, b_eq=np.concatenate([sp.ac, b64]),
                       bounds=(0.0, None), method="highs", options=options)
