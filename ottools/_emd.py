@@ -94,11 +94,12 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
         positive-weight columns, else 32): the length ``K`` of the per-row candidate
         lists that the pivots price (see Notes); ``column_candidates`` (4): per-column
         candidates added to the starting greedy plan; ``block_size`` (``None``:
-        ``ceil(sqrt(n K))``): candidates priced per block; ``rc_tol`` (1e-13, in
-        ``(0, 1e-3]``): a reduced cost counts as negative below ``-rc_tol * s``, ``s``
-        the scale of its rounding: ``2 max|pi| + max(0, -min C)`` for the solver's
-        current node potentials ``pi`` (before centring), at most ``max|C|``. One large
-        "forbidden" cost among small ones leaves the small ones their tolerance; but
+        ``ceil(sqrt(n K))``): candidates priced per block (more than ``n K`` prices all
+        ``n K``); ``rc_tol`` (1e-13, in ``(0, 1e-3]``): a reduced cost counts as
+        negative below ``-rc_tol * s``, ``s`` the scale of its rounding:
+        ``2 max|pi| + max(0, -min C)`` for the solver's current node potentials ``pi``
+        (before centring), at most ``max|C|``. One large "forbidden" cost among small
+        ones leaves the small ones their tolerance; but
         while large costs sit in the basis (many "big M" cells, with zero flow) the
         potentials and the tolerance stay near them, and so does the rounding: give such
         cells a moderate cost (well above the others, not orders of magnitude). Much
@@ -262,7 +263,8 @@ def emd(a, b, cost, *, maxiter=None, init=None, options=None):
     # M" on a forbidden cell: 1e13 among costs in [0, 1]) let every reduced cost of the
     # others pass for zero (a plan 137 % above the optimum called optimal).
     tol_args = (opts["rc_tol"], prob.cost_scale, max(0.0, -prob.cost_range[0]))
-    block = opts["block_size"] or math.ceil(math.sqrt(n * K))
+    # a block past the n K list entries prices them all, as a block of n K does
+    block = min(opts["block_size"] or math.ceil(math.sqrt(n * K)), n * K)
     state = np.zeros(2, dtype=np.int64)  # list position, number of full sweeps
     # the start and the first pivots in one call (a small problem's whole solve)
     nit, optimal = _k.solve_start(src, a64, b64, f0, g0, guide is None, lj, lc, lv, ci, cv,

@@ -259,7 +259,8 @@ def test_all_equal_costs():
 
 @pytest.mark.parametrize("options", [{"candidates": 1}, {"candidates": 2, "block_size": 1},
                                      {"column_candidates": 1}, {"candidates": 1000},
-                                     {"block_size": 10**9}, {"rc_tol": 1e-15}])
+                                     {"block_size": 10**9}, {"block_size": 2**63},
+                                     {"block_size": 10**400}, {"rc_tol": 1e-15}])
 def test_options_do_not_change_the_optimum(rng, options):
     a, b, cost = random_problem(rng, 40, 35, zeros=4)
     ref = ottools.emd(a, b, cost)
