@@ -996,6 +996,50 @@ def test_bad_inputs(rng):
         f(a, b, cost, 0.1, 2, formulation="dual", init=(np.zeros(5), None))
 
 
+def test_lbfgs_memory_grows_to_maxcor(rng):
+    """The L-BFGS ring buffer, allocated as pairs arrive (past its first slots, through
+    a doubling, to a wrap at ``mem``), gives the two-loop direction over the newest
+    ``min(count, mem)`` pairs since the last reset, oldest first."""
+    from ottools._sparse_ot._quasi_newton import LBFGS
+
+    N = 7
+    for mem in (3, LBFGS._FIRST_SLOTS + 5, 10**30):
+        lb, pairs = LBFGS(N, mem=mem), []
+        for it in range(2 * LBFGS._FIRST_SLOTS + 30):
+            if it == 40:
+                lb.reset()
+                pairs = []
+            s = rng.standard_normal(N)
+            y = s * 3 + rng.standard_normal(N) * 0.1  # s . y > 0
+            assert lb.update(s, y)
+            pairs = (pairs + [(s, y)])[-mem:]
+            assert lb.count == len(pairs)
+            assert lb.rho.size <= min(mem, max(LBFGS._FIRST_SLOTS, 2 * (it + 1)))
+            g = rng.standard_normal(N)
+            S = np.array([p[0] for p in pairs])
+            Y = np.array([p[1] for p in pairs])
+            expect = np.empty(N)
+            rho = np.array([1.0 / _k.dot(p[0], p[1]) for p in pairs])
+            _k.lbfgs_direction(g, S, Y, rho,
+                               np.arange(len(pairs)), len(pairs), expect)
+            np.testing.assert_array_equal(lb.direction(g)[0], expect)
+
+
+@pytest.mark.parametrize("maxcor", [2**40, 2**63, 10**400],
+                         ids=["2**40", "2**63", "1e400"])
+def test_lbfgs_huge_maxcor_runs(rng, maxcor):
+    """A maxcor beyond what could be allocated runs as one past the iterations done
+    (no pair is ever dropped in either), the memory grown past its first 64 slots."""
+    a, b, cost = random_problem(rng, 40, 40)
+    f = ottools.sparsity_constrained_ot
+    ref_ = f(a, b, cost, 0.1, 2, method="lbfgs", maxiter=200, options={"maxcor": 201})
+    assert ref_.nit_bfgs > 64
+    res = f(a, b, cost, 0.1, 2, method="lbfgs", maxiter=200, options={"maxcor": maxcor})
+    assert res.nit == ref_.nit and res.status == ref_.status
+    assert res.dual_value == ref_.dual_value
+    np.testing.assert_array_equal(res.f, ref_.f)
+
+
 def test_bad_method_and_options(rng):
     a, b, cost = random_problem(rng, 6, 6)
     f = ottools.sparsity_constrained_ot

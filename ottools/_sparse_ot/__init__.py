@@ -430,7 +430,8 @@ def sparsity_constrained_ot(a, b, cost, reg, max_nz, *, formulation="semi-dual",
         None, all but ``"lp"``): stop (status 4) after this many objective evaluations
         without an increase of the dual value beyond 1e-12 (relative); ``None`` (default)
         is half the evaluations that reached the last increase, at least 25.
-        ``"maxcor"`` (``"lbfgs"``, default 10): the number of stored pairs.
+        ``"maxcor"`` (``"lbfgs"``, default 10): the number of stored pairs (memory is
+        taken as pairs are stored, so a large value costs only what the solve stores).
         ``"newton_switch"`` (``"newton"``, float or None): switch from BFGS to Newton
         once ``err`` is below it; ``None`` (default) is 1e-3 for ``max_nz >= n`` and
         1e-6 otherwise (an error that small suggests a tight relaxation).

@@ -44,17 +44,23 @@ class LBFGS:
 
     The pairs are those of the minimised function ``-F``: ``s = x_new - x_old``,
     ``y = -(g_new - g_old)``. :meth:`reset` forgets them (a restart); the next direction is
-    then the gradient, scaled to a unit first step.
+    then the gradient, scaled to a unit first step. The ring buffer starts with room for
+    at most ``_FIRST_SLOTS`` pairs and doubles (up to ``mem``) when full: a large ``mem``
+    (any int >= 1 is valid) takes memory for the pairs actually stored, not ``mem`` rows
+    of ``nx`` up front.
     """
+
+    _FIRST_SLOTS = 64
 
     def __init__(self, nx, mem=10):
         from .._kernels import _sparse
 
         self._k = _sparse
         self.mem = mem
-        self.S = np.zeros((mem, nx))
-        self.Y = np.zeros((mem, nx))
-        self.rho = np.zeros(mem)
+        slots = min(mem, self._FIRST_SLOTS)
+        self.S = np.zeros((slots, nx))
+        self.Y = np.zeros((slots, nx))
+        self.rho = np.zeros(slots)
         self.count = 0
         self.head = 0  # next slot of the ring buffer
         self._d = np.empty(nx)
@@ -68,7 +74,7 @@ class LBFGS:
         if self.count == 0:
             norm = math.sqrt(self._k.dot(g, g))
             return g.copy(), (1.0 / norm if norm > 0 else 1.0)
-        order = (self.head - self.count + np.arange(self.count)) % self.mem
+        order = (self.head - self.count + np.arange(self.count)) % self.rho.size
         self._k.lbfgs_direction(g, self.S, self.Y, self.rho, order, self.count, self._d)
         return self._d.copy(), 1.0
 
@@ -80,12 +86,26 @@ class LBFGS:
         sy = self._k.dot(s, y)
         if not (sy > 1e-300 and math.isfinite(sy) and self._k.dot(y, y) > 0):
             return False
+        if self.count == self.rho.size < self.mem:
+            self._grow()
         self.S[self.head] = s
         self.Y[self.head] = y
         self.rho[self.head] = 1.0 / sy
-        self.head = (self.head + 1) % self.mem
+        self.head = (self.head + 1) % self.rho.size
         self.count = min(self.count + 1, self.mem)
         return True
+
+    def _grow(self):
+        """Twice the slots (at most ``mem``), the pairs kept from the oldest to the
+        newest in the first ``count`` of them."""
+        order = (self.head - self.count + np.arange(self.count)) % self.rho.size
+        slots = min(self.mem, 2 * self.rho.size)
+        for name in ("S", "Y", "rho"):
+            old = getattr(self, name)
+            new = np.zeros((slots,) + old.shape[1:])
+            new[:self.count] = old[order]
+            setattr(self, name, new)
+        self.head = self.count
 
 
 
