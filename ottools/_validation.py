@@ -21,6 +21,18 @@ def _reject_tensor(x, name):
         )
 
 
+def _reject_sparse(x, name, alternative=""):
+    """Raise TypeError for a SciPy sparse matrix or array, which NumPy would wrap as a
+    0-D object array; ``alternative`` names other accepted input after the dense array
+    (e.g. ``" or an ottools.PointCloud"``)."""
+    sparse = sys.modules.get("scipy.sparse")  # (not imported: x cannot be one)
+    if sparse is not None and sparse.issparse(x):
+        raise TypeError(
+            f"`{name}` is a scipy.sparse {type(x).__name__}, which is not accepted: pass "
+            f"a dense NumPy array (`{name}.toarray()`){alternative}."
+        )
+
+
 def _check_ragged(x, name):
     """Raise ValueError naming the first member of a list or tuple ``x`` whose shape
     differs from the first member's (a batch given as a list of arrays of several
@@ -56,6 +68,7 @@ def _as_float_array(x, name, *, ndim=None, dtype=None):
         arr = x  # (the common case: nothing to convert or reject)
     else:
         _reject_tensor(x, name)
+        _reject_sparse(x, name)
         try:
             arr = np.asarray(x)
         except Exception as exc:  # ragged lists, objects numpy cannot hold
@@ -142,6 +155,7 @@ def _check_cost(cost, name="cost", extremes=None):
     """A non-empty, finite 2-D float array. ``extremes``: a list that receives the
     ``(min, max)`` of the array as floats, which come with the check (large C-contiguous
     arrays: one kernel pass; others: ``min`` and ``max``, through which NaN propagates)."""
+    _reject_sparse(cost, name, " or an `ottools.PointCloud`")
     arr = _as_float_array(cost, name, ndim=2)
     if arr.size == 0:
         raise ValueError(f"`{name}` must not be empty; got shape {arr.shape}.")

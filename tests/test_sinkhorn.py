@@ -325,6 +325,24 @@ def test_bad_input(kwargs, exc, match):
         sinkhorn(a, b, cost, reg, **args)
 
 
+@pytest.mark.parametrize("kind", ["csr_array", "coo_matrix"])
+def test_scipy_sparse_is_refused_with_pointer(kind):
+    """A sparse cost (or weight vector) is refused by the shared validation with a
+    message that names it and says what to pass, not "got dtype object"."""
+    import scipy.sparse
+
+    sparse = getattr(scipy.sparse, kind)
+    msg = (rf"`cost` is a scipy.sparse {kind}, which is not accepted: pass a dense NumPy "
+           r"array \(`cost.toarray\(\)`\) or an `ottools.PointCloud`")
+    for solve in (lambda c: sinkhorn(None, None, c, 0.1),
+                  lambda c: ottools.emd(None, None, c),
+                  lambda c: ottools.sparsity_constrained_ot(None, None, c, 0.1, 2)):
+        with pytest.raises(TypeError, match=msg):
+            solve(sparse(C))
+    with pytest.raises(TypeError, match=r"`a` is a scipy.sparse .*`a.toarray\(\)`\)\.$"):
+        sinkhorn(sparse(A[None]), None, C, 0.1)
+
+
 def test_torch_tensor_is_refused_with_pointer():
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="ottools.torch"):
