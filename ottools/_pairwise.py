@@ -887,12 +887,15 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
         raise ValueError(f"`scheduler` must be None, 'threads', 'dask', a "
                          f"dask.distributed.Client or a scheduler address such as "
                          f"'tcp://10.0.0.1:8786'; got {scheduler!r}.")
-    local = scheduler is None or scheduler == "threads"
-    n_threads = _check_n_jobs(n_jobs) if (local or n_jobs is not None) else _cpu_count()
-    if not local and not isinstance(scheduler, str) and not hasattr(scheduler, "submit"):
+    if not (scheduler is None or isinstance(scheduler, str)
+            or hasattr(scheduler, "submit")):
+        # checked before any comparison: an array compared with "threads" is an array,
+        # whose truth value NumPy refuses with a message that names no argument
         raise TypeError(f"`scheduler` must be None, 'threads', 'dask', a "
                         f"dask.distributed.Client or an address string; got "
                         f"{type(scheduler).__name__}.")
+    local = scheduler is None or scheduler == "threads"
+    n_threads = _check_n_jobs(n_jobs) if (local or n_jobs is not None) else _cpu_count()
 
     N = len(mx)
     M = N if symmetric else len(my)

@@ -280,6 +280,10 @@ def test_nan_cloud_named_before_any_work(rng, monkeypatch):
     (dict(n_jobs=1.5), TypeError, "`n_jobs` must be an integer"),
     (dict(progress="yes"), TypeError, "`progress` must be True or False"),
     (dict(scheduler=3), TypeError, "`scheduler` must be"),
+    # an array is no scheduler: its own message, not NumPy's truth-value error
+    (dict(scheduler=np.ones(3)), TypeError, "`scheduler` must be None.*got ndarray"),
+    (dict(scheduler=np.array([])), TypeError, "`scheduler` must be None.*got ndarray"),
+    (dict(scheduler=np.array([]), n_jobs=2), TypeError, "`scheduler` must be None"),
     (dict(rng="seed"), TypeError, "`rng` must be"),
     (dict(weights=[None, None]), ValueError, r"one entry per measure \(4\); got 2"),
     (dict(weights=[None, [1.0, -1.0], None, None]), ValueError, r"`weights\[1\]`"),
