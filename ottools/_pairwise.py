@@ -46,14 +46,17 @@ _k = lazy("_pairwise")
 
 METRICS = ("sinkhorn_divergence", "sinkhorn", "sliced_wasserstein", "wasserstein_1d", "exact")
 
-# metric -> valid keys of metric_kwargs (the keyword arguments of the single-pair function)
+# metric -> valid keys of metric_kwargs: the keyword arguments of the single-pair
+# function, and for the metrics on a ground cost "p" (the Minkowski costs' exponent)
 _KWARGS = {
     "wasserstein_1d": ("p",),
     "sliced_wasserstein": ("p", "n_projections", "directions"),
-    "sinkhorn_divergence": ("reg", "metric", "method", "tol", "maxiter", "options"),
-    "sinkhorn": ("reg", "metric", "method", "tol", "maxiter", "options"),
-    "exact": ("metric", "maxiter"),
+    "sinkhorn_divergence": ("reg", "metric", "p", "method", "tol", "maxiter", "options"),
+    "sinkhorn": ("reg", "metric", "p", "method", "tol", "maxiter", "options"),
+    "exact": ("metric", "p", "maxiter"),
 }
+# the ground costs that take "p" (as cost_matrix's p)
+_MINKOWSKI = ("minkowski", "minkowski_p")
 
 # Internal status of a divergence pair whose two measures are identical: S = 0 exactly
 # (as ``sinkhorn_divergence``), resolved with the self terms; never returned.
@@ -275,7 +278,7 @@ class _Entropic:
     ``"seuclidean"`` / ``"mahalanobis"`` ground costs each pair solves its three,
     ``kind="pair_divergence"``)."""
 
-    def __init__(self, kind, reg, metric, method, settings, dtype):
+    def __init__(self, kind, reg, metric, p, method, settings, dtype):
         if kind == "divergence" and not callable(metric) and metric_name(metric) in ESTIMATED:
             # "seuclidean" / "mahalanobis": the three problems of a pair share variances
             # estimated from its two clouds stacked (as sinkhorn_divergence), so a self
@@ -284,7 +287,7 @@ class _Entropic:
             kind = "pair_divergence"
         self.kind = kind
         self.needs_self = kind == "divergence"
-        self.reg, self.metric, self.method = reg, metric, method
+        self.reg, self.metric, self.p, self.method = reg, metric, p, method
         self.settings, self.dtype = settings, dtype
 
     def may_run_parallel(self):
@@ -299,7 +302,7 @@ class _Entropic:
 
     def _solve(self, x, a, y, b, self_transport=False, cost=None):
         if cost is None:
-            cost = checked_cost_matrix(x, y, self.metric)
+            cost = checked_cost_matrix(x, y, self.metric, self.p)
         cost = np.ascontiguousarray(cost, dtype=self.dtype)
         symmetric = self_transport and np.array_equal(cost, cost.T)
         res = solve(LinearProblem(a, b, cost, self.dtype), self.reg, self.settings,
@@ -347,8 +350,8 @@ class _Exact:
     kind = "exact"
     needs_self = False
 
-    def __init__(self, metric, maxiter, dtype):
-        self.metric, self.maxiter, self.dtype = metric, maxiter, dtype
+    def __init__(self, metric, p, maxiter, dtype):
+        self.metric, self.p, self.maxiter, self.dtype = metric, p, maxiter, dtype
 
     def may_run_parallel(self):
         return True
@@ -364,7 +367,7 @@ class _Exact:
         for t in range(ii.shape[0]):
             x, a = R[ii[t]]
             y, b = C[jj[t]]
-            cost = np.ascontiguousarray(checked_cost_matrix(x, y, self.metric),
+            cost = np.ascontiguousarray(checked_cost_matrix(x, y, self.metric, self.p),
                                         dtype=self.dtype)
             res = emd(a, b, cost, **kw)
             vals[t], stat[t] = float(res.fun), int(res.status)
@@ -412,11 +415,18 @@ def _engine(metric, kwargs, d, dtype, rng):
         # an unknown ground cost fails here, not in a tile (by its name: evaluated on zero
         # points, "seuclidean", "braycurtis" and four more are 0 / 0 and were refused)
         metric_name(cost_metric)
+    cost_p = 2.0  # (cost_matrix's default)
+    if "p" in kw:
+        if callable(cost_metric) or metric_name(cost_metric) not in _MINKOWSKI:
+            raise TypeError(f"`metric_kwargs['p']` is only used with the ground costs "
+                            f"'minkowski' and 'minkowski_p'; got it with "
+                            f"metric_kwargs['metric']={cost_metric!r}.")
+        cost_p = p_value(2.0)
     maxiter = kw.get("maxiter")
     if maxiter is not None:
         maxiter = _check_int(maxiter, "metric_kwargs['maxiter']", minimum=0)
     if metric == "exact":
-        return _Exact(cost_metric, maxiter, dtype)
+        return _Exact(cost_metric, cost_p, maxiter, dtype)
     if "reg" not in kw:
         raise TypeError(f"metric={metric!r} needs `metric_kwargs['reg']`, the entropic "
                         f"regularization (in cost units), e.g. metric_kwargs={{'reg': 0.1}}.")
@@ -428,7 +438,7 @@ def _engine(metric, kwargs, d, dtype, rng):
     settings = Settings.from_args(tol, 10_000 if maxiter is None else maxiter, None, dtype,
                                   opts)
     kind = "divergence" if metric == "sinkhorn_divergence" else "entropic"
-    return _Entropic(kind, reg, cost_metric, name, settings, dtype)
+    return _Entropic(kind, reg, cost_metric, cost_p, name, settings, dtype)
 
 
 # --------------------------------------------------------------------------- tiles
@@ -762,7 +772,10 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
         ``sliced_wasserstein``; ``reg`` (required), ``metric`` (ground cost, default
         ``"sqeuclidean"``, see :func:`ottools.cost_matrix`), ``method``, ``tol``,
         ``maxiter`` and ``options`` for the entropic metrics; ``metric`` and
-        ``maxiter`` for ``exact``.
+        ``maxiter`` for ``exact``. With the ground costs ``"minkowski"`` and
+        ``"minkowski_p"``, ``p`` is also their exponent (``cost_matrix``'s ``p``,
+        >= 1, default 2) for the entropic metrics and ``exact``; with another ground
+        cost it raises ``TypeError``.
     n_jobs : int, optional
         Threads of the local run, as in scikit-learn: None means 1 (the calling
         thread), -1 all cores, -2 all but one, and so on. With

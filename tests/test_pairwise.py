@@ -296,6 +296,35 @@ def test_bad_arguments(rng, kwargs, exc, match):
         pairwise_distances(xs, **kw)
 
 
+def test_minkowski_ground_cost_takes_p(rng):
+    """``metric_kwargs['p']`` is cost_matrix's exponent of the Minkowski ground costs
+    for the entropic metrics and exact (no other way to set it without a callable);
+    refused with another ground cost, where it would be ignored."""
+    xs = clouds(rng, 3, d=2)
+    for cost in ("minkowski", "minkowski_p"):
+        C = ottools.cost_matrix(xs[0], xs[1], cost, p=3)
+        D = pairwise_distances(xs, metric="exact", metric_kwargs={"metric": cost, "p": 3})
+        assert D[0, 1] == ottools.emd(None, None, C).fun
+        D = pairwise_distances(xs, metric="sinkhorn",
+                               metric_kwargs={"reg": 0.1, "metric": cost, "p": 3})
+        expected = ottools.sinkhorn(None, None, C, 0.1).fun
+        assert D[0, 1] == pytest.approx(expected, rel=1e-12)
+    D = pairwise_distances(xs, metric="exact", metric_kwargs={"metric": "minkowski"})
+    C = ottools.cost_matrix(xs[0], xs[1], "minkowski")  # p = 2, the default of both
+    assert D[0, 1] == ottools.emd(None, None, C).fun
+    for kw in ({"p": 3}, {"metric": "euclidean", "p": 3}, {"metric": _l1, "p": 3}):
+        with pytest.raises(TypeError, match=r"`metric_kwargs\['p'\]` is only used with "
+                                            "the ground costs 'minkowski' and"):
+            pairwise_distances(xs, metric="exact", metric_kwargs=kw)
+    with pytest.raises(ValueError, match=r"`metric_kwargs\['p'\]` must be >= 1"):
+        pairwise_distances(xs, metric="sinkhorn_divergence",
+                           metric_kwargs={"reg": 0.1, "metric": "minkowski", "p": 0.5})
+
+
+def _l1(x, y):
+    return np.abs(x[:, None] - y[None]).sum(-1)
+
+
 def test_bad_collections(rng):
     with pytest.raises(ValueError, match=r"`X\[2\]` has dimension 3 but `X\[0\]` has "
                                          "dimension 2"):
