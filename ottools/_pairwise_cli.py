@@ -26,8 +26,11 @@ class PairwiseInputError(Exception):
 
 
 _seed = number_type(int, lambda v: v >= 0, "an integer >= 0")
-_jobs = number_type(int, lambda v: v >= 1 or v == -1,
-                    "-1 (all cores) or a positive integer")
+# as pairwise_distances' n_jobs (scikit-learn's rule): -1 all cores, -2 all but one, ...
+_jobs = number_type(int, lambda v: v != 0, "a positive integer or negative "
+                    "(-1: all cores, -2: all but one, ...)")
+# the ground costs whose exponent --p sets (the entropic metrics and exact)
+_MINKOWSKI = ("minkowski", "minkowski_p")
 # The options behind the library's ``metric_kwargs`` keys, for its error messages.
 _OPTIONS = {"reg": "--reg", "metric": "--cost", "tol": "--tol", "maxiter": "--maxiter",
             "p": "--p", "n_projections": "--n-projections"}
@@ -50,13 +53,16 @@ def add_pairwise_parser(subparsers):
     p.add_argument("--reg", type=positive_float, help="entropic regularization (sinkhorn metrics; required there, no default)")
     p.add_argument("--cost", type=metric_type, default=None,
                    help="ground cost of the entropic metrics (see cost_matrix; default sqeuclidean)")
-    p.add_argument("--p", type=order_p, help="order p (default: 2 for sliced, 1 for 1-D)")
+    p.add_argument("--p", type=order_p,
+                   help="order p (default: 2 for sliced, 1 for 1-D); with --cost "
+                        "minkowski or minkowski_p, their exponent (default 2)")
     p.add_argument("--n-projections", type=positive_int, help="sliced directions (default 100)")
     p.add_argument("--tol", type=nonnegative_float, help="solver tolerance (entropic metrics; default: the per-dtype default)")
     p.add_argument("--maxiter", type=positive_int, help="iteration cap of each solve (default 10000)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the sliced directions (default 0)")
     p.add_argument("--jobs", type=_jobs, default=-1,
-                   help="threads (default -1: all cores); workers with --scheduler dask")
+                   help="threads (default -1: all cores; -2: all but one, ...); workers "
+                        "with --scheduler dask")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="'dask' (a local Dask cluster) or a Dask scheduler address, "
                         "e.g. tcp://10.0.0.1:8786 (needs ottools[distributed]; default: local "
@@ -111,9 +117,12 @@ def _metric_kwargs(args, metric):
             raise PairwiseInputError(f"--maxiter does not apply to --metric {metric}")
         kw["maxiter"] = args.maxiter
     if args.p is not None:
-        if metric not in ("sliced_wasserstein", "wasserstein_1d"):
-            raise PairwiseInputError(f"--p applies to sliced_wasserstein and "
-                                     f"wasserstein_1d, not to --metric {metric}")
+        sliced = metric in ("sliced_wasserstein", "wasserstein_1d")
+        if not (sliced or cost in _MINKOWSKI):
+            raise PairwiseInputError(
+                f"--p applies to sliced_wasserstein and wasserstein_1d, and to the "
+                f"ground costs minkowski and minkowski_p (--cost), not to --metric "
+                f"{metric} with --cost {cost}")
         kw["p"] = args.p
     if args.n_projections is not None:
         if metric != "sliced_wasserstein":

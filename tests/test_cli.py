@@ -204,7 +204,13 @@ def test_solve_mismatched_dimensions_exit_2(tmp_path, capsys):
     (["pairwise", "{x}", "{y}", "--reg", "-1", "--out", "{dir}/D.npy"],
      "argument --reg: must be a positive finite number; got -1"),
     (["pairwise", "{x}", "{y}", "--reg", "1", "--jobs", "0", "--out", "{dir}/D.npy"],
-     r"argument --jobs: must be -1 \(all cores\) or a positive integer; got 0"),
+     r"argument --jobs: must be a positive integer or negative \(-1: all cores, -2: all "
+     r"but one, ...\); got 0"),
+    # --p sets the exponent of the Minkowski ground costs only
+    (["pairwise", "{x}", "{y}", "--reg", "1", "--p", "3", "--out", "{dir}/D.npy"],
+     "--p applies to sliced_wasserstein and wasserstein_1d, and to the ground costs "
+     r"minkowski and minkowski_p \(--cost\), not to --metric sinkhorn_divergence with "
+     "--cost sqeuclidean"),
     (["pairwise", "{x}", "{y}", "--metric", "sliced_wasserstein", "--seed", "-1",
       "--out", "{dir}/D.npy"], "argument --seed: must be an integer >= 0; got -1"),
     (["pairwise", "{x}", "{y}", "--reg", "1", "--maxiter", "0", "--out", "{dir}/D.npy"],
@@ -535,6 +541,34 @@ def test_pairwise_cost_names_are_resolved(clouds, tmp_path, capsys):
     assert _run(["pairwise", px, py, "--metric", "exact", "--cost", "L1", "--out", str(out),
                  "--no-progress"]) == 0
     expected = ottools.emd(None, None, ottools.cost_matrix(x, y, "cityblock")).fun
+    assert np.load(out)[0, 1] == pytest.approx(expected, rel=1e-12)
+
+
+def test_pairwise_takes_negative_jobs_and_the_minkowski_exponent(clouds, tmp_path,
+                                                                 monkeypatch, capsys):
+    """--jobs -2 (all cores but one, as the API's n_jobs) was refused, and --p with
+    --cost minkowski / minkowski_p (the ground cost's exponent) too."""
+    from ottools import _pairwise_cli
+
+    px, py, x, y = clouds
+    seen = []
+
+    def spy(*args, **kw):
+        seen.append(kw["n_jobs"])
+        return ottools.pairwise_distances(*args, **kw)
+
+    monkeypatch.setattr(_pairwise_cli, "pairwise_distances", spy)
+    out = tmp_path / "D.npy"
+    for cost in ("minkowski", "minkowski_p"):
+        assert _run(["pairwise", px, py, "--metric", "exact", "--cost", cost, "--p", "3",
+                     "--jobs", "-2", "--out", str(out), "--no-progress"]) == 0
+        expected = ottools.emd(None, None, ottools.cost_matrix(x, y, cost, p=3)).fun
+        assert np.load(out)[0, 1] == expected
+    assert seen == [-2, -2]
+    assert _run(["pairwise", px, py, "--metric", "sinkhorn", "--reg", "0.1", "--cost",
+                 "minkowski", "--p", "1.5", "--out", str(out), "--no-progress"]) == 0
+    expected = ottools.sinkhorn(None, None, ottools.cost_matrix(x, y, "minkowski", p=1.5),
+                                0.1).fun
     assert np.load(out)[0, 1] == pytest.approx(expected, rel=1e-12)
 
 
