@@ -489,7 +489,11 @@ def barycentric_map(geom, a, b, f, g, reg, by_rows=False):
     plan's row sums ``(P 1)_i`` instead, an unbalanced plan's rows); for ``a_i = 0`` (no
     row of the plan to normalise) the entropic map through the column potential,
     ``sum_j w_ij y_j / sum_j w_ij`` with ``w_ij = b_j exp((g_j - C_ij) / reg)``: the
-    first formula when ``f_i`` is the soft c-transform of ``g`` (:func:`_entropic_map`).
+    first formula when ``f_i`` is the soft c-transform of ``g`` (:func:`_entropic_map`),
+    and the second formula's value whatever ``f_i`` (a row divided by its own sum does
+    not depend on it), so ``by_rows`` takes it also for rows whose sum underflowed
+    below the smallest normal float64 (a source far from every target, ``reg_m``
+    small: 0 / 0 otherwise).
     """
     with np.errstate(divide="ignore"):
         loga, logb = np.log(a.astype(np.float64)), np.log(b.astype(np.float64))
@@ -497,9 +501,11 @@ def barycentric_map(geom, a, b, f, g, reg, by_rows=False):
     stats = _plan_stats(geom, loga, logb, np.asarray(f, dtype=np.float64), g, reg,
                         geom.y.astype(np.float64))
     Py = stats[4]
+    den = stats[0] if by_rows else a.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = Py / (stats[0] if by_rows else a.astype(np.float64))[:, None]
-    zero = np.flatnonzero(a == 0)
+        out = Py / den[:, None]
+    zero = np.flatnonzero((a == 0) | ~(den >= np.finfo(np.float64).tiny) if by_rows
+                           else a == 0)
     if zero.size:
         out[zero] = _entropic_map(geom, zero, logb, g, reg)
     return out.astype(geom.dtype, copy=False)
@@ -510,7 +516,8 @@ def _entropic_map(geom, rows, logb, g, reg):
     source points ``rows``, on the fly (O(len(rows) d) memory besides the clouds): the
     soft c-transform ``h_i = -reg log sum_j w_ij`` by one pass (log-sum-exp, no
     overflow), then the plan ``exp(log b_j + (h_i + g_j - C_ij) / reg)``, whose rows sum
-    to 1 up to rounding, applied to ``y`` by a second; NaN rows where ``h`` is not finite.
+    to 1 up to rounding, applied to ``y`` by a second; every row NaN if one ``h_i`` is
+    not finite (the kernel's flag covers them all).
     Columns with ``b_j = 0`` hold no mass and are left out."""
     cols = np.flatnonzero(np.isfinite(logb))
     sub = geom.subset(rows, cols)

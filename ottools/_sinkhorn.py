@@ -1199,7 +1199,8 @@ def sinkhorn(a, b, cost, reg, *, reg_m=None, method="auto", tol=None, maxiter=10
         whenever ``f_i`` is the soft c-transform of ``g``, as at convergence of a balanced
         problem); NaN only where that sum is not finite. With ``reg_m`` the rows of ``P``
         sum to ``P 1``, not to ``a``: there ``T(x_i) = sum_j P_ij y_j / (P 1)_i``, an
-        average of the targets.
+        average of the targets (the entropic map through ``g`` where that row sum
+        underflows).
     reg : float
         Entropic regularization :math:`\varepsilon > 0`, in the units of ``cost``.
     reg_m : float or pair of floats, optional

@@ -203,6 +203,25 @@ def test_barycentric_map_of_an_unbalanced_plan_averages_its_rows(rng):
     assert np.all(T >= y.min(axis=0) - 1e-12) and np.all(T <= y.max(axis=0) + 1e-12)
 
 
+def test_barycentric_map_of_an_unbalanced_row_that_underflows(rng):
+    # A positive-weight source far from every target with a small reg_m: the plan's row
+    # underflows to 0 (its mass is given up), and the row divided by its own sum is 0 / 0.
+    # A normalised row does not depend on f_i: it is the entropic map through g.
+    x, y = rng.random((6, 2)), rng.random((5, 2))
+    x[2] = [100.0, 0.0]
+    res = ottools.sinkhorn(None, None, PointCloud(x, y), 0.01, reg_m=0.1)
+    assert res.success
+    P = res.plan_dense()
+    assert P[2].sum() == 0.0
+    T = res.barycentric_map()
+    assert np.all(np.isfinite(T))
+    C = PointCloud(x, y).dense()
+    np.testing.assert_allclose(T[2], y[np.argmax(res.g - C[2])], rtol=1e-12)
+    rows = P.sum(axis=1)
+    keep = rows > 0
+    np.testing.assert_allclose(T[keep], (P @ y)[keep] / rows[keep, None], rtol=1e-12)
+
+
 def test_self_transport_point_cloud_uses_symmetric_iterations(rng):
     x = rng.normal(size=(60, 2))
     on = ottools.sinkhorn(None, None, PointCloud(x, x), 0.05)
