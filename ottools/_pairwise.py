@@ -420,7 +420,8 @@ def _engine(metric, kwargs, d, dtype, rng):
         if callable(cost_metric) or metric_name(cost_metric) not in _MINKOWSKI:
             raise TypeError(f"`metric_kwargs['p']` is only used with the ground costs "
                             f"'minkowski' and 'minkowski_p'; got it with "
-                            f"metric_kwargs['metric']={cost_metric!r}.")
+                            f"metric_kwargs['metric']={cost_metric!r}"
+                            f"{'' if 'metric' in kw else ' (the default)'}.")
         cost_p = p_value(2.0)
     maxiter = kw.get("maxiter")
     if maxiter is not None:

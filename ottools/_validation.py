@@ -27,9 +27,11 @@ def _reject_sparse(x, name, alternative=""):
     (e.g. ``" or an ottools.PointCloud"``)."""
     sparse = sys.modules.get("scipy.sparse")  # (not imported: x cannot be one)
     if sparse is not None and sparse.issparse(x):
+        # (a sparse vector is 2-D: its dense array is `.toarray().ravel()`)
+        dense = f"{name}.toarray()" if min(x.shape) != 1 else f"{name}.toarray().ravel()"
         raise TypeError(
             f"`{name}` is a scipy.sparse {type(x).__name__}, which is not accepted: pass "
-            f"a dense NumPy array (`{name}.toarray()`){alternative}."
+            f"a dense NumPy array (`{dense}`){alternative}."
         )
 
 

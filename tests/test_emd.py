@@ -267,6 +267,13 @@ def test_options_do_not_change_the_optimum(rng, options):
     res = ottools.emd(a, b, cost, options=options)
     _assert_certificate(res, a, b, cost)
     assert res.fun == pytest.approx(ref.fun, rel=1e-12)
+    if options.get("block_size", 0) > 10**8:
+        # a block of at least the n K list entries prices the whole list: capped, the
+        # huge blocks are that block, to the bit
+        whole = ottools.emd(a, b, cost, options={"block_size": 10**8})
+        assert res.nit == whole.nit and res.fun == whole.fun
+        np.testing.assert_array_equal(res.plan.toarray(), whole.plan.toarray())
+        np.testing.assert_array_equal(res.f, whole.f)
 
 
 @pytest.mark.parametrize("n, m", [(20, 20), (50, 70), (100, 100), (130, 90)])
@@ -451,7 +458,8 @@ def _first_of_min(d):
 @given(n=st.integers(1, 30), m=st.integers(1, 300), kind=st.sampled_from(
     ["uniform", "scaled rows", "ties", "signed zeros"]), cold=st.booleans(),
     k=st.integers(1, 40), kc=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
-def test_start_lists_are_each_rows_and_columns_stable_order(n, m, kind, cold, k, kc, seed):
+def test_start_lists_are_each_rows_and_columns_stable_order(n, m, kind, cold, k, kc,
+                                                             seed):
     """start_lists against a stable sort of every row and column of the reduced costs,
     to the bit (zeros' signs included), on costs whose rows make its bound guesses fail
     (rows scaled by powers of ten), overshoot (ties), or give zeros of both signs."""

@@ -316,6 +316,9 @@ def test_minkowski_ground_cost_takes_p(rng):
         with pytest.raises(TypeError, match=r"`metric_kwargs\['p'\]` is only used with "
                                             "the ground costs 'minkowski' and"):
             pairwise_distances(xs, metric="exact", metric_kwargs=kw)
+    with pytest.raises(TypeError, match=r"metric_kwargs\['metric'\]='sqeuclidean' \(the "
+                                        r"default\)\.$"):
+        pairwise_distances(xs, metric="exact", metric_kwargs={"p": 3})
     with pytest.raises(ValueError, match=r"`metric_kwargs\['p'\]` must be >= 1"):
         pairwise_distances(xs, metric="sinkhorn_divergence",
                            metric_kwargs={"reg": 0.1, "metric": "minkowski", "p": 0.5})

@@ -339,7 +339,9 @@ def test_scipy_sparse_is_refused_with_pointer(kind):
                   lambda c: ottools.sparsity_constrained_ot(None, None, c, 0.1, 2)):
         with pytest.raises(TypeError, match=msg):
             solve(sparse(C))
-    with pytest.raises(TypeError, match=r"`a` is a scipy.sparse .*`a.toarray\(\)`\)\.$"):
+    # (a sparse vector is 2-D: the hint flattens it)
+    with pytest.raises(TypeError,
+                       match=r"`a` is a scipy.sparse .*`a.toarray\(\).ravel\(\)`\)\.$"):
         sinkhorn(sparse(A[None]), None, C, 0.1)
 
 
