@@ -902,9 +902,11 @@ def pairwise_distances(X, Y=None, *, metric="sinkhorn_divergence", weights=None,
                          f"dask.distributed.Client or a scheduler address such as "
                          f"'tcp://10.0.0.1:8786'; got {scheduler!r}.")
     if not (scheduler is None or isinstance(scheduler, str)
-            or hasattr(scheduler, "submit")):
+            or (hasattr(scheduler, "submit") and hasattr(scheduler, "scatter"))):
         # checked before any comparison: an array compared with "threads" is an array,
-        # whose truth value NumPy refuses with a message that names no argument
+        # whose truth value NumPy refuses with a message that names no argument; a
+        # Client is what submits and scatters (a concurrent.futures executor only submits,
+        # and failed inside dask)
         raise TypeError(f"`scheduler` must be None, 'threads', 'dask', a "
                         f"dask.distributed.Client or an address string; got "
                         f"{type(scheduler).__name__}.")

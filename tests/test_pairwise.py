@@ -1,3 +1,4 @@
+import concurrent.futures
 import os
 import sys
 
@@ -284,6 +285,9 @@ def test_nan_cloud_named_before_any_work(rng, monkeypatch):
     (dict(scheduler=np.ones(3)), TypeError, "`scheduler` must be None.*got ndarray"),
     (dict(scheduler=np.array([])), TypeError, "`scheduler` must be None.*got ndarray"),
     (dict(scheduler=np.array([]), n_jobs=2), TypeError, "`scheduler` must be None"),
+    # an executor with submit but no scatter is no dask Client (it failed inside dask)
+    (dict(scheduler=concurrent.futures.ThreadPoolExecutor(1)), TypeError,
+     "`scheduler` must be None.*got ThreadPoolExecutor"),
     (dict(rng="seed"), TypeError, "`rng` must be"),
     (dict(weights=[None, None]), ValueError, r"one entry per measure \(4\); got 2"),
     (dict(weights=[None, [1.0, -1.0], None, None]), ValueError, r"`weights\[1\]`"),
