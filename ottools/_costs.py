@@ -98,12 +98,16 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
     the same convention for constant vectors.
 
     Points of extreme magnitude (above about 1e90 or all below 1e-90) are scaled by a
-    power of two before ``"sqeuclidean"``, ``"euclidean"``, ``"cityblock"``,
-    ``"chebyshev"``, ``"minkowski"``, ``"minkowski_p"``, ``"cosine"``,
+    power of two before ``"cityblock"``, ``"chebyshev"``, ``"cosine"``,
     ``"correlation"``, ``"seuclidean"`` and ``"mahalanobis"`` are evaluated (exact, as
-    these metrics are homogeneous), so that a cost is returned whenever its value is
-    representable: the Euclidean distance between points 1e200 apart is 1e200, while
-    their squared distance (1e400) raises a ValueError.
+    these metrics are homogeneous). For such points, and for ``"minkowski"`` and
+    ``"minkowski_p"`` whose ``p``-th powers would leave float64's range,
+    ``"sqeuclidean"``, ``"euclidean"``, ``"minkowski"`` and ``"minkowski_p"`` are
+    computed pair by pair, each pair's differences divided by the power of two above
+    their largest before the powers are taken. So a cost is returned whenever its value
+    is representable: the Euclidean distance between points 1e200 apart is 1e200 (their
+    squared distance, 1e400, raises a ValueError), and points 1 apart keep their
+    distance beside a point at 1e200.
 
     Examples
     --------
@@ -148,21 +152,25 @@ def checked_cost_matrix(x, y, metric, p=2, names=("x", "y")):
     yy = y.astype(np.float64, copy=False)
     exponent = 0
     top = None
+    per_pair = False
     if name in _DEGREE:
         top = max(np.abs(xx).max(), np.abs(yy).max())
-        # (minkowski sums |t|**p: at p = 20 points of 1e-20 gave costs of 0; rescaled when
-        # |exponent| p leaves float64's range. Not above p = 32: rescaled points make
-        # every pair closer than 2**(-1000 / p) of the largest coordinate a cost of 0,
-        # where an overflow at least raises)
+        # (minkowski sums |t|**p: at p = 20 points of 1e-20 gave costs of 0; handled
+        # apart when |exponent| p leaves float64's range)
         powers = name in ("minkowski", "minkowski_p") and 0 < top < math.inf and \
-            pp <= 32 and abs(math.frexp(top)[1]) * pp > 900
+            abs(math.frexp(top)[1]) * pp > 900
         if top > EXTREME or 0 < top < 1 / EXTREME or powers:
-            exponent = math.frexp(top)[1]
-            xx = np.ldexp(xx, -exponent)
-            yy = np.ldexp(yy, -exponent)
+            if name in _PER_PAIR:
+                per_pair = True
+            else:
+                exponent = math.frexp(top)[1]
+                xx = np.ldexp(xx, -exponent)
+                yy = np.ldexp(yy, -exponent)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if exactly_symmetric(name, x.shape[1]):  # the kernel; in dtype unless rescaled
-            out = _sqeuclidean_dense(xx, yy, np.float64 if exponent else dtype)
+        if per_pair:
+            out = _per_pair_cost(name, xx, yy, pp)
+        elif exactly_symmetric(name, x.shape[1]):  # the kernel, in dtype
+            out = _sqeuclidean_dense(xx, yy, dtype)
         else:
             try:
                 out = _named_cost(name, xx, yy, pp)
@@ -176,9 +184,38 @@ def checked_cost_matrix(x, y, metric, p=2, names=("x", "y")):
             whole = math.floor(shift)
             out = np.ldexp(out * 2.0 ** (shift - whole), whole)
         out = np.ascontiguousarray(out, dtype=dtype)
-    if not surely_finite(name, top, exponent, x.shape[1], dtype) and \
+    if not surely_finite(name, top, exponent or per_pair, x.shape[1], dtype) and \
             not np.all(np.isfinite(out)):
         _raise_nonfinite(out, name, x, y, dtype, names)
+    return out
+
+
+# The metrics built on sums of powers of the differences: for points of extreme magnitude
+# they are computed pair by pair, each pair's differences divided by the power of two
+# above their largest first (one power of two for all points, from the largest
+# coordinate, turned the squares of distances near 1 beside a point at 1e200 into
+# 1e-400, and those costs into 0).
+_PER_PAIR = ("euclidean", "minkowski", "sqeuclidean", "minkowski_p")
+
+
+def _per_pair_cost(name, x, y, p):
+    """The float64 cost of a metric of ``_PER_PAIR`` on float64 points, each pair's
+    distance ``t (sum_k (|x_k - y_k| / t)^p)^(1/p)`` with ``t`` the power of two above
+    its largest difference (kernel ``_online.scaled_distance``; for p = 2 the bits of
+    cdist's wherever its sum neither overflows nor underflows), then raised to its power
+    for ``"sqeuclidean"`` and ``"minkowski_p"``. Differences overflow only where the
+    distance does."""
+    from ._kernels import lazy
+
+    ko = lazy("_online")
+    q = 2.0 if name in ("euclidean", "sqeuclidean") else p
+    code = ko.EUCLIDEAN_SCALED if q == 2.0 else ko.MINKOWSKI_SCALED
+    n, m = x.shape[0], y.shape[0]
+    out = ko.cost_block(np.ascontiguousarray(x), np.ascontiguousarray(y),
+                        np.arange(n, dtype=np.int64), np.arange(m, dtype=np.int64),
+                        np.zeros(n), np.zeros(m), code, float(q), 1.0)
+    if name in ("sqeuclidean", "minkowski_p"):
+        out = out * out if q == 2.0 else out ** q
     return out
 
 
@@ -369,7 +406,9 @@ KERNEL_MAX_D = 16
 def exactly_symmetric(metric, d):
     """True when ``cost_matrix(x, x, metric)`` of points of dimension ``d`` is exactly
     symmetric by construction (no check needed): the squared Euclidean cost, computed by
-    the kernel (rescaled points included: the rescaling is entrywise)."""
+    the kernel, or pair by pair for points of extreme magnitude (``_per_pair_cost``:
+    ``|u - v|`` and ``(u - v) / t`` squared do not depend on the order of ``u`` and
+    ``v``)."""
     return isinstance(metric, str) and metric_name(metric) == "sqeuclidean" and \
         d <= KERNEL_MAX_D
 

@@ -19,6 +19,8 @@ __all__ = ["PointCloud"]
 _ko = lazy("_online")
 
 _METRICS = {"sqeuclidean": 0, "euclidean": 1, "cityblock": 2, "minkowski": 3}
+# the kernels' codes of the same metrics with each pair's differences scaled (_online)
+_SCALED_CODES = {"euclidean": 4, "minkowski": 5}
 _ALIASES = {"l1": "cityblock", "l2": "euclidean"}  # those of ottools.cost_matrix
 
 
@@ -170,8 +172,13 @@ class PointCloud:
         power = 2.0 if self.metric != "minkowski" else max(self.p, 2.0)
         top = max(float(np.abs(x64).max(initial=0.0)), float(np.abs(y64).max(initial=0.0)))
         e = math.frexp(top)[1] if top > 0 and math.isfinite(top) else 0
-        # (not for minkowski above p = 32: see ottools._costs.cost_matrix)
-        self._e = e if abs(e) * power > 900 and power <= 32 else 0
+        self._e = e if abs(e) * power > 900 else 0
+        if self._e and self.metric in ("euclidean", "minkowski"):
+            # ... and their Euclidean and Minkowski costs computed with each pair's
+            # differences divided by their largest magnitude before the powers (one
+            # power of two for all points turned distances near 1 beside a point at
+            # 1e200 into 0: their squares, 1e-400, underflowed)
+            self.code = _SCALED_CODES[self.metric]
         if self._e:
             x64, y64 = np.ldexp(x64, -self._e), np.ldexp(y64, -self._e)
             self._kx = np.ascontiguousarray(x64.astype(dtype))
@@ -230,12 +237,17 @@ class PointCloud:
             d = np.ldexp(d, -self._e)
         if self.metric == "sqeuclidean":
             c = np.einsum("ij,ij->i", d, d)
-        elif self.metric == "euclidean":
-            c = np.sqrt(np.einsum("ij,ij->i", d, d))
         elif self.metric == "cityblock":
             c = np.abs(d).sum(1)
         else:
-            c = (np.abs(d) ** self.p).sum(1) ** (1.0 / self.p)
+            q = 2.0 if self.metric == "euclidean" else self.p
+            # each pair's differences by the power of two above their largest (see
+            # __init__ and _online.scaled_distance)
+            t = np.frexp(np.abs(d).max(axis=1, initial=0.0))[1] if self._e else 0
+            d = np.ldexp(d, -np.asarray(t)[..., None]) if self._e else d
+            c = np.sqrt(np.einsum("ij,ij->i", d, d)) if q == 2.0 else \
+                (np.abs(d) ** q).sum(1) ** (1.0 / q)
+            c = np.ldexp(c, t) if self._e else c
         return np.ldexp(c, self._e * self._deg) if self._e else c
 
     def _user_units(self, v):

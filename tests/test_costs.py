@@ -81,6 +81,54 @@ def test_huge_points_with_representable_distances_are_scaled(metric, expected):
     np.testing.assert_allclose(cost_matrix(x, y, metric), expected, rtol=1e-15)
 
 
+@pytest.mark.parametrize("metric, p", [("euclidean", None), ("minkowski", 3.0),
+                                       ("minkowski", 1.5), ("minkowski", 50.0),
+                                       ("sqeuclidean", None), ("minkowski_p", 3.0),
+                                       ("cityblock", None)])
+@pytest.mark.parametrize("far", [1e100, 1e150, 1e200, 1e300, 1e-200])
+def test_ordinary_distances_beside_a_point_of_extreme_magnitude(rng, metric, p, far):
+    # One power of two for all points, from a point at 1e200, made the squares of the
+    # rescaled distances near 1 underflow (1e-400): every such cost was 0, 0.4 % off at
+    # 1e160, and emd with the far point at zero weight 0 instead of 0.595.
+    x, y = rng.random((5, 3)), rng.random((4, 3))
+    xf = x.copy()
+    xf[0, 1] = far
+    power = {"sqeuclidean": 2.0, "minkowski_p": p}.get(metric, 1.0)
+    q = 2.0 if p is None else p
+    exact = cdist(x[1:], y, "minkowski", p=1.0 if metric == "cityblock" else q) ** power
+    kw = {} if p is None else {"p": p}
+    if np.log10(far) * power > 308:  # the far point's own costs overflow
+        with pytest.raises(ValueError, match="overflows"):
+            cost_matrix(xf, y, metric, **kw)
+        return
+    C = cost_matrix(xf, y, metric, **kw)
+    np.testing.assert_allclose(C[1:], exact, rtol=1e-13)
+    if far > 1:  # (the other differences are below its rounding)
+        np.testing.assert_allclose(C[0], far ** power, rtol=1e-13)
+    else:
+        np.testing.assert_allclose(C[0], cdist(xf[:1], y, "minkowski", p=q if metric !=
+                                               "cityblock" else 1.0)[0] ** power,
+                                   rtol=1e-13)
+    a = np.array([0.0, 1.0, 1.0, 1.0, 1.0]) / 4
+    from ottools import emd
+
+    assert emd(a, None, C).fun == pytest.approx(emd(None, None, exact).fun, rel=1e-12)
+
+
+@given(st.integers(0, 2**31), st.floats(1e91, 1e300),
+       st.sampled_from([1.0, 1.5, 2.0, 7.0]))
+@settings(deadline=None, max_examples=30)
+def test_minkowski_of_mixed_magnitudes_is_cdist_of_the_pairs(seed, far, p):
+    # each pair computed as cdist does where cdist neither overflows nor underflows
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(4, 3)), rng.normal(size=(3, 3))
+    x[0] *= far
+    C = cost_matrix(x, y, "minkowski", p=p)
+    np.testing.assert_allclose(C[1:], cdist(x[1:], y, "minkowski", p=p), rtol=1e-13)
+    np.testing.assert_allclose(
+        C[0], cdist(x[:1] / far, y / far, "minkowski", p=p)[0] * far, rtol=1e-13)
+
+
 def test_tiny_points_euclidean_does_not_underflow():
     x = np.array([[1e-200, 0.0]])
     y = np.array([[0.0, 3e-200], [-1e-200, 1e-201]])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.spatial.distance import cdist
 
 import ottools
 from conftest import python_output
@@ -532,7 +533,7 @@ def test_squared_euclidean_far_from_the_origin(dtype, offset, tol):
 
 @pytest.mark.parametrize("metric, p, x, y", [
     ("sqeuclidean", None, [[1e154]], [[-1e154], [1e154]]),
-    ("minkowski", 50.0, [[0.0, 0.0]], [[1e7, 1e7]]),
+    ("minkowski", 50.0, [[-1e308, 0.0]], [[1e308, 1.0]]),
     ("euclidean", None, [[-1e308]], [[1e308]]),
     ("minkowski", 3.0, [[-1e308, 0.0]], [[1e308, 0.0]]),
 ])
@@ -715,3 +716,25 @@ def test_float32_plan_operator_and_map_keep_the_dtype():
     T = res.barycentric_map()
     assert T.dtype == np.float32
     np.testing.assert_allclose(T, (dense @ y) / dense.sum(axis=1)[:, None], rtol=1e-4)
+
+
+# ------------------------------------------------- distances beside a point of 1e200
+@pytest.mark.parametrize("metric, p", [("euclidean", None), ("minkowski", 3.0),
+                                       ("minkowski", 50.0)])
+@pytest.mark.parametrize("far", [1e160, 1e200, 1e300])
+def test_ordinary_distances_beside_a_far_point(rng, metric, p, far):
+    """One power of two for all points (from a point at 1e200) turned the squares of the
+    distances near 1 into 1e-400: every ordinary cost was 0 (0.4 % off at 1e160), and emd
+    with the far point at zero weight 0. Each pair's differences are now scaled apart."""
+    x, y = rng.random((5, 2)), rng.random((4, 2))
+    xf = x.copy()
+    xf[0] = far
+    geom = ottools.PointCloud(xf, y, metric, p=p)
+    exact = cdist(x[1:], y, "minkowski", p=2.0 if p is None else p)
+    np.testing.assert_allclose(geom.dense()[1:], exact, rtol=1e-14)
+    rows, cols = np.divmod(np.arange(4 * 4), 4)
+    np.testing.assert_allclose(geom._pair_costs(rows + 1, cols), exact.ravel(),
+                               rtol=1e-14)
+    a = np.array([0.0, 1.0, 1.0, 1.0, 1.0]) / 4
+    assert ottools.emd(a, None, geom).fun == pytest.approx(
+        ottools.emd(None, None, exact).fun, rel=1e-13)

@@ -52,7 +52,8 @@ import numpy as np
 
 from ._codes import BUDGET, DONE
 from ._jit import jit
-from ._online import EUCLIDEAN, SQEUCLIDEAN, CITYBLOCK, cost_row
+from ._online import (CITYBLOCK, EUCLIDEAN, EUCLIDEAN_SCALED, SQEUCLIDEAN, cost_row,
+                      scaled_distance)
 
 DENSE = -1
 _UNUSED_2D = np.empty((1, 1))  # the fields a source does not use
@@ -128,6 +129,8 @@ def _entry64(src, i, j):
         for k in range(d):
             s += abs(x[i, k] - y[j, k])
         return s * inv_scale
+    if metric >= EUCLIDEAN_SCALED:
+        return scaled_distance(x[i], y[j], metric, p) * inv_scale
     for k in range(d):
         s += abs(x[i, k] - y[j, k]) ** p
     return s ** (1.0 / p) * inv_scale

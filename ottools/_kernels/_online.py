@@ -3,8 +3,11 @@
 A row of costs ``C_i. = c(x_i, y_.)`` is computed into a work row of length ``m``, used,
 and overwritten by the next row: memory O((n + m) d) plus one row per thread. Metric codes:
 0 squared Euclidean ``|x - y|^2`` (``|x|^2 + |y|^2 - 2 x.y``: one dot product per entry),
-1 Euclidean, 2 cityblock, 3 Minkowski distance ``(sum_k |x_k - y_k|^p)^(1/p)``; every
-cost is multiplied by ``inv_scale``. The log-sum-exp of a row takes the row's maximum,
+1 Euclidean, 2 cityblock, 3 Minkowski distance ``(sum_k |x_k - y_k|^p)^(1/p)``, and 4, 5
+the Euclidean and Minkowski distances with each pair's differences divided by their
+largest magnitude before the powers (:func:`scaled_distance`: clouds whose magnitudes
+differ by hundreds of orders, where the plain sums of powers underflow); every cost is
+multiplied by ``inv_scale``. The log-sum-exp of a row takes the row's maximum,
 then the vectorized exponential of the shifted row (``_lse.exp_into``), so each entry
 costs one exponential and ``d`` multiply-adds. The sweeps read ``y`` transposed
 (:func:`cost_row_t`, a copy of O(m d) per call), so that the loops over a row's entries
@@ -13,6 +16,8 @@ in-place ``exp_into`` does not vectorize (its output aliases its input). Kernels
 ``_par`` twin are serial; the twin runs blocks of rows on Numba's threads.
 """
 
+import math
+
 import numpy as np
 from numba import prange
 
@@ -20,6 +25,36 @@ from ._jit import jit
 from ._lse import exp_into, shifted_lse
 
 SQEUCLIDEAN, EUCLIDEAN, CITYBLOCK, MINKOWSKI = 0, 1, 2, 3
+EUCLIDEAN_SCALED, MINKOWSKI_SCALED = 4, 5
+
+
+@jit
+def scaled_distance(u, v, metric, p):
+    """The Euclidean (``metric`` 4) or Minkowski (5) distance between the vectors ``u``
+    and ``v``, as ``t (sum_k (|u_k - v_k| / t)^p)^(1/p)`` with ``t = 2**e`` the power of
+    two just above the largest ``|u_k - v_k|``: every ratio is below 1 and the largest at
+    least 1/2, so no power overflows or underflows unless its term is negligible (points
+    1 apart beside points of 1e200, scaled together by one power of two, had squares of
+    1e-400 and costs of 0). Division by a power of two is exact: the Euclidean distance
+    is that of the plain sum wherever the plain sum neither overflows nor underflows.
+    ``inf`` where a difference overflows (then so does the distance)."""
+    top = 0.0
+    for k in range(u.shape[0]):
+        a = abs(u[k] - v[k])
+        if a > top:
+            top = a
+    if top == 0.0 or top == np.inf:
+        return top
+    e = math.frexp(top)[1]
+    s = 0.0
+    if metric == EUCLIDEAN_SCALED:
+        for k in range(u.shape[0]):
+            r = math.ldexp(u[k] - v[k], -e)
+            s += r * r
+        return math.ldexp(np.sqrt(s), e)
+    for k in range(u.shape[0]):
+        s += math.ldexp(abs(u[k] - v[k]), -e) ** p
+    return math.ldexp(s ** (1.0 / p), e)
 
 
 @jit
@@ -47,6 +82,9 @@ def cost_row(x, y, i, sqx, sqy, metric, p, inv_scale, out):
             for k in range(d):
                 s += abs(x[i, k] - y[j, k])
             out[j] = s * inv_scale
+    elif metric >= EUCLIDEAN_SCALED:
+        for j in range(m):
+            out[j] = scaled_distance(x[i], y[j], metric, p) * inv_scale
     else:
         for j in range(m):
             s = 0.0
@@ -91,6 +129,9 @@ def cost_row_t(x, yt, i, sqx, sqy, metric, p, inv_scale, out):
                 out[j] += abs(xk - yk[j])
         for j in range(m):
             out[j] *= inv_scale
+    elif metric >= EUCLIDEAN_SCALED:  # (strided reads of yt: extreme clouds only)
+        for j in range(m):
+            out[j] = scaled_distance(x[i], yt[:, j], metric, p) * inv_scale
     else:
         for k in range(d):
             xk = x[i, k]
