@@ -310,7 +310,7 @@ def cmd_solve(args):
                   + ("" if args.method in _SOLVE_ARRAYS else ", or --method log") + ".")
         check_memory(n, m, dtype, arrays, f"Solving {n} x {m} points (method {args.method!r})",
                      advice)
-        cost = cost_matrix(x, y, metric=args.metric, p=2.0 if args.p is None else args.p)
+        cost = cost_matrix(x, y, metric=args.metric, p=args.p)
         prog = Progress("ottools")
         res = _sinkhorn.sinkhorn(a, b, cost, args.reg, method=args.method, tol=args.tol,
                                  maxiter=args.maxiter, callback=prog)

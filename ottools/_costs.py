@@ -48,7 +48,7 @@ def _check_p(p):
     return pp
 
 
-def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
+def cost_matrix(x, y, metric="sqeuclidean", *, p=None):
     """Pairwise ground costs ``C_ij = c(x_i, y_j)``.
 
     Parameters
@@ -70,8 +70,9 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
         ``"mahalanobis"`` estimate the variances from ``x`` and ``y`` stacked). A callable
         ``metric(x, y)`` receives the validated ``(n, d)`` and ``(m, d)`` arrays and must
         return a finite real ``(n, m)`` matrix.
-    p : float, default 2
-        Exponent of ``"minkowski"`` and ``"minkowski_p"``; must be >= 1.
+    p : float, optional
+        Exponent of ``"minkowski"`` and ``"minkowski_p"``, >= 1 (default 2); refused
+        (``TypeError``) with any other metric, where it would have no effect.
 
     Returns
     -------
@@ -81,6 +82,8 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
 
     Raises
     ------
+    TypeError
+        For ``p`` with a metric other than ``"minkowski"`` and ``"minkowski_p"``.
     ValueError
         For an unknown metric name; where a cost is undefined or not finite (a named metric
         that is undefined for some points, e.g. ``"braycurtis"`` between two zero vectors,
@@ -125,12 +128,25 @@ def cost_matrix(x, y, metric="sqeuclidean", *, p=2):
 
 
 @adapts_threads
-def named_cost_matrix(x, y, metric="sqeuclidean", *, p=2, names=("x", "y")):
+def named_cost_matrix(x, y, metric="sqeuclidean", *, p=None, names=("x", "y")):
     """:func:`cost_matrix` whose errors call the points ``names`` (internal API: the
     functions that build their costs from other arguments, e.g. ``monge_gap``'s ``x`` and
     ``tx``, name those)."""
+    if p is not None:
+        _check_p_applies(p, metric)
     x, y = _check_point_pair(x, y, names=names)
-    return checked_cost_matrix(x, y, metric, _check_p(p), names)
+    return checked_cost_matrix(x, y, metric, 2.0 if p is None else _check_p(p), names)
+
+
+def _check_p_applies(p, metric):
+    """TypeError for a ``p`` given with a metric that has no exponent (it was silently
+    ignored: ``cost_matrix(x, y, p=3)`` returned the squared Euclidean cost), as
+    :class:`ottools.PointCloud` refuses it; the metric's own errors come first."""
+    name = metric if callable(metric) else metric_name(metric)
+    if name not in ("minkowski", "minkowski_p"):
+        what = "a callable `metric`" if callable(metric) else f"metric={metric!r}"
+        raise TypeError(f"`p` is only used with metric='minkowski' or 'minkowski_p'; got "
+                        f"p={p!r} with {what}.")
 
 
 def checked_cost_matrix(x, y, metric, p=2, names=("x", "y")):

@@ -198,9 +198,22 @@ def test_bad_input(args, kwargs, exc, match):
         cost_matrix(*args, **kwargs)
 
 
-def test_p_is_checked_for_every_metric():
+@pytest.mark.parametrize("metric", ["minkowski", "minkowski_p"])
+def test_p_is_checked(metric):
     with pytest.raises(ValueError, match="`p` must be >= 1"):
-        cost_matrix(np.zeros((2, 2)), np.zeros((3, 2)), "euclidean", p=0.5)
+        cost_matrix(np.zeros((2, 2)), np.zeros((3, 2)), metric, p=0.5)
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean", "cityblock", "cosine",
+                                    lambda u, v: cdist(u, v)])
+@pytest.mark.parametrize("p", [3, 2.0, 0.5])
+def test_p_with_a_metric_without_exponent_is_refused(rng, metric, p):
+    # cost_matrix(x, y, p=3) returned the squared Euclidean cost: p was ignored (as
+    # PointCloud does, the call is refused)
+    x, y = rng.random((4, 2)), rng.random((3, 2))
+    with pytest.raises(TypeError, match=r"`p` is only used with metric='minkowski'"):
+        cost_matrix(x, y, metric, p=p)
+    assert cost_matrix(x, y, metric).shape == (4, 3)
 
 
 # ----------------------------------------------------------------------------- cost_vjp
