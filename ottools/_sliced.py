@@ -106,6 +106,21 @@ def _prepare(x, y, a, b, names=("x", "y", "a", "b")):
     return x, y, a, b, dtype
 
 
+def _positive(z, w):
+    """``(z, w, keep)``: the points of positive weight and their weights (None when
+    uniform), ``keep`` the boolean mask of those points, or None (with ``z`` and ``w``
+    unchanged) when every weight is positive or ``w`` is None. A zero-weight point does
+    not change the measure, but it entered the scale of :func:`_scaled`: one at 1e200
+    made the other points' W_p^p underflow (Max-SW returned a wrong value with status 0
+    after 0 iterations, the control variates 0.0)."""
+    if w is None:
+        return z, w, None
+    keep = w > 0
+    if keep.all():
+        return z, w, None
+    return np.ascontiguousarray(z[keep]), uniform_or_none(w[keep]), keep
+
+
 def _scaled(arrays, dtype, p=1.0):
     """``(arrays * 2**-e, e)``: a power of two (exact) that brings the largest magnitude
     into [0.5, 1) when it lies outside ``[2**-k, 2**k]``, so that projections, their
@@ -391,6 +406,7 @@ def projected_wasserstein(x, y, a=None, b=None, *, directions, p=2):
     x, y, a, b, dtype = _prepare(x, y, a, b)
     p = check_p(p)
     theta = _check_directions(directions, x.shape[1], dtype)
+    (x, a, _), (y, b, _) = _positive(x, a), _positive(y, b)
     (x, y), ex = _scaled((x, y), dtype, p)
     (theta,), et = _scaled((theta,), dtype)
     q, s = _projected_rows(x, y, a, b, theta, p)
@@ -476,6 +492,7 @@ def _unscaled_distance(value, ex, dtype):
 
 def _sliced_value(x, y, a, b, theta, p, estimator, dtype):
     """SW_p (a float of ``dtype``) of one validated pair on validated directions."""
+    (x, a, _), (y, b, _) = _positive(x, a), _positive(y, b)
     (x, y), ex = _scaled((x, y), dtype, p)
     (theta,), et = _scaled((theta,), dtype)
     q, s = _projected_rows(x, y, a, b, theta, p)
@@ -849,6 +866,7 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
                                                        dtype, "max_sliced_wasserstein")
     d = x.shape[1]
     cand = draw_directions("random", n_projections, d, _check_rng(rng)).astype(dtype)
+    (x, a, _), (y, b, _) = _positive(x, a), _positive(y, b)
     (x, y), ex = _scaled((x, y), dtype, p)
     q, s = _projected_rows(x, y, a, b, cand, p)
     scores = q if s is None else rows_distance(q, s, p)
@@ -1110,6 +1128,7 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     d = x.shape[1]
     gen = _check_rng(rng)
     cand = draw_directions("random", n_projections, d, gen).astype(dtype)
+    (x, a, _), (y, b, _) = _positive(x, a), _positive(y, b)
     (x, y), ex = _scaled((x, y), dtype, p)
     q, s = _projected_rows(x, y, a, b, cand, p)
     scores = q if s is None else rows_distance(q, s, p)
@@ -1148,7 +1167,15 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
 
 def _sliced_value_and_grad(x, y, a, b, theta, p):
     """SW_p on the directions ``theta`` and its gradients w.r.t. ``x`` and ``y``, for
-    validated arrays of one dtype: ``(value, grad_x, grad_y)`` (value a float)."""
+    validated arrays of one dtype: ``(value, grad_x, grad_y)`` (value a float).
+    Zero-weight points are left out (their gradients are 0)."""
+    (xp, ap, kx), (yp, bp, ky) = _positive(x, a), _positive(y, b)
+    if kx is not None or ky is not None:
+        value, gxp, gyp = _sliced_value_and_grad(xp, yp, ap, bp, theta, p)
+        gx, gy = np.zeros_like(x), np.zeros_like(y)
+        gx[slice(None) if kx is None else kx] = gxp
+        gy[slice(None) if ky is None else ky] = gyp
+        return value, gx, gy
     dtype = x.dtype
     (xs, ys), ex = _scaled((x, y), dtype, p)
     (ts,), et = _scaled((theta,), dtype)

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.special import ive
 
 import ottools
@@ -883,3 +885,67 @@ def test_projected_wasserstein_refuses_an_underflowing_power():
     ref = ottools.projected_wasserstein(x, y, directions=np.eye(3), p=2)
     np.testing.assert_allclose(small, ref * 1e-200, rtol=1e-12)
     assert np.all(ottools.projected_wasserstein(x, x, directions=np.eye(3), p=2) == 0)
+
+
+# ------------------------------------- zero-weight points far away, far points matched
+def _with_far_zero_weight(x, far):
+    """``x`` with a zero-weight point at ``far`` in front, and its weights."""
+    xf = np.vstack([np.full((1, x.shape[1]), far), x])
+    a = np.ones(len(xf))
+    a[0] = 0.0
+    return xf, a
+
+
+@pytest.mark.parametrize("p, far", [(4, 1e80), (2, 1e154), (2, 1e160), (20, 1e20),
+                                    (2, 1e300)])
+@pytest.mark.parametrize("fn", [max_sliced_wasserstein,
+                                distributional_sliced_wasserstein])
+def test_ascents_ignore_a_far_zero_weight_point(rng, fn, p, far):
+    """The scale of the points came from all of them, zero-weight ones included: the real
+    points' W_p^p underflowed and the ascent "converged" after 0 iterations with a
+    wrong value (p = 4, 1e80: 0.929 where the maximum is at least 1.0747)."""
+    x, y = _clouds(rng, n=20, m=15)
+    ref = fn(x, y, p=p, rng=0)
+    xf, a = _with_far_zero_weight(x, far)
+    got = fn(xf, y, a, p=p, rng=0)
+    assert (got.status, got.nit) == (ref.status, ref.nit)
+    assert got.fun == pytest.approx(ref.fun, rel=1e-12)
+
+
+@pytest.mark.parametrize("estimator", ["mc", "lower-cv", "upper-cv"])
+@pytest.mark.parametrize("far", [1e10, 1e80, 1e154, 1e200, 1e300])
+def test_sliced_wasserstein_ignores_a_far_zero_weight_point(rng, estimator, far):
+    # the control variates returned 0.0 for different clouds with the point at 1e200
+    x, y = _clouds(rng, n=20, m=15)
+    ref = sliced_wasserstein(x, y, rng=0, estimator=estimator)
+    xf, a = _with_far_zero_weight(x, far)
+    got = sliced_wasserstein(xf, y, a, rng=0, estimator=estimator)
+    assert got == pytest.approx(ref, rel=1e-12)
+    yb = np.stack([y, y])
+    batch = sliced_wasserstein(np.stack([xf, xf]), yb, np.stack([a, np.ones(len(a))]),
+                               rng=0, estimator=estimator)
+    assert batch[0] == got
+    theta = _unit(rng.normal(size=(7, 3)))
+    np.testing.assert_allclose(projected_wasserstein(xf, y, a, directions=theta),
+                               projected_wasserstein(x, y, directions=theta), rtol=1e-12)
+
+
+@given(seed=st.integers(0, 2**31), log_far=st.floats(-300, 300),
+       p=st.sampled_from([1.0, 2.0, 4.0, 7.5]), sign=st.sampled_from([-1.0, 1.0]))
+@settings(deadline=None, max_examples=25)
+def test_a_zero_weight_point_anywhere_changes_nothing(seed, log_far, p, sign):
+    # a zero-weight point does not change the measure, wherever it lies
+    gen = np.random.default_rng(seed)
+    x, y = gen.normal(size=(12, 3)), gen.normal(size=(9, 3)) + 0.5
+    xf, a = _with_far_zero_weight(x, sign * 10.0 ** log_far)
+    b = gen.random(9) + 0.1
+    assert sliced_wasserstein(xf, y, a, b, p=p, rng=1) == pytest.approx(
+        sliced_wasserstein(x, y, None, b, p=p, rng=1), rel=1e-12)
+    ref = max_sliced_wasserstein(x, y, None, b, p=p, rng=1)
+    got = max_sliced_wasserstein(xf, y, a, b, p=p, rng=1)
+    assert (got.status, got.nit) == (ref.status, ref.nit)
+    assert got.fun == pytest.approx(ref.fun, rel=1e-12)
+    if p == 2.0:
+        for est in ("lower-cv", "upper-cv"):
+            assert sliced_wasserstein(xf, y, a, b, rng=1, estimator=est) == pytest.approx(
+                sliced_wasserstein(x, y, None, b, rng=1, estimator=est), rel=1e-12)

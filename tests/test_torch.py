@@ -1002,3 +1002,24 @@ def test_under_torch_compile():
         assert out.item() == pytest.approx(2.0 * ref.item(), rel=1e-12)
         torch.testing.assert_close(u.grad, 2.0 * leaf.grad, rtol=1e-12, atol=0)
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("p, far", [(4, 1e80), (4, 1e154), (2, 1e200)])
+def test_sliced_wasserstein_gradient_ignores_a_far_zero_weight_point(rng, p, far):
+    """A zero-weight point at 1e154 set the scale of the points: p = 4 raised "the
+    gradient of SW_p exceeds the range of float64"; its gradient is 0, the others' are
+    those of the call without it."""
+    x, y = rng.normal(size=(20, 3)), rng.normal(size=(15, 3))
+    xf = np.vstack([np.full((1, 3), far), x])
+    a = np.ones(21)
+    a[0] = 0.0
+    kw = dict(p=p, rng=0)
+    X, Xref = _t(xf, True), _t(x, True)
+    v = ott.sliced_wasserstein(X, _t(y), _t(a), None, **kw)
+    ref = ott.sliced_wasserstein(Xref, _t(y), **kw)
+    v.backward()
+    ref.backward()
+    assert v.item() == pytest.approx(ref.item(), rel=1e-12)
+    assert X.grad[0].abs().max().item() == 0.0
+    np.testing.assert_allclose(X.grad[1:].numpy(), Xref.grad.numpy(), rtol=1e-10,
+                               atol=1e-15)
