@@ -12,13 +12,13 @@ import os
 import numpy as np
 
 from ._onedim import (
+    TINY,
     CachedKernels,
     check_p,
     normalize_weights,
     pow2_exponent,
     power_mean_root,
     rows_distance,
-    rows_power,
     uniform_or_none,
     wpp_grad_rows,
     wpp_rows,
@@ -498,8 +498,16 @@ def _sliced_value(x, y, a, b, theta, p, estimator, dtype):
     q, s = _projected_rows(x, y, a, b, theta, p)
     if estimator == "mc":
         value = power_mean_root(q, s, p)
+    elif s is None:
+        value = _control_variate(x, y, a, b, theta, q, estimator)
     else:
-        value = _control_variate(x, y, a, b, theta, rows_power(q, s, p), estimator)
+        # W_2^2 of some direction left [TINY, inf) (its plain sum under/overflowed, as
+        # rows_power would): the estimate in units of M^2, M = max_l W_l (it is linear
+        # in the A_l; rows_power's W_2^2 of 1e-400 made it 0.0)
+        w = rows_distance(q, s, p)
+        top = float(w.max())
+        value = 0.0 if top == 0.0 else top * _control_variate(
+            x, y, a, b, theta, (w / top) ** 2, estimator)
     if ex + et:
         try:
             value = math.ldexp(value, ex + et)
@@ -689,9 +697,10 @@ def _ascent_message(status, rel_increase, tol, nit, halvings):
                 f"the starting direction, but possibly not a local maximum {detail}.")
     if status == NONFINITE:
         return ("Non-finite values appeared in the objective or its gradient, or W_p^p "
-                "underflowed to 0 (coordinates or p too large for W_p^p); the last finite "
-                "iterate is returned, with its distance from the scaled form "
-                f"{detail}.")
+                "fell below 1e-290 in the points' scaled units, where it has lost digits "
+                "(coordinates or p too large for W_p^p, or points of very different "
+                "magnitudes); the last finite iterate is returned, with its distance "
+                f"from the scaled form {detail}.")
     return status_message(CALLBACK, rel_increase=rel_increase, nit=nit)
 
 
@@ -702,6 +711,23 @@ def _ascent_message(status, rel_increase, tol, nit, halvings):
 _KINK_GRAD = 100.0
 _KINK_ITERS = 10
 _EPS = float(np.finfo(np.float64).eps)  # (tol = 0: the gradient's rounding floor)
+# An objective below has lost digits (its terms and gradient underflow; ascents stopped
+# early with status 0): _onedim's floor of a plain sum of powers.
+_UNDERFLOW = TINY
+
+
+def _norm(v):
+    """The Euclidean norm of ``v``, scaled by its largest entry where the plain one may
+    have lost its squares (a gradient of 1e-308, from W_p^p near float64's smallest
+    normal, had norm 0: the ascent "converged" after 0 iterations). The plain value, to
+    the bit, elsewhere."""
+    plain = float(np.linalg.norm(v))
+    if 1e-150 < plain < 1e150:
+        return plain
+    top = float(np.max(np.abs(v)))
+    if top == 0.0 or not math.isfinite(top):
+        return top
+    return top * float(np.linalg.norm(v / top))
 
 
 def _sphere_ascent(fun_grad, theta, tol, maxiter, options, callback=None, report=None):
@@ -719,7 +745,8 @@ def _sphere_ascent(fun_grad, theta, tol, maxiter, options, callback=None, report
     accepted iteration (inf before the first).
     """
     f, g = fun_grad(theta)
-    if not (np.isfinite(f) and np.all(np.isfinite(g))):
+    if not (np.isfinite(f) and np.all(np.isfinite(g))) or 0.0 < f < _UNDERFLOW:
+        # (an objective near the underflow has lost digits, its gradient the steps' scale)
         return theta, f, 0, NONFINITE, np.inf
     t = None
     rel = np.inf
@@ -727,8 +754,8 @@ def _sphere_ascent(fun_grad, theta, tol, maxiter, options, callback=None, report
     c1 = options["armijo"]
     for it in range(1, maxiter + 1):
         gt = g - (g @ theta) * theta
-        gn = float(np.linalg.norm(gt))
-        if gn <= 1e-14 * max(float(np.linalg.norm(g)), 1e-300):
+        gn = _norm(gt)
+        if gn <= 1e-14 * _norm(g):
             return theta, f, it - 1, CONVERGED, 0.0
         if t is None:
             t = options["initial_step"] / gn  # first move: about initial_step radians
@@ -826,10 +853,12 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
         iteration, what ``tol`` bounds; 0 at a stationary point, inf if no step was
         accepted), ``err`` (0.0: the 1-D couplings are exact, so the marginal error is
         zero), ``success``, ``status`` (0 converged, 1 ``maxiter`` reached, 2
-        non-finite values, 3 stopped by ``callback``, 4 stalled: no step increased the
-        objective while ``rel_increase > tol``, at a kink of the objective or at its
-        rounding floor, or the increase fell to ``tol`` with a large tangent gradient
-        10 iterations in a row, at a ridge), ``message``, ``method`` (``"ascent"``).
+        non-finite values, or :math:`W_p^p` below 1e-290 in the points' scaled units,
+        where it has lost digits, 3 stopped by ``callback``, 4 stalled: no step
+        increased the objective while ``rel_increase > tol``, at a kink of the
+        objective or at its rounding floor, or the increase fell to ``tol`` with a
+        large tangent gradient 10 iterations in a row, at a ridge), ``message``,
+        ``method`` (``"ascent"``).
 
     Notes
     -----
@@ -896,8 +925,11 @@ def max_sliced_wasserstein(x, y, a=None, b=None, *, p=2, n_projections=100, n_re
             best = run
             break
     theta, f, nit, status, rel = best
-    if f == 0.0 and scores[order[0]] > 0:
-        status = NONFINITE  # W_p^p underflowed to 0 everywhere (p too large): not a value
+    if f < _UNDERFLOW and scores[order[0]] > 0:
+        # W_p^p underflowed (p too large, or points of very different magnitudes that
+        # set the scale): 0, or near float64's smallest normal with digits lost, its
+        # gradient no guide (an ascent "converged" after 0 iterations); not a value
+        status = NONFINITE
     if np.isfinite(f) and status != NONFINITE:
         fun = value(f)
     else:  # the ascent could not start: the best candidate's value, in the scaled form
@@ -1079,10 +1111,12 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
         ``n_projections``, ``nit``, ``rel_increase`` (relative increase of the objective
         in the last accepted iteration, what ``tol`` bounds; 0 at a stationary point),
         ``err`` (0.0: the 1-D couplings are exact), ``success``, ``status`` (0
-        converged, 1 ``maxiter`` reached, 2 non-finite values, 3 stopped by
-        ``callback``, 4 stalled: no step increased the objective while ``rel_increase >
-        tol``, or the increase fell to ``tol`` with a large tangent gradient 10
-        iterations in a row, at a ridge), ``message``, ``method`` (``"ascent"``).
+        converged, 1 ``maxiter`` reached, 2 non-finite values, or an objective below
+        1e-290 in the points' scaled units, where it has lost digits, 3 stopped by
+        ``callback``, 4 stalled: no step increased the objective while
+        ``rel_increase > tol``, or the increase fell to ``tol`` with a large tangent
+        gradient 10 iterations in a row, at a ridge), ``message``, ``method``
+        (``"ascent"``).
 
     Raises
     ------
@@ -1149,8 +1183,8 @@ def distributional_sliced_wasserstein(x, y, a=None, b=None, *, p=2, kappa=10.0,
     eps, f, nit, status, rel = _sphere_ascent(fun_grad, start, tol, maxiter, options,
                                               callback, report)
     theta = _householder(z, eps)[0].astype(dtype)
-    if f == 0.0 and np.max(scores) > 0:
-        status = NONFINITE  # W_p^p underflowed to 0 (p too large): not a value
+    if f < _UNDERFLOW and np.max(scores) > 0:
+        status = NONFINITE  # W_p^p underflowed (see max_sliced_wasserstein): not a value
     if np.isfinite(f) and status != NONFINITE:
         fun = value(f)
     else:  # the objective overflowed: its value in the scaled form

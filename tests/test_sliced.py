@@ -930,6 +930,44 @@ def test_sliced_wasserstein_ignores_a_far_zero_weight_point(rng, estimator, far)
                                projected_wasserstein(x, y, directions=theta), rtol=1e-12)
 
 
+@pytest.mark.parametrize("far", [1e154, 1e200])
+def test_control_variates_with_matched_far_points_are_not_zero(rng, far):
+    """Positive-weight points far away that match each other set the scale: the other
+    directions' W_2^2 (rows_power) underflowed and both estimates were 0.0. Estimated in
+    units of the largest W_2: the lower one is the MC one (its means differ below their
+    rounding), the upper one stays near it."""
+    x, y = _clouds(rng, n=20, m=20)
+    x[0] = y[0] = far
+    mc = sliced_wasserstein(x, y, rng=0)
+    assert mc > 0.1
+    assert sliced_wasserstein(x, y, rng=0, estimator="lower-cv") == pytest.approx(
+        mc, rel=1e-12)
+    assert sliced_wasserstein(x, y, rng=0, estimator="upper-cv") == pytest.approx(
+        mc, rel=0.05)
+
+
+@pytest.mark.parametrize("p, far", [(2, 1e154), (2, 1e200), (4, 1e80), (4, 1e40)])
+@pytest.mark.parametrize("fn", [max_sliced_wasserstein,
+                                distributional_sliced_wasserstein])
+def test_ascents_with_matched_far_points_do_not_claim_success(rng, fn, p, far):
+    """Matched positive-weight points far away set the scale: the others' W_p^p
+    underflowed to a subnormal (few digits, a gradient of norm 0) and the ascent stopped
+    at once with status 0. Now either the ascent of the others' objective (times their
+    mass, (19/20)^(1/p): the far pair is coupled to itself on every direction), or
+    status 2 with the best start's value from the scaled form."""
+    x, y = _clouds(rng, n=20, m=20)
+    ref = fn(x[1:], y[1:], p=p, rng=0)
+    assert ref.fun > 0.1
+    x[0] = y[0] = far
+    res = fn(x, y, p=p, rng=0)
+    mass = (19 / 20) ** (1 / p)
+    if res.success:
+        assert res.fun == pytest.approx(ref.fun * mass, rel=1e-6)
+    else:
+        assert res.status == 2
+        assert 0.5 * ref.fun * mass < res.fun <= ref.fun * mass * (1 + 1e-9)
+
+
 @given(seed=st.integers(0, 2**31), log_far=st.floats(-300, 300),
        p=st.sampled_from([1.0, 2.0, 4.0, 7.5]), sign=st.sampled_from([-1.0, 1.0]))
 @settings(deadline=None, max_examples=25)
