@@ -170,6 +170,21 @@ _RANK_MAX = 96
 
 
 @jit
+def _gather_flagged(words, flags, hit):
+    """The indices ``t`` with ``flags[t] = 1`` written to ``hit`` in increasing order;
+    their count. ``flags`` (uint8, 0 or 1, padded with zeros to whole words) is read
+    eight at a time through ``words`` (its uint64 view): words of no flag are skipped,
+    and within a word every index is written, the count advancing by its flag."""
+    nh = 0
+    for q in range(words.shape[0]):
+        if words[q] != 0:
+            for t in range(8 * q, 8 * q + 8):
+                hit[nh] = t
+                nh += flags[t]
+    return nh
+
+
+@jit
 def start_lists(src, f0, g0, cold, lj, lc, lv, ci, cv):
     """One pass over ``C`` ranking the cells by the guide's reduced costs
     ``r_ij = C_ij - f0_i - g0_j``: the ``K`` smallest of every row (columns ``lj``,
@@ -241,12 +256,7 @@ def start_lists(src, f0, g0, cold, lj, lc, lv, ci, cv):
                     break
             for j in range(m):
                 flags[j] = np.uint8(rb[j] <= theta) | np.uint8(rb[j] < cthr[j])
-        nh = 0
-        for q in range(nw):
-            if words[q] != 0:
-                for t in range(8 * q, 8 * q + 8):
-                    hit[nh] = t
-                    nh += flags[t]
+        nh = _gather_flagged(words, flags, hit)
         nr = 0  # the row's candidates, in index order
         for h in range(nh):
             j = hit[h]
@@ -710,12 +720,7 @@ def _sweep(src, pi, lj, lc, lv, eps):
             r = crow[j] - pj[j]
             rb[j] = r
             flags[j] = r <= theta
-        nh = 0
-        for q in range(nw):
-            if words[q] != 0:
-                for t in range(8 * q, 8 * q + 8):
-                    hit[nh] = t
-                    nh += flags[t]
+        nh = _gather_flagged(words, flags, hit)
         for h in range(nh):
             jj = hit[h]
             r = rb[jj]
