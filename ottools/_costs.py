@@ -149,6 +149,18 @@ def _check_p_applies(p, metric):
                         f"p={p!r} with {what}.")
 
 
+def metric_p(metric, p):
+    """The checked exponent ``p`` of the functions that take ``metric`` and ``p``
+    (``sinkhorn_divergence``, ``monge_gap``, the torch losses), before any solve: None
+    stays None (the metrics' default), else the TypeError of :func:`cost_matrix` for a
+    metric other than ``"minkowski"`` and ``"minkowski_p"`` (a callable included) and
+    ValueError for ``p < 1``."""
+    if p is None:
+        return None
+    _check_p_applies(p, metric)
+    return _check_p(p)
+
+
 def checked_cost_matrix(x, y, metric, p=2, names=("x", "y")):
     """:func:`cost_matrix` of points already validated (float arrays (n, d), (m, d),
     finite) and a checked ``p``: the internal API of loops over many pairs of measures
@@ -552,7 +564,7 @@ def _cosine_vjp(P, x, y, centre, block_rows):
 ESTIMATED = {"seuclidean": "V", "mahalanobis": "VI"}
 
 
-def dense_costs(x, y, metric, dtype):
+def dense_costs(x, y, metric, dtype, p=None):
     """``cost(u, v, names)``: the dense cost matrix (in ``dtype``) of points ``u``, ``v``
     among ``x`` and ``y`` for the three problems of the divergence, errors naming the
     points ``names``. ``"seuclidean"`` and ``"mahalanobis"`` get one ground cost: their
@@ -560,10 +572,14 @@ def dense_costs(x, y, metric, dtype):
     ``x`` and ``y`` stacked, as ``cost_matrix(x, y, metric)`` does, and used for
     ``c(x, x)`` and ``c(y, y)`` too (three ``cost_matrix`` calls estimated them from ``x``
     alone, ``y`` alone and both: S combined three metrics). Points of extreme magnitude
-    are scaled by the same power of two (exact: these metrics are invariant)."""
+    are scaled by the same power of two (exact: these metrics are invariant). ``p``:
+    the exponent of ``"minkowski"`` and ``"minkowski_p"`` (None: 2), refused with the
+    other metrics as by :func:`cost_matrix`."""
     name = metric_name(metric) if isinstance(metric, str) else None
+    if p is not None:
+        _check_p_applies(p, metric)
     if name not in ESTIMATED:
-        return lambda u, v, names: named_cost_matrix(u, v, metric, names=names)
+        return lambda u, v, names: named_cost_matrix(u, v, metric, p=p, names=names)
     from scipy.spatial.distance import cdist  # lazy: keeps `import ottools` cheap
 
     z = np.vstack([x, y]).astype(np.float64)

@@ -5,7 +5,8 @@ import os
 
 import numpy as np
 
-from ._costs import cost_matrix, dense_costs, exactly_symmetric, named_cost_matrix
+from ._costs import (cost_matrix, dense_costs, exactly_symmetric, metric_p,
+                     named_cost_matrix)
 from ._geometry import point_cloud, use_online
 from ._kernels import adapts_threads, lazy
 from ._pool import pool_map
@@ -72,7 +73,8 @@ def _mass_term(xy, xx, yy):
 
 @adapts_threads
 def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
-                     method="auto", tol=None, maxiter=10_000, options=None, online=None):
+                     p=None, method="auto", tol=None, maxiter=10_000, options=None,
+                     online=None):
     """Validate, build the three cost matrices and solve: ``(xy, xx, yy, dtype)``, the
     :class:`OTResult` of each entropic problem ``W(a, b)``, ``W(a, a)``, ``W(b, b)``.
 
@@ -82,6 +84,7 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
     ``dS/da = xy.f - (xx.f + xx.g) / 2`` and ``dS/db = xy.g - (yy.f + yy.g) / 2`` (centred
     potentials; defined up to a constant on the simplex).
     """
+    p = metric_p(metric, p)
     x, y, a, b, dtype = _check_samples(x, y, a, b)
     reg = _check_positive(reg, "reg")
     name, opts = method_options(method, options)
@@ -112,11 +115,11 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
     def solve_pair(u, v, wu, wv, self_transport=False, pair=("x", "y")):
         nonlocal costs
         if use_online(u.shape[0], v.shape[0], dtype, metric, online):
-            cost = point_cloud(u, v, metric, names=(names[pair[0]], names[pair[1]]))
+            cost = point_cloud(u, v, metric, names=(names[pair[0]], names[pair[1]]), p=p)
             symmetric = self_transport
         else:
             if costs is None:
-                costs = dense_costs(x, y, metric, dtype)
+                costs = dense_costs(x, y, metric, dtype, p)
             cost = np.ascontiguousarray(
                 costs(u, v, (names[pair[0]], names[pair[1]])), dtype=dtype)
             if swap and callable(metric) and not self_transport:
@@ -148,7 +151,8 @@ def divergence_parts(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclide
 
 
 def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
-                        method="auto", tol=None, maxiter=10_000, options=None, online=None):
+                        p=None, method="auto", tol=None, maxiter=10_000, options=None,
+                        online=None):
     r"""Debiased Sinkhorn divergence between two weighted point clouds.
 
     .. math::
@@ -189,6 +193,10 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
         and ``y`` stacked (as ``cost_matrix(x, y, metric)`` does), and use them for the
         three problems, so that :math:`S_\varepsilon` has one ground cost
         (``cost_matrix(x, x, "seuclidean")`` alone estimates them from ``x`` only).
+    p : float, optional
+        Exponent of the ground costs ``"minkowski"`` and ``"minkowski_p"`` (``p >= 1``;
+        default 2), as :func:`ottools.cost_matrix`'s ``p``, for the three problems, dense
+        or online. Refused (``TypeError``) with any other ``metric``, a callable included.
     method : str, default "auto"
         Sinkhorn method of the three problems (see :func:`ottools.sinkhorn`); ``"auto"``
         converges at every ``reg`` (epsilon-scaling, over-relaxed sweeps, Newton finish).
@@ -204,9 +212,8 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
         memory) instead of dense matrices. Default (None): online when a problem's dense
         arrays (cost, kernel and plan, ``3 n m`` numbers) would exceed 2 GiB
         (``ottools._geometry.DENSE_BUDGET``) and ``metric`` is ``"sqeuclidean"``,
-        ``"euclidean"``, ``"cityblock"`` or ``"minkowski"`` (the distance with ``p = 2``,
-        as :func:`ottools.cost_matrix` computes it). The parts' ``plan`` is then an
-        operator.
+        ``"euclidean"``, ``"cityblock"`` or ``"minkowski"`` (the distance, with ``p``).
+        The parts' ``plan`` is then an operator.
 
     Returns
     -------
@@ -278,11 +285,12 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeucl
     >>> res.success, round(res.fun, 6)
     (True, 0.25)
     """
+    p = metric_p(metric, p)  # (before any solve, and once for a batch)
     if _ndim(x, "x") == 3 or _ndim(y, "y") == 3:
-        return _divergence_batch(x, y, a, b, reg=reg, reg_m=reg_m, metric=metric,
+        return _divergence_batch(x, y, a, b, reg=reg, reg_m=reg_m, metric=metric, p=p,
                                  method=method, tol=tol, maxiter=maxiter, options=options,
                                  online=online)
-    xy, xx, yy, _ = divergence_parts(x, y, a, b, reg=reg, reg_m=reg_m, metric=metric,
+    xy, xx, yy, _ = divergence_parts(x, y, a, b, reg=reg, reg_m=reg_m, metric=metric, p=p,
                                      method=method, tol=tol, maxiter=maxiter,
                                      options=options, online=online)
     parts = (xy, xx, yy)
@@ -376,6 +384,8 @@ def divergence_value_and_grad(x, y, a=None, b=None, **kwargs):
     if np.ndim(x) != 3:
         return _value_and_grad(x, y, a, b, **kwargs)
     a, b = _check_pairs(x, y, a, b)
+    if kwargs.get("p") is not None:  # refused once, not as "pair 0 of the batch"
+        kwargs["p"] = metric_p(kwargs.get("metric", "sqeuclidean"), kwargs["p"])
     workers = min(len(x), os.cpu_count() or 1)
     side = max(np.shape(x)[1], np.shape(y)[1])
     if side ** 2 < lazy("_jit").PARALLEL_MIN_ENTRIES:
@@ -422,7 +432,7 @@ def _pair_errors(k):
         raise type(exc)(f"pair {k} of the batch: {exc}") from None
 
 
-def _small_pairs(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
+def _small_pairs(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean", p=None,
                  debias=True, need=(True,) * 4, method="auto", tol=None, maxiter=10_000,
                  options=None, online=None, first=0):
     """:func:`divergence_value_and_grad` on a batch of small pairs (squared Euclidean cost,
@@ -438,7 +448,7 @@ def _small_pairs(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
 
     if online is not None:
         online = _check_bool(online, "online")
-    if not (reg_m is None and online is not True and isinstance(metric, str)
+    if not (reg_m is None and p is None and online is not True and isinstance(metric, str)
             and metric_name(metric) == "sqeuclidean" and np.shape(x)[2] <= KERNEL_MAX_D
             and method in ("auto", "log") and (options is None or method == "auto")):
         return None
@@ -574,8 +584,8 @@ def sinkhorn_value_and_grad(a, b, cost, reg, **kwargs):
 
 @adapts_threads
 def _value_and_grad(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
-                    debias=True, need=(True,) * 4, method="auto", tol=None, maxiter=10_000,
-                    options=None, online=None):
+                    p=None, debias=True, need=(True,) * 4, method="auto", tol=None,
+                    maxiter=10_000, options=None, online=None):
     """The differentiable layer's entry point (NumPy in and out): the entropic cost
     ``W(a, b)`` (``debias=False``) or the divergence ``S`` and their gradients with respect
     to ``x``, ``y``, ``a``, ``b`` (those flagged in ``need``; None elsewhere), by the
@@ -583,7 +593,10 @@ def _value_and_grad(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidea
     ``sum_j P_ij grad_x c(x_i, y_j)`` (:func:`ottools._costs.cost_vjp`, closed form for the
     squared Euclidean cost), ``dW/da`` from the potential (:func:`weight_grads`). Returns
     ``(value, results, grads)`` with ``results`` the solved :class:`OTResult` objects (to
-    check ``success``). Named metrics only (callables: differentiate the cost itself)."""
+    check ``success``). Named metrics only (callables: differentiate the cost itself);
+    ``p`` the exponent of ``"minkowski"`` and ``"minkowski_p"``, in the costs and their
+    gradients."""
+    p = metric_p(metric, p)
     if not debias:
         xx = yy = None
         x, y, a, b, dtype = _check_samples(x, y, a, b)
@@ -599,15 +612,15 @@ def _value_and_grad(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidea
         settings = Settings.from_args(tol, maxiter, None, dtype, opts)
         if online is not None:
             online = _check_bool(online, "online")
-        cost = (point_cloud(x, y, metric) if use_online(x.shape[0], y.shape[0], dtype, metric,
-                                                       online)
-                else np.ascontiguousarray(cost_matrix(x, y, metric), dtype=dtype))
+        cost = (point_cloud(x, y, metric, p=p)
+                if use_online(x.shape[0], y.shape[0], dtype, metric, online)
+                else np.ascontiguousarray(cost_matrix(x, y, metric, p=p), dtype=dtype))
         xy = solve(LinearProblem(a, b, cost, dtype), reg, settings, name, rho=rho)
         value = float(xy.fun)
         results = (xy,)
     else:
         xy, xx, yy, dtype = divergence_parts(x, y, a, b, reg=reg, reg_m=reg_m, metric=metric,
-                                             method=method, tol=tol, maxiter=maxiter,
+                                             p=p, method=method, tol=tol, maxiter=maxiter,
                                              options=options, online=online)
         x, y, a, b, _ = _check_samples(x, y, a, b)
         a = _check_weights(a, x.shape[0], "a", dtype)
@@ -616,10 +629,10 @@ def _value_and_grad(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidea
             b = _check_balanced(a, b)
         value = float(xy.fun - 0.5 * (xx.fun + yy.fun)) + _mass_term(xy, xx, yy)
         results = (xy, xx, yy)
-    return value, results, _grads(results, x, y, a, b, metric, debias, need, dtype)
+    return value, results, _grads(results, x, y, a, b, metric, debias, need, dtype, p)
 
 
-def _grads(results, x, y, a, b, metric, debias, need, dtype):
+def _grads(results, x, y, a, b, metric, debias, need, dtype, p=None):
     """The gradients of :func:`_value_and_grad` (those flagged in ``need``, None
     elsewhere) from the solved problems ``results``: ``(xy,)`` or ``(xy, xx, yy)``."""
     xy = results[0]
@@ -627,13 +640,13 @@ def _grads(results, x, y, a, b, metric, debias, need, dtype):
     need_x, need_y, need_a, need_b = need
     gx = gy = ga = gb = None
     if need_x or need_y:
-        gx, gy = cost_vjp(xy.plan, x, y, metric, need_y=need_y)
+        gx, gy = cost_vjp(xy.plan, x, y, metric, p, need_y=need_y)
         if debias:
             if need_x:
-                u, v = cost_vjp(xx.plan, x, x, metric)
+                u, v = cost_vjp(xx.plan, x, x, metric, p)
                 gx = gx - 0.5 * (u + v)
             if need_y:
-                u, v = cost_vjp(yy.plan, y, y, metric)
+                u, v = cost_vjp(yy.plan, y, y, metric, p)
                 gy = gy - 0.5 * (u + v)
     if need_a or need_b:
         ga, gb = weight_grads(xy, a, b)
@@ -652,13 +665,13 @@ def _grads(results, x, y, a, b, metric, debias, need, dtype):
     return cast(gx), cast(gy), cast(ga), cast(gb)
 
 
-def cost_vjp(P, x, y, metric, need_y=True):
+def cost_vjp(P, x, y, metric, p=None, need_y=True):
     """:func:`ottools._costs.cost_vjp`, also for a plan given as an operator (point-cloud
     problems; squared Euclidean cost: ``2 (diag(P 1) x - P y)`` by matrix products)."""
     from ._costs import cost_vjp as dense_vjp
 
     if isinstance(P, np.ndarray) or hasattr(P, "tocsr"):
-        return dense_vjp(P, x, y, metric, need_y=need_y)
+        return dense_vjp(P, x, y, metric, p, need_y=need_y)
     if not (isinstance(metric, str) and metric.lower() == "sqeuclidean"):
         raise NotImplementedError("gradients of point-cloud (online) problems are available "
                                   "for metric='sqeuclidean'; use online=False.")

@@ -50,11 +50,12 @@ def use_online(n, m, dtype, metric, online):
     return bool(online)
 
 
-def point_cloud(x, y, metric, names=("x", "y")):
-    """The :class:`PointCloud` of ``cost_matrix(x, y, metric)`` with its defaults: for the
-    functions that switch between a dense cost and an online one (``"minkowski"`` is the
-    distance with ``p = 2``, as in :func:`ottools.cost_matrix`). Points whose squared
-    norms overflow are refused naming the caller's argument (``names``)."""
+def point_cloud(x, y, metric, names=("x", "y"), p=None):
+    """The :class:`PointCloud` of ``cost_matrix(x, y, metric, p=p)`` with its defaults:
+    for the functions that switch between a dense cost and an online one (``"minkowski"``
+    is the distance with ``p = 2`` unless ``p`` is given, as in
+    :func:`ottools.cost_matrix`). Points whose squared norms overflow are refused naming
+    the caller's argument (``names``)."""
     for z, name in zip((x, y), names):
         z64 = np.asarray(z, dtype=np.float64)
         with np.errstate(over="ignore"):
@@ -64,7 +65,8 @@ def point_cloud(x, y, metric, names=("x", "y")):
             raise ValueError(f"`{name}` is too large for a cost computed on the fly: the "
                              f"squared norm of {name}[{i}] overflows float64; rescale the "
                              f"points.")
-    p = 2.0 if _online_name(metric) == "minkowski" else None
+    if p is None and _online_name(metric) == "minkowski":
+        p = 2.0
     return PointCloud(x, y, metric, p=p)
 
 

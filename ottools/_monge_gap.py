@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from ._costs import named_cost_matrix
+from ._costs import metric_p, named_cost_matrix
 from ._geometry import point_cloud, use_online
 from ._onedim import normalize_weights
 from ._problem import LinearProblem, Settings
@@ -99,8 +99,8 @@ def _assignment(a, cost):
     )
 
 
-def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto", tol=None,
-              maxiter=10_000, options=None, online=None):
+def monge_gap(x, tx, a=None, *, metric="sqeuclidean", p=None, reg="auto", method="auto",
+              tol=None, maxiter=10_000, options=None, online=None):
     r"""Monge gap of a map from its samples: displacement cost minus optimal cost.
 
     .. math::
@@ -124,9 +124,14 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
     metric : str or callable, default "sqeuclidean"
         Ground cost ``c``: any name accepted by :func:`ottools.cost_matrix`, or a callable
         ``metric(x, y) -> (n, m) array``.
+    p : float, optional
+        Exponent of the ground costs ``"minkowski"`` and ``"minkowski_p"`` (``p >= 1``;
+        default 2), as :func:`ottools.cost_matrix`'s ``p``, dense or online. Refused
+        (``TypeError``) with any other ``metric``, a callable included.
     reg : float or "auto", default "auto"
         Entropic regularization :math:`\varepsilon \ge 0` in cost units. ``"auto"``:
-        ``0.05 * std(C)`` with ``C = cost_matrix(x, tx)`` (OTT-JAX's default). ``0``:
+        ``0.05 * std(C)`` with ``C = cost_matrix(x, tx, metric, p=p)`` (OTT-JAX's
+        default). ``0``:
         the exact gap: for uniform weights an assignment problem solved by
         :func:`scipy.optimize.linear_sum_assignment`, for other weights exact OT by
         :func:`ottools.emd` (network simplex).
@@ -203,6 +208,7 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
     >>> res.success, bool(res.fun >= 1.0 * np.log(3))
     (True, True)
     """
+    p = metric_p(metric, p)
     if _check_points(x, "x").shape != _check_points(tx, "tx").shape:
         raise ValueError(f"`x` and `tx` must have the same shape; got "
                          f"{np.shape(x)} and {np.shape(tx)}.")
@@ -216,12 +222,12 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
         reg = _check_positive(reg, "reg", allow_zero=True)
     online = reg != 0 and use_online(n, n, dtype, metric, online)
     if online:
-        cost = point_cloud(x, tx, metric, names=("x", "tx"))
+        cost = point_cloud(x, tx, metric, names=("x", "tx"), p=p)
         reg = _check_reg(reg, cost.cost_std, n)
         diag = cost.diagonal()
     else:
-        cost = np.ascontiguousarray(named_cost_matrix(x, tx, metric, names=("x", "tx")),
-                                    dtype=dtype)
+        cost = np.ascontiguousarray(
+            named_cost_matrix(x, tx, metric, p=p, names=("x", "tx")), dtype=dtype)
         reg = _check_reg(reg, lambda: _dense_std(cost), n)
         diag = np.diagonal(cost)
     if reg == 0:
@@ -270,9 +276,11 @@ def monge_gap_value_and_grad(x, tx, a=None, *, need=(True, True), **kwargs):
     if not any(need):
         return res, (None, None)
     metric = kwargs.get("metric", "sqeuclidean")
+    p = metric_p(metric, kwargs.get("p"))
     x, tx, a, _, dtype = _check_samples(x, tx, a, None, names=("x", "tx", "a", "b"))
     a = _weights(a, x.shape[0], dtype)
-    gdx, gdt = cost_vjp(scipy.sparse.diags_array(a.astype(np.float64)).tocsr(), x, tx, metric)
-    gpx, gpt = cost_vjp(res.ot_result.plan, x, tx, metric)
+    gdx, gdt = cost_vjp(scipy.sparse.diags_array(a.astype(np.float64)).tocsr(), x, tx,
+                        metric, p)
+    gpx, gpt = cost_vjp(res.ot_result.plan, x, tx, metric, p)
     return res, ((gdx - gpx).astype(dtype) if need[0] else None,
                  (gdt - gpt).astype(dtype) if need[1] else None)

@@ -534,3 +534,52 @@ def test_symmetric_callable_whose_rounding_is_not_keeps_exact_symmetry(rng):
         x, y = rng.normal(size=(9, 3)), rng.normal(size=(7, 3)) + 0.4
         assert ottools.sinkhorn_divergence(x, y, reg=0.3, metric=metric).fun == \
             ottools.sinkhorn_divergence(y, x, reg=0.3, metric=metric).fun
+
+
+def _debiased(x, y, reg, metric, p):
+    """W(x, y) - (W(x, x) + W(y, y)) / 2 solved on cost_matrix(., ., metric, p=p)."""
+    def w(u, v):
+        cost = ottools.cost_matrix(u, v, metric, p=p)
+        return ottools.sinkhorn(None, None, cost, reg, tol=1e-12).fun
+
+    return w(x, y) - 0.5 * (w(x, x) + w(y, y))
+
+
+@pytest.mark.parametrize("metric, online", [("minkowski", False), ("minkowski", True),
+                                            ("minkowski_p", False)])
+def test_p_is_the_minkowski_ground_cost_exponent(rng, metric, online):
+    # metric="minkowski" with p != 2 was reachable only through a callable
+    x, y = _clouds(rng, 12, 10)
+    res = sinkhorn_divergence(x, y, reg=0.1, metric=metric, p=3, online=online, tol=1e-12)
+    assert res.success
+    assert res.fun == pytest.approx(_debiased(x, y, 0.1, metric, 3), rel=1e-9)
+    two = sinkhorn_divergence(x, y, reg=0.1, metric=metric, online=online)
+    assert two.fun == sinkhorn_divergence(x, y, reg=0.1, metric=metric, p=2,
+                                          online=online).fun
+    assert abs(two.fun - res.fun) > 1e-3
+
+
+def test_p_on_a_batch_of_pairs_is_each_pairs(rng):
+    x, y = rng.random((3, 8, 2)), rng.random((3, 7, 2)) + 0.2
+    res = sinkhorn_divergence(x, y, reg=0.05, metric="minkowski", p=3)
+    assert np.all(res.success)
+    for k in range(3):
+        one = sinkhorn_divergence(x[k], y[k], reg=0.05, metric="minkowski", p=3)
+        assert res.fun[k] == one.fun
+        np.testing.assert_array_equal(res.xy[k].plan, one.xy.plan)
+
+
+def test_p_is_refused_as_cost_matrix_refuses_it(rng):
+    x, y = _clouds(rng, 5, 4)
+    for metric in ("sqeuclidean", "euclidean", lambda u, v: ottools.cost_matrix(u, v)):
+        with pytest.raises(TypeError, match="`p` is only used with metric='minkowski'"):
+            sinkhorn_divergence(x, y, reg=0.1, metric=metric, p=3)
+    with pytest.raises(TypeError, match="`p` is only used"):  # the default metric
+        sinkhorn_divergence(x[None], y[None], reg=0.1, p=3)
+    for p in (0.5, 0, -1.0):
+        with pytest.raises(ValueError, match="`p` must be"):
+            sinkhorn_divergence(x, y, reg=0.1, metric="minkowski", p=p)
+    with pytest.raises(ValueError, match="`p` must be >= 1"):
+        sinkhorn_divergence(x[None], y[None], reg=0.1, metric="minkowski_p", p=0.5)
+    with pytest.raises(ValueError, match="online=True needs a metric"):  # no kernel
+        sinkhorn_divergence(x, y, reg=0.1, metric="minkowski_p", p=3, online=True)

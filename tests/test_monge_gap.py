@@ -299,3 +299,37 @@ def test_weights_are_normalized(reg):
     w = rng.random(6)
     assert monge_gap(x, tx, 7.0 * w, reg=reg).fun == pytest.approx(
         monge_gap(x, tx, w / w.sum(), reg=reg).fun, rel=1e-12)
+
+
+@pytest.mark.parametrize("metric, online", [("minkowski", False), ("minkowski", True),
+                                            ("minkowski_p", False)])
+@pytest.mark.parametrize("reg", [0.1, "auto"])
+def test_p_is_the_minkowski_ground_cost_exponent(rng, metric, online, reg):
+    # metric="minkowski" with p != 2 was reachable only through a callable
+    x = _cloud(rng, 15)
+    tx = x @ _rotation(1.0).T
+    cost = ottools.cost_matrix(x, tx, metric, p=3)
+    res = monge_gap(x, tx, metric=metric, p=3, reg=reg, online=online, tol=1e-12)
+    def by_hand(u, v):
+        return ottools.cost_matrix(u, v, metric, p=3)
+
+    by_callable = monge_gap(x, tx, metric=by_hand, reg=reg, tol=1e-12)
+    assert res.success
+    assert res.reg == pytest.approx(by_callable.reg, rel=1e-12)
+    assert res.displacement == pytest.approx(np.mean(np.diagonal(cost)), rel=1e-12)
+    assert res.fun == pytest.approx(by_callable.fun, rel=1e-9)
+    assert abs(res.fun - monge_gap(x, tx, metric=metric, reg=res.reg).fun) > 1e-3
+
+
+def test_p_exact_gap_and_refusals(rng):
+    x = _cloud(rng, 12)
+    tx = x[::-1] + 0.2
+    res = monge_gap(x, tx, metric="minkowski_p", p=3, reg=0)
+    ref_cost = ottools.cost_matrix(x, tx, "minkowski_p", p=3)
+    exact = ottools.emd(None, None, ref_cost)
+    assert res.ot_cost == pytest.approx(exact.fun, rel=1e-12)
+    for metric in ("sqeuclidean", "cityblock", lambda u, v: ottools.cost_matrix(u, v)):
+        with pytest.raises(TypeError, match="`p` is only used with metric='minkowski'"):
+            monge_gap(x, tx, metric=metric, p=3)
+    with pytest.raises(ValueError, match="`p` must be >= 1"):
+        monge_gap(x, tx, metric="minkowski", p=0.5)
