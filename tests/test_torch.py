@@ -1023,3 +1023,78 @@ def test_sliced_wasserstein_gradient_ignores_a_far_zero_weight_point(rng, p, far
     assert X.grad[0].abs().max().item() == 0.0
     np.testing.assert_allclose(X.grad[1:].numpy(), Xref.grad.numpy(), rtol=1e-10,
                                atol=1e-15)
+
+
+@pytest.mark.parametrize("metric", ["minkowski", "minkowski_p"])
+@pytest.mark.parametrize("debias", [True, False])
+def test_sinkhorn_loss_p_value_and_gradcheck(clouds, metric, debias):
+    # p reaches the ground cost and its gradient (cost_vjp) on every path
+    x, y, a, b = clouds
+    kw = dict(reg=0.3, metric=metric, p=3, debias=debias, **TIGHT)
+    value = ott.sinkhorn_loss(_t(x), _t(y), _t(a), _t(b), **kw)
+    cost = ottools.cost_matrix(x, y, metric, p=3)
+    ref = ottools.sinkhorn(a, b, cost, 0.3, **TIGHT).fun
+    if debias:
+        ref = ottools.sinkhorn_divergence(x, y, a, b, reg=0.3, metric=metric, p=3,
+                                          **TIGHT).fun
+    assert value.item() == pytest.approx(ref, rel=1e-12, abs=1e-15)
+    assert torch.autograd.gradcheck(
+        lambda u, v: ott.sinkhorn_loss(u, v, _t(a), _t(b), **kw),
+        (_t(x, True), _t(y, True)))
+
+
+def test_sinkhorn_loss_p_on_a_batch_and_online(rng):
+    x, y = rng.random((3, 6, 2)), rng.random((3, 5, 2)) + 0.2
+    xt = _t(x, True)
+    values = ott.sinkhorn_loss(xt, _t(y), reg=0.2, metric="minkowski", p=3, **TIGHT)
+    values.sum().backward()
+    for k in range(3):
+        xk = _t(x[k], True)
+        one = ott.sinkhorn_loss(xk, _t(y[k]), reg=0.2, metric="minkowski", p=3, **TIGHT)
+        one.backward()
+        assert values[k].item() == one.item()
+        np.testing.assert_allclose(xt.grad[k].numpy(), xk.grad.numpy(), rtol=0,
+                                   atol=1e-14)
+    # online: the value (gradients in the points there need "sqeuclidean")
+    online = ott.sinkhorn_loss(_t(x[0]), _t(y[0]), reg=0.2, metric="minkowski", p=3,
+                               online=True, **TIGHT)
+    assert online.item() == pytest.approx(values[0].item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("metric", ["minkowski", "minkowski_p"])
+@pytest.mark.parametrize("reg", [0.3, 0])
+def test_monge_gap_p_value_and_gradcheck(rng, metric, reg):
+    x = rng.normal(size=(6, 2))
+    tx = x @ np.array([[0.0, -1.0], [1.0, 0.0]]) + rng.normal(size=(6, 2)) * 0.1
+    res = ottools.monge_gap(x, tx, metric=metric, p=3, reg=reg, tol=1e-12)
+    value = ott.monge_gap(_t(x), _t(tx), metric=metric, p=3, reg=reg, tol=1e-12)
+    assert value.item() == pytest.approx(res.fun, rel=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda u, v: ott.monge_gap(u, v, metric=metric, p=3, reg=reg, tol=1e-12),
+        (_t(x, True), _t(tx, True)))
+
+
+def test_p_in_the_loss_modules_and_its_refusals(clouds):
+    x, y, a, b = clouds
+    loss = ott.SinkhornLoss(reg=0.3, metric="minkowski", p=torch.tensor(3.0))
+    assert "p=3.0" in repr(loss)
+    ref = ottools.sinkhorn_divergence(x, y, reg=0.3, metric="minkowski", p=3)
+    assert loss(_t(x), _t(y)).item() == pytest.approx(ref.fun, rel=1e-12)
+    gap = ott.MongeGapRegularizer(metric="minkowski_p", reg=0.2, p=3)
+    assert gap(_t(x), _t(x) + 0.5).item() == pytest.approx(
+        ottools.monge_gap(x, x + 0.5, metric="minkowski_p", reg=0.2, p=3).fun, rel=1e-12)
+    sq = (lambda u, v: torch.cdist(u, v) ** 2)
+    for make in (lambda **kw: ott.SinkhornLoss(reg=0.3, **kw),
+                 lambda **kw: ott.MongeGapRegularizer(reg=0.2, **kw),
+                 lambda **kw: ott.sinkhorn_loss(_t(x), _t(y), reg=0.3, **kw),
+                 lambda **kw: ott.monge_gap(_t(x), _t(x), reg=0.2, **kw)):
+        with pytest.raises(TypeError, match="`p` is only used"):
+            make(p=3)  # the default metric
+        with pytest.raises(TypeError, match="`p` is only used"):
+            make(metric="euclidean", p=3)
+        with pytest.raises(ValueError, match="`p` must be >= 1"):
+            make(metric="minkowski", p=0.5)
+    for make in (lambda **kw: ott.SinkhornLoss(reg=0.3, **kw),
+                 lambda **kw: ott.sinkhorn_loss(_t(x), _t(y), reg=0.3, **kw)):
+        with pytest.raises(TypeError, match="a callable `metric`"):
+            make(metric=sq, p=3)

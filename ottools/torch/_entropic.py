@@ -6,7 +6,7 @@ costs it returns, each term then being :func:`sinkhorn` on them."""
 import numpy as np
 import torch
 
-from .._costs import cost_matrix, metric_name
+from .._costs import cost_matrix, metric_name, metric_p
 from .._divergence import divergence_value_and_grad, sinkhorn_value_and_grad
 from .._geometry import use_online
 from .._monge_gap import monge_gap_value_and_grad
@@ -126,7 +126,7 @@ def _torch_metric_loss(x, y, a, b, reg, metric, debias, kwargs):
 
 
 @eager
-def sinkhorn_loss(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean",
+def sinkhorn_loss(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean", p=None,
                   debias=True, method="auto", tol=None, maxiter=10_000, options=None,
                   online=None):
     r"""Sinkhorn divergence (``debias=True``) or entropic OT cost between point clouds,
@@ -140,7 +140,10 @@ def sinkhorn_loss(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean"
     weights repeated to (B, n), (B, m); the gradient of a shared vector sums its pairs'):
     the value is then a (B,) tensor of per-pair losses. ``metric`` may also be a
     callable taking two tensors and returning the cost tensor, which torch then
-    differentiates. GeomLoss's ``SamplesLoss("sinkhorn", p=2, blur=s, reach=r)`` is
+    differentiates. ``p`` is the exponent of the ground costs ``"minkowski"`` and
+    ``"minkowski_p"`` (default 2; a TypeError with any other metric, a callable
+    included), in the value and the gradients. GeomLoss's
+    ``SamplesLoss("sinkhorn", p=2, blur=s, reach=r)`` is
     ``reg=s**2, reg_m=r**2`` on the points divided by ``sqrt(2)``. Gradients are
     computed by the forward solve (:doc:`/guide/torch`); a solve that does not converge
     warns. On costs computed on the fly (``online``), gradients in ``x`` and ``y`` need
@@ -166,6 +169,7 @@ def sinkhorn_loss(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean"
     if not isinstance(debias, (bool, np.bool_)):
         raise TypeError(f"`debias` must be True or False; got {type(debias).__name__} "
                         f"{debias!r}.")
+    p = metric_p(metric, scalar(p, "p"))
     reg = scalar(reg, "reg")
     reg_m = scalar_or_pair(reg_m, "reg_m")
     kwargs = dict(reg_m=reg_m, method=method, tol=tol, maxiter=maxiter, options=options)
@@ -184,21 +188,22 @@ def sinkhorn_loss(x, y, a=None, b=None, *, reg, reg_m=None, metric="sqeuclidean"
 
     def fn(need, *arrays):
         value, res, grads = divergence_value_and_grad(
-            *arrays, reg=reg, metric=metric, debias=debias, need=need, online=online,
+            *arrays, reg=reg, metric=metric, p=p, debias=debias, need=need, online=online,
             **kwargs)
         return value, grads, res
 
     return apply("sinkhorn_loss", fn, x, y, a, b)
 
 @eager
-def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto", tol=None,
-              maxiter=10_000, options=None, online=None):
+def monge_gap(x, tx, a=None, *, metric="sqeuclidean", p=None, reg="auto", method="auto",
+              tol=None, maxiter=10_000, options=None, online=None):
     r"""``ottools.monge_gap(x, tx, a, ...).fun`` as a tensor, differentiable in ``x``
     (n, d) and ``tx`` (n, d), the images of ``x`` under a map (e.g. a network's output).
 
-    Same parameters and conventions as :func:`ottools.monge_gap`; the weights ``a`` are
-    not differentiable, nor is the ``reg`` chosen by ``"auto"`` (computed in the forward
-    pass, then held constant). With :math:`P` the inner problem's plan and
+    Same parameters and conventions as :func:`ottools.monge_gap` (``p``: the exponent of
+    ``"minkowski"`` and ``"minkowski_p"``, in the value and the gradients); the weights
+    ``a`` are not differentiable, nor is the ``reg`` chosen by ``"auto"`` (computed in the
+    forward pass, then held constant). With :math:`P` the inner problem's plan and
     :math:`C_{ij} = c(x_i, T(x_j))`, the gradient is that of
     :math:`\langle \mathrm{diag}(a) - P, C\rangle` (envelope theorem). On costs
     computed on the fly (``online``), these gradients need ``metric="sqeuclidean"``
@@ -222,6 +227,7 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
     if not isinstance(metric, str):
         raise TypeError(f"`metric` must be a metric name here; got "
                         f"{type(metric).__name__}.")
+    p = metric_p(metric, scalar(p, "p"))
     if not isinstance(reg, str):
         reg = scalar(reg, "reg")
     if isinstance(reg, str) or not (_is_number(reg) and float(reg) == 0):
@@ -230,7 +236,7 @@ def monge_gap(x, tx, a=None, *, metric="sqeuclidean", reg="auto", method="auto",
 
     def fn(need, x, tx, a):
         res, grads = monge_gap_value_and_grad(
-            x, tx, a, need=need[:2], metric=metric, reg=reg, method=method, tol=tol,
+            x, tx, a, need=need[:2], metric=metric, p=p, reg=reg, method=method, tol=tol,
             maxiter=maxiter, options=options, online=online)
         return res.fun, grads + (None,), [res]
 

@@ -3,6 +3,7 @@ state but the sliced loss's random generator)."""
 
 from torch import nn
 
+from .._costs import metric_p
 from .._onedim import check_p
 from .._validation import _check_int, _check_positive
 from ._convert import numpy_rng, scalar
@@ -29,9 +30,10 @@ def _solver_kwargs(owner, kwargs):
 
 
 class SinkhornLoss(nn.Module):
-    """``SinkhornLoss(reg, metric, debias, **solver_kwargs)(x, y, a=None, b=None)`` is
-    :func:`ottools.torch.sinkhorn_loss` (``solver_kwargs``: ``reg_m``, ``method``,
-    ``tol``, ``maxiter``, ``options``, ``online``).
+    """``SinkhornLoss(reg, metric, debias, p=None, **solver_kwargs)(x, y, a, b)`` is
+    :func:`ottools.torch.sinkhorn_loss` (``p``: the exponent of ``"minkowski"`` and
+    ``"minkowski_p"``, refused with other metrics; ``solver_kwargs``: ``reg_m``,
+    ``method``, ``tol``, ``maxiter``, ``options``, ``online``).
 
     Examples
     --------
@@ -45,18 +47,20 @@ class SinkhornLoss(nn.Module):
     2.0
     """
 
-    def __init__(self, reg, metric="sqeuclidean", debias=True, **solver_kwargs):
+    def __init__(self, reg, metric="sqeuclidean", debias=True, *, p=None, **solver_kwargs):
         super().__init__()
         self.solver_kwargs = _solver_kwargs("SinkhornLoss", solver_kwargs)
         _check_positive(scalar(reg, "reg"), "reg")  # (at construction, not the first call)
+        self.p = metric_p(metric, scalar(p, "p"))
         self.reg, self.metric, self.debias = reg, metric, debias
 
     def forward(self, x, y, a=None, b=None):
-        return sinkhorn_loss(x, y, a, b, reg=self.reg, metric=self.metric,
+        return sinkhorn_loss(x, y, a, b, reg=self.reg, metric=self.metric, p=self.p,
                              debias=self.debias, **self.solver_kwargs)
 
     def extra_repr(self):
-        return f"reg={self.reg}, metric={self.metric!r}, debias={self.debias}"
+        p = "" if self.p is None else f", p={self.p}"
+        return f"reg={self.reg}, metric={self.metric!r}{p}, debias={self.debias}"
 
 
 class SlicedWassersteinLoss(nn.Module):
@@ -93,10 +97,11 @@ class SlicedWassersteinLoss(nn.Module):
 
 
 class MongeGapRegularizer(nn.Module):
-    """``MongeGapRegularizer(metric, reg, **solver_kwargs)(x, tx, a=None)`` is
+    """``MongeGapRegularizer(metric, reg, p=None, **solver_kwargs)(x, tx, a=None)`` is
     :func:`ottools.torch.monge_gap` of the map sampled as ``x -> tx``, to add (times a
-    weight) to a fitting loss (``solver_kwargs``: ``method``, ``tol``, ``maxiter``,
-    ``options``, ``online``).
+    weight) to a fitting loss (``p``: the exponent of ``"minkowski"`` and
+    ``"minkowski_p"``, refused with other metrics; ``solver_kwargs``: ``method``,
+    ``tol``, ``maxiter``, ``options``, ``online``).
 
     Examples
     --------
@@ -108,15 +113,18 @@ class MongeGapRegularizer(nn.Module):
     0.0
     """
 
-    def __init__(self, metric="sqeuclidean", reg="auto", **solver_kwargs):
+    def __init__(self, metric="sqeuclidean", reg="auto", *, p=None, **solver_kwargs):
         super().__init__()
         self.solver_kwargs = _solver_kwargs("MongeGapRegularizer", solver_kwargs)
         if not isinstance(reg, str):
             _check_positive(scalar(reg, "reg"), "reg", allow_zero=True)
+        self.p = metric_p(metric, scalar(p, "p"))
         self.metric, self.reg = metric, reg
 
     def forward(self, x, tx, a=None):
-        return monge_gap(x, tx, a, metric=self.metric, reg=self.reg, **self.solver_kwargs)
+        return monge_gap(x, tx, a, metric=self.metric, p=self.p, reg=self.reg,
+                         **self.solver_kwargs)
 
     def extra_repr(self):
-        return f"metric={self.metric!r}, reg={self.reg!r}"
+        p = "" if self.p is None else f", p={self.p}"
+        return f"metric={self.metric!r}{p}, reg={self.reg!r}"
