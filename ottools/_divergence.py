@@ -1,6 +1,7 @@
 """Sinkhorn divergence between point clouds: three entropic problems, one driver."""
 
 import contextlib
+import functools
 import os
 
 import numpy as np
@@ -41,6 +42,11 @@ def _symmetrized(cost):
     return cost, False
 
 
+def _dense_transposed(plan_dense):
+    """The transpose of ``plan_dense()`` (a partial of it pickles, a lambda did not)."""
+    return plan_dense().T
+
+
 def _transposed(res):
     """The result of the transposed problem (plan^T, f and g exchanged)."""
     out = make_result(**res)
@@ -48,7 +54,7 @@ def _transposed(res):
         out.plan = res.plan.T  # a view (the gradients read it in place)
     else:  # an operator (PointCloud problems)
         out.plan = res.plan.T
-        out.plan_dense = lambda: res.plan_dense().T
+        out.plan_dense = functools.partial(_dense_transposed, res.plan_dense)
         out.pop("barycentric_map", None)
     out.f, out.g = res.g, res.f
     for key in ("marginals", "masses", "reg_m"):

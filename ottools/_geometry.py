@@ -8,6 +8,7 @@ memory stays O((n + m) d). Internal API for the solvers: ``PointCloud.subset``,
 """
 
 import math
+import threading
 
 import numpy as np
 
@@ -451,37 +452,72 @@ class PlanOperator:
     """The entropic plan ``P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg)`` of a
     :class:`PointCloud` problem as an operator: ``P @ v`` and ``P.T @ u`` computed on the
     fly (one pass over the pairs each), never stored. A
-    :class:`scipy.sparse.linalg.LinearOperator` (``.matvec``, ``.rmatvec``, ``@``).
+    :class:`scipy.sparse.linalg.LinearOperator` (``.matvec``, ``.rmatvec``, ``@``),
+    picklable (its class, ``_PlanOperatorImpl``, is defined with SciPy on first use).
     Built by the solver; use ``res.plan_dense()`` for the dense matrix."""
 
     def __new__(cls, geom, a, b, f, g, reg):
+        return _plan_operator_class()(geom, a, b, f, g, reg)
+
+
+_PLAN_LOCK = threading.Lock()
+
+
+def _plan_operator_class():
+    """The LinearOperator subclass of :class:`PlanOperator`, defined once per process
+    (SciPy imported on first use; a module-level name, so that pickle finds it)."""
+    with _PLAN_LOCK:
+        cls = globals().get("_PlanOperatorImpl")
+        if cls is not None:
+            return cls
         from scipy.sparse.linalg import LinearOperator
 
-        with np.errstate(divide="ignore"):
-            loga, logb = np.log(a.astype(np.float64)), np.log(b.astype(np.float64))
-        f = np.asarray(f, dtype=np.float64)
-        g = np.asarray(g, dtype=np.float64)
-        geom_t = geom.transposed()
+        class _PlanOperatorImpl(LinearOperator):
+            def __init__(self, geom, a, b, f, g, reg):
+                with np.errstate(divide="ignore"):
+                    self._loga = np.log(a.astype(np.float64))
+                    self._logb = np.log(b.astype(np.float64))
+                self._f = np.asarray(f, dtype=np.float64)
+                self._g = np.asarray(g, dtype=np.float64)
+                self._geom, self._geom_t, self._reg = geom, geom.transposed(), reg
+                super().__init__(geom.dtype, geom.shape)
 
-        def apply(gm, la, lb, p, q, V, rows):
-            V = np.asarray(V)
-            if np.iscomplexobj(V):  # (a real plan: real and imaginary parts apart; the
-                # imaginary part was dropped with a ComplexWarning)
-                return apply(gm, la, lb, p, q, V.real, rows) + \
-                    1j * apply(gm, la, lb, p, q, V.imag, rows)
-            out = np.result_type(geom.dtype, V.dtype)  # (a float32 problem stays float32)
-            V = np.asarray(V, dtype=np.float64).reshape(rows, -1)
-            return _plan_stats(gm, la, lb, p, q, reg, V)[4].astype(out, copy=False)
+            def _apply(self, transposed, V):
+                V = np.asarray(V)
+                if np.iscomplexobj(V):  # (a real plan: real and imaginary parts apart;
+                    # the imaginary part was dropped with a ComplexWarning)
+                    return self._apply(transposed, V.real) + \
+                        1j * self._apply(transposed, V.imag)
+                geom = self._geom_t if transposed else self._geom
+                la, lb = (self._logb, self._loga) if transposed else (self._loga, self._logb)
+                p, q = (self._g, self._f) if transposed else (self._f, self._g)
+                out = np.result_type(geom.dtype, V.dtype)  # (float32 stays float32)
+                V = np.asarray(V, dtype=np.float64).reshape(geom.shape[1], -1)
+                return _plan_stats(geom, la, lb, p, q, self._reg, V)[4].astype(
+                    out, copy=False)
 
-        def matmat(V):
-            return apply(geom, loga, logb, f, g, V, geom.shape[1])
+            def _matmat(self, V):
+                return self._apply(False, V)
 
-        def rmatmat(U):
-            return apply(geom_t, logb, loga, g, f, U, geom.shape[0])
+            def _rmatmat(self, U):
+                return self._apply(True, U)
 
-        return LinearOperator(geom.shape, matvec=lambda v: matmat(v)[:, 0],
-                              rmatvec=lambda u: rmatmat(u)[:, 0], matmat=matmat,
-                              rmatmat=rmatmat, dtype=geom.dtype)
+            def _matvec(self, v):
+                return self._matmat(v)[:, 0]
+
+            def _rmatvec(self, u):
+                return self._rmatmat(u)[:, 0]
+
+        _PlanOperatorImpl.__module__ = __name__
+        _PlanOperatorImpl.__qualname__ = "_PlanOperatorImpl"
+        globals()["_PlanOperatorImpl"] = cls = _PlanOperatorImpl
+        return cls
+
+
+def __getattr__(name):
+    if name == "_PlanOperatorImpl":  # (unpickling a plan in a fresh process)
+        return _plan_operator_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def dense_plan(geom, a, b, f, g, reg, dtype):

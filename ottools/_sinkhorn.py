@@ -12,6 +12,7 @@ Internal API for the other modules (no leading underscore, not exported):
 ``method_options(method, options)`` checks a method's options.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -1119,9 +1120,10 @@ def _finish(run, fc, gc, status, planned):
         geom, a, b = prob.cost, prob.a, prob.b
         f64, g64 = _expand(run, fo, go, np.float64)
         plan = PlanOperator(geom, a, b, f64, g64, reg)
-        extra["plan_dense"] = lambda: dense_plan(geom, a, b, f64, g64, reg, dt)
-        extra["barycentric_map"] = lambda: barycentric_map(geom, a, b, f64, g64, reg,
-                                                           by_rows=run.rho is not None)
+        # (partials, not lambdas: the result pickles, e.g. back from a worker process)
+        extra["plan_dense"] = functools.partial(dense_plan, geom, a, b, f64, g64, reg, dt)
+        extra["barycentric_map"] = functools.partial(barycentric_map, geom, a, b, f64, g64,
+                                                     reg, by_rows=run.rho is not None)
     else:
         plan = prob.embed(Pc)
     tol = run.settings.tol

@@ -762,3 +762,32 @@ def test_sqeuclidean_costs_beside_a_far_point(rng, far):
     assert on.fun == pytest.approx(de.fun, rel=1e-12)
     np.testing.assert_allclose(on.plan_dense()[1:], de.plan, rtol=1e-9, atol=1e-14)
 
+
+def test_point_cloud_results_pickle(rng, tmp_path):
+    """A PointCloud result (plan operator, plan_dense, barycentric_map) and a divergence
+    on clouds pickle, and load in a fresh process (a worker's result: lambdas in them
+    raised "Can't pickle local object")."""
+    import pickle
+    import subprocess
+    import sys
+
+    x, y = rng.random((30, 2)), rng.random((20, 2))
+    a = np.full(30, 1 / 29)
+    a[3] = 0.0
+    res = ottools.sinkhorn(a, None, PointCloud(x, y), 0.05)
+    back = pickle.loads(pickle.dumps(res))
+    v, u = rng.random(20), rng.random(30)
+    np.testing.assert_array_equal(back.plan @ v, res.plan @ v)
+    np.testing.assert_array_equal(back.plan.T @ u, res.plan.T @ u)
+    np.testing.assert_array_equal(back.plan_dense(), res.plan_dense())
+    np.testing.assert_array_equal(back.barycentric_map(), res.barycentric_map())
+    div = ottools.sinkhorn_divergence(x, y, reg=0.05, online=True)
+    assert pickle.loads(pickle.dumps(div)).fun == div.fun
+    path = tmp_path / "res.pkl"
+    path.write_bytes(pickle.dumps(res))
+    code = ("import pickle, sys; r = pickle.load(open(sys.argv[1], 'rb')); "
+            "print(repr(float(r.plan_dense().sum())))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, check=True)
+    assert float(out.stdout) == float(res.plan_dense().sum())
+
