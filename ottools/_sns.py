@@ -582,6 +582,17 @@ class NewtonStage:
         return (f", and the weights' masses differ by {gap / self.run.prob.mass:.3g} of the "
                 f"mass (float rounding of the weights), which no plan closes" if gap else "")
 
+    def _offset_note(self):
+        """Where the costs sit far from 0 against their spread (C + 1e6, costs in [0, 2],
+        reg 1e-3: status 4 at err 8e-8, where C gave 1e-11), the advice to subtract
+        their minimum: it sets the rounding above and does not change the plan."""
+        lo, hi = self.run.prob.cost_range
+        if not (math.isfinite(lo) and math.isfinite(hi)) or abs(lo) <= max(hi - lo, 0.0):
+            return ""
+        return (f"the costs' offset (min C = {lo:.3g} against a spread of {hi - lo:.3g}) "
+                f"makes most of it: subtract min C (the same plan; fun then drops by "
+                f"min C times the mass), or ")
+
     def _stall_message(self, f, g, err):
         """Why the stage stopped. The stage's err is not quoted: the result's err,
         recomputed from the plan, differs from it by the rounding that stopped it
@@ -591,7 +602,7 @@ class NewtonStage:
         where = (f"near the rounding floor: the plan exp((f + g - C) / reg) carries a "
                  f"rounding error of about (max|f| + max|g| + max|C|) * eps / reg = "
                  f"{self._rounding(f, g):.3g} per entry"
-                 f"{self._gap_note()}; loosen tol "
+                 f"{self._gap_note()}; {self._offset_note()}loosen tol "
                  f"or increase reg.")
         if err > _NEAR_FLOOR * floor:
             # Far above the floor (weights over 8 orders on clustered 5-D points, reg 1e-6

@@ -856,3 +856,26 @@ def test_cg_tol_of_one_or_more_is_refused():
     nothing, to maxiter."""
     with pytest.raises(ValueError, match=r"`options\['cg_tol'\]` must be in \(0, 1\); got 2"):
         ottools.sinkhorn(None, None, np.eye(3), 0.1, method="sns", options={"cg_tol": 2.0})
+
+
+def test_stall_from_a_cost_offset_says_to_subtract_it():
+    # Costs in [0, 2] shifted by 1e6: the Newton stage's plan exp((f + g - C) / reg)
+    # rounds at 1e6 eps / reg (status 4 at err ~1e-7, where C itself gives 1e-11); the
+    # message names the offset, and following it converges to the same plan.
+    rng = np.random.default_rng(3)
+    C = ottools.cost_matrix(rng.random((60, 2)), rng.random((45, 2)))
+    a, b = rng.random(60), rng.random(45)
+    a, b = a / a.sum(), b / b.sum()
+    shifted = C + 1e6
+    res = ottools.sinkhorn(a, b, shifted, 1e-3)
+    assert res.status == 4
+    assert "the costs' offset (min C = 1e+06" in res.message
+    assert "subtract min C" in res.message
+    fixed = ottools.sinkhorn(a, b, shifted - shifted.min(), 1e-3)
+    assert fixed.success
+    # (the stalled plan's mass is off by its err: <P, C> by 1e6 err)
+    assert fixed.fun + shifted.min() == pytest.approx(res.fun, rel=1e-7)
+    assert np.abs(fixed.plan - res.plan).sum() < 1e-6
+    plain = ottools.sinkhorn(a, b, C, 1e-3)  # no offset: no such advice
+    assert plain.success and "offset" not in plain.message
+
