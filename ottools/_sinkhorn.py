@@ -1093,8 +1093,9 @@ def _finish(run, fc, gc, status, planned):
                      "relax_a": _kl_term(rows, a0, ra), "relax_b": _kl_term(cols, b0, rb)}
             fun = float(sum(terms.values()))
             dual = (_dual_term(a0, fo, ra) + _dual_term(b0, go, rb) - reg * dm)
-        rows_full = np.zeros(prob.shape[0])
-        cols_full = np.zeros(prob.shape[1])
+        # (in the problem's dtype, as the plan: float32 stays float32)
+        rows_full = np.zeros(prob.shape[0], dtype=dt)
+        cols_full = np.zeros(prob.shape[1], dtype=dt)
         rows_full[prob.rows] = rows
         cols_full[prob.cols] = cols
         extra = dict(marginals=(rows_full, cols_full), masses=(ma, mb), terms=terms,

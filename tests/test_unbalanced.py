@@ -362,6 +362,7 @@ def test_zero_weights_rectangular_and_float32(rng):
     r32 = ottools.sinkhorn(a.astype(np.float32), b.astype(np.float32),
                            cost.astype(np.float32), 0.05, reg_m=0.5)
     assert r32.success and r32.plan.dtype == r32.f.dtype == np.float32
+    assert r32.marginals[0].dtype == r32.marginals[1].dtype == np.float32  # were float64
     np.testing.assert_allclose(r32.plan, res.plan, atol=1e-4 * res.plan.sum())  # float32 tol
 
 
