@@ -132,10 +132,9 @@ def named_cost_matrix(x, y, metric="sqeuclidean", *, p=None, names=("x", "y")):
     """:func:`cost_matrix` whose errors call the points ``names`` (internal API: the
     functions that build their costs from other arguments, e.g. ``monge_gap``'s ``x`` and
     ``tx``, name those)."""
-    if p is not None:
-        _check_p_applies(p, metric)
+    p = metric_p(metric, p)
     x, y = _check_point_pair(x, y, names=names)
-    return checked_cost_matrix(x, y, metric, 2.0 if p is None else _check_p(p), names)
+    return checked_cost_matrix(x, y, metric, 2.0 if p is None else p, names)
 
 
 def _check_p_applies(p, metric):
